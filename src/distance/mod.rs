@@ -1,0 +1,182 @@
+//! Distance kernels: dot product, squared L2 and L1 over `f32` slices.
+//!
+//! The best implementation for the CPU is chosen once: AVX2+FMA on x86_64 when the CPU has it
+//! (detected at run time, so one binary serves old and new machines), NEON on aarch64, `simd128` on
+//! wasm32 when the crate is compiled with `+simd128`, and a portable scalar version otherwise. All
+//! of them are checked against an `f64` oracle for every length up to 1024 and for unaligned
+//! slices. Architecture-specific code lives only in this module's submodules.
+
+use std::sync::OnceLock;
+
+use crate::point::Distance;
+
+mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
+
+/// A kernel over two slices of equal length.
+pub(crate) type Kernel = fn(&[f32], &[f32]) -> f32;
+
+/// One implementation of the three kernels.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    /// Name shown in stats and benchmarks (`"avx2+fma"`, `"neon"`, `"simd128"`, `"scalar"`).
+    pub name: &'static str,
+    pub dot: Kernel,
+    pub l2_squared: Kernel,
+    pub l1: Kernel,
+}
+
+impl Kernels {
+    /// The raw kernel for a distance: dot for cosine (vectors are normalised) and dot, squared L2
+    /// for Euclid (the square root is taken only for reported scores), L1 for Manhattan.
+    pub fn for_distance(&self, distance: Distance) -> Kernel {
+        match distance {
+            Distance::Cosine | Distance::Dot => self.dot,
+            Distance::Euclid => self.l2_squared,
+            Distance::Manhattan => self.l1,
+        }
+    }
+}
+
+pub(crate) const SCALAR: Kernels = Kernels {
+    name: "scalar",
+    dot: scalar::dot,
+    l2_squared: scalar::l2_squared,
+    l1: scalar::l1,
+};
+
+/// The fastest kernels this CPU supports, detected once.
+pub(crate) fn best() -> &'static Kernels {
+    static BEST: OnceLock<Kernels> = OnceLock::new();
+    BEST.get_or_init(detect)
+}
+
+fn detect() -> Kernels {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(k) = x86::kernels_if_supported() {
+        return k;
+    }
+    #[cfg(target_arch = "aarch64")]
+    return neon::KERNELS;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return wasm::KERNELS;
+    #[allow(unreachable_code)]
+    SCALAR
+}
+
+/// Converts a raw kernel value to the score users see (Qdrant's convention).
+pub(crate) fn score_from_raw(distance: Distance, raw: f32) -> f32 {
+    match distance {
+        Distance::Euclid => raw.max(0.0).sqrt(),
+        _ => raw,
+    }
+}
+
+/// Orders raw kernel values so that smaller is always closer, for the top-k heap.
+pub(crate) fn closeness_key(distance: Distance, raw: f32) -> f32 {
+    if distance.higher_is_better() {
+        -raw
+    } else {
+        raw
+    }
+}
+
+/// Scales `v` to unit length in place; returns `false` (leaving `v` unchanged) when it has none.
+pub(crate) fn normalize(v: &mut [f32]) -> bool {
+    let norm = (best().dot)(v, v).sqrt();
+    if !(norm > 0.0 && norm.is_finite()) {
+        return false;
+    }
+    let inv = 1.0 / norm;
+    v.iter_mut().for_each(|x| *x *= inv);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1) (xorshift), so failures reproduce.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn oracle(a: &[f32], b: &[f32]) -> (f64, f64, f64, f64) {
+        let (mut dot, mut l2, mut l1, mut mag) = (0f64, 0f64, 0f64, 0f64);
+        for (&x, &y) in a.iter().zip(b) {
+            let (x, y) = (f64::from(x), f64::from(y));
+            dot += x * y;
+            l2 += (x - y) * (x - y);
+            l1 += (x - y).abs();
+            mag += (x * y).abs() + (x - y) * (x - y) + (x - y).abs();
+        }
+        (dot, l2, l1, mag)
+    }
+
+    fn all_kernels() -> Vec<Kernels> {
+        let mut ks = vec![SCALAR, *best()];
+        #[cfg(target_arch = "x86_64")]
+        ks.extend(x86::kernels_if_supported());
+        ks
+    }
+
+    #[test]
+    fn kernels_agree_with_f64_oracle_for_every_length_and_alignment() {
+        for k in all_kernels() {
+            for dim in 1..=1024usize {
+                // Offsets 0..3 make the slices start off any SIMD alignment.
+                let offset = dim % 4;
+                let a = values(dim + offset, dim as u64);
+                let b = values(dim + offset, dim as u64 + 7777);
+                let (a, b) = (&a[offset..], &b[offset..]);
+                let (dot, l2, l1, mag) = oracle(a, b);
+                let tol = 1e-5 * mag + 1e-6;
+                for (name, got, want) in [
+                    ("dot", (k.dot)(a, b), dot),
+                    ("l2", (k.l2_squared)(a, b), l2),
+                    ("l1", (k.l1)(a, b), l1),
+                ] {
+                    assert!(
+                        (f64::from(got) - want).abs() <= tol,
+                        "{} {name} dim {dim}: {got} vs {want}",
+                        k.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_slices_give_zero() {
+        for k in all_kernels() {
+            assert_eq!((k.dot)(&[], &[]), 0.0);
+            assert_eq!((k.l2_squared)(&[], &[]), 0.0);
+            assert_eq!((k.l1)(&[], &[]), 0.0);
+        }
+    }
+
+    #[test]
+    fn normalize_refuses_zero_and_scales_others() {
+        let mut z = vec![0.0; 5];
+        assert!(!normalize(&mut z));
+        let mut v = vec![3.0, 4.0];
+        assert!(normalize(&mut v));
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+    }
+}

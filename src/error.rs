@@ -1,0 +1,139 @@
+//! The one error type of the crate.
+//!
+//! Every fallible call returns [`Result<T>`](Result). Messages say what was wrong and what to do
+//! about it, in the style of a compiler diagnostic, because they are often read by an app developer
+//! who did not write the failing call.
+
+use std::fmt;
+
+/// Result alias used by every fallible function of the crate.
+///
+/// ```
+/// fn check(dim: usize) -> grape_vector_db::Result<usize> {
+///     Ok(dim)
+/// }
+/// assert_eq!(check(3).unwrap(), 3);
+/// ```
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a call to the database.
+///
+/// The enum is `#[non_exhaustive]`: later versions add variants (storage, lifecycle) without a
+/// breaking change, so match with a wildcard arm.
+///
+/// ```
+/// use grape_vector_db::{Distance, EmbeddedConfig, EmbeddedVectorDB, Error, Point};
+///
+/// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(3).build()?)?;
+/// let err = db.upsert(vec![Point::new(1, vec![1.0, 2.0])]).unwrap_err();
+/// assert!(matches!(err, Error::DimensionMismatch { expected: 3, found: 2 }));
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A vector's length differs from the database's dimension.
+    DimensionMismatch {
+        /// The dimension the database was opened with.
+        expected: usize,
+        /// The length of the vector that was passed.
+        found: usize,
+    },
+    /// A vector component is NaN or infinite.
+    NonFiniteComponent {
+        /// Index of the first offending component.
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
+    /// A vector of all zeros (or an empty one) was given to a cosine database, where it has no
+    /// direction and so no similarity to anything.
+    ZeroVector,
+    /// A filter, search request or point could not be understood.
+    MalformedFilter(String),
+    /// A request is well formed but one of its values is out of range.
+    InvalidArgument(String),
+    /// A point id that is neither an unsigned integer nor a UUID.
+    InvalidPointId(String),
+    /// The payload of a point is not a JSON object (Qdrant's payloads are always objects).
+    PayloadNotObject,
+    /// A point that does not exist was named where one is required.
+    UnknownId(String),
+    /// A configured limit would be exceeded.
+    LimitExceeded {
+        /// Which limit (`max_points`, `max_search_limit`, ...).
+        limit: &'static str,
+        /// The configured maximum.
+        max: usize,
+        /// What the request asked for.
+        requested: usize,
+    },
+    /// The configuration is invalid.
+    InvalidConfig(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::DimensionMismatch { expected, found } => write!(
+                f,
+                "vector has {found} components but the database holds {expected}-dimensional \
+                 vectors; embed with the same model the database was created for"
+            ),
+            Error::NonFiniteComponent { index, value } => write!(
+                f,
+                "vector component {index} is {value}; every component must be a finite number"
+            ),
+            Error::ZeroVector => write!(
+                f,
+                "vector is all zeros, which has no direction for cosine similarity; \
+                 use a non-zero vector or a Dot/Euclid database"
+            ),
+            Error::MalformedFilter(msg) => write!(f, "malformed request: {msg}"),
+            Error::InvalidArgument(msg) => write!(f, "invalid argument: {msg}"),
+            Error::InvalidPointId(msg) => write!(
+                f,
+                "invalid point id {msg}: ids are unsigned integers or UUID strings"
+            ),
+            Error::PayloadNotObject => write!(
+                f,
+                "payload must be a JSON object such as {{\"color\": \"red\"}}"
+            ),
+            Error::UnknownId(id) => write!(f, "no point with id {id}"),
+            Error::LimitExceeded {
+                limit,
+                max,
+                requested,
+            } => write!(
+                f,
+                "{limit} is {max} but the request needs {requested}; \
+                 raise it in EmbeddedConfig if this is intended"
+            ),
+            Error::InvalidConfig(msg) => write!(f, "invalid configuration: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    /// A short, stable, machine-readable name of the variant (used as the `code` of JS errors).
+    ///
+    /// ```
+    /// assert_eq!(grape_vector_db::Error::ZeroVector.code(), "ZeroVector");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::DimensionMismatch { .. } => "DimensionMismatch",
+            Error::NonFiniteComponent { .. } => "NonFiniteComponent",
+            Error::ZeroVector => "ZeroVector",
+            Error::MalformedFilter(_) => "MalformedFilter",
+            Error::InvalidArgument(_) => "InvalidArgument",
+            Error::InvalidPointId(_) => "InvalidPointId",
+            Error::PayloadNotObject => "PayloadNotObject",
+            Error::UnknownId(_) => "UnknownId",
+            Error::LimitExceeded { .. } => "LimitExceeded",
+            Error::InvalidConfig(_) => "InvalidConfig",
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Grape Vector DB: an embedded vector database for semantic search in your own process, natively
+//! and (compiled to WebAssembly) in the browser.
+//!
+//! ```
+//! use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, SearchRequest};
+//! use serde_json::json;
+//!
+//! let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(3).build()?)?;
+//! db.upsert(vec![
+//!     Point::new(1, vec![0.9, 0.1, 0.0]).with_payload(json!({"title": "apples"}))?,
+//!     Point::new(2, vec![0.0, 0.2, 0.9]).with_payload(json!({"title": "hammers"}))?,
+//! ])?;
+//! let found = db.search(&SearchRequest::new(vec![1.0, 0.0, 0.0], 1).with_payload(true))?;
+//! assert_eq!(found.result[0].payload.as_ref().unwrap()["title"], "apples");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Map of the crate
+//! - [`EmbeddedVectorDB`] and [`EmbeddedConfig`]: the thread-safe facade most users need.
+//! - [`Point`], [`PointId`], [`Payload`], [`Distance`]: the data model, in Qdrant's JSON shapes.
+//! - [`Filter`] and [`Condition`]: payload filters (`must`, `should`, `must_not`, `min_should`).
+//! - [`SearchRequest`], [`SearchResponse`], [`ScrollRequest`], [`Record`]: requests and answers.
+//! - [`Error`]: every failure, with a message meant for the person who made the call.
+//!
+//! See `ARCHITECTURE.md` in the repository for how the pieces fit together.
+
+#![warn(missing_docs)]
+
+mod db;
+mod distance;
+mod engine;
+mod error;
+mod filter;
+mod point;
+mod search;
+mod stats;
+
+pub use db::{
+    EmbeddedConfig, EmbeddedConfigBuilder, EmbeddedVectorDB, UpsertSummary, MAX_DIMENSION,
+};
+pub use error::{Error, Result};
+pub use filter::{
+    Condition, FieldCondition, Filter, KeyPath, Match, MatchValue, MinShould, Range, ValuesCount,
+};
+pub use point::{Distance, Payload, Point, PointId};
+pub use search::{
+    Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,
+};
+pub use stats::{DatabaseStats, MemoryStats};

@@ -1,0 +1,300 @@
+//! Points, their ids and payloads, and the distance functions: the data model users see.
+//!
+//! The JSON shapes are Qdrant's, so points exported from one load into the other unchanged:
+//! `{"id": 7, "vector": [0.1, 0.2], "payload": {"color": "red"}}`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+/// A point's payload: an arbitrary JSON object.
+pub type Payload = serde_json::Map<String, serde_json::Value>;
+
+/// The external id of a point: an unsigned integer or a UUID, as in Qdrant.
+///
+/// Ids order integers first (ascending), then UUIDs (by their 128-bit value); `scroll` pages in
+/// that order. UUIDs are accepted hyphenated or as 32 hex digits, in any case, and are always
+/// written back hyphenated in lower case.
+///
+/// ```
+/// use grape_vector_db::PointId;
+///
+/// let a: PointId = serde_json::from_str("42").unwrap();
+/// let b: PointId = "936DA01F-9ABD-4D9D-80C7-02AF85C822A8".parse().unwrap();
+/// assert_eq!(a, PointId::Num(42));
+/// assert_eq!(b.to_string(), "936da01f-9abd-4d9d-80c7-02af85c822a8");
+/// assert!(a < b);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PointId {
+    /// An unsigned integer id.
+    Num(u64),
+    /// A UUID, stored as its 128-bit value.
+    Uuid(u128),
+}
+
+impl From<u64> for PointId {
+    fn from(n: u64) -> Self {
+        PointId::Num(n)
+    }
+}
+
+impl From<u32> for PointId {
+    fn from(n: u32) -> Self {
+        PointId::Num(n.into())
+    }
+}
+
+impl From<i32> for PointId {
+    /// Integer literals are `i32` by default; negative ones wrap to huge ids, so prefer `u64`
+    /// literals (`7u64`) outside examples and tests.
+    fn from(n: i32) -> Self {
+        PointId::Num(n as u64)
+    }
+}
+
+impl FromStr for PointId {
+    type Err = Error;
+
+    /// Parses a decimal integer or a UUID.
+    fn from_str(s: &str) -> Result<Self> {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s
+                .parse::<u64>()
+                .map(PointId::Num)
+                .map_err(|_| Error::InvalidPointId(format!("{s:?} (integer larger than u64)")));
+        }
+        parse_uuid(s)
+            .map(PointId::Uuid)
+            .ok_or_else(|| Error::InvalidPointId(format!("{s:?}")))
+    }
+}
+
+/// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` or 32 bare hex digits (an optional `urn:uuid:`
+/// prefix is allowed, as Qdrant does).
+fn parse_uuid(s: &str) -> Option<u128> {
+    let s = s.strip_prefix("urn:uuid:").unwrap_or(s);
+    let hex: String = match s.len() {
+        36 => {
+            let b = s.as_bytes();
+            if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+                return None;
+            }
+            s.chars().filter(|&c| c != '-').collect()
+        }
+        32 => s.to_owned(),
+        _ => return None,
+    };
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(&hex, 16).ok()
+}
+
+impl fmt::Display for PointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PointId::Num(n) => write!(f, "{n}"),
+            PointId::Uuid(u) => {
+                let h = format!("{u:032x}");
+                write!(
+                    f,
+                    "{}-{}-{}-{}-{}",
+                    &h[0..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..32]
+                )
+            }
+        }
+    }
+}
+
+impl Serialize for PointId {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match *self {
+            PointId::Num(n) => s.serialize_u64(n),
+            PointId::Uuid(_) => s.collect_str(self),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PointId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct IdVisitor;
+        impl Visitor<'_> for IdVisitor {
+            type Value = PointId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an unsigned integer or a UUID string")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<PointId, E> {
+                Ok(PointId::Num(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<PointId, E> {
+                u64::try_from(v)
+                    .map(PointId::Num)
+                    .map_err(|_| E::custom(format!("point id {v} is negative")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<PointId, E> {
+                // JavaScript numbers arrive as f64; accept them when they are whole and exact.
+                if v >= 0.0 && v.fract() == 0.0 && v <= (1u64 << 53) as f64 {
+                    Ok(PointId::Num(v as u64))
+                } else {
+                    Err(E::custom(format!(
+                        "point id {v} is not an unsigned integer"
+                    )))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<PointId, E> {
+                parse_uuid(v)
+                    .map(PointId::Uuid)
+                    .ok_or_else(|| E::custom(format!("point id {v:?} is not a UUID")))
+            }
+        }
+        d.deserialize_any(IdVisitor)
+    }
+}
+
+/// How two vectors are compared. The JSON names are Qdrant's (`"Cosine"`, `"Dot"`, `"Euclid"`,
+/// `"Manhattan"`).
+///
+/// Scores follow Qdrant: for `Cosine` and `Dot` a higher score is more similar; for `Euclid` and
+/// `Manhattan` the score is a distance and lower is more similar. `Cosine` vectors are normalised
+/// once when they are stored, so a cosine search costs a dot product.
+///
+/// ```
+/// use grape_vector_db::Distance;
+/// assert!(Distance::Cosine.higher_is_better());
+/// assert!(!Distance::Euclid.higher_is_better());
+/// assert_eq!(serde_json::to_string(&Distance::Manhattan).unwrap(), "\"Manhattan\"");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Distance {
+    /// Cosine similarity (vectors normalised on insert).
+    #[default]
+    Cosine,
+    /// Inner product.
+    Dot,
+    /// Euclidean (L2) distance.
+    Euclid,
+    /// Manhattan (L1) distance.
+    Manhattan,
+}
+
+impl Distance {
+    /// Whether a larger score means a closer match.
+    ///
+    /// ```
+    /// assert!(grape_vector_db::Distance::Dot.higher_is_better());
+    /// ```
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Distance::Cosine | Distance::Dot)
+    }
+}
+
+/// A point: an id, a vector and a JSON payload.
+///
+/// ```
+/// use grape_vector_db::Point;
+/// use serde_json::json;
+///
+/// let p = Point::new(1, vec![0.5, 0.5]).with_payload(json!({"city": "Lyon"}))?;
+/// let same: Point = serde_json::from_value(json!(
+///     {"id": 1, "vector": [0.5, 0.5], "payload": {"city": "Lyon"}}
+/// ))?;
+/// assert_eq!(p, same);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The point's id; upserting an existing id replaces that point.
+    pub id: PointId,
+    /// The vector; its length must equal the database's dimension.
+    pub vector: Vec<f32>,
+    /// The payload (missing in JSON means empty).
+    #[serde(default)]
+    pub payload: Payload,
+}
+
+impl Point {
+    /// A point with an empty payload.
+    ///
+    /// ```
+    /// let p = grape_vector_db::Point::new(7u64, vec![1.0, 0.0]);
+    /// assert!(p.payload.is_empty());
+    /// ```
+    pub fn new(id: impl Into<PointId>, vector: Vec<f32>) -> Self {
+        Point {
+            id: id.into(),
+            vector,
+            payload: Payload::new(),
+        }
+    }
+
+    /// Sets the payload, which must be a JSON object.
+    ///
+    /// ```
+    /// use grape_vector_db::{Error, Point};
+    /// let err = Point::new(1, vec![1.0]).with_payload(serde_json::json!([1, 2])).unwrap_err();
+    /// assert_eq!(err, Error::PayloadNotObject);
+    /// ```
+    pub fn with_payload(mut self, payload: serde_json::Value) -> Result<Self> {
+        match payload {
+            serde_json::Value::Object(map) => {
+                self.payload = map;
+                Ok(self)
+            }
+            _ => Err(Error::PayloadNotObject),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_forms_parse_to_the_same_id() {
+        let a: PointId = "550e8400-e29b-41d4-a716-446655440000".parse().unwrap();
+        let b: PointId = "550E8400E29B41D4A716446655440000".parse().unwrap();
+        let c: PointId = "urn:uuid:550e8400-e29b-41d4-a716-446655440000"
+            .parse()
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a.to_string(), "550e8400-e29b-41d4-a716-446655440000");
+    }
+
+    #[test]
+    fn bad_ids_are_errors() {
+        for bad in [
+            "",
+            "-1",
+            "550e8400-e29b-41d4-a716",
+            "zz0e8400-e29b-41d4-a716-446655440000",
+        ] {
+            assert!(bad.parse::<PointId>().is_err(), "{bad}");
+        }
+        for bad in ["-3", "1.5", "\"nope\"", "null", "[1]"] {
+            assert!(serde_json::from_str::<PointId>(bad).is_err(), "{bad}");
+        }
+        assert!("99999999999999999999999".parse::<PointId>().is_err());
+    }
+
+    #[test]
+    fn ids_round_trip_through_json() {
+        for id in [
+            PointId::Num(0),
+            PointId::Num(u64::MAX),
+            PointId::Uuid(u128::MAX),
+        ] {
+            let s = serde_json::to_string(&id).unwrap();
+            assert_eq!(serde_json::from_str::<PointId>(&s).unwrap(), id);
+        }
+    }
+}

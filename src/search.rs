@@ -1,0 +1,270 @@
+//! Request and response types of searches, reads and scrolls, in Qdrant's JSON shapes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::filter::Filter;
+use crate::point::{Payload, PointId};
+
+fn default_limit() -> usize {
+    10
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A nearest-neighbour query.
+///
+/// ```
+/// use grape_vector_db::{Condition, Filter, SearchRequest};
+///
+/// let req = SearchRequest::new(vec![0.1, 0.9], 5)
+///     .with_filter(Filter::must([Condition::match_value("lang", "fr")]))
+///     .with_payload(true);
+/// let same: SearchRequest = serde_json::from_str(r#"{
+///     "vector": [0.1, 0.9], "limit": 5, "with_payload": true,
+///     "filter": {"must": [{"key": "lang", "match": {"value": "fr"}}]}
+/// }"#)?;
+/// assert_eq!(req, same);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// The query vector (same dimension as the database).
+    pub vector: Vec<f32>,
+    /// How many results to return (default 10).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// How many of the best results to skip first (for paging).
+    #[serde(default)]
+    pub offset: usize,
+    /// Only points matching this filter are considered; the scan applies it to every candidate,
+    /// so `limit` results come back whenever at least `limit` points match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    /// Drop results worse than this: a minimum score for Cosine/Dot, a maximum distance for
+    /// Euclid/Manhattan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_threshold: Option<f32>,
+    /// Return each result's payload.
+    #[serde(default)]
+    pub with_payload: bool,
+    /// Return each result's stored vector (normalised, for Cosine).
+    #[serde(default)]
+    pub with_vector: bool,
+    /// Search tuning.
+    #[serde(default)]
+    pub params: SearchParams,
+}
+
+impl SearchRequest {
+    /// A request for the `limit` nearest points to `vector`, without payloads.
+    ///
+    /// ```
+    /// let req = grape_vector_db::SearchRequest::new(vec![1.0, 0.0], 3);
+    /// assert_eq!((req.limit, req.offset), (3, 0));
+    /// ```
+    pub fn new(vector: Vec<f32>, limit: usize) -> Self {
+        SearchRequest {
+            vector,
+            limit,
+            offset: 0,
+            filter: None,
+            score_threshold: None,
+            with_payload: false,
+            with_vector: false,
+            params: SearchParams::default(),
+        }
+    }
+
+    /// Restricts the search to points matching `filter`.
+    ///
+    /// ```
+    /// use grape_vector_db::{Filter, SearchRequest};
+    /// assert!(SearchRequest::new(vec![1.0], 1).with_filter(Filter::default()).filter.is_some());
+    /// ```
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Sets whether payloads are returned.
+    ///
+    /// ```
+    /// assert!(grape_vector_db::SearchRequest::new(vec![1.0], 1).with_payload(true).with_payload);
+    /// ```
+    pub fn with_payload(mut self, yes: bool) -> Self {
+        self.with_payload = yes;
+        self
+    }
+
+    /// Sets whether stored vectors are returned.
+    ///
+    /// ```
+    /// assert!(grape_vector_db::SearchRequest::new(vec![1.0], 1).with_vector(true).with_vector);
+    /// ```
+    pub fn with_vector(mut self, yes: bool) -> Self {
+        self.with_vector = yes;
+        self
+    }
+
+    /// Skips the first `offset` results.
+    ///
+    /// ```
+    /// assert_eq!(grape_vector_db::SearchRequest::new(vec![1.0], 1).with_offset(20).offset, 20);
+    /// ```
+    pub fn with_offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// Drops results worse than `threshold`.
+    ///
+    /// ```
+    /// let r = grape_vector_db::SearchRequest::new(vec![1.0], 1).with_score_threshold(0.5);
+    /// assert_eq!(r.score_threshold, Some(0.5));
+    /// ```
+    pub fn with_score_threshold(mut self, threshold: f32) -> Self {
+        self.score_threshold = Some(threshold);
+        self
+    }
+}
+
+/// Search tuning, as Qdrant's `params`.
+///
+/// Until the HNSW index exists every search is an exact scan, so `hnsw_ef` is accepted and
+/// validated but has no effect yet, and `exact` is always in force.
+///
+/// ```
+/// let p: grape_vector_db::SearchParams = serde_json::from_str(r#"{"exact": true}"#).unwrap();
+/// assert!(p.exact);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Size of the HNSW candidate list (larger: better recall, slower).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hnsw_ef: Option<usize>,
+    /// Force an exact scan even when an index exists.
+    #[serde(default)]
+    pub exact: bool,
+}
+
+/// One search result.
+///
+/// ```
+/// use grape_vector_db::{PointId, ScoredPoint};
+/// let p = ScoredPoint { id: PointId::Num(3), score: 0.9, payload: None, vector: None };
+/// assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"id":3,"score":0.9}"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredPoint {
+    /// The point's id.
+    pub id: PointId,
+    /// Similarity (Cosine, Dot: higher is closer) or distance (Euclid, Manhattan: lower is closer).
+    pub score: f32,
+    /// The payload, when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
+    /// The stored vector, when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// The answer to one [`SearchRequest`].
+///
+/// ```
+/// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, SearchRequest};
+/// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+/// db.upsert(vec![Point::new(1, vec![1.0, 0.0])])?;
+/// let res = db.search(&SearchRequest::new(vec![1.0, 0.1], 5))?;
+/// assert_eq!(res.result.len(), 1);
+/// assert!(res.exact);
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    /// The results, best first.
+    pub result: Vec<ScoredPoint>,
+    /// Whether the results are exact (a full scan) rather than approximate.
+    pub exact: bool,
+    /// How many stored vectors were compared with the query.
+    pub scored: usize,
+}
+
+/// A stored point as returned by `get` and `scroll`.
+///
+/// ```
+/// use grape_vector_db::{PointId, Record};
+/// let r = Record { id: PointId::Num(1), payload: None, vector: Some(vec![1.0]) };
+/// assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"id":1,"vector":[1.0]}"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The point's id.
+    pub id: PointId,
+    /// The payload, when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
+    /// The vector, when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A page of points in id order, as Qdrant's scroll.
+///
+/// ```
+/// let r: grape_vector_db::ScrollRequest = serde_json::from_str(r#"{"limit": 2}"#).unwrap();
+/// assert!(r.with_payload && !r.with_vector && r.offset.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrollRequest {
+    /// Start at this id (inclusive); `None` starts at the smallest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<PointId>,
+    /// Page size (default 10).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Only points matching this filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    /// Return payloads (default true, as Qdrant).
+    #[serde(default = "yes")]
+    pub with_payload: bool,
+    /// Return vectors (default false).
+    #[serde(default)]
+    pub with_vector: bool,
+}
+
+impl Default for ScrollRequest {
+    fn default() -> Self {
+        ScrollRequest {
+            offset: None,
+            limit: default_limit(),
+            filter: None,
+            with_payload: true,
+            with_vector: false,
+        }
+    }
+}
+
+/// One page of a scroll; pass `next_page_offset` as the next request's `offset`.
+///
+/// ```
+/// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, ScrollRequest};
+/// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+/// db.upsert((1..=3u64).map(|i| Point::new(i, vec![i as f32])).collect())?;
+/// let page = db.scroll(&ScrollRequest { limit: 2, ..ScrollRequest::default() })?;
+/// assert_eq!(page.points.len(), 2);
+/// assert_eq!(page.next_page_offset, Some(3u64.into()));
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrollResponse {
+    /// The points of this page, in id order.
+    pub points: Vec<Record>,
+    /// The id to start the next page at, or `None` after the last page.
+    pub next_page_offset: Option<PointId>,
+}

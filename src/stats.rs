@@ -1,0 +1,59 @@
+//! Figures a database reports about itself.
+
+use serde::{Deserialize, Serialize};
+
+use crate::point::Distance;
+
+/// Counts and sizes of a database.
+///
+/// ```
+/// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+/// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(16).build()?)?;
+/// db.upsert(vec![Point::new(1, vec![1.0; 16])])?;
+/// let stats = db.stats();
+/// assert_eq!(stats.total_vectors, 1);
+/// assert!(stats.memory.vectors >= 64);
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseStats {
+    /// Live points.
+    pub total_vectors: usize,
+    /// Deleted slots not yet compacted away.
+    pub tombstones: usize,
+    /// Vector dimension.
+    pub dimension: usize,
+    /// Distance function.
+    pub distance: Distance,
+    /// Bytes held in memory, by part.
+    pub memory: MemoryStats,
+    /// The distance kernel in use (`"avx2+fma"`, `"neon"`, `"simd128"` or `"scalar"`).
+    pub kernel: String,
+}
+
+/// Bytes held in memory by each part of the database.
+///
+/// ```
+/// let m = grape_vector_db::MemoryStats { vectors: 1, payloads: 2, ids: 3 };
+/// assert_eq!(m.total(), 6);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// The vector arena, including spare capacity.
+    pub vectors: usize,
+    /// Payloads (an estimate of their heap size).
+    pub payloads: usize,
+    /// The id maps.
+    pub ids: usize,
+}
+
+impl MemoryStats {
+    /// Sum of all parts.
+    ///
+    /// ```
+    /// assert_eq!(grape_vector_db::MemoryStats::default().total(), 0);
+    /// ```
+    pub fn total(&self) -> usize {
+        self.vectors + self.payloads + self.ids
+    }
+}
