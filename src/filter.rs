@@ -385,11 +385,22 @@ fn walk<'a>(v: &'a Value, rest: &[Segment], visit: &mut dyn FnMut(&'a Value) -> 
     }
 }
 
-/// Lower-cased alphanumeric words of `s`.
-fn tokens(s: &str) -> impl Iterator<Item = String> + '_ {
+/// Alphanumeric words of `s` (split on everything else).
+fn words(s: &str) -> impl Iterator<Item = &str> {
     s.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
+}
+
+/// Whether every word of `query` occurs, ignoring case, among the words of `text`. Runs in the
+/// scan for every candidate, so it compares lazily lower-cased characters instead of allocating
+/// lower-cased copies.
+fn contains_all_words(text: &str, query: &str) -> bool {
+    let same = |a: &str, b: &str| {
+        a.chars()
+            .flat_map(char::to_lowercase)
+            .eq(b.chars().flat_map(char::to_lowercase))
+    };
+    words(query).all(|q| words(text).any(|t| same(t, q)))
 }
 
 impl MatchValue {
@@ -649,10 +660,9 @@ impl FieldCondition {
                 });
                 outside || !seen_any
             }
-            Some(Match::Text(query)) => key.any_leaf(payload, &mut |v| {
-                let Value::String(s) = v else { return false };
-                let words: Vec<String> = tokens(s).collect();
-                tokens(query).all(|q| words.contains(&q))
+            Some(Match::Text(query)) => key.any_leaf(payload, &mut |v| match v {
+                Value::String(s) => contains_all_words(s, query),
+                _ => false,
             }),
         };
         match_ok

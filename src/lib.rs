@@ -47,3 +47,8 @@ pub use search::{
     Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,
 };
 pub use stats::{DatabaseStats, MemoryStats};
+
+/// The README's Rust example, run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -37,9 +37,15 @@ impl VectorArena {
         self.stride / FLOATS_PER_LINE
     }
 
-    /// Makes room for `additional` more rows without reallocating.
+    /// Makes room for `additional` more rows. Grows by at most an eighth beyond what is asked,
+    /// not the doubling of `Vec::reserve`, because the arena is most of the database's memory
+    /// (and for large buffers the allocator grows in place, so this costs few copies).
     pub fn reserve(&mut self, additional: usize) {
-        self.lines.reserve(additional * self.lines_per_row());
+        let needed = self.lines.len() + additional * self.lines_per_row();
+        if needed > self.lines.capacity() {
+            let target = needed + needed / 8;
+            self.lines.reserve_exact(target - self.lines.len());
+        }
     }
 
     /// The vector in `slot`.

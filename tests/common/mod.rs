@@ -1,0 +1,178 @@
+//! Test, example and benchmark support: a seeded RNG, synthetic clustered vectors and a reader
+//! for the real embedding set in `../shared/data` (absent in users' clones: callers skip).
+//!
+//! Shared by `tests/`, `examples/` and `benches/` through `#[path]` so no logic is written twice.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// SplitMix64: tiny, fast and good enough for test data; a seed reproduces a failure.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn signed(&mut self) -> f32 {
+        (self.unit() * 2.0 - 1.0) as f32
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u = self.unit().max(1e-12);
+        let v = self.unit();
+        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
+
+/// Row-major vectors with their dimension.
+pub struct Matrix {
+    pub rows: usize,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// `n` vectors around `clusters` random centres: what real embeddings look like to an index
+/// (independent uniform vectors do not, and make recall tests meaningless).
+pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Matrix {
+    let mut rng = Rng::new(seed);
+    let centres: Vec<f32> = (0..clusters * dim).map(|_| rng.normal()).collect();
+    let mut data = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let c = rng.below(clusters);
+        data.extend((0..dim).map(|j| centres[c * dim + j] + 0.35 * rng.normal()));
+    }
+    Matrix { rows: n, dim, data }
+}
+
+/// IEEE half to single precision (exact).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: value = frac * 2^-24.
+            let v = frac as f32 * f32::from_bits(0x3380_0000);
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
+        _ => sign | ((exp + 112) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Reads a 2-D little-endian `float16` or `float32` `.npy` file.
+pub fn read_npy(path: &std::path::Path) -> Result<Matrix, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bad = |why: &str| format!("{}: {why}", path.display());
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        _ => (
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            12,
+        ),
+    };
+    let header = std::str::from_utf8(&bytes[start..start + header_len])
+        .map_err(|_| bad("header is not UTF-8"))?;
+    let elem = if header.contains("'<f2'") {
+        2
+    } else if header.contains("'<f4'") {
+        4
+    } else {
+        return Err(bad("only <f2 and <f4 arrays are supported"));
+    };
+    if header.contains("'fortran_order': True") {
+        return Err(bad("Fortran order is not supported"));
+    }
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("no shape"))?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().map_err(|_| bad("bad shape")))
+        .collect::<Result<_, _>>()?;
+    let [rows, dim] = dims[..] else {
+        return Err(bad("expected a 2-D array"));
+    };
+    let body = &bytes[start + header_len..];
+    if body.len() != rows * dim * elem {
+        return Err(bad("file size does not match its shape"));
+    }
+    let data = if elem == 2 {
+        body.chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect()
+    } else {
+        body.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    Ok(Matrix { rows, dim, data })
+}
+
+/// The real WordNet/MiniLM set, or `None` (with a note on stderr) when `../shared` is absent.
+pub fn wordnet_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wordnet-minilm");
+    if dir.join("base.f16.npy").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "note: {} not found; using synthetic clustered data instead",
+            dir.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn f16_conversion_is_exact_on_known_values() {
+    assert_eq!(f16_to_f32(0x3c00), 1.0);
+    assert_eq!(f16_to_f32(0xc000), -2.0);
+    assert_eq!(f16_to_f32(0x7bff), 65504.0);
+    assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+    assert_eq!(f16_to_f32(0x8000).to_bits(), 0x8000_0000);
+    assert!(f16_to_f32(0x7c00).is_infinite());
+    assert!(f16_to_f32(0x7e00).is_nan());
+}
