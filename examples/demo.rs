@@ -82,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(data.base.dim).build()?)?;
-    let points: Vec<Point> = (0..data.base.rows)
+    let mut points: Vec<Point> = (0..data.base.rows)
         .map(|i| {
             let payload = match &data.texts {
                 Some((base, _)) => {
@@ -99,9 +99,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Point::new(i as u64, data.base.row(i).to_vec()).with_payload(payload)
         })
         .collect::<Result<_, _>>()?;
+    let mut batches = Vec::new();
+    while !points.is_empty() {
+        let rest = points.split_off(points.len().min(10_000));
+        batches.push(std::mem::replace(&mut points, rest));
+    }
     let t = Instant::now();
-    for chunk in points.chunks(10_000) {
-        db.upsert(chunk.to_vec())?;
+    for batch in batches {
+        db.upsert(batch)?;
     }
     let took = t.elapsed();
     println!(

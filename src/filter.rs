@@ -396,9 +396,13 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
 /// lower-cased copies.
 fn contains_all_words(text: &str, query: &str) -> bool {
     let same = |a: &str, b: &str| {
-        a.chars()
-            .flat_map(char::to_lowercase)
-            .eq(b.chars().flat_map(char::to_lowercase))
+        if a.is_ascii() && b.is_ascii() {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a.chars()
+                .flat_map(char::to_lowercase)
+                .eq(b.chars().flat_map(char::to_lowercase))
+        }
     };
     words(query).all(|q| words(text).any(|t| same(t, q)))
 }
