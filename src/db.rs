@@ -1,16 +1,20 @@
 //! The native facade: [`EmbeddedVectorDB`], thread-safe and synchronous.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::persist::wal::WalOp;
+use crate::persist::{apply, Applied, Durability, OpenReport, Store};
 use crate::point::{Distance, Point, PointId};
 use crate::search::{Record, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse};
 use crate::stats::DatabaseStats;
+use crate::storage::Storage;
 
 pub use crate::engine::UpsertSummary;
 
@@ -38,6 +42,12 @@ pub struct EmbeddedConfig {
     pub max_points: Option<usize>,
     /// Largest `limit + offset` of a search or `limit` of a scroll.
     pub max_search_limit: usize,
+    /// Where the database lives on disk; `None` keeps it in memory only (native builds).
+    pub data_dir: Option<PathBuf>,
+    /// When writes become durable (ignored without storage).
+    pub durability: Durability,
+    /// A checkpoint runs by itself once the write-ahead log exceeds this many bytes.
+    pub checkpoint_wal_bytes: u64,
 }
 
 impl EmbeddedConfig {
@@ -54,6 +64,9 @@ impl EmbeddedConfig {
                 distance: Distance::default(),
                 max_points: None,
                 max_search_limit: 10_000,
+                data_dir: None,
+                durability: Durability::default(),
+                checkpoint_wal_bytes: 64 << 20,
             },
         }
     }
@@ -77,6 +90,19 @@ impl EmbeddedConfig {
             return Err(Error::InvalidConfig(
                 "max_search_limit must be at least 1".to_owned(),
             ));
+        }
+        if self.checkpoint_wal_bytes == 0 {
+            return Err(Error::InvalidConfig(
+                "checkpoint_wal_bytes must be at least 1".to_owned(),
+            ));
+        }
+        if let Durability::Batched { interval } = self.durability {
+            if interval.is_zero() {
+                return Err(Error::InvalidConfig(
+                    "Durability::Batched needs an interval above zero (or use Durability::Sync)"
+                        .to_owned(),
+                ));
+            }
         }
         if self.max_points == Some(0) {
             return Err(Error::InvalidConfig(
@@ -136,6 +162,44 @@ impl EmbeddedConfigBuilder {
         self
     }
 
+    /// Stores the database in `dir` (created if missing); reopening the same directory finds
+    /// the data again.
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).data_dir("/tmp/grape-example").build()?;
+    /// assert!(c.data_dir.is_some());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets when writes become durable (default [`Durability::Sync`]).
+    ///
+    /// ```
+    /// use grape_vector_db::{Durability, EmbeddedConfig};
+    /// let c = EmbeddedConfig::builder(2).durability(Durability::OnFlush).build()?;
+    /// assert_eq!(c.durability, Durability::OnFlush);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.config.durability = durability;
+        self
+    }
+
+    /// Sets the log size that triggers an automatic checkpoint (default 64 MiB).
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).checkpoint_wal_bytes(1 << 20).build()?;
+    /// assert_eq!(c.checkpoint_wal_bytes, 1 << 20);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
+        self.config.checkpoint_wal_bytes = bytes;
+        self
+    }
+
     /// Validates and returns the configuration.
     ///
     /// ```
@@ -177,7 +241,21 @@ pub struct EmbeddedVectorDB {
 
 struct Inner {
     config: EmbeddedConfig,
+    /// Writers take `store` first, then `engine`: the lock order that keeps the log in the
+    /// same order as the engine's changes.
+    store: Mutex<Option<Store>>,
     engine: RwLock<Engine>,
+    report: OpenReport,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: make what was acknowledged durable (best effort; call
+    /// [`EmbeddedVectorDB::flush`] to see errors). The directory lock is released after.
+    fn drop(&mut self) {
+        if let Some(store) = self.store.get_mut() {
+            let _ = store.flush();
+        }
+    }
 }
 
 impl std::fmt::Debug for EmbeddedVectorDB {
@@ -194,28 +272,144 @@ fn collect_ids<I: Into<PointId>>(ids: impl IntoIterator<Item = I>) -> Vec<PointI
 }
 
 impl EmbeddedVectorDB {
-    /// Opens a new in-memory database.
+    /// Opens the database: in `config.data_dir` if set (creating it on first use), otherwise
+    /// in memory only.
     ///
     /// ```
-    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
-    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(4).build()?)?;
-    /// assert_eq!(db.count(None), 0);
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+    /// let dir = std::env::temp_dir().join(format!("grape-doc-open-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let config = EmbeddedConfig::builder(2).data_dir(&dir).build()?;
+    /// {
+    ///     let db = EmbeddedVectorDB::open(config.clone())?;
+    ///     db.upsert(vec![Point::new(1, vec![1.0, 0.0])])?;
+    /// } // dropping the last handle closes the database
+    /// let db = EmbeddedVectorDB::open(config)?;
+    /// assert_eq!(db.count(None), 1);
+    /// assert_eq!(db.open_report().wal_records_replayed, 1);
+    /// # drop(db);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn open(config: EmbeddedConfig) -> Result<Self> {
         config.validate()?;
-        let engine = Engine::new(EngineConfig {
+        match &config.data_dir {
+            #[cfg(not(target_arch = "wasm32"))]
+            Some(dir) => {
+                let storage = crate::storage::FsStorage::create(dir)?;
+                Self::open_with_storage(config, Arc::new(storage))
+            }
+            #[cfg(target_arch = "wasm32")]
+            Some(_) => Err(Error::InvalidConfig(
+                "data_dir needs a native file system; in the browser use the JS API's storage \
+                 option"
+                    .to_owned(),
+            )),
+            None => {
+                let engine = Engine::new(Self::engine_config(&config));
+                Ok(Self::from_parts(
+                    config,
+                    None,
+                    engine,
+                    OpenReport::default(),
+                ))
+            }
+        }
+    }
+
+    /// Opens the database kept in `storage` (any backend of the storage trait), creating it if
+    /// the storage is empty. `config.data_dir` is ignored.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, storage::MemoryStorage};
+    /// let storage = MemoryStorage::new();
+    /// let config = EmbeddedConfig::builder(1).build()?;
+    /// let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone()))?;
+    /// db.upsert(vec![Point::new(1, vec![1.0])])?;
+    /// drop(db);
+    /// let again = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage))?;
+    /// assert_eq!(again.count(None), 1);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn open_with_storage(config: EmbeddedConfig, storage: Arc<dyn Storage>) -> Result<Self> {
+        config.validate()?;
+        let (store, engine, report) = Store::open(
+            storage,
+            Self::engine_config(&config),
+            config.durability,
+            config.checkpoint_wal_bytes,
+        )?;
+        Ok(Self::from_parts(config, Some(store), engine, report))
+    }
+
+    fn engine_config(config: &EmbeddedConfig) -> EngineConfig {
+        EngineConfig {
             dimension: config.dimension,
             distance: config.distance,
             max_points: config.max_points,
             max_search_limit: config.max_search_limit,
-        });
-        Ok(EmbeddedVectorDB {
+        }
+    }
+
+    fn from_parts(
+        config: EmbeddedConfig,
+        store: Option<Store>,
+        engine: Engine,
+        report: OpenReport,
+    ) -> Self {
+        let batched = match (&store, config.durability) {
+            (Some(_), Durability::Batched { interval }) => Some(interval),
+            _ => None,
+        };
+        let db = EmbeddedVectorDB {
             inner: Arc::new(Inner {
                 config,
+                store: Mutex::new(store),
                 engine: RwLock::new(engine),
+                report,
             }),
-        })
+        };
+        if let Some(interval) = batched {
+            db.spawn_syncer(interval);
+        }
+        db
+    }
+
+    /// `Durability::Batched`: a thread that fsyncs the log every `interval` while writes are
+    /// pending. It holds only a weak reference, so it ends within one interval of the last
+    /// handle being dropped. A failed fsync poisons the log writer, so the next write reports it.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn spawn_syncer(&self, interval: std::time::Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("grape-wal-sync".to_owned())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(inner) = weak.upgrade() else { break };
+                let mut store = inner.store.lock();
+                if let Some(store) = store.as_mut().filter(|s| s.needs_flush()) {
+                    let _ = store.flush();
+                }
+            });
+        // Without the thread, writes are still durable at the next flush, checkpoint or drop.
+        drop(spawned);
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn spawn_syncer(&self, _interval: std::time::Duration) {}
+
+    /// What opening found: points in the checkpoint, log records replayed, bytes of a torn
+    /// log tail cut off.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// assert_eq!(db.open_report().wal_bytes_truncated, 0);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn open_report(&self) -> OpenReport {
+        self.inner.report
     }
 
     /// The configuration the database was opened with.
@@ -243,7 +437,38 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn upsert(&self, points: Vec<Point>) -> Result<UpsertSummary> {
-        self.inner.engine.write().upsert(points)
+        let applied = self.write(|engine| {
+            engine.validate_upsert(&points)?;
+            Ok(Some(WalOp::Upsert(points)))
+        })?;
+        Ok(match applied {
+            Applied::Upserted(summary) => summary,
+            _ => UpsertSummary::default(),
+        })
+    }
+
+    /// Runs one write. `prepare` checks the request against the engine and says what to log
+    /// (`None`: nothing changes); the record is logged with the configured durability, and only
+    /// then applied. Readers keep running through `prepare` and the log write (an upgradable
+    /// read lock); they wait only while the engine changes.
+    fn write(&self, prepare: impl FnOnce(&Engine) -> Result<Option<WalOp>>) -> Result<Applied> {
+        let mut store = self.inner.store.lock();
+        let engine = self.inner.engine.upgradable_read();
+        let Some(op) = prepare(&engine)? else {
+            return Ok(Applied::Nothing);
+        };
+        if let Some(store) = store.as_mut() {
+            store.log(&op)?;
+        }
+        let mut engine = RwLockUpgradableReadGuard::upgrade(engine);
+        let applied = apply(&mut engine, op);
+        if let Some(store) = store.as_mut().filter(|s| s.wants_checkpoint()) {
+            // The write is already durable in the log; a failed automatic checkpoint is retried
+            // later (after the log grows further) and reported by an explicit `checkpoint()`.
+            let engine = RwLockWriteGuard::downgrade(engine);
+            let _ = store.auto_checkpoint(&engine);
+        }
+        Ok(applied)
     }
 
     /// The nearest points to the request's vector.
@@ -315,10 +540,12 @@ impl EmbeddedVectorDB {
         let serde_json::Value::Object(payload) = payload else {
             return Err(Error::PayloadNotObject);
         };
-        self.inner
-            .engine
-            .write()
-            .set_payload(&collect_ids(ids), &payload)
+        let ids = collect_ids(ids);
+        self.write(|engine| {
+            engine.check_known(&ids)?;
+            Ok(Some(WalOp::SetPayload(ids, payload)))
+        })?;
+        Ok(())
     }
 
     /// Deletes the points with these ids; returns how many existed.
@@ -327,11 +554,28 @@ impl EmbeddedVectorDB {
     /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
     /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
     /// db.upsert(vec![Point::new(1, vec![1.0])])?;
-    /// assert_eq!(db.delete([1u64, 2]), 1);
+    /// assert_eq!(db.delete([1u64, 2])?, 1);
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
-    pub fn delete<I: Into<PointId>>(&self, ids: impl IntoIterator<Item = I>) -> usize {
-        self.inner.engine.write().delete(&collect_ids(ids))
+    pub fn delete<I: Into<PointId>>(&self, ids: impl IntoIterator<Item = I>) -> Result<usize> {
+        let mut ids = collect_ids(ids);
+        self.delete_existing(|engine| {
+            ids.sort_unstable();
+            ids.dedup();
+            ids.retain(|id| engine.contains(*id));
+            ids
+        })
+    }
+
+    fn delete_existing(&self, resolve: impl FnOnce(&Engine) -> Vec<PointId>) -> Result<usize> {
+        let applied = self.write(|engine| {
+            let ids = resolve(engine);
+            Ok((!ids.is_empty()).then_some(WalOp::Delete(ids)))
+        })?;
+        Ok(match applied {
+            Applied::Deleted(n) => n,
+            _ => 0,
+        })
     }
 
     /// Deletes every point matching `filter`; returns how many.
@@ -344,12 +588,12 @@ impl EmbeddedVectorDB {
     ///     Point::new(1, vec![1.0]).with_payload(json!({"old": true}))?,
     ///     Point::new(2, vec![1.0]).with_payload(json!({"old": false}))?,
     /// ])?;
-    /// assert_eq!(db.delete_by_filter(&Filter::must([Condition::match_value("old", true)])), 1);
+    /// assert_eq!(db.delete_by_filter(&Filter::must([Condition::match_value("old", true)]))?, 1);
     /// assert_eq!(db.count(None), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn delete_by_filter(&self, filter: &Filter) -> usize {
-        self.inner.engine.write().delete_by_filter(filter)
+    pub fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
+        self.delete_existing(|engine| engine.matching_ids(filter))
     }
 
     /// Number of points, or of points matching `filter`.
@@ -388,21 +632,109 @@ impl EmbeddedVectorDB {
         self.inner.engine.read().scroll(request)
     }
 
-    /// Reclaims the space of deleted points now, instead of waiting for the automatic
-    /// compaction (which runs when deleted slots outnumber live points).
+    /// Reclaims the space of deleted points now, in memory and (with storage) on disk through
+    /// a checkpoint, instead of waiting for the automatic compaction (which runs when deleted
+    /// slots outnumber live points).
     ///
     /// ```
     /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
     /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
     /// db.upsert(vec![Point::new(1, vec![1.0]), Point::new(2, vec![1.0])])?;
-    /// db.delete([1u64]);
+    /// db.delete([1u64])?;
     /// assert_eq!(db.stats().tombstones, 1);
-    /// db.compact();
+    /// db.compact()?;
     /// assert_eq!(db.stats().tombstones, 0);
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
-    pub fn compact(&self) {
-        self.inner.engine.write().compact();
+    pub fn compact(&self) -> Result<()> {
+        let mut store = self.inner.store.lock();
+        let mut engine = self.inner.engine.write();
+        engine.compact();
+        match store.as_mut() {
+            Some(store) => store.checkpoint(&RwLockWriteGuard::downgrade(engine)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the whole state into a new segment and starts an empty log, so the next open
+    /// replays nothing. Runs by itself when the log exceeds `checkpoint_wal_bytes`; searches
+    /// continue meanwhile, writes wait. Without storage it does nothing.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, storage::MemoryStorage};
+    /// let storage = MemoryStorage::new();
+    /// let config = EmbeddedConfig::builder(1).build()?;
+    /// let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone()))?;
+    /// db.upsert(vec![Point::new(1, vec![1.0])])?;
+    /// db.checkpoint()?;
+    /// drop(db);
+    /// let db = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage))?;
+    /// assert_eq!(db.open_report().segment_points, 1);
+    /// assert_eq!(db.open_report().wal_records_replayed, 0);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut store = self.inner.store.lock();
+        let engine = self.inner.engine.read();
+        match store.as_mut() {
+            Some(store) => store.checkpoint(&engine),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes every acknowledged write durable now (fsync), whatever the durability mode.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+    /// db.flush()?;
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn flush(&self) -> Result<()> {
+        match self.inner.store.lock().as_mut() {
+            Some(store) => store.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a consistent copy of the live database into `dest`, which must be empty or
+    /// missing. The copy is a database of its own: `open` it to restore a backup.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+    /// let dest = std::env::temp_dir().join(format!("grape-doc-snap-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dest);
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+    /// db.upsert(vec![Point::new(1, vec![1.0])])?;
+    /// db.snapshot(&dest)?;
+    /// let copy = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).data_dir(&dest).build()?)?;
+    /// assert_eq!(copy.count(None), 1);
+    /// # drop(copy);
+    /// # std::fs::remove_dir_all(&dest).unwrap();
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn snapshot(&self, dest: impl AsRef<std::path::Path>) -> Result<()> {
+        self.snapshot_to(&crate::storage::FsStorage::create(dest)?)
+    }
+
+    /// Like [`EmbeddedVectorDB::snapshot`], into any storage backend.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, storage::{MemoryStorage, Storage}};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+    /// let dest = MemoryStorage::new();
+    /// db.snapshot_to(&dest)?;
+    /// assert!(dest.list().unwrap().contains(&"MANIFEST".to_string()));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn snapshot_to(&self, dest: &dyn Storage) -> Result<()> {
+        // Holding the writer lock keeps the copy at one point of the log.
+        let store = self.inner.store.lock();
+        let engine = self.inner.engine.read();
+        let last_seq = store.as_ref().map_or(0, Store::last_seq);
+        Store::snapshot(&engine, last_seq, dest)
     }
 
     /// Counts and memory use.

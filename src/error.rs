@@ -68,8 +68,40 @@ pub enum Error {
         /// What the request asked for.
         requested: usize,
     },
-    /// The configuration is invalid.
+    /// The configuration is invalid, or does not match the database on disk.
     InvalidConfig(String),
+    /// An operating-system or storage error while reading or writing a file.
+    Io {
+        /// What was being done (`"write"`, `"sync"`, ...).
+        op: &'static str,
+        /// The file (or directory) concerned.
+        file: String,
+        /// The underlying error.
+        message: String,
+    },
+    /// A file of the database is damaged: a checksum, length or magic number is wrong.
+    Corrupt {
+        /// The damaged file.
+        file: String,
+        /// Byte offset of the damaged part.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A file was written by a format version this build does not know.
+    UnsupportedFormat {
+        /// The file.
+        file: String,
+        /// The version found in it.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// The database directory is already open (in this process or another one).
+    AlreadyOpen(String),
+    /// A write failed in a way that leaves the log's end unknown; the database refuses further
+    /// writes until it is reopened (which recovers to the last complete record).
+    WriterPoisoned(String),
 }
 
 impl fmt::Display for Error {
@@ -110,6 +142,34 @@ impl fmt::Display for Error {
                  raise it in EmbeddedConfig if this is intended"
             ),
             Error::InvalidConfig(msg) => write!(f, "invalid configuration: {msg}"),
+            Error::Io { op, file, message } => write!(f, "could not {op} {file}: {message}"),
+            Error::Corrupt {
+                file,
+                offset,
+                detail,
+            } => write!(
+                f,
+                "{file} is damaged at byte {offset}: {detail}; restore it from a snapshot"
+            ),
+            Error::UnsupportedFormat {
+                file,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{file} has format version {found}, but this build reads versions up to \
+                 {supported}; open it with a newer grape-vector-db"
+            ),
+            Error::AlreadyOpen(dir) => write!(
+                f,
+                "{dir} is already open in this or another process; close it there first, \
+                 or share one EmbeddedVectorDB handle (it is cheap to clone)"
+            ),
+            Error::WriterPoisoned(why) => write!(
+                f,
+                "the write-ahead log could not be restored after a failed write ({why}); \
+                 writes are refused until the database is reopened"
+            ),
         }
     }
 }
@@ -134,6 +194,11 @@ impl Error {
             Error::UnknownId(_) => "UnknownId",
             Error::LimitExceeded { .. } => "LimitExceeded",
             Error::InvalidConfig(_) => "InvalidConfig",
+            Error::Io { .. } => "Io",
+            Error::Corrupt { .. } => "Corrupt",
+            Error::UnsupportedFormat { .. } => "UnsupportedFormat",
+            Error::AlreadyOpen(_) => "AlreadyOpen",
+            Error::WriterPoisoned(_) => "WriterPoisoned",
         }
     }
 }

@@ -31,9 +31,11 @@ mod distance;
 mod engine;
 mod error;
 mod filter;
+mod persist;
 mod point;
 mod search;
 mod stats;
+pub mod storage;
 
 pub use db::{
     EmbeddedConfig, EmbeddedConfigBuilder, EmbeddedVectorDB, UpsertSummary, MAX_DIMENSION,
@@ -42,6 +44,7 @@ pub use error::{Error, Result};
 pub use filter::{
     Condition, FieldCondition, Filter, KeyPath, Match, MatchValue, MinShould, Range, ValuesCount,
 };
+pub use persist::{Durability, OpenReport};
 pub use point::{Distance, Payload, Point, PointId};
 pub use search::{
     Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,

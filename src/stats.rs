@@ -34,13 +34,15 @@ pub struct DatabaseStats {
 /// Bytes held in memory by each part of the database.
 ///
 /// ```
-/// let m = grape_vector_db::MemoryStats { vectors: 1, payloads: 2, ids: 3 };
-/// assert_eq!(m.total(), 6);
+/// let m = grape_vector_db::MemoryStats { vectors: 1, mapped: 4, payloads: 2, ids: 3 };
+/// assert_eq!(m.total(), 10);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MemoryStats {
-    /// The vector arena, including spare capacity.
+    /// The vector arena's owned memory, including spare capacity.
     pub vectors: usize,
+    /// Vectors used in place from a memory-mapped segment (page cache, shared and evictable).
+    pub mapped: usize,
     /// Payloads (an estimate of their heap size).
     pub payloads: usize,
     /// The id maps.
@@ -54,6 +56,6 @@ impl MemoryStats {
     /// assert_eq!(grape_vector_db::MemoryStats::default().total(), 0);
     /// ```
     pub fn total(&self) -> usize {
-        self.vectors + self.payloads + self.ids
+        self.vectors + self.mapped + self.payloads + self.ids
     }
 }

@@ -48,12 +48,13 @@ fn readers_see_consistent_results_while_a_writer_mutates() {
                     .collect();
                 db.upsert(batch).unwrap();
                 let doomed: Vec<u64> = (0..30).map(|_| rng.below(3000) as u64).collect();
-                db.delete(doomed);
+                db.delete(doomed).unwrap();
                 if gen % 50 == 0 {
                     db.delete_by_filter(&Filter::must([Condition::match_value(
                         "gen",
                         gen as i64 - 1,
-                    )]));
+                    )]))
+                    .unwrap();
                 }
             }
             stop.store(true, Ordering::Release);

@@ -181,7 +181,7 @@ fn check_case(seed: u64) {
             .iter()
             .filter(|id| oracle.remove(id).is_some())
             .count();
-        assert_eq!(db.delete(doomed), existed, "seed {seed}");
+        assert_eq!(db.delete(doomed).unwrap(), existed, "seed {seed}");
     }
     let ids: Vec<PointId> = oracle.keys().copied().collect();
     if ids.is_empty() {
@@ -281,7 +281,11 @@ fn check_case(seed: u64) {
         .filter(|(id, s)| cond.eval(**id, s))
         .map(|(id, _)| *id)
         .collect();
-    assert_eq!(db.delete_by_filter(&filter), doomed.len(), "seed {seed}");
+    assert_eq!(
+        db.delete_by_filter(&filter).unwrap(),
+        doomed.len(),
+        "seed {seed}"
+    );
     assert_eq!(db.count(None), oracle.len() - doomed.len(), "seed {seed}");
     assert_eq!(db.count(Some(&filter)), 0, "seed {seed}");
 }

@@ -11,21 +11,23 @@
 //! on its own once they outnumber live points.
 
 mod arena;
+mod payloads;
 mod topk;
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use crate::distance::{self, closeness_key, score_from_raw, Kernel};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::persist::segment::{SegmentData, SegmentSource};
 use crate::point::{Distance, Payload, Point, PointId};
 use crate::search::{
     Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse,
 };
 use crate::stats::MemoryStats;
+pub(crate) use arena::stride_for;
 use arena::VectorArena;
+use payloads::{PayloadStore, RawPayloads};
 use topk::{Candidate, TopK};
 
 /// Tombstones are compacted away automatically once there are more of them than live points and
@@ -77,10 +79,9 @@ pub(crate) struct Engine {
     kernel: Kernel,
     vectors: VectorArena,
     slot_ids: Vec<Option<PointId>>,
-    payloads: Vec<Payload>,
+    payloads: PayloadStore,
     ids: BTreeMap<PointId, u32>,
     dead: usize,
-    payload_bytes: usize,
 }
 
 impl Engine {
@@ -89,11 +90,70 @@ impl Engine {
             kernel: distance::best().for_distance(config.distance),
             vectors: VectorArena::new(config.dimension),
             slot_ids: Vec::new(),
-            payloads: Vec::new(),
+            payloads: PayloadStore::new(),
             ids: BTreeMap::new(),
             dead: 0,
-            payload_bytes: 0,
             config,
+        }
+    }
+
+    /// An engine over a checkpoint: its vectors used in place, its payloads parsed on first use.
+    /// The segment's rows are in id order, which makes building the id map linear.
+    pub fn from_segment(config: EngineConfig, seg: SegmentData) -> Result<Self> {
+        let mut engine = Engine::new(config);
+        let rows = seg.rows;
+        if rows > MAX_SLOTS {
+            return Err(Error::InvalidConfig(format!(
+                "the segment holds {rows} points, more than the {MAX_SLOTS} supported"
+            )));
+        }
+        if let Some(max) = engine.config.max_points.filter(|&m| rows > m) {
+            return Err(Error::LimitExceeded {
+                limit: "max_points",
+                max,
+                requested: rows,
+            });
+        }
+        engine.ids = seg
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(slot, &id)| (id, slot as u32))
+            .collect();
+        if engine.ids.len() != rows {
+            return Err(Error::Corrupt {
+                file: "segment".to_owned(),
+                offset: 0,
+                detail: "the ids section repeats an id".to_owned(),
+            });
+        }
+        engine.slot_ids = seg.ids.into_iter().map(Some).collect();
+        engine.vectors = VectorArena::with_base(engine.config.dimension, seg.vectors, rows);
+        engine.payloads = PayloadStore::with_raw(
+            rows,
+            RawPayloads {
+                offsets: seg.payload_offsets,
+                data: seg.payload_data,
+            },
+        );
+        Ok(engine)
+    }
+
+    /// The live points in id order, as a new segment stores them.
+    pub fn export(&self, last_seq: u64) -> SegmentSource<'_> {
+        SegmentSource {
+            dim: self.config.dimension,
+            stride: self.vectors.stride(),
+            distance: self.config.distance,
+            last_seq,
+            rows: self
+                .ids
+                .iter()
+                .map(|(&id, &slot)| {
+                    let slot = slot as usize;
+                    (id, self.vectors.get(slot), self.payloads.json(slot))
+                })
+                .collect(),
         }
     }
 
@@ -104,6 +164,11 @@ impl Engine {
     /// Number of live points.
     pub fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Whether a point with this id is stored.
+    pub fn contains(&self, id: PointId) -> bool {
+        self.ids.contains_key(&id)
     }
 
     /// Number of tombstoned slots awaiting compaction.
@@ -133,10 +198,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Inserts new points and replaces existing ones. The whole batch is validated first, so
-    /// either every point is stored or none is.
-    pub fn upsert(&mut self, points: Vec<Point>) -> Result<UpsertSummary> {
-        for p in &points {
+    /// Checks a batch for [`Engine::apply_upsert`]: every vector, and the `max_points` limit.
+    pub fn validate_upsert(&self, points: &[Point]) -> Result<()> {
+        for p in points {
             self.check_vector(&p.vector)?;
         }
         let mut new_ids: Vec<PointId> = points
@@ -148,14 +212,21 @@ impl Engine {
         new_ids.dedup();
         let live_after = self.len() + new_ids.len();
         let max = self.config.max_points.unwrap_or(MAX_SLOTS).min(MAX_SLOTS);
-        if live_after > max || self.slot_ids.len() + new_ids.len() > MAX_SLOTS {
+        // Replacing a point of a mapped segment takes a new slot, so count every point.
+        if live_after > max || self.slot_ids.len() + points.len() > MAX_SLOTS {
             return Err(Error::LimitExceeded {
                 limit: "max_points",
                 max,
                 requested: live_after,
             });
         }
-        self.vectors.reserve(new_ids.len());
+        Ok(())
+    }
+
+    /// Inserts new points and replaces existing ones; the batch must have passed
+    /// [`Engine::validate_upsert`].
+    pub fn apply_upsert(&mut self, points: Vec<Point>) -> UpsertSummary {
+        self.vectors.reserve(points.len());
         let mut summary = UpsertSummary::default();
         for Point {
             id,
@@ -163,37 +234,50 @@ impl Engine {
             payload,
         } in points
         {
-            self.payload_bytes += payload_heap_bytes(&payload);
-            let slot = match self.ids.get(&id) {
-                Some(&slot) => {
-                    let slot = slot as usize;
+            let existing = self.ids.get(&id).map(|&s| s as usize);
+            let slot = match existing {
+                Some(slot) if self.vectors.is_writable(slot) => {
                     self.vectors.get_mut(slot).copy_from_slice(&vector);
-                    let old = std::mem::replace(&mut self.payloads[slot], payload);
-                    self.payload_bytes -= payload_heap_bytes(&old);
-                    summary.updated += 1;
+                    self.payloads.set(slot, payload);
                     slot
                 }
-                None => {
+                _ => {
+                    // New, or in the read-only mapped base: the old slot (if any) becomes a
+                    // tombstone and the point moves to a new slot.
+                    if let Some(old) = existing {
+                        self.tombstone(old);
+                    }
                     let slot = self.vectors.push(&vector);
                     self.slot_ids.push(Some(id));
                     self.payloads.push(payload);
                     self.ids.insert(id, slot as u32);
-                    summary.inserted += 1;
                     slot
                 }
             };
+            if existing.is_some() {
+                summary.updated += 1;
+            } else {
+                summary.inserted += 1;
+            }
             if self.config.distance == Distance::Cosine {
                 let normalised = distance::normalize(self.vectors.get_mut(slot));
                 debug_assert!(normalised, "check_vector refuses unnormalisable vectors");
             }
         }
-        Ok(summary)
+        summary
+    }
+
+    /// Validates, then applies, a batch: all or nothing.
+    #[cfg(test)]
+    pub fn upsert(&mut self, points: Vec<Point>) -> Result<UpsertSummary> {
+        self.validate_upsert(&points)?;
+        Ok(self.apply_upsert(points))
     }
 
     fn record(&self, slot: usize, with_payload: bool, with_vector: bool) -> Record {
         Record {
             id: self.slot_ids[slot].expect("records are made for live slots only"),
-            payload: with_payload.then(|| self.payloads[slot].clone()),
+            payload: with_payload.then(|| self.payloads.get(slot).clone()),
             vector: with_vector.then(|| self.vectors.get(slot).to_vec()),
         }
     }
@@ -206,34 +290,31 @@ impl Engine {
             .collect()
     }
 
-    /// Merges `payload` into the payloads of the given points (keys in `payload` overwrite).
-    /// Every id must exist; otherwise nothing changes.
-    pub fn set_payload(&mut self, ids: &[PointId], payload: &Payload) -> Result<()> {
-        let slots = ids
-            .iter()
-            .map(|id| {
-                self.ids
-                    .get(id)
-                    .map(|&s| s as usize)
-                    .ok_or_else(|| Error::UnknownId(id.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for slot in slots {
-            let target = &mut self.payloads[slot];
-            self.payload_bytes -= payload_heap_bytes(target);
-            for (k, v) in payload {
-                target.insert(k.clone(), v.clone());
-            }
-            self.payload_bytes += payload_heap_bytes(target);
+    /// Fails with [`Error::UnknownId`] naming the first id that is not stored.
+    pub fn check_known(&self, ids: &[PointId]) -> Result<()> {
+        match ids.iter().find(|id| !self.ids.contains_key(id)) {
+            Some(id) => Err(Error::UnknownId(id.to_string())),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Merges `payload` into the payloads of the given points (keys in `payload` overwrite);
+    /// ids not stored are skipped (callers check with [`Engine::check_known`] first).
+    pub fn apply_set_payload(&mut self, ids: &[PointId], payload: &Payload) {
+        for id in ids {
+            if let Some(&slot) = self.ids.get(id) {
+                let target = self.payloads.get_mut(slot as usize);
+                for (k, v) in payload {
+                    target.insert(k.clone(), v.clone());
+                }
+            }
+        }
     }
 
     fn tombstone(&mut self, slot: usize) {
         if let Some(id) = self.slot_ids[slot].take() {
             self.ids.remove(&id);
-            let old = std::mem::take(&mut self.payloads[slot]);
-            self.payload_bytes -= payload_heap_bytes(&old);
+            self.payloads.set(slot, Payload::new());
             self.dead += 1;
         }
     }
@@ -256,14 +337,14 @@ impl Engine {
         before - self.len()
     }
 
-    /// Deletes every point matching `filter`; returns how many.
-    pub fn delete_by_filter(&mut self, filter: &Filter) -> usize {
-        let slots: Vec<usize> = self.matching_slots(Some(filter)).collect();
-        for &slot in &slots {
-            self.tombstone(slot);
-        }
-        self.after_delete();
-        slots.len()
+    /// The ids of the points matching `filter`, in id order (delete-by-filter resolves to
+    /// these, so the log records ids rather than a filter).
+    pub fn matching_ids(&self, filter: &Filter) -> Vec<PointId> {
+        self.ids
+            .iter()
+            .filter(|(&id, &slot)| filter.matches(id, self.payloads.get(slot as usize)))
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     fn matching_slots<'a>(
@@ -276,7 +357,7 @@ impl Engine {
             .filter_map(move |(slot, id)| {
                 let id = (*id)?;
                 filter
-                    .is_none_or(|f| f.matches(id, &self.payloads[slot]))
+                    .is_none_or(|f| f.matches(id, self.payloads.get(slot)))
                     .then_some(slot)
             })
     }
@@ -301,7 +382,7 @@ impl Engine {
                 .filter(|(&id, &slot)| {
                     req.filter
                         .as_ref()
-                        .is_none_or(|f| f.matches(id, &self.payloads[slot as usize]))
+                        .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize)))
                 });
         let points = matching
             .by_ref()
@@ -377,7 +458,7 @@ impl Engine {
             let v = self.vectors.get(slot);
             for ((q, top), scored) in queries.iter().zip(&mut tops).zip(&mut scored) {
                 if q.filter
-                    .is_some_and(|f| !f.matches(id, &self.payloads[slot]))
+                    .is_some_and(|f| !f.matches(id, self.payloads.get(slot)))
                 {
                     continue;
                 }
@@ -433,25 +514,15 @@ impl Engine {
         if self.dead == 0 {
             return;
         }
-        let mut next = 0usize;
-        for slot in 0..self.slot_ids.len() {
-            let Some(id) = self.slot_ids[slot] else {
-                continue;
-            };
-            if slot != next {
-                self.vectors.move_row(slot, next);
-                self.slot_ids[next] = Some(id);
-                self.payloads.swap(slot, next);
-                self.ids.insert(id, next as u32);
-            }
-            next += 1;
-        }
-        self.vectors.truncate(next);
-        self.vectors.shrink_to_fit();
-        self.slot_ids.truncate(next);
+        let live = |slot: usize| self.slot_ids[slot].is_some();
+        self.vectors.retain(live);
+        self.payloads.retain(live);
+        self.slot_ids.retain(Option::is_some);
         self.slot_ids.shrink_to_fit();
-        self.payloads.truncate(next);
-        self.payloads.shrink_to_fit();
+        for (slot, id) in self.slot_ids.iter().enumerate() {
+            let id = id.expect("only live slots were kept");
+            self.ids.insert(id, slot as u32);
+        }
         self.dead = 0;
     }
 
@@ -460,40 +531,18 @@ impl Engine {
         let id_entry = std::mem::size_of::<(PointId, u32)>() + std::mem::size_of::<usize>();
         MemoryStats {
             vectors: self.vectors.allocated_bytes(),
-            payloads: self.payload_bytes
-                + self.payloads.capacity() * std::mem::size_of::<Payload>(),
+            mapped: self.vectors.mapped_bytes(),
+            payloads: self.payloads.heap_bytes(),
             ids: self.ids.len() * id_entry
                 + self.slot_ids.capacity() * std::mem::size_of::<Option<PointId>>(),
         }
     }
 }
 
-/// An estimate of the heap bytes a payload holds (strings, arrays, map entries); exact accounting
-/// would need a custom allocator, and this is within a small factor of it.
-fn payload_heap_bytes(p: &Payload) -> usize {
-    fn value(v: &Value) -> usize {
-        match v {
-            Value::String(s) => s.capacity(),
-            Value::Array(items) => {
-                items.capacity() * std::mem::size_of::<Value>()
-                    + items.iter().map(value).sum::<usize>()
-            }
-            Value::Object(map) => object(map),
-            _ => 0,
-        }
-    }
-    fn object(map: &Payload) -> usize {
-        map.iter()
-            .map(|(k, v)| k.capacity() + std::mem::size_of::<(String, Value)>() + value(v))
-            .sum()
-    }
-    object(p)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn engine(distance: Distance) -> Engine {
         Engine::new(EngineConfig {
@@ -569,18 +618,29 @@ mod tests {
     }
 
     #[test]
-    fn payload_accounting_returns_to_zero() {
+    fn payload_accounting_follows_the_payloads() {
         let mut e = engine(Distance::Dot);
+        let base = e.memory().payloads;
         e.upsert(vec![p(
             1,
             [1.0, 0.0],
             json!({"s": "x".repeat(100), "l": [1, 2]}),
         )])
         .unwrap();
-        assert!(e.payload_bytes >= 100);
-        e.set_payload(&[PointId::Num(1)], json!({"t": "y"}).as_object().unwrap())
-            .unwrap();
+        assert!(e.memory().payloads >= base + 100);
+        e.check_known(&[PointId::Num(1)]).unwrap();
+        assert!(e.check_known(&[PointId::Num(2)]).is_err());
+        e.apply_set_payload(&[PointId::Num(1)], json!({"t": "y"}).as_object().unwrap());
+        assert_eq!(
+            e.get(&[PointId::Num(1)], true, false)[0]
+                .payload
+                .as_ref()
+                .unwrap()
+                .len(),
+            3
+        );
         e.delete(&[PointId::Num(1)]);
-        assert_eq!(e.payload_bytes, 0);
+        e.compact();
+        assert!(e.memory().payloads < base + 100);
     }
 }

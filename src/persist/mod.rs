@@ -1,0 +1,341 @@
+//! Durability: the write-ahead log, segments, the manifest, checkpoints and recovery.
+//!
+//! This layer knows only the [`Storage`] trait, so the same code runs on native files, in memory
+//! and (later) on OPFS and IndexedDB. A database directory holds:
+//!
+//! - `MANIFEST`: the dimension, distance and current generation `g` (replaced atomically);
+//! - `seg-<g>.seg`: a checkpoint of every live point (absent before the first checkpoint);
+//! - `wal-<g>.log`: the changes since that checkpoint.
+//!
+//! Opening maps the segment, replays the log up to its first torn or damaged record and cuts the
+//! tail there. A checkpoint writes `seg-<g+1>` and an empty `wal-<g+1>`, then swaps the manifest:
+//! that rename is the commit point, so a crash at any moment leaves either the old or the new
+//! generation complete. FORMAT.md documents every byte.
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "the file formats are little-endian and read in place; big-endian targets are not supported"
+);
+
+pub(crate) mod codec;
+pub(crate) mod manifest;
+pub(crate) mod segment;
+pub(crate) mod wal;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{stride_for, Engine, EngineConfig, UpsertSummary};
+use crate::error::{Error, Result};
+use crate::storage::{io_error, Storage};
+use manifest::Manifest;
+use wal::{WalOp, WalWriter};
+
+/// When an acknowledged write becomes durable.
+///
+/// Whatever the mode, a write that returned `Ok` survives the *process* dying (it is in the
+/// operating system's cache, or applied to a checkpoint); the modes differ on power loss and
+/// kernel crashes.
+///
+/// ```
+/// use std::time::Duration;
+/// use grape_vector_db::Durability;
+/// let d: Durability = serde_json::from_str(r#"{"Batched": {"interval": {"secs": 1, "nanos": 0}}}"#).unwrap();
+/// assert_eq!(d, Durability::Batched { interval: Duration::from_secs(1) });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Durability {
+    /// Every write is fsynced before it returns: nothing acknowledged is ever lost.
+    #[default]
+    Sync,
+    /// Writes reach the OS at once and are fsynced at least every `interval` by a background
+    /// thread: a power loss loses at most the last `interval` of writes.
+    Batched {
+        /// Longest time an acknowledged write stays un-fsynced.
+        interval: Duration,
+    },
+    /// Writes are buffered in memory and reach the disk on `flush()`, a checkpoint, or when the
+    /// handle is dropped; a crash (even of the process) loses what was not flushed.
+    OnFlush,
+}
+
+/// What opening found and did.
+///
+/// ```
+/// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
+/// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+/// assert_eq!(db.open_report().wal_records_replayed, 0);
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OpenReport {
+    /// Whether the database was created by this open.
+    pub created: bool,
+    /// Points loaded from the checkpoint segment.
+    pub segment_points: usize,
+    /// Log records replayed on top of it.
+    pub wal_records_replayed: usize,
+    /// Bytes of a torn or damaged log tail that were cut off (writes that were never
+    /// acknowledged, or damage after the last good record).
+    pub wal_bytes_truncated: u64,
+}
+
+/// An open database directory: the lock, the manifest and the log writer.
+pub(crate) struct Store {
+    storage: Arc<dyn Storage>,
+    manifest: Manifest,
+    wal: WalWriter,
+    next_seq: u64,
+    durability: Durability,
+    checkpoint_bytes: u64,
+    /// Log size at which the next automatic checkpoint is tried (pushed back after a failure,
+    /// so a full disk does not make every write attempt a checkpoint).
+    auto_checkpoint_at: u64,
+    // Dropped last: the lock outlives every file handle above.
+    _lock: Box<dyn Send + Sync>,
+}
+
+fn is_ours(name: &str) -> bool {
+    name.starts_with("seg-") || name.starts_with("wal-") || name.ends_with(".tmp")
+}
+
+impl Store {
+    /// Opens (or creates) the database in `storage` and rebuilds the engine from it.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        config: EngineConfig,
+        durability: Durability,
+        checkpoint_bytes: u64,
+    ) -> Result<(Store, Engine, OpenReport)> {
+        let lock = storage.lock()?;
+        let where_ = storage.location();
+        let names = storage.list().map_err(io_error("list", &where_))?;
+        let mut report = OpenReport::default();
+        let manifest = match Manifest::read(&*storage)? {
+            Some(m) => {
+                if m.dimension != config.dimension || m.distance != config.distance {
+                    return Err(Error::InvalidConfig(format!(
+                        "{where_} holds a database of dimension {} with {:?} distance, \
+                         but the configuration asks for dimension {} with {:?}",
+                        m.dimension, m.distance, config.dimension, config.distance
+                    )));
+                }
+                m
+            }
+            None => {
+                if let Some(seg) = names.iter().find(|n| n.starts_with("seg-")) {
+                    return Err(Error::Corrupt {
+                        file: manifest::NAME.to_owned(),
+                        offset: 0,
+                        detail: format!("the manifest is missing but segment {seg} exists"),
+                    });
+                }
+                let m = Manifest {
+                    dimension: config.dimension,
+                    distance: config.distance,
+                    generation: 1,
+                    has_segment: false,
+                };
+                wal::create(&*storage, &wal::file_name(1), config.dimension, 1)?;
+                m.write(&*storage)?;
+                report.created = true;
+                m
+            }
+        };
+        let seg_name = segment::file_name(manifest.generation);
+        let wal_name = wal::file_name(manifest.generation);
+        // Files of an interrupted checkpoint or an older generation.
+        for stale in names
+            .iter()
+            .filter(|n| is_ours(n) && **n != seg_name && **n != wal_name)
+        {
+            storage.remove(stale).map_err(io_error("remove", stale))?;
+        }
+
+        let (mut engine, mut last_seq) = if manifest.has_segment {
+            let seg = segment::read(
+                &*storage,
+                &seg_name,
+                config.dimension,
+                stride_for(config.dimension),
+                config.distance,
+            )?;
+            let last_seq = seg.last_seq;
+            report.segment_points = seg.rows;
+            (Engine::from_segment(config, seg)?, last_seq)
+        } else {
+            (Engine::new(config), 0)
+        };
+
+        let file = storage
+            .open(&wal_name, false)
+            .map_err(io_error("open", &wal_name))?;
+        let replay = wal::replay(&*file, &wal_name, engine.config().dimension)?;
+        report.wal_bytes_truncated = replay.truncated_bytes;
+        for (seq, op) in replay.ops {
+            if seq <= last_seq {
+                continue; // already in the segment
+            }
+            if let WalOp::Upsert(points) = &op {
+                engine.validate_upsert(points).map_err(|e| Error::Corrupt {
+                    file: wal_name.clone(),
+                    offset: 0,
+                    detail: format!("record {seq} cannot be replayed: {e}"),
+                })?;
+            }
+            apply(&mut engine, op);
+            last_seq = seq;
+            report.wal_records_replayed += 1;
+        }
+        let store = Store {
+            wal: WalWriter::new(file, wal_name, replay.end),
+            storage,
+            manifest,
+            next_seq: last_seq + 1,
+            durability,
+            checkpoint_bytes,
+            auto_checkpoint_at: checkpoint_bytes,
+            _lock: lock,
+        };
+        Ok((store, engine, report))
+    }
+
+    /// Appends `op` to the log with the configured durability. On error nothing was logged
+    /// (or, after a failed fsync, the writer refuses further writes until reopened).
+    pub fn log(&mut self, op: &WalOp) -> Result<()> {
+        let record = wal::encode(self.next_seq, op);
+        self.wal
+            .append(&record, self.durability == Durability::OnFlush)?;
+        if self.durability == Durability::Sync {
+            self.wal.sync()?;
+        }
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Makes every acknowledged write durable.
+    pub fn flush(&mut self) -> Result<()> {
+        self.wal.sync()
+    }
+
+    /// Whether writes are waiting for a flush.
+    pub fn needs_flush(&self) -> bool {
+        self.wal.needs_sync()
+    }
+
+    /// Whether the log has grown past the automatic checkpoint threshold.
+    pub fn wants_checkpoint(&self) -> bool {
+        self.wal.size() > self.auto_checkpoint_at
+    }
+
+    /// A checkpoint triggered by the log's size; after a failure the next attempt waits until
+    /// the log has grown by half the threshold again.
+    pub fn auto_checkpoint(&mut self, engine: &Engine) -> Result<()> {
+        let result = self.checkpoint(engine);
+        if result.is_err() {
+            self.auto_checkpoint_at = self.wal.size() + self.checkpoint_bytes / 2;
+        }
+        result
+    }
+
+    /// Writes the engine's state as the next generation and switches to it.
+    pub fn checkpoint(&mut self, engine: &Engine) -> Result<()> {
+        let next = Manifest {
+            generation: self.manifest.generation + 1,
+            has_segment: true,
+            ..self.manifest
+        };
+        let seg_name = segment::file_name(next.generation);
+        let wal_name = wal::file_name(next.generation);
+        let written = write_generation(&*self.storage, engine, &next, self.next_seq - 1);
+        if let Err(e) = written {
+            // The old generation is untouched and still current; clear the debris.
+            let _ = self.storage.remove(&seg_name);
+            let _ = self.storage.remove(&wal_name);
+            return Err(e);
+        }
+        // The manifest now names the new generation: that was the commit point.
+        self.auto_checkpoint_at = self.checkpoint_bytes;
+        let file = self
+            .storage
+            .open(&wal_name, false)
+            .map_err(io_error("open", &wal_name))?;
+        let old = std::mem::replace(
+            &mut self.wal,
+            WalWriter::new(file, wal_name, wal::HEADER_BYTES),
+        );
+        let old_seg = segment::file_name(self.manifest.generation);
+        self.manifest = next;
+        // Best effort: a failure leaves stale files that the next open removes.
+        let _ = self.storage.remove(old.name());
+        let _ = self.storage.remove(&old_seg);
+        let _ = self.storage.sync_dir();
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the engine's state into the empty directory `dest`.
+    pub fn snapshot(engine: &Engine, last_seq: u64, dest: &dyn Storage) -> Result<()> {
+        let _lock = dest.lock()?;
+        let names = dest.list().map_err(io_error("list", &dest.location()))?;
+        if !names.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot destination {} is not empty",
+                dest.location()
+            )));
+        }
+        let config = engine.config();
+        let manifest = Manifest {
+            dimension: config.dimension,
+            distance: config.distance,
+            generation: 1,
+            has_segment: true,
+        };
+        write_generation(dest, engine, &manifest, last_seq)
+    }
+
+    /// Sequence number of the last logged write.
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+}
+
+/// Writes segment and empty log of `manifest.generation`, then the manifest itself.
+fn write_generation(
+    storage: &dyn Storage,
+    engine: &Engine,
+    manifest: &Manifest,
+    last_seq: u64,
+) -> Result<()> {
+    let seg_name = segment::file_name(manifest.generation);
+    segment::write(storage, &seg_name, &engine.export(last_seq))?;
+    wal::create(
+        storage,
+        &wal::file_name(manifest.generation),
+        manifest.dimension,
+        manifest.generation,
+    )?;
+    manifest.write(storage)
+}
+
+/// What applying a write did.
+pub(crate) enum Applied {
+    Nothing,
+    Upserted(UpsertSummary),
+    Deleted(usize),
+    PayloadSet,
+}
+
+/// Applies a logged write to the engine: the one place where a [`WalOp`] changes state, for live
+/// writes and for replay alike. Upserts must have been validated.
+pub(crate) fn apply(engine: &mut Engine, op: WalOp) -> Applied {
+    match op {
+        WalOp::Upsert(points) => Applied::Upserted(engine.apply_upsert(points)),
+        WalOp::Delete(ids) => Applied::Deleted(engine.delete(&ids)),
+        WalOp::SetPayload(ids, payload) => {
+            engine.apply_set_payload(&ids, &payload);
+            Applied::PayloadSet
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Segments: immutable files holding a checkpoint of the whole database. The vectors section is
+//! laid out exactly like the in-memory arena, so a mapped segment is used in place.
+//! See FORMAT.md for the bytes.
+
+use crate::error::{Error, Result};
+use crate::point::{Distance, PointId};
+use crate::storage::{io_error, Bytes, Storage};
+
+use super::codec::{self, Reader, ID_BYTES};
+
+const MAGIC: &[u8; 8] = b"GRAPESEG";
+pub(crate) const VERSION: u32 = 1;
+/// Header: fixed fields, four section descriptors, the header checksum; padded to 64 bytes.
+const HEADER_BYTES: u64 = 192;
+const SECTIONS: [&str; 4] = ["vectors", "ids", "payload offsets", "payload data"];
+
+pub(crate) fn file_name(generation: u64) -> String {
+    format!("seg-{generation:016x}.seg")
+}
+
+pub(crate) fn distance_code(d: Distance) -> u8 {
+    match d {
+        Distance::Cosine => 0,
+        Distance::Dot => 1,
+        Distance::Euclid => 2,
+        Distance::Manhattan => 3,
+    }
+}
+
+pub(crate) fn distance_from_code(c: u8) -> Option<Distance> {
+    Some(match c {
+        0 => Distance::Cosine,
+        1 => Distance::Dot,
+        2 => Distance::Euclid,
+        3 => Distance::Manhattan,
+        _ => return None,
+    })
+}
+
+/// What a segment holds, sections still in the (mapped) file.
+pub(crate) struct SegmentData {
+    pub rows: usize,
+    pub last_seq: u64,
+    /// `rows * stride` little-endian f32, rows padded to `stride` floats.
+    pub vectors: Bytes,
+    pub ids: Vec<PointId>,
+    /// `rows + 1` u64 offsets into `payload_data`.
+    pub payload_offsets: Bytes,
+    pub payload_data: Bytes,
+}
+
+/// One row to write: id, vector (`dim` floats) and payload JSON.
+pub(crate) type SegmentRow<'a> = (PointId, &'a [f32], std::borrow::Cow<'a, [u8]>);
+
+/// The rows to write, in slot order of the new segment.
+pub(crate) struct SegmentSource<'a> {
+    pub dim: usize,
+    pub stride: usize,
+    pub distance: Distance,
+    pub last_seq: u64,
+    pub rows: Vec<SegmentRow<'a>>,
+}
+
+/// Writes a segment to `name` through a temporary file and a rename, durably.
+pub(crate) fn write(storage: &dyn Storage, name: &str, src: &SegmentSource) -> Result<u64> {
+    let tmp = format!("{name}.tmp");
+    let file = storage.open(&tmp, true).map_err(io_error("create", &tmp))?;
+    file.set_len(0).map_err(io_error("truncate", &tmp))?;
+    let rows = src.rows.len();
+
+    // Vectors first, streamed in chunks with the padding of the arena's rows.
+    let mut offset = HEADER_BYTES;
+    let vectors_at = offset;
+    let mut crc = 0u32;
+    let mut chunk = Vec::with_capacity(1 << 20);
+    let pad = vec![0f32; src.stride - src.dim];
+    for (_, v, _) in &src.rows {
+        codec::put_f32s(&mut chunk, v);
+        codec::put_f32s(&mut chunk, &pad);
+        if chunk.len() >= 1 << 20 {
+            crc = crc32c::crc32c_append(crc, &chunk);
+            file.write_at(offset, &chunk)
+                .map_err(io_error("write", &tmp))?;
+            offset += chunk.len() as u64;
+            chunk.clear();
+        }
+    }
+    crc = crc32c::crc32c_append(crc, &chunk);
+    file.write_at(offset, &chunk)
+        .map_err(io_error("write", &tmp))?;
+    offset += chunk.len() as u64;
+    let mut sections = vec![(vectors_at, offset - vectors_at, crc)];
+
+    let mut ids = Vec::with_capacity(rows * ID_BYTES);
+    let mut offsets = Vec::with_capacity((rows + 1) * 8);
+    let mut data = Vec::new();
+    for (id, _, payload) in &src.rows {
+        codec::put_id(&mut ids, *id);
+        codec::put_u64(&mut offsets, data.len() as u64);
+        data.extend_from_slice(payload);
+    }
+    codec::put_u64(&mut offsets, data.len() as u64);
+    for section in [&ids, &offsets, &data] {
+        offset = codec::align64(offset);
+        file.write_at(offset, section)
+            .map_err(io_error("write", &tmp))?;
+        sections.push((offset, section.len() as u64, codec::crc(section)));
+        offset += section.len() as u64;
+    }
+    // An empty last section still starts inside the file.
+    file.set_len(offset).map_err(io_error("extend", &tmp))?;
+
+    let mut h = Vec::with_capacity(HEADER_BYTES as usize);
+    h.extend_from_slice(MAGIC);
+    codec::put_u32(&mut h, VERSION);
+    codec::put_u32(&mut h, src.dim as u32);
+    h.push(distance_code(src.distance));
+    h.extend_from_slice(&[0; 7]);
+    codec::put_u64(&mut h, rows as u64);
+    codec::put_u64(&mut h, src.last_seq);
+    for (at, len, crc) in &sections {
+        codec::put_u64(&mut h, *at);
+        codec::put_u64(&mut h, *len);
+        codec::put_u32(&mut h, *crc);
+        codec::put_u32(&mut h, 0);
+    }
+    let crc = codec::crc(&h);
+    codec::put_u32(&mut h, crc);
+    h.resize(HEADER_BYTES as usize, 0);
+    file.write_at(0, &h).map_err(io_error("write", &tmp))?;
+    file.sync().map_err(io_error("sync", &tmp))?;
+    drop(file);
+    storage
+        .rename(&tmp, name)
+        .map_err(io_error("rename", &tmp))?;
+    Ok(offset)
+}
+
+/// Maps a segment and checks its header and every section's checksum.
+pub(crate) fn read(
+    storage: &dyn Storage,
+    name: &str,
+    dim: usize,
+    stride: usize,
+    distance: Distance,
+) -> Result<SegmentData> {
+    let bytes = storage.read_all(name).map_err(io_error("read", name))?;
+    let corrupt = |offset: u64, detail: String| Error::Corrupt {
+        file: name.to_owned(),
+        offset,
+        detail,
+    };
+    if bytes.len() < HEADER_BYTES as usize || &bytes[..8] != MAGIC {
+        return Err(corrupt(
+            0,
+            "not a grape-vector-db segment (bad magic or too short)".into(),
+        ));
+    }
+    let mut r = Reader::new(&bytes[8..HEADER_BYTES as usize], name, 8);
+    let version = r.u32()?;
+    if version > VERSION {
+        return Err(Error::UnsupportedFormat {
+            file: name.to_owned(),
+            found: version,
+            supported: VERSION,
+        });
+    }
+    let file_dim = r.u32()? as usize;
+    let file_distance = r.u8()?;
+    r.bytes(7)?;
+    let rows = r.u64()?;
+    let last_seq = r.u64()?;
+    let mut sections = Vec::with_capacity(SECTIONS.len());
+    for _ in SECTIONS {
+        let (at, len, crc) = (r.u64()?, r.u64()?, r.u32()?);
+        r.u32()?;
+        sections.push((at, len, crc));
+    }
+    let header_end = 8 + 4 + 4 + 8 + 8 + 8 + SECTIONS.len() * 24;
+    let header_crc = r.u32()?;
+    if codec::crc(&bytes[..header_end]) != header_crc {
+        return Err(corrupt(
+            header_end as u64,
+            "header checksum mismatch".into(),
+        ));
+    }
+    if file_dim != dim || distance_from_code(file_distance) != Some(distance) {
+        return Err(corrupt(
+            12,
+            "dimension or distance differs from the manifest's".into(),
+        ));
+    }
+    let rows = usize::try_from(rows).map_err(|_| corrupt(24, "row count too large".into()))?;
+    let expected = [
+        rows.checked_mul(stride * 4),
+        rows.checked_mul(ID_BYTES),
+        rows.checked_add(1).and_then(|n| n.checked_mul(8)),
+        None,
+    ];
+    let mut views = Vec::with_capacity(SECTIONS.len());
+    for (i, &(at, len, crc)) in sections.iter().enumerate() {
+        let what = SECTIONS[i];
+        let range = usize::try_from(at)
+            .ok()
+            .zip(usize::try_from(len).ok())
+            .and_then(|(a, l)| Some(a..a.checked_add(l)?))
+            .filter(|r| r.end <= bytes.len() && r.start % 64 == 0)
+            .ok_or_else(|| corrupt(at, format!("{what} section lies outside the file")))?;
+        if expected[i].is_some_and(|e| e != range.len()) {
+            return Err(corrupt(at, format!("{what} section has the wrong length")));
+        }
+        if codec::crc(&bytes[range.clone()]) != crc {
+            return Err(corrupt(at, format!("{what} section checksum mismatch")));
+        }
+        views.push(bytes.slice(range));
+    }
+    let mut ids_reader = Reader::new(&views[1], name, sections[1].0);
+    let ids = (0..rows)
+        .map(|_| ids_reader.id())
+        .collect::<Result<Vec<_>>>()?;
+    let offsets = &views[2];
+    let offset_at = |i: usize| u64::from_le_bytes(offsets[i * 8..i * 8 + 8].try_into().expect("8"));
+    let data_len = views[3].len() as u64;
+    if (0..rows).any(|i| offset_at(i) > offset_at(i + 1)) || offset_at(rows) != data_len {
+        return Err(corrupt(
+            sections[2].0,
+            "payload offsets are not increasing".into(),
+        ));
+    }
+    Ok(SegmentData {
+        rows,
+        last_seq,
+        vectors: views[0].clone(),
+        ids,
+        payload_offsets: views[2].clone(),
+        payload_data: views[3].clone(),
+    })
+}

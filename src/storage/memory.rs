@@ -1,0 +1,150 @@
+//! In-memory backend: for tests, and for databases that need no persistence.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::{Bytes, Storage, StorageFile};
+use crate::error::{Error, Result};
+
+type SharedFile = Arc<RwLock<Vec<u8>>>;
+
+/// A directory held in memory. Clones share the same files, so a test can close a database and
+/// open it again from the same `MemoryStorage`.
+///
+/// ```
+/// use grape_vector_db::storage::{MemoryStorage, Storage};
+/// let a = MemoryStorage::new();
+/// let b = a.clone();
+/// a.open("f", true)?.write_at(0, b"x")?;
+/// assert_eq!(b.list()?, vec!["f".to_string()]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStorage {
+    files: Arc<Mutex<BTreeMap<String, SharedFile>>>,
+    locked: Arc<AtomicBool>,
+}
+
+impl MemoryStorage {
+    /// An empty directory.
+    ///
+    /// ```
+    /// use grape_vector_db::storage::{MemoryStorage, Storage};
+    /// assert!(MemoryStorage::new().list().unwrap().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn get(&self, name: &str) -> io::Result<SharedFile> {
+        self.files
+            .lock()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {name}")))
+    }
+}
+
+struct MemoryFile(SharedFile);
+
+impl StorageFile for MemoryFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.read().len() as u64)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let data = self.0.read();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| data.get(start..end))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn write_at(&self, offset: u64, src: &[u8]) -> io::Result<()> {
+        let mut data = self.0.write();
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let end = start + src.len();
+        if data.len() < end {
+            data.resize(end, 0);
+        }
+        data[start..end].copy_from_slice(src);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+        self.0.write().resize(len, 0);
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct MemoryLock(Arc<AtomicBool>);
+
+impl Drop for MemoryLock {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
+        let file = if create {
+            self.files
+                .lock()
+                .entry(name.to_owned())
+                .or_default()
+                .clone()
+        } else {
+            self.get(name)?
+        };
+        Ok(Box::new(MemoryFile(file)))
+    }
+
+    fn read_all(&self, name: &str) -> io::Result<Bytes> {
+        Ok(Bytes::from(self.get(name)?.read().clone()))
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(self.files.lock().keys().cloned().collect())
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.files.lock().remove(name);
+        Ok(())
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut files = self.files.lock();
+        let file = files
+            .remove(from)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {from}")))?;
+        files.insert(to.to_owned(), file);
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<Box<dyn Send + Sync>> {
+        if self.locked.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyOpen(self.location()));
+        }
+        Ok(Box::new(MemoryLock(self.locked.clone())))
+    }
+
+    fn location(&self) -> String {
+        "memory storage".to_owned()
+    }
+}

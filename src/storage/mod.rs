@@ -1,0 +1,160 @@
+//! The storage layer: a small positional-file trait and its backends.
+//!
+//! [`Storage`] is a directory of named files; [`StorageFile`] is one file, read and written at
+//! offsets. Both are synchronous and map one to one onto native files and onto the browser's OPFS
+//! `FileSystemSyncAccessHandle` (`read`/`write` at an offset, `truncate`, `getSize`, `flush`), so
+//! the format code in `persist/` runs unchanged on every backend. Platform code lives only in the
+//! backends: [`FsStorage`] (native files, memory-mapped reads, `flock`), [`MemoryStorage`]
+//! (tests, and databases that need no persistence).
+
+use std::fmt;
+use std::io;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+mod memory;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+
+pub use memory::MemoryStorage;
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::FsStorage;
+
+/// One file, accessed at byte offsets.
+///
+/// ```
+/// use grape_vector_db::storage::{MemoryStorage, Storage};
+/// let dir = MemoryStorage::new();
+/// let f = dir.open("a", true)?;
+/// f.write_at(0, b"hello")?;
+/// let mut buf = [0u8; 3];
+/// f.read_at(1, &mut buf)?;
+/// assert_eq!(&buf, b"ell");
+/// assert_eq!(f.len()?, 5);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait StorageFile: Send + Sync {
+    /// Current size in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Fills `buf` from `offset`; reading past the end is an `UnexpectedEof` error.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Writes all of `data` at `offset`, extending the file if needed.
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Truncates or extends (with zeros) to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes everything written so far durable (fsync).
+    fn sync(&self) -> io::Result<()>;
+}
+
+/// A directory of named files: where one database lives.
+///
+/// ```
+/// use grape_vector_db::storage::{MemoryStorage, Storage};
+/// let dir = MemoryStorage::new();
+/// dir.open("x.tmp", true)?.write_at(0, b"1")?;
+/// dir.rename("x.tmp", "x")?;
+/// assert_eq!(dir.list()?, vec!["x".to_string()]);
+/// assert_eq!(&*dir.read_all("x")?, b"1");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait Storage: Send + Sync {
+    /// Opens a file for reading and writing, creating it (empty) when `create` is set.
+    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>>;
+    /// The whole content of a file, without copying where the backend can (a memory map).
+    /// The file must not change while the bytes are alive: only immutable files are read so.
+    fn read_all(&self, name: &str) -> io::Result<Bytes>;
+    /// Names of the files in the directory.
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// Deletes a file; deleting a missing file is not an error.
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Renames `from` to `to` atomically, replacing `to`; durable after [`Storage::sync_dir`].
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Makes creations, renames and removals durable (fsync of the directory).
+    fn sync_dir(&self) -> io::Result<()>;
+    /// Takes the exclusive lock on the directory, held until the guard is dropped (and released
+    /// by the OS if the process dies). Fails with [`Error::AlreadyOpen`] if anyone holds it.
+    fn lock(&self) -> Result<Box<dyn Send + Sync>>;
+    /// Where the directory is, for messages.
+    fn location(&self) -> String;
+}
+
+/// An immutable, cheaply clonable view of bytes that may live in a memory map.
+///
+/// ```
+/// use grape_vector_db::storage::Bytes;
+/// let b = Bytes::from(vec![1u8, 2, 3, 4]);
+/// assert_eq!(&*b.slice(1..3), &[2, 3]);
+/// ```
+#[derive(Clone)]
+pub struct Bytes {
+    owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    range: Range<usize>,
+}
+
+impl Bytes {
+    /// Wraps anything that owns bytes (a `Vec<u8>`, a memory map).
+    ///
+    /// ```
+    /// let b = grape_vector_db::storage::Bytes::new(vec![7u8; 4]);
+    /// assert_eq!(b.len(), 4);
+    /// ```
+    pub fn new(owner: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
+        let len = owner.as_ref().len();
+        Bytes {
+            owner: Arc::new(owner),
+            range: 0..len,
+        }
+    }
+
+    /// A sub-range, sharing the same owner. Panics if out of bounds (callers check lengths
+    /// against the file first).
+    ///
+    /// ```
+    /// let b = grape_vector_db::storage::Bytes::from(vec![1u8, 2, 3]);
+    /// assert_eq!(b.slice(2..3).len(), 1);
+    /// ```
+    pub fn slice(&self, range: Range<usize>) -> Bytes {
+        assert!(range.start <= range.end && range.end <= self.range.len());
+        Bytes {
+            owner: self.owner.clone(),
+            range: self.range.start + range.start..self.range.start + range.end,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        Bytes::new(v)
+    }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &(*self.owner).as_ref()[self.range.clone()]
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bytes({} bytes)", self.len())
+    }
+}
+
+/// Turns an I/O error into [`Error::Io`] naming the operation and the file.
+pub(crate) fn io_error<'a>(
+    op: &'static str,
+    file: &'a str,
+) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |e| Error::Io {
+        op,
+        file: file.to_owned(),
+        message: e.to_string(),
+    }
+}

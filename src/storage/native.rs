@@ -1,0 +1,206 @@
+//! Native backend: a directory of ordinary files.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{Bytes, Storage, StorageFile};
+use crate::error::{Error, Result};
+
+/// Name of the file that carries the directory's exclusive lock.
+const LOCK_FILE: &str = "LOCK";
+
+/// A database directory on the local file system. Immutable files are memory-mapped by
+/// [`Storage::read_all`], so vectors are used in place.
+///
+/// ```
+/// use grape_vector_db::storage::{FsStorage, Storage};
+/// let dir = std::env::temp_dir().join(format!("grape-doc-fs-{}", std::process::id()));
+/// let fs = FsStorage::create(&dir)?;
+/// fs.open("a", true)?.write_at(0, b"abc")?;
+/// assert_eq!(&*fs.read_all("a")?, b"abc");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FsStorage {
+    dir: PathBuf,
+}
+
+impl FsStorage {
+    /// Uses `dir`, creating it (and its parents) if needed.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("grape-doc-create-{}", std::process::id()));
+    /// grape_vector_db::storage::FsStorage::create(&dir)?;
+    /// assert!(dir.is_dir());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn create(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| Error::Io {
+            op: "create directory",
+            file: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(FsStorage { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+struct FsFile(File);
+
+#[cfg(unix)]
+impl StorageFile for FsFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.0, data, offset)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+#[cfg(windows)]
+impl StorageFile for FsFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read_at(&self, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
+        use std::os::windows::fs::FileExt;
+        while !buf.is_empty() {
+            match self.0.seek_read(buf, offset)? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, mut offset: u64, mut data: &[u8]) -> io::Result<()> {
+        use std::os::windows::fs::FileExt;
+        while !data.is_empty() {
+            let n = self.0.seek_write(data, offset)?;
+            data = &data[n..];
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl Storage for FsStorage {
+    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(self.path(name))?;
+        Ok(Box::new(FsFile(file)))
+    }
+
+    fn read_all(&self, name: &str) -> io::Result<Bytes> {
+        let file = File::open(self.path(name))?;
+        if file.metadata()?.len() == 0 {
+            // Mapping an empty file fails on some systems; there is nothing to map anyway.
+            return Ok(Bytes::from(Vec::new()));
+        }
+        // SAFETY: `read_all` is only used for immutable files (segments, the manifest), which
+        // this crate never writes after creating them, and the directory is under our exclusive
+        // lock. Another program changing them behind our back is outside the contract, as with
+        // every database that maps its files. Exercised by every reopen test.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
+        Ok(Bytes::new(map))
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                if let Some(name) = entry.file_name().to_str() {
+                    if name != LOCK_FILE {
+                        names.push(name.to_owned());
+                    }
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.path(from), self.path(to))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        #[cfg(unix)]
+        File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<Box<dyn Send + Sync>> {
+        let path = self.path(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::Io {
+                op: "open lock file",
+                file: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        // An advisory lock on an open file description: a second open in this process or any
+        // other fails, and the OS drops it when the file is closed or the process dies.
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::AlreadyOpen(self.location())),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::Io {
+                op: "lock",
+                file: path.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
