@@ -388,7 +388,7 @@ impl EmbeddedVectorDB {
                 std::thread::sleep(interval);
                 let Some(inner) = weak.upgrade() else { break };
                 let mut store = inner.store.lock();
-                if let Some(store) = store.as_mut().filter(|s| s.needs_flush()) {
+                if let Some(store) = store.as_mut() {
                     let _ = store.flush();
                 }
             });

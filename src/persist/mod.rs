@@ -220,11 +220,6 @@ impl Store {
         self.wal.sync()
     }
 
-    /// Whether writes are waiting for a flush.
-    pub fn needs_flush(&self) -> bool {
-        self.wal.needs_sync()
-    }
-
     /// Whether the log has grown past the automatic checkpoint threshold.
     pub fn wants_checkpoint(&self) -> bool {
         self.wal.size() > self.auto_checkpoint_at

@@ -301,7 +301,7 @@ impl WalWriter {
         }
     }
 
-    /// Writes pending records and fsyncs.
+    /// Writes pending records and fsyncs; costs nothing when nothing is pending.
     pub fn sync(&mut self) -> Result<()> {
         self.check_poison()?;
         self.write_pending()?;
@@ -316,11 +316,6 @@ impl WalWriter {
             self.dirty = false;
         }
         Ok(())
-    }
-
-    /// Whether anything acknowledged is not yet durable.
-    pub fn needs_sync(&self) -> bool {
-        self.dirty || !self.pending.is_empty()
     }
 }
 

@@ -1,0 +1,261 @@
+//! Persistence: what was acknowledged is there after reopening, whatever happened in between.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Rng;
+use grape_vector_db::storage::{MemoryStorage, Storage};
+use grape_vector_db::{
+    Condition, Distance, Durability, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, Payload,
+    Point, PointId, ScrollRequest, SearchRequest,
+};
+use serde_json::json;
+
+type Model = BTreeMap<PointId, (Vec<f32>, Payload)>;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("grape-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn config(dim: usize) -> EmbeddedConfig {
+    EmbeddedConfig::builder(dim)
+        .distance(Distance::Euclid)
+        .build()
+        .unwrap()
+}
+
+/// Everything in the database, read back through scroll.
+fn contents(db: &EmbeddedVectorDB) -> Model {
+    let mut req = ScrollRequest {
+        limit: 1000,
+        with_vector: true,
+        ..ScrollRequest::default()
+    };
+    let mut out = Model::new();
+    loop {
+        let page = db.scroll(&req).unwrap();
+        for r in page.points {
+            out.insert(r.id, (r.vector.unwrap(), r.payload.unwrap()));
+        }
+        match page.next_page_offset {
+            Some(next) => req.offset = Some(next),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn data_survives_reopen_in_every_durability_mode() {
+    for (i, durability) in [
+        Durability::Sync,
+        Durability::Batched {
+            interval: Duration::from_millis(5),
+        },
+        Durability::OnFlush,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = temp_dir(&format!("modes-{i}"));
+        let mut cfg = config(3);
+        cfg.data_dir = Some(dir.clone());
+        cfg.durability = durability;
+        {
+            let db = EmbeddedVectorDB::open(cfg.clone()).unwrap();
+            assert!(db.open_report().created);
+            db.upsert(vec![
+                Point::new(1, vec![1.0, 2.0, 3.0])
+                    .with_payload(json!({"k": "a"}))
+                    .unwrap(),
+                Point::new(2, vec![0.0, 0.0, 1.0]),
+            ])
+            .unwrap();
+            db.set_payload([2u64], json!({"k": "b"})).unwrap();
+            db.delete([1u64]).unwrap();
+            db.upsert(vec![Point::new(3, vec![5.0, 5.0, 5.0])]).unwrap();
+        }
+        let db = EmbeddedVectorDB::open(cfg).unwrap();
+        let report = db.open_report();
+        assert!(!report.created);
+        assert_eq!(report.wal_records_replayed, 4, "{durability:?}");
+        let got = contents(&db);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[&PointId::Num(2)].1["k"], json!("b"));
+        assert_eq!(got[&PointId::Num(3)].0, vec![5.0, 5.0, 5.0]);
+        drop(db);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_until_the_first_closes() {
+    let dir = temp_dir("lock");
+    let mut cfg = config(2);
+    cfg.data_dir = Some(dir.clone());
+    let db = EmbeddedVectorDB::open(cfg.clone()).unwrap();
+    let err = EmbeddedVectorDB::open(cfg.clone()).unwrap_err();
+    assert!(matches!(err, Error::AlreadyOpen(_)), "{err}");
+    assert!(err.to_string().contains("already open"));
+    drop(db);
+    EmbeddedVectorDB::open(cfg).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn opening_with_another_dimension_or_distance_is_a_clear_error() {
+    let storage = MemoryStorage::new();
+    drop(EmbeddedVectorDB::open_with_storage(config(4), Arc::new(storage.clone())).unwrap());
+    let err =
+        EmbeddedVectorDB::open_with_storage(config(5), Arc::new(storage.clone())).unwrap_err();
+    assert!(err.to_string().contains("dimension 4"), "{err}");
+    let cosine = EmbeddedConfig::builder(4).build().unwrap();
+    assert!(EmbeddedVectorDB::open_with_storage(cosine, Arc::new(storage)).is_err());
+}
+
+#[test]
+fn checkpoint_compact_and_snapshot_keep_everything() {
+    let dir = temp_dir("checkpoint");
+    let mut cfg = config(4);
+    cfg.data_dir = Some(dir.join("db"));
+    let db = EmbeddedVectorDB::open(cfg.clone()).unwrap();
+    let points = |range: std::ops::Range<u64>| -> Vec<Point> {
+        range
+            .map(|i| {
+                Point::new(i, vec![i as f32, 1.0, 2.0, 3.0])
+                    .with_payload(json!({"i": i, "even": i % 2 == 0}))
+                    .unwrap()
+            })
+            .collect()
+    };
+    db.upsert(points(0..500)).unwrap();
+    db.checkpoint().unwrap();
+    db.upsert(points(500..700)).unwrap();
+    db.delete_by_filter(&Filter::must([Condition::match_value("even", true)]))
+        .unwrap();
+    let before = contents(&db);
+    assert_eq!(before.len(), 350);
+    db.snapshot(dir.join("snap")).unwrap();
+    drop(db);
+
+    let db = EmbeddedVectorDB::open(cfg.clone()).unwrap();
+    assert_eq!(db.open_report().segment_points, 500);
+    assert_eq!(db.open_report().wal_records_replayed, 2);
+    assert_eq!(contents(&db), before);
+    // Updating points of the mapped segment moves them to new slots; compaction reclaims.
+    db.upsert(points(1..4)).unwrap();
+    assert!(db.stats().tombstones > 0);
+    db.compact().unwrap();
+    assert_eq!(db.stats().tombstones, 0);
+    let after = contents(&db);
+    drop(db);
+    let db = EmbeddedVectorDB::open(cfg).unwrap();
+    assert_eq!(db.open_report().wal_records_replayed, 0);
+    assert_eq!(contents(&db), after);
+    let hit = db
+        .search(&SearchRequest::new(vec![301.2, 1.0, 2.0, 3.0], 1))
+        .unwrap();
+    assert_eq!(hit.result[0].id, PointId::Num(301));
+
+    let mut snap_cfg = config(4);
+    snap_cfg.data_dir = Some(dir.join("snap"));
+    let snap = EmbeddedVectorDB::open(snap_cfg).unwrap();
+    assert_eq!(contents(&snap), before);
+    drop((db, snap));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn snapshots_refuse_a_directory_in_use() {
+    let db = EmbeddedVectorDB::open(config(2)).unwrap();
+    let dest = MemoryStorage::new();
+    dest.open("something", true).unwrap();
+    assert!(matches!(
+        db.snapshot_to(&dest),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+/// Random operations with random checkpoints, compactions and reopenings equal a model.
+#[test]
+fn random_operations_with_reopens_equal_a_model() {
+    for seed in 0..40u64 {
+        let mut rng = Rng::new(seed);
+        let storage = MemoryStorage::new();
+        let dim = 1 + rng.below(6);
+        let mut cfg = config(dim);
+        cfg.checkpoint_wal_bytes = 1 + rng.below(20_000) as u64;
+        cfg.durability = rng.pick(&[Durability::Sync, Durability::OnFlush]);
+        let open = |cfg: &EmbeddedConfig| {
+            EmbeddedVectorDB::open_with_storage(cfg.clone(), Arc::new(storage.clone())).unwrap()
+        };
+        let mut db = open(&cfg);
+        let mut model = Model::new();
+        for step in 0..200 {
+            match rng.below(10) {
+                0..=3 => {
+                    let batch: Vec<Point> = (0..1 + rng.below(8))
+                        .map(|_| {
+                            let id = PointId::Num(rng.below(60) as u64);
+                            let v: Vec<f32> = (0..dim).map(|_| rng.signed()).collect();
+                            Point::new(id, v)
+                                .with_payload(json!({"g": rng.below(3), "s": step}))
+                                .unwrap()
+                        })
+                        .collect();
+                    for p in &batch {
+                        model.insert(p.id, (p.vector.clone(), p.payload.clone()));
+                    }
+                    db.upsert(batch).unwrap();
+                }
+                4 => {
+                    let ids: Vec<u64> = (0..rng.below(5)).map(|_| rng.below(60) as u64).collect();
+                    let existing = ids
+                        .iter()
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .iter()
+                        .filter(|&&&i| model.remove(&PointId::Num(i)).is_some())
+                        .count();
+                    assert_eq!(db.delete(ids).unwrap(), existing);
+                }
+                5 => {
+                    let g = rng.below(3) as i64;
+                    let n = db
+                        .delete_by_filter(&Filter::must([Condition::match_value("g", g)]))
+                        .unwrap();
+                    let before = model.len();
+                    model.retain(|_, (_, p)| p["g"] != json!(g));
+                    assert_eq!(n, before - model.len());
+                }
+                6 => {
+                    if let Some((&id, _)) = model.iter().nth(rng.below(model.len().max(1))) {
+                        db.set_payload([id], json!({"extra": step})).unwrap();
+                        model
+                            .get_mut(&id)
+                            .unwrap()
+                            .1
+                            .insert("extra".into(), json!(step));
+                    }
+                }
+                7 => db.checkpoint().unwrap(),
+                8 => db.compact().unwrap(),
+                _ => {
+                    if cfg.durability == Durability::OnFlush {
+                        db.flush().unwrap();
+                    }
+                    drop(db);
+                    db = open(&cfg);
+                }
+            }
+            if step % 25 == 0 {
+                assert_eq!(contents(&db), model, "seed {seed} step {step}");
+            }
+        }
+        drop(db);
+        assert_eq!(contents(&open(&cfg)), model, "seed {seed} at the end");
+    }
+}
