@@ -1,5 +1,5 @@
-//! The demo: builds a 100K-vector database, runs searches with and without filters, and prints
-//! timings and stats.
+//! The demo: builds a 100K-vector database on disk (or reopens the one the previous run built),
+//! runs searches with and without filters, and prints timings and stats.
 //!
 //! It uses the real WordNet glosses embedded with all-MiniLM-L6-v2 from
 //! `../shared/data/wordnet-minilm` when that folder exists, and synthetic clustered vectors
@@ -8,85 +8,84 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Filter, Point, PointId, SearchRequest};
+use grape_vector_db::{
+    Durability, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, PointId, SearchRequest,
+};
 use serde_json::json;
 
 const N: usize = 100_000;
 
-struct Data {
-    base: common::Matrix,
-    queries: common::Matrix,
-    texts: Option<(Vec<String>, Vec<String>)>,
+/// The data set: real WordNet embeddings when `../shared` has them, synthetic otherwise.
+enum Source {
+    WordNet(PathBuf),
+    Synthetic,
+}
+
+/// Queries, their texts and the exact top-100 ids of each (WordNet only).
+struct Queries {
+    vectors: common::Matrix,
+    texts: Option<Vec<String>>,
     ground_truth: Option<Vec<u32>>,
 }
 
-fn load() -> Result<Data, Box<dyn std::error::Error>> {
-    if let Some(dir) = common::wordnet_dir() {
-        let read_lines = |name: &str| -> std::io::Result<Vec<String>> {
-            Ok(std::fs::read_to_string(dir.join(name))?
-                .lines()
-                .map(str::to_owned)
-                .collect())
-        };
-        let gt = std::fs::read(dir.join("gt100-cosine.i32.npy"))?;
-        // The ground truth is a 1000 x 100 <i4 array after a 128-byte header.
-        let gt: Vec<u32> = gt[128..]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        println!(
-            "data: WordNet glosses, all-MiniLM-L6-v2 embeddings ({})",
-            dir.display()
-        );
-        return Ok(Data {
-            base: common::read_npy(&dir.join("base.f16.npy"))?,
-            queries: common::read_npy(&dir.join("query.f16.npy"))?,
-            texts: Some((read_lines("base.txt")?, read_lines("query.txt")?)),
-            ground_truth: Some(gt),
-        });
-    }
-    println!("data: synthetic, 100 clusters (seed 42)");
-    let all = common::clustered(N + 1000, 384, 100, 42);
-    let split = N * all.dim;
-    Ok(Data {
-        queries: common::Matrix {
-            rows: 1000,
-            dim: all.dim,
-            data: all.data[split..].to_vec(),
-        },
-        base: common::Matrix {
-            rows: N,
-            dim: all.dim,
-            data: all.data[..split].to_vec(),
-        },
-        texts: None,
-        ground_truth: None,
+fn read_lines(path: &Path) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+fn synthetic() -> common::Matrix {
+    common::clustered(N + 1000, 384, 100, 42)
+}
+
+fn load_queries(source: &Source) -> Result<Queries, Box<dyn std::error::Error>> {
+    Ok(match source {
+        Source::WordNet(dir) => {
+            let gt = std::fs::read(dir.join("gt100-cosine.i32.npy"))?;
+            // The ground truth is a 1000 x 100 <i4 array after a 128-byte header.
+            let gt = gt[128..]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            Queries {
+                vectors: common::read_npy(&dir.join("query.f16.npy"))?,
+                texts: Some(read_lines(&dir.join("query.txt"))?),
+                ground_truth: Some(gt),
+            }
+        }
+        Source::Synthetic => {
+            let all = synthetic();
+            Queries {
+                vectors: common::Matrix {
+                    rows: 1000,
+                    dim: all.dim,
+                    data: all.data[N * all.dim..].to_vec(),
+                },
+                texts: None,
+                ground_truth: None,
+            }
+        }
     })
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let t = Instant::now();
-    let data = load()?;
-    println!(
-        "loaded {} x {} vectors and {} queries in {:.2?}",
-        data.base.rows,
-        data.base.dim,
-        data.queries.rows,
-        t.elapsed()
-    );
-
-    let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(data.base.dim).build()?)?;
-    let mut points: Vec<Point> = (0..data.base.rows)
+/// The points to index, with payloads: the gloss, its lemmas and its length in words.
+fn load_points(source: &Source) -> Result<Vec<Point>, Box<dyn std::error::Error>> {
+    let (base, texts) = match source {
+        Source::WordNet(dir) => (
+            common::read_npy(&dir.join("base.f16.npy"))?,
+            Some(read_lines(&dir.join("base.txt"))?),
+        ),
+        Source::Synthetic => (synthetic(), None),
+    };
+    let points = (0..N)
         .map(|i| {
-            let payload = match &data.texts {
-                Some((base, _)) => {
-                    let line = &base[i];
+            let payload = match &texts {
+                Some(texts) => {
+                    let line = &texts[i];
                     let (lemmas, gloss) = line.split_once(": ").unwrap_or((line, ""));
                     json!({
                         "text": line,
@@ -96,34 +95,92 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 None => json!({"cluster_hint": i % 100, "gloss_words": i % 40}),
             };
-            Point::new(i as u64, data.base.row(i).to_vec()).with_payload(payload)
+            Point::new(i as u64, base.row(i).to_vec()).with_payload(payload)
         })
         .collect::<Result<_, _>>()?;
-    let mut batches = Vec::new();
-    while !points.is_empty() {
-        let rest = points.split_off(points.len().min(10_000));
-        batches.push(std::mem::replace(&mut points, rest));
-    }
+    Ok(points)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let source = match common::wordnet_dir() {
+        Some(dir) => {
+            println!(
+                "data: WordNet glosses, all-MiniLM-L6-v2 embeddings ({})",
+                dir.display()
+            );
+            Source::WordNet(dir)
+        }
+        None => {
+            println!("data: synthetic, 100 clusters (seed 42)");
+            Source::Synthetic
+        }
+    };
+    let name = match source {
+        Source::WordNet(_) => "demo-db-wordnet",
+        Source::Synthetic => "demo-db-synthetic",
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(name);
+    let config = EmbeddedConfig::builder(384)
+        .data_dir(&dir)
+        // The bulk load is made durable by the checkpoint that follows it.
+        .durability(Durability::OnFlush)
+        .build()?;
+
     let t = Instant::now();
-    for batch in batches {
-        db.upsert(batch)?;
+    let db = EmbeddedVectorDB::open(config)?;
+    let opened = t.elapsed();
+    if db.count(None) == N {
+        let r = db.open_report();
+        println!(
+            "reopened {} in {opened:.2?} ({} points from the checkpoint, {} log records replayed); \
+             delete the folder to rebuild",
+            dir.display(),
+            r.segment_points,
+            r.wal_records_replayed
+        );
+    } else {
+        db.delete_by_filter(&Filter::default())?;
+        let t = Instant::now();
+        let mut points = load_points(&source)?;
+        println!("loaded {N} points in {:.2?}", t.elapsed());
+        let mut batches = Vec::new();
+        while !points.is_empty() {
+            let rest = points.split_off(points.len().min(10_000));
+            batches.push(std::mem::replace(&mut points, rest));
+        }
+        let t = Instant::now();
+        for batch in batches {
+            db.upsert(batch)?;
+        }
+        let took = t.elapsed();
+        let t = Instant::now();
+        db.checkpoint()?;
+        println!(
+            "upserted {} points in {took:.2?} ({:.0} points/s), checkpoint to {} in {:.2?}; \
+             the next run reopens it",
+            db.count(None),
+            N as f64 / took.as_secs_f64(),
+            dir.display(),
+            t.elapsed()
+        );
     }
-    let took = t.elapsed();
-    println!(
-        "upserted {} points in {:.2?} ({:.0} points/s)",
-        db.count(None),
-        took,
-        data.base.rows as f64 / took.as_secs_f64()
-    );
+    let queries = load_queries(&source)?;
+    let data = &queries;
 
     // Exact search, one query at a time.
     let k = 10;
     let mut latencies = Vec::new();
     let mut hits = 0usize;
-    let n_queries = 200.min(data.queries.rows);
+    let n_queries = 200.min(data.vectors.rows);
     for q in 0..n_queries {
         let t = Instant::now();
-        let res = db.search(&SearchRequest::new(data.queries.row(q).to_vec(), k))?;
+        let res = db.search(&SearchRequest::new(data.vectors.row(q).to_vec(), k))?;
         latencies.push(t.elapsed());
         if let Some(gt) = &data.ground_truth {
             let truth = &gt[q * 100..q * 100 + k];
@@ -149,7 +206,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A batch shares one pass over memory.
     let batch: Vec<SearchRequest> = (0..64)
-        .map(|q| SearchRequest::new(data.queries.row(q).to_vec(), k))
+        .map(|q| SearchRequest::new(data.vectors.row(q).to_vec(), k))
         .collect();
     let t = Instant::now();
     db.search_batch(&batch)?;
@@ -161,13 +218,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Filtered searches: a text match and a numeric range on the payload.
-    let (word, query_row) = match &data.texts {
-        Some(_) => ("water", 0),
-        None => ("", 0),
-    };
+    let query_row = 0;
     let filter: Filter = if data.texts.is_some() {
         serde_json::from_value(json!({"must": [
-            {"key": "text", "match": {"text": word}},
+            {"key": "text", "match": {"text": "water"}},
             {"key": "gloss_words", "range": {"lte": 12}}
         ]}))?
     } else {
@@ -176,7 +230,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let matching = db.count(Some(&filter));
     let t = Instant::now();
     let res = db.search(
-        &SearchRequest::new(data.queries.row(query_row).to_vec(), 5)
+        &SearchRequest::new(data.vectors.row(query_row).to_vec(), 5)
             .with_filter(filter)
             .with_payload(true),
     )?;
@@ -185,8 +239,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         db.count(None),
         t.elapsed()
     );
-    if let Some((_, queries)) = &data.texts {
-        println!("  query: {}", queries[query_row]);
+    if let Some(texts) = &data.texts {
+        println!("  query: {}", texts[query_row]);
     }
     for p in &res.result {
         let label = p.payload.as_ref().and_then(|m| m.get("text")).map_or_else(
@@ -198,11 +252,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let stats = db.stats();
     println!(
-        "stats: {} vectors, kernel {}, memory {:.1} MiB (vectors {:.1}, payloads {:.1}, ids {:.1})",
+        "stats: {} vectors, kernel {}, memory {:.1} MiB (vectors owned {:.1}, mapped {:.1}, \
+         payloads {:.1}, ids {:.1})",
         stats.total_vectors,
         stats.kernel,
         stats.memory.total() as f64 / 1048576.0,
         stats.memory.vectors as f64 / 1048576.0,
+        stats.memory.mapped as f64 / 1048576.0,
         stats.memory.payloads as f64 / 1048576.0,
         stats.memory.ids as f64 / 1048576.0
     );

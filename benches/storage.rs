@@ -1,0 +1,177 @@
+//! Storage figures, printed: reopen time of a 100K x 384 database plus 1,000 log records (beside
+//! hnswlib's `load_index` and usearch's `restore`/`view` on the same vectors when a Python with
+//! those packages is given), upsert throughput per durability mode, checkpoint time, file size.
+//!
+//! `./scripts/bench-storage` sets up the Python peers and runs this; `cargo bench --bench storage`
+//! alone prints our figures only. Uses `../shared/data/wordnet-minilm` when present, synthetic
+//! clustered vectors otherwise.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, Point};
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// Writes `m` as a float32 `.npy`, for the Python peers.
+fn write_npy(path: &Path, m: &common::Matrix) {
+    let header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        m.rows, m.dim
+    );
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&((header.len() + pad + 1) as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(std::iter::repeat_n(b' ', pad));
+    out.push(b'\n');
+    out.extend_from_slice(bytemuck::cast_slice(&m.data));
+    std::fs::write(path, out).unwrap();
+}
+
+fn config(dir: &Path, durability: Durability) -> EmbeddedConfig {
+    EmbeddedConfig::builder(384)
+        .data_dir(dir)
+        .durability(durability)
+        .checkpoint_wal_bytes(1 << 40)
+        .build()
+        .unwrap()
+}
+
+fn main() {
+    let work = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-storage");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let data = match common::wordnet_dir() {
+        Some(dir) => common::read_npy(&dir.join("base.f16.npy")).unwrap(),
+        None => common::clustered(100_000, 384, 100, 11),
+    };
+    let raw_bytes = (data.rows * data.dim * 4) as u64;
+    let point = |i: usize| {
+        Point::new(i as u64, data.row(i).to_vec())
+            .with_payload(serde_json::json!({"row": i}))
+            .unwrap()
+    };
+
+    // Build: one bulk upsert, a checkpoint, then 1,000 single-point writes left in the log.
+    let db_dir = work.join("db");
+    let cfg = config(&db_dir, Durability::OnFlush);
+    {
+        let db = EmbeddedVectorDB::open(cfg.clone()).unwrap();
+        let t = Instant::now();
+        db.upsert((0..data.rows).map(point).collect()).unwrap();
+        let upsert = t.elapsed();
+        let t = Instant::now();
+        db.checkpoint().unwrap();
+        let checkpoint = t.elapsed();
+        println!(
+            "bulk upsert of {} x {}: {:.2?} ({:.0} points/s); checkpoint: {:.2?}",
+            data.rows,
+            data.dim,
+            upsert,
+            data.rows as f64 / upsert.as_secs_f64(),
+            checkpoint
+        );
+        for i in 0..1000 {
+            db.upsert(vec![point(i)]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let size = dir_bytes(&db_dir);
+    println!(
+        "files: {:.1} MiB = {:.3} x the raw f32 vectors",
+        size as f64 / 1048576.0,
+        size as f64 / raw_bytes as f64
+    );
+
+    // Reopen, warm cache: lock, manifest, map + checksum the segment, replay 1,000 records.
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        let db = EmbeddedVectorDB::open(cfg.clone()).unwrap();
+        times.push(t.elapsed());
+        assert_eq!(db.open_report().wal_records_replayed, 1000);
+        drop(db);
+    }
+    let open = median(times);
+    println!(
+        "reopen ({} points + 1,000 log records, warm cache): {open:.2?}",
+        data.rows
+    );
+
+    // Upsert throughput per durability mode, single-point calls and batches of 100.
+    for (name, durability) in [
+        ("Sync", Durability::Sync),
+        (
+            "Batched(10ms)",
+            Durability::Batched {
+                interval: Duration::from_millis(10),
+            },
+        ),
+        ("OnFlush", Durability::OnFlush),
+    ] {
+        let dir = work.join(format!("mode-{name}"));
+        let db = EmbeddedVectorDB::open(config(&dir, durability)).unwrap();
+        let t = Instant::now();
+        for i in 0..2000 {
+            db.upsert(vec![point(i)]).unwrap();
+        }
+        db.flush().unwrap();
+        let single = 2000.0 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for b in 0..100 {
+            db.upsert((b * 100..b * 100 + 100).map(point).collect())
+                .unwrap();
+        }
+        db.flush().unwrap();
+        let batched = 10_000.0 / t.elapsed().as_secs_f64();
+        println!(
+            "upsert, {name:>13}: {single:>8.0} points/s one per call, {batched:>8.0} points/s in batches of 100"
+        );
+    }
+
+    // Peers, on the same vectors, in this run.
+    let Ok(python) = std::env::var("GRAPE_PEERS_PYTHON") else {
+        println!("peers: set GRAPE_PEERS_PYTHON (./scripts/bench-storage does) to compare with hnswlib and usearch");
+        return;
+    };
+    let npy = work.join("base.f32.npy");
+    write_npy(&npy, &data);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers_open.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&npy)
+        .arg(work.join("peers"))
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        println!("peers failed: {}", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (key, label) in [
+        ("hnswlib_load_index_s", "hnswlib load_index"),
+        ("usearch_restore_s", "usearch restore"),
+        ("usearch_view_s", "usearch restore(view=True)"),
+    ] {
+        let secs = peers[key].as_f64().unwrap();
+        println!(
+            "{label:>28}: {:.2?}; ours takes {:.3} x its time",
+            Duration::from_secs_f64(secs),
+            open.as_secs_f64() / secs
+        );
+    }
+}
