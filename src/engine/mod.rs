@@ -35,7 +35,8 @@ use topk::{Candidate, TopK};
 const AUTO_COMPACT_MIN_DEAD: usize = 1024;
 
 /// Largest number of slots: slots are `u32` in the top-k heap (and, later, in the graph).
-const MAX_SLOTS: usize = u32::MAX as usize;
+/// One below `u32::MAX` so the bound is a real check on 32-bit targets too.
+const MAX_SLOTS: usize = (u32::MAX - 1) as usize;
 
 /// What an engine holds and how it may grow.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,9 +212,12 @@ impl Engine {
         new_ids.sort_unstable();
         new_ids.dedup();
         let live_after = self.len() + new_ids.len();
-        let max = self.config.max_points.unwrap_or(MAX_SLOTS).min(MAX_SLOTS);
+        let max = self
+            .config
+            .max_points
+            .map_or(MAX_SLOTS, |m| m.min(MAX_SLOTS));
         // Replacing a point of a mapped segment takes a new slot, so count every point.
-        if live_after > max || self.slot_ids.len() + points.len() > MAX_SLOTS {
+        if live_after > max || self.slot_ids.len().saturating_add(points.len()) > MAX_SLOTS {
             return Err(Error::LimitExceeded {
                 limit: "max_points",
                 max,
