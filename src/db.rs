@@ -12,7 +12,9 @@ use crate::filter::Filter;
 use crate::persist::wal::WalOp;
 use crate::persist::{apply, Applied, Durability, OpenReport, Store};
 use crate::point::{Distance, Point, PointId};
-use crate::search::{Record, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse};
+use crate::search::{
+    HnswConfig, Record, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse,
+};
 use crate::stats::DatabaseStats;
 use crate::storage::Storage;
 
@@ -48,6 +50,8 @@ pub struct EmbeddedConfig {
     pub durability: Durability,
     /// A checkpoint runs by itself once the write-ahead log exceeds this many bytes.
     pub checkpoint_wal_bytes: u64,
+    /// The HNSW index (default on); `None` for exact search only, and faster upserts.
+    pub hnsw: Option<HnswConfig>,
 }
 
 impl EmbeddedConfig {
@@ -67,6 +71,7 @@ impl EmbeddedConfig {
                 data_dir: None,
                 durability: Durability::default(),
                 checkpoint_wal_bytes: 64 << 20,
+                hnsw: Some(HnswConfig::default()),
             },
         }
     }
@@ -102,6 +107,15 @@ impl EmbeddedConfig {
                     "Durability::Batched needs an interval above zero (or use Durability::Sync)"
                         .to_owned(),
                 ));
+            }
+        }
+        if let Some(h) = &self.hnsw {
+            if !(2..=128).contains(&h.m) || h.ef_construction == 0 || h.ef == 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "hnsw: m must be between 2 and 128 and ef_construction and ef at least 1 \
+                     (got m {}, ef_construction {}, ef {})",
+                    h.m, h.ef_construction, h.ef
+                )));
             }
         }
         if self.max_points == Some(0) {
@@ -197,6 +211,21 @@ impl EmbeddedConfigBuilder {
     /// ```
     pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
         self.config.checkpoint_wal_bytes = bytes;
+        self
+    }
+
+    /// Sets the HNSW index parameters, or `None` to search exactly only.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, HnswConfig};
+    /// let c = EmbeddedConfig::builder(2)
+    ///     .hnsw(Some(HnswConfig { m: 32, ..HnswConfig::default() }))
+    ///     .build()?;
+    /// assert_eq!(c.hnsw.unwrap().m, 32);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn hnsw(mut self, hnsw: Option<HnswConfig>) -> Self {
+        self.config.hnsw = hnsw;
         self
     }
 
@@ -349,6 +378,7 @@ impl EmbeddedVectorDB {
             distance: config.distance,
             max_points: config.max_points,
             max_search_limit: config.max_search_limit,
+            hnsw: config.hnsw,
         }
     }
 

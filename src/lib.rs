@@ -47,7 +47,8 @@ pub use filter::{
 pub use persist::{Durability, OpenReport};
 pub use point::{Distance, Payload, Point, PointId};
 pub use search::{
-    Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,
+    HnswConfig, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest,
+    SearchResponse,
 };
 pub use stats::{DatabaseStats, MemoryStats};
 

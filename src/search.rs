@@ -131,10 +131,37 @@ impl SearchRequest {
     }
 }
 
-/// Search tuning, as Qdrant's `params`.
+/// The HNSW index's parameters (Qdrant's names where they exist).
 ///
-/// Until the HNSW index exists every search is an exact scan, so `hnsw_ef` is accepted and
-/// validated but has no effect yet, and `exact` is always in force.
+/// ```
+/// let c = grape_vector_db::HnswConfig::default();
+/// assert_eq!((c.m, c.ef_construction, c.ef), (16, 100, 64));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HnswConfig {
+    /// Links per node (twice as many on the bottom layer): more is better recall, more memory.
+    pub m: usize,
+    /// Candidate list size while inserting: more is a better graph and a slower build.
+    pub ef_construction: usize,
+    /// Default candidate list size of a search (`params.hnsw_ef` overrides it per query).
+    pub ef: usize,
+    /// Below this many points every search is exact (a scan is as fast and always right).
+    pub full_scan_threshold: usize,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        HnswConfig {
+            m: 16,
+            ef_construction: 100,
+            ef: 64,
+            full_scan_threshold: 10_000,
+        }
+    }
+}
+
+/// Search tuning, as Qdrant's `params`.
 ///
 /// ```
 /// let p: grape_vector_db::SearchParams = serde_json::from_str(r#"{"exact": true}"#).unwrap();
@@ -143,10 +170,11 @@ impl SearchRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
-    /// Size of the HNSW candidate list (larger: better recall, slower).
+    /// Size of the HNSW candidate list (larger: better recall, slower); at least `limit + offset`
+    /// is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hnsw_ef: Option<usize>,
-    /// Force an exact scan even when an index exists.
+    /// Force an exact scan even when the index would be used.
     #[serde(default)]
     pub exact: bool,
 }
@@ -187,9 +215,9 @@ pub struct ScoredPoint {
 pub struct SearchResponse {
     /// The results, best first.
     pub result: Vec<ScoredPoint>,
-    /// Whether the results are exact (a full scan) rather than approximate.
+    /// Whether the results are exact (a scan) rather than approximate (the HNSW index).
     pub exact: bool,
-    /// How many stored vectors were compared with the query.
+    /// How many distances to stored vectors were computed.
     pub scored: usize,
 }
 

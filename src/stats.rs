@@ -34,8 +34,8 @@ pub struct DatabaseStats {
 /// Bytes held in memory by each part of the database.
 ///
 /// ```
-/// let m = grape_vector_db::MemoryStats { vectors: 1, mapped: 4, payloads: 2, ids: 3 };
-/// assert_eq!(m.total(), 10);
+/// let m = grape_vector_db::MemoryStats { vectors: 1, mapped: 4, payloads: 2, ids: 3, index: 5 };
+/// assert_eq!(m.total(), 15);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MemoryStats {
@@ -47,6 +47,8 @@ pub struct MemoryStats {
     pub payloads: usize,
     /// The id maps.
     pub ids: usize,
+    /// The HNSW graph.
+    pub index: usize,
 }
 
 impl MemoryStats {
@@ -56,6 +58,6 @@ impl MemoryStats {
     /// assert_eq!(grape_vector_db::MemoryStats::default().total(), 0);
     /// ```
     pub fn total(&self) -> usize {
-        self.vectors + self.mapped + self.payloads + self.ids
+        self.vectors + self.mapped + self.payloads + self.ids + self.index
     }
 }

@@ -89,6 +89,24 @@ pub(crate) fn closeness_key(distance: Distance, raw: f32) -> f32 {
     }
 }
 
+/// Asks the CPU to start loading the first cache lines of `v`; a graph search calls it for all
+/// of a node's neighbours before computing any distance, so the loads overlap.
+#[inline(always)]
+pub(crate) fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = v.as_ptr().cast::<i8>();
+        // Four lines (256 bytes) are enough for the hardware prefetcher to take over the rest.
+        for line in 0..v.len().div_ceil(16).min(4) {
+            // SAFETY: prefetching is a hint that never faults, and the address is inside `v`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(line * 64)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
 /// Scales `v` to unit length in place; returns `false` (leaving `v` unchanged) when it has none.
 pub(crate) fn normalize(v: &mut [f32]) -> bool {
     let norm = (best().dot)(v, v).sqrt();
@@ -160,6 +178,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn prefetch_accepts_any_slice() {
+        prefetch(&[]);
+        prefetch(&[1.0]);
+        prefetch(&vec![0.5; 1000]);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! on its own once they outnumber live points.
 
 mod arena;
+pub(crate) mod hnsw;
 mod payloads;
 mod topk;
 
@@ -22,17 +23,25 @@ use crate::filter::Filter;
 use crate::persist::segment::{SegmentData, SegmentSource};
 use crate::point::{Distance, Payload, Point, PointId};
 use crate::search::{
-    Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse,
+    HnswConfig, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse,
 };
 use crate::stats::MemoryStats;
 pub(crate) use arena::stride_for;
 use arena::VectorArena;
+use hnsw::{Graph, GraphParams, Space, NONE};
 use payloads::{PayloadStore, RawPayloads};
 use topk::{Candidate, TopK};
 
 /// Tombstones are compacted away automatically once there are more of them than live points and
 /// at least this many (below it, the wasted scan time is negligible).
 const AUTO_COMPACT_MIN_DEAD: usize = 1024;
+
+/// Filters matching less than this fraction of the points are searched by scanning: the graph
+/// would walk through many non-matching nodes for each match it admits.
+const SELECTIVE_FILTER: f64 = 0.03;
+
+/// Points sampled to estimate a filter's selectivity.
+const SELECTIVITY_SAMPLE: usize = 512;
 
 /// Largest number of slots: slots are `u32` in the top-k heap (and, later, in the graph).
 /// One below `u32::MAX` so the bound is a real check on 32-bit targets too.
@@ -45,6 +54,8 @@ pub(crate) struct EngineConfig {
     pub distance: Distance,
     pub max_points: Option<usize>,
     pub max_search_limit: usize,
+    /// The HNSW index, or `None` for exact search only.
+    pub hnsw: Option<HnswConfig>,
 }
 
 /// How many points an upsert inserted and how many it replaced.
@@ -83,6 +94,42 @@ pub(crate) struct Engine {
     payloads: PayloadStore,
     ids: BTreeMap<PointId, u32>,
     dead: usize,
+    /// One node per slot (dead ones included) when the index is enabled.
+    graph: Option<Graph>,
+}
+
+/// The engine's vectors as seen by the graph: closeness keys through the chosen kernel.
+struct ArenaSpace<'a> {
+    vectors: &'a VectorArena,
+    kernel: Kernel,
+    distance: Distance,
+}
+
+impl Space for ArenaSpace<'_> {
+    #[inline]
+    fn key_to(&self, query: &[f32], slot: u32) -> f32 {
+        closeness_key(
+            self.distance,
+            (self.kernel)(query, self.vectors.get(slot as usize)),
+        )
+    }
+
+    #[inline]
+    fn vector(&self, slot: u32) -> &[f32] {
+        self.vectors.get(slot as usize)
+    }
+
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        distance::prefetch(self.vectors.get(slot as usize));
+    }
+}
+
+fn graph_params(h: &HnswConfig) -> GraphParams {
+    GraphParams {
+        m: h.m,
+        ef_construction: h.ef_construction,
+    }
 }
 
 impl Engine {
@@ -94,7 +141,16 @@ impl Engine {
             payloads: PayloadStore::new(),
             ids: BTreeMap::new(),
             dead: 0,
+            graph: config.hnsw.as_ref().map(|h| Graph::new(graph_params(h))),
             config,
+        }
+    }
+
+    fn space(&self) -> ArenaSpace<'_> {
+        ArenaSpace {
+            vectors: &self.vectors,
+            kernel: self.kernel,
+            distance: self.config.distance,
         }
     }
 
@@ -137,12 +193,34 @@ impl Engine {
                 data: seg.payload_data,
             },
         );
+        engine.graph = match (engine.config.hnsw, seg.graph) {
+            (None, _) => None,
+            (Some(_), Some(parts)) => Some(Graph::from_parts(parts)),
+            (Some(h), None) => {
+                // A segment written without an index: build it now.
+                let mut graph = Graph::new(graph_params(&h));
+                let space = engine.space();
+                for slot in 0..rows {
+                    graph.insert(slot as u32, &space);
+                }
+                Some(graph)
+            }
+        };
         Ok(engine)
     }
 
-    /// The live points in id order, as a new segment stores them.
+    /// The live points in id order, as a new segment stores them, with the graph renumbered to
+    /// match.
     pub fn export(&self, last_seq: u64) -> SegmentSource<'_> {
+        let graph = self.graph.as_ref().map(|g| {
+            let mut row_of = vec![NONE; self.slot_ids.len()];
+            for (row, &slot) in self.ids.values().enumerate() {
+                row_of[slot as usize] = row as u32;
+            }
+            g.remapped(&row_of, &self.space())
+        });
         SegmentSource {
+            graph,
             dim: self.config.dimension,
             stride: self.vectors.stride(),
             distance: self.config.distance,
@@ -239,8 +317,12 @@ impl Engine {
         } in points
         {
             let existing = self.ids.get(&id).map(|&s| s as usize);
-            let slot = match existing {
-                Some(slot) if self.vectors.is_writable(slot) => {
+            // With an index, a changed vector would leave its node's links stale: it moves to
+            // a new slot instead, like a vector of the read-only mapped segment.
+            let in_place =
+                existing.filter(|&s| self.vectors.is_writable(s) && self.graph.is_none());
+            let slot = match in_place {
+                Some(slot) => {
                     self.vectors.get_mut(slot).copy_from_slice(&vector);
                     self.payloads.set(slot, payload);
                     slot
@@ -266,6 +348,16 @@ impl Engine {
             if self.config.distance == Distance::Cosine {
                 let normalised = distance::normalize(self.vectors.get_mut(slot));
                 debug_assert!(normalised, "check_vector refuses unnormalisable vectors");
+            }
+            if in_place.is_none() {
+                if let Some(graph) = self.graph.as_mut() {
+                    let space = ArenaSpace {
+                        vectors: &self.vectors,
+                        kernel: self.kernel,
+                        distance: self.config.distance,
+                    };
+                    graph.insert(slot as u32, &space);
+                }
             }
         }
         summary
@@ -446,14 +538,47 @@ impl Engine {
         })
     }
 
-    /// Exact search for several queries in one pass over the arena: each stored vector is read
-    /// from memory once and compared with every query while it is in cache, so a batch costs
-    /// little more than a single query.
+    /// Searches for several queries. Each uses the HNSW index when it applies (see
+    /// [`Engine::approximate`]); the others share one exact pass over the arena.
     pub fn search_batch(&self, reqs: &[SearchRequest]) -> Result<Vec<SearchResponse>> {
         let queries = reqs
             .iter()
             .map(|r| self.prepare(r))
             .collect::<Result<Vec<_>>>()?;
+        let mut answers: Vec<Option<(Vec<Candidate>, usize, bool)>> = queries
+            .iter()
+            .zip(reqs)
+            .map(|(q, r)| self.approximate(q, r).map(|(c, n)| (c, n, false)))
+            .collect();
+        let exact: Vec<usize> = (0..reqs.len()).filter(|&i| answers[i].is_none()).collect();
+        if !exact.is_empty() {
+            let subset: Vec<&PreparedQuery> = exact.iter().map(|&i| &queries[i]).collect();
+            for (i, (found, scored)) in exact.into_iter().zip(self.scan(&subset)) {
+                answers[i] = Some((found, scored, true));
+            }
+        }
+        Ok(reqs
+            .iter()
+            .zip(answers)
+            .map(|(req, answer)| {
+                let (found, scored, exact) = answer.expect("every query was answered");
+                SearchResponse {
+                    result: found
+                        .into_iter()
+                        .skip(req.offset)
+                        .map(|c| self.scored_point(c, req))
+                        .collect(),
+                    exact,
+                    scored,
+                }
+            })
+            .collect())
+    }
+
+    /// Exact search for several queries in one pass over the arena: each stored vector is read
+    /// from memory once and compared with every query while it is in cache, so a batch costs
+    /// little more than a single query.
+    fn scan(&self, queries: &[&PreparedQuery]) -> Vec<(Vec<Candidate>, usize)> {
         let mut tops: Vec<TopK> = queries.iter().map(|q| TopK::new(q.keep)).collect();
         let mut scored = vec![0usize; queries.len()];
         let distance = self.config.distance;
@@ -476,21 +601,66 @@ impl Engine {
                 }
             }
         }
-        Ok(reqs
-            .iter()
-            .zip(tops)
+        tops.into_iter()
+            .map(TopK::into_sorted)
             .zip(scored)
-            .map(|((req, top), scored)| SearchResponse {
-                result: top
-                    .into_sorted()
-                    .into_iter()
-                    .skip(req.offset)
-                    .map(|c| self.scored_point(c, req))
-                    .collect(),
-                exact: true,
-                scored,
-            })
-            .collect())
+            .collect()
+    }
+
+    /// Graph search, when it applies: the index exists, the collection is past the full-scan
+    /// threshold, the request does not ask for `exact`, and a filter (if any) is not so
+    /// selective that scanning its matches is cheaper. `None` sends the query to the exact
+    /// scan, which also happens when the graph finds fewer than `limit + offset` admissible
+    /// points: a result is never cut short because the filter or deletions starved the beam.
+    fn approximate(
+        &self,
+        q: &PreparedQuery,
+        req: &SearchRequest,
+    ) -> Option<(Vec<Candidate>, usize)> {
+        let (graph, hnsw) = (self.graph.as_ref()?, self.config.hnsw.as_ref()?);
+        if req.params.exact || self.len() < hnsw.full_scan_threshold {
+            return None;
+        }
+        if q.filter
+            .is_some_and(|f| self.estimate_selectivity(f) < SELECTIVE_FILTER)
+        {
+            return None;
+        }
+        let ef = req.params.hnsw_ef.unwrap_or(hnsw.ef).max(q.keep);
+        let admit = |slot: u32| match self.slot_ids[slot as usize] {
+            Some(id) => q
+                .filter
+                .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize))),
+            None => false,
+        };
+        let (found, scored) = graph.search(&q.vector, ef, &self.space(), &admit);
+        if found.len() < q.keep {
+            return None;
+        }
+        let kept = found
+            .into_iter()
+            .filter(|c| c.key <= q.max_key)
+            .take(q.keep)
+            .collect();
+        Some((kept, scored))
+    }
+
+    /// The fraction of live points matching `filter`, estimated from an even sample.
+    fn estimate_selectivity(&self, filter: &Filter) -> f64 {
+        let slots = self.slot_ids.len();
+        let step = (slots / SELECTIVITY_SAMPLE).max(1);
+        let (mut seen, mut matched) = (0usize, 0usize);
+        for slot in (0..slots).step_by(step) {
+            if let Some(id) = self.slot_ids[slot] {
+                seen += 1;
+                matched += usize::from(filter.matches(id, self.payloads.get(slot)));
+            }
+        }
+        if seen == 0 {
+            0.0
+        } else {
+            matched as f64 / seen as f64
+        }
     }
 
     fn scored_point(&self, c: Candidate, req: &SearchRequest) -> ScoredPoint {
@@ -518,6 +688,17 @@ impl Engine {
         if self.dead == 0 {
             return;
         }
+        if let Some(graph) = &self.graph {
+            let mut new_slot = vec![NONE; self.slot_ids.len()];
+            let mut next = 0u32;
+            for (slot, id) in self.slot_ids.iter().enumerate() {
+                if id.is_some() {
+                    new_slot[slot] = next;
+                    next += 1;
+                }
+            }
+            self.graph = Some(graph.remapped(&new_slot, &self.space()));
+        }
         let live = |slot: usize| self.slot_ids[slot].is_some();
         self.vectors.retain(live);
         self.payloads.retain(live);
@@ -537,6 +718,7 @@ impl Engine {
             vectors: self.vectors.allocated_bytes(),
             mapped: self.vectors.mapped_bytes(),
             payloads: self.payloads.heap_bytes(),
+            index: self.graph.as_ref().map_or(0, Graph::bytes),
             ids: self.ids.len() * id_entry
                 + self.slot_ids.capacity() * std::mem::size_of::<Option<PointId>>(),
         }
@@ -554,6 +736,7 @@ mod tests {
             distance,
             max_points: None,
             max_search_limit: 100,
+            hnsw: None,
         })
     }
 

@@ -54,6 +54,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pos == self.buf.len()
     }

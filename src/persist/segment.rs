@@ -2,6 +2,7 @@
 //! laid out exactly like the in-memory arena, so a mapped segment is used in place.
 //! See FORMAT.md for the bytes.
 
+use crate::engine::hnsw::{Graph, GraphParams, GraphParts, NONE};
 use crate::error::{Error, Result};
 use crate::point::{Distance, PointId};
 use crate::storage::{io_error, Bytes, Storage};
@@ -9,10 +10,21 @@ use crate::storage::{io_error, Bytes, Storage};
 use super::codec::{self, Reader, ID_BYTES};
 
 const MAGIC: &[u8; 8] = b"GRAPESEG";
-pub(crate) const VERSION: u32 = 1;
-/// Header: fixed fields, four section descriptors, the header checksum; padded to 64 bytes.
-const HEADER_BYTES: u64 = 192;
-const SECTIONS: [&str; 4] = ["vectors", "ids", "payload offsets", "payload data"];
+pub(crate) const VERSION: u32 = 2;
+/// Header of version 2: fixed fields, graph parameters, eight section descriptors, the header
+/// checksum; padded to a multiple of 64 bytes. (Version 1: 192 bytes, four sections, no graph.)
+const HEADER_BYTES: u64 = 256;
+const HEADER_BYTES_V1: u64 = 192;
+const SECTIONS: [&str; 8] = [
+    "vectors",
+    "ids",
+    "payload offsets",
+    "payload data",
+    "graph layer 0",
+    "graph levels",
+    "graph upper index",
+    "graph upper layers",
+];
 
 pub(crate) fn file_name(generation: u64) -> String {
     format!("seg-{generation:016x}.seg")
@@ -47,6 +59,8 @@ pub(crate) struct SegmentData {
     /// `rows + 1` u64 offsets into `payload_data`.
     pub payload_offsets: Bytes,
     pub payload_data: Bytes,
+    /// The HNSW graph over the rows, when the segment has one.
+    pub graph: Option<GraphParts>,
 }
 
 /// One row to write: id, vector (`dim` floats) and payload JSON.
@@ -59,6 +73,18 @@ pub(crate) struct SegmentSource<'a> {
     pub distance: Distance,
     pub last_seq: u64,
     pub rows: Vec<SegmentRow<'a>>,
+    /// The graph, numbered by row.
+    pub graph: Option<Graph>,
+}
+
+fn u32_bytes(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn u32s(b: &[u8]) -> Vec<u32> {
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
 }
 
 /// Writes a segment to `name` through a temporary file and a rename, durably.
@@ -100,7 +126,17 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &SegmentSource) -> R
         data.extend_from_slice(payload);
     }
     codec::put_u64(&mut offsets, data.len() as u64);
-    for section in [&ids, &offsets, &data] {
+    let empty = Vec::new();
+    let (links0, levels, upper_at, upper) = match &src.graph {
+        Some(g) => (
+            u32_bytes(g.links0()),
+            g.levels().to_vec(),
+            u32_bytes(g.upper_at()),
+            u32_bytes(g.upper()),
+        ),
+        None => (empty.clone(), empty.clone(), empty.clone(), empty),
+    };
+    for section in [&ids, &offsets, &data, &links0, &levels, &upper_at, &upper] {
         offset = codec::align64(offset);
         file.write_at(offset, section)
             .map_err(io_error("write", &tmp))?;
@@ -115,9 +151,16 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &SegmentSource) -> R
     codec::put_u32(&mut h, VERSION);
     codec::put_u32(&mut h, src.dim as u32);
     h.push(distance_code(src.distance));
-    h.extend_from_slice(&[0; 7]);
+    h.push(u8::from(src.graph.is_some()));
+    h.push(src.graph.as_ref().map_or(0, Graph::max_level));
+    h.extend_from_slice(&[0; 5]);
     codec::put_u64(&mut h, rows as u64);
     codec::put_u64(&mut h, src.last_seq);
+    let params = src.graph.as_ref().map(Graph::params);
+    codec::put_u32(&mut h, params.map_or(0, |p| p.m as u32));
+    codec::put_u32(&mut h, params.map_or(0, |p| p.ef_construction as u32));
+    codec::put_u32(&mut h, src.graph.as_ref().map_or(NONE, Graph::entry));
+    codec::put_u32(&mut h, 0);
     for (at, len, crc) in &sections {
         codec::put_u64(&mut h, *at);
         codec::put_u64(&mut h, *len);
@@ -150,14 +193,13 @@ pub(crate) fn read(
         offset,
         detail,
     };
-    if bytes.len() < HEADER_BYTES as usize || &bytes[..8] != MAGIC {
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
         return Err(corrupt(
             0,
             "not a grape-vector-db segment (bad magic or too short)".into(),
         ));
     }
-    let mut r = Reader::new(&bytes[8..HEADER_BYTES as usize], name, 8);
-    let version = r.u32()?;
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version > VERSION {
         return Err(Error::UnsupportedFormat {
             file: name.to_owned(),
@@ -165,18 +207,35 @@ pub(crate) fn read(
             supported: VERSION,
         });
     }
+    let (header_bytes, section_count) = match version {
+        1 => (HEADER_BYTES_V1, 4),
+        _ => (HEADER_BYTES, SECTIONS.len()),
+    };
+    if bytes.len() < header_bytes as usize {
+        return Err(corrupt(0, "the header is incomplete".into()));
+    }
+    let mut r = Reader::new(&bytes[12..header_bytes as usize], name, 12);
     let file_dim = r.u32()? as usize;
     let file_distance = r.u8()?;
-    r.bytes(7)?;
+    let has_graph = r.u8()?;
+    let max_level = r.u8()?;
+    r.bytes(5)?;
     let rows = r.u64()?;
     let last_seq = r.u64()?;
-    let mut sections = Vec::with_capacity(SECTIONS.len());
-    for _ in SECTIONS {
+    let (m, ef_construction, entry) = if version >= 2 {
+        let fields = (r.u32()?, r.u32()?, r.u32()?);
+        r.u32()?;
+        fields
+    } else {
+        (0, 0, NONE)
+    };
+    let mut sections = Vec::with_capacity(section_count);
+    for _ in 0..section_count {
         let (at, len, crc) = (r.u64()?, r.u64()?, r.u32()?);
         r.u32()?;
         sections.push((at, len, crc));
     }
-    let header_end = 8 + 4 + 4 + 8 + 8 + 8 + SECTIONS.len() * 24;
+    let header_end = 12 + r.position();
     let header_crc = r.u32()?;
     if codec::crc(&bytes[..header_end]) != header_crc {
         return Err(corrupt(
@@ -191,10 +250,25 @@ pub(crate) fn read(
         ));
     }
     let rows = usize::try_from(rows).map_err(|_| corrupt(24, "row count too large".into()))?;
+    let graph = version >= 2 && has_graph == 1;
+    let m = m as usize;
+    let entry_ok = if rows == 0 {
+        entry == NONE
+    } else {
+        (entry as usize) < rows
+    };
+    if graph && (m < 2 || !entry_ok || max_level > 16) {
+        return Err(corrupt(40, "invalid graph parameters".into()));
+    }
+    let if_graph = |n: Option<usize>| if graph { n } else { Some(0) };
     let expected = [
         rows.checked_mul(stride * 4),
         rows.checked_mul(ID_BYTES),
         rows.checked_add(1).and_then(|n| n.checked_mul(8)),
+        None,
+        if_graph(rows.checked_mul((1 + 2 * m) * 4)),
+        if_graph(Some(rows)),
+        if_graph(rows.checked_mul(4)),
         None,
     ];
     let mut views = Vec::with_capacity(SECTIONS.len());
@@ -214,6 +288,48 @@ pub(crate) fn read(
         }
         views.push(bytes.slice(range));
     }
+    let graph = if graph {
+        let levels = views[5].to_vec();
+        let upper_at = u32s(&views[6]);
+        let upper = u32s(&views[7]);
+        // Upper blocks must tile `upper` exactly, node by node, or a search could index out of
+        // bounds; layer-0 lists are covered by their checksum and fixed size.
+        let mut next = 0usize;
+        for (i, (&level, &at)) in levels.iter().zip(&upper_at).enumerate() {
+            let ok = match level {
+                0 => at == NONE,
+                l if l <= max_level => at as usize == next,
+                _ => false,
+            };
+            if !ok {
+                return Err(corrupt(
+                    sections[6].0 + 4 * i as u64,
+                    "graph index is inconsistent".into(),
+                ));
+            }
+            next += level as usize * (1 + m);
+        }
+        if next != upper.len() {
+            return Err(corrupt(
+                sections[7].0,
+                "graph upper layers have the wrong length".into(),
+            ));
+        }
+        Some(GraphParts {
+            params: GraphParams {
+                m,
+                ef_construction: ef_construction as usize,
+            },
+            entry,
+            max_level,
+            links0: views[4].clone(),
+            levels,
+            upper_at,
+            upper,
+        })
+    } else {
+        None
+    };
     let mut ids_reader = Reader::new(&views[1], name, sections[1].0);
     let ids = (0..rows)
         .map(|_| ids_reader.id())
@@ -234,5 +350,6 @@ pub(crate) fn read(
         ids,
         payload_offsets: views[2].clone(),
         payload_data: views[3].clone(),
+        graph,
     })
 }

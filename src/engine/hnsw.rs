@@ -1,0 +1,547 @@
+//! HNSW: a navigable small-world graph over the arena's slots, for approximate search.
+//!
+//! Layout, in the spirit of hnswlib and usearch: layer 0 (where almost all the work happens) is
+//! one flat `u32` array with a fixed stride of `1 + m0` per node (a count, then neighbour slots),
+//! so a node's neighbours are one cache-friendly slice with no per-node allocation; the upper
+//! layers, which hold about `1/m` of the nodes, live in a second flat array addressed through
+//! `upper_at`. Searches take their visited set and heaps from a per-thread scratch space, so a
+//! search allocates nothing in steady state.
+//!
+//! Deleted points stay in the graph as waypoints (their links keep it navigable) and are never
+//! returned; [`Graph::remapped`] drops them, refilling the neighbour lists that lost members from
+//! two-hop candidates, when the engine compacts or writes a segment.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::topk::Candidate;
+use crate::storage::Bytes;
+
+/// No node / no upper-layer block.
+pub(crate) const NONE: u32 = u32::MAX;
+/// Levels above this are never drawn (the probability is below 16^-16).
+const MAX_LEVEL: u8 = 16;
+
+/// Construction parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GraphParams {
+    /// Neighbours per node on the upper layers (twice as many on layer 0).
+    pub m: usize,
+    /// Candidate list size while inserting.
+    pub ef_construction: usize,
+}
+
+/// Distances between stored vectors and queries, as closeness keys (smaller is closer).
+pub(crate) trait Space {
+    fn key_to(&self, query: &[f32], slot: u32) -> f32;
+    fn vector(&self, slot: u32) -> &[f32];
+    /// Hints that `slot`'s vector will be read soon.
+    fn prefetch(&self, slot: u32);
+}
+
+/// Layer-0 links, used in place from a mapped segment until the first insert copies them.
+enum Links0 {
+    Mapped(Bytes),
+    Owned(Vec<u32>),
+}
+
+impl Links0 {
+    fn slice(&self) -> &[u32] {
+        match self {
+            Links0::Mapped(b) => bytemuck::cast_slice(b),
+            Links0::Owned(v) => v,
+        }
+    }
+
+    fn owned(&mut self) -> &mut Vec<u32> {
+        if let Links0::Mapped(b) = self {
+            *self = Links0::Owned(bytemuck::cast_slice(b).to_vec());
+        }
+        match self {
+            Links0::Owned(v) => v,
+            Links0::Mapped(_) => unreachable!("converted above"),
+        }
+    }
+}
+
+pub(crate) struct Graph {
+    params: GraphParams,
+    /// Capacity of a layer-0 list.
+    m0: usize,
+    links0: Links0,
+    levels: Vec<u8>,
+    /// Per node: index in `upper` of its layer-1 block, or `NONE` for layer-0-only nodes.
+    upper_at: Vec<u32>,
+    /// Blocks of `1 + m` u32 (count, neighbours), one per upper layer of each node.
+    upper: Vec<u32>,
+    entry: u32,
+    max_level: u8,
+    rng: u64,
+}
+
+/// The parts of a graph as stored in a segment.
+pub(crate) struct GraphParts {
+    pub params: GraphParams,
+    pub entry: u32,
+    pub max_level: u8,
+    pub links0: Bytes,
+    pub levels: Vec<u8>,
+    pub upper_at: Vec<u32>,
+    pub upper: Vec<u32>,
+}
+
+struct Scratch {
+    visited: Vec<u16>,
+    epoch: u16,
+    candidates: BinaryHeap<Reverse<Candidate>>,
+    results: BinaryHeap<Candidate>,
+    /// Distances computed since the last reset.
+    computed: usize,
+}
+
+impl Scratch {
+    /// Starts a new visited set over `n` nodes: bumping the epoch forgets every mark at once.
+    fn reset(&mut self, n: usize) {
+        if self.visited.len() < n {
+            self.visited.resize(n, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.visited.fill(0);
+            self.epoch = 1;
+        }
+        self.candidates.clear();
+        self.results.clear();
+        self.computed = 0;
+    }
+
+    /// Marks `slot` visited; false if it already was.
+    #[inline]
+    fn visit(&mut self, slot: u32) -> bool {
+        let mark = &mut self.visited[slot as usize];
+        if *mark == self.epoch {
+            false
+        } else {
+            *mark = self.epoch;
+            true
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch {
+        visited: Vec::new(),
+        epoch: 0,
+        candidates: BinaryHeap::new(),
+        results: BinaryHeap::new(),
+        computed: 0,
+    }) };
+}
+
+impl Graph {
+    pub fn new(params: GraphParams) -> Self {
+        Graph {
+            m0: params.m * 2,
+            params,
+            links0: Links0::Owned(Vec::new()),
+            levels: Vec::new(),
+            upper_at: Vec::new(),
+            upper: Vec::new(),
+            entry: NONE,
+            max_level: 0,
+            rng: 0x853c_49e6_748f_ea9b,
+        }
+    }
+
+    /// A graph read from a segment (layer 0 used in place when it is aligned for `u32`, which a
+    /// memory map always is; copied otherwise).
+    pub fn from_parts(p: GraphParts) -> Self {
+        let links0 = match bytemuck::try_cast_slice::<u8, u32>(&p.links0) {
+            Ok(_) => Links0::Mapped(p.links0),
+            Err(_) => Links0::Owned(
+                p.links0
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect(),
+            ),
+        };
+        Graph {
+            m0: p.params.m * 2,
+            params: p.params,
+            links0,
+            levels: p.levels,
+            upper_at: p.upper_at,
+            upper: p.upper,
+            entry: p.entry,
+            max_level: p.max_level,
+            rng: 0x853c_49e6_748f_ea9b ^ p.entry as u64,
+        }
+    }
+
+    pub fn params(&self) -> GraphParams {
+        self.params
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn entry(&self) -> u32 {
+        self.entry
+    }
+
+    pub fn max_level(&self) -> u8 {
+        self.max_level
+    }
+
+    pub fn links0(&self) -> &[u32] {
+        self.links0.slice()
+    }
+
+    pub fn levels(&self) -> &[u8] {
+        &self.levels
+    }
+
+    pub fn upper_at(&self) -> &[u32] {
+        &self.upper_at
+    }
+
+    pub fn upper(&self) -> &[u32] {
+        &self.upper
+    }
+
+    /// Bytes held (mapped layer-0 links count too: they are part of what a search touches).
+    pub fn bytes(&self) -> usize {
+        self.links0.slice().len() * 4
+            + self.levels.capacity()
+            + self.upper_at.capacity() * 4
+            + self.upper.capacity() * 4
+    }
+
+    fn stride0(&self) -> usize {
+        1 + self.m0
+    }
+
+    fn neighbours(&self, slot: u32, layer: u8) -> &[u32] {
+        let block = if layer == 0 {
+            let s = slot as usize * self.stride0();
+            &self.links0.slice()[s..s + self.stride0()]
+        } else {
+            let s =
+                self.upper_at[slot as usize] as usize + (layer as usize - 1) * (1 + self.params.m);
+            &self.upper[s..s + 1 + self.params.m]
+        };
+        &block[1..1 + block[0] as usize]
+    }
+
+    fn set_neighbours(&mut self, slot: u32, layer: u8, list: &[u32]) {
+        let block = if layer == 0 {
+            let stride = self.stride0();
+            let s = slot as usize * stride;
+            &mut self.links0.owned()[s..s + stride]
+        } else {
+            let s =
+                self.upper_at[slot as usize] as usize + (layer as usize - 1) * (1 + self.params.m);
+            &mut self.upper[s..s + 1 + self.params.m]
+        };
+        block[0] = list.len() as u32;
+        block[1..1 + list.len()].copy_from_slice(list);
+    }
+
+    fn capacity(&self, layer: u8) -> usize {
+        if layer == 0 {
+            self.m0
+        } else {
+            self.params.m
+        }
+    }
+
+    fn draw_level(&mut self) -> u8 {
+        // SplitMix64, deterministic so builds (and the tests on them) reproduce.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let uniform = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let ml = 1.0 / (self.params.m.max(2) as f64).ln();
+        ((-uniform.ln() * ml) as u64).min(MAX_LEVEL as u64) as u8
+    }
+
+    /// Adds a node for `slot`, which must be the next slot (`slot == self.len()`).
+    pub fn insert(&mut self, slot: u32, space: &dyn Space) {
+        debug_assert_eq!(slot as usize, self.len());
+        let level = self.draw_level();
+        let stride = self.stride0();
+        let links = self.links0.owned();
+        links.resize(links.len() + stride, 0);
+        self.levels.push(level);
+        if level > 0 {
+            self.upper_at.push(self.upper.len() as u32);
+            self.upper
+                .resize(self.upper.len() + level as usize * (1 + self.params.m), 0);
+        } else {
+            self.upper_at.push(NONE);
+        }
+        if self.entry == NONE {
+            self.entry = slot;
+            self.max_level = level;
+            return;
+        }
+        let query = space.vector(slot).to_vec();
+        let mut ep = Candidate {
+            key: space.key_to(&query, self.entry),
+            slot: self.entry,
+        };
+        for layer in (level + 1..=self.max_level).rev() {
+            ep = self.greedy(&query, ep, layer, space);
+        }
+        let mut entry_points = vec![ep];
+        for layer in (0..=level.min(self.max_level)).rev() {
+            let (found, _) = self.search_layer(
+                &query,
+                &entry_points,
+                self.params.ef_construction,
+                layer,
+                space,
+                &|_| true,
+            );
+            let chosen = self.select(&found, self.params.m, space);
+            let ids: Vec<u32> = chosen.iter().map(|c| c.slot).collect();
+            self.set_neighbours(slot, layer, &ids);
+            for c in &chosen {
+                self.link(c.slot, slot, c.key, layer, space);
+            }
+            entry_points = found;
+        }
+        if level > self.max_level {
+            self.max_level = level;
+            self.entry = slot;
+        }
+    }
+
+    /// Adds `new` (at closeness `key`) to `node`'s list on `layer`, pruning with the heuristic
+    /// when the list is full.
+    fn link(&mut self, node: u32, new: u32, key: f32, layer: u8, space: &dyn Space) {
+        let cap = self.capacity(layer);
+        let current = self.neighbours(node, layer);
+        if current.len() < cap {
+            let mut list = current.to_vec();
+            list.push(new);
+            self.set_neighbours(node, layer, &list);
+            return;
+        }
+        let base = space.vector(node).to_vec();
+        let mut cands: Vec<Candidate> = current
+            .iter()
+            .map(|&n| Candidate {
+                key: space.key_to(&base, n),
+                slot: n,
+            })
+            .collect();
+        cands.push(Candidate { key, slot: new });
+        cands.sort_unstable();
+        let kept: Vec<u32> = self
+            .select(&cands, cap, space)
+            .iter()
+            .map(|c| c.slot)
+            .collect();
+        self.set_neighbours(node, layer, &kept);
+    }
+
+    /// The neighbour-selection heuristic of the HNSW paper: walk candidates from the closest and
+    /// keep one only if it is closer to the base than to every neighbour kept so far, which keeps
+    /// links pointing in diverse directions. `cands` must be sorted, closest first.
+    fn select(&self, cands: &[Candidate], m: usize, space: &dyn Space) -> Vec<Candidate> {
+        let mut kept: Vec<Candidate> = Vec::with_capacity(m);
+        for c in cands {
+            if kept.len() >= m {
+                break;
+            }
+            let v = space.vector(c.slot);
+            if kept.iter().all(|k| space.key_to(v, k.slot) > c.key) {
+                kept.push(*c);
+            }
+        }
+        kept
+    }
+
+    fn greedy(
+        &self,
+        query: &[f32],
+        mut best: Candidate,
+        layer: u8,
+        space: &dyn Space,
+    ) -> Candidate {
+        loop {
+            let mut improved = false;
+            for &n in self.neighbours(best.slot, layer) {
+                let key = space.key_to(query, n);
+                if key < best.key {
+                    best = Candidate { key, slot: n };
+                    improved = true;
+                }
+            }
+            if !improved {
+                return best;
+            }
+        }
+    }
+
+    /// Beam search of one layer: explores from `entry_points`, keeping the `ef` closest nodes
+    /// that `admit` accepts; nodes it refuses are still walked through. Returns them sorted,
+    /// closest first, and the number of distances computed.
+    fn search_layer(
+        &self,
+        query: &[f32],
+        entry_points: &[Candidate],
+        ef: usize,
+        layer: u8,
+        space: &dyn Space,
+        admit: &dyn Fn(u32) -> bool,
+    ) -> (Vec<Candidate>, usize) {
+        SCRATCH.with(|scratch| {
+            let s = &mut *scratch.borrow_mut();
+            s.reset(self.len());
+            for &ep in entry_points {
+                if s.visit(ep.slot) {
+                    s.candidates.push(Reverse(ep));
+                    if admit(ep.slot) {
+                        s.results.push(ep);
+                    }
+                }
+            }
+            while s.results.len() > ef {
+                s.results.pop();
+            }
+            while let Some(Reverse(c)) = s.candidates.pop() {
+                if s.results.len() >= ef && s.results.peek().is_some_and(|w| c.key > w.key) {
+                    break;
+                }
+                let neighbours = self.neighbours(c.slot, layer);
+                for &n in neighbours {
+                    space.prefetch(n);
+                }
+                for &n in neighbours {
+                    if !s.visit(n) {
+                        continue;
+                    }
+                    let key = space.key_to(query, n);
+                    s.computed += 1;
+                    let full = s.results.len() >= ef;
+                    if !full || s.results.peek().is_some_and(|w| key < w.key) {
+                        let cand = Candidate { key, slot: n };
+                        s.candidates.push(Reverse(cand));
+                        if admit(n) {
+                            s.results.push(cand);
+                            if s.results.len() > ef {
+                                s.results.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            let mut out: Vec<Candidate> = s.results.drain().collect();
+            out.sort_unstable();
+            (out, s.computed)
+        })
+    }
+
+    /// The `ef` closest admitted nodes to `query`, closest first, and how many distances were
+    /// computed on the way.
+    pub fn search(
+        &self,
+        query: &[f32],
+        ef: usize,
+        space: &dyn Space,
+        admit: &dyn Fn(u32) -> bool,
+    ) -> (Vec<Candidate>, usize) {
+        if self.entry == NONE {
+            return (Vec::new(), 0);
+        }
+        let mut ep = Candidate {
+            key: space.key_to(query, self.entry),
+            slot: self.entry,
+        };
+        for layer in (1..=self.max_level).rev() {
+            ep = self.greedy(query, ep, layer, space);
+        }
+        self.search_layer(query, &[ep], ef, 0, space, admit)
+    }
+
+    /// A graph over the nodes for which `new_slot[old]` is not `NONE`, renumbered. Lists that
+    /// lose dropped neighbours are refilled from the neighbours of those neighbours, then pruned
+    /// with the heuristic. `space` addresses old slots.
+    pub fn remapped(&self, new_slot: &[u32], space: &dyn Space) -> Graph {
+        let live = |s: u32| new_slot[s as usize] != NONE;
+        let mut order: Vec<u32> = (0..self.len() as u32).filter(|&s| live(s)).collect();
+        order.sort_unstable_by_key(|&s| new_slot[s as usize]);
+        let mut g = Graph::new(self.params);
+        g.rng = self.rng;
+        let stride = g.stride0();
+        g.links0 = Links0::Owned(vec![0; order.len() * stride]);
+        for &old in &order {
+            let level = self.levels[old as usize];
+            g.levels.push(level);
+            if level > 0 {
+                g.upper_at.push(g.upper.len() as u32);
+                g.upper
+                    .resize(g.upper.len() + level as usize * (1 + g.params.m), 0);
+            } else {
+                g.upper_at.push(NONE);
+            }
+        }
+        for &old in &order {
+            let new = new_slot[old as usize];
+            let base = space.vector(old).to_vec();
+            for layer in 0..=self.levels[old as usize] {
+                let current = self.neighbours(old, layer);
+                let mut keep: Vec<u32> = current.iter().copied().filter(|&n| live(n)).collect();
+                if keep.len() < current.len() {
+                    // Two-hop candidates through the dropped neighbours.
+                    let mut cands: Vec<u32> = keep.clone();
+                    for &gone in current.iter().filter(|&&n| !live(n)) {
+                        cands.extend(
+                            self.neighbours(gone, layer)
+                                .iter()
+                                .copied()
+                                .filter(|&n| live(n) && n != old),
+                        );
+                    }
+                    cands.sort_unstable();
+                    cands.dedup();
+                    let mut scored: Vec<Candidate> = cands
+                        .into_iter()
+                        .map(|n| Candidate {
+                            key: space.key_to(&base, n),
+                            slot: n,
+                        })
+                        .collect();
+                    scored.sort_unstable();
+                    keep = self
+                        .select(&scored, self.capacity(layer), space)
+                        .iter()
+                        .map(|c| c.slot)
+                        .collect();
+                }
+                let mapped: Vec<u32> = keep.iter().map(|&n| new_slot[n as usize]).collect();
+                g.set_neighbours(new, layer, &mapped);
+            }
+        }
+        // The entry point: the old one if it survives, else the highest live node.
+        let entry_old = if self.entry != NONE && live(self.entry) {
+            Some(self.entry)
+        } else {
+            order
+                .iter()
+                .copied()
+                .max_by_key(|&s| self.levels[s as usize])
+        };
+        if let Some(e) = entry_old {
+            g.entry = new_slot[e as usize];
+            g.max_level = self.levels[e as usize];
+        }
+        g
+    }
+}

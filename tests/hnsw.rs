@@ -1,0 +1,184 @@
+//! The HNSW index: recall floors on clustered data, deletes never returned, filters always
+//! honoured with `min(limit, matching)` results, and reopening gives identical answers.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::Rng;
+use grape_vector_db::storage::MemoryStorage;
+use grape_vector_db::{
+    Condition, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Point, PointId,
+    Range, SearchParams, SearchRequest,
+};
+use serde_json::json;
+
+const N: usize = 20_000;
+const DIM: usize = 32;
+
+fn config() -> EmbeddedConfig {
+    EmbeddedConfig::builder(DIM)
+        .distance(Distance::Euclid)
+        .hnsw(Some(HnswConfig {
+            full_scan_threshold: 1_000,
+            ..HnswConfig::default()
+        }))
+        .build()
+        .unwrap()
+}
+
+fn load(db: &EmbeddedVectorDB, data: &common::Matrix) {
+    let points: Vec<Point> = (0..data.rows)
+        .map(|i| {
+            Point::new(i as u64, data.row(i).to_vec())
+                .with_payload(json!({"pct": i % 100, "parity": i % 2}))
+                .unwrap()
+        })
+        .collect();
+    for chunk in points.chunks(5_000) {
+        db.upsert(chunk.to_vec()).unwrap();
+    }
+}
+
+fn ids(res: &grape_vector_db::SearchResponse) -> Vec<PointId> {
+    res.result.iter().map(|p| p.id).collect()
+}
+
+/// Recall@10 of approximate search against exact search, over `queries`.
+fn recall(db: &EmbeddedVectorDB, queries: &[Vec<f32>], filter: Option<&Filter>, ef: usize) -> f64 {
+    let mut hits = 0;
+    let mut total = 0;
+    for q in queries {
+        let mut req = SearchRequest::new(q.clone(), 10);
+        req.filter = filter.cloned();
+        req.params = SearchParams {
+            hnsw_ef: Some(ef),
+            exact: false,
+        };
+        let approx = db.search(&req).unwrap();
+        req.params.exact = true;
+        let exact = db.search(&req).unwrap();
+        assert!(exact.exact);
+        let truth: HashSet<PointId> = ids(&exact).into_iter().collect();
+        hits += ids(&approx).iter().filter(|id| truth.contains(id)).count();
+        total += truth.len();
+    }
+    hits as f64 / total as f64
+}
+
+#[test]
+fn recall_floors_hold_unfiltered_and_filtered() {
+    let data = common::clustered(N + 200, DIM, 50, 5);
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    load(
+        &db,
+        &common::Matrix {
+            rows: N,
+            dim: DIM,
+            data: data.data[..N * DIM].to_vec(),
+        },
+    );
+    let queries: Vec<Vec<f32>> = (N..N + 200).map(|i| data.row(i).to_vec()).collect();
+
+    let probe = db
+        .search(&SearchRequest::new(queries[0].clone(), 10))
+        .unwrap();
+    assert!(!probe.exact, "20K points are past the full-scan threshold");
+    assert!(
+        probe.scored < N / 4,
+        "the graph computed {} distances",
+        probe.scored
+    );
+
+    let r = recall(&db, &queries, None, 64);
+    eprintln!("recall@10 at ef=64: {r:.4}");
+    assert!(r >= 0.95, "recall@10 at ef=64 is {r}");
+    for (pct, floor) in [(50, 0.95), (10, 0.95), (1, 0.99)] {
+        let f = Filter::must([Condition::range(
+            "pct",
+            Range {
+                lt: Some(pct as f64),
+                ..Range::default()
+            },
+        )]);
+        let r = recall(&db, &queries[..50], Some(&f), 64);
+        eprintln!("recall@10 at ef=64 with {pct}% selectivity: {r:.4}");
+        assert!(r >= floor, "{pct}% filter: recall {r}");
+    }
+}
+
+#[test]
+fn deleted_points_are_never_returned_and_filters_always_hold() {
+    let data = common::clustered(6_000, DIM, 20, 8);
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    load(&db, &data);
+    // Delete every third point: tombstones stay in the graph as waypoints.
+    db.delete((0..6_000u64).filter(|i| i % 3 == 0)).unwrap();
+    let live = db.count(None);
+    let mut rng = Rng::new(2);
+    for round in 0..60 {
+        let q: Vec<f32> = data.row(rng.below(6_000)).to_vec();
+        let limit = 1 + rng.below(50);
+        let filter = match round % 4 {
+            0 => None,
+            1 => Some(Filter::must([Condition::match_value("parity", 1)])),
+            2 => Some(Filter::must([Condition::match_value("pct", 7)])),
+            _ => Some(Filter::must([Condition::match_value("pct", 1000)])),
+        };
+        let mut req = SearchRequest::new(q, limit).with_payload(true);
+        req.filter = filter.clone();
+        let res = db.search(&req).unwrap();
+        let matching = filter.as_ref().map_or(live, |f| db.count(Some(f)));
+        assert_eq!(res.result.len(), limit.min(matching), "round {round}");
+        for p in &res.result {
+            let PointId::Num(n) = p.id else {
+                unreachable!()
+            };
+            assert_ne!(n % 3, 0, "deleted point {n} returned");
+            if let Some(f) = &filter {
+                assert!(
+                    f.matches(p.id, p.payload.as_ref().unwrap()),
+                    "filter broken"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn reopening_gives_identical_answers() {
+    let data = common::clustered(3_000, DIM, 10, 9);
+    let queries: Vec<SearchRequest> = (0..40)
+        .map(|i| SearchRequest::new(data.row(i * 70).to_vec(), 10))
+        .collect();
+    let storage = MemoryStorage::new();
+    let open = || EmbeddedVectorDB::open_with_storage(config(), Arc::new(storage.clone())).unwrap();
+    let answers = |db: &EmbeddedVectorDB| {
+        let res = db.search_batch(&queries).unwrap();
+        assert!(res.iter().all(|r| !r.exact));
+        res.into_iter().map(|r| r.result).collect::<Vec<_>>()
+    };
+
+    // From the log alone: replay rebuilds the same graph.
+    let db = open();
+    load(&db, &data);
+    db.delete((0..3_000u64).filter(|i| i % 5 == 0)).unwrap();
+    let before = answers(&db);
+    drop(db);
+    let db = open();
+    assert_eq!(answers(&db), before, "after replaying the log");
+
+    // From a checkpoint: the graph is read back from the segment.
+    db.compact().unwrap();
+    let before = answers(&db);
+    drop(db);
+    let db = open();
+    assert_eq!(db.open_report().wal_records_replayed, 0);
+    assert_eq!(answers(&db), before, "after reading the segment");
+
+    // Writes after reopening extend the mapped graph.
+    db.upsert(vec![Point::new(99_999, vec![0.5; DIM])]).unwrap();
+    let hit = db.search(&SearchRequest::new(vec![0.5; DIM], 1)).unwrap();
+    assert_eq!(hit.result[0].id, PointId::Num(99_999));
+}
