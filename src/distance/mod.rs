@@ -1,7 +1,7 @@
 //! Distance kernels: dot product, squared L2 and L1 over `f32` slices.
 //!
-//! The best implementation for the CPU is chosen once: AVX2+FMA on x86_64 when the CPU has it
-//! (detected at run time, so one binary serves old and new machines), NEON on aarch64, `simd128` on
+//! The best implementation for the CPU is chosen once: AVX-512F, else AVX2+FMA, on x86_64 when
+//! the CPU has it (detected at run time, so one binary serves old and new machines), NEON on aarch64, `simd128` on
 //! wasm32 when the crate is compiled with `+simd128`, and a portable scalar version otherwise. All
 //! of them are checked against an `f64` oracle for every length up to 1024 and for unaligned
 //! slices. Architecture-specific code lives only in this module's submodules.
@@ -61,7 +61,7 @@ pub(crate) fn best() -> &'static Kernels {
 
 fn detect() -> Kernels {
     #[cfg(target_arch = "x86_64")]
-    if let Some(k) = x86::kernels_if_supported() {
+    if let Some(k) = x86::avx512_if_supported().or_else(x86::kernels_if_supported) {
         return k;
     }
     #[cfg(target_arch = "aarch64")]
@@ -89,16 +89,15 @@ pub(crate) fn closeness_key(distance: Distance, raw: f32) -> f32 {
     }
 }
 
-/// Asks the CPU to start loading the first cache lines of `v`; a graph search calls it for all
-/// of a node's neighbours before computing any distance, so the loads overlap.
+/// Asks the CPU to start loading the cache lines of `v`; a graph search calls it for all of a
+/// node's unvisited neighbours before computing any distance, so the loads overlap.
 #[inline(always)]
-pub(crate) fn prefetch(v: &[f32]) {
+pub(crate) fn prefetch<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let p = v.as_ptr().cast::<i8>();
-        // Four lines (256 bytes) are enough for the hardware prefetcher to take over the rest.
-        for line in 0..v.len().div_ceil(16).min(4) {
+        for line in 0..std::mem::size_of_val(v).div_ceil(64) {
             // SAFETY: prefetching is a hint that never faults, and the address is inside `v`.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(line * 64)) };
         }
@@ -150,7 +149,11 @@ mod tests {
     fn all_kernels() -> Vec<Kernels> {
         let mut ks = vec![SCALAR, *best()];
         #[cfg(target_arch = "x86_64")]
-        ks.extend(x86::kernels_if_supported());
+        ks.extend(
+            x86::kernels_if_supported()
+                .into_iter()
+                .chain(x86::avx512_if_supported()),
+        );
         ks
     }
 
@@ -182,9 +185,10 @@ mod tests {
 
     #[test]
     fn prefetch_accepts_any_slice() {
-        prefetch(&[]);
-        prefetch(&[1.0]);
-        prefetch(&vec![0.5; 1000]);
+        prefetch::<f32>(&[]);
+        prefetch(&[1.0f32]);
+        prefetch(&vec![0.5f32; 1000]);
+        prefetch(&[7u32; 33]);
     }
 
     #[test]

@@ -4,6 +4,20 @@ use std::arch::x86_64::*;
 
 use super::Kernels;
 
+/// The AVX-512 kernels, or `None` when this CPU lacks AVX-512F.
+pub(super) fn avx512_if_supported() -> Option<Kernels> {
+    if is_x86_feature_detected!("avx512f") {
+        Some(Kernels {
+            name: "avx512f",
+            dot: dot512,
+            l2_squared: l2_squared512,
+            l1: l1_512,
+        })
+    } else {
+        None
+    }
+}
+
 /// The AVX2 kernels, or `None` when this CPU lacks AVX2 or FMA.
 pub(super) fn kernels_if_supported() -> Option<Kernels> {
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -19,7 +33,76 @@ pub(super) fn kernels_if_supported() -> Option<Kernels> {
 }
 
 // The safe wrappers below are private to this module and handed out only by
-// `kernels_if_supported`, after the feature check; that is what makes their `unsafe` calls sound.
+// `kernels_if_supported` / `avx512_if_supported`, after the feature check; that is what makes
+// their `unsafe` calls sound.
+
+fn dot512(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: reachable only through `avx512_if_supported`, which checked avx512f.
+    unsafe { reduce512::<0>(a, b) }
+}
+
+fn l2_squared512(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: as for `dot512`.
+    unsafe { reduce512::<1>(a, b) }
+}
+
+fn l1_512(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: as for `dot512`.
+    unsafe { reduce512::<2>(a, b) }
+}
+
+/// AVX-512 version of [`reduce`]: `OP` 0 is dot, 1 squared L2, 2 L1. Two 16-lane accumulators
+/// (32 floats per iteration), then a masked load for the tail, so no scalar loop remains.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn reduce512<const OP: u8>(a: &[f32], b: &[f32]) -> f32 {
+    #[inline(always)]
+    fn step<const OP: u8>(acc: __m512, x: __m512, y: __m512) -> __m512 {
+        // SAFETY: only inlined into `reduce512`, which runs with avx512f enabled.
+        unsafe {
+            match OP {
+                0 => _mm512_fmadd_ps(x, y, acc),
+                1 => {
+                    let d = _mm512_sub_ps(x, y);
+                    _mm512_fmadd_ps(d, d, acc)
+                }
+                _ => _mm512_add_ps(acc, _mm512_abs_ps(_mm512_sub_ps(x, y))),
+            }
+        }
+    }
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut i = 0;
+    // SAFETY: full loads read 16 floats at i with i + 16 <= n (i + 32 <= n in the first loop);
+    // the tail load is masked to the `n - i < 16` remaining floats, and masked-off lanes are
+    // not accessed. Unaligned loads are allowed.
+    unsafe {
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        while i + 32 <= n {
+            acc0 = step::<OP>(acc0, _mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+            acc1 = step::<OP>(
+                acc1,
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+            );
+            i += 32;
+        }
+        if i + 16 <= n {
+            acc0 = step::<OP>(acc0, _mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+            i += 16;
+        }
+        if i < n {
+            let mask: __mmask16 = (1u16 << (n - i)) - 1;
+            let x = _mm512_maskz_loadu_ps(mask, pa.add(i));
+            let y = _mm512_maskz_loadu_ps(mask, pb.add(i));
+            acc1 = step::<OP>(acc1, x, y);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+}
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: reachable only through `kernels_if_supported`, which checked avx2 and fma.

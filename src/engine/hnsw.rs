@@ -20,6 +20,8 @@ use crate::storage::Bytes;
 
 /// No node / no upper-layer block.
 pub(crate) const NONE: u32 = u32::MAX;
+/// How many neighbours ahead of the one being scored a beam search prefetches.
+const PREFETCH_AHEAD: usize = 3;
 /// Levels above this are never drawn (the probability is below 16^-16).
 const MAX_LEVEL: u8 = 16;
 
@@ -89,6 +91,33 @@ pub(crate) struct GraphParts {
     pub levels: Vec<u8>,
     pub upper_at: Vec<u32>,
     pub upper: Vec<u32>,
+}
+
+/// The lists of one layer: `links[at..at + stride]` is a node's count, neighbours and unused
+/// room, where `at` is `slot * stride` on layer 0 and `index[slot] + offset` above.
+#[derive(Clone, Copy)]
+struct LayerView<'a> {
+    links: &'a [u32],
+    index: Option<&'a [u32]>,
+    stride: usize,
+    offset: usize,
+}
+
+impl<'a> LayerView<'a> {
+    #[inline(always)]
+    fn block(&self, slot: u32) -> &'a [u32] {
+        let at = match self.index {
+            None => slot as usize * self.stride,
+            Some(index) => index[slot as usize] as usize + self.offset,
+        };
+        &self.links[at..at + self.stride]
+    }
+
+    #[inline(always)]
+    fn neighbours(&self, slot: u32) -> &'a [u32] {
+        let block = self.block(slot);
+        &block[1..1 + block[0] as usize]
+    }
 }
 
 struct Scratch {
@@ -223,16 +252,27 @@ impl Graph {
         1 + self.m0
     }
 
-    fn neighbours(&self, slot: u32, layer: u8) -> &[u32] {
-        let block = if layer == 0 {
-            let s = slot as usize * self.stride0();
-            &self.links0.slice()[s..s + self.stride0()]
+    /// One layer's lists as plain slices, resolved once per search rather than per node.
+    fn layer(&self, layer: u8) -> LayerView<'_> {
+        if layer == 0 {
+            LayerView {
+                links: self.links0.slice(),
+                index: None,
+                stride: self.stride0(),
+                offset: 0,
+            }
         } else {
-            let s =
-                self.upper_at[slot as usize] as usize + (layer as usize - 1) * (1 + self.params.m);
-            &self.upper[s..s + 1 + self.params.m]
-        };
-        &block[1..1 + block[0] as usize]
+            LayerView {
+                links: &self.upper,
+                index: Some(&self.upper_at),
+                stride: 1 + self.params.m,
+                offset: (layer as usize - 1) * (1 + self.params.m),
+            }
+        }
+    }
+
+    fn neighbours(&self, slot: u32, layer: u8) -> &[u32] {
+        self.layer(layer).neighbours(slot)
     }
 
     fn set_neighbours(&mut self, slot: u32, layer: u8, list: &[u32]) {
@@ -270,7 +310,7 @@ impl Graph {
     }
 
     /// Adds a node for `slot`, which must be the next slot (`slot == self.len()`).
-    pub fn insert(&mut self, slot: u32, space: &dyn Space) {
+    pub fn insert<S: Space>(&mut self, slot: u32, space: &S) {
         debug_assert_eq!(slot as usize, self.len());
         let level = self.draw_level();
         let stride = self.stride0();
@@ -323,7 +363,7 @@ impl Graph {
 
     /// Adds `new` (at closeness `key`) to `node`'s list on `layer`, pruning with the heuristic
     /// when the list is full.
-    fn link(&mut self, node: u32, new: u32, key: f32, layer: u8, space: &dyn Space) {
+    fn link<S: Space>(&mut self, node: u32, new: u32, key: f32, layer: u8, space: &S) {
         let cap = self.capacity(layer);
         let current = self.neighbours(node, layer);
         if current.len() < cap {
@@ -353,7 +393,7 @@ impl Graph {
     /// The neighbour-selection heuristic of the HNSW paper: walk candidates from the closest and
     /// keep one only if it is closer to the base than to every neighbour kept so far, which keeps
     /// links pointing in diverse directions. `cands` must be sorted, closest first.
-    fn select(&self, cands: &[Candidate], m: usize, space: &dyn Space) -> Vec<Candidate> {
+    fn select<S: Space>(&self, cands: &[Candidate], m: usize, space: &S) -> Vec<Candidate> {
         let mut kept: Vec<Candidate> = Vec::with_capacity(m);
         for c in cands {
             if kept.len() >= m {
@@ -367,12 +407,12 @@ impl Graph {
         kept
     }
 
-    fn greedy(
+    fn greedy<S: Space>(
         &self,
         query: &[f32],
         mut best: Candidate,
         layer: u8,
-        space: &dyn Space,
+        space: &S,
     ) -> Candidate {
         loop {
             let mut improved = false;
@@ -392,15 +432,16 @@ impl Graph {
     /// Beam search of one layer: explores from `entry_points`, keeping the `ef` closest nodes
     /// that `admit` accepts; nodes it refuses are still walked through. Returns them sorted,
     /// closest first, and the number of distances computed.
-    fn search_layer(
+    fn search_layer<S: Space>(
         &self,
         query: &[f32],
         entry_points: &[Candidate],
         ef: usize,
         layer: u8,
-        space: &dyn Space,
-        admit: &dyn Fn(u32) -> bool,
+        space: &S,
+        admit: &impl Fn(u32) -> bool,
     ) -> (Vec<Candidate>, usize) {
+        let view = self.layer(layer);
         SCRATCH.with(|scratch| {
             let s = &mut *scratch.borrow_mut();
             s.reset(self.len());
@@ -419,13 +460,28 @@ impl Graph {
                 if s.results.len() >= ef && s.results.peek().is_some_and(|w| c.key > w.key) {
                     break;
                 }
-                let neighbours = self.neighbours(c.slot, layer);
+                // The next candidate is likely the next one expanded: start loading its links.
+                if let Some(Reverse(next)) = s.candidates.peek() {
+                    crate::distance::prefetch(view.block(next.slot));
+                }
+                let neighbours = view.neighbours(c.slot);
+                // Mark the unvisited neighbours, then compute their distances with the vectors
+                // a few places ahead already loading: enough in flight to hide memory latency,
+                // not so many that the CPU's miss queues overflow and drop prefetches.
+                let mut fresh = [0u32; 256];
+                let mut count = 0;
                 for &n in neighbours {
+                    if s.visit(n) {
+                        fresh[count] = n;
+                        count += 1;
+                    }
+                }
+                for &n in &fresh[..count.min(PREFETCH_AHEAD)] {
                     space.prefetch(n);
                 }
-                for &n in neighbours {
-                    if !s.visit(n) {
-                        continue;
+                for (i, &n) in fresh[..count].iter().enumerate() {
+                    if let Some(&ahead) = fresh[..count].get(i + PREFETCH_AHEAD) {
+                        space.prefetch(ahead);
                     }
                     let key = space.key_to(query, n);
                     s.computed += 1;
@@ -450,12 +506,12 @@ impl Graph {
 
     /// The `ef` closest admitted nodes to `query`, closest first, and how many distances were
     /// computed on the way.
-    pub fn search(
+    pub fn search<S: Space>(
         &self,
         query: &[f32],
         ef: usize,
-        space: &dyn Space,
-        admit: &dyn Fn(u32) -> bool,
+        space: &S,
+        admit: &impl Fn(u32) -> bool,
     ) -> (Vec<Candidate>, usize) {
         if self.entry == NONE {
             return (Vec::new(), 0);
@@ -473,7 +529,7 @@ impl Graph {
     /// A graph over the nodes for which `new_slot[old]` is not `NONE`, renumbered. Lists that
     /// lose dropped neighbours are refilled from the neighbours of those neighbours, then pruned
     /// with the heuristic. `space` addresses old slots.
-    pub fn remapped(&self, new_slot: &[u32], space: &dyn Space) -> Graph {
+    pub fn remapped<S: Space>(&self, new_slot: &[u32], space: &S) -> Graph {
         let live = |s: u32| new_slot[s as usize] != NONE;
         let mut order: Vec<u32> = (0..self.len() as u32).filter(|&s| live(s)).collect();
         order.sort_unstable_by_key(|&s| new_slot[s as usize]);

@@ -27,7 +27,7 @@ use crate::search::{
 };
 use crate::stats::MemoryStats;
 pub(crate) use arena::stride_for;
-use arena::VectorArena;
+use arena::{ArenaView, VectorArena};
 use hnsw::{Graph, GraphParams, Space, NONE};
 use payloads::{PayloadStore, RawPayloads};
 use topk::{Candidate, TopK};
@@ -100,7 +100,7 @@ pub(crate) struct Engine {
 
 /// The engine's vectors as seen by the graph: closeness keys through the chosen kernel.
 struct ArenaSpace<'a> {
-    vectors: &'a VectorArena,
+    vectors: ArenaView<'a>,
     kernel: Kernel,
     distance: Distance,
 }
@@ -148,7 +148,7 @@ impl Engine {
 
     fn space(&self) -> ArenaSpace<'_> {
         ArenaSpace {
-            vectors: &self.vectors,
+            vectors: self.vectors.view(),
             kernel: self.kernel,
             distance: self.config.distance,
         }
@@ -352,7 +352,7 @@ impl Engine {
             if in_place.is_none() {
                 if let Some(graph) = self.graph.as_mut() {
                     let space = ArenaSpace {
-                        vectors: &self.vectors,
+                        vectors: self.vectors.view(),
                         kernel: self.kernel,
                         distance: self.config.distance,
                     };
@@ -582,9 +582,10 @@ impl Engine {
         let mut tops: Vec<TopK> = queries.iter().map(|q| TopK::new(q.keep)).collect();
         let mut scored = vec![0usize; queries.len()];
         let distance = self.config.distance;
+        let vectors = self.vectors.view();
         for (slot, id) in self.slot_ids.iter().enumerate() {
             let Some(id) = *id else { continue };
-            let v = self.vectors.get(slot);
+            let v = vectors.get(slot);
             for ((q, top), scored) in queries.iter().zip(&mut tops).zip(&mut scored) {
                 if q.filter
                     .is_some_and(|f| !f.matches(id, self.payloads.get(slot)))
@@ -633,7 +634,12 @@ impl Engine {
                 .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize))),
             None => false,
         };
-        let (found, scored) = graph.search(&q.vector, ef, &self.space(), &admit);
+        let (found, scored) = if q.filter.is_none() && self.dead == 0 {
+            // Every node is admissible: skip the per-candidate check (a cache miss each).
+            graph.search(&q.vector, ef, &self.space(), &|_| true)
+        } else {
+            graph.search(&q.vector, ef, &self.space(), &admit)
+        };
         if found.len() < q.keep {
             return None;
         }

@@ -113,12 +113,14 @@ pub fn read_npy(path: &std::path::Path) -> Result<Matrix, String> {
     };
     let header = std::str::from_utf8(&bytes[start..start + header_len])
         .map_err(|_| bad("header is not UTF-8"))?;
-    let elem = if header.contains("'<f2'") {
-        2
+    let (elem, int) = if header.contains("'<f2'") {
+        (2, false)
     } else if header.contains("'<f4'") {
-        4
+        (4, false)
+    } else if header.contains("'<i4'") {
+        (4, true)
     } else {
-        return Err(bad("only <f2 and <f4 arrays are supported"));
+        return Err(bad("only <f2, <f4 and <i4 arrays are supported"));
     };
     if header.contains("'fortran_order': True") {
         return Err(bad("Fortran order is not supported"));
@@ -146,10 +148,65 @@ pub fn read_npy(path: &std::path::Path) -> Result<Matrix, String> {
             .collect()
     } else {
         body.chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .map(|c| {
+                let b: [u8; 4] = c.try_into().unwrap();
+                if int {
+                    i32::from_le_bytes(b) as f32
+                } else {
+                    f32::from_le_bytes(b)
+                }
+            })
             .collect()
     };
     Ok(Matrix { rows, dim, data })
+}
+
+/// Reads `.fvecs` (float32 rows) or `.ivecs` (int32 rows, returned as f32): each row is a
+/// little-endian `i32` dimension followed by that many values.
+pub fn read_vecs(path: &std::path::Path) -> Result<Matrix, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let ints = path.extension().is_some_and(|e| e == "ivecs");
+    let mut data = Vec::new();
+    let mut dim = 0usize;
+    let mut rows = 0usize;
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let d = bytes
+            .get(at..at + 4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+            .filter(|&d| d > 0)
+            .ok_or_else(|| format!("{}: bad row header at byte {at}", path.display()))?
+            as usize;
+        if rows > 0 && d != dim {
+            return Err(format!(
+                "{}: row {rows} has dimension {d}, not {dim}",
+                path.display()
+            ));
+        }
+        dim = d;
+        let row = bytes
+            .get(at + 4..at + 4 + 4 * d)
+            .ok_or_else(|| format!("{}: truncated row {rows}", path.display()))?;
+        data.extend(row.chunks_exact(4).map(|c| {
+            let b: [u8; 4] = c.try_into().unwrap();
+            if ints {
+                i32::from_le_bytes(b) as f32
+            } else {
+                f32::from_le_bytes(b)
+            }
+        }));
+        rows += 1;
+        at += 4 + 4 * d;
+    }
+    Ok(Matrix { rows, dim, data })
+}
+
+/// Reads vectors from `.npy` (float16/float32, or int32 for ground truth) or `.fvecs`/`.ivecs`.
+pub fn read_matrix(path: &std::path::Path) -> Result<Matrix, String> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("fvecs" | "ivecs") => read_vecs(path),
+        _ => read_npy(path),
+    }
 }
 
 /// The real WordNet/MiniLM set, or `None` (with a note on stderr) when `../shared` is absent.

@@ -1,0 +1,246 @@
+//! HNSW benchmark beside hnswlib and faiss, measured in the same run on the same vectors.
+//!
+//! `./scripts/bench-hnsw` (sets up the Python peers) or
+//! `cargo bench --bench hnsw -- [--base B] [--query Q] [--gt G] [--m 16] [--ef-construction 200]`
+//! with `.npy` (float16/float32; int32 ground truth) or `.fvecs`/`.ivecs` files. Defaults to
+//! `../shared/data/wordnet-minilm` (cosine); without `--gt` the exact top 10 is computed here.
+//! Prints build time (1 thread), index memory, recall@10 and queries/s over `ef` (1 thread), and
+//! the ratio of our queries/s to hnswlib's at equal recall.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use grape_vector_db::{
+    EmbeddedConfig, EmbeddedVectorDB, HnswConfig, Point, PointId, SearchParams, SearchRequest,
+};
+
+const EFS: [usize; 8] = [16, 24, 32, 48, 64, 96, 128, 256];
+
+struct Args {
+    base: PathBuf,
+    query: PathBuf,
+    gt: Option<PathBuf>,
+    m: usize,
+    ef_construction: usize,
+    limit_queries: usize,
+}
+
+fn args() -> Option<Args> {
+    let mut it = std::env::args().skip(1);
+    let wordnet = common::wordnet_dir();
+    let mut a = Args {
+        base: wordnet
+            .as_ref()
+            .map(|d| d.join("base.f16.npy"))
+            .unwrap_or_default(),
+        query: wordnet
+            .as_ref()
+            .map(|d| d.join("query.f16.npy"))
+            .unwrap_or_default(),
+        gt: wordnet.as_ref().map(|d| d.join("gt100-cosine.i32.npy")),
+        m: 16,
+        ef_construction: 200,
+        limit_queries: 1000,
+    };
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().expect("flag needs a value");
+        match flag.as_str() {
+            "--base" => {
+                a.base = value().into();
+                a.gt = None;
+            }
+            "--query" => a.query = value().into(),
+            "--gt" => a.gt = Some(value().into()),
+            "--m" => a.m = value().parse().unwrap(),
+            "--ef-construction" => a.ef_construction = value().parse().unwrap(),
+            "--queries" => a.limit_queries = value().parse().unwrap(),
+            _ => {} // cargo bench passes `--bench`
+        }
+    }
+    if a.base.as_os_str().is_empty() {
+        eprintln!("no dataset: pass --base and --query, or provide ../shared/data/wordnet-minilm");
+        return None;
+    }
+    Some(a)
+}
+
+/// Exact top 10 by cosine, computed with our own exact search when no ground truth is given.
+fn exact_top10(base: &common::Matrix, queries: &common::Matrix) -> Vec<Vec<u32>> {
+    let db = EmbeddedVectorDB::open(
+        EmbeddedConfig::builder(base.dim)
+            .hnsw(None)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    db.upsert(
+        (0..base.rows)
+            .map(|i| Point::new(i as u64, base.row(i).to_vec()))
+            .collect(),
+    )
+    .unwrap();
+    let reqs: Vec<SearchRequest> = (0..queries.rows)
+        .map(|q| SearchRequest::new(queries.row(q).to_vec(), 10))
+        .collect();
+    reqs.chunks(64)
+        .flat_map(|chunk| db.search_batch(chunk).unwrap())
+        .map(|r| r.result.iter().map(|p| num(p.id)).collect())
+        .collect()
+}
+
+fn num(id: PointId) -> u32 {
+    match id {
+        PointId::Num(n) => n as u32,
+        PointId::Uuid(_) => unreachable!("the benchmark uses integer ids"),
+    }
+}
+
+fn main() {
+    let Some(args) = args() else { return };
+    let base = common::read_matrix(&args.base).unwrap();
+    let mut queries = common::read_matrix(&args.query).unwrap();
+    queries.rows = queries.rows.min(args.limit_queries);
+    queries.data.truncate(queries.rows * queries.dim);
+    let truth: Vec<Vec<u32>> = match &args.gt {
+        Some(gt) => {
+            let gt = common::read_matrix(gt).unwrap();
+            (0..queries.rows)
+                .map(|q| gt.row(q)[..10].iter().map(|&x| x as u32).collect())
+                .collect()
+        }
+        None => exact_top10(&base, &queries),
+    };
+    println!(
+        "data: {} x {} base, {} queries ({}); M={}, ef_construction={}, cosine, 1 thread",
+        base.rows,
+        base.dim,
+        queries.rows,
+        args.base.display(),
+        args.m,
+        args.ef_construction
+    );
+
+    let config = EmbeddedConfig::builder(base.dim)
+        .hnsw(Some(HnswConfig {
+            m: args.m,
+            ef_construction: args.ef_construction,
+            ef: 64,
+            full_scan_threshold: 0,
+        }))
+        .build()
+        .unwrap();
+    let db = EmbeddedVectorDB::open(config).unwrap();
+    let points: Vec<Point> = (0..base.rows)
+        .map(|i| Point::new(i as u64, base.row(i).to_vec()))
+        .collect();
+    let t = Instant::now();
+    db.upsert(points).unwrap();
+    let build = t.elapsed();
+    let stats = db.stats();
+    println!(
+        "ours: build {:.1} s, memory {:.1} MiB (vectors {:.1}, graph {:.1}, ids {:.1})",
+        build.as_secs_f64(),
+        stats.memory.total() as f64 / 1048576.0,
+        (stats.memory.vectors + stats.memory.mapped) as f64 / 1048576.0,
+        stats.memory.index as f64 / 1048576.0,
+        stats.memory.ids as f64 / 1048576.0,
+    );
+
+    let mut curve = Vec::new();
+    for ef in EFS {
+        let reqs: Vec<SearchRequest> = (0..queries.rows)
+            .map(|q| {
+                let mut r = SearchRequest::new(queries.row(q).to_vec(), 10);
+                r.params = SearchParams {
+                    hnsw_ef: Some(ef),
+                    exact: false,
+                };
+                r
+            })
+            .collect();
+        let t = Instant::now();
+        let results: Vec<_> = reqs.iter().map(|r| db.search(r).unwrap()).collect();
+        let secs = t.elapsed().as_secs_f64();
+        let hits: usize = results
+            .iter()
+            .zip(&truth)
+            .map(|(r, t)| {
+                let t: HashSet<u32> = t.iter().copied().collect();
+                r.result.iter().filter(|p| t.contains(&num(p.id))).count()
+            })
+            .sum();
+        let recall = hits as f64 / (10 * queries.rows) as f64;
+        let qps = queries.rows as f64 / secs;
+        println!("ours: ef {ef:>4}  recall@10 {recall:.4}  {qps:>8.0} q/s");
+        curve.push((ef, recall, qps));
+    }
+
+    let Ok(python) = std::env::var("GRAPE_PEERS_PYTHON") else {
+        println!(
+            "peers: set GRAPE_PEERS_PYTHON (./scripts/bench-hnsw does) to run hnswlib and faiss"
+        );
+        return;
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers_hnsw.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&args.base)
+        .arg(&args.query)
+        .args([
+            "--m",
+            &args.m.to_string(),
+            "--ef-construction",
+            &args.ef_construction.to_string(),
+        ])
+        .args(["--queries", &queries.rows.to_string()])
+        .args(EFS.iter().map(|e| format!("--ef={e}")))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let peers: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for p in &peers {
+        println!("{}", p["line"].as_str().unwrap_or_default());
+    }
+    // Our queries/s at the smallest ef reaching each peer's recall, against the peer's.
+    for lib in ["hnswlib", "faiss"] {
+        let Some(peer) = peers
+            .iter()
+            .filter(|p| p["lib"] == lib && p["recall"].as_f64().is_some_and(|r| r >= 0.95))
+            .min_by(|a, b| a["ef"].as_u64().cmp(&b["ef"].as_u64()))
+        else {
+            continue;
+        };
+        let (peer_recall, peer_qps) = (
+            peer["recall"].as_f64().unwrap(),
+            peer["qps"].as_f64().unwrap(),
+        );
+        match curve.iter().find(|(_, r, _)| *r >= peer_recall) {
+            Some((ef, r, qps)) => println!(
+                "at recall >= {peer_recall:.4} ({lib} ef {}): ours {qps:.0} q/s (ef {ef}, recall {r:.4}) \
+                 vs {lib} {peer_qps:.0} q/s: ratio {:.2}",
+                peer["ef"],
+                qps / peer_qps
+            ),
+            None => println!("ours never reached {lib}'s recall {peer_recall:.4}"),
+        }
+        if let Some(b) = peers
+            .iter()
+            .find(|p| p["lib"] == lib && p["build_s"].is_f64())
+        {
+            println!(
+                "build (1 thread): ours {:.1} s vs {lib} {:.1} s: ratio {:.2}",
+                build.as_secs_f64(),
+                b["build_s"].as_f64().unwrap(),
+                build.as_secs_f64() / b["build_s"].as_f64().unwrap()
+            );
+        }
+    }
+}
