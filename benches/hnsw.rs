@@ -99,6 +99,19 @@ fn num(id: PointId) -> u32 {
     }
 }
 
+/// Our queries/s at `recall`, interpolated log-linearly between the two points of the curve
+/// around it (the first point if even it is above `recall`).
+fn qps_at_recall(curve: &[(usize, f64, f64)], recall: f64) -> Option<f64> {
+    let first = curve.first()?;
+    if first.1 >= recall {
+        return Some(first.2);
+    }
+    curve.windows(2).find_map(|w| {
+        let ((_, r1, q1), (_, r2, q2)) = (w[0], w[1]);
+        (r1 < recall && recall <= r2).then(|| q1 * (q2 / q1).powf((recall - r1) / (r2 - r1)))
+    })
+}
+
 fn main() {
     let Some(args) = args() else { return };
     let base = common::read_matrix(&args.base).unwrap();
@@ -222,10 +235,11 @@ fn main() {
             peer["recall"].as_f64().unwrap(),
             peer["qps"].as_f64().unwrap(),
         );
-        match curve.iter().find(|(_, r, _)| *r >= peer_recall) {
-            Some((ef, r, qps)) => println!(
-                "at recall >= {peer_recall:.4} ({lib} ef {}): ours {qps:.0} q/s (ef {ef}, recall {r:.4}) \
-                 vs {lib} {peer_qps:.0} q/s: ratio {:.2}",
+        match qps_at_recall(&curve, peer_recall) {
+            Some(qps) => println!(
+                "at recall@10 {peer_recall:.4} ({lib}'s smallest ef reaching 0.95: {}): \
+                 ours {qps:.0} q/s (interpolated on our curve) vs {lib} {peer_qps:.0} q/s: \
+                 ratio {:.2}",
                 peer["ef"],
                 qps / peer_qps
             ),
