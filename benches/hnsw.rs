@@ -23,6 +23,8 @@ const EFS: [usize; 8] = [16, 24, 32, 48, 64, 96, 128, 256];
 struct Args {
     base: PathBuf,
     query: PathBuf,
+    /// `N,DIM`: generate clustered vectors instead of reading files.
+    synthetic: Option<(usize, usize)>,
     gt: Option<PathBuf>,
     m: usize,
     ef_construction: usize,
@@ -42,6 +44,7 @@ fn args() -> Option<Args> {
             .map(|d| d.join("query.f16.npy"))
             .unwrap_or_default(),
         gt: wordnet.as_ref().map(|d| d.join("gt100-cosine.i32.npy")),
+        synthetic: None,
         m: 16,
         ef_construction: 200,
         limit_queries: 1000,
@@ -55,13 +58,19 @@ fn args() -> Option<Args> {
             }
             "--query" => a.query = value().into(),
             "--gt" => a.gt = Some(value().into()),
+            "--synthetic" => {
+                let v = value();
+                let (n, d) = v.split_once(',').expect("--synthetic N,DIM");
+                a.synthetic = Some((n.parse().unwrap(), d.parse().unwrap()));
+                a.gt = None;
+            }
             "--m" => a.m = value().parse().unwrap(),
             "--ef-construction" => a.ef_construction = value().parse().unwrap(),
             "--queries" => a.limit_queries = value().parse().unwrap(),
             _ => {} // cargo bench passes `--bench`
         }
     }
-    if a.base.as_os_str().is_empty() {
+    if a.base.as_os_str().is_empty() && a.synthetic.is_none() {
         eprintln!("no dataset: pass --base and --query, or provide ../shared/data/wordnet-minilm");
         return None;
     }
@@ -99,6 +108,44 @@ fn num(id: PointId) -> u32 {
     }
 }
 
+/// Recall@10 and queries/s of filtered searches at 50%, 10% and 1% selectivity (ef 64),
+/// against the exact filtered answer.
+fn filtered(db: &EmbeddedVectorDB, queries: &common::Matrix) {
+    let n = queries.rows.min(200);
+    for pct in [50, 10, 1] {
+        let filter: grape_vector_db::Filter = serde_json::from_value(
+            serde_json::json!({"must": [{"key": "pct", "range": {"lt": pct}}]}),
+        )
+        .unwrap();
+        let req = |q: usize, exact: bool| {
+            let mut r = SearchRequest::new(queries.row(q).to_vec(), 10).with_filter(filter.clone());
+            r.params = SearchParams {
+                hnsw_ef: Some(64),
+                exact,
+            };
+            r
+        };
+        let t = Instant::now();
+        let approx: Vec<_> = (0..n).map(|q| db.search(&req(q, false)).unwrap()).collect();
+        let qps = n as f64 / t.elapsed().as_secs_f64();
+        let mut hits = 0;
+        for (q, a) in approx.iter().enumerate() {
+            let exact = db.search(&req(q, true)).unwrap();
+            let truth: HashSet<PointId> = exact.result.iter().map(|p| p.id).collect();
+            hits += a.result.iter().filter(|p| truth.contains(&p.id)).count();
+        }
+        let path = if approx.iter().all(|a| a.exact) {
+            "exact scan"
+        } else {
+            "graph"
+        };
+        println!(
+            "ours, filter matching {pct:>2}%: recall@10 {:.4}  {qps:>8.0} q/s ({path})",
+            hits as f64 / (10 * n) as f64
+        );
+    }
+}
+
 /// Our queries/s at `recall`, interpolated log-linearly between the two points of the curve
 /// around it (the first point if even it is above `recall`).
 fn qps_at_recall(curve: &[(usize, f64, f64)], recall: f64) -> Option<f64> {
@@ -114,8 +161,28 @@ fn qps_at_recall(curve: &[(usize, f64, f64)], recall: f64) -> Option<f64> {
 
 fn main() {
     let Some(args) = args() else { return };
-    let base = common::read_matrix(&args.base).unwrap();
-    let mut queries = common::read_matrix(&args.query).unwrap();
+    let (base, mut queries) = match args.synthetic {
+        Some((n, dim)) => {
+            let all = common::clustered(n + 1000, dim, (n / 1000).max(10), 7);
+            let split = n * dim;
+            (
+                common::Matrix {
+                    rows: n,
+                    dim,
+                    data: all.data[..split].to_vec(),
+                },
+                common::Matrix {
+                    rows: 1000,
+                    dim,
+                    data: all.data[split..].to_vec(),
+                },
+            )
+        }
+        None => (
+            common::read_matrix(&args.base).unwrap(),
+            common::read_matrix(&args.query).unwrap(),
+        ),
+    };
     queries.rows = queries.rows.min(args.limit_queries);
     queries.data.truncate(queries.rows * queries.dim);
     let truth: Vec<Vec<u32>> = match &args.gt {
@@ -132,7 +199,10 @@ fn main() {
         base.rows,
         base.dim,
         queries.rows,
-        args.base.display(),
+        match args.synthetic {
+            Some(_) => "synthetic clustered, seed 7".to_owned(),
+            None => args.base.display().to_string(),
+        },
         args.m,
         args.ef_construction
     );
@@ -147,8 +217,13 @@ fn main() {
         .build()
         .unwrap();
     let db = EmbeddedVectorDB::open(config).unwrap();
+    // `pct` (row % 100) lets filtered searches pick their selectivity.
     let points: Vec<Point> = (0..base.rows)
-        .map(|i| Point::new(i as u64, base.row(i).to_vec()))
+        .map(|i| {
+            Point::new(i as u64, base.row(i).to_vec())
+                .with_payload(serde_json::json!({"pct": i % 100}))
+                .unwrap()
+        })
         .collect();
     let t = Instant::now();
     db.upsert(points).unwrap();
@@ -192,6 +267,11 @@ fn main() {
         curve.push((ef, recall, qps));
     }
 
+    filtered(&db, &queries);
+
+    if args.synthetic.is_some() {
+        return; // the peers read files; the synthetic run shows how we scale
+    }
     let Ok(python) = std::env::var("GRAPE_PEERS_PYTHON") else {
         println!(
             "peers: set GRAPE_PEERS_PYTHON (./scripts/bench-hnsw does) to run hnswlib and faiss"

@@ -651,12 +651,21 @@ impl Engine {
         Some((kept, scored))
     }
 
-    /// The fraction of live points matching `filter`, estimated from an even sample.
+    /// The fraction of live points matching `filter`, estimated from a sample of slots spread
+    /// by a multiplicative hash (an even stride would alias with periodic payloads, such as a
+    /// field derived from the insertion order).
     fn estimate_selectivity(&self, filter: &Filter) -> f64 {
-        let slots = self.slot_ids.len();
-        let step = (slots / SELECTIVITY_SAMPLE).max(1);
+        let slots = self.slot_ids.len() as u64;
+        if slots == 0 {
+            return 0.0;
+        }
         let (mut seen, mut matched) = (0usize, 0usize);
-        for slot in (0..slots).step_by(step) {
+        for i in 0..SELECTIVITY_SAMPLE.min(slots as usize) as u64 {
+            let slot = if slots as usize <= SELECTIVITY_SAMPLE {
+                i
+            } else {
+                (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16) % slots
+            } as usize;
             if let Some(id) = self.slot_ids[slot] {
                 seen += 1;
                 matched += usize::from(filter.matches(id, self.payloads.get(slot)));
