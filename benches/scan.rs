@@ -48,8 +48,10 @@ fn main() {
     let data = common::clustered(ROWS, DIM, 100, 7);
     for distance in [Distance::Dot, Distance::Euclid] {
         let db = EmbeddedVectorDB::open(
+            // No index: this measures the exact scan.
             EmbeddedConfig::builder(DIM)
                 .distance(distance)
+                .hnsw(None)
                 .build()
                 .unwrap(),
         )

@@ -495,6 +495,7 @@ impl EmbeddedVectorDB {
         if let Some(store) = store.as_mut().filter(|s| s.wants_checkpoint()) {
             // The write is already durable in the log; a failed automatic checkpoint is retried
             // later (after the log grows further) and reported by an explicit `checkpoint()`.
+            engine.index_pending();
             let engine = RwLockWriteGuard::downgrade(engine);
             let _ = store.auto_checkpoint(&engine);
         }
@@ -680,6 +681,7 @@ impl EmbeddedVectorDB {
         let mut store = self.inner.store.lock();
         let mut engine = self.inner.engine.write();
         engine.compact();
+        engine.index_pending();
         match store.as_mut() {
             Some(store) => store.checkpoint(&RwLockWriteGuard::downgrade(engine)),
             None => Ok(()),
@@ -706,11 +708,18 @@ impl EmbeddedVectorDB {
     /// ```
     pub fn checkpoint(&self) -> Result<()> {
         let mut store = self.inner.store.lock();
-        let engine = self.inner.engine.read();
         match store.as_mut() {
-            Some(store) => store.checkpoint(&engine),
+            Some(store) => store.checkpoint(&self.indexed_engine()),
             None => Ok(()),
         }
+    }
+
+    /// A read guard on the engine with every point in the graph (points replayed at open are
+    /// indexed lazily), as a segment needs. Call with the store lock held.
+    fn indexed_engine(&self) -> parking_lot::RwLockReadGuard<'_, Engine> {
+        let mut engine = self.inner.engine.write();
+        engine.index_pending();
+        RwLockWriteGuard::downgrade(engine)
     }
 
     /// Makes every acknowledged write durable now (fsync), whatever the durability mode.
@@ -762,7 +771,7 @@ impl EmbeddedVectorDB {
     pub fn snapshot_to(&self, dest: &dyn Storage) -> Result<()> {
         // Holding the writer lock keeps the copy at one point of the log.
         let store = self.inner.store.lock();
-        let engine = self.inner.engine.read();
+        let engine = self.indexed_engine();
         let last_seq = store.as_ref().map_or(0, Store::last_seq);
         Store::snapshot(&engine, last_seq, dest)
     }

@@ -226,10 +226,7 @@ impl Range {
     /// assert!(grape_vector_db::Range::default().contains(-5.0));
     /// ```
     pub fn contains(&self, x: f64) -> bool {
-        self.gt.is_none_or(|b| x > b)
-            && self.gte.is_none_or(|b| x >= b)
-            && self.lt.is_none_or(|b| x < b)
-            && self.lte.is_none_or(|b| x <= b)
+        within(x, self.gt, self.gte, self.lt, self.lte)
     }
 }
 
@@ -264,11 +261,22 @@ impl ValuesCount {
     /// assert!(grape_vector_db::ValuesCount::default().contains(0));
     /// ```
     pub fn contains(&self, n: usize) -> bool {
-        self.gt.is_none_or(|b| n > b)
-            && self.gte.is_none_or(|b| n >= b)
-            && self.lt.is_none_or(|b| n < b)
-            && self.lte.is_none_or(|b| n <= b)
+        within(n, self.gt, self.gte, self.lt, self.lte)
     }
+}
+
+/// Whether `x` satisfies every given bound (absent bounds are open).
+fn within<T: PartialOrd>(
+    x: T,
+    gt: Option<T>,
+    gte: Option<T>,
+    lt: Option<T>,
+    lte: Option<T>,
+) -> bool {
+    gt.is_none_or(|b| x > b)
+        && gte.is_none_or(|b| x >= b)
+        && lt.is_none_or(|b| x < b)
+        && lte.is_none_or(|b| x <= b)
 }
 
 /// A parsed payload key such as `country.cities[].name` or `items[0].price`.

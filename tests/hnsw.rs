@@ -182,3 +182,50 @@ fn reopening_gives_identical_answers() {
     let hit = db.search(&SearchRequest::new(vec![0.5; DIM], 1)).unwrap();
     assert_eq!(hit.result[0].id, PointId::Num(99_999));
 }
+
+#[test]
+fn points_replayed_at_open_are_found_before_and_after_they_are_indexed() {
+    let data = common::clustered(3_100, DIM, 10, 12);
+    let storage = MemoryStorage::new();
+    let open = || EmbeddedVectorDB::open_with_storage(config(), Arc::new(storage.clone())).unwrap();
+    let db = open();
+    load(
+        &db,
+        &common::Matrix {
+            rows: 3_000,
+            dim: DIM,
+            data: data.data[..3_000 * DIM].to_vec(),
+        },
+    );
+    db.checkpoint().unwrap();
+    // 100 more points, one log record each: replayed at the next open, not indexed then.
+    for i in 3_000..3_100 {
+        db.upsert(vec![Point::new(i as u64, data.row(i).to_vec())])
+            .unwrap();
+    }
+    drop(db);
+    let db = open();
+    assert_eq!(db.open_report().wal_records_replayed, 100);
+    let find_each = |db: &EmbeddedVectorDB| {
+        for i in (3_000..3_100).step_by(7) {
+            let res = db
+                .search(&SearchRequest::new(data.row(i).to_vec(), 3))
+                .unwrap();
+            assert!(!res.exact);
+            assert_eq!(res.result[0].id, PointId::Num(i as u64), "point {i}");
+        }
+    };
+    find_each(&db); // through the exact scan of the unindexed tail
+    let before = db.stats().memory.index;
+    db.upsert(vec![Point::new(9_999, vec![0.25; DIM])]).unwrap();
+    assert!(
+        db.stats().memory.index > before,
+        "the write indexed the tail"
+    );
+    find_each(&db); // through the graph
+    db.checkpoint().unwrap();
+    drop(db);
+    let db = open();
+    assert_eq!(db.open_report().segment_points, 3_101);
+    find_each(&db);
+}

@@ -309,10 +309,8 @@ impl Graph {
         ((-uniform.ln() * ml) as u64).min(MAX_LEVEL as u64) as u8
     }
 
-    /// Adds a node for `slot`, which must be the next slot (`slot == self.len()`).
-    pub fn insert<S: Space>(&mut self, slot: u32, space: &S) {
-        debug_assert_eq!(slot as usize, self.len());
-        let level = self.draw_level();
+    /// Appends an unlinked node of `level`: empty lists on layer 0 and on each upper layer.
+    fn push_node(&mut self, level: u8) {
         let stride = self.stride0();
         let links = self.links0.owned();
         links.resize(links.len() + stride, 0);
@@ -324,6 +322,13 @@ impl Graph {
         } else {
             self.upper_at.push(NONE);
         }
+    }
+
+    /// Adds a node for `slot`, which must be the next slot (`slot == self.len()`).
+    pub fn insert<S: Space>(&mut self, slot: u32, space: &S) {
+        debug_assert_eq!(slot as usize, self.len());
+        let level = self.draw_level();
+        self.push_node(level);
         if self.entry == NONE {
             self.entry = slot;
             self.max_level = level;
@@ -535,18 +540,8 @@ impl Graph {
         order.sort_unstable_by_key(|&s| new_slot[s as usize]);
         let mut g = Graph::new(self.params);
         g.rng = self.rng;
-        let stride = g.stride0();
-        g.links0 = Links0::Owned(vec![0; order.len() * stride]);
         for &old in &order {
-            let level = self.levels[old as usize];
-            g.levels.push(level);
-            if level > 0 {
-                g.upper_at.push(g.upper.len() as u32);
-                g.upper
-                    .resize(g.upper.len() + level as usize * (1 + g.params.m), 0);
-            } else {
-                g.upper_at.push(NONE);
-            }
+            g.push_node(self.levels[old as usize]);
         }
         for &old in &order {
             let new = new_slot[old as usize];

@@ -94,8 +94,13 @@ pub(crate) struct Engine {
     payloads: PayloadStore,
     ids: BTreeMap<PointId, u32>,
     dead: usize,
-    /// One node per slot (dead ones included) when the index is enabled.
+    /// One node per slot (dead ones included) when the index is enabled, except for a tail of
+    /// slots past `graph.len()` that are not indexed yet (see `defer_indexing`).
     graph: Option<Graph>,
+    /// While the log is replayed at open, new points are not inserted into the graph: opening
+    /// stays fast, searches scan the few unindexed points exactly, and the next write or
+    /// checkpoint indexes them.
+    defer_indexing: bool,
 }
 
 /// The engine's vectors as seen by the graph: closeness keys through the chosen kernel.
@@ -142,7 +147,34 @@ impl Engine {
             ids: BTreeMap::new(),
             dead: 0,
             graph: config.hnsw.as_ref().map(|h| Graph::new(graph_params(h))),
+            defer_indexing: false,
             config,
+        }
+    }
+
+    /// Turns deferred indexing on (log replay) or off; see the `defer_indexing` field.
+    pub fn set_deferred_indexing(&mut self, on: bool) {
+        self.defer_indexing = on;
+    }
+
+    /// Slots not yet in the graph: `graph.len()..slots`.
+    fn unindexed(&self) -> std::ops::Range<usize> {
+        let indexed = self.graph.as_ref().map_or(self.slot_ids.len(), Graph::len);
+        indexed..self.slot_ids.len()
+    }
+
+    /// Inserts every unindexed slot into the graph.
+    pub fn index_pending(&mut self) {
+        let pending = self.unindexed();
+        if let Some(graph) = self.graph.as_mut() {
+            let space = ArenaSpace {
+                vectors: self.vectors.view(),
+                kernel: self.kernel,
+                distance: self.config.distance,
+            };
+            for slot in pending {
+                graph.insert(slot as u32, &space);
+            }
         }
     }
 
@@ -210,9 +242,12 @@ impl Engine {
     }
 
     /// The live points in id order, as a new segment stores them, with the graph renumbered to
-    /// match.
+    /// match. Callers index pending slots first; if some remain, the segment is written without
+    /// a graph (and the next open rebuilds it) rather than with an incomplete one.
     pub fn export(&self, last_seq: u64) -> SegmentSource<'_> {
-        let graph = self.graph.as_ref().map(|g| {
+        debug_assert!(self.unindexed().is_empty(), "export before index_pending");
+        let complete = self.unindexed().is_empty();
+        let graph = self.graph.as_ref().filter(|_| complete).map(|g| {
             let mut row_of = vec![NONE; self.slot_ids.len()];
             for (row, &slot) in self.ids.values().enumerate() {
                 row_of[slot as usize] = row as u32;
@@ -308,6 +343,9 @@ impl Engine {
     /// Inserts new points and replaces existing ones; the batch must have passed
     /// [`Engine::validate_upsert`].
     pub fn apply_upsert(&mut self, points: Vec<Point>) -> UpsertSummary {
+        if !self.defer_indexing {
+            self.index_pending();
+        }
         self.vectors.reserve(points.len());
         let mut summary = UpsertSummary::default();
         for Point {
@@ -349,7 +387,7 @@ impl Engine {
                 let normalised = distance::normalize(self.vectors.get_mut(slot));
                 debug_assert!(normalised, "check_vector refuses unnormalisable vectors");
             }
-            if in_place.is_none() {
+            if in_place.is_none() && !self.defer_indexing {
                 if let Some(graph) = self.graph.as_mut() {
                     let space = ArenaSpace {
                         vectors: self.vectors.view(),
@@ -634,12 +672,24 @@ impl Engine {
                 .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize))),
             None => false,
         };
-        let (found, scored) = if q.filter.is_none() && self.dead == 0 {
+        let (mut found, mut scored) = if q.filter.is_none() && self.dead == 0 {
             // Every node is admissible: skip the per-candidate check (a cache miss each).
             graph.search(&q.vector, ef, &self.space(), &|_| true)
         } else {
             graph.search(&q.vector, ef, &self.space(), &admit)
         };
+        let tail = self.unindexed();
+        if !tail.is_empty() {
+            let space = self.space();
+            for slot in tail.map(|s| s as u32).filter(|&s| admit(s)) {
+                scored += 1;
+                found.push(Candidate {
+                    key: space.key_to(&q.vector, slot),
+                    slot,
+                });
+            }
+            found.sort_unstable();
+        }
         if found.len() < q.keep {
             return None;
         }
@@ -703,6 +753,8 @@ impl Engine {
         if self.dead == 0 {
             return;
         }
+        // The remapped graph must cover every slot.
+        self.index_pending();
         if let Some(graph) = &self.graph {
             let mut new_slot = vec![NONE; self.slot_ids.len()];
             let mut next = 0u32;

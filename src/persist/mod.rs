@@ -174,6 +174,7 @@ impl Store {
             .map_err(io_error("open", &wal_name))?;
         let replay = wal::replay(&*file, &wal_name, engine.config().dimension)?;
         report.wal_bytes_truncated = replay.truncated_bytes;
+        engine.set_deferred_indexing(true);
         for (seq, op) in replay.ops {
             if seq <= last_seq {
                 continue; // already in the segment
@@ -189,6 +190,7 @@ impl Store {
             last_seq = seq;
             report.wal_records_replayed += 1;
         }
+        engine.set_deferred_indexing(false);
         let store = Store {
             wal: WalWriter::new(file, wal_name, replay.end),
             storage,
