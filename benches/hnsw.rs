@@ -208,6 +208,7 @@ fn main() {
     );
 
     let config = EmbeddedConfig::builder(base.dim)
+        .payload_index("pct")
         .hnsw(Some(HnswConfig {
             m: args.m,
             ef_construction: args.ef_construction,

@@ -370,6 +370,15 @@ impl KeyPath {
         }
     }
 
+    /// Calls `visit` on every value a `match` condition on this key tests (arrays at the end of
+    /// the path flattened).
+    pub(crate) fn for_each_leaf<'a>(&self, payload: &'a Payload, visit: &mut dyn FnMut(&'a Value)) {
+        self.any_leaf(payload, &mut |v| {
+            visit(v);
+            false
+        });
+    }
+
     /// Like [`Self::any_value`], with arrays at the end of the path flattened into their elements.
     fn any_leaf<'a>(&self, payload: &'a Payload, visit: &mut dyn FnMut(&'a Value) -> bool) -> bool {
         self.any_value(payload, &mut |v| match v {

@@ -20,6 +20,7 @@ const DIM: usize = 32;
 fn config() -> EmbeddedConfig {
     EmbeddedConfig::builder(DIM)
         .distance(Distance::Euclid)
+        .payload_index("pct")
         .hnsw(Some(HnswConfig {
             full_scan_threshold: 1_000,
             ..HnswConfig::default()

@@ -12,6 +12,7 @@
 
 mod arena;
 pub(crate) mod hnsw;
+mod payload_index;
 mod payloads;
 mod topk;
 
@@ -19,7 +20,7 @@ use std::collections::BTreeMap;
 
 use crate::distance::{self, closeness_key, score_from_raw, Kernel};
 use crate::error::{Error, Result};
-use crate::filter::Filter;
+use crate::filter::{Filter, KeyPath};
 use crate::persist::segment::{SegmentData, SegmentSource};
 use crate::point::{Distance, Payload, Point, PointId};
 use crate::search::{
@@ -29,6 +30,7 @@ use crate::stats::MemoryStats;
 pub(crate) use arena::stride_for;
 use arena::{ArenaView, VectorArena};
 use hnsw::{Graph, GraphParams, Space, NONE};
+use payload_index::PayloadIndexes;
 use payloads::{PayloadStore, RawPayloads};
 use topk::{Candidate, TopK};
 
@@ -56,6 +58,8 @@ pub(crate) struct EngineConfig {
     pub max_search_limit: usize,
     /// The HNSW index, or `None` for exact search only.
     pub hnsw: Option<HnswConfig>,
+    /// Payload keys with a value -> slots index.
+    pub payload_indexes: Vec<KeyPath>,
 }
 
 /// How many points an upsert inserted and how many it replaced.
@@ -101,6 +105,7 @@ pub(crate) struct Engine {
     /// stays fast, searches scan the few unindexed points exactly, and the next write or
     /// checkpoint indexes them.
     defer_indexing: bool,
+    indexes: PayloadIndexes,
 }
 
 /// The engine's vectors as seen by the graph: closeness keys through the chosen kernel.
@@ -148,8 +153,23 @@ impl Engine {
             dead: 0,
             graph: config.hnsw.as_ref().map(|h| Graph::new(graph_params(h))),
             defer_indexing: false,
+            indexes: PayloadIndexes::new(&config.payload_indexes),
             config,
         }
+    }
+
+    /// Slots that may match `filter`, from the payload indexes, when an indexed `must`
+    /// condition narrows it down (the whole filter must still be checked on each).
+    fn index_candidates(&self, filter: &Filter) -> Option<Vec<u32>> {
+        self.indexes.candidates(filter, || {
+            Box::new(
+                self.slot_ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, id)| id.is_some())
+                    .map(|(slot, _)| (slot as u32, self.payloads.get(slot))),
+            )
+        })
     }
 
     /// Turns deferred indexing on (log replay) or off; see the `defer_indexing` field.
@@ -362,6 +382,7 @@ impl Engine {
             let slot = match in_place {
                 Some(slot) => {
                     self.vectors.get_mut(slot).copy_from_slice(&vector);
+                    self.indexes.add(slot as u32, &payload);
                     self.payloads.set(slot, payload);
                     slot
                 }
@@ -373,6 +394,7 @@ impl Engine {
                     }
                     let slot = self.vectors.push(&vector);
                     self.slot_ids.push(Some(id));
+                    self.indexes.add(slot as u32, &payload);
                     self.payloads.push(payload);
                     self.ids.insert(id, slot as u32);
                     slot
@@ -441,6 +463,7 @@ impl Engine {
                 for (k, v) in payload {
                     target.insert(k.clone(), v.clone());
                 }
+                self.indexes.add(slot, self.payloads.get(slot as usize));
             }
         }
     }
@@ -474,14 +497,35 @@ impl Engine {
     /// The ids of the points matching `filter`, in id order (delete-by-filter resolves to
     /// these, so the log records ids rather than a filter).
     pub fn matching_ids(&self, filter: &Filter) -> Vec<PointId> {
-        self.ids
-            .iter()
-            .filter(|(&id, &slot)| filter.matches(id, self.payloads.get(slot as usize)))
-            .map(|(&id, _)| id)
-            .collect()
+        let mut ids: Vec<PointId> = self
+            .matching_slots(Some(filter))
+            .filter_map(|slot| self.slot_ids[slot])
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
+    /// Live slots matching `filter`, from the index's candidates when it has them.
     fn matching_slots<'a>(
+        &'a self,
+        filter: Option<&'a Filter>,
+    ) -> Box<dyn Iterator<Item = usize> + 'a> {
+        if let Some(candidates) = filter.and_then(|f| self.index_candidates(f)) {
+            return Box::new(
+                candidates
+                    .into_iter()
+                    .map(|s| s as usize)
+                    .filter(move |&slot| {
+                        self.slot_ids[slot].is_some_and(|id| {
+                            filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))
+                        })
+                    }),
+            );
+        }
+        Box::new(self.all_matching_slots(filter))
+    }
+
+    fn all_matching_slots<'a>(
         &'a self,
         filter: Option<&'a Filter>,
     ) -> impl Iterator<Item = usize> + 'a {
@@ -586,7 +630,17 @@ impl Engine {
         let mut answers: Vec<Option<(Vec<Candidate>, usize, bool)>> = queries
             .iter()
             .zip(reqs)
-            .map(|(q, r)| self.approximate(q, r).map(|(c, n)| (c, n, false)))
+            .map(|(q, r)| {
+                let candidates = q.filter.and_then(|f| self.index_candidates(f));
+                match self.approximate(q, r, candidates.as_deref()) {
+                    Some((found, scored)) => Some((found, scored, false)),
+                    // An indexed filter: score its candidates only.
+                    None => candidates.map(|c| {
+                        let (found, scored) = self.scan_slots(q, &c);
+                        (found, scored, true)
+                    }),
+                }
+            })
             .collect();
         let exact: Vec<usize> = (0..reqs.len()).filter(|&i| answers[i].is_none()).collect();
         if !exact.is_empty() {
@@ -611,6 +665,29 @@ impl Engine {
                 }
             })
             .collect())
+    }
+
+    /// Exact search of one query over the given slots (a payload index's candidates).
+    fn scan_slots(&self, q: &PreparedQuery, slots: &[u32]) -> (Vec<Candidate>, usize) {
+        let mut top = TopK::new(q.keep);
+        let mut scored = 0;
+        let space = self.space();
+        for &slot in slots {
+            let Some(id) = self.slot_ids[slot as usize] else {
+                continue;
+            };
+            if q.filter
+                .is_some_and(|f| !f.matches(id, self.payloads.get(slot as usize)))
+            {
+                continue;
+            }
+            scored += 1;
+            let key = space.key_to(&q.vector, slot);
+            if key <= q.max_key && top.admits(key) {
+                top.push(Candidate { key, slot });
+            }
+        }
+        (top.into_sorted(), scored)
     }
 
     /// Exact search for several queries in one pass over the arena: each stored vector is read
@@ -655,14 +732,18 @@ impl Engine {
         &self,
         q: &PreparedQuery,
         req: &SearchRequest,
+        candidates: Option<&[u32]>,
     ) -> Option<(Vec<Candidate>, usize)> {
         let (graph, hnsw) = (self.graph.as_ref()?, self.config.hnsw.as_ref()?);
         if req.params.exact || self.len() < hnsw.full_scan_threshold {
             return None;
         }
-        if q.filter
-            .is_some_and(|f| self.estimate_selectivity(f) < SELECTIVE_FILTER)
-        {
+        let selectivity = |f: &Filter| match candidates {
+            // An upper bound: candidates may fail the rest of the filter.
+            Some(c) => c.len() as f64 / self.len().max(1) as f64,
+            None => self.estimate_selectivity(f),
+        };
+        if q.filter.is_some_and(|f| selectivity(f) < SELECTIVE_FILTER) {
             return None;
         }
         let ef = req.params.hnsw_ef.unwrap_or(hnsw.ef).max(q.keep);
@@ -766,6 +847,7 @@ impl Engine {
             }
             self.graph = Some(graph.remapped(&new_slot, &self.space()));
         }
+        self.indexes.reset();
         let live = |slot: usize| self.slot_ids[slot].is_some();
         self.vectors.retain(live);
         self.payloads.retain(live);
@@ -785,7 +867,7 @@ impl Engine {
             vectors: self.vectors.allocated_bytes(),
             mapped: self.vectors.mapped_bytes(),
             payloads: self.payloads.heap_bytes(),
-            index: self.graph.as_ref().map_or(0, Graph::bytes),
+            index: self.graph.as_ref().map_or(0, Graph::bytes) + self.indexes.bytes(),
             ids: self.ids.len() * id_entry
                 + self.slot_ids.capacity() * std::mem::size_of::<Option<PointId>>(),
         }
@@ -804,6 +886,7 @@ mod tests {
             max_points: None,
             max_search_limit: 100,
             hnsw: None,
+            payload_indexes: Vec::new(),
         })
     }
 

@@ -1,0 +1,271 @@
+//! Payload indexes: for a configured key, each keyword, integer or bool value -> the slots whose
+//! payload holds it. They turn a selective filter into a short list of candidate slots, so the
+//! exact search scores only those instead of evaluating the filter on every point.
+//!
+//! An index is built on first use (opening a database parses no payloads) and then kept up to
+//! date by writes. Entries are never removed: a slot whose payload changed or was deleted stays
+//! listed under its old value, which is harmless because candidates are always checked against
+//! the whole filter; compaction rebuilds the indexes from scratch.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::filter::{Condition, Filter, KeyPath, Match, MatchValue};
+use crate::point::Payload;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum IndexKey {
+    Bool(bool),
+    Integer(i64),
+    Keyword(String),
+}
+
+impl IndexKey {
+    fn of_value(v: &Value) -> Option<IndexKey> {
+        match v {
+            Value::String(s) => Some(IndexKey::Keyword(s.clone())),
+            Value::Bool(b) => Some(IndexKey::Bool(*b)),
+            Value::Number(n) => n.as_i64().map(IndexKey::Integer),
+            _ => None,
+        }
+    }
+
+    fn of_match(m: &MatchValue) -> IndexKey {
+        match m {
+            MatchValue::Keyword(s) => IndexKey::Keyword(s.clone()),
+            MatchValue::Integer(n) => IndexKey::Integer(*n),
+            MatchValue::Bool(b) => IndexKey::Bool(*b),
+        }
+    }
+}
+
+#[derive(Default)]
+struct FieldIndex {
+    slots: BTreeMap<IndexKey, Vec<u32>>,
+    /// Some value of the field is a number that is not an `i64`: integer ranges cannot be
+    /// answered from the index, which holds only integers.
+    has_other_numbers: bool,
+}
+
+impl FieldIndex {
+    fn add(&mut self, key: &KeyPath, slot: u32, payload: &Payload) {
+        key.for_each_leaf(payload, &mut |v| match IndexKey::of_value(v) {
+            Some(k) => {
+                let list = self.slots.entry(k).or_default();
+                if list.last() != Some(&slot) {
+                    list.push(slot);
+                }
+            }
+            None => self.has_other_numbers |= v.is_number(),
+        });
+    }
+
+    /// Slots that may satisfy `condition`, or `None` if this index cannot narrow it down.
+    fn candidates(&self, condition: &Condition) -> Option<Vec<u32>> {
+        let Condition::Field(fc) = condition else {
+            return None;
+        };
+        let mut out: Vec<u32> = match (&fc.r#match, &fc.range) {
+            (Some(Match::Value(v)), _) => self
+                .slots
+                .get(&IndexKey::of_match(v))
+                .cloned()
+                .unwrap_or_default(),
+            (Some(Match::Any(vs)), _) => vs
+                .iter()
+                .filter_map(|v| self.slots.get(&IndexKey::of_match(v)))
+                .flatten()
+                .copied()
+                .collect(),
+            (None, Some(r)) if !self.has_other_numbers => {
+                // Integer bounds that cover exactly the values within the float bounds.
+                let lo = match (r.gt, r.gte) {
+                    (Some(gt), _) => (gt.floor() as i64).saturating_add(1),
+                    (None, Some(gte)) => gte.ceil() as i64,
+                    (None, None) => i64::MIN,
+                };
+                let hi = match (r.lt, r.lte) {
+                    (Some(lt), _) => (lt.ceil() as i64).saturating_sub(1),
+                    (None, Some(lte)) => lte.floor() as i64,
+                    (None, None) => i64::MAX,
+                };
+                if lo > hi {
+                    return Some(Vec::new());
+                }
+                self.slots
+                    .range(IndexKey::Integer(lo)..=IndexKey::Integer(hi))
+                    .flat_map(|(_, s)| s)
+                    .copied()
+                    .collect()
+            }
+            _ => return None,
+        };
+        out.sort_unstable();
+        out.dedup();
+        Some(out)
+    }
+}
+
+/// The indexes of the configured keys.
+pub(crate) struct PayloadIndexes {
+    fields: Vec<(KeyPath, OnceLock<FieldIndex>)>,
+}
+
+impl PayloadIndexes {
+    pub fn new(keys: &[KeyPath]) -> Self {
+        PayloadIndexes {
+            fields: keys.iter().map(|k| (k.clone(), OnceLock::new())).collect(),
+        }
+    }
+
+    /// Records `slot`'s payload in every index already built (the others will see it when
+    /// they are built).
+    pub fn add(&mut self, slot: u32, payload: &Payload) {
+        for (key, index) in &mut self.fields {
+            if let Some(index) = index.get_mut() {
+                index.add(key, slot, payload);
+            }
+        }
+    }
+
+    /// Forgets every index; they are rebuilt on next use (after slots are renumbered).
+    pub fn reset(&mut self) {
+        for (_, index) in &mut self.fields {
+            *index = OnceLock::new();
+        }
+    }
+
+    /// The smallest candidate list that an indexed `must` condition of `filter` gives, building
+    /// indexes on first use from `payloads` (slot -> payload of live slots).
+    pub fn candidates<'a>(
+        &self,
+        filter: &Filter,
+        payloads: impl Fn() -> Box<dyn Iterator<Item = (u32, &'a Payload)> + 'a>,
+    ) -> Option<Vec<u32>> {
+        let mut best: Option<Vec<u32>> = None;
+        for condition in &filter.must {
+            let Condition::Field(fc) = condition else {
+                continue;
+            };
+            let Some((key, index)) = self.fields.iter().find(|(k, _)| *k == fc.key) else {
+                continue;
+            };
+            let index = index.get_or_init(|| {
+                let mut built = FieldIndex::default();
+                for (slot, payload) in payloads() {
+                    built.add(key, slot, payload);
+                }
+                built
+            });
+            if let Some(c) = index.candidates(condition) {
+                if best.as_ref().is_none_or(|b| c.len() < b.len()) {
+                    best = Some(c);
+                }
+            }
+        }
+        best
+    }
+
+    /// Bytes held by the built indexes (an estimate).
+    pub fn bytes(&self) -> usize {
+        self.fields
+            .iter()
+            .filter_map(|(_, i)| i.get())
+            .flat_map(|i| i.slots.iter())
+            .map(|(k, s)| {
+                s.capacity() * 4
+                    + std::mem::size_of::<(IndexKey, Vec<u32>)>()
+                    + match k {
+                        IndexKey::Keyword(w) => w.capacity(),
+                        _ => 0,
+                    }
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn payload(v: Value) -> Payload {
+        v.as_object().unwrap().clone()
+    }
+
+    fn filter(v: Value) -> Filter {
+        Filter::from_json(&v).unwrap()
+    }
+
+    #[test]
+    fn candidates_cover_every_match_and_nothing_else_is_needed() {
+        let keys: Vec<KeyPath> = vec!["color".parse().unwrap(), "n".parse().unwrap()];
+        let data = [
+            payload(json!({"color": "red", "n": 1})),
+            payload(json!({"color": ["blue", "red"], "n": 5})),
+            payload(json!({"color": "green", "n": -3})),
+            payload(json!({"n": 5})),
+        ];
+        let mut idx = PayloadIndexes::new(&keys);
+        let all = || {
+            Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
+                as Box<dyn Iterator<Item = (u32, &Payload)>>
+        };
+        let c = |f: Value| idx.candidates(&filter(f), all);
+        assert_eq!(
+            c(json!({"must": [{"key": "color", "match": {"value": "red"}}]})),
+            Some(vec![0, 1])
+        );
+        assert_eq!(
+            c(json!({"must": [{"key": "color", "match": {"any": ["green", "blue"]}}]})),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            c(json!({"must": [{"key": "n", "range": {"gt": 0.5, "lte": 5}}]})),
+            Some(vec![0, 1, 3])
+        );
+        assert_eq!(
+            c(json!({"must": [{"key": "n", "range": {"gt": 5}}]})),
+            Some(vec![])
+        );
+        // The smallest list wins; unindexed keys and `should` do not narrow.
+        assert_eq!(
+            c(json!({"must": [
+                {"key": "n", "range": {"gte": -10}},
+                {"key": "color", "match": {"value": "green"}}
+            ]})),
+            Some(vec![2])
+        );
+        assert_eq!(
+            c(json!({"must": [{"key": "other", "match": {"value": 1}}]})),
+            None
+        );
+        assert_eq!(
+            c(json!({"should": [{"key": "color", "match": {"value": "red"}}]})),
+            None
+        );
+        // Writes after the index is built are seen.
+        let extra = payload(json!({"color": "red"}));
+        idx.add(9, &extra);
+        let c = idx.candidates(
+            &filter(json!({"must": [{"key": "color", "match": {"value": "red"}}]})),
+            all,
+        );
+        assert_eq!(c, Some(vec![0, 1, 9]));
+    }
+
+    #[test]
+    fn float_values_disable_integer_ranges() {
+        let keys: Vec<KeyPath> = vec!["x".parse().unwrap()];
+        let data = [payload(json!({"x": 1})), payload(json!({"x": 1.5}))];
+        let idx = PayloadIndexes::new(&keys);
+        let all = || {
+            Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
+                as Box<dyn Iterator<Item = (u32, &Payload)>>
+        };
+        let f = filter(json!({"must": [{"key": "x", "range": {"gte": 1}}]}));
+        assert_eq!(idx.candidates(&f, all), None, "1.5 would be missed");
+    }
+}
