@@ -30,7 +30,7 @@ use crate::stats::MemoryStats;
 pub(crate) use arena::stride_for;
 use arena::{ArenaView, VectorArena};
 use hnsw::{Graph, GraphParams, Space, NONE};
-use payload_index::PayloadIndexes;
+use payload_index::{Candidates, PayloadIndexes};
 use payloads::{PayloadStore, RawPayloads};
 use topk::{Candidate, TopK};
 
@@ -160,7 +160,7 @@ impl Engine {
 
     /// Slots that may match `filter`, from the payload indexes, when an indexed `must`
     /// condition narrows it down (the whole filter must still be checked on each).
-    fn index_candidates(&self, filter: &Filter) -> Option<Vec<u32>> {
+    fn index_candidates(&self, filter: &Filter) -> Option<Candidates<'_>> {
         self.indexes.candidates(filter, || {
             Box::new(
                 self.slot_ids
@@ -511,16 +511,13 @@ impl Engine {
         filter: Option<&'a Filter>,
     ) -> Box<dyn Iterator<Item = usize> + 'a> {
         if let Some(candidates) = filter.and_then(|f| self.index_candidates(f)) {
-            return Box::new(
-                candidates
-                    .into_iter()
-                    .map(|s| s as usize)
-                    .filter(move |&slot| {
-                        self.slot_ids[slot].is_some_and(|id| {
-                            filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))
-                        })
-                    }),
-            );
+            return Box::new(candidates.slots().into_iter().map(|s| s as usize).filter(
+                move |&slot| {
+                    self.slot_ids[slot].is_some_and(|id| {
+                        filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))
+                    })
+                },
+            ));
         }
         Box::new(self.all_matching_slots(filter))
     }
@@ -632,11 +629,12 @@ impl Engine {
             .zip(reqs)
             .map(|(q, r)| {
                 let candidates = q.filter.and_then(|f| self.index_candidates(f));
-                match self.approximate(q, r, candidates.as_deref()) {
+                let bound = candidates.as_ref().map(Candidates::len);
+                match self.approximate(q, r, bound) {
                     Some((found, scored)) => Some((found, scored, false)),
                     // An indexed filter: score its candidates only.
                     None => candidates.map(|c| {
-                        let (found, scored) = self.scan_slots(q, &c);
+                        let (found, scored) = self.scan_slots(q, &c.slots());
                         (found, scored, true)
                     }),
                 }
@@ -732,7 +730,7 @@ impl Engine {
         &self,
         q: &PreparedQuery,
         req: &SearchRequest,
-        candidates: Option<&[u32]>,
+        candidates: Option<usize>,
     ) -> Option<(Vec<Candidate>, usize)> {
         let (graph, hnsw) = (self.graph.as_ref()?, self.config.hnsw.as_ref()?);
         if req.params.exact || self.len() < hnsw.full_scan_threshold {
@@ -740,7 +738,7 @@ impl Engine {
         }
         let selectivity = |f: &Filter| match candidates {
             // An upper bound: candidates may fail the rest of the filter.
-            Some(c) => c.len() as f64 / self.len().max(1) as f64,
+            Some(c) => c as f64 / self.len().max(1) as f64,
             None => self.estimate_selectivity(f),
         };
         if q.filter.is_some_and(|f| selectivity(f) < SELECTIVE_FILTER) {

@@ -62,22 +62,18 @@ impl FieldIndex {
         });
     }
 
-    /// Slots that may satisfy `condition`, or `None` if this index cannot narrow it down.
-    fn candidates(&self, condition: &Condition) -> Option<Vec<u32>> {
+    /// The slot lists holding the values `condition` accepts, or `None` if this index cannot
+    /// narrow it down. Borrowed, so sizing a condition costs no copying.
+    fn lists<'s>(&'s self, condition: &Condition) -> Option<Vec<&'s [u32]>> {
         let Condition::Field(fc) = condition else {
             return None;
         };
-        let mut out: Vec<u32> = match (&fc.r#match, &fc.range) {
-            (Some(Match::Value(v)), _) => self
-                .slots
-                .get(&IndexKey::of_match(v))
-                .cloned()
-                .unwrap_or_default(),
+        let list = |k: IndexKey| self.slots.get(&k).map(Vec::as_slice);
+        Some(match (&fc.r#match, &fc.range) {
+            (Some(Match::Value(v)), _) => list(IndexKey::of_match(v)).into_iter().collect(),
             (Some(Match::Any(vs)), _) => vs
                 .iter()
-                .filter_map(|v| self.slots.get(&IndexKey::of_match(v)))
-                .flatten()
-                .copied()
+                .filter_map(|v| list(IndexKey::of_match(v)))
                 .collect(),
             (None, Some(r)) if !self.has_other_numbers => {
                 // Integer bounds that cover exactly the values within the float bounds.
@@ -96,15 +92,31 @@ impl FieldIndex {
                 }
                 self.slots
                     .range(IndexKey::Integer(lo)..=IndexKey::Integer(hi))
-                    .flat_map(|(_, s)| s)
-                    .copied()
+                    .map(|(_, s)| s.as_slice())
                     .collect()
             }
             _ => return None,
-        };
+        })
+    }
+}
+
+/// The narrowest indexed condition of a filter: its slot lists, not yet merged.
+pub(crate) struct Candidates<'s> {
+    lists: Vec<&'s [u32]>,
+}
+
+impl Candidates<'_> {
+    /// How many slots the lists hold (an upper bound of the matches).
+    pub fn len(&self) -> usize {
+        self.lists.iter().map(|l| l.len()).sum()
+    }
+
+    /// The candidate slots, sorted and without repeats.
+    pub fn slots(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self.lists.iter().flat_map(|l| l.iter().copied()).collect();
         out.sort_unstable();
         out.dedup();
-        Some(out)
+        out
     }
 }
 
@@ -137,14 +149,14 @@ impl PayloadIndexes {
         }
     }
 
-    /// The smallest candidate list that an indexed `must` condition of `filter` gives, building
-    /// indexes on first use from `payloads` (slot -> payload of live slots).
+    /// The candidates of the narrowest indexed `must` condition of `filter`, building indexes
+    /// on first use from `payloads` (slot -> payload of live slots).
     pub fn candidates<'a>(
         &self,
         filter: &Filter,
         payloads: impl Fn() -> Box<dyn Iterator<Item = (u32, &'a Payload)> + 'a>,
-    ) -> Option<Vec<u32>> {
-        let mut best: Option<Vec<u32>> = None;
+    ) -> Option<Candidates<'_>> {
+        let mut best: Option<Candidates> = None;
         for condition in &filter.must {
             let Condition::Field(fc) = condition else {
                 continue;
@@ -159,7 +171,8 @@ impl PayloadIndexes {
                 }
                 built
             });
-            if let Some(c) = index.candidates(condition) {
+            if let Some(lists) = index.lists(condition) {
+                let c = Candidates { lists };
                 if best.as_ref().is_none_or(|b| c.len() < b.len()) {
                     best = Some(c);
                 }
@@ -213,7 +226,7 @@ mod tests {
             Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
                 as Box<dyn Iterator<Item = (u32, &Payload)>>
         };
-        let c = |f: Value| idx.candidates(&filter(f), all);
+        let c = |f: Value| idx.candidates(&filter(f), all).map(|c| c.slots());
         assert_eq!(
             c(json!({"must": [{"key": "color", "match": {"value": "red"}}]})),
             Some(vec![0, 1])
@@ -253,7 +266,7 @@ mod tests {
             &filter(json!({"must": [{"key": "color", "match": {"value": "red"}}]})),
             all,
         );
-        assert_eq!(c, Some(vec![0, 1, 9]));
+        assert_eq!(c.map(|c| c.slots()), Some(vec![0, 1, 9]));
     }
 
     #[test]
@@ -266,6 +279,6 @@ mod tests {
                 as Box<dyn Iterator<Item = (u32, &Payload)>>
         };
         let f = filter(json!({"must": [{"key": "x", "range": {"gte": 1}}]}));
-        assert_eq!(idx.candidates(&f, all), None, "1.5 would be missed");
+        assert!(idx.candidates(&f, all).is_none(), "1.5 would be missed");
     }
 }
