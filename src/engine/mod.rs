@@ -629,8 +629,7 @@ impl Engine {
             .zip(reqs)
             .map(|(q, r)| {
                 let candidates = q.filter.and_then(|f| self.index_candidates(f));
-                let bound = candidates.as_ref().map(Candidates::len);
-                match self.approximate(q, r, bound) {
+                match self.approximate(q, r, candidates.as_ref()) {
                     Some((found, scored)) => Some((found, scored, false)),
                     // An indexed filter: score its candidates only.
                     None => candidates.map(|c| {
@@ -730,7 +729,7 @@ impl Engine {
         &self,
         q: &PreparedQuery,
         req: &SearchRequest,
-        candidates: Option<usize>,
+        candidates: Option<&Candidates>,
     ) -> Option<(Vec<Candidate>, usize)> {
         let (graph, hnsw) = (self.graph.as_ref()?, self.config.hnsw.as_ref()?);
         if req.params.exact || self.len() < hnsw.full_scan_threshold {
@@ -738,18 +737,29 @@ impl Engine {
         }
         let selectivity = |f: &Filter| match candidates {
             // An upper bound: candidates may fail the rest of the filter.
-            Some(c) => c as f64 / self.len().max(1) as f64,
+            Some(c) => c.len() as f64 / self.len().max(1) as f64,
             None => self.estimate_selectivity(f),
         };
         if q.filter.is_some_and(|f| selectivity(f) < SELECTIVE_FILTER) {
             return None;
         }
         let ef = req.params.hnsw_ef.unwrap_or(hnsw.ef).max(q.keep);
-        let admit = |slot: u32| match self.slot_ids[slot as usize] {
-            Some(id) => q
-                .filter
-                .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize))),
-            None => false,
+        // With a payload index, a bitset of its candidates rejects most non-matching nodes
+        // before their payloads are looked at.
+        let bits = candidates.map(|c| c.bitset(self.slot_ids.len()));
+        let admit = |slot: u32| {
+            if bits
+                .as_ref()
+                .is_some_and(|b| b[slot as usize / 64] & (1 << (slot % 64)) == 0)
+            {
+                return false;
+            }
+            match self.slot_ids[slot as usize] {
+                Some(id) => q
+                    .filter
+                    .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize))),
+                None => false,
+            }
         };
         let (mut found, mut scored) = if q.filter.is_none() && self.dead == 0 {
             // Every node is admissible: skip the per-candidate check (a cache miss each).

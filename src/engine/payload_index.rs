@@ -111,6 +111,17 @@ impl Candidates<'_> {
         self.lists.iter().map(|l| l.len()).sum()
     }
 
+    /// The candidates as a bitset over `slots` slots, for a constant-time membership test.
+    pub fn bitset(&self, slots: usize) -> Vec<u64> {
+        let mut bits = vec![0u64; slots.div_ceil(64)];
+        for &slot in self.lists.iter().flat_map(|l| l.iter()) {
+            if let Some(word) = bits.get_mut(slot as usize / 64) {
+                *word |= 1 << (slot % 64);
+            }
+        }
+        bits
+    }
+
     /// The candidate slots, sorted and without repeats.
     pub fn slots(&self) -> Vec<u32> {
         let mut out: Vec<u32> = self.lists.iter().flat_map(|l| l.iter().copied()).collect();
