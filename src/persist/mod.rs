@@ -35,9 +35,11 @@ use wal::{WalOp, WalWriter};
 
 /// When an acknowledged write becomes durable.
 ///
-/// Whatever the mode, a write that returned `Ok` survives the *process* dying (it is in the
-/// operating system's cache, or applied to a checkpoint); the modes differ on power loss and
-/// kernel crashes.
+/// With `Sync` and `Batched`, a write that returned `Ok` survives the *process* dying (it is in
+/// the operating system's cache, or in a checkpoint); the modes differ on power loss and kernel
+/// crashes. A write that returned an I/O error was not applied; after a failed fsync it may still
+/// be found in the log on the next open, and the database refuses writes until it is reopened
+/// ([`Error::WriterPoisoned`](crate::Error::WriterPoisoned)).
 ///
 /// ```
 /// use std::time::Duration;

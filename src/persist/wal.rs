@@ -266,19 +266,26 @@ impl WalWriter {
         }
     }
 
-    /// Appends an encoded record. With `buffer`, it may stay in memory until [`Self::flush`].
+    /// Appends an encoded record. With `buffer`, it may stay in memory until [`Self::sync`].
+    /// If writing fails, this record is dropped (the caller reports the error and does not apply
+    /// the change) but records buffered before it stay pending, to be written by the next
+    /// append or sync: they were acknowledged.
     pub fn append(&mut self, record: &[u8], buffer: bool) -> Result<()> {
         self.check_poison()?;
+        let before = self.pending.len();
         self.pending.extend_from_slice(record);
         if !buffer || self.pending.len() >= MAX_PENDING {
-            self.write_pending()?;
+            if let Err(e) = self.write_pending() {
+                self.pending.truncate(before);
+                return Err(e);
+            }
         }
         Ok(())
     }
 
-    /// Writes pending records at the end of the file. On failure the file is cut back to the
-    /// last complete record, so a later successful append never follows garbage; if even that
-    /// fails, the writer is poisoned.
+    /// Writes pending records at the end of the file. On failure they stay pending and the file
+    /// is cut back to the last complete record, so a later successful write never follows
+    /// garbage; if even that fails, the writer is poisoned.
     fn write_pending(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -291,7 +298,6 @@ impl WalWriter {
                 Ok(())
             }
             Err(e) => {
-                self.pending.clear();
                 let err = io_error("append to", &self.name)(e);
                 if let Err(e2) = self.file.set_len(self.end) {
                     self.poisoned = Some(format!("{err}; then: {e2}"));
