@@ -55,6 +55,9 @@ pub struct EmbeddedConfig {
     /// Payload keys to index (keyword, integer and bool values), so that filters on them
     /// (`match` value/any, integer `range`) score only matching points. Built on first use.
     pub payload_indexes: Vec<String>,
+    /// Threads that build the HNSW graph during large upserts (0, the default: all cores).
+    /// Searches always run on the calling thread; run them from several threads at once.
+    pub index_threads: usize,
 }
 
 impl EmbeddedConfig {
@@ -76,6 +79,7 @@ impl EmbeddedConfig {
                 checkpoint_wal_bytes: 64 << 20,
                 hnsw: Some(HnswConfig::default()),
                 payload_indexes: Vec::new(),
+                index_threads: 0,
             },
         }
     }
@@ -236,6 +240,19 @@ impl EmbeddedConfigBuilder {
         self
     }
 
+    /// Sets how many threads build the graph during large upserts (0: all cores; 1: the calling
+    /// thread only). The graph is the same whatever the number.
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).index_threads(1).build()?;
+    /// assert_eq!(c.index_threads, 1);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn index_threads(mut self, threads: usize) -> Self {
+        self.config.index_threads = threads;
+        self
+    }
+
     /// Sets the HNSW index parameters, or `None` to search exactly only.
     ///
     /// ```
@@ -316,6 +333,51 @@ impl std::fmt::Debug for EmbeddedVectorDB {
             .field("points", &self.inner.engine.read().len())
             .finish()
     }
+}
+
+/// Runs the engine's independent jobs (graph insertion plans) on `threads` threads (0: all
+/// cores), each taking a contiguous share, results in order. In wasm (no threads here) they run
+/// in order on the calling thread.
+fn parallel_map<T: Send>(
+    threads: usize,
+    count: usize,
+    job: &(dyn Fn(usize) -> T + Sync),
+) -> Vec<T> {
+    #[cfg(target_arch = "wasm32")]
+    let threads = {
+        let _ = threads;
+        1
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if threads < 2 || count < 2 * threads {
+        return (0..count).map(job).collect();
+    }
+    let share = count.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .step_by(share)
+            .map(|start| {
+                scope.spawn(move || {
+                    (start..(start + share).min(count))
+                        .map(job)
+                        .collect::<Vec<T>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(part) => part,
+                // A job panicking is a bug; surface it on the calling thread as it would have
+                // appeared without threads.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 fn collect_ids<I: Into<PointId>>(ids: impl IntoIterator<Item = I>) -> Vec<PointId> {
@@ -412,9 +474,13 @@ impl EmbeddedVectorDB {
     fn from_parts(
         config: EmbeddedConfig,
         store: Option<Store>,
-        engine: Engine,
+        mut engine: Engine,
         report: OpenReport,
     ) -> Self {
+        let threads = config.index_threads;
+        engine.set_parallel_map(Box::new(move |count, job| {
+            parallel_map(threads, count, job)
+        }));
         let batched = match (&store, config.durability) {
             (Some(_), Durability::Batched { interval }) => Some(interval),
             _ => None,

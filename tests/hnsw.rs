@@ -230,3 +230,24 @@ fn points_replayed_at_open_are_found_before_and_after_they_are_indexed() {
     assert_eq!(db.open_report().segment_points, 3_101);
     find_each(&db);
 }
+
+#[test]
+fn the_graph_is_the_same_however_many_threads_build_it() {
+    let data = common::clustered(2_500, DIM, 10, 13);
+    let queries: Vec<SearchRequest> = (0..30)
+        .map(|i| SearchRequest::new(data.row(i * 80).to_vec(), 10))
+        .collect();
+    let answers = |threads: usize| {
+        let mut cfg = config();
+        cfg.index_threads = threads;
+        let db = EmbeddedVectorDB::open(cfg).unwrap();
+        load(&db, &data);
+        db.search_batch(&queries)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.result)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(answers(1), answers(2));
+    assert_eq!(answers(1), answers(4));
+}

@@ -82,6 +82,13 @@ pub(crate) struct Graph {
     rng: u64,
 }
 
+/// The neighbours a node will be linked to, found before it joins: see [`Graph::plan`].
+pub(crate) struct InsertPlan {
+    level: u8,
+    /// Per layer the node joins (that existed when planned), closest first.
+    layers: Vec<Vec<Candidate>>,
+}
+
 /// The parts of a graph as stored in a segment.
 pub(crate) struct GraphParts {
     pub params: GraphParams,
@@ -324,41 +331,76 @@ impl Graph {
         }
     }
 
-    /// Adds a node for `slot`, which must be the next slot (`slot == self.len()`).
-    pub fn insert<S: Space>(&mut self, slot: u32, space: &S) {
+    /// Levels for the next `n` nodes, drawn in order so a build is the same however its plans
+    /// are scheduled.
+    pub fn draw_levels(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.draw_level()).collect()
+    }
+
+    /// What inserting `slot` at `level` needs from the graph as it stands: for each layer it
+    /// joins, the `ef_construction` closest nodes. Read-only, so the plans of a batch can be
+    /// computed in parallel; [`Graph::commit`] then links each node in order.
+    pub fn plan<S: Space>(&self, slot: u32, level: u8, space: &S) -> InsertPlan {
+        let mut layers = Vec::new();
+        if self.entry != NONE {
+            let query = space.vector(slot);
+            let mut ep = Candidate {
+                key: space.key_to(query, self.entry),
+                slot: self.entry,
+            };
+            for layer in (level + 1..=self.max_level).rev() {
+                ep = self.greedy(query, ep, layer, space);
+            }
+            let top = level.min(self.max_level);
+            layers = vec![Vec::new(); top as usize + 1];
+            let mut entry_points = vec![ep];
+            for layer in (0..=top).rev() {
+                let (found, _) = self.search_layer(
+                    query,
+                    &entry_points,
+                    self.params.ef_construction,
+                    layer,
+                    space,
+                    &|_| true,
+                );
+                layers[layer as usize] = found.clone();
+                entry_points = found;
+            }
+        }
+        InsertPlan { level, layers }
+    }
+
+    /// Adds `slot` (the next slot) with its plan. `batch` holds the nodes committed since the
+    /// plan was made (earlier nodes of the same batch): they are candidates too, so nodes
+    /// planned together still link to each other.
+    pub fn commit<S: Space>(&mut self, slot: u32, plan: InsertPlan, batch: &[u32], space: &S) {
         debug_assert_eq!(slot as usize, self.len());
-        let level = self.draw_level();
+        let level = plan.level;
         self.push_node(level);
         if self.entry == NONE {
             self.entry = slot;
             self.max_level = level;
             return;
         }
-        let query = space.vector(slot).to_vec();
-        let mut ep = Candidate {
-            key: space.key_to(&query, self.entry),
-            slot: self.entry,
-        };
-        for layer in (level + 1..=self.max_level).rev() {
-            ep = self.greedy(&query, ep, layer, space);
-        }
-        let mut entry_points = vec![ep];
-        for layer in (0..=level.min(self.max_level)).rev() {
-            let (found, _) = self.search_layer(
-                &query,
-                &entry_points,
-                self.params.ef_construction,
-                layer,
-                space,
-                &|_| true,
+        let query = space.vector(slot);
+        for layer in (0..=level).rev() {
+            let mut cands = plan.layers.get(layer as usize).cloned().unwrap_or_default();
+            cands.extend(
+                batch
+                    .iter()
+                    .filter(|&&b| self.levels[b as usize] >= layer)
+                    .map(|&b| Candidate {
+                        key: space.key_to(query, b),
+                        slot: b,
+                    }),
             );
-            let chosen = self.select(&found, self.params.m, space);
+            cands.sort_unstable();
+            let chosen = self.select(&cands, self.params.m, space);
             let ids: Vec<u32> = chosen.iter().map(|c| c.slot).collect();
             self.set_neighbours(slot, layer, &ids);
             for c in &chosen {
                 self.link(c.slot, slot, c.key, layer, space);
             }
-            entry_points = found;
         }
         if level > self.max_level {
             self.max_level = level;

@@ -29,7 +29,7 @@ use crate::search::{
 use crate::stats::MemoryStats;
 pub(crate) use arena::stride_for;
 use arena::{ArenaView, VectorArena};
-use hnsw::{Graph, GraphParams, Space, NONE};
+use hnsw::{Graph, GraphParams, InsertPlan, Space, NONE};
 use payload_index::{Candidates, PayloadIndexes};
 use payloads::{PayloadStore, RawPayloads};
 use topk::{Candidate, TopK};
@@ -37,6 +37,16 @@ use topk::{Candidate, TopK};
 /// Tombstones are compacted away automatically once there are more of them than live points and
 /// at least this many (below it, the wasted scan time is negligible).
 const AUTO_COMPACT_MIN_DEAD: usize = 1024;
+
+/// Nodes planned together (in parallel when a [`ParallelMap`] allows): large enough to keep
+/// threads busy, small enough that nodes of one batch rarely need each other as neighbours
+/// (they are linked to each other anyway, see `Graph::commit`).
+const INSERT_BATCH: usize = 64;
+
+/// Runs `count` independent jobs and returns their results in order. The engine itself is
+/// single-threaded; the native facade supplies a version that uses several threads.
+pub(crate) type ParallelMap =
+    Box<dyn Fn(usize, &(dyn Fn(usize) -> InsertPlan + Sync)) -> Vec<InsertPlan> + Send + Sync>;
 
 /// Filters matching less than this fraction of the points are searched by scanning: the graph
 /// would walk through many non-matching nodes for each match it admits.
@@ -106,6 +116,7 @@ pub(crate) struct Engine {
     /// checkpoint indexes them.
     defer_indexing: bool,
     indexes: PayloadIndexes,
+    parallel: ParallelMap,
 }
 
 /// The engine's vectors as seen by the graph: closeness keys through the chosen kernel.
@@ -154,8 +165,14 @@ impl Engine {
             graph: config.hnsw.as_ref().map(|h| Graph::new(graph_params(h))),
             defer_indexing: false,
             indexes: PayloadIndexes::new(&config.payload_indexes),
+            parallel: Box::new(|count, job| (0..count).map(job).collect()),
             config,
         }
+    }
+
+    /// Lets graph construction plan nodes on several threads.
+    pub fn set_parallel_map(&mut self, parallel: ParallelMap) {
+        self.parallel = parallel;
     }
 
     /// Slots that may match `filter`, from the payload indexes, when an indexed `must`
@@ -183,17 +200,27 @@ impl Engine {
         indexed..self.slot_ids.len()
     }
 
-    /// Inserts every unindexed slot into the graph.
+    /// Inserts every unindexed slot into the graph, in batches whose plans may be computed in
+    /// parallel (the result does not depend on how they are scheduled).
     pub fn index_pending(&mut self) {
         let pending = self.unindexed();
-        if let Some(graph) = self.graph.as_mut() {
-            let space = ArenaSpace {
-                vectors: self.vectors.view(),
-                kernel: self.kernel,
-                distance: self.config.distance,
+        let Some(graph) = self.graph.as_mut() else {
+            return;
+        };
+        let space = ArenaSpace {
+            vectors: self.vectors.view(),
+            kernel: self.kernel,
+            distance: self.config.distance,
+        };
+        let slots: Vec<u32> = pending.map(|s| s as u32).collect();
+        for batch in slots.chunks(INSERT_BATCH) {
+            let levels = graph.draw_levels(batch.len());
+            let plans = {
+                let graph = &*graph;
+                (self.parallel)(batch.len(), &|i| graph.plan(batch[i], levels[i], &space))
             };
-            for slot in pending {
-                graph.insert(slot as u32, &space);
+            for (i, plan) in plans.into_iter().enumerate() {
+                graph.commit(batch[i], plan, &batch[..i], &space);
             }
         }
     }
@@ -248,16 +275,10 @@ impl Engine {
         engine.graph = match (engine.config.hnsw, seg.graph) {
             (None, _) => None,
             (Some(_), Some(parts)) => Some(Graph::from_parts(parts)),
-            (Some(h), None) => {
-                // A segment written without an index: build it now.
-                let mut graph = Graph::new(graph_params(&h));
-                let space = engine.space();
-                for slot in 0..rows {
-                    graph.insert(slot as u32, &space);
-                }
-                Some(graph)
-            }
+            (Some(h), None) => Some(Graph::new(graph_params(&h))),
         };
+        // A segment written without an index has all its rows unindexed: build the graph now.
+        engine.index_pending();
         Ok(engine)
     }
 
@@ -409,16 +430,9 @@ impl Engine {
                 let normalised = distance::normalize(self.vectors.get_mut(slot));
                 debug_assert!(normalised, "check_vector refuses unnormalisable vectors");
             }
-            if in_place.is_none() && !self.defer_indexing {
-                if let Some(graph) = self.graph.as_mut() {
-                    let space = ArenaSpace {
-                        vectors: self.vectors.view(),
-                        kernel: self.kernel,
-                        distance: self.config.distance,
-                    };
-                    graph.insert(slot as u32, &space);
-                }
-            }
+        }
+        if !self.defer_indexing {
+            self.index_pending();
         }
         summary
     }
