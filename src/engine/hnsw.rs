@@ -134,6 +134,8 @@ struct Scratch {
     results: BinaryHeap<Candidate>,
     /// Distances computed since the last reset.
     computed: usize,
+    /// The unvisited neighbours of the node being expanded.
+    fresh: Vec<u32>,
 }
 
 impl Scratch {
@@ -172,6 +174,7 @@ thread_local! {
         candidates: BinaryHeap::new(),
         results: BinaryHeap::new(),
         computed: 0,
+        fresh: Vec::new(),
     }) };
 }
 
@@ -515,21 +518,21 @@ impl Graph {
                 // Mark the unvisited neighbours, then compute their distances with the vectors
                 // a few places ahead already loading: enough in flight to hide memory latency,
                 // not so many that the CPU's miss queues overflow and drop prefetches.
-                let mut fresh = [0u32; 256];
-                let mut count = 0;
+                s.fresh.clear();
                 for &n in neighbours {
                     if s.visit(n) {
-                        fresh[count] = n;
-                        count += 1;
+                        s.fresh.push(n);
                     }
                 }
-                for &n in &fresh[..count.min(PREFETCH_AHEAD)] {
+                let count = s.fresh.len();
+                for &n in &s.fresh[..count.min(PREFETCH_AHEAD)] {
                     space.prefetch(n);
                 }
-                for (i, &n) in fresh[..count].iter().enumerate() {
-                    if let Some(&ahead) = fresh[..count].get(i + PREFETCH_AHEAD) {
+                for i in 0..count {
+                    if let Some(&ahead) = s.fresh.get(i + PREFETCH_AHEAD) {
                         space.prefetch(ahead);
                     }
+                    let n = s.fresh[i];
                     let key = space.key_to(query, n);
                     s.computed += 1;
                     let full = s.results.len() >= ef;
