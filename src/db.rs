@@ -588,7 +588,7 @@ impl EmbeddedVectorDB {
         if let Some(store) = store.as_mut().filter(|s| s.wants_checkpoint()) {
             // The write is already durable in the log; a failed automatic checkpoint is retried
             // later (after the log grows further) and reported by an explicit `checkpoint()`.
-            engine.index_pending();
+            engine.prepare_export();
             let engine = RwLockWriteGuard::downgrade(engine);
             let _ = store.auto_checkpoint(&engine);
         }
@@ -774,7 +774,7 @@ impl EmbeddedVectorDB {
         let mut store = self.inner.store.lock();
         let mut engine = self.inner.engine.write();
         engine.compact();
-        engine.index_pending();
+        engine.prepare_export();
         match store.as_mut() {
             Some(store) => store.checkpoint(&RwLockWriteGuard::downgrade(engine)),
             None => Ok(()),
@@ -807,11 +807,11 @@ impl EmbeddedVectorDB {
         }
     }
 
-    /// A read guard on the engine with every point in the graph (points replayed at open are
-    /// indexed lazily), as a segment needs. Call with the store lock held.
+    /// A read guard on the engine ready for a segment (see `Engine::prepare_export`). Call
+    /// with the store lock held.
     fn indexed_engine(&self) -> parking_lot::RwLockReadGuard<'_, Engine> {
         let mut engine = self.inner.engine.write();
-        engine.index_pending();
+        engine.prepare_export();
         RwLockWriteGuard::downgrade(engine)
     }
 

@@ -978,14 +978,16 @@ impl Match {
 json_serde!(Match, |v| parse_match(v, "match"));
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn payload(v: Value) -> Payload {
+    /// A payload from a JSON object literal (test helper, shared with other modules' tests).
+    pub(crate) fn payload(v: Value) -> Payload {
         v.as_object().unwrap().clone()
     }
 
-    fn filter(v: Value) -> Filter {
+    /// A filter from JSON that must parse (test helper).
+    pub(crate) fn filter(v: Value) -> Filter {
         Filter::from_json(&v).unwrap()
     }
 

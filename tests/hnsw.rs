@@ -251,3 +251,55 @@ fn the_graph_is_the_same_however_many_threads_build_it() {
     assert_eq!(answers(1), answers(2));
     assert_eq!(answers(1), answers(4));
 }
+
+#[test]
+fn recall_survives_heavy_churn_and_compaction() {
+    let data = common::clustered(6_200, DIM, 30, 14);
+    let base = common::Matrix {
+        rows: 6_000,
+        dim: DIM,
+        data: data.data[..6_000 * DIM].to_vec(),
+    };
+    let queries: Vec<Vec<f32>> = (6_000..6_200).map(|i| data.row(i).to_vec()).collect();
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    load(&db, &base);
+    // Rewrite every point twice: each rewrite leaves a tombstone in the graph, and the second
+    // round crosses the automatic compaction threshold (more dead slots than live ones).
+    load(&db, &base);
+    load(&db, &base);
+    let stats = db.stats();
+    assert!(
+        stats.tombstones < 6_000,
+        "compaction ran ({} tombstones)",
+        stats.tombstones
+    );
+    db.compact().unwrap();
+    let r = recall(&db, &queries, None, 64);
+    eprintln!("recall@10 at ef=64 after churn and compaction: {r:.4}");
+    assert!(r >= 0.95, "recall after churn: {r}");
+}
+
+#[test]
+fn a_checkpoint_after_some_churn_keeps_recall() {
+    let data = common::clustered(6_200, DIM, 30, 15);
+    let base = common::Matrix {
+        rows: 6_000,
+        dim: DIM,
+        data: data.data[..6_000 * DIM].to_vec(),
+    };
+    let queries: Vec<Vec<f32>> = (6_000..6_200).map(|i| data.row(i).to_vec()).collect();
+    let storage = MemoryStorage::new();
+    let open = || EmbeddedVectorDB::open_with_storage(config(), Arc::new(storage.clone())).unwrap();
+    let db = open();
+    load(&db, &base);
+    // 8% of the points deleted: below the compaction threshold of an export, so the segment's
+    // graph is the live graph with the lists that lost dead neighbours patched.
+    db.delete((0..6_000u64).filter(|i| i % 12 == 0)).unwrap();
+    db.checkpoint().unwrap();
+    assert!(db.stats().tombstones > 0, "no compaction at 8%");
+    drop(db);
+    let db = open();
+    let r = recall(&db, &queries, None, 64);
+    eprintln!("recall@10 at ef=64 after reopening a patched graph: {r:.4}");
+    assert!(r >= 0.95, "recall {r}");
+}

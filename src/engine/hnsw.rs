@@ -341,9 +341,17 @@ impl Graph {
     }
 
     /// What inserting `slot` at `level` needs from the graph as it stands: for each layer it
-    /// joins, the `ef_construction` closest nodes. Read-only, so the plans of a batch can be
-    /// computed in parallel; [`Graph::commit`] then links each node in order.
-    pub fn plan<S: Space>(&self, slot: u32, level: u8, space: &S) -> InsertPlan {
+    /// joins, the `ef_construction` closest nodes that `live` accepts (a new node never links to
+    /// a deleted one, or it would lose those links when the graph is compacted). Read-only, so
+    /// the plans of a batch can be computed in parallel; [`Graph::commit`] then links each node
+    /// in order.
+    pub fn plan<S: Space>(
+        &self,
+        slot: u32,
+        level: u8,
+        space: &S,
+        live: &impl Fn(u32) -> bool,
+    ) -> InsertPlan {
         let mut layers = Vec::new();
         if self.entry != NONE {
             let query = space.vector(slot);
@@ -364,10 +372,12 @@ impl Graph {
                     self.params.ef_construction,
                     layer,
                     space,
-                    &|_| true,
+                    live,
                 );
                 layers[layer as usize] = found.clone();
-                entry_points = found;
+                if !found.is_empty() {
+                    entry_points = found;
+                }
             }
         }
         InsertPlan { level, layers }

@@ -213,15 +213,8 @@ impl PayloadIndexes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::tests::{filter, payload};
     use serde_json::json;
-
-    fn payload(v: Value) -> Payload {
-        v.as_object().unwrap().clone()
-    }
-
-    fn filter(v: Value) -> Filter {
-        Filter::from_json(&v).unwrap()
-    }
 
     #[test]
     fn candidates_cover_every_match_and_nothing_else_is_needed() {
