@@ -214,7 +214,9 @@ impl Engine {
         };
         let slots: Vec<u32> = pending.map(|s| s as u32).collect();
         let slot_ids = &self.slot_ids;
-        let live = |s: u32| slot_ids[s as usize].is_some();
+        // Without tombstones every node is live: skip the per-candidate lookup.
+        let all_live = self.dead == 0;
+        let live = |s: u32| all_live || slot_ids[s as usize].is_some();
         for batch in slots.chunks(INSERT_BATCH) {
             let levels = graph.draw_levels(batch.len());
             let plans = {
