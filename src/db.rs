@@ -20,6 +20,9 @@ use crate::storage::Storage;
 
 pub use crate::engine::UpsertSummary;
 
+/// Points inserted into the graph per hold of the write lock (tens of milliseconds).
+const INDEX_CHUNK: usize = 256;
+
 /// Largest supported dimension; beyond it a single vector would be over 256 KiB.
 pub const MAX_DIMENSION: usize = 65_536;
 
@@ -585,6 +588,17 @@ impl EmbeddedVectorDB {
         }
         let mut engine = RwLockUpgradableReadGuard::upgrade(engine);
         let applied = apply(&mut engine, op);
+        drop(engine);
+        // New points are searchable at once (scanned exactly as the unindexed tail); insert them
+        // into the graph a chunk at a time, releasing the lock in between, so that a bulk load
+        // or a graph rebuild after compaction never stops searches for long. Writers stay
+        // serialised by the store lock.
+        let mut engine = loop {
+            let mut engine = self.inner.engine.write();
+            if engine.index_pending_up_to(INDEX_CHUNK) == 0 {
+                break engine;
+            }
+        };
         if let Some(store) = store.as_mut().filter(|s| s.wants_checkpoint()) {
             // The write is already durable in the log; a failed automatic checkpoint is retried
             // later (after the log grows further) and reported by an explicit `checkpoint()`.

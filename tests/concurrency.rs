@@ -121,3 +121,56 @@ fn the_handle_is_send_sync_and_cheap_to_clone() {
     other.upsert(vec![Point::new(1, vec![1.0, 1.0])]).unwrap();
     assert_eq!(db.count(None), 1, "clones share one database");
 }
+
+#[test]
+fn searches_keep_running_while_a_bulk_load_is_indexed() {
+    use grape_vector_db::HnswConfig;
+    let data = common::clustered(8_000, 16, 20, 3);
+    let db = EmbeddedVectorDB::open(
+        EmbeddedConfig::builder(16)
+            .distance(Distance::Euclid)
+            .hnsw(Some(HnswConfig {
+                full_scan_threshold: 100,
+                ..HnswConfig::default()
+            }))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    db.upsert(
+        (0..200u64)
+            .map(|i| Point::new(i, data.row(i as usize).to_vec()))
+            .collect(),
+    )
+    .unwrap();
+    let loading = AtomicBool::new(true);
+    let during = thread::scope(|s| {
+        let reader = s.spawn(|| {
+            // Searches that found a point of the load before the load returned: they ran after
+            // the points were stored, while the graph was being built.
+            let mut during_indexing = 0;
+            while loading.load(Ordering::Acquire) {
+                let res = db
+                    .search(&SearchRequest::new(data.row(7_999).to_vec(), 1))
+                    .unwrap();
+                if loading.load(Ordering::Acquire) && res.result[0].id == PointId::Num(7_999) {
+                    during_indexing += 1;
+                }
+            }
+            during_indexing
+        });
+        // One call: the points are stored at once, then indexed a chunk at a time.
+        db.upsert(
+            (200..8_000u64)
+                .map(|i| Point::new(i, data.row(i as usize).to_vec()))
+                .collect(),
+        )
+        .unwrap();
+        loading.store(false, Ordering::Release);
+        reader.join().unwrap()
+    });
+    assert!(
+        during >= 3,
+        "only {during} searches ran while the load was being indexed"
+    );
+}

@@ -200,12 +200,20 @@ impl Engine {
         indexed..self.slot_ids.len()
     }
 
-    /// Inserts every unindexed slot into the graph, in batches whose plans may be computed in
-    /// parallel (the result does not depend on how they are scheduled).
+    /// Inserts every unindexed slot into the graph.
     pub fn index_pending(&mut self) {
+        self.index_pending_up_to(usize::MAX);
+    }
+
+    /// Inserts up to `max` unindexed slots into the graph, in batches whose plans may be
+    /// computed in parallel (the result does not depend on how they are scheduled or chunked);
+    /// returns how many remain.
+    pub fn index_pending_up_to(&mut self, max: usize) -> usize {
         let pending = self.unindexed();
+        let remaining = pending.len().saturating_sub(max);
+        let pending = pending.start..pending.end - remaining;
         let Some(graph) = self.graph.as_mut() else {
-            return;
+            return 0;
         };
         let space = ArenaSpace {
             vectors: self.vectors.view(),
@@ -229,6 +237,7 @@ impl Engine {
                 graph.commit(batch[i], plan, &batch[..i], &space);
             }
         }
+        remaining
     }
 
     fn space(&self) -> ArenaSpace<'_> {
@@ -881,7 +890,9 @@ impl Engine {
         // rewrites), and a build is what the compaction is amortised against anyway.
         if let Some(graph) = &self.graph {
             self.graph = Some(Graph::new(graph.params()));
-            self.index_pending();
+            if !self.defer_indexing {
+                self.index_pending();
+            }
         }
     }
 

@@ -193,6 +193,8 @@ impl Store {
             report.wal_records_replayed += 1;
         }
         engine.set_deferred_indexing(false);
+        // Compactions during replay left the graph to rebuild, and points replayed are still
+        // unindexed: both are done lazily (searches scan unindexed points exactly).
         let store = Store {
             wal: WalWriter::new(file, wal_name, replay.end),
             storage,
