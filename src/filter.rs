@@ -546,8 +546,8 @@ impl Filter {
 impl Condition {
     /// `{"key": key, "match": {"value": value}}` for a literal key.
     ///
-    /// # Panics
-    /// If `key` is not a valid key path (a programming error with a literal key).
+    /// `key` is a key path (`a.b[].c`); a string that is not a valid path (such as `"a..b"`)
+    /// names a top-level field literally, so these helpers never fail.
     ///
     /// ```
     /// use grape_vector_db::{Condition, Payload, PointId};
@@ -565,8 +565,7 @@ impl Condition {
 
     /// `{"key": key, "range": range}` for a literal key.
     ///
-    /// # Panics
-    /// If `key` is not a valid key path.
+    /// `key` as in [`Condition::match_value`].
     ///
     /// ```
     /// use grape_vector_db::{Condition, Payload, PointId, Range};
@@ -598,8 +597,7 @@ impl Condition {
 
     /// `{"is_null": {"key": key}}` for a literal key.
     ///
-    /// # Panics
-    /// If `key` is not a valid key path.
+    /// `key` as in [`Condition::match_value`].
     ///
     /// ```
     /// use grape_vector_db::{Condition, Payload, PointId};
@@ -659,11 +657,12 @@ impl Condition {
     }
 }
 
+/// The key path `key`, or, when it does not parse, a top-level field named `key` literally.
 fn literal_key(key: &str) -> KeyPath {
-    match key.parse() {
-        Ok(k) => k,
-        Err(e) => panic!("invalid literal key path: {e}"),
-    }
+    key.parse().unwrap_or_else(|_| KeyPath {
+        text: key.to_owned(),
+        segments: vec![Segment::Key(key.to_owned())],
+    })
 }
 
 impl FieldCondition {
@@ -1136,6 +1135,14 @@ pub(crate) mod tests {
                 "{json} gave {err:?}, expected {needle:?}"
             );
         }
+    }
+
+    #[test]
+    fn helper_keys_that_are_not_paths_name_a_field_literally() {
+        let p = payload(json!({"a..b": 1, "a": {"b": 2}}));
+        let c = Condition::match_value("a..b", 1);
+        assert!(c.matches(PointId::Num(0), &p));
+        assert!(Condition::match_value("a.b", 2).matches(PointId::Num(0), &p));
     }
 
     #[test]
