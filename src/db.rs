@@ -484,6 +484,8 @@ impl EmbeddedVectorDB {
         engine.set_parallel_map(Box::new(move |count, job| {
             parallel_map(threads, count, job)
         }));
+        // `write` indexes new points itself, a chunk at a time.
+        engine.set_deferred_indexing(true);
         let batched = match (&store, config.durability) {
             (Some(_), Durability::Batched { interval }) => Some(interval),
             _ => None,
@@ -598,6 +600,8 @@ impl EmbeddedVectorDB {
             if engine.index_pending_up_to(INDEX_CHUNK) == 0 {
                 break engine;
             }
+            // Hand the lock to waiting searches rather than taking it straight back.
+            RwLockWriteGuard::unlock_fair(engine);
         };
         if let Some(store) = store.as_mut().filter(|s| s.wants_checkpoint()) {
             // The write is already durable in the log; a failed automatic checkpoint is retried

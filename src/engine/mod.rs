@@ -900,10 +900,10 @@ impl Engine {
     /// more than a tenth of the slots are dead, since the segment's graph only patches the
     /// lists that lose dead neighbours (fine for a few, not for many).
     pub fn prepare_export(&mut self) {
-        self.index_pending();
         if self.dead * 10 > self.slot_ids.len() {
             self.compact();
         }
+        self.index_pending();
     }
 
     pub fn memory(&self) -> MemoryStats {
