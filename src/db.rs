@@ -338,24 +338,30 @@ impl std::fmt::Debug for EmbeddedVectorDB {
     }
 }
 
-/// Runs the engine's independent jobs (graph insertion plans) on `threads` threads (0: all
-/// cores), each taking a contiguous share, results in order. In wasm (no threads here) they run
-/// in order on the calling thread.
+/// How many threads build the graph for the configured `index_threads` (0: all cores). Asked
+/// once at open: the system call behind `available_parallelism` costs more than inserting a
+/// point into a small graph. In wasm (no threads here) it is always 1.
+fn build_threads(configured: usize) -> usize {
+    #[cfg(target_arch = "wasm32")]
+    let threads = {
+        let _ = configured;
+        1
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    let threads = match configured {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    threads
+}
+
+/// Runs the engine's independent jobs (graph insertion plans) on `threads` threads, each taking
+/// a contiguous share, results in order.
 fn parallel_map<T: Send>(
     threads: usize,
     count: usize,
     job: &(dyn Fn(usize) -> T + Sync),
 ) -> Vec<T> {
-    #[cfg(target_arch = "wasm32")]
-    let threads = {
-        let _ = threads;
-        1
-    };
-    #[cfg(not(target_arch = "wasm32"))]
-    let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     if threads < 2 || count < 2 * threads {
         return (0..count).map(job).collect();
     }
@@ -480,7 +486,7 @@ impl EmbeddedVectorDB {
         mut engine: Engine,
         report: OpenReport,
     ) -> Self {
-        let threads = config.index_threads;
+        let threads = build_threads(config.index_threads);
         engine.set_parallel_map(Box::new(move |count, job| {
             parallel_map(threads, count, job)
         }));
