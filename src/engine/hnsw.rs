@@ -476,7 +476,14 @@ impl Graph {
     ) -> Candidate {
         loop {
             let mut improved = false;
-            for &n in self.neighbours(best.slot, layer) {
+            let neighbours = self.neighbours(best.slot, layer);
+            for &n in neighbours.iter().take(PREFETCH_AHEAD) {
+                space.prefetch(n);
+            }
+            for (i, &n) in neighbours.iter().enumerate() {
+                if let Some(&ahead) = neighbours.get(i + PREFETCH_AHEAD) {
+                    space.prefetch(ahead);
+                }
                 let key = space.key_to(query, n);
                 if key < best.key {
                     best = Candidate { key, slot: n };
