@@ -303,3 +303,44 @@ fn a_checkpoint_after_some_churn_keeps_recall() {
     eprintln!("recall@10 at ef=64 after reopening a patched graph: {r:.4}");
     assert!(r >= 0.95, "recall {r}");
 }
+
+#[test]
+fn filtered_graph_search_sees_payload_changes() {
+    let data = common::clustered(6_000, DIM, 20, 16);
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    load(&db, &data);
+    let f = Filter::must([Condition::range(
+        "pct",
+        Range {
+            lt: Some(50.0),
+            ..Range::default()
+        },
+    )]);
+    // Build the index, then move some points out of the filter's range in place.
+    db.search(&SearchRequest::new(data.row(0).to_vec(), 5).with_filter(f.clone()))
+        .unwrap();
+    let moved: Vec<u64> = (0..6_000u64).filter(|i| i % 100 == 10).collect();
+    db.set_payload(moved.clone(), json!({"pct": 999})).unwrap();
+    for &i in moved.iter().take(20) {
+        let res = db
+            .search(
+                &SearchRequest::new(data.row(i as usize).to_vec(), 10)
+                    .with_filter(f.clone())
+                    .with_payload(true),
+            )
+            .unwrap();
+        assert!(!res.exact, "50% selectivity takes the graph");
+        for p in &res.result {
+            assert!(
+                f.matches(p.id, p.payload.as_ref().unwrap()),
+                "{} no longer matches",
+                p.id
+            );
+        }
+        assert_ne!(
+            res.result[0].id,
+            PointId::Num(i),
+            "moved point {i} returned"
+        );
+    }
+}

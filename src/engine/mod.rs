@@ -418,6 +418,7 @@ impl Engine {
             let slot = match in_place {
                 Some(slot) => {
                     self.vectors.get_mut(slot).copy_from_slice(&vector);
+                    self.indexes.mark_stale();
                     self.indexes.add(slot as u32, &payload);
                     self.payloads.set(slot, payload);
                     slot
@@ -493,6 +494,7 @@ impl Engine {
                 for (k, v) in payload {
                     target.insert(k.clone(), v.clone());
                 }
+                self.indexes.mark_stale();
                 self.indexes.add(slot, self.payloads.get(slot as usize));
             }
         }
@@ -779,6 +781,7 @@ impl Engine {
         // With a payload index, a bitset of its candidates rejects most non-matching nodes
         // before their payloads are looked at.
         let bits = candidates.map(|c| c.bitset(self.slot_ids.len()));
+        let exact = candidates.is_some_and(|c| c.exact);
         let admit = |slot: u32| {
             if bits
                 .as_ref()
@@ -787,6 +790,8 @@ impl Engine {
                 return false;
             }
             match self.slot_ids[slot as usize] {
+                // An exact candidate set answers the filter without reading the payload.
+                Some(_) if exact => true,
                 Some(id) => q
                     .filter
                     .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize))),

@@ -103,6 +103,8 @@ impl FieldIndex {
 /// The narrowest indexed condition of a filter: its slot lists, not yet merged.
 pub(crate) struct Candidates<'s> {
     lists: Vec<&'s [u32]>,
+    /// Every live candidate matches the filter: no need to evaluate it.
+    pub exact: bool,
 }
 
 impl Candidates<'_> {
@@ -134,12 +136,16 @@ impl Candidates<'_> {
 /// The indexes of the configured keys.
 pub(crate) struct PayloadIndexes {
     fields: Vec<(KeyPath, OnceLock<FieldIndex>)>,
+    /// A live slot's payload changed in place since the last reset: its old values may still
+    /// list it, so candidates are a superset of the matches, never exactly them.
+    stale: bool,
 }
 
 impl PayloadIndexes {
     pub fn new(keys: &[KeyPath]) -> Self {
         PayloadIndexes {
             fields: keys.iter().map(|k| (k.clone(), OnceLock::new())).collect(),
+            stale: false,
         }
     }
 
@@ -153,11 +159,17 @@ impl PayloadIndexes {
         }
     }
 
+    /// Records that a live slot's payload changed in place (see `stale`).
+    pub fn mark_stale(&mut self) {
+        self.stale = true;
+    }
+
     /// Forgets every index; they are rebuilt on next use (after slots are renumbered).
     pub fn reset(&mut self) {
         for (_, index) in &mut self.fields {
             *index = OnceLock::new();
         }
+        self.stale = false;
     }
 
     /// The candidates of the narrowest indexed `must` condition of `filter`, building indexes
@@ -183,7 +195,14 @@ impl PayloadIndexes {
                 built
             });
             if let Some(lists) = index.lists(condition) {
-                let c = Candidates { lists };
+                // The lists are exactly the filter's matches (among live slots) when the filter
+                // is this one condition and no payload changed in place.
+                let exact = !self.stale
+                    && filter.must.len() == 1
+                    && filter.should.is_empty()
+                    && filter.must_not.is_empty()
+                    && filter.min_should.is_none();
+                let c = Candidates { lists, exact };
                 if best.as_ref().is_none_or(|b| c.len() < b.len()) {
                     best = Some(c);
                 }
