@@ -597,26 +597,43 @@ impl EmbeddedVectorDB {
         let mut engine = RwLockUpgradableReadGuard::upgrade(engine);
         let applied = apply(&mut engine, op);
         drop(engine);
-        // New points are searchable at once (scanned exactly as the unindexed tail); insert them
-        // into the graph a chunk at a time, releasing the lock in between, so that a bulk load
-        // or a graph rebuild after compaction never stops searches for long. Writers stay
-        // serialised by the store lock.
-        let mut engine = loop {
+        match store.as_mut().filter(|s| s.wants_checkpoint()) {
+            // The write is already durable in the log; a failed automatic checkpoint is retried
+            // later (after the log grows further) and reported by an explicit `checkpoint()`.
+            Some(store) => {
+                let _ = store.auto_checkpoint(&self.exportable());
+            }
+            None => drop(self.indexed()),
+        }
+        Ok(applied)
+    }
+
+    /// The write guard once every point is in the graph. New points are searchable at once
+    /// (scanned exactly as the unindexed tail); they are inserted into the graph a chunk per
+    /// hold of the lock, so that a bulk load or a graph rebuild never stops searches for long.
+    /// Call with the store lock held: writers stay serialised.
+    fn indexed(&self) -> RwLockWriteGuard<'_, Engine> {
+        loop {
             let mut engine = self.inner.engine.write();
             if engine.index_pending_up_to(INDEX_CHUNK) == 0 {
-                break engine;
+                return engine;
             }
             // Hand the lock to waiting searches rather than taking it straight back.
             RwLockWriteGuard::unlock_fair(engine);
-        };
-        if let Some(store) = store.as_mut().filter(|s| s.wants_checkpoint()) {
-            // The write is already durable in the log; a failed automatic checkpoint is retried
-            // later (after the log grows further) and reported by an explicit `checkpoint()`.
-            engine.prepare_export();
-            let engine = RwLockWriteGuard::downgrade(engine);
-            let _ = store.auto_checkpoint(&engine);
         }
-        Ok(applied)
+    }
+
+    /// A read guard on an engine ready for a segment: compacted first when many slots are dead
+    /// (see `Engine::export_wants_compaction`), with the rebuilt graph indexed in chunks too.
+    /// Call with the store lock held.
+    fn exportable(&self) -> parking_lot::RwLockReadGuard<'_, Engine> {
+        let mut engine = self.indexed();
+        if engine.export_wants_compaction() {
+            engine.compact();
+            drop(engine);
+            engine = self.indexed();
+        }
+        RwLockWriteGuard::downgrade(engine)
     }
 
     /// The nearest points to the request's vector.
@@ -796,11 +813,10 @@ impl EmbeddedVectorDB {
     /// ```
     pub fn compact(&self) -> Result<()> {
         let mut store = self.inner.store.lock();
-        let mut engine = self.inner.engine.write();
-        engine.compact();
-        engine.prepare_export();
+        self.inner.engine.write().compact();
+        let engine = self.exportable();
         match store.as_mut() {
-            Some(store) => store.checkpoint(&RwLockWriteGuard::downgrade(engine)),
+            Some(store) => store.checkpoint(&engine),
             None => Ok(()),
         }
     }
@@ -826,17 +842,9 @@ impl EmbeddedVectorDB {
     pub fn checkpoint(&self) -> Result<()> {
         let mut store = self.inner.store.lock();
         match store.as_mut() {
-            Some(store) => store.checkpoint(&self.indexed_engine()),
+            Some(store) => store.checkpoint(&self.exportable()),
             None => Ok(()),
         }
-    }
-
-    /// A read guard on the engine ready for a segment (see `Engine::prepare_export`). Call
-    /// with the store lock held.
-    fn indexed_engine(&self) -> parking_lot::RwLockReadGuard<'_, Engine> {
-        let mut engine = self.inner.engine.write();
-        engine.prepare_export();
-        RwLockWriteGuard::downgrade(engine)
     }
 
     /// Makes every acknowledged write durable now (fsync), whatever the durability mode.
@@ -888,7 +896,7 @@ impl EmbeddedVectorDB {
     pub fn snapshot_to(&self, dest: &dyn Storage) -> Result<()> {
         // Holding the writer lock keeps the copy at one point of the log.
         let store = self.inner.store.lock();
-        let engine = self.indexed_engine();
+        let engine = self.exportable();
         let last_seq = store.as_ref().map_or(0, Store::last_seq);
         Store::snapshot(&engine, last_seq, dest)
     }

@@ -901,14 +901,11 @@ impl Engine {
         }
     }
 
-    /// Readies the engine for [`Engine::export`]: indexes pending points, and compacts when
-    /// more than a tenth of the slots are dead, since the segment's graph only patches the
-    /// lists that lose dead neighbours (fine for a few, not for many).
-    pub fn prepare_export(&mut self) {
-        if self.dead * 10 > self.slot_ids.len() {
-            self.compact();
-        }
-        self.index_pending();
+    /// Whether to compact before [`Engine::export`]: more than a tenth of the slots are dead,
+    /// and the segment's graph only patches the lists that lose dead neighbours (fine for a few,
+    /// not for many).
+    pub fn export_wants_compaction(&self) -> bool {
+        self.dead * 10 > self.slot_ids.len()
     }
 
     pub fn memory(&self) -> MemoryStats {
