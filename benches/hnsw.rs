@@ -209,7 +209,7 @@ fn main() {
 
     let config = |threads: usize| {
         EmbeddedConfig::builder(base.dim)
-            .index_threads(threads)
+            .thread_pool_size(threads)
             .payload_index("pct")
             .hnsw(Some(HnswConfig {
                 m: args.m,

@@ -136,7 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let db = EmbeddedVectorDB::open(config)?;
     let opened = t.elapsed();
-    if db.count(None) == N {
+    if db.count(None).unwrap() == N {
         let r = db.open_report();
         println!(
             "reopened {} in {opened:.2?} ({} points from the checkpoint, {} log records replayed); \
@@ -165,7 +165,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "upserted {} points in {took:.2?} ({:.0} points/s), checkpoint to {} in {:.2?}; \
              the next run reopens it",
-            db.count(None),
+            db.count(None).unwrap(),
             N as f64 / took.as_secs_f64(),
             dir.display(),
             t.elapsed()
@@ -243,7 +243,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         serde_json::from_value(json!({"must": [{"key": "gloss_words", "range": {"lt": 4}}]}))?
     };
-    let matching = db.count(Some(&filter));
+    let matching = db.count(Some(&filter)).unwrap();
     let t = Instant::now();
     let res = db.search(
         &SearchRequest::new(data.vectors.row(query_row).to_vec(), 5)
@@ -252,7 +252,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!(
         "filtered search ({matching} of {} points match) in {:.2?}:",
-        db.count(None),
+        db.count(None).unwrap(),
         t.elapsed()
     );
     if let Some(texts) = &data.texts {

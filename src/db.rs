@@ -1,19 +1,25 @@
-//! The native facade: [`EmbeddedVectorDB`], thread-safe and synchronous.
+//! The native facade: [`EmbeddedVectorDB`], thread-safe and synchronous, with its lifecycle
+//! (open, warmup, close), health checks and metrics.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
-use serde::{Deserialize, Serialize};
 
+use crate::clock::Instant;
+use crate::config::EmbeddedConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
-use crate::filter::{Filter, KeyPath};
+use crate::filter::{Condition, Filter};
+use crate::health::{self, CheckStatus, HealthStatus};
+use crate::lifecycle::{DatabaseState, LifecycleManager, OpKind, ShutdownReport, StartupClock};
+use crate::metrics::{DatabaseFigures, IoCounters, Metrics, MetricsCollector};
 use crate::persist::wal::WalOp;
-use crate::persist::{apply, Applied, Durability, OpenReport, Store};
-use crate::point::{Distance, Point, PointId};
+use crate::persist::{apply, Applied, Durability, OpenReport, Store, StoreOptions};
+use crate::point::{Point, PointId};
 use crate::search::{
-    HnswConfig, Record, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse,
+    Record, ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,
 };
 use crate::stats::DatabaseStats;
 use crate::storage::Storage;
@@ -23,264 +29,8 @@ pub use crate::engine::UpsertSummary;
 /// Points inserted into the graph per hold of the write lock (tens of milliseconds).
 const INDEX_CHUNK: usize = 256;
 
-/// Largest supported dimension; beyond it a single vector would be over 256 KiB.
-pub const MAX_DIMENSION: usize = 65_536;
-
-/// How a database is opened. Build it with [`EmbeddedConfig::builder`], which validates.
-///
-/// ```
-/// use grape_vector_db::{Distance, EmbeddedConfig};
-/// let config = EmbeddedConfig::builder(384)
-///     .distance(Distance::Dot)
-///     .max_points(1_000_000)
-///     .build()?;
-/// assert_eq!(config.dimension, 384);
-/// # Ok::<(), grape_vector_db::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EmbeddedConfig {
-    /// Length of every vector.
-    pub dimension: usize,
-    /// How vectors are compared.
-    pub distance: Distance,
-    /// Most live points the database accepts (`None`: up to 2^32 - 1).
-    pub max_points: Option<usize>,
-    /// Largest `limit + offset` of a search or `limit` of a scroll.
-    pub max_search_limit: usize,
-    /// Where the database lives on disk; `None` keeps it in memory only (native builds).
-    pub data_dir: Option<PathBuf>,
-    /// When writes become durable (ignored without storage).
-    pub durability: Durability,
-    /// A checkpoint runs by itself once the write-ahead log exceeds this many bytes.
-    pub checkpoint_wal_bytes: u64,
-    /// The HNSW index (default on); `None` for exact search only, and faster upserts.
-    pub hnsw: Option<HnswConfig>,
-    /// Payload keys to index (keyword, integer and bool values), so that filters on them
-    /// (`match` value/any, integer `range`) score only matching points. Built on first use.
-    pub payload_indexes: Vec<String>,
-    /// Threads that build the HNSW graph during large upserts (0, the default: all cores).
-    /// Searches always run on the calling thread; run them from several threads at once.
-    pub index_threads: usize,
-}
-
-impl EmbeddedConfig {
-    /// Starts a configuration for vectors of `dimension` floats, with Cosine distance.
-    ///
-    /// ```
-    /// let c = grape_vector_db::EmbeddedConfig::builder(3).build().unwrap();
-    /// assert_eq!(c.distance, grape_vector_db::Distance::Cosine);
-    /// ```
-    pub fn builder(dimension: usize) -> EmbeddedConfigBuilder {
-        EmbeddedConfigBuilder {
-            config: EmbeddedConfig {
-                dimension,
-                distance: Distance::default(),
-                max_points: None,
-                max_search_limit: 10_000,
-                data_dir: None,
-                durability: Durability::default(),
-                checkpoint_wal_bytes: 64 << 20,
-                hnsw: Some(HnswConfig::default()),
-                payload_indexes: Vec::new(),
-                index_threads: 0,
-            },
-        }
-    }
-
-    /// Checks every field; [`EmbeddedVectorDB::open`] calls it too, so a hand-built or
-    /// deserialised config is checked as well.
-    ///
-    /// ```
-    /// let mut c = grape_vector_db::EmbeddedConfig::builder(3).build().unwrap();
-    /// c.dimension = 0;
-    /// assert!(c.validate().is_err());
-    /// ```
-    pub fn validate(&self) -> Result<()> {
-        if self.dimension == 0 || self.dimension > MAX_DIMENSION {
-            return Err(Error::InvalidConfig(format!(
-                "dimension is {} but must be between 1 and {MAX_DIMENSION}",
-                self.dimension
-            )));
-        }
-        if self.max_search_limit == 0 {
-            return Err(Error::InvalidConfig(
-                "max_search_limit must be at least 1".to_owned(),
-            ));
-        }
-        if self.checkpoint_wal_bytes == 0 {
-            return Err(Error::InvalidConfig(
-                "checkpoint_wal_bytes must be at least 1".to_owned(),
-            ));
-        }
-        if let Durability::Batched { interval } = self.durability {
-            if interval.is_zero() {
-                return Err(Error::InvalidConfig(
-                    "Durability::Batched needs an interval above zero (or use Durability::Sync)"
-                        .to_owned(),
-                ));
-            }
-        }
-        if let Some(h) = &self.hnsw {
-            if !(2..=128).contains(&h.m) || h.ef_construction == 0 || h.ef == 0 {
-                return Err(Error::InvalidConfig(format!(
-                    "hnsw: m must be between 2 and 128 and ef_construction and ef at least 1 \
-                     (got m {}, ef_construction {}, ef {})",
-                    h.m, h.ef_construction, h.ef
-                )));
-            }
-        }
-        for key in &self.payload_indexes {
-            key.parse::<KeyPath>()
-                .map_err(|e| Error::InvalidConfig(format!("payload_indexes: {e}")))?;
-        }
-        if self.max_points == Some(0) {
-            return Err(Error::InvalidConfig(
-                "max_points must be at least 1 (or None for no limit)".to_owned(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Builder of [`EmbeddedConfig`].
-///
-/// ```
-/// let b = grape_vector_db::EmbeddedConfig::builder(8).max_search_limit(100);
-/// assert_eq!(b.build()?.max_search_limit, 100);
-/// # Ok::<(), grape_vector_db::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct EmbeddedConfigBuilder {
-    config: EmbeddedConfig,
-}
-
-impl EmbeddedConfigBuilder {
-    /// Sets the distance (default Cosine).
-    ///
-    /// ```
-    /// use grape_vector_db::{Distance, EmbeddedConfig};
-    /// assert_eq!(EmbeddedConfig::builder(2).distance(Distance::Euclid).build()?.distance, Distance::Euclid);
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn distance(mut self, distance: Distance) -> Self {
-        self.config.distance = distance;
-        self
-    }
-
-    /// Caps the number of live points; an upsert that would exceed it fails as a whole.
-    ///
-    /// ```
-    /// let c = grape_vector_db::EmbeddedConfig::builder(2).max_points(10).build()?;
-    /// assert_eq!(c.max_points, Some(10));
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn max_points(mut self, max: usize) -> Self {
-        self.config.max_points = Some(max);
-        self
-    }
-
-    /// Caps `limit + offset` of searches and `limit` of scrolls (default 10,000).
-    ///
-    /// ```
-    /// let c = grape_vector_db::EmbeddedConfig::builder(2).max_search_limit(5).build()?;
-    /// assert_eq!(c.max_search_limit, 5);
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn max_search_limit(mut self, max: usize) -> Self {
-        self.config.max_search_limit = max;
-        self
-    }
-
-    /// Stores the database in `dir` (created if missing); reopening the same directory finds
-    /// the data again.
-    ///
-    /// ```
-    /// let c = grape_vector_db::EmbeddedConfig::builder(2).data_dir("/tmp/grape-example").build()?;
-    /// assert!(c.data_dir.is_some());
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.config.data_dir = Some(dir.into());
-        self
-    }
-
-    /// Sets when writes become durable (default [`Durability::Sync`]).
-    ///
-    /// ```
-    /// use grape_vector_db::{Durability, EmbeddedConfig};
-    /// let c = EmbeddedConfig::builder(2).durability(Durability::OnFlush).build()?;
-    /// assert_eq!(c.durability, Durability::OnFlush);
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.config.durability = durability;
-        self
-    }
-
-    /// Sets the log size that triggers an automatic checkpoint (default 64 MiB).
-    ///
-    /// ```
-    /// let c = grape_vector_db::EmbeddedConfig::builder(2).checkpoint_wal_bytes(1 << 20).build()?;
-    /// assert_eq!(c.checkpoint_wal_bytes, 1 << 20);
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
-        self.config.checkpoint_wal_bytes = bytes;
-        self
-    }
-
-    /// Indexes a payload key, so filters on it (`match` value/any, integer `range`) score only
-    /// the points that can match instead of checking every payload.
-    ///
-    /// ```
-    /// let c = grape_vector_db::EmbeddedConfig::builder(2).payload_index("tenant").build()?;
-    /// assert_eq!(c.payload_indexes, vec!["tenant".to_string()]);
-    /// assert!(grape_vector_db::EmbeddedConfig::builder(2).payload_index("a..b").build().is_err());
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn payload_index(mut self, key: impl Into<String>) -> Self {
-        self.config.payload_indexes.push(key.into());
-        self
-    }
-
-    /// Sets how many threads build the graph during large upserts (0: all cores; 1: the calling
-    /// thread only). The graph is the same whatever the number.
-    ///
-    /// ```
-    /// let c = grape_vector_db::EmbeddedConfig::builder(2).index_threads(1).build()?;
-    /// assert_eq!(c.index_threads, 1);
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn index_threads(mut self, threads: usize) -> Self {
-        self.config.index_threads = threads;
-        self
-    }
-
-    /// Sets the HNSW index parameters, or `None` to search exactly only.
-    ///
-    /// ```
-    /// use grape_vector_db::{EmbeddedConfig, HnswConfig};
-    /// let c = EmbeddedConfig::builder(2)
-    ///     .hnsw(Some(HnswConfig { m: 32, ..HnswConfig::default() }))
-    ///     .build()?;
-    /// assert_eq!(c.hnsw.unwrap().m, 32);
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn hnsw(mut self, hnsw: Option<HnswConfig>) -> Self {
-        self.config.hnsw = hnsw;
-        self
-    }
-
-    /// Validates and returns the configuration.
-    ///
-    /// ```
-    /// assert!(grape_vector_db::EmbeddedConfig::builder(0).build().is_err());
-    /// ```
-    pub fn build(self) -> Result<EmbeddedConfig> {
-        self.config.validate()?;
-        Ok(self.config)
-    }
-}
+/// Searches in a batch from which `search_batch` spreads the work over the thread pool.
+const PARALLEL_BATCH: usize = 8;
 
 /// An embedded vector database, safe to share between threads.
 ///
@@ -313,18 +63,34 @@ pub struct EmbeddedVectorDB {
 struct Inner {
     config: EmbeddedConfig,
     /// Writers take `store` first, then `engine`: the lock order that keeps the log in the
-    /// same order as the engine's changes.
+    /// same order as the engine's changes. `None` in memory, and once closed.
     store: Mutex<Option<Store>>,
     engine: RwLock<Engine>,
     report: OpenReport,
+    life: LifecycleManager,
+    metrics: MetricsCollector,
+    io: Arc<IoCounters>,
+    /// Threads for graph building and search batches.
+    threads: usize,
+    /// Where the storage lives (`"memory"` without one), for `stats`.
+    location: String,
+    /// The last result of the background health checker.
+    last_health: Mutex<Option<HealthStatus>>,
+    /// Which live point the next engine health check searches for.
+    health_probe: AtomicUsize,
 }
 
 impl Drop for Inner {
-    /// The last handle is gone: make what was acknowledged durable (best effort; call
-    /// [`EmbeddedVectorDB::flush`] to see errors). The directory lock is released after.
+    /// The last handle is gone without `close`: make what was acknowledged durable and run the
+    /// shutdown hooks (best effort, never panics; call `close` to see errors). The directory
+    /// lock is released after.
     fn drop(&mut self) {
-        if let Some(store) = self.store.get_mut() {
-            let _ = store.flush();
+        if self.life.state() != DatabaseState::Closed {
+            if let Some(store) = self.store.get_mut() {
+                let _ = store.flush();
+            }
+            let _ = self.life.run_hooks();
+            self.life.set_state(DatabaseState::Closed);
         }
     }
 }
@@ -333,12 +99,13 @@ impl std::fmt::Debug for EmbeddedVectorDB {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedVectorDB")
             .field("config", &self.inner.config)
+            .field("state", &self.inner.life.state())
             .field("points", &self.inner.engine.read().len())
             .finish()
     }
 }
 
-/// How many threads build the graph for the configured `index_threads` (0: all cores). Asked
+/// How many threads the configured `thread_pool_size` means (0: all cores). Asked
 /// once at open: the system call behind `available_parallelism` costs more than inserting a
 /// point into a small graph. In wasm (no threads here) it is always 1.
 fn build_threads(configured: usize) -> usize {
@@ -389,6 +156,62 @@ fn parallel_map<T: Send>(
     })
 }
 
+/// The engine health check: the `k`-th live point, searched with its own vector through the
+/// index, must come back (or a point exactly as close, for duplicates). Missed by the index but
+/// found by an exact scan is a warning (recall is degraded); missed by both is critical.
+fn self_search(engine: &Engine, k: usize) -> (CheckStatus, String) {
+    let Some((id, vector)) = engine.sample_live(k) else {
+        return (
+            CheckStatus::Healthy,
+            "empty: nothing to search for".to_owned(),
+        );
+    };
+    let search = |exact: bool, filter: Option<Filter>| {
+        let mut request = SearchRequest::new(vector.clone(), 10);
+        request.params = SearchParams {
+            exact,
+            ..SearchParams::default()
+        };
+        request.filter = filter;
+        engine
+            .search_batch(std::slice::from_ref(&request))
+            .map(|mut r| r.remove(0).result)
+    };
+    let own_score = match search(true, Some(Filter::must([Condition::has_id([id])]))) {
+        Ok(found) if !found.is_empty() => found[0].score,
+        Ok(_) => {
+            return (
+                CheckStatus::Critical,
+                format!("point {id} is listed but cannot be read"),
+            )
+        }
+        Err(e) => {
+            return (
+                CheckStatus::Critical,
+                format!("searching for point {id} failed: {e}"),
+            )
+        }
+    };
+    let finds_itself = |found: &[crate::search::ScoredPoint]| {
+        found.iter().any(|p| p.id == id) || found.first().is_some_and(|p| p.score == own_score)
+    };
+    match (search(false, None), search(true, None)) {
+        (Ok(approx), _) if finds_itself(&approx) => (
+            CheckStatus::Healthy,
+            format!("point {id} found itself among {} points", engine.len()),
+        ),
+        (Ok(_), Ok(exact)) if finds_itself(&exact) => (
+            CheckStatus::Warning,
+            format!("the index missed point {id} but an exact scan found it: recall is degraded"),
+        ),
+        (Err(e), _) | (_, Err(e)) => (CheckStatus::Critical, format!("search failed: {e}")),
+        _ => (
+            CheckStatus::Critical,
+            format!("point {id} is not found by its own vector"),
+        ),
+    }
+}
+
 fn collect_ids<I: Into<PointId>>(ids: impl IntoIterator<Item = I>) -> Vec<PointId> {
     ids.into_iter().map(Into::into).collect()
 }
@@ -407,7 +230,7 @@ impl EmbeddedVectorDB {
     ///     db.upsert(vec![Point::new(1, vec![1.0, 0.0])])?;
     /// } // dropping the last handle closes the database
     /// let db = EmbeddedVectorDB::open(config)?;
-    /// assert_eq!(db.count(None), 1);
+    /// assert_eq!(db.count(None)?, 1);
     /// assert_eq!(db.open_report().wal_records_replayed, 1);
     /// # drop(db);
     /// # std::fs::remove_dir_all(&dir).unwrap();
@@ -427,15 +250,7 @@ impl EmbeddedVectorDB {
                  option"
                     .to_owned(),
             )),
-            None => {
-                let engine = Engine::new(Self::engine_config(&config));
-                Ok(Self::from_parts(
-                    config,
-                    None,
-                    engine,
-                    OpenReport::default(),
-                ))
-            }
+            None => Self::start(config, None),
         }
     }
 
@@ -451,18 +266,67 @@ impl EmbeddedVectorDB {
     /// db.upsert(vec![Point::new(1, vec![1.0])])?;
     /// drop(db);
     /// let again = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage))?;
-    /// assert_eq!(again.count(None), 1);
+    /// assert_eq!(again.count(None)?, 1);
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn open_with_storage(config: EmbeddedConfig, storage: Arc<dyn Storage>) -> Result<Self> {
         config.validate()?;
-        let (store, engine, report) = Store::open(
-            storage,
-            Self::engine_config(&config),
-            config.durability,
-            config.checkpoint_wal_bytes,
-        )?;
-        Ok(Self::from_parts(config, Some(store), engine, report))
+        Self::start(config, Some(storage))
+    }
+
+    /// Opens (reading `storage` if any), warms up if configured, and reports `Ready`.
+    fn start(config: EmbeddedConfig, storage: Option<Arc<dyn Storage>>) -> Result<Self> {
+        let mut clock = StartupClock::new(config.startup_timeout);
+        let io = Arc::new(IoCounters::default());
+        let location = storage
+            .as_ref()
+            .map_or_else(|| "memory".to_owned(), |s| s.location());
+        let (store, mut engine, mut report) = match storage {
+            Some(storage) => {
+                let options = StoreOptions {
+                    durability: config.durability,
+                    checkpoint_bytes: config.checkpoint_wal_bytes,
+                    io: io.clone(),
+                };
+                let (store, engine, report) =
+                    Store::open(storage, Self::engine_config(&config), options, &mut clock)?;
+                (Some(store), engine, report)
+            }
+            None => (
+                None,
+                Engine::new(Self::engine_config(&config)),
+                OpenReport::default(),
+            ),
+        };
+        let threads = build_threads(config.thread_pool_size);
+        engine.set_parallel_map(Box::new(move |count, job| {
+            parallel_map(threads, count, job)
+        }));
+        if config.enable_warmup {
+            engine.warm_up();
+            clock.report.warmup = clock.lap("warmup")?;
+        }
+        // `write` indexes new points itself, a chunk at a time.
+        engine.set_deferred_indexing(true);
+        report.startup = clock.finish();
+        let db = EmbeddedVectorDB {
+            inner: Arc::new(Inner {
+                store: Mutex::new(store),
+                engine: RwLock::new(engine),
+                report,
+                life: LifecycleManager::new(),
+                metrics: MetricsCollector::new(),
+                io,
+                threads,
+                location,
+                last_health: Mutex::new(None),
+                health_probe: AtomicUsize::new(0),
+                config,
+            }),
+        };
+        db.spawn_background();
+        db.inner.life.set_state(DatabaseState::Ready);
+        Ok(db)
     }
 
     fn engine_config(config: &EmbeddedConfig) -> EngineConfig {
@@ -480,58 +344,178 @@ impl EmbeddedVectorDB {
         }
     }
 
-    fn from_parts(
-        config: EmbeddedConfig,
-        store: Option<Store>,
-        mut engine: Engine,
-        report: OpenReport,
-    ) -> Self {
-        let threads = build_threads(config.index_threads);
-        engine.set_parallel_map(Box::new(move |count, job| {
-            parallel_map(threads, count, job)
-        }));
-        // `write` indexes new points itself, a chunk at a time.
-        engine.set_deferred_indexing(true);
-        let batched = match (&store, config.durability) {
-            (Some(_), Durability::Batched { interval }) => Some(interval),
-            _ => None,
-        };
-        let db = EmbeddedVectorDB {
-            inner: Arc::new(Inner {
-                config,
-                store: Mutex::new(store),
-                engine: RwLock::new(engine),
-                report,
-            }),
-        };
-        if let Some(interval) = batched {
-            db.spawn_syncer(interval);
-        }
-        db
-    }
-
-    /// `Durability::Batched`: a thread that fsyncs the log every `interval` while writes are
-    /// pending. It holds only a weak reference, so it ends within one interval of the last
-    /// handle being dropped. A failed fsync poisons the log writer, so the next write reports it.
+    /// Starts the background threads (natively): the log syncer of `Durability::Batched` and
+    /// the health checker. Each holds only a weak reference and ends within one interval of
+    /// the database closing or its last handle being dropped.
     #[cfg(not(target_arch = "wasm32"))]
-    fn spawn_syncer(&self, interval: std::time::Duration) {
-        let weak = Arc::downgrade(&self.inner);
-        let spawned = std::thread::Builder::new()
-            .name("grape-wal-sync".to_owned())
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                let Some(inner) = weak.upgrade() else { break };
-                let mut store = inner.store.lock();
-                if let Some(store) = store.as_mut() {
+    fn spawn_background(&self) {
+        let has_store = self.inner.store.lock().is_some();
+        if let (true, Durability::Batched { interval }) = (has_store, self.inner.config.durability)
+        {
+            // A failed fsync poisons the log writer, so the next write reports it.
+            self.spawn_every("grape-wal-sync", interval, |inner| {
+                if let Some(store) = inner.store.lock().as_mut() {
                     let _ = store.flush();
                 }
             });
-        // Without the thread, writes are still durable at the next flush, checkpoint or drop.
+        }
+        if let Some(interval) = self.inner.config.health_check_interval {
+            self.spawn_every("grape-health", interval, |inner| {
+                let status = EmbeddedVectorDB {
+                    inner: inner.clone(),
+                }
+                .run_health_checks();
+                *inner.last_health.lock() = Some(status);
+            });
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn spawn_every(
+        &self,
+        name: &str,
+        interval: Duration,
+        job: impl Fn(&Arc<Inner>) + Send + 'static,
+    ) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(inner) = weak.upgrade() else { break };
+                if matches!(
+                    inner.life.state(),
+                    DatabaseState::Shutting | DatabaseState::Closed
+                ) {
+                    break;
+                }
+                job(&inner);
+            });
+        // Without the thread, writes are still durable at the next flush, checkpoint or close,
+        // and `health()` still runs the checks on demand.
         drop(spawned);
     }
 
     #[cfg(target_arch = "wasm32")]
-    fn spawn_syncer(&self, _interval: std::time::Duration) {}
+    fn spawn_background(&self) {}
+
+    /// Runs one public call: admits it (or refuses it during shutdown), counts it in flight,
+    /// times it and records it in the metrics.
+    fn call<T>(&self, kind: OpKind, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let start = Instant::now();
+        let result = self.inner.life.begin(kind).and_then(|_in_flight| f());
+        self.inner
+            .metrics
+            .record(kind, start.elapsed(), result.as_ref().err());
+        result
+    }
+
+    /// Where the database is in its life.
+    ///
+    /// ```
+    /// use grape_vector_db::{DatabaseState, EmbeddedConfig, EmbeddedVectorDB};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// assert_eq!(db.state(), DatabaseState::Ready);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn state(&self) -> DatabaseState {
+        self.inner.life.state()
+    }
+
+    /// Time since the database was opened.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// assert!(db.uptime() < std::time::Duration::from_secs(60));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn uptime(&self) -> Duration {
+        self.inner.life.uptime()
+    }
+
+    /// Registers `hook` to run once when the database closes (by `close`, or when the last
+    /// handle is dropped), after the log is flushed. A failing hook is reported in the
+    /// [`ShutdownReport`] and does not stop the others.
+    ///
+    /// ```
+    /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// let ran = Arc::new(AtomicBool::new(false));
+    /// let flag = ran.clone();
+    /// db.on_shutdown(move || { flag.store(true, Ordering::SeqCst); Ok(()) })?;
+    /// db.close()?;
+    /// assert!(ran.load(Ordering::SeqCst));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn on_shutdown(&self, hook: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+        let _in_flight = self.inner.life.begin(OpKind::Health)?;
+        self.inner.life.add_hook(Box::new(hook));
+        Ok(())
+    }
+
+    /// Closes the database gracefully: refuses new calls, waits for the calls in flight (up to
+    /// `shutdown_timeout`), flushes the log, writes a checkpoint if `checkpoint_on_close`, runs
+    /// the shutdown hooks and releases the directory lock and the memory. Every handle then
+    /// answers [`Error::Closed`].
+    ///
+    /// If calls are still running after `shutdown_timeout`, it fails with
+    /// [`Error::ShutdownTimeout`] naming them; the database stays `Shutting` and `close` can be
+    /// called again. Dropping every handle without `close` flushes too, but reports nothing.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, Error, Point, storage::MemoryStorage};
+    /// let storage = MemoryStorage::new();
+    /// let config = EmbeddedConfig::builder(1).durability(Durability::OnFlush).build()?;
+    /// let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone()))?;
+    /// db.upsert(vec![Point::new(1, vec![1.0])])?;
+    /// let report = db.close()?;
+    /// assert!(report.bytes_flushed > 0, "the unflushed upsert was made durable");
+    /// assert_eq!(db.count(None), Err(Error::Closed));
+    /// let db = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage))?;
+    /// assert_eq!(db.count(None)?, 1);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn close(&self) -> Result<ShutdownReport> {
+        let start = Instant::now();
+        let life = &self.inner.life;
+        let Some(_closing) = life.closing.try_lock() else {
+            return Err(Error::ShuttingDown);
+        };
+        if life.state() == DatabaseState::Closed {
+            return Err(Error::Closed);
+        }
+        life.set_state(DatabaseState::Shutting);
+        let mut report = ShutdownReport {
+            operations_drained: life.drain(self.inner.config.shutdown_timeout)?,
+            drain: start.elapsed(),
+            ..ShutdownReport::default()
+        };
+        let mut store = self.inner.store.lock();
+        if let Some(s) = store.as_mut() {
+            let phase = Instant::now();
+            let synced_before = self.inner.io.wal_bytes_synced.load(Relaxed);
+            s.flush()?;
+            report.bytes_flushed = self.inner.io.wal_bytes_synced.load(Relaxed) - synced_before;
+            report.flush = phase.elapsed();
+            if self.inner.config.checkpoint_on_close {
+                let phase = Instant::now();
+                s.checkpoint(&self.exportable())?;
+                report.checkpoint = Some(phase.elapsed());
+            }
+        }
+        let phase = Instant::now();
+        report.hook_errors = life.run_hooks();
+        report.hooks = phase.elapsed();
+        // Release the lock (dropping the store) and the memory (mapped files included).
+        *store = None;
+        *self.inner.engine.write() = Engine::new(Self::engine_config(&self.inner.config));
+        life.set_state(DatabaseState::Closed);
+        report.total = start.elapsed();
+        Ok(report)
+    }
 
     /// What opening found: points in the checkpoint, log records replayed, bytes of a torn
     /// log tail cut off.
@@ -567,18 +551,41 @@ impl EmbeddedVectorDB {
     /// let s = db.upsert(vec![Point::new(1, vec![1.0, 0.0]), Point::new(2, vec![0.0, 1.0])])?;
     /// assert_eq!((s.inserted, s.updated), (2, 0));
     /// assert!(db.upsert(vec![Point::new(3, vec![f32::NAN, 0.0])]).is_err());
-    /// assert_eq!(db.count(None), 2);
+    /// assert_eq!(db.count(None)?, 2);
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn upsert(&self, points: Vec<Point>) -> Result<UpsertSummary> {
-        let applied = self.write(|engine| {
-            engine.validate_upsert(&points)?;
-            Ok(Some(WalOp::Upsert(points)))
-        })?;
-        Ok(match applied {
-            Applied::Upserted(summary) => summary,
-            _ => UpsertSummary::default(),
+        self.call(OpKind::Upsert, || {
+            let n = points.len() as u64;
+            let applied = self.write(|engine| {
+                engine.validate_upsert(&points)?;
+                self.check_memory_budget(engine, &points)?;
+                Ok(Some(WalOp::Upsert(points)))
+            })?;
+            self.inner.metrics.points_upserted.fetch_add(n, Relaxed);
+            Ok(match applied {
+                Applied::Upserted(summary) => summary,
+                _ => UpsertSummary::default(),
+            })
         })
+    }
+
+    /// Refuses an upsert that would take the database past `max_memory_mb`.
+    fn check_memory_budget(&self, engine: &Engine, points: &[Point]) -> Result<()> {
+        let Some(mb) = self.inner.config.max_memory_mb else {
+            return Ok(());
+        };
+        let budget = mb.saturating_mul(1 << 20);
+        let used = engine.memory().total();
+        let needed = engine.bytes_for_upsert(points);
+        if used.saturating_add(needed) > budget {
+            return Err(Error::MemoryBudgetExceeded {
+                budget,
+                used,
+                needed,
+            });
+        }
+        Ok(())
     }
 
     /// Runs one write. `prepare` checks the request against the engine and says what to log
@@ -613,10 +620,16 @@ impl EmbeddedVectorDB {
     /// hold of the lock, so that a bulk load or a graph rebuild never stops searches for long.
     /// Call with the store lock held: writers stay serialised.
     fn indexed(&self) -> RwLockWriteGuard<'_, Engine> {
+        let mut busy = None;
         loop {
             let mut engine = self.inner.engine.write();
-            if engine.index_pending_up_to(INDEX_CHUNK) == 0 {
+            let indexed = engine.index_pending_up_to(INDEX_CHUNK);
+            if indexed == 0 {
                 return engine;
+            }
+            if indexed == INDEX_CHUNK {
+                // A bulk load or a graph rebuild: more chunks to come.
+                busy.get_or_insert_with(|| self.inner.life.busy());
             }
             // Hand the lock to waiting searches rather than taking it straight back.
             RwLockWriteGuard::unlock_fair(engine);
@@ -648,8 +661,10 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
-        let mut responses = self.search_batch(std::slice::from_ref(request))?;
-        Ok(responses.pop().expect("one response per request"))
+        self.call(OpKind::Search, || {
+            let mut responses = self.searched(std::slice::from_ref(request))?;
+            Ok(responses.pop().expect("one response per request"))
+        })
     }
 
     /// Several searches in one pass over the data (much cheaper than one call each).
@@ -666,7 +681,34 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn search_batch(&self, requests: &[SearchRequest]) -> Result<Vec<SearchResponse>> {
-        self.inner.engine.read().search_batch(requests)
+        self.call(OpKind::Search, || self.searched(requests))
+    }
+
+    /// Answers a batch; a large one is split over the thread pool (each share in one pass).
+    fn searched(&self, requests: &[SearchRequest]) -> Result<Vec<SearchResponse>> {
+        let engine = self.inner.engine.read();
+        let threads = self.inner.threads;
+        let responses = if threads < 2 || requests.len() < PARALLEL_BATCH {
+            engine.search_batch(requests)?
+        } else {
+            let share = requests.len().div_ceil(threads);
+            let shares = requests.len().div_ceil(share);
+            let engine = &*engine;
+            let parts = parallel_map(threads, shares, &|i| {
+                let end = ((i + 1) * share).min(requests.len());
+                engine.search_batch(&requests[i * share..end])
+            });
+            let mut all = Vec::with_capacity(requests.len());
+            for part in parts {
+                all.extend(part?);
+            }
+            all
+        };
+        self.inner
+            .metrics
+            .queries
+            .fetch_add(requests.len() as u64, Relaxed);
+        Ok(responses)
     }
 
     /// The stored points with these ids (payload and vector), in the order asked; ids that do
@@ -676,12 +718,14 @@ impl EmbeddedVectorDB {
     /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
     /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
     /// db.upsert(vec![Point::new(1, vec![1.0, 0.0])])?;
-    /// let got = db.get([1u64, 99]);
+    /// let got = db.get([1u64, 99])?;
     /// assert_eq!(got.len(), 1);
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
-    pub fn get<I: Into<PointId>>(&self, ids: impl IntoIterator<Item = I>) -> Vec<Record> {
-        self.inner.engine.read().get(&collect_ids(ids), true, true)
+    pub fn get<I: Into<PointId>>(&self, ids: impl IntoIterator<Item = I>) -> Result<Vec<Record>> {
+        self.call(OpKind::Get, || {
+            Ok(self.inner.engine.read().get(&collect_ids(ids), true, true))
+        })
     }
 
     /// Merges `payload`'s keys into the payload of each point. Fails with
@@ -693,7 +737,7 @@ impl EmbeddedVectorDB {
     /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
     /// db.upsert(vec![Point::new(1, vec![1.0]).with_payload(json!({"a": 1}))?])?;
     /// db.set_payload([1u64], json!({"b": 2}))?;
-    /// assert_eq!(db.get([1u64])[0].payload.as_ref().unwrap().len(), 2);
+    /// assert_eq!(db.get([1u64])?[0].payload.as_ref().unwrap().len(), 2);
     /// assert!(db.set_payload([2u64], json!({"b": 2})).is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -702,15 +746,17 @@ impl EmbeddedVectorDB {
         ids: impl IntoIterator<Item = I>,
         payload: serde_json::Value,
     ) -> Result<()> {
-        let serde_json::Value::Object(payload) = payload else {
-            return Err(Error::PayloadNotObject);
-        };
-        let ids = collect_ids(ids);
-        self.write(|engine| {
-            engine.check_known(&ids)?;
-            Ok(Some(WalOp::SetPayload(ids, payload)))
-        })?;
-        Ok(())
+        self.call(OpKind::SetPayload, || {
+            let serde_json::Value::Object(payload) = payload else {
+                return Err(Error::PayloadNotObject);
+            };
+            let ids = collect_ids(ids);
+            self.write(|engine| {
+                engine.check_known(&ids)?;
+                Ok(Some(WalOp::SetPayload(ids, payload)))
+            })?;
+            Ok(())
+        })
     }
 
     /// Deletes the points with these ids; returns how many existed.
@@ -733,13 +779,20 @@ impl EmbeddedVectorDB {
     }
 
     fn delete_existing(&self, resolve: impl FnOnce(&Engine) -> Vec<PointId>) -> Result<usize> {
-        let applied = self.write(|engine| {
-            let ids = resolve(engine);
-            Ok((!ids.is_empty()).then_some(WalOp::Delete(ids)))
-        })?;
-        Ok(match applied {
-            Applied::Deleted(n) => n,
-            _ => 0,
+        self.call(OpKind::Delete, || {
+            let applied = self.write(|engine| {
+                let ids = resolve(engine);
+                Ok((!ids.is_empty()).then_some(WalOp::Delete(ids)))
+            })?;
+            let deleted = match applied {
+                Applied::Deleted(n) => n,
+                _ => 0,
+            };
+            self.inner
+                .metrics
+                .points_deleted
+                .fetch_add(deleted as u64, Relaxed);
+            Ok(deleted)
         })
     }
 
@@ -754,7 +807,7 @@ impl EmbeddedVectorDB {
     ///     Point::new(2, vec![1.0]).with_payload(json!({"old": false}))?,
     /// ])?;
     /// assert_eq!(db.delete_by_filter(&Filter::must([Condition::match_value("old", true)]))?, 1);
-    /// assert_eq!(db.count(None), 1);
+    /// assert_eq!(db.count(None)?, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
@@ -767,11 +820,11 @@ impl EmbeddedVectorDB {
     /// use grape_vector_db::{Condition, EmbeddedConfig, EmbeddedVectorDB, Filter, Point};
     /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
     /// db.upsert((1..=4u64).map(|i| Point::new(i, vec![1.0])).collect())?;
-    /// assert_eq!(db.count(Some(&Filter::must([Condition::has_id([1u64, 3])]))), 2);
+    /// assert_eq!(db.count(Some(&Filter::must([Condition::has_id([1u64, 3])])))?, 2);
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
-    pub fn count(&self, filter: Option<&Filter>) -> usize {
-        self.inner.engine.read().count(filter)
+    pub fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        self.call(OpKind::Count, || Ok(self.inner.engine.read().count(filter)))
     }
 
     /// One page of points in id order (see [`ScrollResponse`] for paging).
@@ -794,7 +847,7 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn scroll(&self, request: &ScrollRequest) -> Result<ScrollResponse> {
-        self.inner.engine.read().scroll(request)
+        self.call(OpKind::Scroll, || self.inner.engine.read().scroll(request))
     }
 
     /// Reclaims the space of deleted points now, in memory and (with storage) on disk through
@@ -812,13 +865,16 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn compact(&self) -> Result<()> {
-        let mut store = self.inner.store.lock();
-        self.inner.engine.write().compact();
-        let engine = self.exportable();
-        match store.as_mut() {
-            Some(store) => store.checkpoint(&engine),
-            None => Ok(()),
-        }
+        self.call(OpKind::Compact, || {
+            let mut store = self.inner.store.lock();
+            let _busy = self.inner.life.busy();
+            self.inner.engine.write().compact();
+            let engine = self.exportable();
+            match store.as_mut() {
+                Some(store) => store.checkpoint(&engine),
+                None => Ok(()),
+            }
+        })
     }
 
     /// Writes the whole state into a new segment and starts an empty log, so the next open
@@ -840,11 +896,14 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn checkpoint(&self) -> Result<()> {
-        let mut store = self.inner.store.lock();
-        match store.as_mut() {
-            Some(store) => store.checkpoint(&self.exportable()),
-            None => Ok(()),
-        }
+        self.call(OpKind::Checkpoint, || {
+            let mut store = self.inner.store.lock();
+            let _busy = self.inner.life.busy();
+            match store.as_mut() {
+                Some(store) => store.checkpoint(&self.exportable()),
+                None => Ok(()),
+            }
+        })
     }
 
     /// Makes every acknowledged write durable now (fsync), whatever the durability mode.
@@ -856,10 +915,10 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn flush(&self) -> Result<()> {
-        match self.inner.store.lock().as_mut() {
+        self.call(OpKind::Flush, || match self.inner.store.lock().as_mut() {
             Some(store) => store.flush(),
             None => Ok(()),
-        }
+        })
     }
 
     /// Writes a consistent copy of the live database into `dest`, which must be empty or
@@ -873,7 +932,7 @@ impl EmbeddedVectorDB {
     /// db.upsert(vec![Point::new(1, vec![1.0])])?;
     /// db.snapshot(&dest)?;
     /// let copy = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).data_dir(&dest).build()?)?;
-    /// assert_eq!(copy.count(None), 1);
+    /// assert_eq!(copy.count(None)?, 1);
     /// # drop(copy);
     /// # std::fs::remove_dir_all(&dest).unwrap();
     /// # Ok::<(), grape_vector_db::Error>(())
@@ -894,19 +953,24 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn snapshot_to(&self, dest: &dyn Storage) -> Result<()> {
-        // Holding the writer lock keeps the copy at one point of the log.
-        let store = self.inner.store.lock();
-        let engine = self.exportable();
-        let last_seq = store.as_ref().map_or(0, Store::last_seq);
-        Store::snapshot(&engine, last_seq, dest)
+        self.call(OpKind::Snapshot, || {
+            // Holding the writer lock keeps the copy at one point of the log.
+            let store = self.inner.store.lock();
+            let _busy = self.inner.life.busy();
+            let engine = self.exportable();
+            let last_seq = store.as_ref().map_or(0, Store::last_seq);
+            Store::snapshot(&engine, last_seq, dest)
+        })
     }
 
-    /// Counts and memory use.
+    /// Counts, sizes, state and uptime; answered in every state (all zeros once closed).
     ///
     /// ```
-    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
+    /// use grape_vector_db::{DatabaseState, EmbeddedConfig, EmbeddedVectorDB};
     /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
-    /// assert_eq!(db.stats().dimension, 2);
+    /// let stats = db.stats();
+    /// assert_eq!((stats.dimension, stats.state), (2, DatabaseState::Ready));
+    /// assert_eq!(stats.storage, "memory");
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn stats(&self) -> DatabaseStats {
@@ -917,7 +981,124 @@ impl EmbeddedVectorDB {
             dimension: engine.config().dimension,
             distance: engine.config().distance,
             memory: engine.memory(),
+            disk_bytes: self.disk_bytes(),
+            state: self.inner.life.state(),
+            uptime: self.inner.life.uptime(),
+            storage: self.inner.location.clone(),
             kernel: crate::distance::best().name.to_owned(),
         }
+    }
+
+    /// Bytes of the database's files: segment, log and manifest.
+    fn disk_bytes(&self) -> u64 {
+        if self.inner.location == "memory" || self.inner.life.state() == DatabaseState::Closed {
+            return 0;
+        }
+        let io = &self.inner.io;
+        io.segment_size.load(Relaxed)
+            + io.wal_size.load(Relaxed)
+            + crate::persist::manifest::BYTES as u64
+    }
+
+    /// Counters and latency histograms of every kind of call since open (see [`Metrics`]),
+    /// with `to_json` and `to_prometheus` exports; answered in every state.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+    /// db.upsert(vec![Point::new(1, vec![1.0]), Point::new(2, vec![2.0])])?;
+    /// let m = db.metrics();
+    /// assert_eq!((m.points_upserted, m.operations["upsert"].calls), (2, 1));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        let engine = self.inner.engine.read();
+        let figures = DatabaseFigures {
+            state: self.inner.life.state(),
+            uptime: self.inner.life.uptime(),
+            total_vectors: engine.len(),
+            memory_bytes: engine.memory().total(),
+            disk_bytes: self.disk_bytes(),
+        };
+        drop(engine);
+        self.inner.metrics.snapshot(&self.inner.io, figures)
+    }
+
+    /// Runs every health check now: storage (a probe write, read and sync; the log writer
+    /// usable), engine (a stored vector searched through the index finds itself), memory
+    /// (against `max_memory_mb`) and disk (free space). Never fails: a closed database reports
+    /// a critical lifecycle check.
+    ///
+    /// ```
+    /// use grape_vector_db::{CheckStatus, EmbeddedConfig, EmbeddedVectorDB};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// assert_eq!(db.health().status, CheckStatus::Healthy);
+    /// db.close()?;
+    /// assert_eq!(db.health().status, CheckStatus::Critical);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn health(&self) -> HealthStatus {
+        let start = Instant::now();
+        let status = match self.inner.life.begin(OpKind::Health) {
+            Ok(_in_flight) => self.run_health_checks(),
+            Err(e) => HealthStatus::new(
+                vec![health::timed("lifecycle", || {
+                    (CheckStatus::Critical, e.to_string())
+                })],
+                self.uptime(),
+            ),
+        };
+        self.inner
+            .metrics
+            .record(OpKind::Health, start.elapsed(), None);
+        status
+    }
+
+    /// The last result of the background health checker (`health_check_interval`), if it ran.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// assert!(db.last_health().is_none(), "no interval configured");
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn last_health(&self) -> Option<HealthStatus> {
+        self.inner.last_health.lock().clone()
+    }
+
+    fn run_health_checks(&self) -> HealthStatus {
+        let config = &self.inner.config;
+        let (storage, disk) = {
+            let store = self.inner.store.lock();
+            let storage = health::timed("storage", || match store.as_ref() {
+                None => (
+                    CheckStatus::Healthy,
+                    "in memory: nothing is written to storage".to_owned(),
+                ),
+                Some(s) => match s.probe() {
+                    Ok(()) => (
+                        CheckStatus::Healthy,
+                        format!(
+                            "{}: write, read back and sync succeeded",
+                            self.inner.location
+                        ),
+                    ),
+                    Err(why) => (CheckStatus::Critical, why),
+                },
+            });
+            let disk = health::timed("disk", || match store.as_ref() {
+                None => (CheckStatus::Healthy, "in memory: no disk used".to_owned()),
+                Some(s) => health::disk(s.space(), config.disk_warning_mb, config.disk_critical_mb),
+            });
+            (storage, disk)
+        };
+        let engine = self.inner.engine.read();
+        let k = self.inner.health_probe.fetch_add(7919, Relaxed);
+        let engine_check = health::timed("engine", || self_search(&engine, k));
+        let memory = health::timed("memory", || {
+            health::memory(engine.memory().total(), config.max_memory_mb)
+        });
+        drop(engine);
+        HealthStatus::new(vec![storage, engine_check, memory, disk], self.uptime())
     }
 }

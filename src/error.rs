@@ -5,6 +5,7 @@
 //! who did not write the failing call.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Result alias used by every fallible function of the crate.
 ///
@@ -102,6 +103,37 @@ pub enum Error {
     /// A write failed in a way that leaves the log's end unknown; the database refuses further
     /// writes until it is reopened (which recovers to the last complete record).
     WriterPoisoned(String),
+    /// Opening took longer than `EmbeddedConfig::startup_timeout`; the directory lock was
+    /// released and nothing was changed.
+    StartupTimeout {
+        /// The phase that ended past the limit (`"segments"`, `"wal_replay"`, ...).
+        phase: &'static str,
+        /// Time spent opening.
+        elapsed: Duration,
+        /// The configured limit.
+        limit: Duration,
+    },
+    /// `close` has started: the call was not run.
+    ShuttingDown,
+    /// The database is closed: the call was not run.
+    Closed,
+    /// `close` waited `shutdown_timeout` and calls were still running; the database stays in
+    /// `Shutting` (refusing new calls) and `close` can be called again.
+    ShutdownTimeout {
+        /// How long close waited.
+        waited: Duration,
+        /// The calls still in flight, by kind (`"1 upsert, 2 search"`).
+        still_running: String,
+    },
+    /// An upsert would take the database past `max_memory_mb`; nothing was stored.
+    MemoryBudgetExceeded {
+        /// The configured budget in bytes.
+        budget: usize,
+        /// Bytes held before the upsert.
+        used: usize,
+        /// Bytes the upsert would add.
+        needed: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -170,6 +202,35 @@ impl fmt::Display for Error {
                 "the write-ahead log could not be restored after a failed write ({why}); \
                  writes are refused until the database is reopened"
             ),
+            Error::StartupTimeout {
+                phase,
+                elapsed,
+                limit,
+            } => write!(
+                f,
+                "opening took {elapsed:?} (past the startup_timeout of {limit:?}) by the end of \
+                 the {phase} phase; the database was left unchanged and unlocked"
+            ),
+            Error::ShuttingDown => write!(f, "the database is shutting down; the call was not run"),
+            Error::Closed => write!(f, "the database is closed; open it again to use it"),
+            Error::ShutdownTimeout {
+                waited,
+                still_running,
+            } => write!(
+                f,
+                "close waited {waited:?} and calls were still running ({still_running}); new \
+                 calls are refused, call close again to finish"
+            ),
+            Error::MemoryBudgetExceeded {
+                budget,
+                used,
+                needed,
+            } => write!(
+                f,
+                "the upsert needs {needed} more bytes but {used} of the max_memory_mb budget of \
+                 {budget} bytes are in use; nothing was stored (delete points, compact, or raise \
+                 max_memory_mb)"
+            ),
         }
     }
 }
@@ -199,6 +260,11 @@ impl Error {
             Error::UnsupportedFormat { .. } => "UnsupportedFormat",
             Error::AlreadyOpen(_) => "AlreadyOpen",
             Error::WriterPoisoned(_) => "WriterPoisoned",
+            Error::StartupTimeout { .. } => "StartupTimeout",
+            Error::ShuttingDown => "ShuttingDown",
+            Error::Closed => "Closed",
+            Error::ShutdownTimeout { .. } => "ShutdownTimeout",
+            Error::MemoryBudgetExceeded { .. } => "MemoryBudgetExceeded",
         }
     }
 }

@@ -20,30 +20,39 @@
 //! - [`Point`], [`PointId`], [`Payload`], [`Distance`]: the data model, in Qdrant's JSON shapes.
 //! - [`Filter`] and [`Condition`]: payload filters (`must`, `should`, `must_not`, `min_should`).
 //! - [`SearchRequest`], [`SearchResponse`], [`ScrollRequest`], [`Record`]: requests and answers.
+//! - [`DatabaseState`], [`ShutdownReport`], [`HealthStatus`], [`Metrics`]: the lifecycle, health
+//!   checks and metrics of an open database (`close`, `health`, `metrics`).
 //! - [`Error`]: every failure, with a message meant for the person who made the call.
 //!
 //! See `ARCHITECTURE.md` in the repository for how the pieces fit together.
 
 #![warn(missing_docs)]
 
+mod clock;
+mod config;
 mod db;
 mod distance;
 mod engine;
 mod error;
 mod filter;
+mod health;
+mod lifecycle;
+mod metrics;
 mod persist;
 mod point;
 mod search;
 mod stats;
 pub mod storage;
 
-pub use db::{
-    EmbeddedConfig, EmbeddedConfigBuilder, EmbeddedVectorDB, UpsertSummary, MAX_DIMENSION,
-};
+pub use config::{EmbeddedConfig, EmbeddedConfigBuilder, MAX_DIMENSION};
+pub use db::{EmbeddedVectorDB, UpsertSummary};
 pub use error::{Error, Result};
 pub use filter::{
     Condition, FieldCondition, Filter, KeyPath, Match, MatchValue, MinShould, Range, ValuesCount,
 };
+pub use health::{CheckStatus, HealthCheck, HealthStatus};
+pub use lifecycle::{DatabaseState, ShutdownHook, ShutdownReport, StartupReport};
+pub use metrics::{LatencySummary, Metrics, OperationMetrics};
 pub use persist::{Durability, OpenReport};
 pub use point::{Distance, Payload, Point, PointId};
 pub use search::{

@@ -1,7 +1,10 @@
 //! Figures a database reports about itself.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::DatabaseState;
 use crate::point::Distance;
 
 /// Counts and sizes of a database.
@@ -27,6 +30,14 @@ pub struct DatabaseStats {
     pub distance: Distance,
     /// Bytes held in memory, by part.
     pub memory: MemoryStats,
+    /// Bytes of the database's files (0 in memory).
+    pub disk_bytes: u64,
+    /// Where the database is in its life.
+    pub state: DatabaseState,
+    /// Time since open.
+    pub uptime: Duration,
+    /// Where the data lives: a directory, `"memory storage"`, or `"memory"` (no storage).
+    pub storage: String,
     /// The distance kernel in use (`"avx2+fma"`, `"neon"`, `"simd128"` or `"scalar"`).
     pub kernel: String,
 }

@@ -17,7 +17,7 @@ fn searches_keep_running_while_a_bulk_load_is_indexed() {
         EmbeddedConfig::builder(16)
             .distance(Distance::Euclid)
             // One building thread, so the reader has a core of its own on a 2-core machine.
-            .index_threads(1)
+            .thread_pool_size(1)
             .hnsw(Some(HnswConfig {
                 full_scan_threshold: 100,
                 ..HnswConfig::default()

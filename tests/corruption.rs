@@ -188,7 +188,7 @@ fn a_torn_log_tail_is_cut_and_reported() {
     drop(db);
     let db = EmbeddedVectorDB::open_with_storage(config(), Arc::new(storage)).unwrap();
     assert_eq!(db.open_report().wal_bytes_truncated, 0);
-    assert_eq!(db.count(None), states[3].len() + 1);
+    assert_eq!(db.count(None).unwrap(), states[3].len() + 1);
 }
 
 #[test]

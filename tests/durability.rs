@@ -374,7 +374,11 @@ fn a_failed_write_changes_nothing_and_loses_nothing_acknowledged() {
         assert!(err.to_string().contains("no space left"));
         storage.fail_writes.store(false, SeqCst);
         if durability == Durability::Sync {
-            assert_eq!(db.count(None), 1, "the failed upsert was not applied");
+            assert_eq!(
+                db.count(None).unwrap(),
+                1,
+                "the failed upsert was not applied"
+            );
         }
         db.upsert(vec![Point::new(3, vec![3.0, 3.0])]).unwrap();
         db.flush().unwrap();
@@ -405,12 +409,12 @@ fn a_failed_fsync_refuses_further_writes_until_reopened() {
     let err = db.upsert(vec![Point::new(3, vec![3.0, 3.0])]).unwrap_err();
     assert!(matches!(err, Error::WriterPoisoned(_)), "{err}");
     assert_eq!(
-        db.count(None),
+        db.count(None).unwrap(),
         1,
         "reads still work, with acknowledged data only"
     );
     drop(db);
     let db = EmbeddedVectorDB::open_with_storage(config(2), Arc::new(storage)).unwrap();
-    assert!(db.get([1u64]).len() == 1);
+    assert!(db.get([1u64]).unwrap().len() == 1);
     db.upsert(vec![Point::new(3, vec![3.0, 3.0])]).unwrap();
 }

@@ -116,7 +116,7 @@ fn deleted_points_are_never_returned_and_filters_always_hold() {
     load(&db, &data);
     // Delete every third point: tombstones stay in the graph as waypoints.
     db.delete((0..6_000u64).filter(|i| i % 3 == 0)).unwrap();
-    let live = db.count(None);
+    let live = db.count(None).unwrap();
     let mut rng = Rng::new(2);
     for round in 0..60 {
         let q: Vec<f32> = data.row(rng.below(6_000)).to_vec();
@@ -130,7 +130,7 @@ fn deleted_points_are_never_returned_and_filters_always_hold() {
         let mut req = SearchRequest::new(q, limit).with_payload(true);
         req.filter = filter.clone();
         let res = db.search(&req).unwrap();
-        let matching = filter.as_ref().map_or(live, |f| db.count(Some(f)));
+        let matching = filter.as_ref().map_or(live, |f| db.count(Some(f)).unwrap());
         assert_eq!(res.result.len(), limit.min(matching), "round {round}");
         for p in &res.result {
             let PointId::Num(n) = p.id else {
@@ -239,7 +239,7 @@ fn the_graph_is_the_same_however_many_threads_build_it() {
         .collect();
     let answers = |threads: usize| {
         let mut cfg = config();
-        cfg.index_threads = threads;
+        cfg.thread_pool_size = threads;
         let db = EmbeddedVectorDB::open(cfg).unwrap();
         load(&db, &data);
         db.search_batch(&queries)

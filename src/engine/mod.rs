@@ -178,15 +178,47 @@ impl Engine {
     /// Slots that may match `filter`, from the payload indexes, when an indexed `must`
     /// condition narrows it down (the whole filter must still be checked on each).
     fn index_candidates(&self, filter: &Filter) -> Option<Candidates<'_>> {
-        self.indexes.candidates(filter, || {
-            Box::new(
-                self.slot_ids
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, id)| id.is_some())
-                    .map(|(slot, _)| (slot as u32, self.payloads.get(slot))),
-            )
-        })
+        self.indexes
+            .candidates(filter, || Box::new(self.live_payloads()))
+    }
+
+    /// Live slots with their payloads, for building payload indexes.
+    fn live_payloads(&self) -> impl Iterator<Item = (u32, &Payload)> + '_ {
+        self.slot_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| id.is_some())
+            .map(|(slot, _)| (slot as u32, self.payloads.get(slot)))
+    }
+
+    /// Makes the first queries as fast as the rest: indexes points still outside the graph,
+    /// builds the payload indexes, reads a word of every page of the vectors and of the graph
+    /// (faulting in mapped files) and runs a few searches through the upper layers. Returns a
+    /// checksum of what it read, so the reads cannot be optimised away.
+    pub fn warm_up(&mut self) -> u64 {
+        self.index_pending();
+        self.indexes.build_all(|| Box::new(self.live_payloads()));
+        const PAGE: usize = 4096;
+        let slots = self.slot_ids.len();
+        let rows_per_page = (PAGE / (self.vectors.stride() * 4)).max(1);
+        let mut sum = 0u64;
+        for slot in (0..slots).step_by(rows_per_page) {
+            sum = sum.wrapping_add(u64::from(self.vectors.get(slot)[0].to_bits()));
+        }
+        if let Some(graph) = &self.graph {
+            for &word in graph.links0().iter().step_by(PAGE / 4) {
+                sum = sum.wrapping_add(u64::from(word));
+            }
+        }
+        for k in 0..8 {
+            if let Some((_, vector)) = self.sample_live(k * 7919) {
+                let request = SearchRequest::new(vector, 10);
+                if let Ok(found) = self.search_batch(std::slice::from_ref(&request)) {
+                    sum = sum.wrapping_add(found[0].result.len() as u64);
+                }
+            }
+        }
+        std::hint::black_box(sum)
     }
 
     /// Turns deferred indexing on (log replay) or off; see the `defer_indexing` field.
@@ -906,6 +938,38 @@ impl Engine {
     /// not for many).
     pub fn export_wants_compaction(&self) -> bool {
         self.dead * 10 > self.slot_ids.len()
+    }
+
+    /// Bytes an upsert of `points` would add to [`Engine::memory`]: each point takes a new slot
+    /// (replacements too), its vector row, a node of the graph, id entries and its payload.
+    pub fn bytes_for_upsert(&self, points: &[Point]) -> usize {
+        let graph_node = self.config.hnsw.as_ref().map_or(0, |h| {
+            // A level-0 list (count + 2m slots), its level byte, and on average a 1/m share of
+            // an upper-layer list (count + m slots).
+            (1 + 2 * h.m) * 4 + 1 + (1 + h.m) * 4 / h.m.max(1)
+        });
+        let per_point = self.vectors.stride() * 4
+            + graph_node
+            + std::mem::size_of::<(PointId, u32)>()
+            + std::mem::size_of::<usize>()
+            + std::mem::size_of::<Option<PointId>>()
+            + std::mem::size_of::<std::sync::OnceLock<Payload>>();
+        points
+            .iter()
+            .map(|p| per_point + payloads::heap_bytes(&p.payload))
+            .sum()
+    }
+
+    /// The `k`-th live point (counting from the `k % slots`-th slot onwards), with its vector:
+    /// the health check searches for it.
+    pub fn sample_live(&self, k: usize) -> Option<(PointId, Vec<f32>)> {
+        let slots = self.slot_ids.len();
+        if self.ids.is_empty() || slots == 0 {
+            return None;
+        }
+        (0..slots)
+            .map(|i| (k + i) % slots)
+            .find_map(|s| self.slot_ids[s].map(|id| (id, self.vectors.get(s).to_vec())))
     }
 
     pub fn memory(&self) -> MemoryStats {

@@ -50,6 +50,14 @@ struct FieldIndex {
 }
 
 impl FieldIndex {
+    fn build<'a>(key: &KeyPath, payloads: impl Iterator<Item = (u32, &'a Payload)>) -> Self {
+        let mut built = FieldIndex::default();
+        for (slot, payload) in payloads {
+            built.add(key, slot, payload);
+        }
+        built
+    }
+
     fn add(&mut self, key: &KeyPath, slot: u32, payload: &Payload) {
         key.for_each_leaf(payload, &mut |v| match IndexKey::of_value(v) {
             Some(k) => {
@@ -187,13 +195,7 @@ impl PayloadIndexes {
             let Some((key, index)) = self.fields.iter().find(|(k, _)| *k == fc.key) else {
                 continue;
             };
-            let index = index.get_or_init(|| {
-                let mut built = FieldIndex::default();
-                for (slot, payload) in payloads() {
-                    built.add(key, slot, payload);
-                }
-                built
-            });
+            let index = index.get_or_init(|| FieldIndex::build(key, payloads()));
             if let Some(lists) = index.lists(condition) {
                 // The lists are exactly the filter's matches (among live slots) when the filter
                 // is this one condition and no payload changed in place.
@@ -209,6 +211,16 @@ impl PayloadIndexes {
             }
         }
         best
+    }
+
+    /// Builds every index not built yet (warmup), so no query pays for it.
+    pub fn build_all<'a>(
+        &self,
+        payloads: impl Fn() -> Box<dyn Iterator<Item = (u32, &'a Payload)> + 'a>,
+    ) {
+        for (key, index) in &self.fields {
+            index.get_or_init(|| FieldIndex::build(key, payloads()));
+        }
     }
 
     /// Bytes held by the built indexes (an estimate).

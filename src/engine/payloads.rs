@@ -126,7 +126,7 @@ impl PayloadStore {
 
 /// An estimate of the heap bytes a payload holds (strings, arrays, map entries); exact
 /// accounting would need a custom allocator, and this is within a small factor of it.
-fn heap_bytes(p: &Payload) -> usize {
+pub(crate) fn heap_bytes(p: &Payload) -> usize {
     fn value(v: &Value) -> usize {
         match v {
             Value::String(s) => s.capacity(),

@@ -11,7 +11,7 @@ use super::segment::{distance_code, distance_from_code};
 pub(crate) const NAME: &str = "MANIFEST";
 const MAGIC: &[u8; 8] = b"GRAPEMAN";
 pub(crate) const VERSION: u32 = 1;
-const BYTES: usize = 48;
+pub(crate) const BYTES: usize = 48;
 
 /// The database's identity and current files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@ pub(crate) mod manifest;
 pub(crate) mod segment;
 pub(crate) mod wal;
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{stride_for, Engine, EngineConfig, UpsertSummary};
 use crate::error::{Error, Result};
-use crate::storage::{io_error, Storage};
+use crate::lifecycle::{StartupClock, StartupReport};
+use crate::metrics::IoCounters;
+use crate::storage::{io_error, Storage, StorageSpace};
 use manifest::Manifest;
 use wal::{WalOp, WalWriter};
 
@@ -82,6 +85,15 @@ pub struct OpenReport {
     /// Bytes of a torn or damaged log tail that were cut off (writes that were never
     /// acknowledged, or damage after the last good record).
     pub wal_bytes_truncated: u64,
+    /// How long each phase of the open took.
+    pub startup: StartupReport,
+}
+
+/// How the log is written, and where its counters go.
+pub(crate) struct StoreOptions {
+    pub durability: Durability,
+    pub checkpoint_bytes: u64,
+    pub io: Arc<IoCounters>,
 }
 
 /// An open database directory: the lock, the manifest and the log writer.
@@ -95,6 +107,7 @@ pub(crate) struct Store {
     /// Log size at which the next automatic checkpoint is tried (pushed back after a failure,
     /// so a full disk does not make every write attempt a checkpoint).
     auto_checkpoint_at: u64,
+    io: Arc<IoCounters>,
     // Dropped last: the lock outlives every file handle above.
     _lock: Box<dyn Send + Sync>,
 }
@@ -104,14 +117,22 @@ fn is_ours(name: &str) -> bool {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `storage` and rebuilds the engine from it.
+    /// Opens (or creates) the database in `storage` and rebuilds the engine from it, timing
+    /// each phase on `clock` (which fails the open once past the startup timeout; the lock is
+    /// released on every error path, as the guard is dropped).
     pub fn open(
         storage: Arc<dyn Storage>,
         config: EngineConfig,
-        durability: Durability,
-        checkpoint_bytes: u64,
+        options: StoreOptions,
+        clock: &mut StartupClock,
     ) -> Result<(Store, Engine, OpenReport)> {
+        let StoreOptions {
+            durability,
+            checkpoint_bytes,
+            io,
+        } = options;
         let lock = storage.lock()?;
+        clock.report.lock = clock.lap("lock")?;
         let where_ = storage.location();
         let names = storage.list().map_err(io_error("list", &where_))?;
         let mut report = OpenReport::default();
@@ -155,6 +176,7 @@ impl Store {
         {
             storage.remove(stale).map_err(io_error("remove", stale))?;
         }
+        clock.report.manifest = clock.lap("manifest")?;
 
         let (mut engine, mut last_seq) = if manifest.has_segment {
             let seg = segment::read(
@@ -166,10 +188,12 @@ impl Store {
             )?;
             let last_seq = seg.last_seq;
             report.segment_points = seg.rows;
+            io.segment_size.store(seg.file_bytes, Relaxed);
             (Engine::from_segment(config, seg)?, last_seq)
         } else {
             (Engine::new(config), 0)
         };
+        clock.report.segments = clock.lap("segments")?;
 
         let file = storage
             .open(&wal_name, false)
@@ -177,7 +201,10 @@ impl Store {
         let replay = wal::replay(&*file, &wal_name, engine.config().dimension)?;
         report.wal_bytes_truncated = replay.truncated_bytes;
         engine.set_deferred_indexing(true);
-        for (seq, op) in replay.ops {
+        for (i, (seq, op)) in replay.ops.into_iter().enumerate() {
+            if i % 64 == 63 {
+                clock.check("wal_replay")?;
+            }
             if seq <= last_seq {
                 continue; // already in the segment
             }
@@ -193,16 +220,18 @@ impl Store {
             report.wal_records_replayed += 1;
         }
         engine.set_deferred_indexing(false);
+        clock.report.wal_replay = clock.lap("wal_replay")?;
         // Compactions during replay left the graph to rebuild, and points replayed are still
         // unindexed: both are done lazily (searches scan unindexed points exactly).
         let store = Store {
-            wal: WalWriter::new(file, wal_name, replay.end),
+            wal: WalWriter::new(file, wal_name, replay.end, io.clone()),
             storage,
             manifest,
             next_seq: last_seq + 1,
             durability,
             checkpoint_bytes,
             auto_checkpoint_at: checkpoint_bytes,
+            io,
             _lock: lock,
         };
         Ok((store, engine, report))
@@ -224,6 +253,42 @@ impl Store {
     /// Makes every acknowledged write durable.
     pub fn flush(&mut self) -> Result<()> {
         self.wal.sync()
+    }
+
+    /// Checks that the storage accepts writes: the log writer is usable, and a probe file can be
+    /// written, read back identical, synced and removed. Returns what failed.
+    pub fn probe(&self) -> std::result::Result<(), String> {
+        if let Some(why) = self.wal.poisoned() {
+            return Err(format!("the write-ahead log refuses writes: {why}"));
+        }
+        // Ends in `.tmp`, so an open after a crash mid-probe removes it.
+        const PROBE: &str = "health-probe.tmp";
+        let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
+        let result = (|| -> std::io::Result<()> {
+            let file = self.storage.open(PROBE, true)?;
+            file.set_len(0)?;
+            file.write_at(0, &pattern)?;
+            file.sync()?;
+            let mut back = vec![0u8; pattern.len()];
+            file.read_at(0, &mut back)?;
+            if back != pattern {
+                return Err(std::io::Error::other("read back different bytes"));
+            }
+            Ok(())
+        })();
+        let removed = self.storage.remove(PROBE);
+        match (result, removed) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(format!(
+                "probe write to {} failed: {e}",
+                self.storage.location()
+            )),
+        }
+    }
+
+    /// Free and total space where the database lives, if the backend knows.
+    pub fn space(&self) -> std::io::Result<Option<StorageSpace>> {
+        self.storage.space()
     }
 
     /// Whether the log has grown past the automatic checkpoint threshold.
@@ -251,6 +316,10 @@ impl Store {
         let seg_name = segment::file_name(next.generation);
         let wal_name = wal::file_name(next.generation);
         let written = write_generation(&*self.storage, engine, &next, self.next_seq - 1);
+        if let Ok(bytes) = written {
+            self.io.segment_bytes_written.fetch_add(bytes, Relaxed);
+            self.io.segment_size.store(bytes, Relaxed);
+        }
         if let Err(e) = written {
             // The old generation is untouched and still current; clear the debris.
             let _ = self.storage.remove(&seg_name);
@@ -259,13 +328,14 @@ impl Store {
         }
         // The manifest now names the new generation: that was the commit point.
         self.auto_checkpoint_at = self.checkpoint_bytes;
+        self.io.checkpoints.fetch_add(1, Relaxed);
         let file = self
             .storage
             .open(&wal_name, false)
             .map_err(io_error("open", &wal_name))?;
         let old = std::mem::replace(
             &mut self.wal,
-            WalWriter::new(file, wal_name, wal::HEADER_BYTES),
+            WalWriter::new(file, wal_name, wal::HEADER_BYTES, self.io.clone()),
         );
         let old_seg = segment::file_name(self.manifest.generation);
         self.manifest = next;
@@ -293,7 +363,7 @@ impl Store {
             generation: 1,
             has_segment: true,
         };
-        write_generation(dest, engine, &manifest, last_seq)
+        write_generation(dest, engine, &manifest, last_seq).map(drop)
     }
 
     /// Sequence number of the last logged write.
@@ -302,22 +372,24 @@ impl Store {
     }
 }
 
-/// Writes segment and empty log of `manifest.generation`, then the manifest itself.
+/// Writes segment and empty log of `manifest.generation`, then the manifest itself; returns the
+/// segment's size.
 fn write_generation(
     storage: &dyn Storage,
     engine: &Engine,
     manifest: &Manifest,
     last_seq: u64,
-) -> Result<()> {
+) -> Result<u64> {
     let seg_name = segment::file_name(manifest.generation);
-    segment::write(storage, &seg_name, &engine.export(last_seq))?;
+    let bytes = segment::write(storage, &seg_name, &engine.export(last_seq))?;
     wal::create(
         storage,
         &wal::file_name(manifest.generation),
         manifest.dimension,
         manifest.generation,
     )?;
-    manifest.write(storage)
+    manifest.write(storage)?;
+    Ok(bytes)
 }
 
 /// What applying a write did.

@@ -61,6 +61,8 @@ pub(crate) struct SegmentData {
     pub payload_data: Bytes,
     /// The HNSW graph over the rows, when the segment has one.
     pub graph: Option<GraphParts>,
+    /// Size of the whole file.
+    pub file_bytes: u64,
 }
 
 /// One row to write: id, vector (`dim` floats) and payload JSON.
@@ -351,5 +353,6 @@ pub(crate) fn read(
         payload_offsets: views[2].clone(),
         payload_data: views[3].clone(),
         graph,
+        file_bytes: bytes.len() as u64,
     })
 }

@@ -1,7 +1,11 @@
 //! The write-ahead log: every acknowledged change, appended as a checksummed record before it is
 //! applied, and replayed on open. See FORMAT.md for the bytes.
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
+use crate::metrics::IoCounters;
 use crate::point::{Payload, Point, PointId};
 use crate::storage::{io_error, Storage, StorageFile};
 
@@ -233,13 +237,17 @@ pub(crate) struct WalWriter {
     dirty: bool,
     /// Set when a failed write could not be undone; every later write is refused.
     poisoned: Option<String>,
+    /// End of the part of the file known to be durable.
+    synced_end: u64,
+    io: Arc<IoCounters>,
 }
 
 /// Pending bytes beyond which `OnFlush` writes (without syncing) to bound memory.
 const MAX_PENDING: usize = 8 << 20;
 
 impl WalWriter {
-    pub fn new(file: Box<dyn StorageFile>, name: String, end: u64) -> Self {
+    pub fn new(file: Box<dyn StorageFile>, name: String, end: u64, io: Arc<IoCounters>) -> Self {
+        io.wal_size.store(end, Relaxed);
         WalWriter {
             file,
             name,
@@ -247,7 +255,14 @@ impl WalWriter {
             pending: Vec::new(),
             dirty: false,
             poisoned: None,
+            synced_end: end,
+            io,
         }
+    }
+
+    /// Why the writer refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
     }
 
     pub fn name(&self) -> &str {
@@ -274,9 +289,11 @@ impl WalWriter {
         self.check_poison()?;
         let before = self.pending.len();
         self.pending.extend_from_slice(record);
+        self.io.wal_size.store(self.size(), Relaxed);
         if !buffer || self.pending.len() >= MAX_PENDING {
             if let Err(e) = self.write_pending() {
                 self.pending.truncate(before);
+                self.io.wal_size.store(self.size(), Relaxed);
                 return Err(e);
             }
         }
@@ -293,6 +310,9 @@ impl WalWriter {
         match self.file.write_at(self.end, &self.pending) {
             Ok(()) => {
                 self.end += self.pending.len() as u64;
+                self.io
+                    .wal_bytes_written
+                    .fetch_add(self.pending.len() as u64, Relaxed);
                 self.pending.clear();
                 self.dirty = true;
                 Ok(())
@@ -320,6 +340,10 @@ impl WalWriter {
                 return Err(err);
             }
             self.dirty = false;
+            self.io
+                .wal_bytes_synced
+                .fetch_add(self.end - self.synced_end, Relaxed);
+            self.synced_end = self.end;
         }
         Ok(())
     }
@@ -350,7 +374,7 @@ mod tests {
     fn write_log(storage: &MemoryStorage) -> u64 {
         create(storage, "w", 2, 1).unwrap();
         let file = storage.open("w", false).unwrap();
-        let mut w = WalWriter::new(file, "w".into(), HEADER_BYTES);
+        let mut w = WalWriter::new(file, "w".into(), HEADER_BYTES, Default::default());
         for (i, op) in ops().iter().enumerate() {
             w.append(&encode(i as u64 + 1, op), false).unwrap();
         }

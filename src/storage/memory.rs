@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{Bytes, Storage, StorageFile};
+use super::{Bytes, Storage, StorageFile, StorageSpace};
 use crate::error::{Error, Result};
 
 type SharedFile = Arc<RwLock<Vec<u8>>>;
@@ -27,6 +27,38 @@ type SharedFile = Arc<RwLock<Vec<u8>>>;
 pub struct MemoryStorage {
     files: Arc<Mutex<BTreeMap<String, SharedFile>>>,
     locked: Arc<AtomicBool>,
+    quota: Arc<Quota>,
+}
+
+/// Bytes held by all files, and the most they may hold.
+#[derive(Default)]
+struct Quota {
+    limit: Option<u64>,
+    used: AtomicU64,
+}
+
+impl Quota {
+    /// Accounts a file growing from `old` to `new` bytes, or fails like a full disk.
+    fn resize(&self, old: usize, new: usize) -> io::Result<()> {
+        let (old, new) = (old as u64, new as u64);
+        if new <= old {
+            self.used.fetch_sub(old - new, Ordering::AcqRel);
+            return Ok(());
+        }
+        let grow = new - old;
+        let limit = self.limit.unwrap_or(u64::MAX);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(grow).filter(|&u| u <= limit)
+            })
+            .map(drop)
+            .map_err(|used| {
+                io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!("quota of {limit} bytes exceeded ({used} used, {grow} more asked)"),
+                )
+            })
+    }
 }
 
 impl MemoryStorage {
@@ -40,6 +72,27 @@ impl MemoryStorage {
         Self::default()
     }
 
+    /// An empty directory that holds at most `bytes` in all its files: writes beyond fail as on
+    /// a full disk (`ErrorKind::StorageFull`), like a browser storage quota.
+    ///
+    /// ```
+    /// use grape_vector_db::storage::{MemoryStorage, Storage};
+    /// let dir = MemoryStorage::with_quota(4);
+    /// let f = dir.open("f", true)?;
+    /// f.write_at(0, b"abcd")?;
+    /// assert_eq!(f.write_at(4, b"e").unwrap_err().kind(), std::io::ErrorKind::StorageFull);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_quota(bytes: u64) -> Self {
+        MemoryStorage {
+            quota: Arc::new(Quota {
+                limit: Some(bytes),
+                used: AtomicU64::new(0),
+            }),
+            ..Self::default()
+        }
+    }
+
     fn get(&self, name: &str) -> io::Result<SharedFile> {
         self.files
             .lock()
@@ -49,7 +102,7 @@ impl MemoryStorage {
     }
 }
 
-struct MemoryFile(SharedFile);
+struct MemoryFile(SharedFile, Arc<Quota>);
 
 impl StorageFile for MemoryFile {
     fn len(&self) -> io::Result<u64> {
@@ -72,6 +125,7 @@ impl StorageFile for MemoryFile {
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
         let end = start + src.len();
         if data.len() < end {
+            self.1.resize(data.len(), end)?;
             data.resize(end, 0);
         }
         data[start..end].copy_from_slice(src);
@@ -80,7 +134,9 @@ impl StorageFile for MemoryFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
-        self.0.write().resize(len, 0);
+        let mut data = self.0.write();
+        self.1.resize(data.len(), len)?;
+        data.resize(len, 0);
         Ok(())
     }
 
@@ -108,7 +164,7 @@ impl Storage for MemoryStorage {
         } else {
             self.get(name)?
         };
-        Ok(Box::new(MemoryFile(file)))
+        Ok(Box::new(MemoryFile(file, self.quota.clone())))
     }
 
     fn read_all(&self, name: &str) -> io::Result<Bytes> {
@@ -120,7 +176,10 @@ impl Storage for MemoryStorage {
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
-        self.files.lock().remove(name);
+        if let Some(file) = self.files.lock().remove(name) {
+            // Open handles keep the bytes alive, but they no longer count, as on a disk.
+            self.quota.resize(file.read().len(), 0)?;
+        }
         Ok(())
     }
 
@@ -129,7 +188,9 @@ impl Storage for MemoryStorage {
         let file = files
             .remove(from)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {from}")))?;
-        files.insert(to.to_owned(), file);
+        if let Some(replaced) = files.insert(to.to_owned(), file) {
+            self.quota.resize(replaced.read().len(), 0)?;
+        }
         Ok(())
     }
 
@@ -146,5 +207,12 @@ impl Storage for MemoryStorage {
 
     fn location(&self) -> String {
         "memory storage".to_owned()
+    }
+
+    fn space(&self) -> io::Result<Option<StorageSpace>> {
+        Ok(self.quota.limit.map(|total| StorageSpace {
+            total,
+            free: total.saturating_sub(self.quota.used.load(Ordering::Acquire)),
+        }))
     }
 }

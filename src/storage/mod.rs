@@ -82,6 +82,28 @@ pub trait Storage: Send + Sync {
     fn lock(&self) -> Result<Box<dyn Send + Sync>>;
     /// Where the directory is, for messages.
     fn location(&self) -> String;
+    /// Free and total bytes of the medium the directory is on, when the backend can tell
+    /// (the health check's disk probe); `None` by default.
+    fn space(&self) -> io::Result<Option<StorageSpace>> {
+        Ok(None)
+    }
+}
+
+/// Space on the medium that holds a [`Storage`].
+///
+/// ```
+/// use grape_vector_db::storage::{MemoryStorage, Storage, StorageSpace};
+/// let dir = MemoryStorage::with_quota(1000);
+/// dir.open("f", true)?.write_at(0, &[0u8; 100])?;
+/// assert_eq!(dir.space()?, Some(StorageSpace { free: 900, total: 1000 }));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StorageSpace {
+    /// Bytes that can still be written.
+    pub free: u64,
+    /// Size of the medium (or quota).
+    pub total: u64,
 }
 
 /// An immutable, cheaply clonable view of bytes that may live in a memory map.

@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{Bytes, Storage, StorageFile};
+use super::{Bytes, Storage, StorageFile, StorageSpace};
 use crate::error::{Error, Result};
 
 /// Name of the file that carries the directory's exclusive lock.
@@ -202,5 +202,27 @@ impl Storage for FsStorage {
 
     fn location(&self) -> String {
         self.dir.display().to_string()
+    }
+
+    #[cfg(unix)]
+    fn space(&self) -> io::Result<Option<StorageSpace>> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `statvfs` only writes into the zeroed struct we pass, and reads the path, a
+        // NUL-terminated string that outlives the call. Exercised by the disk health tests.
+        let stat = unsafe {
+            let mut stat: libc::statvfs = std::mem::zeroed();
+            if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            stat
+        };
+        let frsize = stat.f_frsize as u64;
+        Ok(Some(StorageSpace {
+            // Blocks available to unprivileged users: what a write can rely on.
+            free: stat.f_bavail as u64 * frsize,
+            total: stat.f_blocks as u64 * frsize,
+        }))
     }
 }

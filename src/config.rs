@@ -1,0 +1,408 @@
+//! [`EmbeddedConfig`]: everything chosen when a database is opened, validated in one place.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::filter::KeyPath;
+use crate::persist::Durability;
+use crate::point::Distance;
+use crate::search::HnswConfig;
+
+/// Largest supported dimension; beyond it a single vector would be over 256 KiB.
+pub const MAX_DIMENSION: usize = 65_536;
+
+/// How a database is opened. Build it with [`EmbeddedConfig::builder`], which validates.
+///
+/// ```
+/// use grape_vector_db::{Distance, EmbeddedConfig};
+/// let config = EmbeddedConfig::builder(384)
+///     .distance(Distance::Dot)
+///     .max_points(1_000_000)
+///     .build()?;
+/// assert_eq!(config.dimension, 384);
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddedConfig {
+    /// Length of every vector.
+    pub dimension: usize,
+    /// How vectors are compared.
+    pub distance: Distance,
+    /// Most live points the database accepts (`None`: up to 2^32 - 1).
+    pub max_points: Option<usize>,
+    /// Largest `limit + offset` of a search or `limit` of a scroll.
+    pub max_search_limit: usize,
+    /// Where the database lives on disk; `None` keeps it in memory only (native builds).
+    pub data_dir: Option<PathBuf>,
+    /// When writes become durable (ignored without storage).
+    pub durability: Durability,
+    /// A checkpoint runs by itself once the write-ahead log exceeds this many bytes.
+    pub checkpoint_wal_bytes: u64,
+    /// The HNSW index (default on); `None` for exact search only, and faster upserts.
+    pub hnsw: Option<HnswConfig>,
+    /// Payload keys to index (keyword, integer and bool values), so that filters on them
+    /// (`match` value/any, integer `range`) score only matching points. Built on first use.
+    pub payload_indexes: Vec<String>,
+    /// Threads for parallel work: building the HNSW graph during large upserts and answering
+    /// large `search_batch` calls (0, the default: all cores; 1: the calling thread only).
+    /// Single searches always run on the calling thread: call from several threads at once.
+    /// In WebAssembly everything runs on the calling thread.
+    pub thread_pool_size: usize,
+    /// Most memory the database may hold, in MiB (`None`: no limit). An upsert that would
+    /// exceed it fails with [`Error::MemoryBudgetExceeded`]; the health check warns above 90%.
+    /// Counts vectors (mapped ones too), graph, payloads, ids and indexes.
+    pub max_memory_mb: Option<usize>,
+    /// Warm up on open: fault in the mapped files, build the payload indexes, index points
+    /// replayed from the log and run a few searches, so that the first queries are as fast as
+    /// the rest. Costs open time (see `OpenReport::startup`).
+    pub enable_warmup: bool,
+    /// Opening fails with [`Error::StartupTimeout`] (releasing the lock) when it takes longer.
+    pub startup_timeout: Option<Duration>,
+    /// How long `close` waits for calls in flight before giving up with
+    /// [`Error::ShutdownTimeout`].
+    pub shutdown_timeout: Duration,
+    /// Write a checkpoint on `close`, so the next open replays no log (slower close, faster open).
+    pub checkpoint_on_close: bool,
+    /// Run the health checks in a background thread at this interval (native only); read the
+    /// last result with `EmbeddedVectorDB::last_health`.
+    pub health_check_interval: Option<Duration>,
+    /// The disk check warns when free space falls below this many MiB (or 10% of the disk).
+    pub disk_warning_mb: u64,
+    /// The disk check is critical when free space falls below this many MiB.
+    pub disk_critical_mb: u64,
+}
+
+impl EmbeddedConfig {
+    /// Starts a configuration for vectors of `dimension` floats, with Cosine distance.
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(3).build().unwrap();
+    /// assert_eq!(c.distance, grape_vector_db::Distance::Cosine);
+    /// ```
+    pub fn builder(dimension: usize) -> EmbeddedConfigBuilder {
+        EmbeddedConfigBuilder {
+            config: EmbeddedConfig {
+                dimension,
+                distance: Distance::default(),
+                max_points: None,
+                max_search_limit: 10_000,
+                data_dir: None,
+                durability: Durability::default(),
+                checkpoint_wal_bytes: 64 << 20,
+                hnsw: Some(HnswConfig::default()),
+                payload_indexes: Vec::new(),
+                thread_pool_size: 0,
+                max_memory_mb: None,
+                enable_warmup: false,
+                startup_timeout: None,
+                shutdown_timeout: Duration::from_secs(5),
+                checkpoint_on_close: false,
+                health_check_interval: None,
+                disk_warning_mb: 1024,
+                disk_critical_mb: 64,
+            },
+        }
+    }
+
+    /// Checks every field; [`EmbeddedVectorDB::open`] calls it too, so a hand-built or
+    /// deserialised config is checked as well.
+    ///
+    /// ```
+    /// let mut c = grape_vector_db::EmbeddedConfig::builder(3).build().unwrap();
+    /// c.dimension = 0;
+    /// assert!(c.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if self.dimension == 0 || self.dimension > MAX_DIMENSION {
+            return Err(Error::InvalidConfig(format!(
+                "dimension is {} but must be between 1 and {MAX_DIMENSION}",
+                self.dimension
+            )));
+        }
+        if self.max_search_limit == 0 {
+            return Err(Error::InvalidConfig(
+                "max_search_limit must be at least 1".to_owned(),
+            ));
+        }
+        if self.checkpoint_wal_bytes == 0 {
+            return Err(Error::InvalidConfig(
+                "checkpoint_wal_bytes must be at least 1".to_owned(),
+            ));
+        }
+        if let Durability::Batched { interval } = self.durability {
+            if interval.is_zero() {
+                return Err(Error::InvalidConfig(
+                    "Durability::Batched needs an interval above zero (or use Durability::Sync)"
+                        .to_owned(),
+                ));
+            }
+        }
+        if let Some(h) = &self.hnsw {
+            if !(2..=128).contains(&h.m) || h.ef_construction == 0 || h.ef == 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "hnsw: m must be between 2 and 128 and ef_construction and ef at least 1 \
+                     (got m {}, ef_construction {}, ef {})",
+                    h.m, h.ef_construction, h.ef
+                )));
+            }
+        }
+        for key in &self.payload_indexes {
+            key.parse::<KeyPath>()
+                .map_err(|e| Error::InvalidConfig(format!("payload_indexes: {e}")))?;
+        }
+        if self.max_memory_mb == Some(0) {
+            return Err(Error::InvalidConfig(
+                "max_memory_mb must be at least 1 (or None for no limit)".to_owned(),
+            ));
+        }
+        if self.health_check_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::InvalidConfig(
+                "health_check_interval must be above zero (or None)".to_owned(),
+            ));
+        }
+        if self.disk_critical_mb > self.disk_warning_mb {
+            return Err(Error::InvalidConfig(format!(
+                "disk_critical_mb ({}) must not exceed disk_warning_mb ({})",
+                self.disk_critical_mb, self.disk_warning_mb
+            )));
+        }
+        if self.max_points == Some(0) {
+            return Err(Error::InvalidConfig(
+                "max_points must be at least 1 (or None for no limit)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builder of [`EmbeddedConfig`].
+///
+/// ```
+/// let b = grape_vector_db::EmbeddedConfig::builder(8).max_search_limit(100);
+/// assert_eq!(b.build()?.max_search_limit, 100);
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfigBuilder {
+    config: EmbeddedConfig,
+}
+
+impl EmbeddedConfigBuilder {
+    /// Sets the distance (default Cosine).
+    ///
+    /// ```
+    /// use grape_vector_db::{Distance, EmbeddedConfig};
+    /// assert_eq!(EmbeddedConfig::builder(2).distance(Distance::Euclid).build()?.distance, Distance::Euclid);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn distance(mut self, distance: Distance) -> Self {
+        self.config.distance = distance;
+        self
+    }
+
+    /// Caps the number of live points; an upsert that would exceed it fails as a whole.
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).max_points(10).build()?;
+    /// assert_eq!(c.max_points, Some(10));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn max_points(mut self, max: usize) -> Self {
+        self.config.max_points = Some(max);
+        self
+    }
+
+    /// Caps `limit + offset` of searches and `limit` of scrolls (default 10,000).
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).max_search_limit(5).build()?;
+    /// assert_eq!(c.max_search_limit, 5);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn max_search_limit(mut self, max: usize) -> Self {
+        self.config.max_search_limit = max;
+        self
+    }
+
+    /// Stores the database in `dir` (created if missing); reopening the same directory finds
+    /// the data again.
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).data_dir("/tmp/grape-example").build()?;
+    /// assert!(c.data_dir.is_some());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets when writes become durable (default [`Durability::Sync`]).
+    ///
+    /// ```
+    /// use grape_vector_db::{Durability, EmbeddedConfig};
+    /// let c = EmbeddedConfig::builder(2).durability(Durability::OnFlush).build()?;
+    /// assert_eq!(c.durability, Durability::OnFlush);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.config.durability = durability;
+        self
+    }
+
+    /// Sets the log size that triggers an automatic checkpoint (default 64 MiB).
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).checkpoint_wal_bytes(1 << 20).build()?;
+    /// assert_eq!(c.checkpoint_wal_bytes, 1 << 20);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
+        self.config.checkpoint_wal_bytes = bytes;
+        self
+    }
+
+    /// Indexes a payload key, so filters on it (`match` value/any, integer `range`) score only
+    /// the points that can match instead of checking every payload.
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).payload_index("tenant").build()?;
+    /// assert_eq!(c.payload_indexes, vec!["tenant".to_string()]);
+    /// assert!(grape_vector_db::EmbeddedConfig::builder(2).payload_index("a..b").build().is_err());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn payload_index(mut self, key: impl Into<String>) -> Self {
+        self.config.payload_indexes.push(key.into());
+        self
+    }
+
+    /// Sets how many threads build the graph during large upserts and answer large search
+    /// batches (0: all cores; 1: the calling thread only). Results are the same whatever the
+    /// number.
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).thread_pool_size(1).build()?;
+    /// assert_eq!(c.thread_pool_size, 1);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn thread_pool_size(mut self, threads: usize) -> Self {
+        self.config.thread_pool_size = threads;
+        self
+    }
+
+    /// Caps the memory the database holds, in MiB (see [`EmbeddedConfig::max_memory_mb`]).
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).max_memory_mb(512).build()?;
+    /// assert_eq!(c.max_memory_mb, Some(512));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn max_memory_mb(mut self, mb: usize) -> Self {
+        self.config.max_memory_mb = Some(mb);
+        self
+    }
+
+    /// Warms the database up on open (see [`EmbeddedConfig::enable_warmup`]).
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).enable_warmup(true).build()?;
+    /// assert!(c.enable_warmup);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn enable_warmup(mut self, on: bool) -> Self {
+        self.config.enable_warmup = on;
+        self
+    }
+
+    /// Fails an open that takes longer than `limit`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).startup_timeout(Duration::from_secs(1)).build()?;
+    /// assert_eq!(c.startup_timeout, Some(Duration::from_secs(1)));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn startup_timeout(mut self, limit: Duration) -> Self {
+        self.config.startup_timeout = Some(limit);
+        self
+    }
+
+    /// Sets how long `close` waits for calls in flight (default 5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).shutdown_timeout(Duration::from_secs(1)).build()?;
+    /// assert_eq!(c.shutdown_timeout, Duration::from_secs(1));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn shutdown_timeout(mut self, limit: Duration) -> Self {
+        self.config.shutdown_timeout = limit;
+        self
+    }
+
+    /// Writes a checkpoint on `close` (default off).
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).checkpoint_on_close(true).build()?;
+    /// assert!(c.checkpoint_on_close);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn checkpoint_on_close(mut self, on: bool) -> Self {
+        self.config.checkpoint_on_close = on;
+        self
+    }
+
+    /// Runs the health checks in the background every `interval` (native only).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).health_check_interval(Duration::from_secs(30)).build()?;
+    /// assert_eq!(c.health_check_interval, Some(Duration::from_secs(30)));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn health_check_interval(mut self, interval: Duration) -> Self {
+        self.config.health_check_interval = Some(interval);
+        self
+    }
+
+    /// Sets the free-space thresholds of the disk check, in MiB (defaults 1024 and 64).
+    ///
+    /// ```
+    /// let c = grape_vector_db::EmbeddedConfig::builder(2).disk_thresholds_mb(100, 10).build()?;
+    /// assert_eq!((c.disk_warning_mb, c.disk_critical_mb), (100, 10));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn disk_thresholds_mb(mut self, warning: u64, critical: u64) -> Self {
+        self.config.disk_warning_mb = warning;
+        self.config.disk_critical_mb = critical;
+        self
+    }
+
+    /// Sets the HNSW index parameters, or `None` to search exactly only.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, HnswConfig};
+    /// let c = EmbeddedConfig::builder(2)
+    ///     .hnsw(Some(HnswConfig { m: 32, ..HnswConfig::default() }))
+    ///     .build()?;
+    /// assert_eq!(c.hnsw.unwrap().m, 32);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn hnsw(mut self, hnsw: Option<HnswConfig>) -> Self {
+        self.config.hnsw = hnsw;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    ///
+    /// ```
+    /// assert!(grape_vector_db::EmbeddedConfig::builder(0).build().is_err());
+    /// ```
+    pub fn build(self) -> Result<EmbeddedConfig> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
