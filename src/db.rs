@@ -623,14 +623,11 @@ impl EmbeddedVectorDB {
         let mut busy = None;
         loop {
             let mut engine = self.inner.engine.write();
-            let indexed = engine.index_pending_up_to(INDEX_CHUNK);
-            if indexed == 0 {
+            if engine.index_pending_up_to(INDEX_CHUNK) == 0 {
                 return engine;
             }
-            if indexed == INDEX_CHUNK {
-                // A bulk load or a graph rebuild: more chunks to come.
-                busy.get_or_insert_with(|| self.inner.life.busy());
-            }
+            // A bulk load or a graph rebuild: more chunks to come.
+            busy.get_or_insert_with(|| self.inner.life.busy());
             // Hand the lock to waiting searches rather than taking it straight back.
             RwLockWriteGuard::unlock_fair(engine);
         }

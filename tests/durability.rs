@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::faulty::FaultyStorage;
 use common::Rng;
 use grape_vector_db::storage::{MemoryStorage, Storage};
 use grape_vector_db::{
@@ -261,104 +262,11 @@ fn random_operations_with_reopens_equal_a_model() {
 }
 
 /// A storage whose writes and syncs can be made to fail, like a full or failing disk.
-#[derive(Clone)]
-struct FlakyStorage {
-    inner: MemoryStorage,
-    fail_writes: Arc<std::sync::atomic::AtomicBool>,
-    fail_syncs: Arc<std::sync::atomic::AtomicBool>,
-}
-
-struct FlakyFile {
-    inner: Box<dyn grape_vector_db::storage::StorageFile>,
-    storage: FlakyStorage,
-}
-
-fn flag(f: &std::sync::atomic::AtomicBool) -> bool {
-    f.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-fn full() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::StorageFull,
-        "no space left (simulated by the test)",
-    )
-}
-
-impl grape_vector_db::storage::StorageFile for FlakyFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        if flag(&self.storage.fail_writes) {
-            // A torn write: half of it lands, then the error.
-            self.inner.write_at(offset, &data[..data.len() / 2])?;
-            return Err(full());
-        }
-        self.inner.write_at(offset, data)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync(&self) -> std::io::Result<()> {
-        if flag(&self.storage.fail_syncs) {
-            return Err(std::io::Error::other(
-                "fsync failed (simulated by the test)",
-            ));
-        }
-        self.inner.sync()
-    }
-}
-
-impl Storage for FlakyStorage {
-    fn open(
-        &self,
-        name: &str,
-        create: bool,
-    ) -> std::io::Result<Box<dyn grape_vector_db::storage::StorageFile>> {
-        Ok(Box::new(FlakyFile {
-            inner: self.inner.open(name, create)?,
-            storage: self.clone(),
-        }))
-    }
-    fn read_all(&self, name: &str) -> std::io::Result<grape_vector_db::storage::Bytes> {
-        self.inner.read_all(name)
-    }
-    fn list(&self) -> std::io::Result<Vec<String>> {
-        self.inner.list()
-    }
-    fn remove(&self, name: &str) -> std::io::Result<()> {
-        self.inner.remove(name)
-    }
-    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self) -> std::io::Result<()> {
-        self.inner.sync_dir()
-    }
-    fn lock(&self) -> grape_vector_db::Result<Box<dyn Send + Sync>> {
-        self.inner.lock()
-    }
-    fn location(&self) -> String {
-        "flaky test storage".into()
-    }
-}
-
-fn flaky() -> FlakyStorage {
-    FlakyStorage {
-        inner: MemoryStorage::new(),
-        fail_writes: Arc::default(),
-        fail_syncs: Arc::default(),
-    }
-}
-
 #[test]
 fn a_failed_write_changes_nothing_and_loses_nothing_acknowledged() {
     use std::sync::atomic::Ordering::SeqCst;
     for durability in [Durability::Sync, Durability::OnFlush] {
-        let storage = flaky();
+        let storage = FaultyStorage::new();
         let mut cfg = config(2);
         cfg.durability = durability;
         let db =
@@ -397,7 +305,7 @@ fn a_failed_write_changes_nothing_and_loses_nothing_acknowledged() {
 #[test]
 fn a_failed_fsync_refuses_further_writes_until_reopened() {
     use std::sync::atomic::Ordering::SeqCst;
-    let storage = flaky();
+    let storage = FaultyStorage::new();
     let db = EmbeddedVectorDB::open_with_storage(config(2), Arc::new(storage.clone())).unwrap();
     db.upsert(vec![Point::new(1, vec![1.0, 1.0])]).unwrap();
     storage.fail_syncs.store(true, SeqCst);

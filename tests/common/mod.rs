@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+pub mod faulty;
+
 /// SplitMix64: tiny, fast and good enough for test data; a seed reproduces a failure.
 pub struct Rng(u64);
 
