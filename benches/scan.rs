@@ -9,17 +9,12 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use grape_vector_db::{Distance, EmbeddedConfig, EmbeddedVectorDB, Point, SearchRequest};
 
 const ROWS: usize = 100_000;
 const DIM: usize = 384;
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
 
 /// Read bandwidth of one core: sum a 1 GiB buffer with independent accumulators (vectorised by
 /// the compiler), best of several passes.
@@ -65,7 +60,7 @@ fn main() {
         let bytes = (ROWS * DIM * 4) as f64;
         let queries: Vec<Vec<f32>> = (0..64).map(|i| data.row(i * 1000).to_vec()).collect();
 
-        let single = median(
+        let single = common::median(
             queries
                 .iter()
                 .map(|q| {

@@ -14,11 +14,6 @@ use std::time::{Duration, Instant};
 
 use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, Point};
 
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
@@ -106,7 +101,7 @@ fn main() {
         assert_eq!(db.open_report().wal_records_replayed, 1000);
         drop(db);
     }
-    let open = median(times);
+    let open = common::median(times);
     println!(
         "reopen ({} points + 1,000 log records, warm cache): {open:.2?}",
         data.rows

@@ -1,6 +1,7 @@
-//! The demo: builds a 100K-vector database with its HNSW index on disk (or reopens the one the
-//! previous run built), runs searches through the index and exactly, with and without filters,
-//! and prints timings, recall and stats.
+//! The demo: the whole life of a database. Opens (building a 100K-vector database with its HNSW
+//! index on disk, or reopening and warming up the one the previous run built), registers a
+//! shutdown hook, checks health, runs searches through the index and exactly, with and without
+//! filters, prints timings, recall, stats and metrics, and closes gracefully with its report.
 //!
 //! It uses the real WordNet glosses embedded with all-MiniLM-L6-v2 from
 //! `../shared/data/wordnet-minilm` when that folder exists, and synthetic clustered vectors
@@ -102,10 +103,6 @@ fn load_points(source: &Source) -> Result<Vec<Point>, Box<dyn std::error::Error>
     Ok(points)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let source = match common::wordnet_dir() {
         Some(dir) => {
@@ -131,19 +128,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .data_dir(&dir)
         // The bulk load is made durable by the checkpoint that follows it.
         .durability(Durability::OnFlush)
+        .enable_warmup(true)
+        .startup_timeout(Duration::from_secs(30))
         .build()?;
 
     let t = Instant::now();
     let db = EmbeddedVectorDB::open(config)?;
     let opened = t.elapsed();
-    if db.count(None).unwrap() == N {
+    println!("state: {:?}", db.state());
+    db.on_shutdown(|| {
+        println!("shutdown hook: ran after the log was flushed");
+        Ok(())
+    })?;
+    if db.count(None)? == N {
         let r = db.open_report();
+        let s = r.startup;
         println!(
             "reopened {} in {opened:.2?} ({} points from the checkpoint, {} log records replayed); \
              delete the folder to rebuild",
             dir.display(),
             r.segment_points,
             r.wal_records_replayed
+        );
+        println!(
+            "  phases: lock {:.2?}, manifest {:.2?}, segments {:.2?}, log replay {:.2?}, \
+             warmup {:.2?}",
+            s.lock, s.manifest, s.segments, s.wal_replay, s.warmup
         );
     } else {
         db.delete_by_filter(&Filter::default())?;
@@ -165,7 +175,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "upserted {} points in {took:.2?} ({:.0} points/s), checkpoint to {} in {:.2?}; \
              the next run reopens it",
-            db.count(None).unwrap(),
+            db.count(None)?,
             N as f64 / took.as_secs_f64(),
             dir.display(),
             t.elapsed()
@@ -197,7 +207,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .count();
             }
         }
-        latencies.sort();
         let recall = match data.ground_truth {
             Some(_) => format!(", recall@{k} {:.4}", hits as f64 / (n_queries * k) as f64),
             None => String::new(),
@@ -210,8 +219,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 "HNSW index, ef 64"
             },
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.99),
+            common::percentile(&mut latencies, 0.5),
+            common::percentile(&mut latencies, 0.99),
             scored / n_queries
         );
     }
@@ -243,7 +252,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         serde_json::from_value(json!({"must": [{"key": "gloss_words", "range": {"lt": 4}}]}))?
     };
-    let matching = db.count(Some(&filter)).unwrap();
+    let matching = db.count(Some(&filter))?;
     let t = Instant::now();
     let res = db.search(
         &SearchRequest::new(data.vectors.row(query_row).to_vec(), 5)
@@ -252,7 +261,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!(
         "filtered search ({matching} of {} points match) in {:.2?}:",
-        db.count(None).unwrap(),
+        db.count(None)?,
         t.elapsed()
     );
     if let Some(texts) = &data.texts {
@@ -278,6 +287,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.memory.payloads as f64 / 1048576.0,
         stats.memory.ids as f64 / 1048576.0,
         stats.memory.index as f64 / 1048576.0
+    );
+
+    let health = db.health();
+    println!("health: {:?}", health.status);
+    for check in &health.checks {
+        println!(
+            "  {:<8} {:<8} {} ({:.2?})",
+            check.name,
+            format!("{:?}", check.status),
+            check.message,
+            check.duration
+        );
+    }
+    let metrics = db.metrics();
+    let search = metrics.operations["search"];
+    println!(
+        "metrics: {} searches (p50 {:.0} us, p99 {:.0} us), {} points upserted, uptime {:.2?}; \
+         `metrics().to_prometheus()` exports them",
+        search.calls,
+        search.latency.p50_us,
+        search.latency.p99_us,
+        metrics.points_upserted,
+        metrics.uptime
+    );
+
+    let report = db.close()?;
+    println!(
+        "closed in {:.2?}: {} calls drained, {} log bytes flushed in {:.2?}, hooks {:.2?}, state {:?}",
+        report.total,
+        report.operations_drained,
+        report.bytes_flushed,
+        report.flush,
+        report.hooks,
+        db.state()
     );
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! (open, warmup, close), health checks and metrics.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
@@ -16,7 +16,7 @@ use crate::health::{self, CheckStatus, HealthStatus};
 use crate::lifecycle::{DatabaseState, LifecycleManager, OpKind, ShutdownReport, StartupClock};
 use crate::metrics::{DatabaseFigures, IoCounters, Metrics, MetricsCollector};
 use crate::persist::wal::WalOp;
-use crate::persist::{apply, Applied, Durability, OpenReport, Store, StoreOptions};
+use crate::persist::{apply, Applied, OpenReport, Store, StoreOptions};
 use crate::point::{Point, PointId};
 use crate::search::{
     Record, ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,
@@ -350,7 +350,8 @@ impl EmbeddedVectorDB {
     #[cfg(not(target_arch = "wasm32"))]
     fn spawn_background(&self) {
         let has_store = self.inner.store.lock().is_some();
-        if let (true, Durability::Batched { interval }) = (has_store, self.inner.config.durability)
+        if let (true, crate::Durability::Batched { interval }) =
+            (has_store, self.inner.config.durability)
         {
             // A failed fsync poisons the log writer, so the next write reports it.
             self.spawn_every("grape-wal-sync", interval, |inner| {
@@ -377,7 +378,7 @@ impl EmbeddedVectorDB {
         interval: Duration,
         job: impl Fn(&Arc<Inner>) + Send + 'static,
     ) {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let weak: std::sync::Weak<Inner> = Arc::downgrade(&self.inner);
         let spawned = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || loop {

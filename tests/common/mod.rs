@@ -8,6 +8,25 @@ use std::path::PathBuf;
 
 pub mod faulty;
 
+/// The `p` quantile (0..=1) of `xs` (sorted in place).
+pub fn percentile(xs: &mut [std::time::Duration], p: f64) -> std::time::Duration {
+    xs.sort_unstable();
+    xs[((xs.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The median of `xs`.
+pub fn median(mut xs: Vec<std::time::Duration>) -> std::time::Duration {
+    percentile(&mut xs, 0.5)
+}
+
+/// Resident memory of this process in bytes (Linux; 0 elsewhere).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
 /// SplitMix64: tiny, fast and good enough for test data; a seed reproduces a failure.
 pub struct Rng(u64);
 
