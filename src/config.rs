@@ -107,7 +107,7 @@ impl EmbeddedConfig {
         }
     }
 
-    /// Checks every field; [`EmbeddedVectorDB::open`] calls it too, so a hand-built or
+    /// Checks every field; [`EmbeddedVectorDB::open`](crate::EmbeddedVectorDB::open) calls it too, so a hand-built or
     /// deserialised config is checked as well.
     ///
     /// ```

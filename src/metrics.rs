@@ -223,8 +223,8 @@ pub struct OperationMetrics {
     pub latency: LatencySummary,
 }
 
-/// Everything the database counts about itself, from [`EmbeddedVectorDB::metrics`]
-/// (`crate::EmbeddedVectorDB::metrics`).
+/// Everything the database counts about itself, from
+/// [`EmbeddedVectorDB::metrics`](crate::EmbeddedVectorDB::metrics).
 ///
 /// ```
 /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, SearchRequest};
