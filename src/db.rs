@@ -961,6 +961,41 @@ impl EmbeddedVectorDB {
         })
     }
 
+    /// The whole database as one byte string (a consistent snapshot of every file, in the
+    /// native format): open it anywhere with [`EmbeddedVectorDB::import_archive`], natively or
+    /// in the browser (OPFS, IndexedDB).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, storage::MemoryStorage};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// db.upsert(vec![Point::new(7, vec![1.0, 0.5])])?;
+    /// let bytes = db.export_archive()?;
+    /// let dest = MemoryStorage::new();
+    /// EmbeddedVectorDB::import_archive(&bytes, &dest)?;
+    /// let copy = EmbeddedVectorDB::open_with_storage(db.config().clone(), Arc::new(dest))?;
+    /// assert_eq!(copy.count(None)?, 1);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn export_archive(&self) -> Result<Vec<u8>> {
+        let copy = crate::storage::MemoryStorage::new();
+        self.snapshot_to(&copy)?;
+        crate::persist::archive::pack(&copy)
+    }
+
+    /// Writes the database packed by [`EmbeddedVectorDB::export_archive`] into the empty
+    /// `dest`; then open `dest`. A damaged archive is refused (`Error::Corrupt`) before anything
+    /// is written.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedVectorDB, Error, storage::MemoryStorage};
+    /// let err = EmbeddedVectorDB::import_archive(b"not an archive", &MemoryStorage::new());
+    /// assert!(matches!(err, Err(Error::Corrupt { .. })));
+    /// ```
+    pub fn import_archive(archive: &[u8], dest: &dyn Storage) -> Result<()> {
+        crate::persist::archive::unpack(archive, dest)
+    }
+
     /// Counts, sizes, state and uptime; answered in every state (all zeros once closed).
     ///
     /// ```

@@ -80,6 +80,16 @@ pub enum Error {
         /// The underlying error.
         message: String,
     },
+    /// The disk (or the browser's storage quota) is full. Nothing was half-written: the write
+    /// that hit the limit was not applied, and what was acknowledged before is intact.
+    StorageFull {
+        /// What was being done.
+        op: &'static str,
+        /// The file concerned.
+        file: String,
+        /// The underlying error.
+        message: String,
+    },
     /// A file of the database is damaged: a checksum, length or magic number is wrong.
     Corrupt {
         /// The damaged file.
@@ -113,6 +123,8 @@ pub enum Error {
         /// The configured limit.
         limit: Duration,
     },
+    /// The database was opened read-only (another tab or worker writes it): writes are refused.
+    ReadOnly(String),
     /// `close` has started: the call was not run.
     ShuttingDown,
     /// The database is closed: the call was not run.
@@ -175,6 +187,11 @@ impl fmt::Display for Error {
             ),
             Error::InvalidConfig(msg) => write!(f, "invalid configuration: {msg}"),
             Error::Io { op, file, message } => write!(f, "could not {op} {file}: {message}"),
+            Error::StorageFull { op, file, message } => write!(
+                f,
+                "could not {op} {file}: storage is full ({message}); the write was not applied: \
+                 free space (delete points and compact, or other files) or raise the quota"
+            ),
             Error::Corrupt {
                 file,
                 offset,
@@ -210,6 +227,11 @@ impl fmt::Display for Error {
                 f,
                 "opening took {elapsed:?} (past the startup_timeout of {limit:?}) by the end of \
                  the {phase} phase; the database was left unchanged and unlocked"
+            ),
+            Error::ReadOnly(why) => write!(
+                f,
+                "the database is open read-only ({why}); writes are refused: close the writer \
+                 and reopen without readOnly to write"
             ),
             Error::ShuttingDown => write!(f, "the database is shutting down; the call was not run"),
             Error::Closed => write!(f, "the database is closed; open it again to use it"),
@@ -256,11 +278,13 @@ impl Error {
             Error::LimitExceeded { .. } => "LimitExceeded",
             Error::InvalidConfig(_) => "InvalidConfig",
             Error::Io { .. } => "Io",
+            Error::StorageFull { .. } => "StorageFull",
             Error::Corrupt { .. } => "Corrupt",
             Error::UnsupportedFormat { .. } => "UnsupportedFormat",
             Error::AlreadyOpen(_) => "AlreadyOpen",
             Error::WriterPoisoned(_) => "WriterPoisoned",
             Error::StartupTimeout { .. } => "StartupTimeout",
+            Error::ReadOnly(_) => "ReadOnly",
             Error::ShuttingDown => "ShuttingDown",
             Error::Closed => "Closed",
             Error::ShutdownTimeout { .. } => "ShutdownTimeout",

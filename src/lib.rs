@@ -43,6 +43,8 @@ mod point;
 mod search;
 mod stats;
 pub mod storage;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
 
 pub use config::{EmbeddedConfig, EmbeddedConfigBuilder, MAX_DIMENSION};
 pub use db::{EmbeddedVectorDB, UpsertSummary};
@@ -60,6 +62,8 @@ pub use search::{
     SearchResponse,
 };
 pub use stats::{DatabaseStats, MemoryStats};
+#[cfg(target_arch = "wasm32")]
+pub use wasm::GrapeDB;
 
 /// The README's Rust example, run as a doctest so it cannot go stale.
 #[cfg(doctest)]

@@ -57,6 +57,20 @@ impl From<i32> for PointId {
     }
 }
 
+impl PointId {
+    /// Parses a JSON id (an unsigned integer or a UUID string) with a typed error.
+    ///
+    /// ```
+    /// use grape_vector_db::{Error, PointId};
+    /// assert_eq!(PointId::from_json(&serde_json::json!(7))?, PointId::Num(7));
+    /// assert!(matches!(PointId::from_json(&serde_json::json!(-1)), Err(Error::InvalidPointId(_))));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_json(value: &serde_json::Value) -> Result<PointId> {
+        PointId::deserialize(value).map_err(|_| Error::InvalidPointId(value.to_string()))
+    }
+}
+
 impl FromStr for PointId {
     type Err = Error;
 
@@ -233,6 +247,35 @@ impl Point {
             id: id.into(),
             vector,
             payload: Payload::new(),
+        }
+    }
+
+    /// Parses a point in Qdrant's JSON shape (`{"id", "vector", "payload"}`) with a typed error
+    /// naming what is wrong (`InvalidPointId`, `PayloadNotObject`, `MalformedFilter`).
+    ///
+    /// ```
+    /// use grape_vector_db::{Error, Point};
+    /// use serde_json::json;
+    /// let p = Point::from_json(&json!({"id": 3, "vector": [1, 2], "payload": {"a": 1}}))?;
+    /// assert_eq!(p.vector, vec![1.0, 2.0]);
+    /// assert_eq!(Point::from_json(&json!({"id": 3, "vector": [1], "payload": 5})), Err(Error::PayloadNotObject));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_json(value: &serde_json::Value) -> Result<Point> {
+        let malformed = |what: &str| Error::MalformedFilter(format!("point: {what}"));
+        let obj = value
+            .as_object()
+            .ok_or_else(|| malformed("expected an object {\"id\", \"vector\", \"payload\"}"))?;
+        let id = PointId::from_json(obj.get("id").ok_or_else(|| malformed("missing \"id\""))?)?;
+        let vector = obj
+            .get("vector")
+            .and_then(|v| v.as_array())
+            .and_then(|items| items.iter().map(|x| x.as_f64().map(|f| f as f32)).collect())
+            .ok_or_else(|| malformed("\"vector\" must be an array of numbers"))?;
+        let point = Point::new(id, vector);
+        match obj.get("payload") {
+            None | Some(serde_json::Value::Null) => Ok(point),
+            Some(payload) => point.with_payload(payload.clone()),
         }
     }
 

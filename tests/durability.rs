@@ -278,7 +278,10 @@ fn a_failed_write_changes_nothing_and_loses_nothing_acknowledged() {
             .upsert(vec![Point::new(2, vec![2.0, 2.0])])
             .and_then(|_| db.flush());
         let err = failed.unwrap_err();
-        assert!(matches!(err, Error::Io { .. }), "{durability:?}: {err}");
+        assert!(
+            matches!(err, Error::StorageFull { .. }),
+            "{durability:?}: {err}"
+        );
         assert!(err.to_string().contains("no space left"));
         storage.fail_writes.store(false, SeqCst);
         if durability == Durability::Sync {

@@ -392,7 +392,7 @@ fn health_checks_fail_when_their_resource_does() {
             Err(e) => break e,
         }
     };
-    assert!(matches!(full, Error::Io { .. }), "{full}");
+    assert!(matches!(full, Error::StorageFull { .. }), "{full}");
     assert_eq!(
         db.count(None).unwrap() as u64,
         stored,

@@ -17,6 +17,7 @@ compile_error!(
     "the file formats are little-endian and read in place; big-endian targets are not supported"
 );
 
+pub(crate) mod archive;
 pub(crate) mod codec;
 pub(crate) mod manifest;
 pub(crate) mod segment;

@@ -14,10 +14,14 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+#[cfg(target_arch = "wasm32")]
+mod browser;
 mod memory;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 
+#[cfg(target_arch = "wasm32")]
+pub use browser::{IdbStorage, OpfsStorage};
 pub use memory::MemoryStorage;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::FsStorage;
@@ -169,14 +173,22 @@ impl fmt::Debug for Bytes {
     }
 }
 
-/// Turns an I/O error into [`Error::Io`] naming the operation and the file.
+/// Turns an I/O error into [`Error::Io`] (or [`Error::StorageFull`] for a full disk or quota)
+/// naming the operation and the file.
 pub(crate) fn io_error<'a>(
     op: &'static str,
     file: &'a str,
 ) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |e| Error::Io {
-        op,
-        file: file.to_owned(),
-        message: e.to_string(),
+    move |e| match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Error::StorageFull {
+            op,
+            file: file.to_owned(),
+            message: e.to_string(),
+        },
+        _ => Error::Io {
+            op,
+            file: file.to_owned(),
+            message: e.to_string(),
+        },
     }
 }

@@ -1,0 +1,123 @@
+//! The JS API in Node (memory storage): round trip, errors with codes, shared test vectors,
+//! export and import of a database as bytes. `cargo test --target wasm32-unknown-unknown`.
+#![cfg(target_arch = "wasm32")]
+
+#[path = "wasm_common/mod.rs"]
+mod common;
+
+use common::*;
+use grape_vector_db::GrapeDB;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+#[wasm_bindgen_test]
+async fn round_trip_in_memory() {
+    let db = open(r#"{"dimension": 8, "storage": "auto"}"#)
+        .await
+        .unwrap();
+    let stats = db.stats().unwrap();
+    assert_eq!(
+        text(&js_sys::Reflect::get(&stats, &"backend".into()).unwrap()),
+        "\"memory\""
+    );
+    let summary = db.upsert(points(0, 50, 8)).unwrap();
+    assert_eq!(text(&summary), r#"{"inserted":50,"updated":0}"#);
+    let q: Vec<f32> = (0..8)
+        .map(|d| ((7 * 31 + d * 17) % 97) as f32 / 97.0 - 0.5)
+        .collect();
+    let found = db.search(&q, js(r#"{"limit": 3}"#)).unwrap();
+    assert!(ids(&found).starts_with("[7,"), "{}", ids(&found));
+    let even = db
+        .search(
+            &q,
+            js(r#"{"limit": 3, "filter": {"must": [{"key": "even", "match": {"value": true}}]}}"#),
+        )
+        .unwrap();
+    assert!(!ids(&even).contains("7"), "{}", ids(&even));
+    assert_eq!(
+        db.count(js(r#"{"must": [{"key": "i", "range": {"lt": 10}}]}"#))
+            .unwrap(),
+        10
+    );
+    let got = db.get(js("[3, 999]")).unwrap();
+    assert_eq!(ids(&got), "[3]");
+    assert_eq!(db.delete(js("[1, 2, 999]")).unwrap(), 2);
+    assert_eq!(
+        db.delete_by_filter(js(r#"{"must": [{"key": "i", "range": {"gte": 40}}]}"#))
+            .unwrap(),
+        10
+    );
+    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 38);
+    let batch = db
+        .search_batch(
+            js_sys::Array::of2(
+                &js_sys::Float32Array::from(&q[..]),
+                &js_sys::Float32Array::from(&q[..]),
+            ),
+            JsValue::UNDEFINED,
+        )
+        .unwrap();
+    assert_eq!(js_sys::Array::from(&batch).length(), 2);
+    assert_eq!(db.state(), "Ready");
+    let report = done(db.close()).await.unwrap();
+    assert!(text(&report).contains("hook_errors"));
+    assert_eq!(db.state(), "Closed");
+    let err = db.count(JsValue::UNDEFINED).unwrap_err();
+    assert_eq!(code(&err), "Closed");
+    assert!(js_sys::Error::from(err)
+        .message()
+        .as_string()
+        .unwrap()
+        .contains("closed"));
+}
+
+#[wasm_bindgen_test]
+async fn bad_options_are_errors_with_codes() {
+    for (options, expected) in [
+        (r#"{"dimension": 0}"#, "InvalidConfig"),
+        (r#"{"dimension": 3, "storage": "floppy"}"#, "InvalidConfig"),
+        (r#"{"dimension": 3, "durability": "sync"}"#, "InvalidConfig"),
+        (r#"{"dimension": 3, "unknownOption": 1}"#, "InvalidConfig"),
+    ] {
+        let err = open(options)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{options} opened"));
+        assert_eq!(code(&err), expected, "{options}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn shared_vectors_in_node() {
+    shared_vectors("memory").await;
+}
+
+#[wasm_bindgen_test]
+async fn export_and_import_bytes() {
+    let db = open(r#"{"dimension": 8}"#).await.unwrap();
+    db.upsert(points(0, 30, 8)).unwrap();
+    let bytes = db.export_bytes().unwrap();
+    let options = js(r#"{"dimension": 8}"#);
+    js_sys::Reflect::set(&options, &"import".into(), &bytes).unwrap();
+    let copy = GrapeDB::connect(options).await.unwrap();
+    assert_eq!(copy.count(JsValue::UNDEFINED).unwrap(), 30);
+    let broken = js(r#"{"dimension": 8}"#);
+    js_sys::Reflect::set(
+        &broken,
+        &"import".into(),
+        &js_sys::Uint8Array::from(&b"garbage"[..]),
+    )
+    .unwrap();
+    let err = GrapeDB::connect(broken).await.err().unwrap();
+    assert_eq!(code(&err), "Corrupt");
+}
+
+#[wasm_bindgen_test]
+async fn misspelt_search_options_are_refused() {
+    let db = open(r#"{"dimension": 2}"#).await.unwrap();
+    let err = db
+        .search(&[1.0, 0.0], js(r#"{"limit": 1, "withPayloads": true}"#))
+        .unwrap_err();
+    assert_eq!(code(&err), "MalformedFilter");
+    assert!(text(&js_sys::Reflect::get(&err, &"message".into()).unwrap()).contains("withPayloads"));
+}
