@@ -192,8 +192,17 @@ fn self_search(engine: &Engine, k: usize) -> (CheckStatus, String) {
             )
         }
     };
+    // Found: the point itself, or a first result at least as close as the point is to itself
+    // (duplicates and parallel vectors tie within rounding; with Dot a longer vector in the same
+    // direction scores higher than the point itself).
+    let higher_is_better = engine.config().distance.higher_is_better();
     let finds_itself = |found: &[crate::search::ScoredPoint]| {
-        found.iter().any(|p| p.id == id) || found.first().is_some_and(|p| p.score == own_score)
+        let tolerance = 1e-5 * (1.0 + own_score.abs());
+        found.iter().any(|p| p.id == id)
+            || found.first().is_some_and(|p| match higher_is_better {
+                true => p.score >= own_score - tolerance,
+                false => p.score <= own_score + tolerance,
+            })
     };
     match (search(false, None), search(true, None)) {
         (Ok(approx), _) if finds_itself(&approx) => (

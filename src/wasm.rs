@@ -409,7 +409,9 @@ impl Backend {
 
 struct Shared {
     db: EmbeddedVectorDB,
-    backend: Backend,
+    /// Dropped at close (set to `Memory`), which closes the OPFS handles or the IndexedDB
+    /// connection so that the database can be reopened or deleted.
+    backend: RefCell<Backend>,
     name: String,
     read_only: bool,
     persisted: Cell<bool>,
@@ -441,7 +443,8 @@ impl Shared {
                 let _ = JsFuture::from(p).await;
             }
             this.db.flush().map_err(js_error)?;
-            if let Backend::Idb(idb) = &this.backend {
+            let backend = this.backend.borrow().clone();
+            if let Backend::Idb(idb) = backend {
                 idb.commit().await.map_err(js_error)?;
             }
             Ok(JsValue::UNDEFINED)
@@ -460,6 +463,12 @@ impl Shared {
         wasm_bindgen_futures::spawn_local(async move {
             sleep(ms).await;
             this.flush_scheduled.set(false);
+            if matches!(
+                this.db.state(),
+                crate::DatabaseState::Shutting | crate::DatabaseState::Closed
+            ) {
+                return; // close flushed
+            }
             if let Err(e) = JsFuture::from(this.flush()).await {
                 web_sys::console::error_2(&"grape-vector-db: background flush failed:".into(), &e);
             }
@@ -534,7 +543,10 @@ impl Shared {
             }
         }
         let report = self.db.close();
-        self.lock.borrow_mut().take();
+        if report.is_ok() {
+            *self.backend.borrow_mut() = Backend::Memory;
+            self.lock.borrow_mut().take();
+        }
         report
     }
 }
@@ -695,7 +707,7 @@ impl GrapeDB {
         let _ = Reflect::set(
             &value,
             &"backend".into(),
-            &match self.shared.backend {
+            &match *self.shared.backend.borrow() {
                 Backend::Memory => "memory",
                 Backend::Opfs(_) => "opfs",
                 Backend::Idb(_) => "indexeddb",
@@ -719,7 +731,8 @@ impl GrapeDB {
     pub fn health(&self) -> Promise {
         let shared = self.shared.clone();
         future_to_promise(async move {
-            shared.backend.set_space(estimate().await);
+            let space = estimate().await;
+            shared.backend.borrow().set_space(space);
             to_js(&shared.db.health())
         })
     }
@@ -872,7 +885,7 @@ impl GrapeDB {
             db,
             auto_flush: (durable_backend && options.durability == JsDurability::Batched)
                 .then_some(options.flush_interval_ms),
-            backend,
+            backend: RefCell::new(backend),
             name: options.name,
             read_only: options.read_only,
             persisted: Cell::new(persisted),

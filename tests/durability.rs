@@ -329,3 +329,21 @@ fn a_failed_fsync_refuses_further_writes_until_reopened() {
     assert!(db.get([1u64]).unwrap().len() == 1);
     db.upsert(vec![Point::new(3, vec![3.0, 3.0])]).unwrap();
 }
+
+#[test]
+fn checkpoints_leave_only_the_current_generation() {
+    let storage = MemoryStorage::new();
+    let db = EmbeddedVectorDB::open_with_storage(config(2), Arc::new(storage.clone())).unwrap();
+    for round in 0..5u64 {
+        db.upsert(vec![Point::new(round, vec![round as f32, 1.0])])
+            .unwrap();
+        db.checkpoint().unwrap();
+        db.health();
+        assert_eq!(
+            storage.list().unwrap().len(),
+            3,
+            "round {round}: {:?}",
+            storage.list().unwrap()
+        );
+    }
+}

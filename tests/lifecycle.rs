@@ -575,3 +575,29 @@ fn a_parallel_search_batch_answers_like_a_serial_one() {
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0], answers[2]);
 }
+
+#[test]
+fn the_engine_check_accepts_ties_and_longer_dot_vectors() {
+    use grape_vector_db::Distance;
+    // Parallel vectors: identical after Cosine normalisation (ties within rounding); with Dot,
+    // the longest one outscores every point's own vector.
+    for distance in [Distance::Cosine, Distance::Dot] {
+        let db = EmbeddedVectorDB::open(
+            EmbeddedConfig::builder(8)
+                .distance(distance)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        db.upsert(
+            (1..=600u64)
+                .map(|i| Point::new(i, vec![i as f32; 8]))
+                .collect(),
+        )
+        .unwrap();
+        for _ in 0..20 {
+            let h = db.health();
+            assert_eq!(h.status, CheckStatus::Healthy, "{distance:?}: {h:#?}");
+        }
+    }
+}

@@ -231,10 +231,21 @@ impl IdbStorage {
         let req = factory
             .delete_database(&db_name)
             .map_err(io("delete IndexedDB", &db_name))?;
-        wait(request(&req))
-            .await
-            .map(drop)
-            .map_err(io("delete IndexedDB", &db_name))
+        // Blocked means a connection elsewhere is open: say so instead of waiting for ever.
+        let blocked = Promise::new(&mut |_, reject| {
+            let on_blocked = Closure::once_into_js(move |_: JsValue| {
+                let _ = reject.call1(&JsValue::NULL, &"blocked".into());
+            });
+            req.set_onblocked(Some(on_blocked.unchecked_ref()));
+        });
+        let race = Promise::race(&Array::of2(&request(&req), &blocked));
+        match wait(race).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_string().as_deref() == Some("blocked") => Err(Error::AlreadyOpen(
+                format!("IndexedDB database {db_name} (close it everywhere before deleting it)"),
+            )),
+            Err(e) => Err(io("delete IndexedDB", &db_name)(e)),
+        }
     }
 
     /// Whether anything was written since the last commit.

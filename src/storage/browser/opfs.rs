@@ -28,8 +28,11 @@ use crate::storage::{Bytes, Storage, StorageFile, StorageSpace};
 const DIR_FILE: &str = "directory";
 const SLOT: usize = 4096;
 const MAGIC: &[u8; 8] = b"GRAPEDIR";
-/// Spare blobs kept open: a checkpoint takes three (segment, temporary, log) and frees as many.
-const SPARES: usize = 4;
+/// Spare blobs opened with the database. Creating a database takes two (log, manifest); a
+/// checkpoint takes three (segment, next log, manifest) before it frees three (the old segment,
+/// log and manifest), and a health probe one more for a moment: eight leave room for all of it,
+/// and the pool then stays level however many checkpoints run (tested).
+const SPARES: usize = 8;
 
 /// A database directory in OPFS (see the module docs).
 #[derive(Clone)]
@@ -410,8 +413,9 @@ impl Drop for LockGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
 
-    #[test]
+    #[wasm_bindgen_test]
     fn directory_slots_round_trip_and_reject_damage() {
         let files: BTreeMap<String, u32> =
             [("MANIFEST".to_owned(), 3), ("wal-1.log".to_owned(), 0)].into();

@@ -1,0 +1,102 @@
+//! The JS API in a page of headless Chromium: IndexedDB storage (what `auto` picks on the main
+//! thread), data surviving close and reopen, one writer per database (Web Locks), read-only
+//! opens, the shared test vectors.
+#![cfg(target_arch = "wasm32")]
+
+#[path = "wasm_common/mod.rs"]
+mod common;
+
+use common::*;
+use grape_vector_db::GrapeDB;
+use js_sys::Reflect;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn backend(db: &GrapeDB) -> String {
+    text(&Reflect::get(&db.stats().unwrap(), &"backend".into()).unwrap())
+}
+
+#[wasm_bindgen_test]
+async fn indexeddb_data_survives_close_and_reopen() {
+    let options = r#"{"name": "page-reopen", "dimension": 16, "storage": "auto", "payloadIndexes": ["even"]}"#;
+    let db = open(options).await.unwrap();
+    assert_eq!(backend(&db), "\"indexeddb\"");
+    db.upsert(points(0, 300, 16)).unwrap();
+    assert_eq!(db.delete(js("[5, 6]")).unwrap(), 2);
+    done(db.flush()).await.unwrap();
+    db.upsert(points(300, 20, 16)).unwrap();
+    // Close flushes what the timer has not.
+    done(db.close()).await.unwrap();
+
+    let db = open(options).await.unwrap();
+    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 318);
+    let report = text(&db.open_report().unwrap());
+    assert!(report.contains(r#""created":false"#), "{report}");
+    assert_eq!(ids(&db.get(js("[5, 7, 319]")).unwrap()), "[7,319]");
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy("page-reopen".into())).await.unwrap();
+    let db = open(options).await.unwrap();
+    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 0, "destroyed");
+    done(db.close()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_second_writer_is_refused_and_read_only_sees_the_last_flush() {
+    let options = r#"{"name": "page-two", "dimension": 4, "storage": "indexeddb"}"#;
+    let first = open(options).await.unwrap();
+    first.upsert(points(0, 10, 4)).unwrap();
+    done(first.flush()).await.unwrap();
+    let err = open(options)
+        .await
+        .err()
+        .expect("a second writer must be refused");
+    assert_eq!(code(&err), "AlreadyOpen");
+    let reader =
+        open(r#"{"name": "page-two", "dimension": 4, "storage": "indexeddb", "readOnly": true}"#)
+            .await
+            .unwrap();
+    assert_eq!(reader.count(JsValue::UNDEFINED).unwrap(), 10);
+    let err = reader.upsert(points(10, 1, 4)).unwrap_err();
+    assert_eq!(code(&err), "ReadOnly");
+    done(reader.close()).await.unwrap();
+    done(first.close()).await.unwrap();
+    // The lock was released by close.
+    let again = open(options).await.unwrap();
+    assert_eq!(again.count(JsValue::UNDEFINED).unwrap(), 10);
+    done(again.close()).await.unwrap();
+    done(GrapeDB::destroy("page-two".into())).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn opfs_on_the_main_thread_is_a_clear_error() {
+    let err = open(r#"{"name": "page-opfs", "dimension": 4, "storage": "opfs"}"#)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&err), "InvalidConfig");
+    assert!(text(&Reflect::get(&err, &"message".into()).unwrap()).contains("dedicated worker"));
+}
+
+#[wasm_bindgen_test]
+async fn health_uses_the_storage_estimate() {
+    let db = open(r#"{"name": "page-health", "dimension": 4, "storage": "indexeddb"}"#)
+        .await
+        .unwrap();
+    db.upsert(points(0, 5, 4)).unwrap();
+    let health = done(db.health()).await.unwrap();
+    let t = text(&health);
+    assert!(t.contains(r#""status":"Healthy""#), "{t}");
+    assert!(
+        t.contains("MiB free of"),
+        "the disk check saw navigator.storage.estimate(): {t}"
+    );
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy("page-health".into())).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn shared_vectors_in_a_page() {
+    shared_vectors("indexeddb").await;
+}

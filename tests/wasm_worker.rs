@@ -1,0 +1,138 @@
+//! The JS API and the OPFS backend in a dedicated worker of headless Chromium: `auto` picks
+//! OPFS there; data survives close and reopen; a torn log tail is cut on reopen; checkpoints
+//! reuse the pool of OPFS files; one writer per database; the shared test vectors.
+#![cfg(target_arch = "wasm32")]
+
+#[path = "wasm_common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use grape_vector_db::storage::{OpfsStorage, Storage};
+use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, GrapeDB, Point};
+use js_sys::Reflect;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+#[wasm_bindgen_test]
+async fn opfs_data_survives_close_and_reopen() {
+    let options = r#"{"name": "w-reopen", "dimension": 16, "storage": "auto"}"#;
+    let db = open(options).await.unwrap();
+    let stats = text(&db.stats().unwrap());
+    assert!(stats.contains(r#""backend":"opfs""#), "{stats}");
+    db.upsert(points(0, 500, 16)).unwrap();
+    assert_eq!(db.delete(js("[1, 2, 3]")).unwrap(), 3);
+    done(db.close()).await.unwrap();
+
+    let db = open(options).await.unwrap();
+    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 497);
+    let q: Vec<f32> = (0..16)
+        .map(|d| ((10 * 31 + d * 17) % 97) as f32 / 97.0 - 0.5)
+        .collect();
+    let found = db.search(&q, js(r#"{"limit": 1}"#)).unwrap();
+    assert_eq!(ids(&found), "[10]");
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy("w-reopen".into())).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn sync_durability_and_a_second_writer() {
+    let options = r#"{"name": "w-sync", "dimension": 4, "storage": "opfs", "durability": "sync"}"#;
+    let db = open(options).await.unwrap();
+    db.upsert(points(0, 20, 4)).unwrap();
+    let err = open(options)
+        .await
+        .err()
+        .expect("a second writer must be refused");
+    assert_eq!(code(&err), "AlreadyOpen");
+    done(db.close()).await.unwrap();
+    let db = open(options).await.unwrap();
+    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 20);
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy("w-sync".into())).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_torn_log_tail_is_cut_on_reopen() {
+    let options = r#"{"name": "w-torn", "dimension": 4, "storage": "opfs"}"#;
+    let db = open(options).await.unwrap();
+    db.upsert(points(0, 30, 4)).unwrap();
+    done(db.close()).await.unwrap();
+    {
+        // A write torn by a crash: half a record at the end of the log.
+        let storage = OpfsStorage::open("w-torn").await.unwrap();
+        let wal = storage
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.starts_with("wal-"))
+            .unwrap();
+        let file = storage.open(&wal, false).unwrap();
+        let end = file.len().unwrap();
+        file.write_at(end, &[0x55; 37]).unwrap();
+        file.sync().unwrap();
+    }
+    let db = open(options).await.unwrap();
+    let report = text(&db.open_report().unwrap());
+    assert!(report.contains(r#""wal_bytes_truncated":37"#), "{report}");
+    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 30);
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy("w-torn".into())).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn checkpoints_reuse_the_pool_of_opfs_files() {
+    let config = EmbeddedConfig::builder(8).build().unwrap();
+    {
+        let storage = OpfsStorage::open("w-pool").await.unwrap();
+        let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage)).unwrap();
+        for round in 0..12u64 {
+            let pts: Vec<Point> = (0..50)
+                .map(|i| Point::new(round * 50 + i, vec![(round * 50 + i) as f32 + 1.0; 8]))
+                .collect();
+            db.upsert(pts).unwrap();
+            db.checkpoint().unwrap();
+        }
+        db.delete((0..100u64).collect::<Vec<_>>()).unwrap();
+        db.compact().unwrap();
+        let health = db.health();
+        assert_eq!(
+            health.status,
+            grape_vector_db::CheckStatus::Healthy,
+            "{health:?}"
+        );
+        db.close().unwrap();
+    }
+    let storage = OpfsStorage::open("w-pool").await.unwrap();
+    let db = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)).unwrap();
+    assert_eq!(db.count(None).unwrap(), 500);
+    assert_eq!(db.open_report().wal_records_replayed, 0);
+    db.close().unwrap();
+    drop(db);
+    done(GrapeDB::destroy("w-pool".into())).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn export_from_opfs_import_into_indexeddb() {
+    let db = open(r#"{"name": "w-export", "dimension": 4, "storage": "opfs"}"#)
+        .await
+        .unwrap();
+    db.upsert(points(0, 25, 4)).unwrap();
+    let bytes = db.export_bytes().unwrap();
+    done(db.close()).await.unwrap();
+    let options = js(r#"{"name": "w-import", "dimension": 4, "storage": "indexeddb"}"#);
+    Reflect::set(&options, &"import".into(), &bytes).unwrap();
+    let copy = GrapeDB::connect(options).await.unwrap();
+    assert_eq!(copy.count(JsValue::UNDEFINED).unwrap(), 25);
+    done(copy.close()).await.unwrap();
+    done(GrapeDB::destroy("w-export".into())).await.unwrap();
+    done(GrapeDB::destroy("w-import".into())).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn shared_vectors_in_a_worker() {
+    shared_vectors("opfs").await;
+}
