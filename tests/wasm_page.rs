@@ -100,3 +100,49 @@ async fn health_uses_the_storage_estimate() {
 async fn shared_vectors_in_a_page() {
     shared_vectors("indexeddb").await;
 }
+
+#[wasm_bindgen_test]
+async fn pagehide_flushes_and_a_final_pagehide_closes() {
+    // A long timer: only the pagehide handler can have committed the write.
+    let options = r#"{"name": "page-hide", "dimension": 4, "storage": "indexeddb", "flushIntervalMs": 600000}"#;
+    let db = open(options).await.unwrap();
+    db.upsert(points(0, 7, 4)).unwrap();
+    let reader_options = r#"{"name": "page-hide", "dimension": 4, "storage": "indexeddb", "readOnly": true}"#;
+    let before = open(reader_options).await.unwrap();
+    assert_eq!(before.count(JsValue::UNDEFINED).unwrap(), 0, "nothing committed yet");
+    done(before.close()).await.unwrap();
+
+    let fire = |persisted: bool| {
+        let init = web_sys::PageTransitionEventInit::new();
+        init.set_persisted(persisted);
+        let event =
+            web_sys::PageTransitionEvent::new_with_event_init_dict("pagehide", &init).unwrap();
+        web_sys::window().unwrap().dispatch_event(&event).unwrap();
+    };
+    // Into the back/forward cache: flushed, still open.
+    fire(true);
+    sleep_ms(200).await;
+    let after = open(reader_options).await.unwrap();
+    assert_eq!(after.count(JsValue::UNDEFINED).unwrap(), 7, "pagehide committed the write");
+    done(after.close()).await.unwrap();
+    assert_eq!(db.state(), "Ready");
+    // The page is going away for good: flushed and closed.
+    db.upsert(points(7, 1, 4)).unwrap();
+    fire(false);
+    sleep_ms(200).await;
+    assert_eq!(db.state(), "Closed");
+    let again = open(options).await.unwrap();
+    assert_eq!(again.count(JsValue::UNDEFINED).unwrap(), 8);
+    done(again.close()).await.unwrap();
+    done(GrapeDB::destroy("page-hide".into())).await.unwrap();
+}
+
+async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
+    });
+    done(promise).await.unwrap();
+}
