@@ -107,9 +107,14 @@ async fn pagehide_flushes_and_a_final_pagehide_closes() {
     let options = r#"{"name": "page-hide", "dimension": 4, "storage": "indexeddb", "flushIntervalMs": 600000}"#;
     let db = open(options).await.unwrap();
     db.upsert(points(0, 7, 4)).unwrap();
-    let reader_options = r#"{"name": "page-hide", "dimension": 4, "storage": "indexeddb", "readOnly": true}"#;
+    let reader_options =
+        r#"{"name": "page-hide", "dimension": 4, "storage": "indexeddb", "readOnly": true}"#;
     let before = open(reader_options).await.unwrap();
-    assert_eq!(before.count(JsValue::UNDEFINED).unwrap(), 0, "nothing committed yet");
+    assert_eq!(
+        before.count(JsValue::UNDEFINED).unwrap(),
+        0,
+        "nothing committed yet"
+    );
     done(before.close()).await.unwrap();
 
     let fire = |persisted: bool| {
@@ -123,7 +128,11 @@ async fn pagehide_flushes_and_a_final_pagehide_closes() {
     fire(true);
     sleep_ms(200).await;
     let after = open(reader_options).await.unwrap();
-    assert_eq!(after.count(JsValue::UNDEFINED).unwrap(), 7, "pagehide committed the write");
+    assert_eq!(
+        after.count(JsValue::UNDEFINED).unwrap(),
+        7,
+        "pagehide committed the write"
+    );
     done(after.close()).await.unwrap();
     assert_eq!(db.state(), "Ready");
     // The page is going away for good: flushed and closed.

@@ -1,0 +1,76 @@
+//! The native side of `scripts/bench-wasm`: the procedure of `tests/wasm_figures.rs` (build a
+//! 100K x 384 database, reopen it, search it) on the same generated data, natively, so the
+//! browser figures stand beside native ones from the same run.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, Point, SearchRequest};
+
+const ROWS: usize = 100_000;
+const DIM: usize = 384;
+const QUERIES: usize = 1000;
+
+fn main() {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-browser-peer");
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = common::clustered(ROWS + QUERIES, DIM, 100, 42);
+    let config = EmbeddedConfig::builder(DIM)
+        .data_dir(&dir)
+        .durability(Durability::OnFlush)
+        .checkpoint_wal_bytes(1 << 40)
+        .thread_pool_size(1)
+        .build()
+        .unwrap();
+    {
+        let db = EmbeddedVectorDB::open(config.clone()).unwrap();
+        let t = Instant::now();
+        for start in (0..ROWS).step_by(10_000) {
+            db.upsert(
+                (start..start + 10_000)
+                    .map(|i| Point::new(i as u64, data.row(i).to_vec()))
+                    .collect(),
+            )
+            .unwrap();
+        }
+        let build = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        db.checkpoint().unwrap();
+        println!(
+            "FIGURE build_ms {build:.0} ({:.0} points/s, one thread); checkpoint_ms {:.0}",
+            ROWS as f64 / build * 1000.0,
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+        db.close().unwrap();
+    }
+    let mut opens = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let db = EmbeddedVectorDB::open(config.clone()).unwrap();
+        opens.push(t.elapsed());
+        db.close().unwrap();
+    }
+    println!(
+        "FIGURE open_ms {:.1}",
+        common::median(opens).as_secs_f64() * 1000.0
+    );
+    let db = EmbeddedVectorDB::open(config).unwrap();
+    let all = Instant::now();
+    let mut latencies: Vec<_> = (0..QUERIES)
+        .map(|q| {
+            let t = Instant::now();
+            db.search(&SearchRequest::new(data.row(ROWS + q).to_vec(), 10))
+                .unwrap();
+            t.elapsed()
+        })
+        .collect();
+    let mean = all.elapsed().as_secs_f64() * 1e6 / QUERIES as f64;
+    println!(
+        "FIGURE search_mean_us {mean:.1} p50_us {:.1} p99_us {:.1}",
+        common::percentile(&mut latencies, 0.5).as_secs_f64() * 1e6,
+        common::percentile(&mut latencies, 0.99).as_secs_f64() * 1e6
+    );
+}
