@@ -692,6 +692,18 @@ impl GrapeDB {
         Ok(n)
     }
 
+    /// One page of points in id order: `{ points, next_page_offset }` (options in the Rust
+    /// API's JSON shape: `{ limit, offset, filter, with_payload, with_vector }`).
+    pub fn scroll(&self, options: JsValue) -> Result<JsValue, JsValue> {
+        let request: crate::ScrollRequest = if options.is_undefined() || options.is_null() {
+            crate::ScrollRequest::default()
+        } else {
+            serde_json::from_value(json(options, "scroll options")?)
+                .map_err(|e| bad("scroll options", e))?
+        };
+        to_js(&self.shared.db.scroll(&request).map_err(js_error)?)
+    }
+
     /// Number of points, or of points matching `filter`.
     pub fn count(&self, filter: JsValue) -> Result<usize, JsValue> {
         let filter = filter_of(filter)?;
@@ -744,6 +756,20 @@ impl GrapeDB {
     /// Makes every write durable (IndexedDB: one atomic transaction).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn flush(&self) -> Promise {
+        self.shared.flush()
+    }
+
+    /// Writes the whole database into a new segment and starts an empty log, so the next open
+    /// replays nothing (then commits, like `flush`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn checkpoint(&self) -> Promise {
+        if let Err(e) = self
+            .shared
+            .writable()
+            .and_then(|_| self.shared.db.checkpoint().map_err(js_error))
+        {
+            return Promise::reject(&e);
+        }
         self.shared.flush()
     }
 

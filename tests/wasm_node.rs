@@ -39,6 +39,15 @@ async fn round_trip_in_memory() {
             .unwrap(),
         10
     );
+    let page = db
+        .scroll(js(r#"{"limit": 2, "offset": 10, "filter": {"must": [{"key": "even", "match": {"value": true}}]}}"#))
+        .unwrap();
+    assert_eq!(text(&page).matches(r#""id""#).count(), 2, "{}", text(&page));
+    assert!(
+        text(&page).contains(r#""next_page_offset":14"#),
+        "{}",
+        text(&page)
+    );
     let got = db.get(js("[3, 999]")).unwrap();
     assert_eq!(ids(&got), "[3]");
     assert_eq!(db.delete(js("[1, 2, 999]")).unwrap(), 2);
