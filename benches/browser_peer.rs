@@ -39,6 +39,13 @@ fn main() {
         let build = t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
         db.checkpoint().unwrap();
+        common::result(
+            "browser",
+            "build",
+            build,
+            "ms",
+            serde_json::json!({"where": "native"}),
+        );
         println!(
             "FIGURE build_ms {build:.0} ({:.0} points/s, one thread); checkpoint_ms {:.0}",
             ROWS as f64 / build * 1000.0,
@@ -68,6 +75,13 @@ fn main() {
         })
         .collect();
     let mean = all.elapsed().as_secs_f64() * 1e6 / QUERIES as f64;
+    common::result(
+        "browser",
+        "search_mean",
+        mean,
+        "us",
+        serde_json::json!({"where": "native"}),
+    );
     println!(
         "FIGURE search_mean_us {mean:.1} p50_us {:.1} p99_us {:.1}",
         common::percentile(&mut latencies, 0.5).as_secs_f64() * 1e6,

@@ -139,9 +139,14 @@ fn filtered(db: &EmbeddedVectorDB, queries: &common::Matrix) {
         } else {
             "graph"
         };
-        println!(
-            "ours, filter matching {pct:>2}%: recall@10 {:.4}  {qps:>8.0} q/s ({path})",
-            hits as f64 / (10 * n) as f64
+        let recall = hits as f64 / (10 * n) as f64;
+        println!("ours, filter matching {pct:>2}%: recall@10 {recall:.4}  {qps:>8.0} q/s ({path})");
+        common::result(
+            "hnsw",
+            "filtered_qps",
+            qps,
+            "queries/s",
+            serde_json::json!({"selectivity_pct": pct, "recall": recall, "path": path}),
         );
     }
 }
@@ -161,6 +166,14 @@ fn qps_at_recall(curve: &[(usize, f64, f64)], recall: f64) -> Option<f64> {
 
 fn main() {
     let Some(args) = args() else { return };
+    let dataset = match args.synthetic {
+        Some((n, dim)) => format!("synthetic {n}x{dim}"),
+        None => args.base.parent().and_then(|p| p.file_name()).map_or_else(
+            || args.base.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    };
+    let mut args = args;
     let (base, mut queries) = match args.synthetic {
         Some((n, dim)) => {
             let all = common::clustered(n + 1000, dim, (n / 1000).max(10), 7);
@@ -183,6 +196,15 @@ fn main() {
             common::read_matrix(&args.query).unwrap(),
         ),
     };
+    if args.synthetic.is_some() {
+        // The peers read files: give them the same generated vectors.
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-hnsw-synthetic");
+        std::fs::create_dir_all(&dir).unwrap();
+        args.base = dir.join(format!("base-{}x{}.npy", base.rows, base.dim));
+        args.query = dir.join(format!("query-{}x{}.npy", queries.rows, queries.dim));
+        common::write_npy(&args.base, &base);
+        common::write_npy(&args.query, &queries);
+    }
     queries.rows = queries.rows.min(args.limit_queries);
     queries.data.truncate(queries.rows * queries.dim);
     let truth: Vec<Vec<u32>> = match &args.gt {
@@ -242,6 +264,28 @@ fn main() {
     let build = t.elapsed();
     let stats = db.stats();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tag = serde_json::json!({"dataset": dataset, "lib": "ours"});
+    common::result(
+        "hnsw",
+        "build_1_thread",
+        build.as_secs_f64(),
+        "s",
+        tag.clone(),
+    );
+    common::result(
+        "hnsw",
+        "build_all_threads",
+        build_all.as_secs_f64(),
+        "s",
+        serde_json::json!({"dataset": dataset, "lib": "ours", "threads": cores}),
+    );
+    common::result(
+        "hnsw",
+        "memory",
+        stats.memory.total() as f64 / 1048576.0,
+        "MiB",
+        serde_json::json!({"dataset": dataset, "lib": "ours", "raw_vectors_mib": (base.rows * base.dim * 4) as f64 / 1048576.0, "bytes_per_vector": stats.memory.total() as f64 / base.rows as f64}),
+    );
     println!(
         "ours: build {:.1} s on 1 thread, {:.1} s on {cores}; memory {:.1} MiB (vectors {:.1}, \
          graph and payload index {:.1}, ids {:.1})",
@@ -279,14 +323,18 @@ fn main() {
         let recall = hits as f64 / (10 * queries.rows) as f64;
         let qps = queries.rows as f64 / secs;
         println!("ours: ef {ef:>4}  recall@10 {recall:.4}  {qps:>8.0} q/s");
+        common::result(
+            "hnsw",
+            "curve",
+            qps,
+            "queries/s",
+            serde_json::json!({"dataset": dataset, "lib": "ours", "ef": ef, "recall": recall}),
+        );
         curve.push((ef, recall, qps));
     }
 
     filtered(&db, &queries);
 
-    if args.synthetic.is_some() {
-        return; // the peers read files; the synthetic run shows how we scale
-    }
     let Ok(python) = std::env::var("GRAPE_PEERS_PYTHON") else {
         println!(
             "peers: set GRAPE_PEERS_PYTHON (./scripts/bench-hnsw does) to run hnswlib and faiss"
@@ -316,6 +364,25 @@ fn main() {
         .collect();
     for p in &peers {
         println!("{}", p["line"].as_str().unwrap_or_default());
+        let lib = p["lib"].as_str().unwrap_or_default();
+        if let (Some(qps), Some(recall)) = (p["qps"].as_f64(), p["recall"].as_f64()) {
+            common::result(
+                "hnsw",
+                "curve",
+                qps,
+                "queries/s",
+                serde_json::json!({"dataset": dataset, "lib": lib, "ef": p["ef"], "recall": recall}),
+            );
+        }
+        if let Some(b) = p["build_s"].as_f64() {
+            common::result(
+                "hnsw",
+                "build_1_thread",
+                b,
+                "s",
+                serde_json::json!({"dataset": dataset, "lib": lib}),
+            );
+        }
     }
     // Our queries/s at the smallest ef reaching each peer's recall, against the peer's.
     for lib in ["hnswlib", "faiss"] {
@@ -331,13 +398,22 @@ fn main() {
             peer["qps"].as_f64().unwrap(),
         );
         match qps_at_recall(&curve, peer_recall) {
-            Some(qps) => println!(
-                "at recall@10 {peer_recall:.4} ({lib}'s smallest ef reaching 0.95: {}): \
-                 ours {qps:.0} q/s (interpolated on our curve) vs {lib} {peer_qps:.0} q/s: \
-                 ratio {:.2}",
-                peer["ef"],
-                qps / peer_qps
-            ),
+            Some(qps) => {
+                println!(
+                    "at recall@10 {peer_recall:.4} ({lib}'s smallest ef reaching 0.95: {}): \
+                     ours {qps:.0} q/s (interpolated on our curve) vs {lib} {peer_qps:.0} q/s: \
+                     ratio {:.2}",
+                    peer["ef"],
+                    qps / peer_qps
+                );
+                common::result(
+                    "hnsw",
+                    "qps_ratio_at_equal_recall",
+                    qps / peer_qps,
+                    "x",
+                    serde_json::json!({"dataset": dataset, "peer": lib, "recall": peer_recall}),
+                );
+            }
             None => println!("ours never reached {lib}'s recall {peer_recall:.4}"),
         }
         if let Some(b) = peers

@@ -92,13 +92,37 @@ fn open_and_first_query(work: &std::path::Path, data: &common::Matrix) {
             filtered.push(with_filter);
             db.close().unwrap();
         }
-        println!(
-            "open 100K x 384 {} warmup: median {:.2?} (seed goal < 1 s, ours < 20 ms without \
-             warmup); first search {:.2?}, first filtered search {:.2?}",
-            if warmup { "with" } else { "without" },
+        let (open, first, first_filtered) = (
             common::median(opens),
             common::median(firsts),
-            common::median(filtered)
+            common::median(filtered),
+        );
+        println!(
+            "open 100K x 384 {} warmup: median {open:.2?} (seed goal < 1 s, ours < 20 ms without \
+             warmup); first search {first:.2?}, first filtered search {first_filtered:.2?}",
+            if warmup { "with" } else { "without" },
+        );
+        let tag = serde_json::json!({"warmup": warmup});
+        common::result(
+            "lifecycle",
+            "open",
+            open.as_secs_f64() * 1e3,
+            "ms",
+            tag.clone(),
+        );
+        common::result(
+            "lifecycle",
+            "first_search",
+            first.as_secs_f64() * 1e6,
+            "us",
+            tag.clone(),
+        );
+        common::result(
+            "lifecycle",
+            "first_filtered_search",
+            first_filtered.as_secs_f64() * 1e6,
+            "us",
+            tag,
         );
     }
 }
@@ -120,6 +144,13 @@ fn close_after_unflushed_writes(work: &std::path::Path, data: &common::Matrix) {
         let report = db.close().unwrap();
         let reopened = EmbeddedVectorDB::open(config(&dir).build().unwrap()).unwrap();
         assert_eq!(reopened.count(None).unwrap(), 10_000);
+        common::result(
+            "lifecycle",
+            "close_after_10k_unflushed",
+            report.total.as_secs_f64() * 1e3,
+            "ms",
+            serde_json::json!({"durability": format!("{durability:?}")}),
+        );
         println!(
             "close after 10,000 single-point upserts, {durability:?}: {:.2?} (seed goal < 5 s, \
              ours < 50 ms); {} log bytes made durable by the close in {:.2?}",
@@ -158,6 +189,21 @@ fn search_while_writing(data: &common::Matrix) {
             percentile(&mut latencies, 0.99),
         );
         println!("search while {label}: p50 {p50:.2?}, p99 {p99:.2?}");
+        let tag = serde_json::json!({"while": label});
+        common::result(
+            "lifecycle",
+            "search_p50",
+            p50.as_secs_f64() * 1e6,
+            "us",
+            tag.clone(),
+        );
+        common::result(
+            "lifecycle",
+            "search_p99",
+            p99.as_secs_f64() * 1e6,
+            "us",
+            tag,
+        );
         (p50, p99)
     };
     let (alone50, alone99) = measure("nothing else runs");
@@ -254,6 +300,13 @@ fn memory_after_mixed_operations(work: &std::path::Path) {
         let stats = db.stats();
         let rss = common::rss_bytes();
         let (rss_first, _) = *first.get_or_insert((rss, stats.memory.total()));
+        common::result(
+            "lifecycle",
+            "rss",
+            rss as f64 / 1048576.0,
+            "MiB",
+            serde_json::json!({"operations": checkpoint, "database_mib": stats.memory.total() as f64 / 1048576.0, "points": stats.total_vectors}),
+        );
         println!(
             "RSS after {checkpoint:>9} mixed operations: {:6.1} MiB ({:.2}x the first), database \
              holds {:5.1} MiB: {} points, {} deleted slots awaiting compaction",

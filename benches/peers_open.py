@@ -11,6 +11,7 @@ import sys
 import time
 
 import hnswlib
+import faiss
 import numpy as np
 from usearch.index import Index
 
@@ -46,6 +47,14 @@ def main():
         return index
 
     out["hnswlib_load_index_s"] = median_seconds(load_hnsw)
+
+    faiss_path = os.path.join(work, "faiss.index")
+    if not os.path.exists(faiss_path):
+        index = faiss.IndexHNSWFlat(dim, 16, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 100
+        index.add(base / np.linalg.norm(base, axis=1, keepdims=True))
+        faiss.write_index(index, faiss_path)
+    out["faiss_read_index_s"] = median_seconds(lambda: faiss.read_index(faiss_path))
 
     usearch_path = os.path.join(work, "usearch.bin")
     if not os.path.exists(usearch_path):

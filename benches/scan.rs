@@ -39,6 +39,13 @@ fn memory_bandwidth_gbs() -> f64 {
 fn main() {
     let bandwidth = memory_bandwidth_gbs();
     println!("memory read bandwidth (1 core, 1 GiB sum): {bandwidth:.1} GB/s");
+    common::result(
+        "scan",
+        "memory_bandwidth",
+        bandwidth,
+        "GB/s",
+        serde_json::json!({}),
+    );
 
     let data = common::clustered(ROWS, DIM, 100, 7);
     for distance in [Distance::Dot, Distance::Euclid] {
@@ -78,6 +85,15 @@ fn main() {
             if gbs / bandwidth >= 0.8 { "" } else { "  (below the 0.8 target)" }
         );
 
+        let tag = serde_json::json!({"distance": format!("{distance:?}")});
+        common::result("scan", "scan_throughput", gbs, "GB/s", tag.clone());
+        common::result(
+            "scan",
+            "scan_vs_bandwidth",
+            gbs / bandwidth,
+            "x",
+            tag.clone(),
+        );
         let batch: Vec<SearchRequest> = queries
             .iter()
             .map(|q| SearchRequest::new(q.clone(), 10))
@@ -85,6 +101,8 @@ fn main() {
         let t = Instant::now();
         black_box(db.search_batch(&batch).unwrap());
         let took = t.elapsed();
+        let batch_qps = batch.len() as f64 / took.as_secs_f64();
+        common::result("scan", "exact_batch_qps", batch_qps, "queries/s", tag);
         println!(
             "{distance:?}: search_batch of {}: {:.2?} ({:.0} queries/s, {:.1}x the single-query rate)",
             batch.len(),

@@ -21,22 +21,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Writes `m` as a float32 `.npy`, for the Python peers.
-fn write_npy(path: &Path, m: &common::Matrix) {
-    let header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
-        m.rows, m.dim
-    );
-    let pad = 64 - (10 + header.len() + 1) % 64;
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&((header.len() + pad + 1) as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend(std::iter::repeat_n(b' ', pad));
-    out.push(b'\n');
-    out.extend_from_slice(bytemuck::cast_slice(&m.data));
-    std::fs::write(path, out).unwrap();
-}
-
 fn config(dir: &Path, durability: Durability) -> EmbeddedConfig {
     EmbeddedConfig::builder(384)
         .data_dir(dir)
@@ -80,6 +64,21 @@ fn main() {
             data.rows as f64 / upsert.as_secs_f64(),
             checkpoint
         );
+        let none = serde_json::json!({});
+        common::result(
+            "storage",
+            "bulk_upsert",
+            data.rows as f64 / upsert.as_secs_f64(),
+            "points/s",
+            none.clone(),
+        );
+        common::result(
+            "storage",
+            "checkpoint",
+            checkpoint.as_secs_f64() * 1e3,
+            "ms",
+            none,
+        );
         for i in 0..1000 {
             db.upsert(vec![point(i)]).unwrap();
         }
@@ -90,6 +89,13 @@ fn main() {
         "files: {:.1} MiB = {:.3} x the raw f32 vectors",
         size as f64 / 1048576.0,
         size as f64 / raw_bytes as f64
+    );
+    common::result(
+        "storage",
+        "files_vs_raw_vectors",
+        size as f64 / raw_bytes as f64,
+        "x",
+        serde_json::json!({}),
     );
 
     // Reopen, warm cache: lock, manifest, map + checksum the segment, replay 1,000 records.
@@ -102,6 +108,13 @@ fn main() {
         drop(db);
     }
     let open = common::median(times);
+    common::result(
+        "storage",
+        "reopen",
+        open.as_secs_f64() * 1e3,
+        "ms",
+        serde_json::json!({"lib": "ours", "wal_records": 1000}),
+    );
     println!(
         "reopen ({} points + 1,000 log records, warm cache): {open:.2?}",
         data.rows
@@ -133,6 +146,20 @@ fn main() {
         }
         db.flush().unwrap();
         let batched = 10_000.0 / t.elapsed().as_secs_f64();
+        common::result(
+            "storage",
+            "upsert_single",
+            single,
+            "points/s",
+            serde_json::json!({"durability": name}),
+        );
+        common::result(
+            "storage",
+            "upsert_batch100",
+            batched,
+            "points/s",
+            serde_json::json!({"durability": name}),
+        );
         println!(
             "upsert, {name:>13}: {single:>8.0} points/s one per call, {batched:>8.0} points/s in batches of 100"
         );
@@ -144,7 +171,7 @@ fn main() {
         return;
     };
     let npy = work.join("base.f32.npy");
-    write_npy(&npy, &data);
+    common::write_npy(&npy, &data);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers_open.py");
     let out = std::process::Command::new(python)
         .arg(script)
@@ -159,10 +186,20 @@ fn main() {
     let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for (key, label) in [
         ("hnswlib_load_index_s", "hnswlib load_index"),
+        ("faiss_read_index_s", "faiss read_index"),
         ("usearch_restore_s", "usearch restore"),
         ("usearch_view_s", "usearch restore(view=True)"),
     ] {
-        let secs = peers[key].as_f64().unwrap();
+        let Some(secs) = peers[key].as_f64() else {
+            continue;
+        };
+        common::result(
+            "storage",
+            "reopen",
+            secs * 1e3,
+            "ms",
+            serde_json::json!({"lib": label}),
+        );
         println!(
             "{label:>28}: {:.2?}; ours takes {:.3} x its time",
             Duration::from_secs_f64(secs),

@@ -33,6 +33,14 @@ fn log(line: String) {
     web_sys::console::log_1(&format!("FIGURE {line}").into());
 }
 
+/// The same machine-readable line as `common::result` natively (which prints to stdout).
+fn result(name: &str, value: f64, unit: &str) {
+    let line = format!(
+        r#"RESULT {{"bench": "browser", "name": "{name}", "value": {value}, "unit": "{unit}", "where": "headless Chromium (wasm, OPFS)"}}"#
+    );
+    web_sys::console::log_1(&line.into());
+}
+
 fn percentile(xs: &mut [f64], p: f64) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[((xs.len() - 1) as f64 * p).round() as usize]
@@ -62,6 +70,7 @@ async fn browser_figures() {
             .unwrap();
         }
         let build = now_ms() - t;
+        result("build", build, "ms");
         let t = now_ms();
         db.checkpoint().unwrap();
         log(format!(
@@ -79,6 +88,8 @@ async fn browser_figures() {
         opens.push(now_ms() - t);
         done(db.close()).await.unwrap();
     }
+    let open_ms = percentile(&mut opens, 0.5);
+    result("open", open_ms, "ms");
     log(format!(
         "open_ms {:.1} (median of 5: Web Lock, OPFS handles, read and verify the segment)",
         percentile(&mut opens, 0.5)
@@ -97,6 +108,7 @@ async fn browser_figures() {
     // Workers' clocks are coarsened (to 100 us without cross-origin isolation): the mean over
     // all queries is the precise figure, the percentiles are rounded.
     let mean = (now_ms() - all) / QUERIES as f64 * 1000.0;
+    result("search_mean", mean, "us");
     log(format!(
         "search_mean_us {mean:.1} p50_us {:.1} p99_us {:.1} ({QUERIES} queries, top 10, ef 64, through the JS API)",
         percentile(&mut latencies, 0.5) * 1000.0,

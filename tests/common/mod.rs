@@ -8,6 +8,32 @@ use std::path::PathBuf;
 
 pub mod faulty;
 
+/// Writes `m` as a float32 `.npy`, for the Python peers.
+pub fn write_npy(path: &std::path::Path, m: &Matrix) {
+    let header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        m.rows, m.dim
+    );
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&((header.len() + pad + 1) as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(std::iter::repeat_n(b' ', pad));
+    out.push(b'\n');
+    out.extend_from_slice(bytemuck::cast_slice(&m.data));
+    std::fs::write(path, out).unwrap();
+}
+
+/// Prints one machine-readable figure, for the report of `scripts/bench`:
+/// `RESULT {"bench": .., "name": .., "value": .., "unit": .., ...extra}`.
+pub fn result(bench: &str, name: &str, value: f64, unit: &str, extra: serde_json::Value) {
+    let mut line = serde_json::json!({"bench": bench, "name": name, "value": value, "unit": unit});
+    if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
+        line.extend(extra);
+    }
+    println!("RESULT {line}");
+}
+
 /// The `p` quantile (0..=1) of `xs` (sorted in place).
 pub fn percentile(xs: &mut [std::time::Duration], p: f64) -> std::time::Duration {
     xs.sort_unstable();

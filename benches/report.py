@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""The performance report of `scripts/bench`: reads the `RESULT {json}` lines the benchmarks
+printed into RUN_DIR/*.txt, writes RUN_DIR/results.json (with the machine description), draws
+the plots (SVG) and the tables, and puts the tables into PERFORMANCE.md between its GENERATED
+markers, the plots into docs/perf/.
+
+Usage: report.py RUN_DIR REPO_DIR
+"""
+import json
+import re
+import shutil
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+run, repo = Path(sys.argv[1]), Path(sys.argv[2])
+results = []
+for txt in sorted(run.glob("*.txt")):
+    for line in txt.read_text(errors="replace").splitlines():
+        m = re.search(r"RESULT (\{.*\})\s*$", line)
+        if m:
+            try:
+                r = json.loads(m.group(1))
+            except json.JSONDecodeError:
+                continue
+            r["source"] = txt.stem
+            results.append(r)
+machine = json.loads((run / "machine.json").read_text()) if (run / "machine.json").exists() else {}
+(run / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+
+
+def pick(bench, name, **where):
+    return [r for r in results if r["bench"] == bench and r["name"] == name
+            and all(r.get(k) == v for k, v in where.items())]
+
+
+def one(bench, name, **where):
+    found = pick(bench, name, **where)
+    return found[-1]["value"] if found else None
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a is not None and b else "–"
+
+
+out = []
+plots = []
+colors = {"ours": "#6b3fa0", "hnswlib": "#d08a1e", "faiss": "#2a7ab0"}
+
+# --- HNSW: recall vs queries/s, build, memory -------------------------------------------------
+datasets = sorted({r["dataset"] for r in pick("hnsw", "curve")})
+if datasets:
+    out.append("### Approximate search (HNSW), one thread\n")
+    out.append("| data | at recall@10 | ours q/s / hnswlib | ours q/s / faiss | build 1 thread: ours, hnswlib, faiss (s) | build on all threads (s) | memory: ours / raw vectors |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for ds in datasets:
+        ratios = {p: pick("hnsw", "qps_ratio_at_equal_recall", dataset=ds, peer=p) for p in ("hnswlib", "faiss")}
+        recall = next((r[0]["recall"] for r in ratios.values() if r), None)
+        builds = [one("hnsw", "build_1_thread", dataset=ds, lib=lib) for lib in ("ours", "hnswlib", "faiss")]
+        allb = pick("hnsw", "build_all_threads", dataset=ds)
+        mem = pick("hnsw", "memory", dataset=ds)
+        mem_txt = (f"{mem[-1]['value']:.0f} MiB / {mem[-1]['raw_vectors_mib']:.0f} MiB "
+                   f"({mem[-1]['bytes_per_vector']:.0f} B/vector)") if mem else "–"
+        out.append(
+            f"| {ds} | {fmt(recall, 3) if recall else '–'} | "
+            f"{fmt(ratios['hnswlib'][-1]['value'], 2) + 'x' if ratios['hnswlib'] else '–'} | "
+            f"{fmt(ratios['faiss'][-1]['value'], 2) + 'x' if ratios['faiss'] else '–'} | "
+            f"{', '.join(fmt(b) for b in builds)} | "
+            f"{fmt(allb[-1]['value']) + ' on ' + str(allb[-1]['threads']) if allb else '–'} | {mem_txt} |")
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for lib in ("ours", "hnswlib", "faiss"):
+            curve = sorted((r["recall"], r["value"]) for r in pick("hnsw", "curve", dataset=ds, lib=lib))
+            if curve:
+                ax.plot([c[0] for c in curve], [c[1] for c in curve], marker="o",
+                        label=lib if lib != "ours" else "Grape Vector DB", color=colors[lib])
+        ax.set_xlabel("recall@10")
+        ax.set_ylabel("queries/s (1 thread)")
+        ax.set_yscale("log")
+        ax.set_title(f"HNSW, {ds}, M=16, ef_construction=200")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        name = "recall-qps-" + re.sub(r"[^a-z0-9]+", "-", ds.lower()).strip("-") + ".svg"
+        fig.tight_layout()
+        fig.savefig(run / name)
+        plt.close(fig)
+        plots.append((name, f"recall vs queries/s, {ds}"))
+    out.append("")
+    filt = pick("hnsw", "filtered_qps")
+    if filt:
+        out.append("Filtered search (ours, one thread; the filter matches a share of the points):\n")
+        out.append("| data | matching | recall@10 | queries/s | path |")
+        out.append("| --- | --- | --- | --- | --- |")
+        for r in filt:
+            ds = next((c["dataset"] for c in results if c.get("source") == r["source"] and "dataset" in c), "?")
+            out.append(f"| {ds} | {r['selectivity_pct']}% | {r['recall']:.4f} | {fmt(r['value'])} | {r['path']} |")
+        out.append("")
+
+# --- Open / startup ----------------------------------------------------------------------------
+reopen = pick("storage", "reopen")
+if reopen:
+    ours = one("storage", "reopen", lib="ours")
+    out.append("### Opening a persisted 100K x 384 database (warm page cache)\n")
+    out.append("| what | time (ms) | ours / it |")
+    out.append("| --- | --- | --- |")
+    for r in reopen:
+        label = "Grape Vector DB open (+1,000 log records)" if r["lib"] == "ours" else r["lib"]
+        out.append(f"| {label} | {fmt(r['value'])} | {ratio(ours, r['value']) if r['lib'] != 'ours' else ''} |")
+    for warm in (False, True):
+        v = one("lifecycle", "open", warmup=warm)
+        if v is not None:
+            out.append(f"| Grape Vector DB open, {'with' if warm else 'without'} warmup (no log) | {fmt(v)} | |")
+    out.append("")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    labels = [("ours" if r["lib"] == "ours" else r["lib"]) for r in reopen]
+    ax.barh(labels, [r["value"] for r in reopen], color=["#6b3fa0" if l == "ours" else "#999" for l in labels])
+    ax.set_xlabel("ms")
+    ax.set_title("Open 100K x 384 (warm cache)")
+    fig.tight_layout()
+    fig.savefig(run / "open.svg")
+    plt.close(fig)
+    plots.append(("open.svg", "open times"))
+
+# --- Writes -----------------------------------------------------------------------------------
+ups = pick("storage", "upsert_single")
+if ups:
+    out.append("### Upserts per durability mode (100K x 384 database, HNSW on)\n")
+    out.append("| durability | one point per call (points/s) | batches of 100 (points/s) |")
+    out.append("| --- | --- | --- |")
+    for r in ups:
+        b = one("storage", "upsert_batch100", durability=r["durability"])
+        out.append(f"| {r['durability']} | {fmt(r['value'])} | {fmt(b)} |")
+    out.append(f"\nBulk load: {fmt(one('storage', 'bulk_upsert'))} points/s; checkpoint {fmt(one('storage', 'checkpoint'))} ms; "
+               f"files {fmt(one('storage', 'files_vs_raw_vectors'), 3)}x the raw vectors.\n")
+
+# --- Scan -------------------------------------------------------------------------------------
+scan = pick("scan", "scan_throughput")
+if scan:
+    bw = one("scan", "memory_bandwidth")
+    out.append("### Exact scan, 100K x 384, one query\n")
+    out.append(f"Single-core read bandwidth measured in the same run: {fmt(bw)} GB/s.\n")
+    out.append("| distance | scan GB/s | / memory bandwidth | batch of 64 (queries/s) |")
+    out.append("| --- | --- | --- | --- |")
+    for r in scan:
+        out.append(f"| {r['distance']} | {fmt(r['value'])} | {ratio(r['value'], bw)} | "
+                   f"{fmt(one('scan', 'exact_batch_qps', distance=r['distance']))} |")
+    out.append("")
+
+# --- Lifecycle ---------------------------------------------------------------------------------
+closes = pick("lifecycle", "close_after_10k_unflushed")
+if closes:
+    out.append("### Lifecycle\n")
+    out.append("| figure | value |")
+    out.append("| --- | --- |")
+    for warm in (False, True):
+        fs = one("lifecycle", "first_filtered_search", warmup=warm)
+        f1 = one("lifecycle", "first_search", warmup=warm)
+        out.append(f"| first search / first filtered search after open, {'with' if warm else 'without'} warmup | {fmt(f1)} us / {fmt(fs)} us |")
+    for r in closes:
+        out.append(f"| close after 10,000 unflushed upserts, {r['durability']} | {fmt(r['value'], 2)} ms |")
+    for r in pick("lifecycle", "search_p50"):
+        p99 = one("lifecycle", "search_p99", **{"while": r["while"]})
+        out.append(f"| search p50 / p99 while {r['while']} | {fmt(r['value'])} us / {fmt(p99)} us |")
+    rss = pick("lifecycle", "rss")
+    if rss:
+        out.append("| resident memory over mixed operations (RSS, database-held) | " + "; ".join(
+            f"{r['operations']:,}: {r['value']:.0f} MiB, {r['database_mib']:.1f} MiB" for r in rss) + " |")
+    out.append("")
+
+# --- Browser -----------------------------------------------------------------------------------
+browser = pick("browser", "open")
+if browser:
+    out.append("### Browser (headless Chromium, dedicated worker, OPFS) vs native, same data (100K x 384 generated)\n")
+    out.append("| figure | native | browser | browser / native |")
+    out.append("| --- | --- | --- | --- |")
+    for name, unit in (("open", "ms"), ("search_mean", "us"), ("build", "ms")):
+        n = next((r["value"] for r in pick("browser", name) if r.get("where") == "native"), None)
+        b = next((r["value"] for r in pick("browser", name) if r.get("where") != "native"), None)
+        out.append(f"| {name.replace('_', ' ')} ({unit}) | {fmt(n)} | {fmt(b)} | {ratio(b, n)} |")
+    size = (run / "pkg-size.txt").read_text().strip() if (run / "pkg-size.txt").exists() else ""
+    if size:
+        out.append(f"\nPackage: {size}\n")
+
+table = "\n".join(out)
+(run / "report.md").write_text(table + "\n")
+
+# Publish into the repository: plots and the tables of this run.
+perf = repo / "docs" / "perf"
+perf.mkdir(parents=True, exist_ok=True)
+for name, _ in plots:
+    shutil.copy(run / name, perf / name)
+shutil.copy(run / "results.json", perf / "results.json")
+doc = repo / "PERFORMANCE.md"
+if doc.exists():
+    text = doc.read_text()
+    begin, end = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        m = machine
+        gen = (f"{begin}\n\nRun of {m.get('date', '?')} on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
+               f"{m.get('memory', '?')}; {m.get('rustc', '')}; commit {m.get('commit', '?')}.\n\n"
+               + table + "\n\n" + "\n".join(f"![{alt}](docs/perf/{name})" for name, alt in plots) + f"\n\n{end}")
+        doc.write_text(head + gen + tail)
+print(table)
