@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 run, repo = Path(sys.argv[1]), Path(sys.argv[2])
 results = []
+current = "?"
 for txt in sorted(run.glob("*.txt")):
     for line in txt.read_text(errors="replace").splitlines():
         m = re.search(r"RESULT (\{.*\})\s*$", line)
@@ -29,6 +30,12 @@ for txt in sorted(run.glob("*.txt")):
             except json.JSONDecodeError:
                 continue
             r["source"] = txt.stem
+            # Figures without a dataset belong to the last dataset named before them.
+            if r["bench"] == "hnsw":
+                if "dataset" in r:
+                    current = r["dataset"]
+                else:
+                    r["dataset"] = current
             results.append(r)
 machine = json.loads((run / "machine.json").read_text()) if (run / "machine.json").exists() else {}
 (run / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=1))
@@ -104,8 +111,7 @@ if datasets:
         out.append("| data | matching | recall@10 | queries/s | path |")
         out.append("| --- | --- | --- | --- | --- |")
         for r in filt:
-            ds = next((c["dataset"] for c in results if c.get("source") == r["source"] and "dataset" in c), "?")
-            out.append(f"| {ds} | {r['selectivity_pct']}% | {r['recall']:.4f} | {fmt(r['value'])} | {r['path']} |")
+            out.append(f"| {r['dataset']} | {r['selectivity_pct']}% | {r['recall']:.4f} | {fmt(r['value'])} | {r['path']} |")
         out.append("")
 
 # --- Open / startup ----------------------------------------------------------------------------
@@ -210,8 +216,11 @@ if doc.exists():
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         m = machine
+        carried = run / "carried-over.txt"
+        carried = ("Parts carried over from an earlier run: " + "; ".join(carried.read_text().split("\n")).strip("; ")
+                   + ".\n\n") if carried.exists() else ""
         gen = (f"{begin}\n\nRun of {m.get('date', '?')} on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
-               f"{m.get('memory', '?')}; {m.get('rustc', '')}; commit {m.get('commit', '?')}.\n\n"
+               f"{m.get('memory', '?')}; {m.get('rustc', '')}; commit {m.get('commit', '?')}.\n\n{carried}"
                + table + "\n\n" + "\n".join(f"![{alt}](docs/perf/{name})" for name, alt in plots) + f"\n\n{end}")
         doc.write_text(head + gen + tail)
 print(table)

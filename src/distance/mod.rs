@@ -89,6 +89,9 @@ pub(crate) fn closeness_key(distance: Distance, raw: f32) -> f32 {
     }
 }
 
+/// Cache lines `prefetch` requests at most.
+const MAX_PREFETCH_LINES: usize = 24;
+
 /// Asks the CPU to start loading the cache lines of `v`; a graph search calls it for all of a
 /// node's unvisited neighbours before computing any distance, so the loads overlap.
 #[inline(always)]
@@ -97,7 +100,9 @@ pub(crate) fn prefetch<T>(v: &[T]) {
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let p = v.as_ptr().cast::<i8>();
-        for line in 0..std::mem::size_of_val(v).div_ceil(64) {
+        // At most the first 24 lines (a 384-float vector): beyond that the hardware prefetcher
+        // follows the kernel's stream, and explicit hints only crowd the load queue.
+        for line in 0..std::mem::size_of_val(v).div_ceil(64).min(MAX_PREFETCH_LINES) {
             // SAFETY: prefetching is a hint that never faults, and the address is inside `v`.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(line * 64)) };
         }
