@@ -62,7 +62,13 @@ fn main() {
     }
     let open = common::median(opens).as_secs_f64() * 1000.0;
     println!("FIGURE open_ms {open:.1}");
-    common::result("browser", "open", open, "ms", serde_json::json!({"where": "native"}));
+    common::result(
+        "browser",
+        "open",
+        open,
+        "ms",
+        serde_json::json!({"where": "native"}),
+    );
     let db = EmbeddedVectorDB::open(config).unwrap();
     let all = Instant::now();
     let mut latencies: Vec<_> = (0..QUERIES)

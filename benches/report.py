@@ -105,6 +105,19 @@ if datasets:
         plt.close(fig)
         plots.append((name, f"recall vs queries/s, {ds}"))
     out.append("")
+    if pick("hnsw", "curve_all_threads"):
+        out.append("Queries/s on all threads (ours: one `search_batch` split over the thread pool; hnswlib "
+                   "`knn_query(num_threads)`; faiss with OpenMP), at ef 64:\n")
+        out.append("| data | ours | hnswlib | faiss | recall@10 (ours) |")
+        out.append("| --- | --- | --- | --- | --- |")
+        for ds in datasets:
+            row = {lib: pick("hnsw", "curve_all_threads", dataset=ds, lib=lib, ef=64) for lib in ("ours", "hnswlib", "faiss")}
+            if not row["ours"]:
+                continue
+            out.append(f"| {ds} | {fmt(row['ours'][-1]['value'])} | "
+                       f"{fmt(row['hnswlib'][-1]['value']) if row['hnswlib'] else '–'} | "
+                       f"{fmt(row['faiss'][-1]['value']) if row['faiss'] else '–'} | {row['ours'][-1]['recall']:.4f} |")
+        out.append("")
     filt = pick("hnsw", "filtered_qps")
     if filt:
         out.append("Filtered search (ours, one thread; the filter matches a share of the points):\n")

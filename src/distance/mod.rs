@@ -102,7 +102,10 @@ pub(crate) fn prefetch<T>(v: &[T]) {
         let p = v.as_ptr().cast::<i8>();
         // At most the first 24 lines (a 384-float vector): beyond that the hardware prefetcher
         // follows the kernel's stream, and explicit hints only crowd the load queue.
-        for line in 0..std::mem::size_of_val(v).div_ceil(64).min(MAX_PREFETCH_LINES) {
+        for line in 0..std::mem::size_of_val(v)
+            .div_ceil(64)
+            .min(MAX_PREFETCH_LINES)
+        {
             // SAFETY: prefetching is a hint that never faults, and the address is inside `v`.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(line * 64)) };
         }
