@@ -129,7 +129,7 @@ fn parallel_map<T: Send>(
     count: usize,
     job: &(dyn Fn(usize) -> T + Sync),
 ) -> Vec<T> {
-    if threads < 2 || count < 2 * threads {
+    if threads < 2 || count < threads {
         return (0..count).map(job).collect();
     }
     let share = count.div_ceil(threads);
