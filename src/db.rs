@@ -1144,3 +1144,27 @@ impl EmbeddedVectorDB {
         HealthStatus::new(vec![storage, engine_check, memory, disk], self.uptime())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_map_uses_every_thread_even_for_one_job_each() {
+        // `searched` splits a batch into exactly `threads` shares: they must not run serially.
+        let ids = parallel_map(2, 2, &|_| std::thread::current().id());
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1], "two shares ran on one thread");
+        let squares = parallel_map(3, 10, &|i| i * i);
+        assert_eq!(
+            squares,
+            (0..10).map(|i| i * i).collect::<Vec<_>>(),
+            "order kept"
+        );
+        assert_eq!(
+            parallel_map(4, 1, &|i| i + 1),
+            vec![1],
+            "fewer jobs than threads"
+        );
+    }
+}
