@@ -89,9 +89,6 @@ pub(crate) fn closeness_key(distance: Distance, raw: f32) -> f32 {
     }
 }
 
-/// Cache lines `prefetch` requests at most.
-const MAX_PREFETCH_LINES: usize = 24;
-
 /// Asks the CPU to start loading the cache lines of `v`; a graph search calls it for all of a
 /// node's unvisited neighbours before computing any distance, so the loads overlap.
 #[inline(always)]
@@ -99,6 +96,8 @@ pub(crate) fn prefetch<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        /// Cache lines requested at most.
+        const MAX_PREFETCH_LINES: usize = 24;
         let p = v.as_ptr().cast::<i8>();
         // At most the first 24 lines (a 384-float vector): beyond that the hardware prefetcher
         // follows the kernel's stream, and explicit hints only crowd the load queue.
