@@ -5,10 +5,26 @@
 //! wasm32 when the crate is compiled with `+simd128`, and a portable scalar version otherwise. All
 //! of them are checked against an `f64` oracle for every length up to 1024 and for unaligned
 //! slices. Architecture-specific code lives only in this module's submodules.
+//!
+//! Graph search scores a node's neighbours four at a time through the four-vector kernels
+//! ([`Kernel4`]); they are bit-identical to the one-pair kernels, so a score never depends on
+//! which path computed it.
 
 use std::sync::OnceLock;
 
 use crate::point::Distance;
+
+/// Four-vector kernels that call the one-pair kernels in turn: for the implementations not
+/// (yet) measured to gain from interleaving (scalar, AVX2, NEON).
+macro_rules! kernels4_one_by_one {
+    ($dot:path, $l2_squared:path, $l1:path) => {
+        $crate::distance::Kernels4 {
+            dot: |q, vs| vs.map(|v| $dot(q, v)),
+            l2_squared: |q, vs| vs.map(|v| $l2_squared(q, v)),
+            l1: |q, vs| vs.map(|v| $l1(q, v)),
+        }
+    };
+}
 
 mod scalar;
 
@@ -24,6 +40,13 @@ mod wasm;
 /// A kernel over two slices of equal length.
 pub(crate) type Kernel = fn(&[f32], &[f32]) -> f32;
 
+/// A kernel from one query to four stored vectors at once, each result bit-identical to the
+/// one-pair kernel's. Where it is really four-way (WebAssembly, AVX-512) the loads of the four
+/// vectors interleave, so their cache misses overlap instead of following one another (graph
+/// search in WebAssembly has no prefetch instruction to do that), and each query block is
+/// loaded once for four vectors.
+pub(crate) type Kernel4 = fn(&[f32], [&[f32]; 4]) -> [f32; 4];
+
 /// One implementation of the three kernels.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
@@ -32,6 +55,16 @@ pub(crate) struct Kernels {
     pub dot: Kernel,
     pub l2_squared: Kernel,
     pub l1: Kernel,
+    /// The same three, one query against four vectors.
+    pub four: Kernels4,
+}
+
+/// The four-vector versions of [`Kernels`]' three kernels.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels4 {
+    pub dot: Kernel4,
+    pub l2_squared: Kernel4,
+    pub l1: Kernel4,
 }
 
 impl Kernels {
@@ -44,6 +77,15 @@ impl Kernels {
             Distance::Manhattan => self.l1,
         }
     }
+
+    /// [`Kernels::for_distance`], four vectors at a time.
+    pub fn for_distance4(&self, distance: Distance) -> Kernel4 {
+        match distance {
+            Distance::Cosine | Distance::Dot => self.four.dot,
+            Distance::Euclid => self.four.l2_squared,
+            Distance::Manhattan => self.four.l1,
+        }
+    }
 }
 
 pub(crate) const SCALAR: Kernels = Kernels {
@@ -51,6 +93,7 @@ pub(crate) const SCALAR: Kernels = Kernels {
     dot: scalar::dot,
     l2_squared: scalar::l2_squared,
     l1: scalar::l1,
+    four: kernels4_one_by_one!(scalar::dot, scalar::l2_squared, scalar::l1),
 };
 
 /// The fastest kernels this CPU supports, detected once.
@@ -126,6 +169,8 @@ pub(crate) fn normalize(v: &mut [f32]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    //! These run natively and, under `cargo test --target wasm32-unknown-unknown`, in Node, so
+    //! the `simd128` kernels are checked too.
     use super::*;
 
     /// Deterministic values in [-1, 1) (xorshift), so failures reproduce.
@@ -154,17 +199,22 @@ mod tests {
     }
 
     fn all_kernels() -> Vec<Kernels> {
-        let mut ks = vec![SCALAR, *best()];
+        let ks = vec![SCALAR, *best()];
         #[cfg(target_arch = "x86_64")]
-        ks.extend(
-            x86::kernels_if_supported()
-                .into_iter()
-                .chain(x86::avx512_if_supported()),
-        );
+        let ks = {
+            let mut ks = ks;
+            ks.extend(
+                x86::kernels_if_supported()
+                    .into_iter()
+                    .chain(x86::avx512_if_supported()),
+            );
+            ks
+        };
         ks
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn kernels_agree_with_f64_oracle_for_every_length_and_alignment() {
         for k in all_kernels() {
             for dim in 1..=1024usize {
@@ -190,7 +240,38 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn four_vector_kernels_equal_the_pair_kernels_bit_for_bit() {
+        for k in all_kernels() {
+            for dim in 0..=1100usize {
+                let offset = dim % 4;
+                let q = values(dim + offset, dim as u64);
+                let rows: Vec<Vec<f32>> = (0..4)
+                    .map(|r| values(dim + r + 1, 31 * dim as u64 + r as u64))
+                    .collect();
+                // Each vector starts at a different misalignment.
+                let vs: [&[f32]; 4] = std::array::from_fn(|r| &rows[r][r + 1..]);
+                let q = &q[offset..];
+                for (name, pair, four) in [
+                    ("dot", k.dot, k.four.dot),
+                    ("l2", k.l2_squared, k.four.l2_squared),
+                    ("l1", k.l1, k.four.l1),
+                ] {
+                    let want = vs.map(|v| pair(q, v).to_bits());
+                    assert_eq!(
+                        four(q, vs).map(f32::to_bits),
+                        want,
+                        "{} {name} dim {dim}",
+                        k.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn prefetch_accepts_any_slice() {
         prefetch::<f32>(&[]);
         prefetch(&[1.0f32]);
@@ -198,7 +279,8 @@ mod tests {
         prefetch(&[7u32; 33]);
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn empty_slices_give_zero() {
         for k in all_kernels() {
             assert_eq!((k.dot)(&[], &[]), 0.0);
@@ -207,7 +289,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn normalize_refuses_zero_and_scales_others() {
         let mut z = vec![0.0; 5];
         assert!(!normalize(&mut z));

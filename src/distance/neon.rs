@@ -9,6 +9,7 @@ pub(super) const KERNELS: Kernels = Kernels {
     dot,
     l2_squared,
     l1,
+    four: kernels4_one_by_one!(dot, l2_squared, l1),
 };
 
 /// Sums `step` over 4-lane blocks with four accumulators, then a scalar tail.

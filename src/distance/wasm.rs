@@ -1,75 +1,91 @@
 //! `simd128` kernels for wasm32, compiled in when the crate is built with `+simd128` (see
 //! `.cargo/config.toml`); every current browser and Node supports it.
+//!
+//! WebAssembly has no prefetch instruction, so graph search would wait for each neighbour's
+//! vector in turn; the four-vector kernels interleave four vectors' loads instead, so their
+//! cache misses overlap.
 
 use std::arch::wasm32::*;
 
-use super::Kernels;
+use super::{Kernels, Kernels4};
 
 pub(super) const KERNELS: Kernels = Kernels {
     name: "simd128",
-    dot,
-    l2_squared,
-    l1,
+    dot: |a, b| dot_n(a, [b])[0],
+    l2_squared: |a, b| l2_squared_n(a, [b])[0],
+    l1: |a, b| l1_n(a, [b])[0],
+    four: Kernels4 {
+        dot: dot_n,
+        l2_squared: l2_squared_n,
+        l1: l1_n,
+    },
 };
 
+/// Sums `step` from `q` to each of the `N` vectors: two 4-lane accumulators per vector
+/// (8 floats per iteration; four vectors then use 8 of the 16 SIMD registers engines have on
+/// x86-64), one more 4-float block, then a scalar tail. Each vector's sum is computed in the
+/// same order whatever `N`, so the four-vector kernels equal the one-pair ones bit for bit.
 #[inline(always)]
-fn reduce(
-    a: &[f32],
-    b: &[f32],
+fn reduce<const N: usize>(
+    q: &[f32],
+    vs: [&[f32]; N],
     step: impl Fn(v128, v128, v128) -> v128,
     scalar: impl Fn(f32, f32) -> f32,
-) -> f32 {
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+) -> [f32; N] {
+    let n = vs.iter().fold(q.len(), |n, v| n.min(v.len()));
+    let pq = q.as_ptr();
+    let pv = vs.map(<[f32]>::as_ptr);
+    let mut acc = [[f32x4_splat(0.0); 2]; N];
     let mut i = 0;
-    let mut acc = [f32x4_splat(0.0); 4];
-    // SAFETY: every load reads 16 bytes at float index i with i + 4 <= n (i + 16 <= n in the main
-    // loop), inside both slices; v128_load has no alignment requirement.
+    // SAFETY: every load reads 4 floats at index i (or i + 4) with i + 8 <= n (i + 4 <= n for
+    // the last block), n being the shortest length; v128_load has no alignment requirement.
     unsafe {
-        while i + 16 <= n {
-            for (k, slot) in acc.iter_mut().enumerate() {
-                let x = v128_load(pa.add(i + 4 * k) as *const v128);
-                let y = v128_load(pb.add(i + 4 * k) as *const v128);
-                *slot = step(*slot, x, y);
+        while i + 8 <= n {
+            let x0 = v128_load(pq.add(i) as *const v128);
+            let x1 = v128_load(pq.add(i + 4) as *const v128);
+            for (a, p) in acc.iter_mut().zip(pv) {
+                a[0] = step(a[0], x0, v128_load(p.add(i) as *const v128));
+                a[1] = step(a[1], x1, v128_load(p.add(i + 4) as *const v128));
             }
-            i += 16;
+            i += 8;
         }
-    }
-    let mut sum = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
-    // SAFETY: as above.
-    unsafe {
-        while i + 4 <= n {
-            let x = v128_load(pa.add(i) as *const v128);
-            let y = v128_load(pb.add(i) as *const v128);
-            sum = step(sum, x, y);
+        if i + 4 <= n {
+            let x = v128_load(pq.add(i) as *const v128);
+            for (a, p) in acc.iter_mut().zip(pv) {
+                a[0] = step(a[0], x, v128_load(p.add(i) as *const v128));
+            }
             i += 4;
         }
     }
-    let mut total = f32x4_extract_lane::<0>(sum)
-        + f32x4_extract_lane::<1>(sum)
-        + f32x4_extract_lane::<2>(sum)
-        + f32x4_extract_lane::<3>(sum);
-    total += a[i..n]
-        .iter()
-        .zip(&b[i..n])
-        .map(|(&x, &y)| scalar(x, y))
-        .sum::<f32>();
-    total
+    let mut sums = [0.0; N];
+    for ((sum, [a0, a1]), v) in sums.iter_mut().zip(acc).zip(vs) {
+        let s = f32x4_add(a0, a1);
+        *sum = f32x4_extract_lane::<0>(s)
+            + f32x4_extract_lane::<1>(s)
+            + f32x4_extract_lane::<2>(s)
+            + f32x4_extract_lane::<3>(s)
+            + q[i..n]
+                .iter()
+                .zip(&v[i..n])
+                .map(|(&x, &y)| scalar(x, y))
+                .sum::<f32>();
+    }
+    sums
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot_n<const N: usize>(q: &[f32], vs: [&[f32]; N]) -> [f32; N] {
     reduce(
-        a,
-        b,
+        q,
+        vs,
         |acc, x, y| f32x4_add(acc, f32x4_mul(x, y)),
         |x, y| x * y,
     )
 }
 
-fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+fn l2_squared_n<const N: usize>(q: &[f32], vs: [&[f32]; N]) -> [f32; N] {
     reduce(
-        a,
-        b,
+        q,
+        vs,
         |acc, x, y| {
             let d = f32x4_sub(x, y);
             f32x4_add(acc, f32x4_mul(d, d))
@@ -78,10 +94,10 @@ fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     )
 }
 
-fn l1(a: &[f32], b: &[f32]) -> f32 {
+fn l1_n<const N: usize>(q: &[f32], vs: [&[f32]; N]) -> [f32; N] {
     reduce(
-        a,
-        b,
+        q,
+        vs,
         |acc, x, y| f32x4_add(acc, f32x4_abs(f32x4_sub(x, y))),
         |x, y| (x - y).abs(),
     )

@@ -12,6 +12,11 @@ pub(super) fn avx512_if_supported() -> Option<Kernels> {
             dot: dot512,
             l2_squared: l2_squared512,
             l1: l1_512,
+            four: super::Kernels4 {
+                dot: dot512x4,
+                l2_squared: l2_squared512x4,
+                l1: l1_512x4,
+            },
         })
     } else {
         None
@@ -26,6 +31,7 @@ pub(super) fn kernels_if_supported() -> Option<Kernels> {
             dot,
             l2_squared,
             l1,
+            four: kernels4_one_by_one!(dot, l2_squared, l1),
         })
     } else {
         None
@@ -38,26 +44,43 @@ pub(super) fn kernels_if_supported() -> Option<Kernels> {
 
 fn dot512(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: reachable only through `avx512_if_supported`, which checked avx512f.
-    unsafe { reduce512::<0>(a, b) }
+    unsafe { reduce512::<0, 1>(a, [b])[0] }
 }
 
 fn l2_squared512(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: as for `dot512`.
-    unsafe { reduce512::<1>(a, b) }
+    unsafe { reduce512::<1, 1>(a, [b])[0] }
 }
 
 fn l1_512(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: as for `dot512`.
-    unsafe { reduce512::<2>(a, b) }
+    unsafe { reduce512::<2, 1>(a, [b])[0] }
 }
 
-/// AVX-512 version of [`reduce`]: `OP` 0 is dot, 1 squared L2, 2 L1. Two 16-lane accumulators
-/// (32 floats per iteration), then a masked load for the tail, so no scalar loop remains.
+fn dot512x4(q: &[f32], vs: [&[f32]; 4]) -> [f32; 4] {
+    // SAFETY: as for `dot512`.
+    unsafe { reduce512::<0, 4>(q, vs) }
+}
+
+fn l2_squared512x4(q: &[f32], vs: [&[f32]; 4]) -> [f32; 4] {
+    // SAFETY: as for `dot512`.
+    unsafe { reduce512::<1, 4>(q, vs) }
+}
+
+fn l1_512x4(q: &[f32], vs: [&[f32]; 4]) -> [f32; 4] {
+    // SAFETY: as for `dot512`.
+    unsafe { reduce512::<2, 4>(q, vs) }
+}
+
+/// AVX-512 version of [`reduce`] from `q` to each of the `N` vectors: `OP` 0 is dot, 1 squared
+/// L2, 2 L1. Two 16-lane accumulators per vector (32 floats per iteration), then a masked load
+/// for the tail, so no scalar loop remains. Each vector's sum is computed in the same order
+/// whatever `N`, so the four-vector kernels equal the one-pair ones bit for bit.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn reduce512<const OP: u8>(a: &[f32], b: &[f32]) -> f32 {
+unsafe fn reduce512<const OP: u8, const N: usize>(q: &[f32], vs: [&[f32]; N]) -> [f32; N] {
     #[inline(always)]
     fn step<const OP: u8>(acc: __m512, x: __m512, y: __m512) -> __m512 {
         // SAFETY: only inlined into `reduce512`, which runs with avx512f enabled.
@@ -72,35 +95,42 @@ unsafe fn reduce512<const OP: u8>(a: &[f32], b: &[f32]) -> f32 {
             }
         }
     }
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let n = vs.iter().fold(q.len(), |n, v| n.min(v.len()));
+    let pq = q.as_ptr();
+    let pv = vs.map(<[f32]>::as_ptr);
     let mut i = 0;
-    // SAFETY: full loads read 16 floats at i with i + 16 <= n (i + 32 <= n in the first loop);
-    // the tail load is masked to the `n - i < 16` remaining floats, and masked-off lanes are
-    // not accessed. Unaligned loads are allowed.
+    // SAFETY: full loads read 16 floats at i with i + 16 <= n (i + 32 <= n in the first loop),
+    // n being the shortest length; the tail loads are masked to the `n - i < 16` remaining
+    // floats, and masked-off lanes are not accessed. Unaligned loads are allowed.
     unsafe {
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
+        let mut acc = [[_mm512_setzero_ps(); 2]; N];
         while i + 32 <= n {
-            acc0 = step::<OP>(acc0, _mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
-            acc1 = step::<OP>(
-                acc1,
-                _mm512_loadu_ps(pa.add(i + 16)),
-                _mm512_loadu_ps(pb.add(i + 16)),
-            );
+            let (x0, x1) = (_mm512_loadu_ps(pq.add(i)), _mm512_loadu_ps(pq.add(i + 16)));
+            for (a, p) in acc.iter_mut().zip(pv) {
+                a[0] = step::<OP>(a[0], x0, _mm512_loadu_ps(p.add(i)));
+                a[1] = step::<OP>(a[1], x1, _mm512_loadu_ps(p.add(i + 16)));
+            }
             i += 32;
         }
         if i + 16 <= n {
-            acc0 = step::<OP>(acc0, _mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+            let x = _mm512_loadu_ps(pq.add(i));
+            for (a, p) in acc.iter_mut().zip(pv) {
+                a[0] = step::<OP>(a[0], x, _mm512_loadu_ps(p.add(i)));
+            }
             i += 16;
         }
         if i < n {
             let mask: __mmask16 = (1u16 << (n - i)) - 1;
-            let x = _mm512_maskz_loadu_ps(mask, pa.add(i));
-            let y = _mm512_maskz_loadu_ps(mask, pb.add(i));
-            acc1 = step::<OP>(acc1, x, y);
+            let x = _mm512_maskz_loadu_ps(mask, pq.add(i));
+            for (a, p) in acc.iter_mut().zip(pv) {
+                a[1] = step::<OP>(a[1], x, _mm512_maskz_loadu_ps(mask, p.add(i)));
+            }
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+        let mut sums = [0.0; N];
+        for (sum, [a0, a1]) in sums.iter_mut().zip(acc) {
+            *sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        }
+        sums
     }
 }
 

@@ -37,6 +37,8 @@ pub(crate) struct GraphParams {
 /// Distances between stored vectors and queries, as closeness keys (smaller is closer).
 pub(crate) trait Space {
     fn key_to(&self, query: &[f32], slot: u32) -> f32;
+    /// [`Space::key_to`] for four slots at once (faster where the kernel interleaves them).
+    fn keys_to4(&self, query: &[f32], slots: [u32; 4]) -> [f32; 4];
     fn vector(&self, slot: u32) -> &[f32];
     /// Hints that `slot`'s vector will be read soon.
     fn prefetch(&self, slot: u32);
@@ -545,12 +547,21 @@ impl Graph {
                 for &n in &s.fresh[..count.min(PREFETCH_AHEAD)] {
                     space.prefetch(n);
                 }
+                // Keys four at a time (see `Kernel4`), then one by one for the rest.
+                let mut keys = [0f32; 4];
                 for i in 0..count {
                     if let Some(&ahead) = s.fresh.get(i + PREFETCH_AHEAD) {
                         space.prefetch(ahead);
                     }
                     let n = s.fresh[i];
-                    let key = space.key_to(query, n);
+                    let key = if i % 4 == 0 && i + 4 <= count {
+                        keys = space.keys_to4(query, std::array::from_fn(|k| s.fresh[i + k]));
+                        keys[0]
+                    } else if i < count - count % 4 {
+                        keys[i % 4]
+                    } else {
+                        space.key_to(query, n)
+                    };
                     s.computed += 1;
                     let full = s.results.len() >= ef;
                     if !full || s.results.peek().is_some_and(|w| key < w.key) {

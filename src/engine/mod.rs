@@ -18,7 +18,7 @@ mod topk;
 
 use std::collections::BTreeMap;
 
-use crate::distance::{self, closeness_key, score_from_raw, Kernel};
+use crate::distance::{self, closeness_key, score_from_raw, Kernel, Kernel4};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, KeyPath};
 use crate::persist::segment::{SegmentData, SegmentSource};
@@ -103,6 +103,7 @@ struct PreparedQuery<'a> {
 pub(crate) struct Engine {
     config: EngineConfig,
     kernel: Kernel,
+    kernel4: Kernel4,
     vectors: VectorArena,
     slot_ids: Vec<Option<PointId>>,
     payloads: PayloadStore,
@@ -123,6 +124,7 @@ pub(crate) struct Engine {
 struct ArenaSpace<'a> {
     vectors: ArenaView<'a>,
     kernel: Kernel,
+    kernel4: Kernel4,
     distance: Distance,
 }
 
@@ -133,6 +135,12 @@ impl Space for ArenaSpace<'_> {
             self.distance,
             (self.kernel)(query, self.vectors.get(slot as usize)),
         )
+    }
+
+    #[inline]
+    fn keys_to4(&self, query: &[f32], slots: [u32; 4]) -> [f32; 4] {
+        let raw = (self.kernel4)(query, slots.map(|s| self.vectors.get(s as usize)));
+        raw.map(|r| closeness_key(self.distance, r))
     }
 
     #[inline]
@@ -157,6 +165,7 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
             kernel: distance::best().for_distance(config.distance),
+            kernel4: distance::best().for_distance4(config.distance),
             vectors: VectorArena::new(config.dimension),
             slot_ids: Vec::new(),
             payloads: PayloadStore::new(),
@@ -250,6 +259,7 @@ impl Engine {
         let space = ArenaSpace {
             vectors: self.vectors.view(),
             kernel: self.kernel,
+            kernel4: self.kernel4,
             distance: self.config.distance,
         };
         let slots: Vec<u32> = pending.map(|s| s as u32).collect();
@@ -276,6 +286,7 @@ impl Engine {
         ArenaSpace {
             vectors: self.vectors.view(),
             kernel: self.kernel,
+            kernel4: self.kernel4,
             distance: self.config.distance,
         }
     }
