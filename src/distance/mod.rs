@@ -132,27 +132,43 @@ pub(crate) fn closeness_key(distance: Distance, raw: f32) -> f32 {
     }
 }
 
-/// Asks the CPU to start loading the cache lines of `v`; a graph search calls it for all of a
-/// node's unvisited neighbours before computing any distance, so the loads overlap.
+/// Cache lines of a vector loaded ahead at most: the first 24 (a 384-float vector); beyond
+/// that the hardware prefetcher follows the kernel's stream, and explicit requests only crowd
+/// the load queue.
+#[cfg(any(target_arch = "x86_64", target_arch = "wasm32"))]
+const MAX_PREFETCH_LINES: usize = 24;
+
+/// Starts loading the cache lines of `v`; a graph search calls it for the next group of
+/// neighbours while it scores the current one, so the loads overlap.
+///
+/// On x86-64 this is the prefetch instruction. WebAssembly has none, so there it reads one
+/// byte of each line: the reads are independent of the scoring that follows, so the CPU issues
+/// them together (measured in Node at 100K x 384: search 165 -> 148 us).
 #[inline(always)]
 pub(crate) fn prefetch<T>(v: &[T]) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "wasm32"))]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        /// Cache lines requested at most.
-        const MAX_PREFETCH_LINES: usize = 24;
         let p = v.as_ptr().cast::<i8>();
-        // At most the first 24 lines (a 384-float vector): beyond that the hardware prefetcher
-        // follows the kernel's stream, and explicit hints only crowd the load queue.
         for line in 0..std::mem::size_of_val(v)
             .div_ceil(64)
             .min(MAX_PREFETCH_LINES)
         {
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: prefetching is a hint that never faults, and the address is inside `v`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(line * 64)) };
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    p.add(line * 64),
+                )
+            };
+            #[cfg(target_arch = "wasm32")]
+            // SAFETY: `line * 64 < size_of_val(v)`, so the byte read is inside `v`, which is
+            // borrowed and initialised. Volatile keeps the compiler from dropping the read.
+            unsafe {
+                std::ptr::read_volatile(p.add(line * 64))
+            };
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "wasm32")))]
     let _ = v;
 }
 

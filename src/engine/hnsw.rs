@@ -20,8 +20,10 @@ use crate::storage::Bytes;
 
 /// No node / no upper-layer block.
 pub(crate) const NONE: u32 = u32::MAX;
-/// How many neighbours ahead of the one being scored a beam search prefetches.
+/// How many neighbours ahead of the one being scored the greedy upper-layer search prefetches.
 const PREFETCH_AHEAD: usize = 3;
+/// How many groups of four neighbours ahead of the group being scored a beam search prefetches.
+const PREFETCH_GROUPS: usize = 1;
 /// Levels above this are never drawn (the probability is below 16^-16).
 const MAX_LEVEL: u8 = 16;
 
@@ -543,34 +545,36 @@ impl Graph {
                         s.fresh.push(n);
                     }
                 }
+                // Keys four at a time (see `Kernel4`), the group after next already loading.
                 let count = s.fresh.len();
-                for &n in &s.fresh[..count.min(PREFETCH_AHEAD)] {
+                for &n in &s.fresh[..count.min(PREFETCH_GROUPS * 4)] {
                     space.prefetch(n);
                 }
-                // Keys four at a time (see `Kernel4`), then one by one for the rest.
-                let mut keys = [0f32; 4];
-                for i in 0..count {
-                    if let Some(&ahead) = s.fresh.get(i + PREFETCH_AHEAD) {
-                        space.prefetch(ahead);
+                for start in (0..count).step_by(4) {
+                    let ahead = (start + PREFETCH_GROUPS * 4).min(count);
+                    for &n in &s.fresh[ahead..(ahead + 4).min(count)] {
+                        space.prefetch(n);
                     }
-                    let n = s.fresh[i];
-                    let key = if i % 4 == 0 && i + 4 <= count {
-                        keys = space.keys_to4(query, std::array::from_fn(|k| s.fresh[i + k]));
-                        keys[0]
-                    } else if i < count - count % 4 {
-                        keys[i % 4]
+                    let group = &s.fresh[start..(start + 4).min(count)];
+                    let mut keys = [0f32; 4];
+                    if let Ok(&four) = <&[u32; 4]>::try_from(group) {
+                        keys = space.keys_to4(query, four);
                     } else {
-                        space.key_to(query, n)
-                    };
-                    s.computed += 1;
-                    let full = s.results.len() >= ef;
-                    if !full || s.results.peek().is_some_and(|w| key < w.key) {
-                        let cand = Candidate { key, slot: n };
-                        s.candidates.push(Reverse(cand));
-                        if admit(n) {
-                            s.results.push(cand);
-                            if s.results.len() > ef {
-                                s.results.pop();
+                        for (key, &n) in keys.iter_mut().zip(group) {
+                            *key = space.key_to(query, n);
+                        }
+                    }
+                    s.computed += group.len();
+                    for (&key, &n) in keys.iter().zip(group) {
+                        let full = s.results.len() >= ef;
+                        if !full || s.results.peek().is_some_and(|w| key < w.key) {
+                            let cand = Candidate { key, slot: n };
+                            s.candidates.push(Reverse(cand));
+                            if admit(n) {
+                                s.results.push(cand);
+                                if s.results.len() > ef {
+                                    s.results.pop();
+                                }
                             }
                         }
                     }
