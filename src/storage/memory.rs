@@ -168,7 +168,7 @@ impl Storage for MemoryStorage {
     }
 
     fn read_all(&self, name: &str) -> io::Result<Bytes> {
-        Ok(Bytes::from(self.get(name)?.read().clone()))
+        Ok(Bytes::copy_aligned(&self.get(name)?.read()))
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
@@ -214,5 +214,30 @@ impl Storage for MemoryStorage {
             total,
             free: total.saturating_sub(self.quota.used.load(Ordering::Acquire)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_file_reads_start_on_a_cache_line() {
+        // Segments lay vectors out on cache lines; a misaligned read made every vector span one
+        // more line (browser search about 5% slower).
+        let dir = MemoryStorage::new();
+        for len in [0usize, 1, 63, 64, 65, 1000, 4096 + 3] {
+            let name = format!("f{len}");
+            dir.open(&name, true)
+                .unwrap()
+                .write_at(0, &vec![9u8; len])
+                .unwrap();
+            let bytes = dir.read_all(&name).unwrap();
+            assert_eq!(bytes.len(), len);
+            assert!(bytes.iter().all(|&b| b == 9));
+            if len > 0 {
+                assert_eq!(bytes.as_ptr() as usize % 64, 0, "length {len}");
+            }
+        }
     }
 }

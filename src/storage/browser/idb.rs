@@ -451,7 +451,7 @@ impl Storage for IdbStorage {
     }
 
     fn read_all(&self, name: &str) -> io::Result<Bytes> {
-        Ok(Bytes::from(self.file(name)?.read().bytes.clone()))
+        Ok(Bytes::copy_aligned(&self.file(name)?.read().bytes))
     }
 
     fn list(&self) -> io::Result<Vec<String>> {

@@ -335,9 +335,7 @@ impl Storage for OpfsStorage {
 
     fn read_all(&self, name: &str) -> io::Result<Bytes> {
         let file = self.open(name, false)?;
-        let mut data = vec![0u8; file.len()? as usize];
-        file.read_at(0, &mut data)?;
-        Ok(Bytes::from(data))
+        Bytes::read_aligned(file.len()? as usize, |buf| file.read_at(0, buf))
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
