@@ -25,11 +25,11 @@ async fn round_trip_in_memory() {
     let q: Vec<f32> = (0..8)
         .map(|d| ((7 * 31 + d * 17) % 97) as f32 / 97.0 - 0.5)
         .collect();
-    let found = db.search(&q, js(r#"{"limit": 3}"#)).unwrap();
+    let found = db.search(q.clone(), js(r#"{"limit": 3}"#)).unwrap();
     assert!(ids(&found).starts_with("[7,"), "{}", ids(&found));
     let even = db
         .search(
-            &q,
+            q.clone(),
             js(r#"{"limit": 3, "filter": {"must": [{"key": "even", "match": {"value": true}}]}}"#),
         )
         .unwrap();
@@ -125,8 +125,75 @@ async fn export_and_import_bytes() {
 async fn misspelt_search_options_are_refused() {
     let db = open(r#"{"dimension": 2}"#).await.unwrap();
     let err = db
-        .search(&[1.0, 0.0], js(r#"{"limit": 1, "withPayloads": true}"#))
+        .search(vec![1.0, 0.0], js(r#"{"limit": 1, "withPayloads": true}"#))
         .unwrap_err();
     assert_eq!(code(&err), "MalformedFilter");
     assert!(text(&js_sys::Reflect::get(&err, &"message".into()).unwrap()).contains("withPayloads"));
+}
+
+#[wasm_bindgen_test]
+async fn search_options_are_checked_one_by_one() {
+    let db = open(r#"{"dimension": 2}"#).await.unwrap();
+    db.upsert(js(r#"[{"id": 1, "vector": [1, 0]}, {"id": 2, "vector": [0, 1]}, {"id": 3, "vector": [1, 1]}]"#))
+        .unwrap();
+    for (options, complaint) in [
+        (r#"{"limit": -1}"#, "limit: expected a non-negative integer"),
+        (
+            r#"{"limit": 1.5}"#,
+            "limit: expected a non-negative integer",
+        ),
+        (
+            r#"{"offset": "2"}"#,
+            "offset: expected a non-negative integer",
+        ),
+        (r#"{"ef": 1e300}"#, "ef: expected a non-negative integer"),
+        (r#"{"exact": 1}"#, "exact: expected true or false"),
+        (
+            r#"{"withVector": "yes"}"#,
+            "withVector: expected true or false",
+        ),
+        (
+            r#"{"scoreThreshold": "high"}"#,
+            "scoreThreshold: expected a number",
+        ),
+        ("[1]", "unknown field `0`"),
+        ("7", "expected an object"),
+    ] {
+        let err = db.search(vec![1.0, 0.0], js(options)).unwrap_err();
+        assert_eq!(code(&err), "MalformedFilter", "{options}");
+        let message = text(&js_sys::Reflect::get(&err, &"message".into()).unwrap());
+        assert!(message.contains(complaint), "{options}: {message}");
+    }
+    // null and undefined options are options not given; the others take effect.
+    let found = db
+        .search(
+            vec![1.0, 0.0],
+            js(r#"{"limit": null, "ef": null, "filter": null}"#),
+        )
+        .unwrap();
+    assert_eq!(ids(&found), "[1,3,2]");
+    let found = db
+        .search(
+            vec![1.0, 0.0],
+            js(r#"{"limit": 1, "offset": 1, "exact": true, "withVector": true}"#),
+        )
+        .unwrap();
+    assert_eq!(ids(&found), "[3]");
+    assert!(text(&found).contains("\"vector\":[0.7"), "{}", text(&found));
+    let found = db
+        .search(
+            vec![1.0, 0.0],
+            js(r#"{"scoreThreshold": 0.5, "withPayload": false}"#),
+        )
+        .unwrap();
+    assert_eq!(ids(&found), "[1,3]");
+    let queries = js_sys::Array::of2(
+        &js_sys::Float32Array::from(&[0.0f32, 1.0][..]),
+        &js_sys::Float32Array::from(&[1.0f32, 0.0][..]),
+    );
+    let batch = db.search_batch(queries, js(r#"{"limit": 1}"#)).unwrap();
+    assert_eq!(
+        text(&batch),
+        r#"[[{"id":2,"score":1}],[{"id":1,"score":1}]]"#
+    );
 }

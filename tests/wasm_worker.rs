@@ -32,7 +32,7 @@ async fn opfs_data_survives_close_and_reopen() {
     let q: Vec<f32> = (0..16)
         .map(|d| ((10 * 31 + d * 17) % 97) as f32 / 97.0 - 0.5)
         .collect();
-    let found = db.search(&q, js(r#"{"limit": 1}"#)).unwrap();
+    let found = db.search(q.clone(), js(r#"{"limit": 1}"#)).unwrap();
     assert_eq!(ids(&found), "[10]");
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy("w-reopen".into())).await.unwrap();

@@ -73,12 +73,12 @@ pub async fn shared_vectors(storage: &str) {
     };
     let searches: js_sys::Array = get(&v, "searches").unchecked_into();
     for case in searches.iter() {
-        let found = db.search(&query(&case), options(&case)).unwrap();
+        let found = db.search(query(&case), options(&case)).unwrap();
         assert_eq!(ids(&found), text(&get(&case, "expect")), "{}", text(&case));
     }
     let bad: js_sys::Array = get(&v, "bad_searches").unchecked_into();
     for case in bad.iter() {
-        let err = db.search(&query(&case), options(&case)).unwrap_err();
+        let err = db.search(query(&case), options(&case)).unwrap_err();
         assert_eq!(
             code(&err),
             get(&case, "code").as_string().unwrap(),
