@@ -613,8 +613,15 @@ impl Graph {
     /// with the heuristic. `space` addresses old slots.
     pub fn remapped<S: Space>(&self, new_slot: &[u32], space: &S) -> Graph {
         let live = |s: u32| new_slot[s as usize] != NONE;
-        let mut order: Vec<u32> = (0..self.len() as u32).filter(|&s| live(s)).collect();
-        order.sort_unstable_by_key(|&s| new_slot[s as usize]);
+        // The live old slots in new-slot order, placed rather than sorted (new slots number
+        // the live nodes from 0, so each has a place below `self.len()`).
+        let mut order = vec![NONE; self.len()];
+        for (old, &new) in new_slot.iter().enumerate().take(self.len()) {
+            if new != NONE {
+                order[new as usize] = old as u32;
+            }
+        }
+        order.retain(|&old| old != NONE);
         let mut g = Graph::new(self.params);
         g.rng = self.rng;
         for &old in &order {

@@ -84,8 +84,10 @@ pub(crate) fn unpack(archive: &[u8], dest: &dyn Storage) -> Result<()> {
             dest.location()
         )));
     }
-    files.sort_by_key(|(n, _)| *n == manifest::NAME);
-    for (name, data) in files {
+    // The manifest last: until it exists, the destination holds no database.
+    let (manifest, others): (Vec<_>, Vec<_>) =
+        files.into_iter().partition(|(n, _)| *n == manifest::NAME);
+    for (name, data) in others.into_iter().chain(manifest) {
         let tmp = format!("{name}.tmp");
         let file = dest.open(&tmp, true).map_err(io_error("create", &tmp))?;
         file.write_at(0, data).map_err(io_error("write", &tmp))?;
