@@ -56,13 +56,21 @@ export interface PointInput {
 }
 
 export interface SearchOptions {
+  /** How many points to return (default 10). */
   limit?: number;
+  /** How many of the best to skip first (default 0). */
   offset?: number;
+  /** A filter in Qdrant's JSON shape: `{ must: [{ key: "color", match: { value: "red" } }] }`. */
   filter?: Record<string, unknown>;
+  /** The HNSW beam width for this search (default: the database's `ef`, 64). */
   ef?: number;
+  /** Scan every point instead of the graph (default false). */
   exact?: boolean;
+  /** Return each point's payload (default true). */
   withPayload?: boolean;
+  /** Return each point's vector (default false). */
   withVector?: boolean;
+  /** Leave out points scoring worse than this. */
   scoreThreshold?: number;
 }
 
@@ -169,6 +177,8 @@ fn points_of(value: JsValue) -> Result<Vec<Point>, JsValue> {
 /// cost about 5 us of a 150 us search. Unknown fields are refused, as everywhere in the API.
 fn search_template(options: &JsValue) -> Result<SearchRequest, JsValue> {
     let mut request = SearchRequest::new(Vec::new(), 10);
+    // The JS API returns payloads unless told not to (the Rust API's default is the opposite).
+    request.with_payload = true;
     if options.is_undefined() || options.is_null() {
         return Ok(request);
     }

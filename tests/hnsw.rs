@@ -344,3 +344,28 @@ fn filtered_graph_search_sees_payload_changes() {
         );
     }
 }
+
+#[test]
+fn a_point_added_at_an_existing_vector_is_found_beside_it() {
+    // The web demo adds a passage at the vector of the selected one and expects to see it
+    // among that passage's neighbours: exact duplicates must be reachable through the graph.
+    let data = common::clustered(12_000, DIM, 40, 11);
+    let db = EmbeddedVectorDB::open(
+        EmbeddedConfig::builder(DIM)
+            .hnsw(Some(HnswConfig::default()))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    load(&db, &data);
+    for i in (0..12_000).step_by(997) {
+        let added = 1_000_000 + i as u64;
+        db.upsert(vec![Point::new(added, data.row(i).to_vec())])
+            .unwrap();
+        let found = ids(&db
+            .search(&SearchRequest::new(data.row(i).to_vec(), 10))
+            .unwrap());
+        assert!(found.contains(&PointId::Num(i as u64)), "{i}: {found:?}");
+        assert!(found.contains(&PointId::Num(added)), "{i}: {found:?}");
+    }
+}

@@ -134,8 +134,17 @@ async fn misspelt_search_options_are_refused() {
 #[wasm_bindgen_test]
 async fn search_options_are_checked_one_by_one() {
     let db = open(r#"{"dimension": 2}"#).await.unwrap();
-    db.upsert(js(r#"[{"id": 1, "vector": [1, 0]}, {"id": 2, "vector": [0, 1]}, {"id": 3, "vector": [1, 1]}]"#))
+    db.upsert(js(r#"[{"id": 1, "vector": [1, 0], "payload": {"n": 1}}, {"id": 2, "vector": [0, 1]}, {"id": 3, "vector": [1, 1]}]"#))
         .unwrap();
+    // Payloads come back unless asked not to (the JS API's default; the demo relies on it).
+    let found = db.search(vec![1.0, 0.0], js(r#"{"limit": 1}"#)).unwrap();
+    assert_eq!(text(&found), r#"[{"id":1,"score":1,"payload":{"n":1}}]"#);
+    let found = db.search(vec![1.0, 0.0], JsValue::UNDEFINED).unwrap();
+    assert!(
+        text(&found).starts_with(r#"[{"id":1,"score":1,"payload":{"n":1}}"#),
+        "{}",
+        text(&found)
+    );
     for (options, complaint) in [
         (r#"{"limit": -1}"#, "limit: expected a non-negative integer"),
         (
@@ -191,7 +200,9 @@ async fn search_options_are_checked_one_by_one() {
         &js_sys::Float32Array::from(&[0.0f32, 1.0][..]),
         &js_sys::Float32Array::from(&[1.0f32, 0.0][..]),
     );
-    let batch = db.search_batch(queries, js(r#"{"limit": 1}"#)).unwrap();
+    let batch = db
+        .search_batch(queries, js(r#"{"limit": 1, "withPayload": false}"#))
+        .unwrap();
     assert_eq!(
         text(&batch),
         r#"[[{"id":2,"score":1}],[{"id":1,"score":1}]]"#
