@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+mod checksum;
 mod clock;
 mod config;
 mod db;

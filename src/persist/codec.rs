@@ -121,9 +121,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// CRC32C (Castagnoli), hardware-accelerated where the CPU has it.
+/// CRC32C (Castagnoli), hardware-accelerated where the CPU has it (see `checksum`).
 pub(crate) fn crc(data: &[u8]) -> u32 {
-    crc32c::crc32c(data)
+    crate::checksum::crc32c(data)
 }
 
 /// Rounds `n` up to a multiple of 64 (section alignment).

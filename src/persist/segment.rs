@@ -106,14 +106,14 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &SegmentSource) -> R
         codec::put_f32s(&mut chunk, v);
         codec::put_f32s(&mut chunk, &pad);
         if chunk.len() >= 1 << 20 {
-            crc = crc32c::crc32c_append(crc, &chunk);
+            crc = crate::checksum::crc32c_append(crc, &chunk);
             file.write_at(offset, &chunk)
                 .map_err(io_error("write", &tmp))?;
             offset += chunk.len() as u64;
             chunk.clear();
         }
     }
-    crc = crc32c::crc32c_append(crc, &chunk);
+    crc = crate::checksum::crc32c_append(crc, &chunk);
     file.write_at(offset, &chunk)
         .map_err(io_error("write", &tmp))?;
     offset += chunk.len() as u64;

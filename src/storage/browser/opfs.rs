@@ -130,7 +130,7 @@ fn encode_slot(seq: u64, files: &BTreeMap<String, u32>) -> io::Result<Vec<u8>> {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&blob.to_le_bytes());
     }
-    let crc = crc32c::crc32c(&out);
+    let crc = crate::checksum::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     if out.len() > SLOT {
         return Err(io::Error::new(
@@ -159,7 +159,7 @@ fn decode_slot(slot: &[u8]) -> Option<(u64, BTreeMap<String, u32>)> {
         at += 5 + len;
     }
     let crc = u32::from_le_bytes(slot.get(at..at + 4)?.try_into().ok()?);
-    (crc32c::crc32c(&slot[..at]) == crc).then_some((seq, files))
+    (crate::checksum::crc32c(&slot[..at]) == crc).then_some((seq, files))
 }
 
 impl OpfsStorage {
