@@ -114,6 +114,11 @@ async fn browser_figures() {
         percentile(&mut latencies, 0.5) * 1000.0,
         percentile(&mut latencies, 0.99) * 1000.0
     ));
+    let scan = data::in_cache_scan_ns(&data, now_ms);
+    result("scan_in_cache", scan, "ns/vector");
+    log(format!(
+        "scan_ns {scan:.1} (exact search over 512 vectors in cache, per vector)"
+    ));
     let stats = text(&db.stats().unwrap());
     log(format!("stats {stats}"));
     done(db.close()).await.unwrap();
