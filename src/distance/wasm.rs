@@ -25,6 +25,12 @@ pub(super) const KERNELS: Kernels = Kernels {
 /// (8 floats per iteration; four vectors then use 8 of the 16 SIMD registers engines have on
 /// x86-64), one more 4-float block, then a scalar tail. Each vector's sum is computed in the
 /// same order whatever `N`, so the four-vector kernels equal the one-pair ones bit for bit.
+///
+/// Measured in Node 20 (V8 TurboFan) on Zen 4, a 384-d dot product in L1 takes 31 ns here vs
+/// 13 ns with AVX-512, and neither more accumulators (3, 4 or 8 per vector) nor relaxed-SIMD
+/// `f32x4_relaxed_madd` change it: the loop is bound by instruction count, not by add latency.
+/// LLVM does not fold the constant `+16` into the wasm load's offset field, so V8 emits an
+/// address computation beside every load, and with four vectors it spills accumulators.
 #[inline(always)]
 fn reduce<const N: usize>(
     q: &[f32],
