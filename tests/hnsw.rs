@@ -369,3 +369,56 @@ fn a_point_added_at_an_existing_vector_is_found_beside_it() {
         assert!(found.contains(&PointId::Num(added)), "{i}: {found:?}");
     }
 }
+
+/// Cosine graphs skip neighbours whose sketch is far from the query's (see `engine/sketch.rs`).
+/// On the same unit vectors dot product builds the same graph without sketches: cosine must
+/// score far fewer vectors for the same recall.
+#[test]
+fn cosine_search_skips_far_neighbours_without_losing_recall() {
+    const N: usize = 10_000;
+    const DIM: usize = 48;
+    let mut data = common::clustered(N + 100, DIM, 40, 11);
+    for row in data.data.chunks_exact_mut(DIM) {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        row.iter_mut().for_each(|x| *x /= norm);
+    }
+    let queries: Vec<Vec<f32>> = (N..N + 100).map(|i| data.row(i).to_vec()).collect();
+    let measure = |distance: Distance| {
+        let config = EmbeddedConfig::builder(DIM)
+            .distance(distance)
+            .hnsw(Some(HnswConfig {
+                full_scan_threshold: 1_000,
+                ..HnswConfig::default()
+            }))
+            .build()
+            .unwrap();
+        let db = EmbeddedVectorDB::open(config).unwrap();
+        let points: Vec<Point> = (0..N)
+            .map(|i| Point::new(i as u64, data.row(i).to_vec()))
+            .collect();
+        db.upsert(points).unwrap();
+        let scored: usize = queries
+            .iter()
+            .map(|q| {
+                db.search(&SearchRequest::new(q.clone(), 10))
+                    .unwrap()
+                    .scored
+            })
+            .sum();
+        // A small ef, where a wrongly skipped neighbour would cost recall.
+        (recall(&db, &queries, None, 12), scored)
+    };
+    let (dot_recall, dot_scored) = measure(Distance::Dot);
+    let (cos_recall, cos_scored) = measure(Distance::Cosine);
+    eprintln!(
+        "dot: recall {dot_recall:.4}, {dot_scored} scored; cosine: {cos_recall:.4}, {cos_scored}"
+    );
+    assert!(
+        cos_scored * 10 < dot_scored * 8,
+        "sketches skipped too little: {cos_scored} vs {dot_scored} vectors scored"
+    );
+    assert!(
+        cos_recall >= dot_recall - 0.01,
+        "{cos_recall} vs {dot_recall}"
+    );
+}

@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::sketch::{self, Sketch, Sketcher};
 use super::topk::Candidate;
 use crate::storage::Bytes;
 
@@ -34,6 +35,9 @@ pub(crate) struct GraphParams {
     pub m: usize,
     /// Candidate list size while inserting.
     pub ef_construction: usize,
+    /// The vectors' dimension when the graph keeps a sketch of each node to skip far
+    /// neighbours in searches: for cosine similarity, where sketch distance bounds the score.
+    pub sketch_dim: Option<usize>,
 }
 
 /// Distances between stored vectors and queries, as closeness keys (smaller is closer).
@@ -46,36 +50,63 @@ pub(crate) trait Space {
     fn prefetch(&self, slot: u32);
 }
 
-/// Layer-0 links, used in place from a mapped segment until the first insert copies them.
-enum Links0 {
+/// A section of a segment used in place (layer-0 links, sketches) until the first insert
+/// copies it; decoded into an owned copy at once when the bytes are not aligned for `T`.
+enum InPlace<T: bytemuck::Pod> {
     Mapped(Bytes),
-    Owned(Vec<u32>),
+    Owned(Vec<T>),
 }
 
-impl Links0 {
-    fn slice(&self) -> &[u32] {
-        match self {
-            Links0::Mapped(b) => bytemuck::cast_slice(b),
-            Links0::Owned(v) => v,
+impl<T: bytemuck::Pod> InPlace<T> {
+    /// `bytes` as `T`s: in place when aligned (a memory map and `Bytes::read_aligned` always
+    /// are), else copied.
+    fn new(bytes: Bytes) -> Self {
+        if bytemuck::try_cast_slice::<u8, T>(&bytes).is_ok() {
+            InPlace::Mapped(bytes)
+        } else {
+            let mut owned = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
+            let len = std::mem::size_of_val(owned.as_slice());
+            bytemuck::cast_slice_mut::<T, u8>(&mut owned).copy_from_slice(&bytes[..len]);
+            InPlace::Owned(owned)
         }
     }
 
-    fn owned(&mut self) -> &mut Vec<u32> {
-        if let Links0::Mapped(b) = self {
-            *self = Links0::Owned(bytemuck::cast_slice(b).to_vec());
-        }
+    fn slice(&self) -> &[T] {
         match self {
-            Links0::Owned(v) => v,
-            Links0::Mapped(_) => unreachable!("converted above"),
+            InPlace::Mapped(b) => bytemuck::cast_slice(b),
+            InPlace::Owned(v) => v,
         }
     }
+
+    fn owned(&mut self) -> &mut Vec<T> {
+        if let InPlace::Mapped(b) = self {
+            *self = InPlace::Owned(bytemuck::cast_slice(b).to_vec());
+        }
+        match self {
+            InPlace::Owned(v) => v,
+            InPlace::Mapped(_) => unreachable!("converted above"),
+        }
+    }
+}
+
+/// What a beam search looks for: the query vector and, to skip far neighbours, its sketch.
+#[derive(Clone, Copy)]
+struct Query<'a> {
+    vector: &'a [f32],
+    sketch: Option<Sketch>,
+}
+
+/// One sketch per node (see [`sketch`]), for graphs over cosine similarity.
+struct Sketches {
+    sketcher: Sketcher,
+    per_node: InPlace<Sketch>,
 }
 
 pub(crate) struct Graph {
     params: GraphParams,
     /// Capacity of a layer-0 list.
     m0: usize,
-    links0: Links0,
+    links0: InPlace<u32>,
     levels: Vec<u8>,
     /// Per node: index in `upper` of its layer-1 block, or `NONE` for layer-0-only nodes.
     upper_at: Vec<u32>,
@@ -84,6 +115,8 @@ pub(crate) struct Graph {
     entry: u32,
     max_level: u8,
     rng: u64,
+    /// `Some` when `params.sketch_dim` is; then it holds one sketch per node.
+    sketches: Option<Sketches>,
 }
 
 /// The neighbours a node will be linked to, found before it joins: see [`Graph::plan`].
@@ -102,6 +135,8 @@ pub(crate) struct GraphParts {
     pub levels: Vec<u8>,
     pub upper_at: Vec<u32>,
     pub upper: Vec<u32>,
+    /// One [`Sketch`] per node, when the segment stores them (version 3 onwards).
+    pub sketches: Option<Bytes>,
 }
 
 /// The lists of one layer: `links[at..at + stride]` is a node's count, neighbours and unused
@@ -187,39 +222,62 @@ impl Graph {
         Graph {
             m0: params.m * 2,
             params,
-            links0: Links0::Owned(Vec::new()),
+            links0: InPlace::Owned(Vec::new()),
             levels: Vec::new(),
             upper_at: Vec::new(),
             upper: Vec::new(),
             entry: NONE,
             max_level: 0,
             rng: 0x853c_49e6_748f_ea9b,
+            sketches: Self::no_sketches(params),
         }
     }
 
-    /// A graph read from a segment (layer 0 used in place when it is aligned for `u32`, which a
-    /// memory map always is; copied otherwise).
+    /// Empty sketches when `params` wants them.
+    fn no_sketches(params: GraphParams) -> Option<Sketches> {
+        params.sketch_dim.map(|dim| Sketches {
+            sketcher: Sketcher::new(dim),
+            per_node: InPlace::Owned(Vec::new()),
+        })
+    }
+
+    /// A graph read from a segment (layer 0 and sketches used in place when aligned, which a
+    /// memory map always is; copied otherwise). A segment without sketches leaves them to
+    /// [`Graph::complete_sketches`].
     pub fn from_parts(p: GraphParts) -> Self {
-        let links0 = match bytemuck::try_cast_slice::<u8, u32>(&p.links0) {
-            Ok(_) => Links0::Mapped(p.links0),
-            Err(_) => Links0::Owned(
-                p.links0
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-                    .collect(),
-            ),
-        };
+        let mut sketches = Self::no_sketches(p.params);
+        if let (Some(s), Some(bytes)) = (&mut sketches, p.sketches) {
+            s.per_node = InPlace::new(bytes);
+        }
         Graph {
             m0: p.params.m * 2,
             params: p.params,
-            links0,
+            links0: InPlace::new(p.links0),
             levels: p.levels,
             upper_at: p.upper_at,
             upper: p.upper,
             entry: p.entry,
             max_level: p.max_level,
             rng: 0x853c_49e6_748f_ea9b ^ p.entry as u64,
+            sketches,
         }
+    }
+
+    /// Computes the sketches the graph lacks (of a segment written before they were stored).
+    pub fn complete_sketches<S: Space>(&mut self, space: &S) {
+        let len = self.len();
+        if let Some(s) = &mut self.sketches {
+            let have = s.per_node.slice().len().min(len);
+            let sketcher = &s.sketcher;
+            let per_node = s.per_node.owned();
+            per_node.truncate(have);
+            per_node.extend((have..len).map(|slot| sketcher.sketch(space.vector(slot as u32))));
+        }
+    }
+
+    /// One sketch per node, or nothing for graphs without them.
+    pub fn sketches(&self) -> &[Sketch] {
+        self.sketches.as_ref().map_or(&[], |s| s.per_node.slice())
     }
 
     pub fn params(&self) -> GraphParams {
@@ -260,6 +318,7 @@ impl Graph {
             + self.levels.capacity()
             + self.upper_at.capacity() * 4
             + self.upper.capacity() * 4
+            + std::mem::size_of_val(self.sketches())
     }
 
     fn stride0(&self) -> usize {
@@ -370,6 +429,11 @@ impl Graph {
             layers = vec![Vec::new(); top as usize + 1];
             let mut entry_points = vec![ep];
             for layer in (0..=top).rev() {
+                // No sketch skipping while building: the graph stays what it was without.
+                let query = Query {
+                    vector: query,
+                    sketch: None,
+                };
                 let (found, _) = self.search_layer(
                     query,
                     &entry_points,
@@ -394,6 +458,10 @@ impl Graph {
         debug_assert_eq!(slot as usize, self.len());
         let level = plan.level;
         self.push_node(level);
+        if let Some(s) = &mut self.sketches {
+            let sketch = s.sketcher.sketch(space.vector(slot));
+            s.per_node.owned().push(sketch);
+        }
         if self.entry == NONE {
             self.entry = slot;
             self.max_level = level;
@@ -505,7 +573,7 @@ impl Graph {
     /// closest first, and the number of distances computed.
     fn search_layer<S: Space>(
         &self,
-        query: &[f32],
+        query: Query<'_>,
         entry_points: &[Candidate],
         ef: usize,
         layer: u8,
@@ -513,6 +581,13 @@ impl Graph {
         admit: &impl Fn(u32) -> bool,
     ) -> (Vec<Candidate>, usize) {
         let view = self.layer(layer);
+        // Sketches of layer-0 nodes, to skip neighbours far beyond the worst result.
+        let skip = query
+            .sketch
+            .as_ref()
+            .filter(|_| layer == 0)
+            .map(|q| (q, self.sketches()))
+            .filter(|(_, per_node)| !per_node.is_empty());
         SCRATCH.with(|scratch| {
             let s = &mut *scratch.borrow_mut();
             s.reset(self.len());
@@ -540,10 +615,20 @@ impl Graph {
                 // a few places ahead already loading: enough in flight to hide memory latency,
                 // not so many that the CPU's miss queues overflow and drop prefetches.
                 s.fresh.clear();
+                let skip = skip.filter(|_| s.results.len() >= ef);
                 for &n in neighbours {
                     if s.visit(n) {
                         s.fresh.push(n);
+                        if let Some((_, per_node)) = skip {
+                            crate::distance::prefetch(std::slice::from_ref(&per_node[n as usize]));
+                        }
                     }
+                }
+                // Once the results are full, a neighbour whose sketch is far from the query's
+                // would be rejected after loading its vector: skip it (see `sketch`).
+                if let (Some((q, per_node)), Some(worst)) = (skip, s.results.peek()) {
+                    let from = sketch::skip_from(worst.key);
+                    s.fresh.retain(|&n| q.hamming(&per_node[n as usize]) < from);
                 }
                 // Keys four at a time (see `Kernel4`), the group after next already loading.
                 let count = s.fresh.len();
@@ -558,10 +643,10 @@ impl Graph {
                     let group = &s.fresh[start..(start + 4).min(count)];
                     let mut keys = [0f32; 4];
                     if let Ok(&four) = <&[u32; 4]>::try_from(group) {
-                        keys = space.keys_to4(query, four);
+                        keys = space.keys_to4(query.vector, four);
                     } else {
                         for (key, &n) in keys.iter_mut().zip(group) {
-                            *key = space.key_to(query, n);
+                            *key = space.key_to(query.vector, n);
                         }
                     }
                     s.computed += group.len();
@@ -605,6 +690,10 @@ impl Graph {
         for layer in (1..=self.max_level).rev() {
             ep = self.greedy(query, ep, layer, space);
         }
+        let query = Query {
+            vector: query,
+            sketch: self.sketches.as_ref().map(|s| s.sketcher.sketch(query)),
+        };
         self.search_layer(query, &[ep], ef, 0, space, admit)
     }
 
@@ -626,6 +715,13 @@ impl Graph {
         g.rng = self.rng;
         for &old in &order {
             g.push_node(self.levels[old as usize]);
+        }
+        if let Some(to) = &mut g.sketches {
+            let from = self.sketches();
+            debug_assert_eq!(from.len(), self.len(), "a sketched graph has one per node");
+            to.per_node
+                .owned()
+                .extend(order.iter().map(|&old| from[old as usize]));
         }
         for &old in &order {
             let new = new_slot[old as usize];

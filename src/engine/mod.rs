@@ -14,6 +14,7 @@ mod arena;
 pub(crate) mod hnsw;
 mod payload_index;
 mod payloads;
+mod sketch;
 mod topk;
 
 use std::collections::BTreeMap;
@@ -154,10 +155,12 @@ impl Space for ArenaSpace<'_> {
     }
 }
 
-fn graph_params(h: &HnswConfig) -> GraphParams {
+fn graph_params(h: &HnswConfig, config: &EngineConfig) -> GraphParams {
     GraphParams {
         m: h.m,
         ef_construction: h.ef_construction,
+        // Sketch distance bounds the score for cosine similarity only (unit vectors).
+        sketch_dim: (config.distance == Distance::Cosine).then_some(config.dimension),
     }
 }
 
@@ -171,7 +174,10 @@ impl Engine {
             payloads: PayloadStore::new(),
             ids: BTreeMap::new(),
             dead: 0,
-            graph: config.hnsw.as_ref().map(|h| Graph::new(graph_params(h))),
+            graph: config
+                .hnsw
+                .as_ref()
+                .map(|h| Graph::new(graph_params(h, &config))),
             defer_indexing: false,
             indexes: PayloadIndexes::new(&config.payload_indexes),
             parallel: Box::new(|count, job| (0..count).map(job).collect()),
@@ -332,9 +338,18 @@ impl Engine {
         );
         engine.graph = match (engine.config.hnsw, seg.graph) {
             (None, _) => None,
-            (Some(_), Some(parts)) => Some(Graph::from_parts(parts)),
-            (Some(h), None) => Some(Graph::new(graph_params(&h))),
+            (Some(h), Some(mut parts)) => {
+                parts.params.sketch_dim = graph_params(&h, &engine.config).sketch_dim;
+                Some(Graph::from_parts(parts))
+            }
+            (Some(h), None) => Some(Graph::new(graph_params(&h, &engine.config))),
         };
+        // Segments of version 2 have no sketches: compute them once (the next checkpoint
+        // stores them).
+        if let Some(mut graph) = engine.graph.take() {
+            graph.complete_sketches(&engine.space());
+            engine.graph = Some(graph);
+        }
         // A segment written without an index has all its rows unindexed: build the graph now.
         engine.index_pending();
         Ok(engine)

@@ -10,12 +10,14 @@ use crate::storage::{io_error, Bytes, Storage};
 use super::codec::{self, Reader, ID_BYTES};
 
 const MAGIC: &[u8; 8] = b"GRAPESEG";
-pub(crate) const VERSION: u32 = 2;
-/// Header of version 2: fixed fields, graph parameters, eight section descriptors, the header
-/// checksum; padded to a multiple of 64 bytes. (Version 1: 192 bytes, four sections, no graph.)
-const HEADER_BYTES: u64 = 256;
+pub(crate) const VERSION: u32 = 3;
+/// Header of version 3: fixed fields, graph parameters, nine section descriptors, the header
+/// checksum; padded to a multiple of 64 bytes. (Version 2: 256 bytes, eight sections, no
+/// sketches; version 1: 192 bytes, four sections, no graph.)
+const HEADER_BYTES: u64 = 320;
+const HEADER_BYTES_V2: u64 = 256;
 const HEADER_BYTES_V1: u64 = 192;
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "vectors",
     "ids",
     "payload offsets",
@@ -24,6 +26,7 @@ const SECTIONS: [&str; 8] = [
     "graph levels",
     "graph upper index",
     "graph upper layers",
+    "graph sketches",
 ];
 
 pub(crate) fn file_name(generation: u64) -> String {
@@ -129,16 +132,29 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &SegmentSource) -> R
     }
     codec::put_u64(&mut offsets, data.len() as u64);
     let empty = Vec::new();
-    let (links0, levels, upper_at, upper) = match &src.graph {
+    let (links0, levels, upper_at, upper, sketches) = match &src.graph {
         Some(g) => (
             u32_bytes(g.links0()),
             g.levels().to_vec(),
             u32_bytes(g.upper_at()),
             u32_bytes(g.upper()),
+            g.sketches()
+                .iter()
+                .flat_map(|s| s.0)
+                .flat_map(u64::to_le_bytes)
+                .collect(),
         ),
-        None => (empty.clone(), empty.clone(), empty.clone(), empty),
+        None => (
+            empty.clone(),
+            empty.clone(),
+            empty.clone(),
+            empty.clone(),
+            empty,
+        ),
     };
-    for section in [&ids, &offsets, &data, &links0, &levels, &upper_at, &upper] {
+    for section in [
+        &ids, &offsets, &data, &links0, &levels, &upper_at, &upper, &sketches,
+    ] {
         offset = codec::align64(offset);
         file.write_at(offset, section)
             .map_err(io_error("write", &tmp))?;
@@ -211,6 +227,7 @@ pub(crate) fn read(
     }
     let (header_bytes, section_count) = match version {
         1 => (HEADER_BYTES_V1, 4),
+        2 => (HEADER_BYTES_V2, 8),
         _ => (HEADER_BYTES, SECTIONS.len()),
     };
     if bytes.len() < header_bytes as usize {
@@ -272,6 +289,8 @@ pub(crate) fn read(
         if_graph(Some(rows)),
         if_graph(rows.checked_mul(4)),
         None,
+        // Checked below: none, or one per row.
+        None,
     ];
     let mut views = Vec::with_capacity(SECTIONS.len());
     for (i, &(at, len, crc)) in sections.iter().enumerate() {
@@ -289,6 +308,13 @@ pub(crate) fn read(
             return Err(corrupt(at, format!("{what} section checksum mismatch")));
         }
         views.push(bytes.slice(range));
+    }
+    let sketch_bytes = views.get(8).map_or(0, |v| v.len());
+    if sketch_bytes != 0 && (!graph || Some(sketch_bytes) != rows.checked_mul(64)) {
+        return Err(corrupt(
+            sections[8].0,
+            "graph sketches section has the wrong length".into(),
+        ));
     }
     let graph = if graph {
         let levels = views[5].to_vec();
@@ -321,6 +347,8 @@ pub(crate) fn read(
             params: GraphParams {
                 m,
                 ef_construction: ef_construction as usize,
+                // The engine decides, from its distance.
+                sketch_dim: None,
             },
             entry,
             max_level,
@@ -328,6 +356,7 @@ pub(crate) fn read(
             levels,
             upper_at,
             upper,
+            sketches: views.get(8).filter(|v| !v.is_empty()).cloned(),
         })
     } else {
         None
@@ -355,4 +384,100 @@ pub(crate) fn read(
         graph,
         file_bytes: bytes.len() as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Engine, EngineConfig};
+    use crate::storage::MemoryStorage;
+    use crate::{HnswConfig, Point, SearchRequest};
+
+    fn config() -> EngineConfig {
+        EngineConfig {
+            dimension: 24,
+            distance: Distance::Cosine,
+            max_points: None,
+            max_search_limit: 100,
+            hnsw: Some(HnswConfig {
+                full_scan_threshold: 0,
+                ..HnswConfig::default()
+            }),
+            payload_indexes: Vec::new(),
+        }
+    }
+
+    fn answers(engine: &Engine) -> Vec<(Vec<(PointId, u32)>, usize)> {
+        let requests: Vec<SearchRequest> = (0..20)
+            .map(|q| SearchRequest::new((0..24).map(|d| ((q * 7 + d) % 11) as f32).collect(), 10))
+            .collect();
+        engine
+            .search_batch(&requests)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let hits = r.result.iter().map(|p| (p.id, p.score.to_bits())).collect();
+                (hits, r.scored)
+            })
+            .collect()
+    }
+
+    /// A version 2 header for the same sections, minus the sketches (what older releases wrote).
+    fn as_version_2(v3: &[u8]) -> Vec<u8> {
+        let mut h = v3[..56].to_vec();
+        h[8..12].copy_from_slice(&2u32.to_le_bytes());
+        h.extend_from_slice(&v3[56..56 + 8 * 24]);
+        let crc = codec::crc(&h);
+        codec::put_u32(&mut h, crc);
+        h.resize(HEADER_BYTES_V2 as usize, 0);
+        let mut file = v3.to_vec();
+        file[..HEADER_BYTES as usize].fill(0);
+        file[..h.len()].copy_from_slice(&h);
+        file
+    }
+
+    #[test]
+    fn sketches_are_stored_and_recomputed_for_version_2_segments() {
+        let mut engine = Engine::new(config());
+        engine
+            .upsert(
+                (0..2000u64)
+                    .map(|i| {
+                        let v = (0..24)
+                            .map(|d| ((i * 13 + d * 5) % 17) as f32 + 0.5)
+                            .collect();
+                        Point::new(i, v)
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let storage = MemoryStorage::new();
+        write(&storage, "v3.seg", &engine.export(7)).unwrap();
+        let read_back = |name: &str| read(&storage, name, 24, 32, Distance::Cosine).unwrap();
+        let v3 = read_back("v3.seg");
+        let sketches = v3.graph.as_ref().unwrap().sketches.as_ref().unwrap();
+        assert_eq!(sketches.len(), 2000 * 64);
+        let from_v3 = Engine::from_segment(config(), v3).unwrap();
+        let expected = answers(&from_v3);
+        assert_eq!(
+            answers(&engine),
+            expected,
+            "the segment answers like the engine"
+        );
+
+        let old = as_version_2(&storage.read_all("v3.seg").unwrap());
+        storage
+            .open("v2.seg", true)
+            .unwrap()
+            .write_at(0, &old)
+            .unwrap();
+        let v2 = read_back("v2.seg");
+        assert!(v2.graph.as_ref().unwrap().sketches.is_none());
+        let from_v2 = Engine::from_segment(config(), v2).unwrap();
+        assert_eq!(
+            answers(&from_v2),
+            expected,
+            "recomputed sketches are the stored ones"
+        );
+    }
 }
