@@ -375,8 +375,9 @@ fn a_point_added_at_an_existing_vector_is_found_beside_it() {
 /// score far fewer vectors for the same recall.
 #[test]
 fn cosine_search_skips_far_neighbours_without_losing_recall() {
-    const N: usize = 10_000;
-    const DIM: usize = 48;
+    const N: usize = 4_000;
+    // Sketches are kept from 256 dimensions on.
+    const DIM: usize = 256;
     let mut data = common::clustered(N + 100, DIM, 40, 11);
     for row in data.data.chunks_exact_mut(DIM) {
         let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();

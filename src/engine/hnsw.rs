@@ -664,6 +664,15 @@ impl Graph {
                         }
                     }
                 }
+                // The sketches the next expansion will check: its links were prefetched at the
+                // start of this one, so they are in cache now.
+                if let (Some((_, per_node)), Some(Reverse(next))) = (skip, s.candidates.peek()) {
+                    for &n in view.neighbours(next.slot) {
+                        if s.visited[n as usize] != s.epoch {
+                            crate::distance::prefetch(std::slice::from_ref(&per_node[n as usize]));
+                        }
+                    }
+                }
             }
             let mut out: Vec<Candidate> = s.results.drain().collect();
             out.sort_unstable();

@@ -159,8 +159,7 @@ fn graph_params(h: &HnswConfig, config: &EngineConfig) -> GraphParams {
     GraphParams {
         m: h.m,
         ef_construction: h.ef_construction,
-        // Sketch distance bounds the score for cosine similarity only (unit vectors).
-        sketch_dim: (config.distance == Distance::Cosine).then_some(config.dimension),
+        sketch_dim: sketch::worth_it(config.distance, config.dimension).then_some(config.dimension),
     }
 }
 

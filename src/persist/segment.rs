@@ -395,7 +395,8 @@ mod tests {
 
     fn config() -> EngineConfig {
         EngineConfig {
-            dimension: 24,
+            // Graphs keep sketches from 256 dimensions on.
+            dimension: 256,
             distance: Distance::Cosine,
             max_points: None,
             max_search_limit: 100,
@@ -409,7 +410,7 @@ mod tests {
 
     fn answers(engine: &Engine) -> Vec<(Vec<(PointId, u32)>, usize)> {
         let requests: Vec<SearchRequest> = (0..20)
-            .map(|q| SearchRequest::new((0..24).map(|d| ((q * 7 + d) % 11) as f32).collect(), 10))
+            .map(|q| SearchRequest::new((0..256).map(|d| ((q * 7 + d) % 11) as f32).collect(), 10))
             .collect();
         engine
             .search_batch(&requests)
@@ -443,7 +444,7 @@ mod tests {
             .upsert(
                 (0..2000u64)
                     .map(|i| {
-                        let v = (0..24)
+                        let v = (0..256)
                             .map(|d| ((i * 13 + d * 5) % 17) as f32 + 0.5)
                             .collect();
                         Point::new(i, v)
@@ -453,7 +454,7 @@ mod tests {
             .unwrap();
         let storage = MemoryStorage::new();
         write(&storage, "v3.seg", &engine.export(7)).unwrap();
-        let read_back = |name: &str| read(&storage, name, 24, 32, Distance::Cosine).unwrap();
+        let read_back = |name: &str| read(&storage, name, 256, 256, Distance::Cosine).unwrap();
         let v3 = read_back("v3.seg");
         let sketches = v3.graph.as_ref().unwrap().sketches.as_ref().unwrap();
         assert_eq!(sketches.len(), 2000 * 64);
