@@ -7,6 +7,11 @@
 //! `upper_at`. Searches take their visited set and heaps from a per-thread scratch space, so a
 //! search allocates nothing in steady state.
 //!
+//! Graphs over cosine similarity of 256 dimensions or more keep a 64-byte sketch of each node
+//! (see `sketch.rs`): once a beam search has `ef` results, neighbours whose sketch says they are
+//! almost certainly farther than the worst one are skipped instead of loaded. Construction does
+//! not use them, so the graph is the same with or without.
+//!
 //! Deleted points stay in the graph as waypoints (their links keep it navigable) and are never
 //! returned; [`Graph::remapped`] drops them, refilling the neighbour lists that lost members from
 //! two-hop candidates, when the engine compacts or writes a segment.
@@ -175,6 +180,8 @@ struct Scratch {
     computed: usize,
     /// The unvisited neighbours of the node being expanded.
     fresh: Vec<u32>,
+    /// Room for rotating the query into its sketch.
+    rotated: Vec<f32>,
 }
 
 impl Scratch {
@@ -214,6 +221,7 @@ thread_local! {
         results: BinaryHeap::new(),
         computed: 0,
         fresh: Vec::new(),
+        rotated: Vec::new(),
     }) };
 }
 
@@ -699,9 +707,15 @@ impl Graph {
         for layer in (1..=self.max_level).rev() {
             ep = self.greedy(query, ep, layer, space);
         }
+        let sketch = self.sketches.as_ref().map(|s| {
+            SCRATCH.with(|scratch| {
+                s.sketcher
+                    .sketch_into(query, &mut scratch.borrow_mut().rotated)
+            })
+        });
         let query = Query {
             vector: query,
-            sketch: self.sketches.as_ref().map(|s| s.sketcher.sketch(query)),
+            sketch,
         };
         self.search_layer(query, &[ep], ef, 0, space, admit)
     }

@@ -90,24 +90,23 @@ impl Sketcher {
 
     /// The sketch of `v` (any length up to the dimension; the rest counts as zeros).
     pub fn sketch(&self, v: &[f32]) -> Sketch {
-        // On the stack for the usual dimensions (up to 512): a query pays no allocation.
-        let mut stack = [0f32; BITS];
-        let mut heap = Vec::new();
-        let x = if self.padded == BITS {
-            &mut stack[..]
-        } else {
-            heap.resize(self.padded, 0f32);
-            &mut heap[..]
-        };
-        x[..v.len()].copy_from_slice(v);
+        self.sketch_into(v, &mut Vec::new())
+    }
+
+    /// [`Sketcher::sketch`] with `buf` as room for the rotation, so searches, which keep one
+    /// per thread, allocate nothing.
+    pub fn sketch_into(&self, v: &[f32], buf: &mut Vec<f32>) -> Sketch {
+        buf.clear();
+        buf.resize(self.padded, 0f32);
+        buf[..v.len()].copy_from_slice(v);
         for signs in self.signs.chunks_exact(self.padded) {
-            for (a, s) in x.iter_mut().zip(signs) {
+            for (a, s) in buf.iter_mut().zip(signs) {
                 *a *= s;
             }
-            walsh_hadamard(x);
+            walsh_hadamard(buf);
         }
         let mut out = Sketch::zeroed();
-        for (i, &a) in x[..BITS].iter().enumerate() {
+        for (i, &a) in buf[..BITS].iter().enumerate() {
             out.0[i / 64] |= u64::from(a >= 0.0) << (i % 64);
         }
         out
