@@ -53,6 +53,25 @@ impl Instant {
     }
 }
 
+/// 64 bits that differ from call to call and from process to process (not for cryptography):
+/// the salt of a new log file. Mixes the wall clock, a per-process random key where the
+/// platform has one, and a counter.
+pub(crate) fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    #[cfg(not(target_arch = "wasm32"))]
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    #[cfg(target_arch = "wasm32")]
+    let wall = (js_sys::Date::now() * 1e3) as u64 ^ js::performance_now().to_bits();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(wall);
+    h.write_u64(CALLS.fetch_add(1, Relaxed));
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +84,11 @@ mod tests {
         assert!(later.duration_since(start) >= Duration::from_millis(2));
         assert_eq!(start.duration_since(later), Duration::ZERO);
         assert!(start.elapsed() >= later.duration_since(start));
+    }
+
+    #[test]
+    fn entropy_differs_between_calls() {
+        let draws: std::collections::HashSet<u64> = (0..100).map(|_| entropy()).collect();
+        assert_eq!(draws.len(), 100);
     }
 }

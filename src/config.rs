@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::filter::KeyPath;
-use crate::persist::Durability;
+use crate::persist::{Durability, LogRecovery};
 use crate::point::Distance;
 use crate::search::HnswConfig;
 
@@ -41,6 +41,9 @@ pub struct EmbeddedConfig {
     pub durability: Durability,
     /// A checkpoint runs by itself once the write-ahead log exceeds this many bytes.
     pub checkpoint_wal_bytes: u64,
+    /// What opening does with a log damaged before its end (default: refuse to open).
+    #[serde(default)]
+    pub log_recovery: LogRecovery,
     /// The HNSW index (default on); `None` for exact search only, and faster upserts.
     pub hnsw: Option<HnswConfig>,
     /// Payload keys to index (keyword, integer and bool values), so that filters on them
@@ -92,6 +95,7 @@ impl EmbeddedConfig {
                 data_dir: None,
                 durability: Durability::default(),
                 checkpoint_wal_bytes: 64 << 20,
+                log_recovery: LogRecovery::default(),
                 hnsw: Some(HnswConfig::default()),
                 payload_indexes: Vec::new(),
                 thread_pool_size: 0,
@@ -262,6 +266,20 @@ impl EmbeddedConfigBuilder {
     /// ```
     pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
         self.config.checkpoint_wal_bytes = bytes;
+        self
+    }
+
+    /// Sets what opening does with a log damaged before its end (default
+    /// [`LogRecovery::Strict`]: refuse, naming the offset).
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, LogRecovery};
+    /// let c = EmbeddedConfig::builder(2).log_recovery(LogRecovery::Salvage).build()?;
+    /// assert_eq!(c.log_recovery, LogRecovery::Salvage);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn log_recovery(mut self, recovery: LogRecovery) -> Self {
+        self.config.log_recovery = recovery;
         self
     }
 

@@ -295,6 +295,7 @@ impl EmbeddedVectorDB {
                 let options = StoreOptions {
                     durability: config.durability,
                     checkpoint_bytes: config.checkpoint_wal_bytes,
+                    log_recovery: config.log_recovery,
                     io: io.clone(),
                 };
                 let (store, engine, report) =

@@ -56,7 +56,7 @@ pub use filter::{
 pub use health::{CheckStatus, HealthCheck, HealthStatus};
 pub use lifecycle::{DatabaseState, ShutdownHook, ShutdownReport, StartupReport};
 pub use metrics::{LatencySummary, Metrics, OperationMetrics};
-pub use persist::{Durability, OpenReport};
+pub use persist::{Durability, LogRecovery, OpenReport};
 pub use point::{Distance, Payload, Point, PointId};
 pub use search::{
     HnswConfig, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest,

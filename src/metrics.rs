@@ -31,6 +31,8 @@ pub(crate) struct IoCounters {
     /// Size of the current checkpoint segment.
     pub segment_size: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Checkpoints that failed (automatic ones report only here and in the health check).
+    pub checkpoints_failed: AtomicU64,
 }
 
 /// A latency histogram with fixed, log-linear buckets.
@@ -182,6 +184,7 @@ impl MetricsCollector {
             wal_size: io.wal_size.load(Relaxed),
             segment_bytes_written: io.segment_bytes_written.load(Relaxed),
             checkpoints: io.checkpoints.load(Relaxed),
+            checkpoints_failed: io.checkpoints_failed.load(Relaxed),
         }
     }
 }
@@ -270,6 +273,9 @@ pub struct Metrics {
     pub segment_bytes_written: u64,
     /// Checkpoints completed.
     pub checkpoints: u64,
+    /// Checkpoints that failed; the previous checkpoint and the log stayed in effect, so no
+    /// acknowledged write was lost (automatic ones are retried once the log grows further).
+    pub checkpoints_failed: u64,
 }
 
 impl Metrics {
@@ -383,6 +389,11 @@ impl Metrics {
                 "checkpoints_total",
                 "Checkpoints completed.",
                 self.checkpoints,
+            ),
+            (
+                "checkpoints_failed_total",
+                "Checkpoints that failed (the previous one stayed in effect).",
+                self.checkpoints_failed,
             ),
         ] {
             metric(name, "counter", help, &one(v as f64));

@@ -347,3 +347,104 @@ fn checkpoints_leave_only_the_current_generation() {
         );
     }
 }
+
+#[test]
+fn a_lower_max_points_on_reopen_is_a_limit_not_corruption() {
+    // Found by the power-loss review (F): with the points in the log, reopening under a lower
+    // `max_points` was reported as corruption (from a segment, as a refused limit). A
+    // configuration change keeps acknowledged points either way: new points are refused while
+    // over the limit, replacements are not.
+    for checkpoint in [false, true] {
+        let storage = MemoryStorage::new();
+        let db = EmbeddedVectorDB::open_with_storage(config(2), Arc::new(storage.clone())).unwrap();
+        db.upsert(
+            (0..10u64)
+                .map(|i| Point::new(i, vec![i as f32, 1.0]))
+                .collect(),
+        )
+        .unwrap();
+        if checkpoint {
+            db.checkpoint().unwrap();
+        }
+        drop(db);
+        let mut lower = config(2);
+        lower.max_points = Some(5);
+        let db = EmbeddedVectorDB::open_with_storage(lower, Arc::new(storage)).unwrap();
+        assert_eq!(db.count(None).unwrap(), 10, "checkpoint {checkpoint}");
+        let err = db.upsert(vec![Point::new(99, vec![0.0, 1.0])]).unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
+        db.upsert(vec![Point::new(3, vec![3.5, 1.0])]).unwrap();
+    }
+}
+
+#[test]
+fn payload_numbers_come_back_bit_for_bit_from_the_log_and_the_segment() {
+    // Found by the fault-injection test's copy check: without serde_json's correctly rounded
+    // float parser, some payload floats came back one unit in the last place off.
+    let storage = MemoryStorage::new();
+    let values = [
+        0.9867460520668244f64,
+        0.1 + 0.2,
+        1e-310,
+        123456.789e-12,
+        -0.0,
+    ];
+    let payload = json!({ "xs": values });
+    let db = EmbeddedVectorDB::open_with_storage(config(2), Arc::new(storage.clone())).unwrap();
+    db.upsert(vec![Point::new(1, vec![1.0, 0.0])
+        .with_payload(payload)
+        .unwrap()])
+        .unwrap();
+    let check = |db: &EmbeddedVectorDB, from: &str| {
+        let got = &db.get([1u64]).unwrap()[0];
+        let xs = got.payload.as_ref().unwrap()["xs"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let bits: Vec<u64> = xs.iter().map(|x| x.as_f64().unwrap().to_bits()).collect();
+        let want: Vec<u64> = values.iter().map(|x| x.to_bits()).collect();
+        assert_eq!(bits, want, "from the {from}");
+    };
+    drop(db);
+    let db = EmbeddedVectorDB::open_with_storage(config(2), Arc::new(storage.clone())).unwrap();
+    check(&db, "log");
+    db.checkpoint().unwrap();
+    drop(db);
+    let db = EmbeddedVectorDB::open_with_storage(config(2), Arc::new(storage)).unwrap();
+    check(&db, "segment");
+}
+
+#[test]
+fn a_failed_checkpoint_leaves_no_debris_and_the_database_in_use() {
+    // Found by the power-loss review (E): a failed checkpoint left `seg-*.seg.tmp` and
+    // `MANIFEST.tmp` behind until the next open, keeping a full disk full.
+    let storage = FaultyStorage::new();
+    let db = EmbeddedVectorDB::open_with_storage(config(3), Arc::new(storage.clone())).unwrap();
+    db.upsert(
+        (0..50u64)
+            .map(|i| Point::new(i, vec![i as f32, 0.0, 1.0]))
+            .collect(),
+    )
+    .unwrap();
+    let before = storage.inner.list().unwrap();
+    storage
+        .fail_writes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(db.checkpoint().is_err());
+    storage
+        .fail_writes
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        storage.inner.list().unwrap(),
+        before,
+        "only the generation in use is left"
+    );
+    assert_eq!(db.metrics().checkpoints_failed, 1);
+    // The database goes on in the old generation, and a later checkpoint works.
+    db.upsert(vec![Point::new(100, vec![1.0, 1.0, 1.0])])
+        .unwrap();
+    db.checkpoint().unwrap();
+    drop(db);
+    let db = EmbeddedVectorDB::open_with_storage(config(3), Arc::new(storage)).unwrap();
+    assert_eq!(db.count(None).unwrap(), 51);
+}

@@ -306,13 +306,7 @@ impl Engine {
                 "the segment holds {rows} points, more than the {MAX_SLOTS} supported"
             )));
         }
-        if let Some(max) = engine.config.max_points.filter(|&m| rows > m) {
-            return Err(Error::LimitExceeded {
-                limit: "max_points",
-                max,
-                requested: rows,
-            });
-        }
+        // A `max_points` below `rows` (lowered since) keeps the points; it refuses new ones.
         engine.ids = seg
             .ids
             .iter()
@@ -427,6 +421,21 @@ impl Engine {
 
     /// Checks a batch for [`Engine::apply_upsert`]: every vector, and the `max_points` limit.
     pub fn validate_upsert(&self, points: &[Point]) -> Result<()> {
+        let max = self
+            .config
+            .max_points
+            .map_or(MAX_SLOTS, |m| m.min(MAX_SLOTS));
+        self.validate_upsert_within(points, max)
+    }
+
+    /// Checks a logged upsert before it is replayed: its points were acknowledged, so a
+    /// `max_points` lowered since does not refuse them (new writes are refused while over it);
+    /// only what the engine cannot hold at all does.
+    pub fn validate_logged_upsert(&self, points: &[Point]) -> Result<()> {
+        self.validate_upsert_within(points, MAX_SLOTS)
+    }
+
+    fn validate_upsert_within(&self, points: &[Point], max: usize) -> Result<()> {
         for p in points {
             self.check_vector(&p.vector)?;
         }
@@ -438,12 +447,11 @@ impl Engine {
         new_ids.sort_unstable();
         new_ids.dedup();
         let live_after = self.len() + new_ids.len();
-        let max = self
-            .config
-            .max_points
-            .map_or(MAX_SLOTS, |m| m.min(MAX_SLOTS));
-        // Replacing a point of a mapped segment takes a new slot, so count every point.
-        if live_after > max || self.slot_ids.len().saturating_add(points.len()) > MAX_SLOTS {
+        // Replacements are allowed even over the limit (it may have been lowered since the
+        // points were written). Replacing a point of a mapped segment takes a new slot, so
+        // count every point against the slots.
+        let over = !new_ids.is_empty() && live_after > max;
+        if over || self.slot_ids.len().saturating_add(points.len()) > MAX_SLOTS {
             return Err(Error::LimitExceeded {
                 limit: "max_points",
                 max,

@@ -65,8 +65,9 @@ pub(crate) fn unpack(archive: &[u8], dest: &dyn Storage) -> Result<()> {
         let len = r.u32()? as usize;
         let name =
             std::str::from_utf8(r.bytes(len)?).map_err(|_| r.corrupt("file name is not UTF-8"))?;
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-            return Err(r.corrupt(format!("invalid file name {name:?}")));
+        // Only a database's own files: never a path, a `LOCK` or anything else.
+        if !super::is_database_file(name) {
+            return Err(r.corrupt(format!("{name:?} is not a database file name")));
         }
         let size = usize::try_from(r.u64()?).map_err(|_| r.corrupt("file too large"))?;
         files.push((name, r.bytes(size)?));
@@ -77,6 +78,8 @@ pub(crate) fn unpack(archive: &[u8], dest: &dyn Storage) -> Result<()> {
     if !files.iter().any(|(n, _)| *n == manifest::NAME) {
         return Err(corrupt(8, "the archive holds no MANIFEST"));
     }
+    // Held until the import is complete, so no database opens half of it.
+    let _lock = dest.lock()?;
     let existing = dest.list().map_err(io_error("list", &dest.location()))?;
     if !existing.is_empty() {
         return Err(Error::InvalidArgument(format!(
@@ -103,10 +106,12 @@ mod tests {
     use super::*;
     use crate::storage::MemoryStorage;
 
+    const LOG: &str = "wal-0000000000000001.log";
+
     fn sample() -> MemoryStorage {
         let s = MemoryStorage::new();
         s.open("MANIFEST", true).unwrap().write_at(0, b"m").unwrap();
-        s.open("wal-1.log", true)
+        s.open(LOG, true)
             .unwrap()
             .write_at(0, b"log bytes")
             .unwrap();
@@ -118,8 +123,8 @@ mod tests {
         let packed = pack(&sample()).unwrap();
         let dest = MemoryStorage::new();
         unpack(&packed, &dest).unwrap();
-        assert_eq!(dest.list().unwrap(), vec!["MANIFEST", "wal-1.log"]);
-        assert_eq!(&*dest.read_all("wal-1.log").unwrap(), b"log bytes");
+        assert_eq!(dest.list().unwrap(), vec!["MANIFEST", LOG]);
+        assert_eq!(&*dest.read_all(LOG).unwrap(), b"log bytes");
         assert!(
             matches!(unpack(&packed, &dest), Err(Error::InvalidArgument(_))),
             "not empty"
@@ -136,5 +141,32 @@ mod tests {
             unpack(&flipped, &MemoryStorage::new()),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn only_database_files_are_imported_and_under_the_lock() {
+        for name in [
+            "LOCK",
+            "../x",
+            ".hidden",
+            "seg-1.seg",
+            "notes.txt",
+            "MANIFEST.tmp",
+        ] {
+            let s = sample();
+            s.open(name, true).unwrap().write_at(0, b"x").unwrap();
+            let err = unpack(&pack(&s).unwrap(), &MemoryStorage::new()).unwrap_err();
+            assert!(
+                err.to_string().contains("not a database file"),
+                "{name}: {err}"
+            );
+        }
+        let dest = MemoryStorage::new();
+        let _held = dest.lock().unwrap();
+        assert!(matches!(
+            unpack(&pack(&sample()).unwrap(), &dest),
+            Err(Error::AlreadyOpen(_))
+        ));
+        assert!(dest.list().unwrap().is_empty());
     }
 }

@@ -121,6 +121,42 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The error for a file whose version field reads `found`, newer than `supported` (or 0):
+/// [`Error::UnsupportedFormat`], unless the header is one of ours with only the version field
+/// damaged, that is, with a known version in its place the header checksum of that version's
+/// layout checks out; then [`Error::Corrupt`] at offset 8. `layouts` lists each known version
+/// with where its header checksum (of all the bytes before it) lies. Every format keeps its
+/// version at bytes 8..12.
+pub(crate) fn newer_or_damaged(
+    bytes: &[u8],
+    file: &str,
+    found: u32,
+    supported: u32,
+    layouts: &[(u32, usize)],
+) -> Error {
+    let damaged = layouts.iter().any(|&(version, crc_at)| {
+        bytes.len() >= crc_at + 4 && {
+            let mut crc = crc(&bytes[..8]);
+            crc = crate::checksum::crc32c_append(crc, &version.to_le_bytes());
+            crc = crate::checksum::crc32c_append(crc, &bytes[12..crc_at]);
+            crc.to_le_bytes() == bytes[crc_at..crc_at + 4]
+        }
+    });
+    if damaged || found == 0 {
+        Error::Corrupt {
+            file: file.to_owned(),
+            offset: 8,
+            detail: format!("the version field is damaged (it reads {found})"),
+        }
+    } else {
+        Error::UnsupportedFormat {
+            file: file.to_owned(),
+            found,
+            supported,
+        }
+    }
+}
+
 /// CRC32C (Castagnoli), hardware-accelerated where the CPU has it (see `checksum`).
 pub(crate) fn crc(data: &[u8]) -> u32 {
     crate::checksum::crc32c(data)

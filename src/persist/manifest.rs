@@ -9,6 +9,8 @@ use super::codec::{self, Reader};
 use super::segment::{distance_code, distance_from_code};
 
 pub(crate) const NAME: &str = "MANIFEST";
+/// The next manifest, written in full before it is renamed over [`NAME`].
+pub(crate) const TMP: &str = "MANIFEST.tmp";
 const MAGIC: &[u8; 8] = b"GRAPEMAN";
 pub(crate) const VERSION: u32 = 1;
 pub(crate) const BYTES: usize = 48;
@@ -56,21 +58,23 @@ impl Manifest {
             offset,
             detail: detail.to_owned(),
         };
-        if bytes.len() != BYTES || &bytes[..8] != MAGIC {
-            return Err(corrupt(
-                0,
-                "not a grape-vector-db manifest (bad magic or size)",
+        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+            return Err(corrupt(0, "not a grape-vector-db manifest (bad magic)"));
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version > VERSION || version == 0 {
+            return Err(codec::newer_or_damaged(
+                &bytes,
+                NAME,
+                version,
+                VERSION,
+                &[(1, 32)],
             ));
         }
-        let mut r = Reader::new(&bytes[8..], NAME, 8);
-        let version = r.u32()?;
-        if version > VERSION {
-            return Err(Error::UnsupportedFormat {
-                file: NAME.to_owned(),
-                found: version,
-                supported: VERSION,
-            });
+        if bytes.len() != BYTES {
+            return Err(corrupt(0, "the manifest has the wrong size"));
         }
+        let mut r = Reader::new(&bytes[12..], NAME, 12);
         let dimension = r.u32()? as usize;
         let distance = distance_from_code(r.u8()?);
         let has_segment = r.u8()?;
@@ -92,18 +96,19 @@ impl Manifest {
         }))
     }
 
-    /// Replaces the manifest atomically: temp file, fsync, rename, fsync of the directory.
-    pub fn write(&self, storage: &dyn Storage) -> Result<()> {
-        let tmp = format!("{NAME}.tmp");
-        let file = storage.open(&tmp, true).map_err(io_error("create", &tmp))?;
-        file.set_len(0).map_err(io_error("truncate", &tmp))?;
+    /// Writes the manifest durably as [`TMP`], not yet in effect (see [`Manifest::commit`]).
+    pub fn stage(&self, storage: &dyn Storage) -> Result<()> {
+        let file = storage.open(TMP, true).map_err(io_error("create", TMP))?;
+        file.set_len(0).map_err(io_error("truncate", TMP))?;
         file.write_at(0, &self.encode())
-            .map_err(io_error("write", &tmp))?;
-        file.sync().map_err(io_error("sync", &tmp))?;
-        drop(file);
-        storage
-            .rename(&tmp, NAME)
-            .map_err(io_error("rename", &tmp))?;
+            .map_err(io_error("write", TMP))?;
+        file.sync().map_err(io_error("sync", TMP))
+    }
+
+    /// Renames the staged manifest over the current one and syncs the directory: the commit
+    /// point of a checkpoint. After an error here, the disk may name either manifest.
+    pub fn commit(storage: &dyn Storage) -> Result<()> {
+        storage.rename(TMP, NAME).map_err(io_error("rename", TMP))?;
         storage
             .sync_dir()
             .map_err(io_error("sync", &storage.location()))

@@ -33,7 +33,7 @@ use crate::engine::{stride_for, Engine, EngineConfig, UpsertSummary};
 use crate::error::{Error, Result};
 use crate::lifecycle::{StartupClock, StartupReport};
 use crate::metrics::IoCounters;
-use crate::storage::{io_error, Storage, StorageSpace};
+use crate::storage::{io_error, Storage, StorageFile, StorageSpace};
 use manifest::Manifest;
 use wal::{WalOp, WalWriter};
 
@@ -67,6 +67,30 @@ pub enum Durability {
     OnFlush,
 }
 
+/// What opening does with a log that is damaged before its end.
+///
+/// Power loss can only tear the write in flight, at the log's end, and that tail is always cut
+/// off. A record that does not check out, followed by a record written after it had been made
+/// durable, is damage (a bad disk, a stray write), and acknowledged writes would be lost by
+/// cutting there.
+///
+/// ```
+/// use grape_vector_db::{EmbeddedConfig, LogRecovery};
+/// let config = EmbeddedConfig::builder(3).log_recovery(LogRecovery::Salvage).build()?;
+/// assert_eq!(config.log_recovery, LogRecovery::Salvage);
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum LogRecovery {
+    /// Refuse to open with [`Error::Corrupt`](crate::Error::Corrupt) naming the damaged offset,
+    /// changing nothing: restore from a snapshot, or reopen with `Salvage`.
+    #[default]
+    Strict,
+    /// Open with the records before the damage; the damaged record and every record after it
+    /// are dropped and cut from the file. [`OpenReport::wal_damaged_at`] says where.
+    Salvage,
+}
+
 /// What opening found and did.
 ///
 /// ```
@@ -86,6 +110,9 @@ pub struct OpenReport {
     /// Bytes of a torn or damaged log tail that were cut off (writes that were never
     /// acknowledged, or damage after the last good record).
     pub wal_bytes_truncated: u64,
+    /// Where the log was found damaged and cut, with [`LogRecovery::Salvage`] (the records
+    /// from there on were dropped).
+    pub wal_damaged_at: Option<u64>,
     /// How long each phase of the open took.
     pub startup: StartupReport,
 }
@@ -94,6 +121,7 @@ pub struct OpenReport {
 pub(crate) struct StoreOptions {
     pub durability: Durability,
     pub checkpoint_bytes: u64,
+    pub log_recovery: LogRecovery,
     pub io: Arc<IoCounters>,
 }
 
@@ -113,10 +141,6 @@ pub(crate) struct Store {
     _lock: Box<dyn Send + Sync>,
 }
 
-fn is_ours(name: &str) -> bool {
-    name.starts_with("seg-") || name.starts_with("wal-") || name.ends_with(".tmp")
-}
-
 impl Store {
     /// Opens (or creates) the database in `storage` and rebuilds the engine from it, timing
     /// each phase on `clock` (which fails the open once past the startup timeout; the lock is
@@ -130,6 +154,7 @@ impl Store {
         let StoreOptions {
             durability,
             checkpoint_bytes,
+            log_recovery,
             io,
         } = options;
         let lock = storage.lock()?;
@@ -137,7 +162,7 @@ impl Store {
         let where_ = storage.location();
         let names = storage.list().map_err(io_error("list", &where_))?;
         let mut report = OpenReport::default();
-        let manifest = match Manifest::read(&*storage)? {
+        let (manifest, created) = match Manifest::read(&*storage)? {
             Some(m) => {
                 if m.dimension != config.dimension || m.distance != config.distance {
                     return Err(Error::InvalidConfig(format!(
@@ -146,10 +171,10 @@ impl Store {
                         m.dimension, m.distance, config.dimension, config.distance
                     )));
                 }
-                m
+                (m, None)
             }
             None => {
-                if let Some(seg) = names.iter().find(|n| n.starts_with("seg-")) {
+                if let Some(seg) = names.iter().find(|n| is_segment(n)) {
                     return Err(Error::Corrupt {
                         file: manifest::NAME.to_owned(),
                         offset: 0,
@@ -162,20 +187,28 @@ impl Store {
                     generation: 1,
                     has_segment: false,
                 };
-                wal::create(&*storage, &wal::file_name(1), config.dimension, 1)?;
-                m.write(&*storage)?;
+                // Nothing names these files until the manifest is committed: an interrupted
+                // creation leaves no database, and the next open starts again.
+                let staged = stage_generation(&*storage, None, &m)?;
+                Manifest::commit(&*storage)?;
                 report.created = true;
-                m
+                (m, Some(staged.log))
             }
         };
         let seg_name = segment::file_name(manifest.generation);
         let wal_name = wal::file_name(manifest.generation);
-        // Files of an interrupted checkpoint or an older generation.
-        for stale in names
-            .iter()
-            .filter(|n| is_ours(n) && **n != seg_name && **n != wal_name)
-        {
-            storage.remove(stale).map_err(io_error("remove", stale))?;
+        let listed = storage.list().map_err(io_error("list", &where_))?;
+        for (needed, name) in [(manifest.has_segment, &seg_name), (true, &wal_name)] {
+            if needed && !listed.contains(name) {
+                return Err(Error::Corrupt {
+                    file: name.clone(),
+                    offset: 0,
+                    detail: format!(
+                        "the manifest names generation {} but {name} is missing",
+                        manifest.generation
+                    ),
+                });
+            }
         }
         clock.report.manifest = clock.lap("manifest")?;
 
@@ -196,11 +229,15 @@ impl Store {
         };
         clock.report.segments = clock.lap("segments")?;
 
-        let file = storage
-            .open(&wal_name, false)
-            .map_err(io_error("open", &wal_name))?;
-        let replay = wal::replay(&*file, &wal_name, engine.config().dimension)?;
+        let file = match created {
+            Some(file) => file,
+            None => storage
+                .open(&wal_name, false)
+                .map_err(io_error("open", &wal_name))?,
+        };
+        let replay = wal::replay(&*file, &wal_name, engine.config().dimension, log_recovery)?;
         report.wal_bytes_truncated = replay.truncated_bytes;
+        report.wal_damaged_at = replay.damaged_at;
         engine.set_deferred_indexing(true);
         for (i, (seq, op)) in replay.ops.into_iter().enumerate() {
             if i % 64 == 63 {
@@ -210,11 +247,14 @@ impl Store {
                 continue; // already in the segment
             }
             if let WalOp::Upsert(points) = &op {
-                engine.validate_upsert(points).map_err(|e| Error::Corrupt {
-                    file: wal_name.clone(),
-                    offset: 0,
-                    detail: format!("record {seq} cannot be replayed: {e}"),
-                })?;
+                // Acknowledged points are replayed whatever the configured limits are now.
+                engine
+                    .validate_logged_upsert(points)
+                    .map_err(|e| Error::Corrupt {
+                        file: wal_name.clone(),
+                        offset: 0,
+                        detail: format!("record {seq} cannot be replayed: {e}"),
+                    })?;
             }
             apply(&mut engine, op);
             last_seq = seq;
@@ -222,10 +262,14 @@ impl Store {
         }
         engine.set_deferred_indexing(false);
         clock.report.wal_replay = clock.lap("wal_replay")?;
+        // Only now that the generation opened and checked out: the files of an interrupted
+        // checkpoint or an older generation go (best effort: a failure leaves them for the
+        // next open).
+        remove_stale(&*storage, &listed, &[&seg_name, &wal_name]);
         // Compactions during replay left the graph to rebuild, and points replayed are still
         // unindexed: both are done lazily (searches scan unindexed points exactly).
         let store = Store {
-            wal: WalWriter::new(file, wal_name, replay.end, io.clone()),
+            wal: WalWriter::new(file, wal_name, replay.format, replay.end, io.clone()),
             storage,
             manifest,
             next_seq: last_seq + 1,
@@ -241,9 +285,8 @@ impl Store {
     /// Appends `op` to the log with the configured durability. On error nothing was logged
     /// (or, after a failed fsync, the writer refuses further writes until reopened).
     pub fn log(&mut self, op: &WalOp) -> Result<()> {
-        let record = wal::encode(self.next_seq, op);
         self.wal
-            .append(&record, self.durability == Durability::OnFlush)?;
+            .append(self.next_seq, op, self.durability == Durability::OnFlush)?;
         if self.durability == Durability::Sync {
             self.wal.sync()?;
         }
@@ -308,35 +351,53 @@ impl Store {
     }
 
     /// Writes the engine's state as the next generation and switches to it.
+    ///
+    /// Before the commit point (the manifest's rename), a failure leaves the current generation
+    /// in effect and removes what was written. A failure of the rename or of the directory sync
+    /// after it leaves the disk naming either generation, both complete: the writer is then
+    /// poisoned (writes are refused until reopening), since a write logged to either log could
+    /// be lost with the other. After the commit nothing can fail.
     pub fn checkpoint(&mut self, engine: &Engine) -> Result<()> {
+        if let Some(why) = self.wal.poisoned() {
+            return Err(Error::WriterPoisoned(why.to_owned()));
+        }
         let next = Manifest {
             generation: self.manifest.generation + 1,
             has_segment: true,
             ..self.manifest
         };
-        let seg_name = segment::file_name(next.generation);
-        let wal_name = wal::file_name(next.generation);
-        let written = write_generation(&*self.storage, engine, &next, self.next_seq - 1);
-        if let Ok(bytes) = written {
-            self.io.segment_bytes_written.fetch_add(bytes, Relaxed);
-            self.io.segment_size.store(bytes, Relaxed);
-        }
-        if let Err(e) = written {
-            // The old generation is untouched and still current; clear the debris.
-            let _ = self.storage.remove(&seg_name);
-            let _ = self.storage.remove(&wal_name);
+        let staged = stage_generation(&*self.storage, Some((engine, self.last_seq())), &next);
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(e) => {
+                remove_generation(&*self.storage, next.generation);
+                self.io.checkpoints_failed.fetch_add(1, Relaxed);
+                return Err(e);
+            }
+        };
+        if let Err(e) = Manifest::commit(&*self.storage) {
+            self.wal
+                .poison(format!("a checkpoint could not be committed: {e}"));
+            self.io.checkpoints_failed.fetch_add(1, Relaxed);
             return Err(e);
         }
-        // The manifest now names the new generation: that was the commit point.
+        // Committed: the new generation is the database.
         self.auto_checkpoint_at = self.checkpoint_bytes;
         self.io.checkpoints.fetch_add(1, Relaxed);
-        let file = self
-            .storage
-            .open(&wal_name, false)
-            .map_err(io_error("open", &wal_name))?;
+        let Staged {
+            log,
+            format,
+            segment_bytes,
+        } = staged;
+        self.io
+            .segment_bytes_written
+            .fetch_add(segment_bytes, Relaxed);
+        self.io.segment_size.store(segment_bytes, Relaxed);
+        let wal_name = wal::file_name(next.generation);
+        let end = format.header_bytes();
         let old = std::mem::replace(
             &mut self.wal,
-            WalWriter::new(file, wal_name, wal::HEADER_BYTES, self.io.clone()),
+            WalWriter::new(log, wal_name, format, end, self.io.clone()),
         );
         let old_seg = segment::file_name(self.manifest.generation);
         self.manifest = next;
@@ -347,7 +408,8 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a consistent copy of the engine's state into the empty directory `dest`.
+    /// Writes a consistent copy of the engine's state into the empty directory `dest`; on
+    /// failure, what it wrote is removed.
     pub fn snapshot(engine: &Engine, last_seq: u64, dest: &dyn Storage) -> Result<()> {
         let _lock = dest.lock()?;
         let names = dest.list().map_err(io_error("list", &dest.location()))?;
@@ -364,7 +426,16 @@ impl Store {
             generation: 1,
             has_segment: true,
         };
-        write_generation(dest, engine, &manifest, last_seq).map(drop)
+        let written = stage_generation(dest, Some((engine, last_seq)), &manifest)
+            .and_then(|_| Manifest::commit(dest));
+        if written.is_err() {
+            // Nothing of it is a database yet, unless the commit's rename landed: then the
+            // copy is complete but not known durable; remove it all the same.
+            remove_generation(dest, manifest.generation);
+            let _ = dest.remove(manifest::NAME);
+            let _ = dest.sync_dir();
+        }
+        written
     }
 
     /// Sequence number of the last logged write.
@@ -373,24 +444,92 @@ impl Store {
     }
 }
 
-/// Writes segment and empty log of `manifest.generation`, then the manifest itself; returns the
-/// segment's size.
-fn write_generation(
+fn is_segment(name: &str) -> bool {
+    name.starts_with("seg-")
+}
+
+/// Whether `name` is a file this layer writes (the manifest, segments, logs, temp files).
+pub(crate) fn is_database_file(name: &str) -> bool {
+    let hex = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    name == manifest::NAME
+        || name
+            .strip_prefix("seg-")
+            .and_then(|n| n.strip_suffix(".seg"))
+            .is_some_and(hex)
+        || name
+            .strip_prefix("wal-")
+            .and_then(|n| n.strip_suffix(".log"))
+            .is_some_and(hex)
+}
+
+/// Removes (best effort) the files that are not `keep`: other generations' segments and logs,
+/// and temp files left by an interrupted write.
+fn remove_stale(storage: &dyn Storage, names: &[String], keep: &[&String]) {
+    let stale: Vec<&String> = names
+        .iter()
+        .filter(|n| (is_database_file(n) || n.ends_with(".tmp")) && n.as_str() != manifest::NAME)
+        .filter(|n| !keep.contains(n))
+        .collect();
+    for name in &stale {
+        let _ = storage.remove(name);
+    }
+    if !stale.is_empty() {
+        let _ = storage.sync_dir();
+    }
+}
+
+/// Removes (best effort) what staging `generation` may have written: its segment, temp files
+/// and log, and the staged manifest.
+fn remove_generation(storage: &dyn Storage, generation: u64) {
+    let seg = segment::file_name(generation);
+    for name in [
+        format!("{seg}.tmp"),
+        seg,
+        wal::file_name(generation),
+        manifest::TMP.to_owned(),
+    ] {
+        let _ = storage.remove(&name);
+    }
+}
+
+/// A generation written but not yet committed.
+struct Staged {
+    /// Its log, open, so that nothing after the commit needs to open a file.
+    log: Box<dyn StorageFile>,
+    format: wal::LogFormat,
+    segment_bytes: u64,
+}
+
+/// Writes everything of `manifest.generation` but the commit: its segment (from `engine` at
+/// `last_seq`, when given) and empty log, a sync of the directory so that both names are
+/// durable before any manifest can name them, and the staged manifest.
+fn stage_generation(
     storage: &dyn Storage,
-    engine: &Engine,
+    segment: Option<(&Engine, u64)>,
     manifest: &Manifest,
-    last_seq: u64,
-) -> Result<u64> {
-    let seg_name = segment::file_name(manifest.generation);
-    let bytes = segment::write(storage, &seg_name, &engine.export(last_seq))?;
-    wal::create(
+) -> Result<Staged> {
+    let segment_bytes = match segment {
+        Some((engine, last_seq)) => {
+            let seg_name = segment::file_name(manifest.generation);
+            segment::write(storage, &seg_name, &engine.export(last_seq))?
+        }
+        None => 0,
+    };
+    let (log, format) = wal::create(
         storage,
         &wal::file_name(manifest.generation),
         manifest.dimension,
         manifest.generation,
     )?;
-    manifest.write(storage)?;
-    Ok(bytes)
+    storage
+        .sync_dir()
+        .map_err(io_error("sync", &storage.location()))?;
+    manifest.stage(storage)?;
+    Ok(Staged {
+        log,
+        format,
+        segment_bytes,
+    })
 }
 
 /// What applying a write did.

@@ -218,12 +218,14 @@ pub(crate) fn read(
         ));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version > VERSION {
-        return Err(Error::UnsupportedFormat {
-            file: name.to_owned(),
-            found: version,
-            supported: VERSION,
-        });
+    if version > VERSION || version == 0 {
+        return Err(codec::newer_or_damaged(
+            &bytes,
+            name,
+            version,
+            VERSION,
+            &[(1, 136), (2, 248), (3, 272)],
+        ));
     }
     let (header_bytes, section_count) = match version {
         1 => (HEADER_BYTES_V1, 4),

@@ -39,17 +39,38 @@ impl FsStorage {
     /// ```
     pub fn create(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| Error::Io {
-            op: "create directory",
-            file: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let io_err = |op: &'static str, path: &Path| {
+            let file = path.display().to_string();
+            move |e: io::Error| Error::Io {
+                op,
+                file,
+                message: e.to_string(),
+            }
+        };
+        // The directories this call creates: their names are durable only once each parent
+        // is synced, or a power loss could take the whole database directory away.
+        let created: Vec<&Path> = dir.ancestors().take_while(|p| !p.exists()).collect();
+        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        for made in created {
+            if let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent).map_err(io_err("sync directory", parent))?;
+            }
+        }
         Ok(FsStorage { dir })
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+}
+
+/// Makes the entries of directory `dir` durable (on Windows, renames are durable without it).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 struct FsFile(File);
@@ -169,9 +190,7 @@ impl Storage for FsStorage {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
-        #[cfg(unix)]
-        File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        sync_dir(&self.dir)
     }
 
     fn lock(&self) -> Result<Box<dyn Send + Sync>> {

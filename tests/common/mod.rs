@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 
 pub mod faulty;
+pub mod power_loss;
+pub mod workload;
 
 /// Writes `m` as a float32 `.npy`, for the Python peers.
 pub fn write_npy(path: &std::path::Path, m: &Matrix) {
