@@ -11,7 +11,9 @@ use std::io;
 use std::sync::Arc;
 
 use common::workload::{self, contents, diff, Call, Contents};
-use grape_vector_db::storage::{Bytes, MemoryStorage, Storage, StorageFile, StorageSpace};
+use grape_vector_db::storage::{
+    Bytes, MemoryStorage, PooledStorage, Storage, StorageFile, StorageSpace,
+};
 use grape_vector_db::{Durability, EmbeddedVectorDB, Error};
 use parking_lot::Mutex;
 
@@ -174,8 +176,25 @@ fn key(c: &Contents) -> String {
     format!("{c:?}")
 }
 
+/// The database's files as files of the faulty storage, or in the OPFS layout over it (a pool
+/// of blobs and a directory file: the browser backend's logic, run natively).
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    Files,
+    Pool,
+}
+
+impl Layout {
+    fn over(self, disk: impl Storage + 'static) -> grape_vector_db::Result<Arc<dyn Storage>> {
+        Ok(match self {
+            Layout::Files => Arc::new(disk),
+            Layout::Pool => Arc::new(PooledStorage::open_in(&disk)?),
+        })
+    }
+}
+
 /// Runs open, the workload and close on a storage whose call `fail` fails.
-fn run(calls: &[Call], fail: Option<(usize, Fault)>) -> (Outcome, Counter) {
+fn run(calls: &[Call], layout: Layout, fail: Option<(usize, Fault)>) -> (Outcome, Counter) {
     let storage = FaultAt {
         inner: MemoryStorage::new(),
         counter: Arc::new(Mutex::new(Counter {
@@ -189,7 +208,10 @@ fn run(calls: &[Call], fail: Option<(usize, Fault)>) -> (Outcome, Counter) {
     let mut candidates = vec![Contents::new()];
     let mut live = Contents::new();
     let mut checkpoints_failed = 0;
-    match EmbeddedVectorDB::open_with_storage(config, Arc::new(storage.clone())) {
+    let opened = layout
+        .over(storage.clone())
+        .and_then(|s| EmbeddedVectorDB::open_with_storage(config, s));
+    match opened {
         Err(e) => errors.push(format!("open: {e}")),
         Ok(db) => {
             let siblings = storage.clone();
@@ -246,8 +268,18 @@ fn run(calls: &[Call], fail: Option<(usize, Fault)>) -> (Outcome, Counter) {
 
 #[test]
 fn a_fault_at_any_io_call_loses_nothing_acknowledged() {
+    faults_everywhere(Layout::Files, "files");
+}
+
+/// The same over the OPFS layout: faults in its directory writes, flushes and blob truncations.
+#[test]
+fn a_fault_at_any_io_call_of_the_opfs_layout_loses_nothing_acknowledged() {
+    faults_everywhere(Layout::Pool, "OPFS layout");
+}
+
+fn faults_everywhere(layout: Layout, name: &str) {
     let calls = workload::script(7, 30);
-    let (clean, counted) = run(&calls, None);
+    let (clean, counted) = run(&calls, layout, None);
     assert!(clean.errors.is_empty(), "{:?}", clean.errors);
     let total = counted.calls;
     let config = workload::config(Durability::Sync);
@@ -256,21 +288,33 @@ fn a_fault_at_any_io_call_loses_nothing_acknowledged() {
     let mut silent = BTreeSet::new();
     for at in 0..total {
         for fault in [Fault::Eio, Fault::Enospc, Fault::Emfile] {
-            let (outcome, counter) = run(&calls, Some((at, fault)));
+            let (outcome, counter) = run(&calls, layout, Some((at, fault)));
             let Some((op, file)) = counter.hit else {
                 continue; // this run made fewer calls
             };
             injected += 1;
             let what = format!("{fault:?} at call {at} ({op} {file})");
             // The error reaches the caller, or the metrics for an automatic checkpoint; only
-            // best-effort cleanup (removing files no longer needed) may fail unseen.
+            // best-effort cleanup (removing files no longer needed) may fail unseen: in the
+            // pool, a removal is a directory write and flush, then a blob emptied.
             if outcome.errors.is_empty() && outcome.checkpoints_failed == 0 {
                 silent.insert(format!("{op} {file}"));
-                if !matches!(op, "remove" | "sync_dir" | "list") {
+                let cleanup = match layout {
+                    Layout::Files => matches!(op, "remove" | "sync_dir" | "list"),
+                    Layout::Pool => {
+                        matches!((op, file.as_str()), ("write_at" | "sync", "directory"))
+                            || (op == "set_len" && file.starts_with("blob-"))
+                            || op == "list"
+                    }
+                };
+                if !cleanup {
                     failures.push(format!("{what}: no call reported it"));
                 }
             }
-            match EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(outcome.storage)) {
+            let reopened = layout
+                .over(outcome.storage)
+                .and_then(|s| EmbeddedVectorDB::open_with_storage(config.clone(), s));
+            match reopened {
                 Err(e) => failures.push(format!("{what}: reopening failed: {e}")),
                 Ok(db) => {
                     let got = contents(&db).expect("reads");
@@ -287,7 +331,7 @@ fn a_fault_at_any_io_call_loses_nothing_acknowledged() {
         }
     }
     println!(
-        "faults: {total} I/O calls in the workload, {injected} faults injected, {} failed, \
+        "faults ({name}): {total} I/O calls in the workload, {injected} faults injected, {} failed, \
          seen by no caller (cleanup): {silent:?}",
         failures.len()
     );

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use common::power_loss::{CrashState, Disk, FsOp, Ordering, RecordingStorage};
 use common::workload::{self, contents, diff, Contents, DIM};
 use common::Rng;
+use grape_vector_db::storage::{PooledStorage, Storage};
 use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, Point};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -32,12 +33,31 @@ struct Run {
     writes: Vec<bool>,
 }
 
-fn record(seed: u64) -> Run {
+/// How the database's files are laid out on the disk whose operations are recorded.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// One file per database file (native files).
+    Files,
+    /// The OPFS layout: a pool of blobs and a double-buffered directory file.
+    Pool,
+}
+
+impl Layout {
+    /// The database's storage on `disk`.
+    fn over(self, disk: impl Storage + 'static) -> Arc<dyn Storage> {
+        match self {
+            Layout::Files => Arc::new(disk),
+            Layout::Pool => Arc::new(PooledStorage::open_in(&disk).expect("the pool opens")),
+        }
+    }
+}
+
+fn record(seed: u64, layout: Layout) -> Run {
     let calls = workload::script(seed, 120);
     let models = workload::models(&calls);
     let storage = RecordingStorage::new();
     let config = workload::config(Durability::Sync);
-    let db = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage.clone())).unwrap();
+    let db = EmbeddedVectorDB::open_with_storage(config, layout.over(storage.clone())).unwrap();
     let mut spans = Vec::new();
     for (i, call) in calls.iter().enumerate() {
         let start = storage.op_count();
@@ -83,9 +103,14 @@ impl Run {
 }
 
 /// Opens `state` and checks it against the allowed contents; then writes once more and reopens.
-fn check(state: &CrashState, allowed: &[&Contents], config: &EmbeddedConfig) -> Result<(), String> {
+fn check(
+    state: &CrashState,
+    allowed: &[&Contents],
+    config: &EmbeddedConfig,
+    layout: Layout,
+) -> Result<(), String> {
     let storage = state.storage();
-    let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone()))
+    let db = EmbeddedVectorDB::open_with_storage(config.clone(), layout.over(storage.clone()))
         .map_err(|e| format!("open failed: {e}"))?;
     let got = contents(&db).map_err(|e| format!("reading failed: {e}"))?;
     if !allowed.contains(&&got) {
@@ -98,7 +123,7 @@ fn check(state: &CrashState, allowed: &[&Contents], config: &EmbeddedConfig) -> 
     db.upsert(vec![extra.clone()])
         .map_err(|e| format!("a write after recovery failed: {e}"))?;
     drop(db);
-    let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage))
+    let db = EmbeddedVectorDB::open_with_storage(config.clone(), layout.over(storage))
         .map_err(|e| format!("reopening after a write after recovery failed: {e}"))?;
     let mut want = got;
     want.insert(extra.id, (extra.vector, extra.payload));
@@ -122,9 +147,20 @@ fn sample(mut keys: Vec<Key>, n: usize, rng: &mut Rng) -> Vec<Key> {
 
 #[test]
 fn every_crash_state_opens_with_exactly_the_acknowledged_writes() {
+    explore(Layout::Files, "files");
+}
+
+/// The OPFS backend's layout, run natively over the recorded disk: its blob files and its
+/// directory file torn, lost or zeroed like any other (a tab closed mid-flush, or power loss).
+#[test]
+fn every_crash_state_of_the_opfs_layout_opens_with_exactly_the_acknowledged_writes() {
+    explore(Layout::Pool, "OPFS layout");
+}
+
+fn explore(layout: Layout, what: &str) {
     let seed = env_or("GRAPE_CRASH_SEED", 14);
     let budget = env_or("GRAPE_CRASH_STATES", 4000) as usize;
-    let run = record(seed);
+    let run = record(seed, layout);
     let config = workload::config(Durability::Sync);
 
     // First pass: the distinct states (files and what they may hold); then a reproducible
@@ -155,7 +191,7 @@ fn every_crash_state_opens_with_exactly_the_acknowledged_writes() {
         }
         *checked.entry(state.ordering).or_default() += 1;
         let models: Vec<&Contents> = allowed.iter().map(|&i| &run.models[i]).collect();
-        if let Err(why) = check(state, &models, &config) {
+        if let Err(why) = check(state, &models, &config, layout) {
             let kind: String = why.chars().take(60).collect();
             *kinds.entry(kind).or_default() += 1;
             if failures.len() < 8 {
@@ -172,7 +208,7 @@ fn every_crash_state_opens_with_exactly_the_acknowledged_writes() {
     let total: usize = checked.values().sum();
     let failed: usize = kinds.values().sum();
     println!(
-        "power loss: {} file operations, {} distinct crash states, {total} checked \
+        "power loss ({what}): {} file operations, {} distinct crash states, {total} checked \
          ({checked:?}), {failed} failed",
         run.ops.len(),
         total_distinct

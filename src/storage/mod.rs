@@ -5,7 +5,8 @@
 //! `FileSystemSyncAccessHandle` (`read`/`write` at an offset, `truncate`, `getSize`, `flush`), so
 //! the format code in `persist/` runs unchanged on every backend. Platform code lives only in the
 //! backends: [`FsStorage`] (native files, memory-mapped reads, `flock`), [`MemoryStorage`]
-//! (tests, and databases that need no persistence).
+//! (tests, and databases that need no persistence), and in the browser `OpfsStorage` (a
+//! [`PooledStorage`] of OPFS files) and `IdbStorage`.
 
 use std::fmt;
 use std::io;
@@ -19,12 +20,14 @@ mod browser;
 mod memory;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+pub(crate) mod pool;
 
 #[cfg(target_arch = "wasm32")]
 pub use browser::{IdbStorage, OpfsStorage};
 pub use memory::MemoryStorage;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::FsStorage;
+pub use pool::PooledStorage;
 
 /// One file, accessed at byte offsets.
 ///
