@@ -160,6 +160,16 @@ fn parallel_map<T: Send>(
 /// index, must come back (or a point exactly as close, for duplicates). Missed by the index but
 /// found by an exact scan is a warning (recall is degraded); missed by both is critical.
 fn self_search(engine: &Engine, k: usize) -> (CheckStatus, String) {
+    if let Some((count, row)) = engine.unreadable_payloads() {
+        return (
+            CheckStatus::Critical,
+            format!(
+                "{count} payload(s) of the checkpoint segment do not parse (first: row {row}) \
+                 and read as empty, although the file's checksums hold: it was altered or \
+                 written by a faulty writer; restore from a snapshot"
+            ),
+        );
+    }
     let Some((id, vector)) = engine.sample_live(k) else {
         return (
             CheckStatus::Healthy,

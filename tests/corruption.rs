@@ -290,7 +290,7 @@ fn a_damaged_version_field_is_corruption_a_newer_version_is_unsupported() {
     let newer = copy(&storage);
     let mut bytes = storage.read_all("MANIFEST").unwrap().to_vec();
     bytes[8] = 2;
-    let crc = crc32c(&bytes[..32]);
+    let crc = common::crc32c(&bytes[..32]);
     bytes[32..36].copy_from_slice(&crc.to_le_bytes());
     newer
         .open("MANIFEST", false)
@@ -304,18 +304,88 @@ fn a_damaged_version_field_is_corruption_a_newer_version_is_unsupported() {
     );
 }
 
-/// CRC-32C (Castagnoli), bit by bit: an implementation independent of the crate's.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+#[test]
+fn a_payload_that_does_not_parse_behind_valid_checksums_reads_empty_and_fails_health() {
+    // Found by the fuzz runner (tests/fuzz.rs): a segment payload that is not JSON although its
+    // section checksum holds (an altered file) panicked on first read in debug builds.
+    let (storage, _) = build();
+    let name = file_named(&storage, "seg-");
+    let mut bytes = storage.read_all(&name).unwrap().to_vec();
+    // Section 4 (payload data): its descriptor is the fourth, at 56 + 3 * 24.
+    let d = 56 + 3 * 24;
+    let at = u64::from_le_bytes(bytes[d..d + 8].try_into().unwrap()) as usize;
+    let len = u64::from_le_bytes(bytes[d + 8..d + 16].try_into().unwrap()) as usize;
+    bytes[at] = b'#'; // the first payload's opening brace
+    let crc = common::crc32c(&bytes[at..at + len]);
+    bytes[d + 16..d + 20].copy_from_slice(&crc.to_le_bytes());
+    let crc = common::crc32c(&bytes[..272]);
+    bytes[272..276].copy_from_slice(&crc.to_le_bytes());
+    storage
+        .open(&name, false)
+        .unwrap()
+        .write_at(0, &bytes)
+        .unwrap();
+    let db = EmbeddedVectorDB::open_with_storage(config(), Arc::new(storage)).unwrap();
+    let all = contents(&db);
+    assert!(all
+        .values()
+        .any(|r| r.payload.as_ref().is_some_and(|p| p.is_empty())));
+    let health = db.health();
+    let engine = health.checks.iter().find(|c| c.name == "engine").unwrap();
+    assert_eq!(
+        engine.status,
+        grape_vector_db::CheckStatus::Critical,
+        "{engine:?}"
+    );
+    assert!(
+        engine.message.contains("do not parse"),
+        "{}",
+        engine.message
+    );
+}
+
+#[test]
+fn graph_links_to_no_row_behind_valid_checksums_are_refused() {
+    // Found by the fuzz runner: a layer-0 link naming a row past the end, in a segment whose
+    // checksums were recomputed, panicked the first search (index out of bounds).
+    let storage = MemoryStorage::new();
+    let config = EmbeddedConfig::builder(3)
+        .distance(Distance::Euclid)
+        .hnsw(Some(grape_vector_db::HnswConfig {
+            full_scan_threshold: 0,
+            ..Default::default()
+        }))
+        .build()
+        .unwrap();
+    let db =
+        EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone())).unwrap();
+    db.upsert(
+        (0..50u64)
+            .map(|i| Point::new(i, vec![i as f32, 1.0, 0.0]))
+            .collect(),
+    )
+    .unwrap();
+    db.checkpoint().unwrap();
+    drop(db);
+    let name = file_named(&storage, "seg-");
+    let mut bytes = storage.read_all(&name).unwrap().to_vec();
+    let d = 56 + 4 * 24; // the fifth section: graph layer 0
+    let at = u64::from_le_bytes(bytes[d..d + 8].try_into().unwrap()) as usize;
+    let len = u64::from_le_bytes(bytes[d + 8..d + 16].try_into().unwrap()) as usize;
+    assert!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) > 0);
+    bytes[at + 4..at + 8].copy_from_slice(&5_000_000u32.to_le_bytes());
+    let crc = common::crc32c(&bytes[at..at + len]);
+    bytes[d + 16..d + 20].copy_from_slice(&crc.to_le_bytes());
+    let crc = common::crc32c(&bytes[..272]);
+    bytes[272..276].copy_from_slice(&crc.to_le_bytes());
+    storage
+        .open(&name, false)
+        .unwrap()
+        .write_at(0, &bytes)
+        .unwrap();
+    let err = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { detail, .. } if detail.contains("links to no row")),
+        "{err:?}"
+    );
 }

@@ -993,6 +993,12 @@ impl Engine {
             .sum()
     }
 
+    /// How many payloads of the mapped segment did not parse when read, and the first one's
+    /// row: the segment was altered or badly written although its checksums hold.
+    pub fn unreadable_payloads(&self) -> Option<(usize, usize)> {
+        self.payloads.unreadable()
+    }
+
     /// The `k`-th live point (counting from the `k % slots`-th slot onwards), with its vector:
     /// the health check searches for it.
     pub fn sample_live(&self, k: usize) -> Option<(PointId, Vec<f32>)> {

@@ -2,6 +2,7 @@
 //! database then costs nothing per payload, and a payload never read is never parsed.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -29,19 +30,9 @@ impl RawPayloads {
 pub(crate) struct PayloadStore {
     cells: Vec<OnceLock<Payload>>,
     raw: Option<RawPayloads>,
-}
-
-fn parse(raw: &[u8]) -> Payload {
-    if raw.is_empty() {
-        return Payload::new();
-    }
-    // The segment's checksums were verified at open and the bytes were written by
-    // `serde_json`, so this parse cannot fail short of a bug; an empty payload is the safe
-    // answer then, rather than a panic in the middle of a search.
-    serde_json::from_slice(raw).unwrap_or_else(|_| {
-        debug_assert!(false, "checksummed payload failed to parse");
-        Payload::new()
-    })
+    /// Base payloads found not to parse, and the first of their rows (see [`Self::unreadable`]).
+    unreadable: AtomicUsize,
+    first_unreadable: OnceLock<usize>,
 }
 
 impl PayloadStore {
@@ -49,6 +40,8 @@ impl PayloadStore {
         PayloadStore {
             cells: Vec::new(),
             raw: None,
+            unreadable: AtomicUsize::new(0),
+            first_unreadable: OnceLock::new(),
         }
     }
 
@@ -56,7 +49,29 @@ impl PayloadStore {
         PayloadStore {
             cells: (0..rows).map(|_| OnceLock::new()).collect(),
             raw: Some(raw),
+            ..Self::new()
         }
+    }
+
+    /// Parses the base payload of `slot`. The segment's checksums held at open and its writer
+    /// wrote `serde_json` output, so a failure means the file was altered or written by a
+    /// faulty writer (its checksums recomputed): the payload reads as empty, and the count
+    /// reported here makes the health check critical, rather than a panic mid-search.
+    fn parse(&self, slot: usize, raw: &[u8]) -> Payload {
+        if raw.is_empty() {
+            return Payload::new();
+        }
+        serde_json::from_slice(raw).unwrap_or_else(|_| {
+            self.unreadable.fetch_add(1, Relaxed);
+            let _ = self.first_unreadable.set(slot);
+            Payload::new()
+        })
+    }
+
+    /// How many base payloads did not parse (read so far), and the first one's row.
+    pub fn unreadable(&self) -> Option<(usize, usize)> {
+        let n = self.unreadable.load(Relaxed);
+        (n > 0).then(|| (n, self.first_unreadable.get().copied().unwrap_or(0)))
     }
 
     #[cfg(test)]
@@ -67,7 +82,7 @@ impl PayloadStore {
     /// The payload of `slot`, parsing it on first use.
     pub fn get(&self, slot: usize) -> &Payload {
         self.cells[slot].get_or_init(|| match &self.raw {
-            Some(raw) => parse(raw.get(slot)),
+            Some(raw) => self.parse(slot, raw.get(slot)),
             None => Payload::new(),
         })
     }

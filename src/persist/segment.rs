@@ -322,8 +322,9 @@ pub(crate) fn read(
         let levels = views[5].to_vec();
         let upper_at = u32s(&views[6]);
         let upper = u32s(&views[7]);
-        // Upper blocks must tile `upper` exactly, node by node, or a search could index out of
-        // bounds; layer-0 lists are covered by their checksum and fixed size.
+        // Upper blocks must tile `upper` exactly, node by node, and every link must name a row
+        // that has that layer, or a search could index out of bounds: checksums only say the
+        // bytes are as written, not that the writer was sound.
         let mut next = 0usize;
         for (i, (&level, &at)) in levels.iter().zip(&upper_at).enumerate() {
             let ok = match level {
@@ -344,6 +345,40 @@ pub(crate) fn read(
                 sections[7].0,
                 "graph upper layers have the wrong length".into(),
             ));
+        }
+        if rows > 0 && levels[entry as usize] != max_level {
+            return Err(corrupt(
+                48,
+                "the graph's entry point is not on its top level".into(),
+            ));
+        }
+        // A block: a count, then that many links among `cap`; `word(j)` reads its j-th u32.
+        let links_ok = |word: &dyn Fn(usize) -> u32, cap: usize, layer: u8| {
+            let count = word(0) as usize;
+            count <= cap
+                && (1..=count).all(|j| levels.get(word(j) as usize).is_some_and(|&l| l >= layer))
+        };
+        let stride0 = 1 + 2 * m;
+        for (i, block) in views[4].chunks_exact(stride0 * 4).enumerate() {
+            let word =
+                |j: usize| u32::from_le_bytes(block[4 * j..4 * j + 4].try_into().expect("4"));
+            if !links_ok(&word, 2 * m, 0) {
+                return Err(corrupt(
+                    sections[4].0 + (i * stride0 * 4) as u64,
+                    format!("graph layer 0 of row {i} links to no row"),
+                ));
+            }
+        }
+        for (i, (&level, &at)) in levels.iter().zip(&upper_at).enumerate() {
+            for layer in 1..=level {
+                let start = at as usize + (layer as usize - 1) * (1 + m);
+                if !links_ok(&|j| upper[start + j], m, layer) {
+                    return Err(corrupt(
+                        sections[7].0 + 4 * start as u64,
+                        format!("graph layer {layer} of row {i} links to no row of that layer"),
+                    ));
+                }
+            }
         }
         Some(GraphParts {
             params: GraphParams {

@@ -6,9 +6,34 @@
 
 use std::path::PathBuf;
 
+pub mod decoders;
 pub mod faulty;
 pub mod power_loss;
 pub mod workload;
+
+/// CRC-32C (Castagnoli), from a table built on first use: an implementation independent of the
+/// crate's, for tests that write checksummed bytes themselves.
+pub fn crc32c(data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, entry) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    (c >> 1) ^ 0x82F6_3B78
+                } else {
+                    c >> 1
+                };
+            }
+            *entry = c;
+        }
+        t
+    });
+    !data.iter().fold(!0u32, |crc, &b| {
+        table[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8)
+    })
+}
 
 /// Writes `m` as a float32 `.npy`, for the Python peers.
 pub fn write_npy(path: &std::path::Path, m: &Matrix) {

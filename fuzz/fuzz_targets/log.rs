@@ -1,0 +1,8 @@
+//! cargo-fuzz target: `decoders::log` (see tests/common/decoders.rs).
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../tests/common/decoders.rs"]
+mod decoders;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| decoders::log(data));

@@ -1,0 +1,220 @@
+//! One function per decoder of untrusted bytes, each taking arbitrary input: the fuzz targets.
+//! `tests/fuzz.rs` runs them on mutated seeds for a bounded time (stable toolchain, in the
+//! README's test command); `fuzz/` runs the same functions under cargo-fuzz (libFuzzer, nightly)
+//! for long campaigns. Each must return whatever the input, never panic; an input that opens
+//! must then answer reads and take a write.
+
+use std::sync::Arc;
+
+use grape_vector_db::storage::{MemoryStorage, PooledStorage, Storage};
+use grape_vector_db::{
+    Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, PointId, ScrollRequest,
+    SearchRequest,
+};
+use serde_json::Value;
+
+/// A fuzz target: takes any bytes, must not panic.
+pub type Target = fn(&[u8]);
+
+/// Every target, by name.
+pub const TARGETS: [(&str, Target); 6] = [
+    ("manifest", manifest),
+    ("segment", segment),
+    ("log", log),
+    ("archive", archive),
+    ("opfs_directory", opfs_directory),
+    ("json", json),
+];
+
+/// Dimension and distance of the seed database (and of every open here).
+pub fn config() -> EmbeddedConfig {
+    EmbeddedConfig::builder(4)
+        .distance(Distance::Cosine)
+        .build()
+        .expect("valid configuration")
+}
+
+/// A small database with a segment (graph included) and a log holding every record kind: the
+/// files the directory targets replace one at a time.
+pub fn seed_database() -> MemoryStorage {
+    let storage = MemoryStorage::new();
+    fill(Arc::new(storage.clone()));
+    storage
+}
+
+/// Writes the seed contents into a new database in `storage`.
+fn fill(storage: Arc<dyn Storage>) {
+    let db =
+        EmbeddedVectorDB::open_with_storage(config(), storage).expect("a fresh database opens");
+    let point = |i: u64| {
+        let v = vec![i as f32 + 1.0, (i % 3) as f32, (i % 5) as f32 - 2.0, 0.5];
+        Point::new(i, v)
+            .with_payload(serde_json::json!({"i": i, "tag": format!("t{}", i % 3), "xs": [i]}))
+            .expect("an object")
+    };
+    db.upsert((0..40).map(point).collect()).expect("upsert");
+    db.checkpoint().expect("checkpoint");
+    db.upsert((40..45).map(point).collect()).expect("upsert");
+    db.delete([3u64, 41]).expect("delete");
+    db.set_payload([7u64], serde_json::json!({"note": "x"}))
+        .expect("set payload");
+}
+
+/// The seed database's file whose name starts with `prefix`.
+pub fn seed_file(storage: &MemoryStorage, prefix: &str) -> (String, Vec<u8>) {
+    let name = storage
+        .list()
+        .expect("lists")
+        .into_iter()
+        .find(|n| n.starts_with(prefix))
+        .expect("the seed database has the file");
+    let bytes = storage.read_all(&name).expect("reads").to_vec();
+    (name, bytes)
+}
+
+/// Reads, searches and writes once: an opened database must work whatever it was opened from.
+fn exercise(db: &EmbeddedVectorDB) {
+    let _ = db.count(None);
+    let _ = db.scroll(&ScrollRequest {
+        limit: 100,
+        with_vector: true,
+        ..ScrollRequest::default()
+    });
+    let _ = db.search(&SearchRequest::new(vec![1.0, 0.5, -0.5, 0.25], 5).with_payload(true));
+    let _ = db.get([0u64, 7, 44]);
+    let _ = db.upsert(vec![Point::new(1000, vec![0.1, 0.2, 0.3, 0.4])]);
+    let _ = db.checkpoint();
+}
+
+/// A copy of the seed database with the file whose name starts with `prefix` replaced by
+/// `data`.
+fn seed_with(prefix: &str, data: &[u8]) -> MemoryStorage {
+    let seed = seed_database_cached();
+    let storage = MemoryStorage::new();
+    for name in seed.list().expect("lists") {
+        let bytes = if name.starts_with(prefix) {
+            data.to_vec()
+        } else {
+            seed.read_all(&name).expect("reads").to_vec()
+        };
+        storage
+            .open(&name, true)
+            .and_then(|f| f.write_at(0, &bytes))
+            .expect("memory writes");
+    }
+    storage
+}
+
+/// Opens `storage` and, if it opens, uses it.
+fn open_and_exercise(storage: impl Storage + 'static, config: EmbeddedConfig) {
+    if let Ok(db) = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)) {
+        exercise(&db);
+    }
+}
+
+fn seed_database_cached() -> &'static MemoryStorage {
+    static SEED: std::sync::OnceLock<MemoryStorage> = std::sync::OnceLock::new();
+    SEED.get_or_init(seed_database)
+}
+
+/// `MANIFEST` bytes.
+pub fn manifest(data: &[u8]) {
+    open_and_exercise(seed_with("MANIFEST", data), config());
+}
+
+/// Segment bytes (`seg-*.seg`).
+pub fn segment(data: &[u8]) {
+    open_and_exercise(seed_with("seg-", data), config());
+}
+
+/// Log bytes (`wal-*.log`), replayed strictly and with salvage.
+pub fn log(data: &[u8]) {
+    open_and_exercise(seed_with("wal-", data), config());
+    let mut salvage = config();
+    salvage.log_recovery = grape_vector_db::LogRecovery::Salvage;
+    open_and_exercise(seed_with("wal-", data), salvage);
+}
+
+/// An archive (`export_archive` bytes), imported and opened.
+pub fn archive(data: &[u8]) {
+    let dest = MemoryStorage::new();
+    if EmbeddedVectorDB::import_archive(data, &dest).is_ok() {
+        open_and_exercise(dest, config());
+    }
+}
+
+/// The OPFS layout's directory file, beside the blobs of a database written through it.
+pub fn opfs_directory(data: &[u8]) {
+    let backing = seed_pool_cached().clone_files();
+    backing
+        .open("directory", true)
+        .and_then(|f| {
+            f.set_len(0)?;
+            f.write_at(0, data)
+        })
+        .expect("memory writes");
+    if let Ok(pool) = PooledStorage::open_in(&backing) {
+        open_and_exercise(pool, config());
+    }
+}
+
+/// A copy of a memory storage's files.
+trait CloneFiles {
+    fn clone_files(&self) -> MemoryStorage;
+}
+
+impl CloneFiles for MemoryStorage {
+    fn clone_files(&self) -> MemoryStorage {
+        let copy = MemoryStorage::new();
+        for name in self.list().expect("lists") {
+            let bytes = self.read_all(&name).expect("reads");
+            copy.open(&name, true)
+                .and_then(|f| f.write_at(0, &bytes))
+                .expect("memory writes");
+        }
+        copy
+    }
+}
+
+/// The seed database written through the OPFS layout: its blobs and directory file.
+pub fn seed_pool() -> MemoryStorage {
+    let backing = MemoryStorage::new();
+    fill(Arc::new(
+        PooledStorage::open_in(&backing).expect("the pool opens"),
+    ));
+    backing
+}
+
+fn seed_pool_cached() -> &'static MemoryStorage {
+    static SEED: std::sync::OnceLock<MemoryStorage> = std::sync::OnceLock::new();
+    SEED.get_or_init(seed_pool)
+}
+
+/// JSON of points, point ids, filters and search requests.
+pub fn json(data: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let _ = Point::from_json(&value);
+    let _ = PointId::from_json(&value);
+    let _ = Filter::from_json(&value);
+    // Whatever parses is also used: a filter evaluated, requests answered.
+    let db = json_database_cached();
+    if let Ok(filter) = Filter::from_json(&value) {
+        let _ = db.count(Some(&filter));
+    }
+    if let Ok(request) = serde_json::from_value::<SearchRequest>(value.clone()) {
+        let _ = db.search(&request);
+    }
+    if let Ok(request) = serde_json::from_value::<ScrollRequest>(value) {
+        let _ = db.scroll(&request);
+    }
+}
+
+fn json_database_cached() -> &'static EmbeddedVectorDB {
+    static DB: std::sync::OnceLock<EmbeddedVectorDB> = std::sync::OnceLock::new();
+    DB.get_or_init(|| {
+        let storage = seed_database_cached().clone_files();
+        EmbeddedVectorDB::open_with_storage(config(), Arc::new(storage)).expect("opens")
+    })
+}
