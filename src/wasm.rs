@@ -924,7 +924,7 @@ impl GrapeDB {
                     }
                     (Backend::Memory, Some(Arc::new(copy)))
                 } else {
-                    (Backend::Idb(s.clone()), Some(Arc::new(s)))
+                    (Backend::Idb(s.clone()), Some(Arc::new(s.files())))
                 }
             }
         };

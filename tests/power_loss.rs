@@ -14,7 +14,7 @@ use std::sync::Arc;
 use common::power_loss::{CrashState, Disk, FsOp, Ordering, RecordingStorage};
 use common::workload::{self, contents, diff, Contents, DIM};
 use common::Rng;
-use grape_vector_db::storage::{PooledStorage, Storage};
+use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, PooledStorage, Storage};
 use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, Point};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -218,4 +218,65 @@ fn explore(layout: Layout, what: &str) {
         "{failed} of {total} crash states failed:\n{kinds:#?}\nfirst ones:\n{}",
         failures.join("\n")
     );
+}
+
+/// The IndexedDB layout, run natively: files in memory committed in chunks, all changes of a
+/// commit at once (IndexedDB transactions are atomic, so a crash, a closed tab or power loss
+/// leaves the last completed commit). After every call the workload flushes and commits, and
+/// one commit in five is refused (a full quota: the changes stay pending for the next). After
+/// each attempt, a database loaded from the store must hold exactly what the last completed
+/// commit acknowledged, and take one more write.
+#[test]
+fn every_commit_state_of_the_indexeddb_layout_holds_exactly_the_committed_writes() {
+    let seed = env_or("GRAPE_CRASH_SEED", 14);
+    let calls = workload::script(seed, 120);
+    let models = workload::models(&calls);
+    // What the JS API uses with IndexedDB: the log is buffered and committed on flush.
+    let config = workload::config(Durability::OnFlush);
+    // Small chunks, so that files span many and commits cross their boundaries.
+    let store = MemoryChunkStore::with_chunk_bytes(1000);
+    let files = ChunkedStorage::open_in(&store).unwrap();
+    let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(files.clone())).unwrap();
+    let mut rng = Rng::new(seed);
+    let mut committed = Contents::new();
+    let (mut states, mut refused) = (0, 0);
+    let mut check = |durable: &Contents| {
+        let fork = store.fork();
+        let files = ChunkedStorage::open_in(&fork).unwrap();
+        let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(files.clone()))
+            .unwrap_or_else(|e| panic!("state {states}: open failed: {e}"));
+        let got = contents(&db).unwrap();
+        assert!(&got == durable, "state {states}: {}", diff(&got, durable));
+        let extra = Point::new(1u64 << 40, vec![0.25; DIM]);
+        db.upsert(vec![extra.clone()]).unwrap();
+        db.flush().unwrap();
+        files.commit_to(&fork).unwrap();
+        drop(db);
+        let again = ChunkedStorage::open_in(&fork).unwrap();
+        let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(again)).unwrap();
+        let mut want = got;
+        want.insert(extra.id, (extra.vector, extra.payload));
+        assert!(
+            contents(&db).unwrap() == want,
+            "state {states}: a write after recovery"
+        );
+        states += 1;
+    };
+    files.commit_to(&store).unwrap();
+    check(&committed);
+    for (i, call) in calls.iter().enumerate() {
+        call.run(&db, &models[i], &workload::memory)
+            .unwrap_or_else(|e| panic!("call {i} {call:?}: {e}"));
+        db.flush().unwrap();
+        if rng.chance(0.2) {
+            store.fail_commits(1);
+        }
+        match files.commit_to(&store) {
+            Ok(()) => committed = models[i + 1].clone(),
+            Err(_) => refused += 1,
+        }
+        check(&committed);
+    }
+    println!("commit states (IndexedDB layout): {states} checked, {refused} commits refused");
+    assert!(refused > 0 && states == calls.len() + 1);
 }

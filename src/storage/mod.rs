@@ -6,7 +6,8 @@
 //! the format code in `persist/` runs unchanged on every backend. Platform code lives only in the
 //! backends: [`FsStorage`] (native files, memory-mapped reads, `flock`), [`MemoryStorage`]
 //! (tests, and databases that need no persistence), and in the browser `OpfsStorage` (a
-//! [`PooledStorage`] of OPFS files) and `IdbStorage`.
+//! [`PooledStorage`] of OPFS files) and `IdbStorage` (a [`ChunkedStorage`] committed to
+//! IndexedDB). The browser backends' logic is platform-free and runs natively in the tests.
 
 use std::fmt;
 use std::io;
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
+pub(crate) mod chunked;
 mod memory;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
@@ -24,6 +26,7 @@ pub(crate) mod pool;
 
 #[cfg(target_arch = "wasm32")]
 pub use browser::{IdbStorage, OpfsStorage};
+pub use chunked::{ChunkOp, ChunkedStorage, MemoryChunkStore};
 pub use memory::MemoryStorage;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::FsStorage;

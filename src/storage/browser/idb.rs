@@ -1,74 +1,53 @@
 //! IndexedDB backend: works on the main thread and in workers (and wherever OPFS's synchronous
 //! handles are missing).
 //!
-//! IndexedDB is asynchronous, so the database's files live in memory while it is open: `open`
-//! loads them, the engine reads and writes them synchronously, and [`IdbStorage::commit`] writes
-//! what changed since the last commit in **one** IndexedDB transaction. Transactions are atomic,
-//! so after a crash the database is exactly at its last completed commit. Files are stored in
-//! 256 KiB chunks (object store `chunks`, key `[file, index]`) with their lengths (store `files`,
-//! key `file`), so a commit after a few writes rewrites a few chunks, not whole files.
+//! The files live in memory while the database is open and are committed in chunks, all
+//! changes in one transaction: that logic is [`ChunkedStorage`], platform-free and tested
+//! natively. This module loads a `ChunkedStorage` from IndexedDB (database `grape-<name>`,
+//! object store `files`: name -> length, `chunks`: `[name, index]` -> bytes) and applies its
+//! commits as IndexedDB transactions, which are atomic: after a crash the database is exactly at
+//! its last completed commit.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use js_sys::{Array, Promise, Uint8Array};
-use parking_lot::{Mutex, RwLock};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{IdbDatabase, IdbObjectStore, IdbRequest, IdbTransaction, IdbTransactionMode};
+use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
 
-use super::{exception_name, js_io_error, wait, Js, SpaceCache};
+use super::{exception_name, js_io_error, wait, Js};
 use crate::error::{Error, Result};
-use crate::storage::{io_error, Bytes, Storage, StorageFile, StorageSpace};
+use crate::storage::chunked::{ChunkOp, ChunkedStorage, CHUNK};
+use crate::storage::io_error;
 
-const CHUNK: usize = 256 << 10;
 const FILES: &str = "files";
 const CHUNKS: &str = "chunks";
 
-/// A database held in IndexedDB (see the module docs).
+/// A database held in IndexedDB: its files, a [`ChunkedStorage`] (which the database opens as
+/// its storage), and the connection its commits go to.
 #[derive(Clone)]
 pub struct IdbStorage {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
+    files: ChunkedStorage,
+    db: Arc<Connection>,
     name: String,
-    db: Js<IdbDatabase>,
-    files: Mutex<BTreeMap<String, Arc<RwLock<FileData>>>>,
-    /// What IndexedDB holds: file name -> number of chunks.
-    stored: Mutex<BTreeMap<String, u32>>,
-    /// Names whose content must be written whole at the next commit (created or renamed).
-    fresh: Mutex<BTreeSet<String>>,
-    locked: AtomicBool,
-    space: SpaceCache,
 }
 
-impl Drop for Inner {
+/// The IndexedDB connection, closed when the last handle goes (so that the database can be
+/// deleted or opened elsewhere).
+struct Connection(Js<IdbDatabase>);
+
+impl Drop for Connection {
     fn drop(&mut self) {
-        self.db.close();
+        self.0.close();
     }
 }
 
-#[derive(Default)]
-struct FileData {
-    bytes: Vec<u8>,
-    /// Chunks written since the last commit.
-    dirty: BTreeSet<u32>,
-}
-
-impl FileData {
-    fn touch(&mut self, from: usize, to: usize) {
-        if to > from {
-            for c in from / CHUNK..=(to - 1) / CHUNK {
-                self.dirty.insert(c as u32);
-            }
-        }
-    }
-
-    fn chunks(&self) -> u32 {
-        self.bytes.len().div_ceil(CHUNK) as u32
+impl Deref for IdbStorage {
+    type Target = ChunkedStorage;
+    fn deref(&self) -> &ChunkedStorage {
+        &self.files
     }
 }
 
@@ -150,9 +129,10 @@ impl IdbStorage {
             .await
             .map_err(io("open IndexedDB", &db_name))?
             .unchecked_into();
+        let db = Arc::new(Connection(Js(db)));
         let load = io("read IndexedDB", &db_name);
-        let tx = db
-            .transaction_with_str_sequence_and_mode(
+        let tx =
+            db.0.transaction_with_str_sequence_and_mode(
                 &Array::of2(&FILES.into(), &CHUNKS.into()),
                 IdbTransactionMode::Readonly,
             )
@@ -175,52 +155,24 @@ impl IdbStorage {
         let file_lens: Array = wait(file_lens).await.map_err(&load)?.unchecked_into();
         let chunk_keys: Array = wait(chunk_keys).await.map_err(&load)?.unchecked_into();
         let chunk_values: Array = wait(chunk_values).await.map_err(&load)?.unchecked_into();
-
-        let mut files = BTreeMap::new();
-        let mut stored = BTreeMap::new();
-        for (name, len) in file_names.iter().zip(file_lens.iter()) {
-            let (Some(name), Some(len)) = (name.as_string(), len.as_f64()) else {
-                continue;
-            };
-            let data = FileData {
-                bytes: vec![0; len as usize],
-                dirty: BTreeSet::new(),
-            };
-            stored.insert(name.clone(), data.chunks());
-            files.insert(name, data);
-        }
-        for (key, value) in chunk_keys.iter().zip(chunk_values.iter()) {
-            let key: Array = key.unchecked_into();
-            let (Some(name), Some(index)) = (key.get(0).as_string(), key.get(1).as_f64()) else {
-                continue;
-            };
-            let Some(file) = files.get_mut(&name) else {
-                continue; // a chunk of a file removed by a later commit: unreachable
-            };
-            let chunk: Uint8Array = value.unchecked_into();
-            let start = index as usize * CHUNK;
-            let end = (start + chunk.length() as usize).min(file.bytes.len());
-            if start < end {
-                chunk
-                    .subarray(0, (end - start) as u32)
-                    .copy_to(&mut file.bytes[start..end]);
-            }
-        }
+        let lens: BTreeMap<String, u64> = file_names
+            .iter()
+            .zip(file_lens.iter())
+            .filter_map(|(name, len)| Some((name.as_string()?, len.as_f64()? as u64)))
+            .collect();
+        let chunks = chunk_keys
+            .iter()
+            .zip(chunk_values.iter())
+            .filter_map(|(key, value)| {
+                let key: Array = key.unchecked_into();
+                let (name, index) = (key.get(0).as_string()?, key.get(1).as_f64()?);
+                let chunk: Uint8Array = value.unchecked_into();
+                Some(((name, index as u32), chunk.to_vec()))
+            });
         Ok(IdbStorage {
-            inner: Arc::new(Inner {
-                name: name.to_owned(),
-                db: Js(db),
-                files: Mutex::new(
-                    files
-                        .into_iter()
-                        .map(|(k, v)| (k, Arc::new(RwLock::new(v))))
-                        .collect(),
-                ),
-                stored: Mutex::new(stored),
-                fresh: Mutex::new(BTreeSet::new()),
-                locked: AtomicBool::new(false),
-                space: SpaceCache::default(),
-            }),
+            files: ChunkedStorage::load(format!("indexeddb:{name}"), CHUNK, lens, chunks),
+            db,
+            name: name.to_owned(),
         })
     }
 
@@ -248,100 +200,62 @@ impl IdbStorage {
         }
     }
 
-    /// Whether anything was written since the last commit.
-    pub fn has_changes(&self) -> bool {
-        !self.inner.fresh.lock().is_empty()
-            || self
-                .inner
-                .files
-                .lock()
-                .values()
-                .any(|f| !f.read().dirty.is_empty())
-            || self
-                .inner
-                .stored
-                .lock()
-                .keys()
-                .any(|n| !self.inner.files.lock().contains_key(n))
+    /// The files, as the database's storage.
+    pub fn files(&self) -> ChunkedStorage {
+        self.files.clone()
     }
 
     /// Writes every change since the last commit in one IndexedDB transaction. If it fails
     /// (a full quota: [`Error::StorageFull`]), IndexedDB keeps the previous commit and the
     /// changes stay pending for the next attempt.
     pub async fn commit(&self) -> Result<()> {
-        let inner = &self.inner;
-        let db_name = format!("grape-{}", inner.name);
+        let db_name = format!("grape-{}", self.name);
         let fail = io("write IndexedDB", &db_name);
         // Plan and issue every request in this one synchronous stretch: IndexedDB copies each
         // value when it is put, so the transaction holds exactly this moment's state.
-        let fresh = std::mem::take(&mut *inner.fresh.lock());
-        let files = inner.files.lock().clone();
-        let stored = inner.stored.lock().clone();
-        let mut taken: Vec<(String, BTreeSet<u32>)> = Vec::new();
-        let mut new_stored = stored.clone();
+        let plan = self.files.plan_commit();
         let issued = (|| -> std::result::Result<IdbTransaction, JsValue> {
-            let tx = inner.db.transaction_with_str_sequence_and_mode(
+            let tx = self.db.0.transaction_with_str_sequence_and_mode(
                 &Array::of2(&FILES.into(), &CHUNKS.into()),
                 IdbTransactionMode::Readwrite,
             )?;
             let meta = tx.object_store(FILES)?;
             let chunks = tx.object_store(CHUNKS)?;
-            for (name, file) in &files {
-                let mut data = file.write();
-                let count = data.chunks();
-                let old = stored.get(name).copied();
-                let whole = fresh.contains(name) || old.is_none();
-                let dirty = std::mem::take(&mut data.dirty);
-                if !whole && dirty.is_empty() && old == Some(count) {
-                    continue;
-                }
-                let to_write: Vec<u32> = if whole {
-                    (0..count).collect()
-                } else {
-                    dirty.iter().copied().filter(|&c| c < count).collect()
-                };
-                taken.push((name.clone(), dirty));
-                for c in to_write {
-                    let start = c as usize * CHUNK;
-                    let end = (start + CHUNK).min(data.bytes.len());
-                    let value = Uint8Array::from(&data.bytes[start..end]);
-                    chunks.put_with_key(&value, &chunk_key(name, c))?;
-                }
-                delete_chunks(&chunks, name, count, old.unwrap_or(0).max(count))?;
-                meta.put_with_key(&(data.bytes.len() as f64).into(), &name.into())?;
-                new_stored.insert(name.clone(), count);
-            }
-            for (name, &count) in &stored {
-                if !files.contains_key(name) {
-                    delete_chunks(&chunks, name, 0, count)?;
-                    meta.delete(&name.into())?;
-                    new_stored.remove(name);
+            for op in &plan.ops {
+                match op {
+                    ChunkOp::PutChunk { file, index, bytes } => {
+                        chunks.put_with_key(
+                            &Uint8Array::from(&bytes[..]),
+                            &chunk_key(file, *index),
+                        )?;
+                    }
+                    ChunkOp::DeleteChunk { file, index } => {
+                        chunks.delete(&chunk_key(file, *index))?;
+                    }
+                    ChunkOp::PutLen { file, len } => {
+                        meta.put_with_key(&(*len as f64).into(), &file.into())?;
+                    }
+                    ChunkOp::DeleteFile { file } => {
+                        meta.delete(&file.into())?;
+                    }
                 }
             }
             Ok(tx)
         })();
-        let restore = || {
-            inner.fresh.lock().extend(fresh.iter().cloned());
-            for (name, dirty) in &taken {
-                if let Some(f) = files.get(name) {
-                    f.write().dirty.extend(dirty);
-                }
-            }
-        };
         let tx = match issued {
             Ok(tx) => tx,
             Err(e) => {
-                restore();
+                self.files.commit_failed(plan);
                 return Err(fail(e));
             }
         };
         match wait(transaction_done(&tx)).await {
             Ok(_) => {
-                *inner.stored.lock() = new_stored;
+                self.files.committed(plan);
                 Ok(())
             }
             Err(e) => {
-                restore();
+                self.files.commit_failed(plan);
                 if exception_name(&e) == "QuotaExceededError" {
                     return Err(Error::StorageFull {
                         op: "write",
@@ -353,33 +267,6 @@ impl IdbStorage {
             }
         }
     }
-
-    /// Records the browser's latest free-space figures for the disk health check.
-    pub fn set_space(&self, space: Option<StorageSpace>) {
-        self.inner.space.set(space);
-    }
-
-    fn file(&self, name: &str) -> io::Result<Arc<RwLock<FileData>>> {
-        self.inner
-            .files
-            .lock()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {name}")))
-    }
-}
-
-/// Deletes chunks `from..to` of `name`.
-fn delete_chunks(
-    chunks: &IdbObjectStore,
-    name: &str,
-    from: u32,
-    to: u32,
-) -> std::result::Result<(), JsValue> {
-    for c in from..to {
-        chunks.delete(&chunk_key(name, c))?;
-    }
-    Ok(())
 }
 
 /// `indexedDB` of the page, worker or any global that has one.
@@ -389,117 +276,4 @@ fn indexed_db() -> std::result::Result<web_sys::IdbFactory, JsValue> {
         return Err(js_sys::Error::new("IndexedDB is not available here").into());
     }
     Ok(factory.unchecked_into())
-}
-
-struct IdbFile(Arc<RwLock<FileData>>);
-
-impl StorageFile for IdbFile {
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.0.read().bytes.len() as u64)
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let data = self.0.read();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        let src = start
-            .checked_add(buf.len())
-            .and_then(|end| data.bytes.get(start..end))
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(src);
-        Ok(())
-    }
-    fn write_at(&self, offset: u64, src: &[u8]) -> io::Result<()> {
-        let mut data = self.0.write();
-        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let end = start + src.len();
-        if data.bytes.len() < end {
-            data.bytes.resize(end, 0);
-        }
-        data.bytes[start..end].copy_from_slice(src);
-        data.touch(start, end);
-        Ok(())
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let mut data = self.0.write();
-        let old = data.bytes.len();
-        data.bytes.resize(len, 0);
-        // The chunk holding the new end changes; whole chunks past it are deleted by count.
-        data.touch(old.min(len).saturating_sub(1), old.max(len));
-        Ok(())
-    }
-    fn sync(&self) -> io::Result<()> {
-        // Durable at the next commit (`flush()` of the JS API).
-        Ok(())
-    }
-}
-
-impl Storage for IdbStorage {
-    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
-        let file = if create {
-            let mut files = self.inner.files.lock();
-            files
-                .entry(name.to_owned())
-                .or_insert_with(|| {
-                    self.inner.fresh.lock().insert(name.to_owned());
-                    Arc::default()
-                })
-                .clone()
-        } else {
-            self.file(name)?
-        };
-        Ok(Box::new(IdbFile(file)))
-    }
-
-    fn read_all(&self, name: &str) -> io::Result<Bytes> {
-        Ok(Bytes::copy_aligned(&self.file(name)?.read().bytes))
-    }
-
-    fn list(&self) -> io::Result<Vec<String>> {
-        Ok(self.inner.files.lock().keys().cloned().collect())
-    }
-
-    fn remove(&self, name: &str) -> io::Result<()> {
-        self.inner.files.lock().remove(name);
-        self.inner.fresh.lock().remove(name);
-        Ok(())
-    }
-
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        let mut files = self.inner.files.lock();
-        let file = files
-            .remove(from)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file {from}")))?;
-        files.insert(to.to_owned(), file);
-        let mut fresh = self.inner.fresh.lock();
-        fresh.remove(from);
-        fresh.insert(to.to_owned());
-        Ok(())
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn lock(&self) -> Result<Box<dyn Send + Sync>> {
-        if self.inner.locked.swap(true, Ordering::AcqRel) {
-            return Err(Error::AlreadyOpen(self.location()));
-        }
-        Ok(Box::new(LockGuard(self.inner.clone())))
-    }
-
-    fn location(&self) -> String {
-        format!("indexeddb:{}", self.inner.name)
-    }
-
-    fn space(&self) -> io::Result<Option<StorageSpace>> {
-        Ok(self.inner.space.get())
-    }
-}
-
-struct LockGuard(Arc<Inner>);
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.0.locked.store(false, Ordering::Release);
-    }
 }

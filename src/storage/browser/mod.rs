@@ -8,15 +8,12 @@
 mod idb;
 mod opfs;
 
-use std::cell::Cell;
 use std::ops::Deref;
 
 use wasm_bindgen::{JsCast, JsValue};
 
 pub use idb::IdbStorage;
 pub use opfs::OpfsStorage;
-
-use super::StorageSpace;
 
 /// A JS value shared by the storage trait's `Send + Sync` objects.
 ///
@@ -39,21 +36,6 @@ impl<T> Deref for Js<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.0
-    }
-}
-
-/// The last free-space figures of the browser (`navigator.storage.estimate()`), refreshed by the
-/// facade before each health check; the storage trait's `space` is synchronous.
-#[derive(Default, Debug)]
-pub(crate) struct SpaceCache(Js<Cell<Option<StorageSpace>>>);
-
-impl SpaceCache {
-    pub fn get(&self) -> Option<StorageSpace> {
-        self.0.get()
-    }
-
-    pub fn set(&self, space: Option<StorageSpace>) {
-        self.0.set(space);
     }
 }
 
