@@ -1,10 +1,12 @@
-//! Power loss: every crash state of a `Durability::Sync` workload (file data lost, kept, zeroed
-//! or torn; name changes persisted in order or in any subset: see `common::power_loss`) opens
-//! and holds exactly the acknowledged writes, the call in flight all or nothing; and a write made
-//! after recovering survives a reopen too.
+//! Power loss: every crash state of a workload (file data lost, kept, zeroed or torn; name
+//! changes persisted in order or in any subset: see `common::power_loss`) must open, hold what
+//! was acknowledged, and take one more write that survives a reopen. With `Durability::Sync`,
+//! exactly the acknowledged writes, the call in flight all or nothing, over native files and
+//! over the OPFS layout; with `OnFlush`, a prefix of the calls reaching at least the last flush;
+//! and the IndexedDB layout after every commit.
 //!
-//! A few thousand distinct states by default; `GRAPE_CRASH_STATES=N` checks up to N (a soak),
-//! `GRAPE_CRASH_SEED` picks another workload.
+//! 3,000 distinct states per explorer by default; `GRAPE_CRASH_STATES=N` checks up to N (a
+//! soak), `GRAPE_CRASH_SEED` picks another workload.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use common::power_loss::{CrashState, Disk, FsOp, Ordering, RecordingStorage};
-use common::workload::{self, contents, diff, Contents, DIM};
+use common::workload::{self, contents, diff, Call, Contents, DIM};
 use common::Rng;
 use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, PooledStorage, Storage};
 use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, Point};
@@ -31,6 +33,9 @@ struct Run {
     spans: Vec<(usize, usize)>,
     models: Vec<Contents>,
     writes: Vec<bool>,
+    /// Calls after which every earlier write is durable in any mode (flush, checkpoint).
+    settles: Vec<bool>,
+    durability: Durability,
 }
 
 /// How the database's files are laid out on the disk whose operations are recorded.
@@ -52,11 +57,11 @@ impl Layout {
     }
 }
 
-fn record(seed: u64, layout: Layout) -> Run {
+fn record(seed: u64, layout: Layout, durability: Durability) -> Run {
     let calls = workload::script(seed, 120);
     let models = workload::models(&calls);
     let storage = RecordingStorage::new();
-    let config = workload::config(Durability::Sync);
+    let config = workload::config(durability);
     let db = EmbeddedVectorDB::open_with_storage(config, layout.over(storage.clone())).unwrap();
     let mut spans = Vec::new();
     for (i, call) in calls.iter().enumerate() {
@@ -71,15 +76,28 @@ fn record(seed: u64, layout: Layout) -> Run {
         spans,
         models,
         writes: calls.iter().map(|c| c.writes()).collect(),
+        settles: calls
+            .iter()
+            .map(|c| matches!(c, Call::Flush | Call::Checkpoint | Call::Compact))
+            .collect(),
+        durability,
     }
 }
 
 impl Run {
-    /// The contents a crash after the first `k` operations may leave: every call that finished
-    /// its operations, plus the one in flight or not.
+    /// The contents a crash after the first `k` operations may leave. With `Sync`: every call
+    /// that finished its operations, plus the one in flight or not. Otherwise a prefix of the
+    /// calls, from at least those before the last finished flush or checkpoint.
     fn allowed(&self, k: usize) -> Vec<usize> {
         let done = self.spans.iter().filter(|&&(_, end)| end <= k).count();
-        let mut out = vec![done];
+        let durable = match self.durability {
+            Durability::Sync => done,
+            _ => (0..done)
+                .rev()
+                .find(|&c| self.settles[c])
+                .map_or(0, |c| c + 1),
+        };
+        let mut out: Vec<usize> = (durable..=done).collect();
         if done < self.spans.len() && self.spans[done].0 < k && self.writes[done] {
             out.push(done + 1);
         }
@@ -147,21 +165,31 @@ fn sample(mut keys: Vec<Key>, n: usize, rng: &mut Rng) -> Vec<Key> {
 
 #[test]
 fn every_crash_state_opens_with_exactly_the_acknowledged_writes() {
-    explore(Layout::Files, "files");
+    explore(Layout::Files, Durability::Sync, "files");
+}
+
+/// With `Durability::OnFlush`, records reach the log together at a flush (here: explicit
+/// flushes, checkpoints and compactions among the calls) and are synced together; a crash
+/// before that sync may persist any part of them. Each state must hold a prefix of the calls,
+/// at least up to the last flush: unsynced records after a torn one (their durable mark says
+/// they were never synced) are a torn tail, not damage.
+#[test]
+fn every_crash_state_of_an_on_flush_workload_holds_a_prefix_at_least_to_the_last_flush() {
+    explore(Layout::Files, Durability::OnFlush, "files, on flush");
 }
 
 /// The OPFS backend's layout, run natively over the recorded disk: its blob files and its
 /// directory file torn, lost or zeroed like any other (a tab closed mid-flush, or power loss).
 #[test]
 fn every_crash_state_of_the_opfs_layout_opens_with_exactly_the_acknowledged_writes() {
-    explore(Layout::Pool, "OPFS layout");
+    explore(Layout::Pool, Durability::Sync, "OPFS layout");
 }
 
-fn explore(layout: Layout, what: &str) {
+fn explore(layout: Layout, durability: Durability, what: &str) {
     let seed = env_or("GRAPE_CRASH_SEED", 14);
-    let budget = env_or("GRAPE_CRASH_STATES", 4000) as usize;
-    let run = record(seed, layout);
-    let config = workload::config(Durability::Sync);
+    let budget = env_or("GRAPE_CRASH_STATES", 3000) as usize;
+    let run = record(seed, layout, durability);
+    let config = workload::config(durability);
 
     // First pass: the distinct states (files and what they may hold); then a reproducible
     // sample of at most `budget` of them, checked in the second pass. The weak model's states

@@ -439,7 +439,7 @@ impl Disk {
                         });
                     }
                 }
-                for _ in 0..4 {
+                for _ in 0..8 {
                     let keep = (0..n).map(|_| rng.chance(0.5)).collect();
                     datas.push(Data::Torn {
                         inode,

@@ -166,9 +166,12 @@ pub fn memory() -> Arc<dyn Storage> {
 
 fn point(rng: &mut Rng, id: u64) -> Point {
     let vector = (0..DIM).map(|_| rng.signed()).collect();
-    let payload = match rng.below(3) {
+    // Some payloads of a few hundred bytes, so that log records and batches span several
+    // 512-byte sectors and a torn write can keep a later record but lose an earlier one.
+    let payload = match rng.below(4) {
         0 => json!({}),
         1 => json!({"i": id, "tag": format!("t{}", id % 5)}),
+        2 => json!({"i": id, "text": "lorem ipsum dolor ".repeat(1 + rng.below(30))}),
         _ => json!({"i": id, "nested": {"list": [1, "two", null], "f": rng.unit()}}),
     };
     Point::new(id, vector)
@@ -221,9 +224,11 @@ pub fn script(seed: u64, calls: usize) -> Vec<Call> {
                 let id = live[rng.below(live.len())];
                 Call::SetPayload(vec![id], json!({"changed": i, "tag": null}))
             }
+            // A flush after some buffered writes (`OnFlush` writes them together), checkpoints
+            // after some more.
+            (4, _) => Call::Flush,
             (6, _) => Call::Checkpoint,
             (8, _) => Call::Compact,
-            (9, _) => Call::Flush,
             (10, _) => Call::Snapshot,
             (11, _) => Call::ExportImport,
             _ => {
