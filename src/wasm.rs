@@ -17,8 +17,8 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::storage::{IdbStorage, MemoryStorage, OpfsStorage, Storage, StorageSpace};
 use crate::{
-    Distance, Durability, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, HnswConfig, Point,
-    PointId, SearchRequest,
+    Distance, Durability, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, HnswConfig, LogRecovery,
+    Point, PointId, SearchRequest,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -47,6 +47,8 @@ export interface OpenOptions {
   enableWarmup?: boolean;
   /** A database exported by `exportBytes()` (or natively by `export_archive`), opened into an empty storage. */
   import?: Uint8Array;
+  /** A log damaged before its end: "strict" (default) refuses to open (`Corrupt`); "salvage" opens with the records before the damage (see `openReport().wal_damaged_at`). */
+  logRecovery?: "strict" | "salvage";
 }
 
 export interface PointInput {
@@ -259,6 +261,14 @@ enum JsDurability {
     Sync,
 }
 
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "camelCase")]
+enum JsLogRecovery {
+    #[default]
+    Strict,
+    Salvage,
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum HnswOption {
@@ -300,6 +310,8 @@ struct OpenOptions {
     max_memory_mb: Option<usize>,
     #[serde(default)]
     enable_warmup: bool,
+    #[serde(default)]
+    log_recovery: JsLogRecovery,
     /// Read separately (a `Uint8Array`), see `GrapeDB::open`.
     #[serde(skip)]
     import: Option<Vec<u8>>,
@@ -343,6 +355,10 @@ impl OpenOptions {
         b = b.durability(match self.durability {
             JsDurability::Sync => Durability::Sync,
             _ => Durability::OnFlush,
+        });
+        b = b.log_recovery(match self.log_recovery {
+            JsLogRecovery::Strict => LogRecovery::Strict,
+            JsLogRecovery::Salvage => LogRecovery::Salvage,
         });
         b.enable_warmup(self.enable_warmup).build()
     }
@@ -627,7 +643,8 @@ impl GrapeDB {
     }
 
     /// What opening found: `{ created, segment_points, wal_records_replayed,
-    /// wal_bytes_truncated, startup }` (the Rust API's names, as in every result).
+    /// wal_bytes_truncated, wal_damaged_at, startup }` (the Rust API's names, as in every
+    /// result).
     #[wasm_bindgen(js_name = openReport)]
     pub fn open_report(&self) -> Result<JsValue, JsValue> {
         to_js(&self.shared.db.open_report())

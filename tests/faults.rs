@@ -41,6 +41,8 @@ struct Counter {
     fail: Option<(usize, Fault)>,
     /// The call that failed: (method, file).
     hit: Option<(&'static str, String)>,
+    /// Every call so far: (method, file).
+    trace: Vec<(&'static str, String)>,
 }
 
 /// Memory storages whose I/O calls share one counter; exactly the chosen call fails.
@@ -55,6 +57,7 @@ impl FaultAt {
     fn tick(&self, op: &'static str, file: &str) -> Result<(), Fault> {
         let mut c = self.counter.lock();
         c.calls += 1;
+        c.trace.push((op, file.to_owned()));
         match c.fail {
             Some((at, fault)) if at == c.calls - 1 => {
                 c.hit = Some((op, file.to_owned()));
@@ -341,4 +344,107 @@ fn faults_everywhere(layout: Layout, name: &str) {
         failures.len(),
         failures[..failures.len().min(12)].join("\n")
     );
+}
+
+/// The index, in a clean run of `calls`, of the call matching the last of `steps` (a method
+/// and a file-name prefix), found after the first match of each step before it.
+fn index_of(calls: &[Call], steps: &[(&str, &str)]) -> usize {
+    let (_, counter) = run(calls, Layout::Files, None);
+    let mut at = 0;
+    for (i, (op, file)) in steps.iter().enumerate() {
+        let from = if i == 0 { 0 } else { at + 1 };
+        at = from
+            + counter.trace[from..]
+                .iter()
+                .position(|(o, f)| o == op && f.starts_with(file))
+                .expect("the run makes that call");
+    }
+    at
+}
+
+/// Upserts, an explicit checkpoint (the second generation), more upserts.
+fn checkpoint_between_writes() -> Vec<Call> {
+    let point = |i: u64| grape_vector_db::Point::new(i, vec![i as f32, 1.0, 0.5, 0.25]);
+    vec![
+        Call::Upsert((0..10).map(point).collect()),
+        Call::Checkpoint,
+        Call::Upsert((10..20).map(point).collect()),
+        Call::Upsert((20..30).map(point).collect()),
+    ]
+}
+
+fn reopen(storage: MemoryStorage) -> EmbeddedVectorDB {
+    EmbeddedVectorDB::open_with_storage(workload::config(Durability::Sync), Arc::new(storage))
+        .expect("the directory reopens")
+}
+
+#[test]
+fn a_failed_directory_sync_after_the_manifest_rename_poisons_and_deletes_nothing() {
+    // Finding B: the error branch deleted the new generation although MANIFEST named it, the
+    // handle kept acknowledging writes into the old log, and the next open deleted that and
+    // failed: every point lost.
+    let calls = checkpoint_between_writes();
+    let at = index_of(
+        &calls,
+        &[
+            ("write_at", "seg-"),
+            ("rename", "MANIFEST.tmp"),
+            ("sync_dir", ""),
+        ],
+    );
+    let (outcome, counter) = run(&calls, Layout::Files, Some((at, Fault::Eio)));
+    assert_eq!(counter.hit, Some(("sync_dir", String::new())));
+    assert!(
+        outcome.errors[0].starts_with("call 1 Checkpoint"),
+        "{:?}",
+        outcome.errors
+    );
+    assert!(
+        outcome.errors[1..].iter().all(|e| e.contains("refused")),
+        "later writes are refused, not acknowledged: {:?}",
+        outcome.errors
+    );
+    let db = reopen(outcome.storage);
+    assert_eq!(db.count(None).unwrap(), 10);
+}
+
+#[test]
+fn every_fault_during_a_checkpoint_keeps_the_writes_acknowledged_after_it() {
+    // Finding C: a checkpoint that failed after its commit point (opening the new log failed,
+    // EMFILE) returned an error but kept writing to the old log, which the next open deleted:
+    // later `Ok` writes vanished (30 acknowledged, 20 found). Now the new log is created and
+    // kept open before the commit, and nothing after it can fail. Each call of the checkpoint,
+    // up to the next write's append, fails in turn.
+    let calls = checkpoint_between_writes();
+    let first = index_of(&calls, &[("write_at", "seg-")]);
+    let last = index_of(
+        &calls,
+        &[
+            ("write_at", "seg-"),
+            ("rename", "MANIFEST.tmp"),
+            ("write_at", "wal-"),
+        ],
+    );
+    let mut hits: Vec<String> = Vec::new();
+    for at in first..last {
+        for fault in [Fault::Emfile, Fault::Eio, Fault::Enospc] {
+            let (outcome, counter) = run(&calls, Layout::Files, Some((at, fault)));
+            let hit = counter.hit.expect("the call is made");
+            hits.push(format!("{} {}", hit.0, hit.1));
+            let db = reopen(outcome.storage);
+            let got = contents(&db).unwrap();
+            assert!(
+                outcome.allowed.contains(&key(&got)),
+                "{fault:?} at {hit:?}: {} (errors {:?})",
+                diff(&got, &outcome.shown),
+                outcome.errors
+            );
+        }
+    }
+    hits.dedup();
+    assert!(
+        hits.iter().any(|h| h.starts_with("rename MANIFEST")),
+        "{hits:?}"
+    );
+    assert!(hits.iter().any(|h| h.starts_with("remove")), "{hits:?}");
 }

@@ -87,6 +87,10 @@ async fn bad_options_are_errors_with_codes() {
         (r#"{"dimension": 3, "storage": "floppy"}"#, "InvalidConfig"),
         (r#"{"dimension": 3, "durability": "sync"}"#, "InvalidConfig"),
         (r#"{"dimension": 3, "unknownOption": 1}"#, "InvalidConfig"),
+        (
+            r#"{"dimension": 3, "logRecovery": "maybe"}"#,
+            "InvalidConfig",
+        ),
     ] {
         let err = open(options)
             .await

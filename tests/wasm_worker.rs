@@ -84,6 +84,43 @@ async fn a_torn_log_tail_is_cut_on_reopen() {
 }
 
 #[wasm_bindgen_test]
+async fn damage_before_synced_records_is_refused_unless_salvaging() {
+    let options =
+        r#"{"name": "w-damage", "dimension": 4, "storage": "opfs", "durability": "sync"}"#;
+    let db = open(options).await.unwrap();
+    for batch in 0..3 {
+        db.upsert(points(batch * 10, 10, 4)).unwrap();
+    }
+    done(db.close()).await.unwrap();
+    {
+        // Damage in the second of three records, each synced before the next was written.
+        let storage = OpfsStorage::open("w-damage").await.unwrap();
+        let wal = storage
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.starts_with("wal-"))
+            .unwrap();
+        let file = storage.open(&wal, false).unwrap();
+        let middle = file.len().unwrap() / 2;
+        let mut byte = [0u8];
+        file.read_at(middle, &mut byte).unwrap();
+        file.write_at(middle, &[byte[0] ^ 0x20]).unwrap();
+        file.sync().unwrap();
+    }
+    let err = open(options).await.err().expect("a damaged log is refused");
+    assert_eq!(code(&err), "Corrupt");
+    let salvage =
+        r#"{"name": "w-damage", "dimension": 4, "storage": "opfs", "logRecovery": "salvage"}"#;
+    let db = open(salvage).await.unwrap();
+    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 10);
+    let report = text(&db.open_report().unwrap());
+    assert!(report.contains(r#""wal_damaged_at":"#), "{report}");
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy("w-damage".into())).await.unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn checkpoints_reuse_the_pool_of_opfs_files() {
     let config = EmbeddedConfig::builder(8).build().unwrap();
     {

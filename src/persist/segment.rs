@@ -352,27 +352,34 @@ pub(crate) fn read(
                 "the graph's entry point is not on its top level".into(),
             ));
         }
-        // A block: a count, then that many links among `cap`; `word(j)` reads its j-th u32.
-        let links_ok = |word: &dyn Fn(usize) -> u32, cap: usize, layer: u8| {
-            let count = word(0) as usize;
-            count <= cap
-                && (1..=count).all(|j| levels.get(word(j) as usize).is_some_and(|&l| l >= layer))
-        };
+        // Layer 0 is used in place: read it as `u32`s where it is aligned (always, from a map
+        // or an aligned read), so checking a large graph costs a pass over memory.
         let stride0 = 1 + 2 * m;
-        for (i, block) in views[4].chunks_exact(stride0 * 4).enumerate() {
-            let word =
-                |j: usize| u32::from_le_bytes(block[4 * j..4 * j + 4].try_into().expect("4"));
-            if !links_ok(&word, 2 * m, 0) {
+        let links0: std::borrow::Cow<[u32]> = match bytemuck::try_cast_slice(&views[4]) {
+            Ok(words) => std::borrow::Cow::Borrowed(words),
+            Err(_) => std::borrow::Cow::Owned(u32s(&views[4])),
+        };
+        for (i, block) in links0.chunks_exact(stride0).enumerate() {
+            let count = block[0] as usize;
+            if count > 2 * m || block[1..=count].iter().any(|&n| n as usize >= rows) {
                 return Err(corrupt(
                     sections[4].0 + (i * stride0 * 4) as u64,
                     format!("graph layer 0 of row {i} links to no row"),
                 ));
             }
         }
+        // Upper layers: each link names a row that has the layer.
+        let links_ok = |block: &[u32], layer: u8| {
+            let count = block[0] as usize;
+            count <= m
+                && block[1..=count]
+                    .iter()
+                    .all(|&n| levels.get(n as usize).is_some_and(|&l| l >= layer))
+        };
         for (i, (&level, &at)) in levels.iter().zip(&upper_at).enumerate() {
             for layer in 1..=level {
                 let start = at as usize + (layer as usize - 1) * (1 + m);
-                if !links_ok(&|j| upper[start + j], m, layer) {
+                if !links_ok(&upper[start..start + 1 + m], layer) {
                     return Err(corrupt(
                         sections[7].0 + 4 * start as u64,
                         format!("graph layer {layer} of row {i} links to no row of that layer"),
