@@ -400,11 +400,26 @@ async fn estimate() -> Option<StorageSpace> {
 }
 
 /// A held Web Lock: released (its promise resolved) on drop.
-struct WebLock(Function);
+struct WebLock {
+    /// Resolves the promise the lock's callback returned: the lock manager then lets it go.
+    release: Function,
+    /// `navigator.locks.request`'s promise, settled once the lock is let go.
+    released: Promise,
+}
+
+impl WebLock {
+    /// Releases the lock and waits until the lock manager has let it go, so that an open right
+    /// after (say, retrying a refused open with other options) is not refused as `AlreadyOpen`.
+    async fn release(self) {
+        let released = self.released.clone();
+        drop(self);
+        let _ = JsFuture::from(released).await;
+    }
+}
 
 impl Drop for WebLock {
     fn drop(&mut self) {
-        let _ = self.0.call0(&JsValue::NULL);
+        let _ = self.release.call0(&JsValue::NULL);
     }
 }
 
@@ -438,10 +453,16 @@ async fn web_lock(name: &str) -> Result<Option<WebLock>, Error> {
         .map_err(|_| Error::InvalidConfig("navigator.locks.request is missing".into()))?
         .unchecked_into();
     let lock_name = JsValue::from_str(&format!("grape-vector-db:{name}"));
-    let _ = request.call3(&locks, &lock_name, &options, &callback);
+    let released = request
+        .call3(&locks, &lock_name, &options, &callback)
+        .map_err(|e| Error::InvalidConfig(format!("navigator.locks.request failed: {e:?}")))?
+        .unchecked_into::<Promise>();
     let got = JsFuture::from(answer).await.ok().and_then(|v| v.as_bool());
     match got {
-        Some(true) => Ok(Some(WebLock(release.expect("the executor runs at once")))),
+        Some(true) => Ok(Some(WebLock {
+            release: release.expect("the executor runs at once"),
+            released,
+        })),
         _ => Err(Error::AlreadyOpen(format!(
             "database {name:?} (another tab or worker has it open; pass readOnly: true to read it)"
         ))),
@@ -903,6 +924,53 @@ impl GrapeDB {
             (StorageKind::Memory, _) | (_, true) => None,
             _ => web_lock(&options.name).await?,
         };
+        let (backend, db) = match Self::open_backend(&options, config, kind).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                if let Some(lock) = lock {
+                    lock.release().await;
+                }
+                return Err(e);
+            }
+        };
+        let persisted = if options.persist {
+            match navigator_storage().and_then(|s| s.persist().ok()) {
+                Some(p) => JsFuture::from(p)
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
+                None => false,
+            }
+        } else {
+            false
+        };
+        let durable_backend = matches!(backend, Backend::Opfs(_) | Backend::Idb(_));
+        let shared = Rc::new(Shared {
+            db,
+            auto_flush: (durable_backend && options.durability == JsDurability::Batched)
+                .then_some(options.flush_interval_ms),
+            backend: RefCell::new(backend),
+            name: options.name,
+            read_only: options.read_only,
+            persisted: Cell::new(persisted),
+            flush_scheduled: Cell::new(false),
+            flushing: RefCell::new(None),
+            lock: RefCell::new(lock),
+            listeners: RefCell::new(Vec::new()),
+        });
+        if durable_backend {
+            shared.watch_page();
+        }
+        Ok(GrapeDB { shared })
+    }
+
+    /// Opens the storage of `kind` and the database in it (the Web Lock, if any, is held).
+    async fn open_backend(
+        options: &OpenOptions,
+        config: EmbeddedConfig,
+        kind: StorageKind,
+    ) -> Result<(Backend, EmbeddedVectorDB), Error> {
         let (backend, storage): (Backend, Option<Arc<dyn Storage>>) = match kind {
             StorageKind::Memory | StorageKind::Auto => (Backend::Memory, None),
             StorageKind::Opfs => {
@@ -963,36 +1031,7 @@ impl GrapeDB {
                 }
             }
         };
-        let persisted = if options.persist {
-            match navigator_storage().and_then(|s| s.persist().ok()) {
-                Some(p) => JsFuture::from(p)
-                    .await
-                    .ok()
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false),
-                None => false,
-            }
-        } else {
-            false
-        };
-        let durable_backend = matches!(backend, Backend::Opfs(_) | Backend::Idb(_));
-        let shared = Rc::new(Shared {
-            db,
-            auto_flush: (durable_backend && options.durability == JsDurability::Batched)
-                .then_some(options.flush_interval_ms),
-            backend: RefCell::new(backend),
-            name: options.name,
-            read_only: options.read_only,
-            persisted: Cell::new(persisted),
-            flush_scheduled: Cell::new(false),
-            flushing: RefCell::new(None),
-            lock: RefCell::new(lock),
-            listeners: RefCell::new(Vec::new()),
-        });
-        if durable_backend {
-            shared.watch_page();
-        }
-        Ok(GrapeDB { shared })
+        Ok((backend, db))
     }
 }
 

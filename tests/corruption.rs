@@ -309,22 +309,8 @@ fn a_payload_that_does_not_parse_behind_valid_checksums_reads_empty_and_fails_he
     // Found by the fuzz runner (tests/fuzz.rs): a segment payload that is not JSON although its
     // section checksum holds (an altered file) panicked on first read in debug builds.
     let (storage, _) = build();
-    let name = file_named(&storage, "seg-");
-    let mut bytes = storage.read_all(&name).unwrap().to_vec();
-    // Section 4 (payload data): its descriptor is the fourth, at 56 + 3 * 24.
-    let d = 56 + 3 * 24;
-    let at = u64::from_le_bytes(bytes[d..d + 8].try_into().unwrap()) as usize;
-    let len = u64::from_le_bytes(bytes[d + 8..d + 16].try_into().unwrap()) as usize;
-    bytes[at] = b'#'; // the first payload's opening brace
-    let crc = common::crc32c(&bytes[at..at + len]);
-    bytes[d + 16..d + 20].copy_from_slice(&crc.to_le_bytes());
-    let crc = common::crc32c(&bytes[..272]);
-    bytes[272..276].copy_from_slice(&crc.to_le_bytes());
-    storage
-        .open(&name, false)
-        .unwrap()
-        .write_at(0, &bytes)
-        .unwrap();
+    // Section 4, payload data: the first payload's opening brace.
+    edit_segment_section(&storage, 3, |payloads| payloads[0] = b'#');
     let db = EmbeddedVectorDB::open_with_storage(config(), Arc::new(storage)).unwrap();
     let all = contents(&db);
     assert!(all
@@ -367,13 +353,28 @@ fn graph_links_to_no_row_behind_valid_checksums_are_refused() {
     .unwrap();
     db.checkpoint().unwrap();
     drop(db);
-    let name = file_named(&storage, "seg-");
+    // Section 5, graph layer 0: row 0's first link (it has one).
+    edit_segment_section(&storage, 4, |links| {
+        assert!(links[0] > 0);
+        links[4..8].copy_from_slice(&5_000_000u32.to_le_bytes());
+    });
+    let err = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { detail, .. } if detail.contains("links to no row")),
+        "{err:?}"
+    );
+}
+
+/// Changes section `index` (0-based) of the segment of a version 3 database with `edit`, and
+/// recomputes that section's checksum and the header's: damage that checksums cannot see, as a
+/// faulty writer or a deliberate edit would leave.
+fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce(&mut [u8])) {
+    let name = file_named(storage, "seg-");
     let mut bytes = storage.read_all(&name).unwrap().to_vec();
-    let d = 56 + 4 * 24; // the fifth section: graph layer 0
+    let d = 56 + index * 24; // the section's descriptor: offset, length, checksum
     let at = u64::from_le_bytes(bytes[d..d + 8].try_into().unwrap()) as usize;
     let len = u64::from_le_bytes(bytes[d + 8..d + 16].try_into().unwrap()) as usize;
-    assert!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) > 0);
-    bytes[at + 4..at + 8].copy_from_slice(&5_000_000u32.to_le_bytes());
+    edit(&mut bytes[at..at + len]);
     let crc = common::crc32c(&bytes[at..at + len]);
     bytes[d + 16..d + 20].copy_from_slice(&crc.to_le_bytes());
     let crc = common::crc32c(&bytes[..272]);
@@ -383,9 +384,4 @@ fn graph_links_to_no_row_behind_valid_checksums_are_refused() {
         .unwrap()
         .write_at(0, &bytes)
         .unwrap();
-    let err = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)).unwrap_err();
-    assert!(
-        matches!(&err, Error::Corrupt { detail, .. } if detail.contains("links to no row")),
-        "{err:?}"
-    );
 }

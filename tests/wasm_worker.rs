@@ -55,6 +55,17 @@ async fn sync_durability_and_a_second_writer() {
     done(GrapeDB::destroy("w-sync".into())).await.unwrap();
 }
 
+/// The log file of the database in `storage`.
+fn log_file(storage: &OpfsStorage) -> Box<dyn grape_vector_db::storage::StorageFile> {
+    let wal = storage
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|n| n.starts_with("wal-"))
+        .unwrap();
+    storage.open(&wal, false).unwrap()
+}
+
 #[wasm_bindgen_test]
 async fn a_torn_log_tail_is_cut_on_reopen() {
     let options = r#"{"name": "w-torn", "dimension": 4, "storage": "opfs"}"#;
@@ -64,13 +75,7 @@ async fn a_torn_log_tail_is_cut_on_reopen() {
     {
         // A write torn by a crash: half a record at the end of the log.
         let storage = OpfsStorage::open("w-torn").await.unwrap();
-        let wal = storage
-            .list()
-            .unwrap()
-            .into_iter()
-            .find(|n| n.starts_with("wal-"))
-            .unwrap();
-        let file = storage.open(&wal, false).unwrap();
+        let file = log_file(&storage);
         let end = file.len().unwrap();
         file.write_at(end, &[0x55; 37]).unwrap();
         file.sync().unwrap();
@@ -95,13 +100,7 @@ async fn damage_before_synced_records_is_refused_unless_salvaging() {
     {
         // Damage in the second of three records, each synced before the next was written.
         let storage = OpfsStorage::open("w-damage").await.unwrap();
-        let wal = storage
-            .list()
-            .unwrap()
-            .into_iter()
-            .find(|n| n.starts_with("wal-"))
-            .unwrap();
-        let file = storage.open(&wal, false).unwrap();
+        let file = log_file(&storage);
         let middle = file.len().unwrap() / 2;
         let mut byte = [0u8];
         file.read_at(middle, &mut byte).unwrap();

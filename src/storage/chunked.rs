@@ -11,13 +11,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{Bytes, Storage, StorageFile, StorageSpace};
-use crate::error::{Error, Result};
+use super::{Bytes, LockFlag, Storage, StorageFile, StorageSpace};
+use crate::error::Result;
 
 /// Bytes per stored chunk in IndexedDB.
 pub(crate) const CHUNK: usize = 256 << 10;
@@ -115,7 +114,7 @@ struct Inner {
     stored: Mutex<BTreeMap<String, u32>>,
     /// Names whose content must be written whole at the next commit (created or renamed).
     fresh: Mutex<BTreeSet<String>>,
-    locked: AtomicBool,
+    locked: LockFlag,
     space: Mutex<Option<StorageSpace>>,
 }
 
@@ -163,7 +162,7 @@ impl ChunkedStorage {
                 ),
                 stored: Mutex::new(stored),
                 fresh: Mutex::new(BTreeSet::new()),
-                locked: AtomicBool::new(false),
+                locked: LockFlag::default(),
                 space: Mutex::new(None),
             }),
         }
@@ -442,14 +441,7 @@ impl StorageFile for ChunkedFile {
         Ok(self.0.read().bytes.len() as u64)
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let data = self.0.read();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        let src = start
-            .checked_add(buf.len())
-            .and_then(|end| data.bytes.get(start..end))
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(src);
-        Ok(())
+        super::read_in(&self.0.read().bytes, offset, buf)
     }
     fn write_at(&self, offset: u64, src: &[u8]) -> io::Result<()> {
         let mut data = self.0.write();
@@ -525,10 +517,7 @@ impl Storage for ChunkedStorage {
     }
 
     fn lock(&self) -> Result<Box<dyn Send + Sync>> {
-        if self.inner.locked.swap(true, Ordering::AcqRel) {
-            return Err(Error::AlreadyOpen(self.location()));
-        }
-        Ok(Box::new(LockGuard(self.inner.clone())))
+        self.inner.locked.take(self.location())
     }
 
     fn location(&self) -> String {
@@ -537,13 +526,5 @@ impl Storage for ChunkedStorage {
 
     fn space(&self) -> io::Result<Option<StorageSpace>> {
         Ok(*self.inner.space.lock())
-    }
-}
-
-struct LockGuard(Arc<Inner>);
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.0.locked.store(false, Ordering::Release);
     }
 }

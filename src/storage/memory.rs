@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{Bytes, Storage, StorageFile, StorageSpace};
-use crate::error::{Error, Result};
+use super::{Bytes, LockFlag, Storage, StorageFile, StorageSpace};
+use crate::error::Result;
 
 type SharedFile = Arc<RwLock<Vec<u8>>>;
 
@@ -26,7 +26,7 @@ type SharedFile = Arc<RwLock<Vec<u8>>>;
 #[derive(Clone, Default)]
 pub struct MemoryStorage {
     files: Arc<Mutex<BTreeMap<String, SharedFile>>>,
-    locked: Arc<AtomicBool>,
+    locked: LockFlag,
     quota: Arc<Quota>,
 }
 
@@ -110,14 +110,7 @@ impl StorageFile for MemoryFile {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let data = self.0.read();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        let src = start
-            .checked_add(buf.len())
-            .and_then(|end| data.get(start..end))
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(src);
-        Ok(())
+        super::read_in(&self.0.read(), offset, buf)
     }
 
     fn write_at(&self, offset: u64, src: &[u8]) -> io::Result<()> {
@@ -142,14 +135,6 @@ impl StorageFile for MemoryFile {
 
     fn sync(&self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-struct MemoryLock(Arc<AtomicBool>);
-
-impl Drop for MemoryLock {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -199,10 +184,7 @@ impl Storage for MemoryStorage {
     }
 
     fn lock(&self) -> Result<Box<dyn Send + Sync>> {
-        if self.locked.swap(true, Ordering::AcqRel) {
-            return Err(Error::AlreadyOpen(self.location()));
-        }
-        Ok(Box::new(MemoryLock(self.locked.clone())))
+        self.locked.take(self.location())
     }
 
     fn location(&self) -> String {

@@ -237,6 +237,42 @@ impl fmt::Debug for Bytes {
     }
 }
 
+/// The lock of a backend that the operating system does not lock for us (memory, and the
+/// browser's, where OPFS handles and a Web Lock keep other tabs out): a flag held by the guard.
+#[derive(Clone, Default)]
+pub(crate) struct LockFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl LockFlag {
+    /// Takes the flag, or fails with [`Error::AlreadyOpen`] naming `location`.
+    pub fn take(&self, location: String) -> Result<Box<dyn Send + Sync>> {
+        if self.0.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(Error::AlreadyOpen(location));
+        }
+        Ok(Box::new(HeldFlag(self.0.clone())))
+    }
+}
+
+/// Releases a [`LockFlag`] when dropped.
+struct HeldFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for HeldFlag {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Fills `buf` from `data` at `offset` (the bytes of an in-memory file); past the end is an
+/// `UnexpectedEof` error, as for a file.
+pub(crate) fn read_in(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let src = start
+        .checked_add(buf.len())
+        .and_then(|end| data.get(start..end))
+        .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+    buf.copy_from_slice(src);
+    Ok(())
+}
+
 /// Turns an I/O error into [`Error::Io`] (or [`Error::StorageFull`] for a full disk or quota)
 /// naming the operation and the file.
 pub(crate) fn io_error<'a>(

@@ -12,13 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{Bytes, Storage, StorageFile, StorageSpace};
-use crate::error::{Error, Result};
+use super::{Bytes, LockFlag, Storage, StorageFile, StorageSpace};
+use crate::error::Result;
 
 /// Name of the directory file beside the blobs.
 pub(crate) const DIR_FILE: &str = "directory";
@@ -96,7 +95,7 @@ struct Inner {
     location: String,
     dir_file: Handle,
     state: Mutex<DirState>,
-    locked: AtomicBool,
+    locked: LockFlag,
     space: Mutex<Option<StorageSpace>>,
 }
 
@@ -186,7 +185,7 @@ impl PooledStorage {
                     spare,
                     seq: layout.seq,
                 }),
-                locked: AtomicBool::new(false),
+                locked: LockFlag::default(),
                 space: Mutex::new(None),
             }),
         })
@@ -350,10 +349,7 @@ impl Storage for PooledStorage {
     fn lock(&self) -> Result<Box<dyn Send + Sync>> {
         // In the browser, other tabs and workers are kept out by OPFS itself (one sync handle
         // per file) and by the facade's Web Lock; this flag keeps out a second open here.
-        if self.inner.locked.swap(true, Ordering::AcqRel) {
-            return Err(Error::AlreadyOpen(self.location()));
-        }
-        Ok(Box::new(LockGuard(self.inner.clone())))
+        self.inner.locked.take(self.location())
     }
 
     fn location(&self) -> String {
@@ -362,14 +358,6 @@ impl Storage for PooledStorage {
 
     fn space(&self) -> io::Result<Option<StorageSpace>> {
         Ok(*self.inner.space.lock())
-    }
-}
-
-struct LockGuard(Arc<Inner>);
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.0.locked.store(false, Ordering::Release);
     }
 }
 
