@@ -31,7 +31,8 @@ pub(crate) struct IoCounters {
     /// Size of the current checkpoint segment.
     pub segment_size: AtomicU64,
     pub checkpoints: AtomicU64,
-    /// Checkpoints that failed (automatic ones report only here and in the health check).
+    /// Checkpoints that failed (automatic ones are reported only here: the write that triggered
+    /// one was already durable in the log).
     pub checkpoints_failed: AtomicU64,
 }
 

@@ -42,14 +42,9 @@ impl Manifest {
         b
     }
 
-    /// Reads the manifest, or `None` if the directory has none.
-    pub fn read(storage: &dyn Storage) -> Result<Option<Manifest>> {
-        if !storage
-            .list()
-            .map_err(io_error("list", &storage.location()))?
-            .iter()
-            .any(|n| n == NAME)
-        {
+    /// Reads the manifest, or `None` if the directory (whose files are `names`) has none.
+    pub fn read(storage: &dyn Storage, names: &[String]) -> Result<Option<Manifest>> {
+        if !names.iter().any(|n| n == NAME) {
             return Ok(None);
         }
         let bytes = storage.read_all(NAME).map_err(io_error("read", NAME))?;

@@ -160,9 +160,9 @@ impl Store {
         let lock = storage.lock()?;
         clock.report.lock = clock.lap("lock")?;
         let where_ = storage.location();
-        let names = storage.list().map_err(io_error("list", &where_))?;
+        let mut names = storage.list().map_err(io_error("list", &where_))?;
         let mut report = OpenReport::default();
-        let (manifest, created) = match Manifest::read(&*storage)? {
+        let (manifest, created) = match Manifest::read(&*storage, &names)? {
             Some(m) => {
                 if m.dimension != config.dimension || m.distance != config.distance {
                     return Err(Error::InvalidConfig(format!(
@@ -191,15 +191,15 @@ impl Store {
                 // creation leaves no database, and the next open starts again.
                 let staged = stage_generation(&*storage, None, &m)?;
                 Manifest::commit(&*storage)?;
+                names = storage.list().map_err(io_error("list", &where_))?;
                 report.created = true;
                 (m, Some(staged.log))
             }
         };
         let seg_name = segment::file_name(manifest.generation);
         let wal_name = wal::file_name(manifest.generation);
-        let listed = storage.list().map_err(io_error("list", &where_))?;
         for (needed, name) in [(manifest.has_segment, &seg_name), (true, &wal_name)] {
-            if needed && !listed.contains(name) {
+            if needed && !names.contains(name) {
                 return Err(Error::Corrupt {
                     file: name.clone(),
                     offset: 0,
@@ -265,7 +265,7 @@ impl Store {
         // Only now that the generation opened and checked out: the files of an interrupted
         // checkpoint or an older generation go (best effort: a failure leaves them for the
         // next open).
-        remove_stale(&*storage, &listed, &[&seg_name, &wal_name]);
+        remove_stale(&*storage, &names, &[&seg_name, &wal_name]);
         // Compactions during replay left the graph to rebuild, and points replayed are still
         // unindexed: both are done lazily (searches scan unindexed points exactly).
         let store = Store {
