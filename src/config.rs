@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::filter::KeyPath;
-use crate::persist::{Durability, LogRecovery};
 use crate::point::Distance;
-use crate::search::HnswConfig;
 
 /// Largest supported dimension; beyond it a single vector would be over 256 KiB.
 pub const MAX_DIMENSION: usize = 65_536;
@@ -423,4 +421,88 @@ impl EmbeddedConfigBuilder {
         self.config.validate()?;
         Ok(self.config)
     }
+}
+
+/// The HNSW index's parameters (Qdrant's names where they exist).
+///
+/// ```
+/// let c = grape_vector_db::HnswConfig::default();
+/// assert_eq!((c.m, c.ef_construction, c.ef), (16, 100, 64));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HnswConfig {
+    /// Links per node (twice as many on the bottom layer): more is better recall, more memory.
+    pub m: usize,
+    /// Candidate list size while inserting: more is a better graph and a slower build.
+    pub ef_construction: usize,
+    /// Default candidate list size of a search (`params.hnsw_ef` overrides it per query).
+    pub ef: usize,
+    /// Below this many points every search is exact (a scan is as fast and always right).
+    pub full_scan_threshold: usize,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        HnswConfig {
+            m: 16,
+            ef_construction: 100,
+            ef: 64,
+            full_scan_threshold: 10_000,
+        }
+    }
+}
+
+/// When an acknowledged write becomes durable.
+///
+/// With `Sync` and `Batched`, a write that returned `Ok` survives the *process* dying (it is in
+/// the operating system's cache, or in a checkpoint); the modes differ on power loss and kernel
+/// crashes. A write that returned an I/O error was not applied; after a failed fsync it may still
+/// be found in the log on the next open, and the database refuses writes until it is reopened
+/// ([`Error::WriterPoisoned`](crate::Error::WriterPoisoned)).
+///
+/// ```
+/// use std::time::Duration;
+/// use grape_vector_db::Durability;
+/// let d: Durability = serde_json::from_str(r#"{"Batched": {"interval": {"secs": 1, "nanos": 0}}}"#).unwrap();
+/// assert_eq!(d, Durability::Batched { interval: Duration::from_secs(1) });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Durability {
+    /// Every write is fsynced before it returns: nothing acknowledged is ever lost.
+    #[default]
+    Sync,
+    /// Writes reach the OS at once and are fsynced at least every `interval` by a background
+    /// thread: a power loss loses at most the last `interval` of writes.
+    Batched {
+        /// Longest time an acknowledged write stays un-fsynced.
+        interval: Duration,
+    },
+    /// Writes are buffered in memory and reach the disk on `flush()`, a checkpoint, or when the
+    /// handle is dropped; a crash (even of the process) loses what was not flushed.
+    OnFlush,
+}
+
+/// What opening does with a log that is damaged before its end.
+///
+/// Power loss can only tear the write in flight, at the log's end, and that tail is always cut
+/// off. A record that does not check out, followed by a record written after it had been made
+/// durable, is damage (a bad disk, a stray write), and acknowledged writes would be lost by
+/// cutting there.
+///
+/// ```
+/// use grape_vector_db::{EmbeddedConfig, LogRecovery};
+/// let config = EmbeddedConfig::builder(3).log_recovery(LogRecovery::Salvage).build()?;
+/// assert_eq!(config.log_recovery, LogRecovery::Salvage);
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum LogRecovery {
+    /// Refuse to open with [`Error::Corrupt`](crate::Error::Corrupt) naming the damaged offset,
+    /// changing nothing: restore from a snapshot, or reopen with `Salvage`.
+    #[default]
+    Strict,
+    /// Open with the records before the damage; the damaged record and every record after it
+    /// are dropped and cut from the file. [`OpenReport::wal_damaged_at`] says where.
+    Salvage,
 }

@@ -647,7 +647,7 @@ impl EmbeddedVectorDB {
             if engine.index_pending_up_to(INDEX_CHUNK) == 0 {
                 return engine;
             }
-            // A bulk load or a graph rebuild: more chunks to come.
+            // A bulk load or a graph rebuild: more chunks follow.
             busy.get_or_insert_with(|| self.inner.life.busy());
             // Hand the lock to waiting searches rather than taking it straight back.
             RwLockWriteGuard::unlock_fair(engine);

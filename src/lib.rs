@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+mod bytes;
 mod checksum;
 mod clock;
 mod config;
@@ -47,7 +48,9 @@ pub mod storage;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
-pub use config::{EmbeddedConfig, EmbeddedConfigBuilder, MAX_DIMENSION};
+pub use config::{
+    Durability, EmbeddedConfig, EmbeddedConfigBuilder, HnswConfig, LogRecovery, MAX_DIMENSION,
+};
 pub use db::{EmbeddedVectorDB, UpsertSummary};
 pub use error::{Error, Result};
 pub use filter::{
@@ -56,11 +59,10 @@ pub use filter::{
 pub use health::{CheckStatus, HealthCheck, HealthStatus};
 pub use lifecycle::{DatabaseState, ShutdownHook, ShutdownReport, StartupReport};
 pub use metrics::{LatencySummary, Metrics, OperationMetrics};
-pub use persist::{Durability, LogRecovery, OpenReport};
+pub use persist::OpenReport;
 pub use point::{Distance, Payload, Point, PointId};
 pub use search::{
-    HnswConfig, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest,
-    SearchResponse,
+    Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,
 };
 pub use stats::{DatabaseStats, MemoryStats};
 #[cfg(target_arch = "wasm32")]

@@ -131,36 +131,6 @@ impl SearchRequest {
     }
 }
 
-/// The HNSW index's parameters (Qdrant's names where they exist).
-///
-/// ```
-/// let c = grape_vector_db::HnswConfig::default();
-/// assert_eq!((c.m, c.ef_construction, c.ef), (16, 100, 64));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HnswConfig {
-    /// Links per node (twice as many on the bottom layer): more is better recall, more memory.
-    pub m: usize,
-    /// Candidate list size while inserting: more is a better graph and a slower build.
-    pub ef_construction: usize,
-    /// Default candidate list size of a search (`params.hnsw_ef` overrides it per query).
-    pub ef: usize,
-    /// Below this many points every search is exact (a scan is as fast and always right).
-    pub full_scan_threshold: usize,
-}
-
-impl Default for HnswConfig {
-    fn default() -> Self {
-        HnswConfig {
-            m: 16,
-            ef_construction: 100,
-            ef: 64,
-            full_scan_threshold: 10_000,
-        }
-    }
-}
-
 /// Search tuning, as Qdrant's `params`.
 ///
 /// ```

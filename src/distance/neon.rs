@@ -52,10 +52,10 @@ fn reduce(
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY (for the closures' intrinsics): NEON is always present on aarch64.
     reduce(
         a,
         b,
+        // SAFETY: NEON is always present on aarch64 (these intrinsics need nothing else).
         |acc, x, y| unsafe { vfmaq_f32(acc, x, y) },
         |x, y| x * y,
     )
@@ -65,7 +65,7 @@ fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     reduce(
         a,
         b,
-        // SAFETY: NEON is always present on aarch64.
+        // SAFETY: NEON is always present on aarch64 (these intrinsics need nothing else).
         |acc, x, y| unsafe {
             let d = vsubq_f32(x, y);
             vfmaq_f32(acc, d, d)
@@ -78,7 +78,7 @@ fn l1(a: &[f32], b: &[f32]) -> f32 {
     reduce(
         a,
         b,
-        // SAFETY: NEON is always present on aarch64.
+        // SAFETY: NEON is always present on aarch64 (these intrinsics need nothing else).
         |acc, x, y| unsafe { vaddq_f32(acc, vabdq_f32(x, y)) },
         |x, y| (x - y).abs(),
     )

@@ -11,7 +11,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::storage::Bytes;
+use crate::bytes::Bytes;
 
 const FLOATS_PER_LINE: usize = 16;
 

@@ -22,7 +22,7 @@ use std::collections::BinaryHeap;
 
 use super::sketch::{self, Sketch, Sketcher};
 use super::topk::Candidate;
-use crate::storage::Bytes;
+use crate::bytes::Bytes;
 
 /// No node / no upper-layer block.
 pub(crate) const NONE: u32 = u32::MAX;

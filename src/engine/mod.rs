@@ -1,7 +1,8 @@
 //! The engine: ids, vectors, payloads and exact search, single-threaded and free of I/O.
 //!
-//! Everything else in the crate wraps this: the native facade puts it behind a lock, the storage
-//! layer (to come) feeds it from segments and a write-ahead log, the JS facade calls it from wasm.
+//! Everything else in the crate wraps this: the native facade puts it behind a lock, the
+//! persistence layer feeds it from segments (as an [`image::Image`]) and a write-ahead log, the JS
+//! facade calls it from wasm.
 //! Because it does no I/O and has no platform code, the same engine runs everywhere and is tested
 //! once.
 //!
@@ -12,6 +13,7 @@
 
 mod arena;
 pub(crate) mod hnsw;
+pub(crate) mod image;
 mod payload_index;
 mod payloads;
 mod sketch;
@@ -19,18 +21,19 @@ mod topk;
 
 use std::collections::BTreeMap;
 
+use crate::config::HnswConfig;
 use crate::distance::{self, closeness_key, score_from_raw, Kernel, Kernel4};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, KeyPath};
-use crate::persist::segment::{SegmentData, SegmentSource};
 use crate::point::{Distance, Payload, Point, PointId};
 use crate::search::{
-    HnswConfig, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse,
+    Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse,
 };
 use crate::stats::MemoryStats;
 pub(crate) use arena::stride_for;
 use arena::{ArenaView, VectorArena};
 use hnsw::{Graph, GraphParams, InsertPlan, Space, NONE};
+use image::{Image, ImageSource};
 use payload_index::{Candidates, PayloadIndexes};
 use payloads::{PayloadStore, RawPayloads};
 use topk::{Candidate, TopK};
@@ -298,7 +301,7 @@ impl Engine {
 
     /// An engine over a checkpoint: its vectors used in place, its payloads parsed on first use.
     /// The segment's rows are in id order, which makes building the id map linear.
-    pub fn from_segment(config: EngineConfig, seg: SegmentData) -> Result<Self> {
+    pub fn from_image(config: EngineConfig, seg: Image) -> Result<Self> {
         let mut engine = Engine::new(config);
         let rows = seg.rows;
         if rows > MAX_SLOTS {
@@ -351,7 +354,7 @@ impl Engine {
     /// The live points in id order, as a new segment stores them, with the graph renumbered to
     /// match. Callers index pending slots first; if some remain, the segment is written without
     /// a graph (and the next open rebuilds it) rather than with an incomplete one.
-    pub fn export(&self, last_seq: u64) -> SegmentSource<'_> {
+    pub fn export(&self, last_seq: u64) -> ImageSource<'_> {
         debug_assert!(self.unindexed().is_empty(), "export before index_pending");
         let complete = self.unindexed().is_empty();
         let graph = self.graph.as_ref().filter(|_| complete).map(|g| {
@@ -361,7 +364,7 @@ impl Engine {
             }
             g.remapped(&row_of, &self.space())
         });
-        SegmentSource {
+        ImageSource {
             graph,
             dim: self.config.dimension,
             stride: self.vectors.stride(),

@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::bytes::Bytes;
 use crate::point::Payload;
-use crate::storage::Bytes;
 
 /// Serialised payloads of the base rows: `offsets[i]..offsets[i + 1]` in `data` is the JSON of
 /// row `i` (empty for an empty payload).

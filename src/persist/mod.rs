@@ -1,7 +1,7 @@
 //! Durability: the write-ahead log, segments, the manifest, checkpoints and recovery.
 //!
-//! This layer knows only the [`Storage`] trait, so the same code runs on native files, in memory
-//! and (later) on OPFS and IndexedDB. A database directory holds:
+//! This layer knows only the [`Storage`] trait, so the same code runs on native files, in memory,
+//! on OPFS and on IndexedDB. A database directory holds:
 //!
 //! - `MANIFEST`: the dimension, distance and current generation `g` (replaced atomically);
 //! - `seg-<g>.seg`: a checkpoint of every live point (absent before the first checkpoint);
@@ -25,10 +25,10 @@ pub(crate) mod wal;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Durability, LogRecovery};
 use crate::engine::{stride_for, Engine, EngineConfig, UpsertSummary};
 use crate::error::{Error, Result};
 use crate::lifecycle::{StartupClock, StartupReport};
@@ -36,60 +36,6 @@ use crate::metrics::IoCounters;
 use crate::storage::{io_error, Storage, StorageFile, StorageSpace};
 use manifest::Manifest;
 use wal::{WalOp, WalWriter};
-
-/// When an acknowledged write becomes durable.
-///
-/// With `Sync` and `Batched`, a write that returned `Ok` survives the *process* dying (it is in
-/// the operating system's cache, or in a checkpoint); the modes differ on power loss and kernel
-/// crashes. A write that returned an I/O error was not applied; after a failed fsync it may still
-/// be found in the log on the next open, and the database refuses writes until it is reopened
-/// ([`Error::WriterPoisoned`](crate::Error::WriterPoisoned)).
-///
-/// ```
-/// use std::time::Duration;
-/// use grape_vector_db::Durability;
-/// let d: Durability = serde_json::from_str(r#"{"Batched": {"interval": {"secs": 1, "nanos": 0}}}"#).unwrap();
-/// assert_eq!(d, Durability::Batched { interval: Duration::from_secs(1) });
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Durability {
-    /// Every write is fsynced before it returns: nothing acknowledged is ever lost.
-    #[default]
-    Sync,
-    /// Writes reach the OS at once and are fsynced at least every `interval` by a background
-    /// thread: a power loss loses at most the last `interval` of writes.
-    Batched {
-        /// Longest time an acknowledged write stays un-fsynced.
-        interval: Duration,
-    },
-    /// Writes are buffered in memory and reach the disk on `flush()`, a checkpoint, or when the
-    /// handle is dropped; a crash (even of the process) loses what was not flushed.
-    OnFlush,
-}
-
-/// What opening does with a log that is damaged before its end.
-///
-/// Power loss can only tear the write in flight, at the log's end, and that tail is always cut
-/// off. A record that does not check out, followed by a record written after it had been made
-/// durable, is damage (a bad disk, a stray write), and acknowledged writes would be lost by
-/// cutting there.
-///
-/// ```
-/// use grape_vector_db::{EmbeddedConfig, LogRecovery};
-/// let config = EmbeddedConfig::builder(3).log_recovery(LogRecovery::Salvage).build()?;
-/// assert_eq!(config.log_recovery, LogRecovery::Salvage);
-/// # Ok::<(), grape_vector_db::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum LogRecovery {
-    /// Refuse to open with [`Error::Corrupt`](crate::Error::Corrupt) naming the damaged offset,
-    /// changing nothing: restore from a snapshot, or reopen with `Salvage`.
-    #[default]
-    Strict,
-    /// Open with the records before the damage; the damaged record and every record after it
-    /// are dropped and cut from the file. [`OpenReport::wal_damaged_at`] says where.
-    Salvage,
-}
 
 /// What opening found and did.
 ///
@@ -223,7 +169,7 @@ impl Store {
             let last_seq = seg.last_seq;
             report.segment_points = seg.rows;
             io.segment_size.store(seg.file_bytes, Relaxed);
-            (Engine::from_segment(config, seg)?, last_seq)
+            (Engine::from_image(config, seg)?, last_seq)
         } else {
             (Engine::new(config), 0)
         };

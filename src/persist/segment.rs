@@ -3,9 +3,10 @@
 //! See FORMAT.md for the bytes.
 
 use crate::engine::hnsw::{Graph, GraphParams, GraphParts, NONE};
+use crate::engine::image::{Image, ImageSource};
 use crate::error::{Error, Result};
-use crate::point::{Distance, PointId};
-use crate::storage::{io_error, Bytes, Storage};
+use crate::point::Distance;
+use crate::storage::{io_error, Storage};
 
 use super::codec::{self, Reader, ID_BYTES};
 
@@ -52,36 +53,6 @@ pub(crate) fn distance_from_code(c: u8) -> Option<Distance> {
     })
 }
 
-/// What a segment holds, sections still in the (mapped) file.
-pub(crate) struct SegmentData {
-    pub rows: usize,
-    pub last_seq: u64,
-    /// `rows * stride` little-endian f32, rows padded to `stride` floats.
-    pub vectors: Bytes,
-    pub ids: Vec<PointId>,
-    /// `rows + 1` u64 offsets into `payload_data`.
-    pub payload_offsets: Bytes,
-    pub payload_data: Bytes,
-    /// The HNSW graph over the rows, when the segment has one.
-    pub graph: Option<GraphParts>,
-    /// Size of the whole file.
-    pub file_bytes: u64,
-}
-
-/// One row to write: id, vector (`dim` floats) and payload JSON.
-pub(crate) type SegmentRow<'a> = (PointId, &'a [f32], std::borrow::Cow<'a, [u8]>);
-
-/// The rows to write, in slot order of the new segment.
-pub(crate) struct SegmentSource<'a> {
-    pub dim: usize,
-    pub stride: usize,
-    pub distance: Distance,
-    pub last_seq: u64,
-    pub rows: Vec<SegmentRow<'a>>,
-    /// The graph, numbered by row.
-    pub graph: Option<Graph>,
-}
-
 fn u32_bytes(v: &[u32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -93,7 +64,7 @@ fn u32s(b: &[u8]) -> Vec<u32> {
 }
 
 /// Writes a segment to `name` through a temporary file and a rename, durably.
-pub(crate) fn write(storage: &dyn Storage, name: &str, src: &SegmentSource) -> Result<u64> {
+pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Result<u64> {
     let tmp = format!("{name}.tmp");
     let file = storage.open(&tmp, true).map_err(io_error("create", &tmp))?;
     file.set_len(0).map_err(io_error("truncate", &tmp))?;
@@ -204,7 +175,7 @@ pub(crate) fn read(
     dim: usize,
     stride: usize,
     distance: Distance,
-) -> Result<SegmentData> {
+) -> Result<Image> {
     let bytes = storage.read_all(name).map_err(io_error("read", name))?;
     let corrupt = |offset: u64, detail: String| Error::Corrupt {
         file: name.to_owned(),
@@ -418,7 +389,7 @@ pub(crate) fn read(
             "payload offsets are not increasing".into(),
         ));
     }
-    Ok(SegmentData {
+    Ok(Image {
         rows,
         last_seq,
         vectors: views[0].clone(),
@@ -435,7 +406,7 @@ mod tests {
     use super::*;
     use crate::engine::{Engine, EngineConfig};
     use crate::storage::MemoryStorage;
-    use crate::{HnswConfig, Point, SearchRequest};
+    use crate::{HnswConfig, Point, PointId, SearchRequest};
 
     fn config() -> EngineConfig {
         EngineConfig {
@@ -502,7 +473,7 @@ mod tests {
         let v3 = read_back("v3.seg");
         let sketches = v3.graph.as_ref().unwrap().sketches.as_ref().unwrap();
         assert_eq!(sketches.len(), 2000 * 64);
-        let from_v3 = Engine::from_segment(config(), v3).unwrap();
+        let from_v3 = Engine::from_image(config(), v3).unwrap();
         let expected = answers(&from_v3);
         assert_eq!(
             answers(&engine),
@@ -518,7 +489,7 @@ mod tests {
             .unwrap();
         let v2 = read_back("v2.seg");
         assert!(v2.graph.as_ref().unwrap().sketches.is_none());
-        let from_v2 = Engine::from_segment(config(), v2).unwrap();
+        let from_v2 = Engine::from_image(config(), v2).unwrap();
         assert_eq!(
             answers(&from_v2),
             expected,

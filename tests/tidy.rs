@@ -1,0 +1,148 @@
+//! Rules about the source that no compiler checks, in the manner of rust-analyzer's `tidy`:
+//! the engine stays free of I/O and platform code, comments promise nothing, FORMAT.md states the
+//! format versions the code writes, and Cargo.toml keeps the lints that make every `unsafe`
+//! explain itself.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_engine_does_no_io_and_has_no_platform_code() {
+    // The engine sees only bytes and plain data: persistence depends on it, never the reverse.
+    const FORBIDDEN: [&str; 16] = [
+        "crate::persist",
+        "crate::storage",
+        "crate::db",
+        "crate::wasm",
+        "crate::lifecycle",
+        "crate::metrics",
+        "crate::health",
+        "crate::clock",
+        "std::fs",
+        "std::net",
+        "std::thread::spawn",
+        "std::time",
+        "memmap2",
+        "wasm_bindgen",
+        "js_sys",
+        "cfg(target_arch",
+    ];
+    let mut found = Vec::new();
+    for file in rust_files(&root().join("src/engine")) {
+        // The unit tests at the end of a file may run in wasm too (wasm_bindgen_test).
+        let text = read(&file);
+        let code = text.lines().take_while(|l| l.trim() != "#[cfg(test)]");
+        for (n, line) in code.enumerate() {
+            for bad in FORBIDDEN.iter().filter(|bad| line.contains(*bad)) {
+                found.push(format!("{}:{}: {bad}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the engine reaches outside itself:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn comments_promise_nothing() {
+    // A comment says what the code is and why; what is missing belongs in an issue.
+    const PROMISES: [&str; 5] = ["(to come)", "to come)", "(later)", "(not yet)", "TODO"];
+    let mut files = rust_files(&root().join("src"));
+    files.extend(["ARCHITECTURE.md", "FORMAT.md"].map(|f| root().join(f)));
+    let mut found = Vec::new();
+    for file in files {
+        for (n, line) in read(&file).lines().enumerate() {
+            let is_prose = file.extension().is_some_and(|e| e == "md");
+            let comment = line.trim_start().starts_with("//");
+            for promise in PROMISES.iter().filter(|p| line.contains(*p)) {
+                if is_prose || comment {
+                    found.push(format!("{}:{}: {promise}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "promises in comments:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The `VERSION` constant of a format module.
+fn version_in(module: &str) -> u32 {
+    let text = read(&root().join("src/persist").join(module));
+    let line = text
+        .lines()
+        .find(|l| l.contains("const VERSION: u32 ="))
+        .unwrap_or_else(|| panic!("{module} has no VERSION"));
+    line.rsplit('=')
+        .next()
+        .unwrap()
+        .trim()
+        .trim_end_matches(';')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn format_md_states_the_versions_the_code_writes() {
+    let format = read(&root().join("FORMAT.md"));
+    let (segment, log, manifest, archive) = (
+        version_in("segment.rs"),
+        version_in("wal.rs"),
+        version_in("manifest.rs"),
+        version_in("archive.rs"),
+    );
+    for expected in [
+        format!("(segments {segment},\nlog {log}, manifest {manifest})"),
+        format!("| 8 | 4 | version ({segment}) |"),
+        format!("| 8 | 4 | version ({log}) |"),
+        format!("| 8 | 4 | version ({manifest}) |"),
+        format!("| 8 | 4 | archive version ({archive}) |"),
+    ] {
+        assert!(
+            format.contains(&expected),
+            "FORMAT.md should say {expected:?}: update it with the code"
+        );
+    }
+}
+
+#[test]
+fn cargo_toml_keeps_the_lints() {
+    let manifest = read(&root().join("Cargo.toml"));
+    for lint in [
+        "[lints.rust]",
+        "unsafe_op_in_unsafe_fn = \"deny\"",
+        "[lints.clippy]",
+        "undocumented_unsafe_blocks = \"deny\"",
+    ] {
+        assert!(manifest.contains(lint), "Cargo.toml lost {lint}");
+    }
+}
