@@ -503,6 +503,7 @@ pub enum LogRecovery {
     #[default]
     Strict,
     /// Open with the records before the damage; the damaged record and every record after it
-    /// are dropped and cut from the file. [`OpenReport::wal_damaged_at`] says where.
+    /// are dropped and cut from the file.
+    /// [`OpenReport::wal_damaged_at`](crate::OpenReport::wal_damaged_at) says where.
     Salvage,
 }
