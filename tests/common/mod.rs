@@ -1,5 +1,6 @@
 //! Test, example and benchmark support: a seeded RNG, synthetic clustered vectors and a reader
-//! for the real embedding set in `../shared/data` (absent in users' clones: callers skip).
+//! for the real embedding set in `$GRAPE_DATA`, by default `../shared/data` (absent in users'
+//! clones: callers skip).
 //!
 //! Shared by `tests/`, `examples/` and `benches/` through `#[path]` so no logic is written twice.
 #![allow(dead_code)]
@@ -321,9 +322,14 @@ pub fn read_matrix(path: &std::path::Path) -> Result<Matrix, String> {
     }
 }
 
-/// The real WordNet/MiniLM set, or `None` (with a note on stderr) when `../shared` is absent.
+/// The real WordNet/MiniLM set in `$GRAPE_DATA` (default: `shared/data` beside the repository,
+/// as the scripts set it), or `None` (with a note on stderr) when it is absent.
 pub fn wordnet_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wordnet-minilm");
+    let data = std::env::var_os("GRAPE_DATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
+        PathBuf::from,
+    );
+    let dir = data.join("wordnet-minilm");
     if dir.join("base.f16.npy").is_file() {
         Some(dir)
     } else {

@@ -9,11 +9,12 @@ the scale does not matter), guesses a part of speech from the gloss, and writes:
 and, for the end-to-end test, the exact nearest neighbour of a known passage.
 Plain Python (no numpy), so it runs anywhere.
 """
-import json, math, struct, sys
+import json, math, os, struct, sys
 from pathlib import Path
 
 N, DIM = 10_000, 384
-src = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[3] / "shared/data/wordnet-minilm")
+data = os.environ.get("GRAPE_DATA") or Path(__file__).resolve().parents[3] / "shared/data"
+src = Path(sys.argv[1] if len(sys.argv) > 1 else Path(data) / "wordnet-minilm")
 out = Path(__file__).resolve().parent
 
 raw = (src / "base.f16.npy").read_bytes()

@@ -1,0 +1,19 @@
+# Sourced by the scripts: what they share, in one place.
+#
+# GRAPE_JOBS   cargo build jobs (default: the machine's cores).
+# GRAPE_DATA   the real embedding sets (default: shared/data beside the repository); the tests,
+#              benchmarks and demo read it too, and fall back to generated data without it.
+
+jobs=${GRAPE_JOBS:-$(nproc 2>/dev/null || echo 2)}
+export GRAPE_DATA=${GRAPE_DATA:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/data}
+
+# The Python peers of the benchmarks (hnswlib, faiss-cpu, usearch, numpy, matplotlib) in
+# target/peers-venv, installed once; exports GRAPE_PEERS_PYTHON, which the benchmarks run.
+peers_venv() {
+  local venv=target/peers-venv
+  if ! "$venv/bin/python" -c "import hnswlib, faiss, usearch, numpy, matplotlib" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet hnswlib faiss-cpu usearch numpy matplotlib
+  fi
+  export GRAPE_PEERS_PYTHON="$PWD/$venv/bin/python"
+}
