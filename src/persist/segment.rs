@@ -2,6 +2,7 @@
 //! laid out exactly like the in-memory arena, so a mapped segment is used in place.
 //! See FORMAT.md for the bytes.
 
+use crate::bytes::Bytes;
 use crate::engine::hnsw::{Graph, GraphParams, GraphParts, NONE};
 use crate::engine::image::{Image, ImageSource};
 use crate::error::{Error, Result};
@@ -168,31 +169,64 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
     Ok(offset)
 }
 
-/// Maps a segment and checks its header and every section's checksum.
-pub(crate) fn read(
-    storage: &dyn Storage,
-    name: &str,
+// Sections by index, in file order (version 1 has the first four; version 2 the first eight).
+const VECTORS: usize = 0;
+const IDS: usize = 1;
+const PAYLOAD_OFFSETS: usize = 2;
+const PAYLOAD_DATA: usize = 3;
+const LINKS0: usize = 4;
+const LEVELS: usize = 5;
+const UPPER_INDEX: usize = 6;
+const UPPER: usize = 7;
+const SKETCHES: usize = 8;
+
+/// Damage in the named file, as [`Error::Corrupt`].
+#[derive(Clone, Copy)]
+struct Damage<'a>(&'a str);
+
+impl Damage<'_> {
+    fn at(self, offset: u64, detail: impl Into<String>) -> Error {
+        Error::Corrupt {
+            file: self.0.to_owned(),
+            offset,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One section's descriptor.
+#[derive(Clone, Copy)]
+struct Section {
+    at: u64,
+    len: u64,
+    crc: u32,
+}
+
+/// A segment's header, checked (magic, version, checksum) but not yet against the database.
+struct Header {
     dim: usize,
-    stride: usize,
-    distance: Distance,
-) -> Result<Image> {
-    let bytes = storage.read_all(name).map_err(io_error("read", name))?;
-    let corrupt = |offset: u64, detail: String| Error::Corrupt {
-        file: name.to_owned(),
-        offset,
-        detail,
-    };
+    distance: u8,
+    /// The graph sections hold a graph (version 2 on).
+    graph: bool,
+    max_level: u8,
+    rows: u64,
+    last_seq: u64,
+    m: usize,
+    ef_construction: usize,
+    entry: u32,
+    sections: Vec<Section>,
+}
+
+/// Reads and checks the header of any version.
+fn read_header(bytes: &[u8], damage: Damage) -> Result<Header> {
     if bytes.len() < 12 || &bytes[..8] != MAGIC {
-        return Err(corrupt(
-            0,
-            "not a grape-vector-db segment (bad magic or too short)".into(),
-        ));
+        return Err(damage.at(0, "not a grape-vector-db segment (bad magic or too short)"));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version > VERSION || version == 0 {
         return Err(codec::newer_or_damaged(
-            &bytes,
-            name,
+            bytes,
+            damage.0,
             version,
             VERSION,
             &[(1, 136), (2, 248), (3, 272)],
@@ -204,11 +238,11 @@ pub(crate) fn read(
         _ => (HEADER_BYTES, SECTIONS.len()),
     };
     if bytes.len() < header_bytes as usize {
-        return Err(corrupt(0, "the header is incomplete".into()));
+        return Err(damage.at(0, "the header is incomplete"));
     }
-    let mut r = Reader::new(&bytes[12..header_bytes as usize], name, 12);
-    let file_dim = r.u32()? as usize;
-    let file_distance = r.u8()?;
+    let mut r = Reader::new(&bytes[12..header_bytes as usize], damage.0, 12);
+    let dim = r.u32()? as usize;
+    let distance = r.u8()?;
     let has_graph = r.u8()?;
     let max_level = r.u8()?;
     r.bytes(5)?;
@@ -225,177 +259,206 @@ pub(crate) fn read(
     for _ in 0..section_count {
         let (at, len, crc) = (r.u64()?, r.u64()?, r.u32()?);
         r.u32()?;
-        sections.push((at, len, crc));
+        sections.push(Section { at, len, crc });
     }
     let header_end = 12 + r.position();
-    let header_crc = r.u32()?;
-    if codec::crc(&bytes[..header_end]) != header_crc {
-        return Err(corrupt(
-            header_end as u64,
-            "header checksum mismatch".into(),
-        ));
+    if codec::crc(&bytes[..header_end]) != r.u32()? {
+        return Err(damage.at(header_end as u64, "header checksum mismatch"));
     }
-    if file_dim != dim || distance_from_code(file_distance) != Some(distance) {
-        return Err(corrupt(
-            12,
-            "dimension or distance differs from the manifest's".into(),
-        ));
+    Ok(Header {
+        dim,
+        distance,
+        graph: version >= 2 && has_graph == 1,
+        max_level,
+        rows,
+        last_seq,
+        m: m as usize,
+        ef_construction: ef_construction as usize,
+        entry,
+        sections,
+    })
+}
+
+/// Each section's bytes, after checking that it lies in the file on a 64-byte boundary, has
+/// the length `expected` says (where it says one) and its checksum.
+fn section_views(
+    bytes: &Bytes,
+    h: &Header,
+    expected: &[Option<usize>],
+    damage: Damage,
+) -> Result<Vec<Bytes>> {
+    let mut views = Vec::with_capacity(h.sections.len());
+    for (i, s) in h.sections.iter().enumerate() {
+        let what = SECTIONS[i];
+        let range = usize::try_from(s.at)
+            .ok()
+            .zip(usize::try_from(s.len).ok())
+            .and_then(|(a, l)| Some(a..a.checked_add(l)?))
+            .filter(|r| r.end <= bytes.len() && r.start % 64 == 0)
+            .ok_or_else(|| damage.at(s.at, format!("{what} section lies outside the file")))?;
+        if expected[i].is_some_and(|e| e != range.len()) {
+            return Err(damage.at(s.at, format!("{what} section has the wrong length")));
+        }
+        if codec::crc(&bytes[range.clone()]) != s.crc {
+            return Err(damage.at(s.at, format!("{what} section checksum mismatch")));
+        }
+        views.push(bytes.slice(range));
     }
-    let rows = usize::try_from(rows).map_err(|_| corrupt(24, "row count too large".into()))?;
-    let graph = version >= 2 && has_graph == 1;
-    let m = m as usize;
-    let entry_ok = if rows == 0 {
-        entry == NONE
-    } else {
-        (entry as usize) < rows
+    Ok(views)
+}
+
+/// The graph of the graph sections, after checking that it is sound: the upper blocks tile
+/// their section node by node, the entry point is on the top level, and every link names a row
+/// that has that layer. Checksums only say the bytes are as written, not that the writer was
+/// sound, and a bad link would make a search index out of bounds.
+fn read_graph(views: &[Bytes], h: &Header, rows: usize, damage: Damage) -> Result<GraphParts> {
+    let (m, max_level) = (h.m, h.max_level);
+    let at = |section: usize| h.sections[section].at;
+    let levels = views[LEVELS].to_vec();
+    let upper_at = u32s(&views[UPPER_INDEX]);
+    let upper = u32s(&views[UPPER]);
+    let mut next = 0usize;
+    for (i, (&level, &start)) in levels.iter().zip(&upper_at).enumerate() {
+        let ok = match level {
+            0 => start == NONE,
+            l if l <= max_level => start as usize == next,
+            _ => false,
+        };
+        if !ok {
+            return Err(damage.at(
+                at(UPPER_INDEX) + 4 * i as u64,
+                "graph index is inconsistent",
+            ));
+        }
+        next += level as usize * (1 + m);
+    }
+    if next != upper.len() {
+        return Err(damage.at(at(UPPER), "graph upper layers have the wrong length"));
+    }
+    if rows > 0 && levels[h.entry as usize] != max_level {
+        return Err(damage.at(48, "the graph's entry point is not on its top level"));
+    }
+    // Layer 0 is used in place: read it as `u32`s where it is aligned (always, from a map or
+    // an aligned read), so checking a large graph costs a pass over memory.
+    let stride0 = 1 + 2 * m;
+    let links0: std::borrow::Cow<[u32]> = match bytemuck::try_cast_slice(&views[LINKS0]) {
+        Ok(words) => std::borrow::Cow::Borrowed(words),
+        Err(_) => std::borrow::Cow::Owned(u32s(&views[LINKS0])),
     };
-    if graph && (m < 2 || !entry_ok || max_level > 16) {
-        return Err(corrupt(40, "invalid graph parameters".into()));
+    for (i, block) in links0.chunks_exact(stride0).enumerate() {
+        let count = block[0] as usize;
+        if count > 2 * m || block[1..=count].iter().any(|&n| n as usize >= rows) {
+            return Err(damage.at(
+                at(LINKS0) + (i * stride0 * 4) as u64,
+                format!("graph layer 0 of row {i} links to no row"),
+            ));
+        }
     }
-    let if_graph = |n: Option<usize>| if graph { n } else { Some(0) };
+    let links_ok = |block: &[u32], layer: u8| {
+        let count = block[0] as usize;
+        count <= m
+            && block[1..=count]
+                .iter()
+                .all(|&n| levels.get(n as usize).is_some_and(|&l| l >= layer))
+    };
+    for (i, (&level, &start)) in levels.iter().zip(&upper_at).enumerate() {
+        for layer in 1..=level {
+            let block = start as usize + (layer as usize - 1) * (1 + m);
+            if !links_ok(&upper[block..block + 1 + m], layer) {
+                return Err(damage.at(
+                    at(UPPER) + 4 * block as u64,
+                    format!("graph layer {layer} of row {i} links to no row of that layer"),
+                ));
+            }
+        }
+    }
+    Ok(GraphParts {
+        params: GraphParams {
+            m,
+            ef_construction: h.ef_construction,
+            // The engine decides, from its distance.
+            sketch_dim: None,
+        },
+        entry: h.entry,
+        max_level,
+        links0: views[LINKS0].clone(),
+        levels,
+        upper_at,
+        upper,
+        sketches: views.get(SKETCHES).filter(|v| !v.is_empty()).cloned(),
+    })
+}
+
+/// Maps a segment and checks its header, every section's bounds, length and checksum, the
+/// graph's soundness and the payload offsets, before anything is used.
+pub(crate) fn read(
+    storage: &dyn Storage,
+    name: &str,
+    dim: usize,
+    stride: usize,
+    distance: Distance,
+) -> Result<Image> {
+    let bytes = storage.read_all(name).map_err(io_error("read", name))?;
+    let damage = Damage(name);
+    let h = read_header(&bytes, damage)?;
+    if h.dim != dim || distance_from_code(h.distance) != Some(distance) {
+        return Err(damage.at(12, "dimension or distance differs from the manifest's"));
+    }
+    let rows = usize::try_from(h.rows).map_err(|_| damage.at(24, "row count too large"))?;
+    let entry_ok = if rows == 0 {
+        h.entry == NONE
+    } else {
+        (h.entry as usize) < rows
+    };
+    if h.graph && (h.m < 2 || !entry_ok || h.max_level > 16) {
+        return Err(damage.at(40, "invalid graph parameters"));
+    }
+    let if_graph = |n: Option<usize>| if h.graph { n } else { Some(0) };
     let expected = [
         rows.checked_mul(stride * 4),
         rows.checked_mul(ID_BYTES),
         rows.checked_add(1).and_then(|n| n.checked_mul(8)),
         None,
-        if_graph(rows.checked_mul((1 + 2 * m) * 4)),
+        if_graph(rows.checked_mul((1 + 2 * h.m) * 4)),
         if_graph(Some(rows)),
         if_graph(rows.checked_mul(4)),
         None,
         // Checked below: none, or one per row.
         None,
     ];
-    let mut views = Vec::with_capacity(SECTIONS.len());
-    for (i, &(at, len, crc)) in sections.iter().enumerate() {
-        let what = SECTIONS[i];
-        let range = usize::try_from(at)
-            .ok()
-            .zip(usize::try_from(len).ok())
-            .and_then(|(a, l)| Some(a..a.checked_add(l)?))
-            .filter(|r| r.end <= bytes.len() && r.start % 64 == 0)
-            .ok_or_else(|| corrupt(at, format!("{what} section lies outside the file")))?;
-        if expected[i].is_some_and(|e| e != range.len()) {
-            return Err(corrupt(at, format!("{what} section has the wrong length")));
-        }
-        if codec::crc(&bytes[range.clone()]) != crc {
-            return Err(corrupt(at, format!("{what} section checksum mismatch")));
-        }
-        views.push(bytes.slice(range));
-    }
-    let sketch_bytes = views.get(8).map_or(0, |v| v.len());
-    if sketch_bytes != 0 && (!graph || Some(sketch_bytes) != rows.checked_mul(64)) {
-        return Err(corrupt(
-            sections[8].0,
-            "graph sketches section has the wrong length".into(),
+    let views = section_views(&bytes, &h, &expected, damage)?;
+    let sketch_bytes = views.get(SKETCHES).map_or(0, |v| v.len());
+    if sketch_bytes != 0 && (!h.graph || Some(sketch_bytes) != rows.checked_mul(64)) {
+        return Err(damage.at(
+            h.sections[SKETCHES].at,
+            "graph sketches section has the wrong length",
         ));
     }
-    let graph = if graph {
-        let levels = views[5].to_vec();
-        let upper_at = u32s(&views[6]);
-        let upper = u32s(&views[7]);
-        // Upper blocks must tile `upper` exactly, node by node, and every link must name a row
-        // that has that layer, or a search could index out of bounds: checksums only say the
-        // bytes are as written, not that the writer was sound.
-        let mut next = 0usize;
-        for (i, (&level, &at)) in levels.iter().zip(&upper_at).enumerate() {
-            let ok = match level {
-                0 => at == NONE,
-                l if l <= max_level => at as usize == next,
-                _ => false,
-            };
-            if !ok {
-                return Err(corrupt(
-                    sections[6].0 + 4 * i as u64,
-                    "graph index is inconsistent".into(),
-                ));
-            }
-            next += level as usize * (1 + m);
-        }
-        if next != upper.len() {
-            return Err(corrupt(
-                sections[7].0,
-                "graph upper layers have the wrong length".into(),
-            ));
-        }
-        if rows > 0 && levels[entry as usize] != max_level {
-            return Err(corrupt(
-                48,
-                "the graph's entry point is not on its top level".into(),
-            ));
-        }
-        // Layer 0 is used in place: read it as `u32`s where it is aligned (always, from a map
-        // or an aligned read), so checking a large graph costs a pass over memory.
-        let stride0 = 1 + 2 * m;
-        let links0: std::borrow::Cow<[u32]> = match bytemuck::try_cast_slice(&views[4]) {
-            Ok(words) => std::borrow::Cow::Borrowed(words),
-            Err(_) => std::borrow::Cow::Owned(u32s(&views[4])),
-        };
-        for (i, block) in links0.chunks_exact(stride0).enumerate() {
-            let count = block[0] as usize;
-            if count > 2 * m || block[1..=count].iter().any(|&n| n as usize >= rows) {
-                return Err(corrupt(
-                    sections[4].0 + (i * stride0 * 4) as u64,
-                    format!("graph layer 0 of row {i} links to no row"),
-                ));
-            }
-        }
-        // Upper layers: each link names a row that has the layer.
-        let links_ok = |block: &[u32], layer: u8| {
-            let count = block[0] as usize;
-            count <= m
-                && block[1..=count]
-                    .iter()
-                    .all(|&n| levels.get(n as usize).is_some_and(|&l| l >= layer))
-        };
-        for (i, (&level, &at)) in levels.iter().zip(&upper_at).enumerate() {
-            for layer in 1..=level {
-                let start = at as usize + (layer as usize - 1) * (1 + m);
-                if !links_ok(&upper[start..start + 1 + m], layer) {
-                    return Err(corrupt(
-                        sections[7].0 + 4 * start as u64,
-                        format!("graph layer {layer} of row {i} links to no row of that layer"),
-                    ));
-                }
-            }
-        }
-        Some(GraphParts {
-            params: GraphParams {
-                m,
-                ef_construction: ef_construction as usize,
-                // The engine decides, from its distance.
-                sketch_dim: None,
-            },
-            entry,
-            max_level,
-            links0: views[4].clone(),
-            levels,
-            upper_at,
-            upper,
-            sketches: views.get(8).filter(|v| !v.is_empty()).cloned(),
-        })
+    let graph = if h.graph {
+        Some(read_graph(&views, &h, rows, damage)?)
     } else {
         None
     };
-    let mut ids_reader = Reader::new(&views[1], name, sections[1].0);
+    let mut ids_reader = Reader::new(&views[IDS], name, h.sections[IDS].at);
     let ids = (0..rows)
         .map(|_| ids_reader.id())
         .collect::<Result<Vec<_>>>()?;
-    let offsets = &views[2];
+    let offsets = &views[PAYLOAD_OFFSETS];
     let offset_at = |i: usize| u64::from_le_bytes(offsets[i * 8..i * 8 + 8].try_into().expect("8"));
-    let data_len = views[3].len() as u64;
+    let data_len = views[PAYLOAD_DATA].len() as u64;
     if (0..rows).any(|i| offset_at(i) > offset_at(i + 1)) || offset_at(rows) != data_len {
-        return Err(corrupt(
-            sections[2].0,
-            "payload offsets are not increasing".into(),
+        return Err(damage.at(
+            h.sections[PAYLOAD_OFFSETS].at,
+            "payload offsets are not increasing",
         ));
     }
     Ok(Image {
         rows,
-        last_seq,
-        vectors: views[0].clone(),
+        last_seq: h.last_seq,
+        vectors: views[VECTORS].clone(),
         ids,
-        payload_offsets: views[2].clone(),
-        payload_data: views[3].clone(),
+        payload_offsets: views[PAYLOAD_OFFSETS].clone(),
+        payload_data: views[PAYLOAD_DATA].clone(),
         graph,
         file_bytes: bytes.len() as u64,
     })
