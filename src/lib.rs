@@ -56,8 +56,8 @@ pub use error::{Error, Result};
 pub use filter::{
     Condition, FieldCondition, Filter, KeyPath, Match, MatchValue, MinShould, Range, ValuesCount,
 };
-pub use health::{CheckStatus, HealthCheck, HealthStatus};
-pub use lifecycle::{DatabaseState, ShutdownHook, ShutdownReport, StartupReport};
+pub use health::{CheckStatus, HealthCheck, HealthChecker, HealthStatus, HealthThresholds};
+pub use lifecycle::{DatabaseState, LifecycleManager, ShutdownHook, ShutdownReport, StartupReport};
 pub use metrics::{LatencySummary, Metrics, OperationMetrics};
 pub use persist::OpenReport;
 pub use point::{Distance, Payload, Point, PointId};

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Instant;
@@ -123,8 +123,7 @@ impl OpKind {
     }
 }
 
-/// A function run once when the database closes (see
-/// [`EmbeddedVectorDB::on_shutdown`](crate::EmbeddedVectorDB::on_shutdown)).
+/// A function run once when the database closes (see [`LifecycleManager::on_shutdown`]).
 pub type ShutdownHook = Box<dyn FnOnce() -> Result<()> + Send>;
 
 /// How long each phase of opening took, and the whole.
@@ -228,14 +227,48 @@ pub struct ShutdownReport {
     pub hook_errors: Vec<String>,
 }
 
-/// State, in-flight calls, hooks and uptime of one open database.
-pub(crate) struct LifecycleManager {
+/// The life of one open database: its state, the calls in flight, uptime, the reports of its
+/// open and close, and the hooks to run when it closes.
+///
+/// Held by the database ([`EmbeddedVectorDB::lifecycle`](crate::EmbeddedVectorDB::lifecycle)).
+/// Every public call of the database enters through it: it is counted in flight and refused
+/// once shutdown has started.
+///
+/// ```
+/// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+/// use grape_vector_db::{DatabaseState, EmbeddedConfig, EmbeddedVectorDB};
+/// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+/// let life = db.lifecycle();
+/// assert_eq!((life.state(), life.in_flight()), (DatabaseState::Ready, 0));
+/// let ran = Arc::new(AtomicBool::new(false));
+/// let flag = ran.clone();
+/// life.on_shutdown(move || { flag.store(true, Ordering::SeqCst); Ok(()) })?;
+/// assert!(life.shutdown_report().is_none());
+/// db.close()?;
+/// assert!(ran.load(Ordering::SeqCst));
+/// assert_eq!(life.state(), DatabaseState::Closed);
+/// assert!(life.shutdown_report().unwrap().hook_errors.is_empty());
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+pub struct LifecycleManager {
     state: AtomicU8,
     in_flight: [AtomicUsize; OpKind::ALL.len()],
     hooks: Mutex<Vec<ShutdownHook>>,
     opened_at: Instant,
+    startup: StartupReport,
+    shutdown: Mutex<Option<ShutdownReport>>,
     /// Held by the close in progress, so that two closes do not run at once.
-    pub closing: Mutex<()>,
+    closing: Mutex<()>,
+}
+
+impl std::fmt::Debug for LifecycleManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LifecycleManager")
+            .field("state", &self.state())
+            .field("in_flight", &self.in_flight())
+            .field("uptime", &self.uptime())
+            .finish()
+    }
 }
 
 /// Counts one call in flight until dropped.
@@ -270,37 +303,85 @@ impl Drop for BusyGuard<'_> {
 }
 
 impl LifecycleManager {
-    pub fn new() -> Self {
+    /// A database that finished opening as `startup` reports, now `Initializing`.
+    pub(crate) fn new(startup: StartupReport) -> Self {
         LifecycleManager {
             state: AtomicU8::new(DatabaseState::Initializing as u8),
             in_flight: Default::default(),
             hooks: Mutex::new(Vec::new()),
             opened_at: Instant::now(),
+            startup,
+            shutdown: Mutex::new(None),
             closing: Mutex::new(()),
         }
     }
 
+    /// Where the database is in its life.
     pub fn state(&self) -> DatabaseState {
         DatabaseState::from_u8(self.state.load(SeqCst))
     }
 
-    pub fn set_state(&self, state: DatabaseState) {
+    /// Time since the database finished opening.
+    pub fn uptime(&self) -> Duration {
+        self.opened_at.elapsed()
+    }
+
+    /// Calls running now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.iter().map(|c| c.load(SeqCst)).sum()
+    }
+
+    /// How long each phase of the open took.
+    pub fn startup(&self) -> StartupReport {
+        self.startup
+    }
+
+    /// What the close did, once the database is closed by `close` (`None` before, and after a
+    /// close that failed or the last handle being dropped without one).
+    pub fn shutdown_report(&self) -> Option<ShutdownReport> {
+        self.shutdown.lock().clone()
+    }
+
+    /// Registers `hook` to run once when the database closes (by `close`, or when the last
+    /// handle is dropped), after the log is flushed. Refused once shutdown has started.
+    pub fn on_shutdown(&self, hook: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+        let _in_flight = self.begin(OpKind::Health)?;
+        self.hooks.lock().push(Box::new(hook));
+        Ok(())
+    }
+
+    pub(crate) fn set_state(&self, state: DatabaseState) {
         self.state.store(state as u8, SeqCst);
     }
 
     /// Moves `from` to `to` if the state is still `from`.
-    pub fn transition(&self, from: DatabaseState, to: DatabaseState) -> bool {
+    fn transition(&self, from: DatabaseState, to: DatabaseState) -> bool {
         self.state
             .compare_exchange(from as u8, to as u8, SeqCst, SeqCst)
             .is_ok()
     }
 
-    pub fn uptime(&self) -> Duration {
-        self.opened_at.elapsed()
+    /// Starts a close: refuses a second close running at once or one after the end, then sets
+    /// `Shutting`. The guard is held for the whole close.
+    pub(crate) fn begin_close(&self) -> Result<MutexGuard<'_, ()>> {
+        let Some(closing) = self.closing.try_lock() else {
+            return Err(Error::ShuttingDown);
+        };
+        if self.state() == DatabaseState::Closed {
+            return Err(Error::Closed);
+        }
+        self.set_state(DatabaseState::Shutting);
+        Ok(closing)
+    }
+
+    /// Ends a close that succeeded.
+    pub(crate) fn closed(&self, report: ShutdownReport) {
+        *self.shutdown.lock() = Some(report);
+        self.set_state(DatabaseState::Closed);
     }
 
     /// Admits a call, or refuses it once shutdown has started.
-    pub fn begin(&self, kind: OpKind) -> Result<OpGuard<'_>> {
+    pub(crate) fn begin(&self, kind: OpKind) -> Result<OpGuard<'_>> {
         let counter = &self.in_flight[kind.index()];
         // Count first, then look at the state: `close` sets the state first, then reads the
         // counts, so either it sees this call or this call sees `Shutting`.
@@ -314,19 +395,15 @@ impl LifecycleManager {
     }
 
     /// Marks a long maintenance job; reads keep being served.
-    pub fn busy(&self) -> BusyGuard<'_> {
+    pub(crate) fn busy(&self) -> BusyGuard<'_> {
         BusyGuard {
             set: self.transition(DatabaseState::Ready, DatabaseState::Busy),
             life: self,
         }
     }
 
-    pub fn in_flight_total(&self) -> usize {
-        self.in_flight.iter().map(|c| c.load(SeqCst)).sum()
-    }
-
     /// The calls in flight, by kind, for the message of a close that timed out.
-    pub fn describe_in_flight(&self) -> String {
+    fn describe_in_flight(&self) -> String {
         let parts: Vec<String> = OpKind::ALL
             .iter()
             .filter_map(|k| match self.in_flight[k.index()].load(SeqCst) {
@@ -339,11 +416,11 @@ impl LifecycleManager {
 
     /// Waits until no call is in flight, up to `timeout`; returns how many there were at the
     /// start, or the error naming what was still running.
-    pub fn drain(&self, timeout: Duration) -> Result<usize> {
-        let at_start = self.in_flight_total();
+    pub(crate) fn drain(&self, timeout: Duration) -> Result<usize> {
+        let at_start = self.in_flight();
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);
-        while self.in_flight_total() > 0 {
+        while self.in_flight() > 0 {
             if start.elapsed() >= timeout {
                 return Err(Error::ShutdownTimeout {
                     waited: start.elapsed(),
@@ -356,13 +433,9 @@ impl LifecycleManager {
         Ok(at_start)
     }
 
-    pub fn add_hook(&self, hook: ShutdownHook) {
-        self.hooks.lock().push(hook);
-    }
-
     /// Runs and removes every hook in the order they were added; a failing or panicking hook
     /// does not stop the others.
-    pub fn run_hooks(&self) -> Vec<String> {
+    pub(crate) fn run_hooks(&self) -> Vec<String> {
         let hooks = std::mem::take(&mut *self.hooks.lock());
         let mut errors = Vec::new();
         for (i, hook) in hooks.into_iter().enumerate() {
@@ -397,29 +470,25 @@ mod tests {
 
     #[test]
     fn begin_is_refused_once_shutting_and_the_guard_uncounts() {
-        let life = LifecycleManager::new();
+        let life = LifecycleManager::new(StartupReport::default());
         life.set_state(DatabaseState::Ready);
         {
             let _a = life.begin(OpKind::Search).unwrap();
             let _b = life.begin(OpKind::Upsert).unwrap();
-            assert_eq!(life.in_flight_total(), 2);
+            assert_eq!(life.in_flight(), 2);
             assert_eq!(life.describe_in_flight(), "1 upsert, 1 search");
         }
-        assert_eq!(life.in_flight_total(), 0);
+        assert_eq!(life.in_flight(), 0);
         life.set_state(DatabaseState::Shutting);
         assert_eq!(life.begin(OpKind::Get).err(), Some(Error::ShuttingDown));
         life.set_state(DatabaseState::Closed);
         assert_eq!(life.begin(OpKind::Get).err(), Some(Error::Closed));
-        assert_eq!(
-            life.in_flight_total(),
-            0,
-            "refused calls are not left counted"
-        );
+        assert_eq!(life.in_flight(), 0, "refused calls are not left counted");
     }
 
     #[test]
     fn drain_times_out_naming_what_runs() {
-        let life = LifecycleManager::new();
+        let life = LifecycleManager::new(StartupReport::default());
         life.set_state(DatabaseState::Ready);
         let _g = life.begin(OpKind::Checkpoint).unwrap();
         match life.drain(Duration::from_millis(5)) {
@@ -432,7 +501,7 @@ mod tests {
 
     #[test]
     fn busy_returns_to_ready_unless_shutdown_began() {
-        let life = LifecycleManager::new();
+        let life = LifecycleManager::new(StartupReport::default());
         life.set_state(DatabaseState::Ready);
         {
             let _b = life.busy();
@@ -449,10 +518,12 @@ mod tests {
 
     #[test]
     fn hooks_run_once_and_failures_are_collected() {
-        let life = LifecycleManager::new();
-        life.add_hook(Box::new(|| Ok(())));
-        life.add_hook(Box::new(|| Err(Error::InvalidArgument("nope".into()))));
-        life.add_hook(Box::new(|| panic!("boom")));
+        let life = LifecycleManager::new(StartupReport::default());
+        life.set_state(DatabaseState::Ready);
+        life.on_shutdown(|| Ok(())).unwrap();
+        life.on_shutdown(|| Err(Error::InvalidArgument("nope".into())))
+            .unwrap();
+        life.on_shutdown(|| panic!("boom")).unwrap();
         let errors = life.run_hooks();
         assert_eq!(errors.len(), 2);
         assert!(errors[0].contains("nope") && errors[1].contains("boom"));

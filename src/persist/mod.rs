@@ -64,7 +64,7 @@ pub struct OpenReport {
 }
 
 /// How the log is written, and where its counters go.
-pub(crate) struct StoreOptions {
+pub(crate) struct FileOptions {
     pub durability: Durability,
     pub checkpoint_bytes: u64,
     pub log_recovery: LogRecovery,
@@ -72,7 +72,7 @@ pub(crate) struct StoreOptions {
 }
 
 /// An open database directory: the lock, the manifest and the log writer.
-pub(crate) struct Store {
+pub(crate) struct DatabaseFiles {
     storage: Arc<dyn Storage>,
     manifest: Manifest,
     wal: WalWriter,
@@ -87,17 +87,17 @@ pub(crate) struct Store {
     _lock: Box<dyn Send + Sync>,
 }
 
-impl Store {
+impl DatabaseFiles {
     /// Opens (or creates) the database in `storage` and rebuilds the engine from it, timing
     /// each phase on `clock` (which fails the open once past the startup timeout; the lock is
     /// released on every error path, as the guard is dropped).
     pub fn open(
         storage: Arc<dyn Storage>,
         config: EngineConfig,
-        options: StoreOptions,
+        options: FileOptions,
         clock: &mut StartupClock,
-    ) -> Result<(Store, Engine, OpenReport)> {
-        let StoreOptions {
+    ) -> Result<(DatabaseFiles, Engine, OpenReport)> {
+        let FileOptions {
             durability,
             checkpoint_bytes,
             log_recovery,
@@ -105,119 +105,56 @@ impl Store {
         } = options;
         let lock = storage.lock()?;
         clock.report.lock = clock.lap("lock")?;
-        let where_ = storage.location();
-        let mut names = storage.list().map_err(io_error("list", &where_))?;
         let mut report = OpenReport::default();
-        let (manifest, created) = match Manifest::read(&*storage, &names)? {
-            Some(m) => {
-                if m.dimension != config.dimension || m.distance != config.distance {
-                    return Err(Error::InvalidConfig(format!(
-                        "{where_} holds a database of dimension {} with {:?} distance, \
-                         but the configuration asks for dimension {} with {:?}",
-                        m.dimension, m.distance, config.dimension, config.distance
-                    )));
-                }
-                (m, None)
-            }
-            None => {
-                if let Some(seg) = names.iter().find(|n| is_segment(n)) {
-                    return Err(Error::Corrupt {
-                        file: manifest::NAME.to_owned(),
-                        offset: 0,
-                        detail: format!("the manifest is missing but segment {seg} exists"),
-                    });
-                }
-                let m = Manifest {
-                    dimension: config.dimension,
-                    distance: config.distance,
-                    generation: 1,
-                    has_segment: false,
-                };
-                // Nothing names these files until the manifest is committed: an interrupted
-                // creation leaves no database, and the next open starts again.
-                let staged = stage_generation(&*storage, None, &m)?;
-                Manifest::commit(&*storage)?;
-                names = storage.list().map_err(io_error("list", &where_))?;
-                report.created = true;
-                (m, Some(staged.log))
-            }
-        };
-        let seg_name = segment::file_name(manifest.generation);
-        let wal_name = wal::file_name(manifest.generation);
-        for (needed, name) in [(manifest.has_segment, &seg_name), (true, &wal_name)] {
-            if needed && !names.contains(name) {
-                return Err(Error::Corrupt {
-                    file: name.clone(),
-                    offset: 0,
-                    detail: format!(
-                        "the manifest names generation {} but {name} is missing",
-                        manifest.generation
-                    ),
-                });
-            }
-        }
+        let found = find_generation(&*storage, &config, &mut report)?;
         clock.report.manifest = clock.lap("manifest")?;
 
-        let (mut engine, mut last_seq) = if manifest.has_segment {
-            let seg = segment::read(
-                &*storage,
-                &seg_name,
-                config.dimension,
-                stride_for(config.dimension),
-                config.distance,
-            )?;
-            let last_seq = seg.last_seq;
-            report.segment_points = seg.rows;
-            io.segment_size.store(seg.file_bytes, Relaxed);
-            (Engine::from_image(config, seg)?, last_seq)
-        } else {
-            (Engine::new(config), 0)
+        let (mut engine, segment_seq) = match found.manifest.has_segment {
+            true => {
+                let seg = segment::read(
+                    &*storage,
+                    &found.segment,
+                    config.dimension,
+                    stride_for(config.dimension),
+                    config.distance,
+                )?;
+                report.segment_points = seg.rows;
+                io.segment_size.store(seg.file_bytes, Relaxed);
+                let last_seq = seg.last_seq;
+                (Engine::from_image(config, seg)?, last_seq)
+            }
+            false => (Engine::new(config), 0),
         };
         clock.report.segments = clock.lap("segments")?;
 
-        let file = match created {
+        let file = match found.created_log {
             Some(file) => file,
             None => storage
-                .open(&wal_name, false)
-                .map_err(io_error("open", &wal_name))?,
+                .open(&found.log, false)
+                .map_err(io_error("open", &found.log))?,
         };
-        let replay = wal::replay(&*file, &wal_name, engine.config().dimension, log_recovery)?;
+        let replay = wal::replay(&*file, &found.log, engine.config().dimension, log_recovery)?;
         report.wal_bytes_truncated = replay.truncated_bytes;
         report.wal_damaged_at = replay.damaged_at;
-        engine.set_deferred_indexing(true);
-        for (i, (seq, op)) in replay.ops.into_iter().enumerate() {
-            if i % 64 == 63 {
-                clock.check("wal_replay")?;
-            }
-            if seq <= last_seq {
-                continue; // already in the segment
-            }
-            if let WalOp::Upsert(points) = &op {
-                // Acknowledged points are replayed whatever the configured limits are now.
-                engine
-                    .validate_logged_upsert(points)
-                    .map_err(|e| Error::Corrupt {
-                        file: wal_name.clone(),
-                        offset: 0,
-                        detail: format!("record {seq} cannot be replayed: {e}"),
-                    })?;
-            }
-            apply(&mut engine, op);
-            last_seq = seq;
-            report.wal_records_replayed += 1;
-        }
-        engine.set_deferred_indexing(false);
+        let last_seq = replay_onto(
+            &mut engine,
+            replay.ops,
+            segment_seq,
+            &found.log,
+            clock,
+            &mut report,
+        )?;
         clock.report.wal_replay = clock.lap("wal_replay")?;
         // Only now that the generation opened and checked out: the files of an interrupted
         // checkpoint or an older generation go (best effort: a failure leaves them for the
         // next open).
-        remove_stale(&*storage, &names, &[&seg_name, &wal_name]);
+        remove_stale(&*storage, &found.names, &[&found.segment, &found.log]);
         // Compactions during replay left the graph to rebuild, and points replayed are still
         // unindexed: both are done lazily (searches scan unindexed points exactly).
-        let store = Store {
-            wal: WalWriter::new(file, wal_name, replay.format, replay.end, io.clone()),
+        let files = DatabaseFiles {
+            wal: WalWriter::new(file, found.log, replay.format, replay.end, io.clone()),
             storage,
-            manifest,
+            manifest: found.manifest,
             next_seq: last_seq + 1,
             durability,
             checkpoint_bytes,
@@ -225,7 +162,7 @@ impl Store {
             io,
             _lock: lock,
         };
-        Ok((store, engine, report))
+        Ok((files, engine, report))
     }
 
     /// Appends `op` to the log with the configured durability. On error nothing was logged
@@ -388,6 +325,119 @@ impl Store {
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
     }
+}
+
+/// The generation an open starts from, with the names of its files.
+struct FoundGeneration {
+    manifest: Manifest,
+    /// The segment's name (the file exists only if `manifest.has_segment`).
+    segment: String,
+    log: String,
+    /// The log, still open, when this open created the database.
+    created_log: Option<Box<dyn StorageFile>>,
+    /// Every file in the storage, for clearing stale ones once the open succeeded.
+    names: Vec<String>,
+}
+
+/// Reads the manifest, or creates the database in an empty storage, and checks that the files
+/// it names exist and that it holds the configured dimension and distance.
+fn find_generation(
+    storage: &dyn Storage,
+    config: &EngineConfig,
+    report: &mut OpenReport,
+) -> Result<FoundGeneration> {
+    let where_ = storage.location();
+    let mut names = storage.list().map_err(io_error("list", &where_))?;
+    let (manifest, created_log) = match Manifest::read(storage, &names)? {
+        Some(m) if m.dimension != config.dimension || m.distance != config.distance => {
+            return Err(Error::InvalidConfig(format!(
+                "{where_} holds a database of dimension {} with {:?} distance, \
+                 but the configuration asks for dimension {} with {:?}",
+                m.dimension, m.distance, config.dimension, config.distance
+            )));
+        }
+        Some(m) => (m, None),
+        None => {
+            if let Some(seg) = names.iter().find(|n| is_segment(n)) {
+                return Err(Error::Corrupt {
+                    file: manifest::NAME.to_owned(),
+                    offset: 0,
+                    detail: format!("the manifest is missing but segment {seg} exists"),
+                });
+            }
+            let m = Manifest {
+                dimension: config.dimension,
+                distance: config.distance,
+                generation: 1,
+                has_segment: false,
+            };
+            // Nothing names these files until the manifest is committed: an interrupted
+            // creation leaves no database, and the next open starts again.
+            let staged = stage_generation(storage, None, &m)?;
+            Manifest::commit(storage)?;
+            names = storage.list().map_err(io_error("list", &where_))?;
+            report.created = true;
+            (m, Some(staged.log))
+        }
+    };
+    let segment = segment::file_name(manifest.generation);
+    let log = wal::file_name(manifest.generation);
+    for (needed, name) in [(manifest.has_segment, &segment), (true, &log)] {
+        if needed && !names.contains(name) {
+            return Err(Error::Corrupt {
+                file: name.clone(),
+                offset: 0,
+                detail: format!(
+                    "the manifest names generation {} but {name} is missing",
+                    manifest.generation
+                ),
+            });
+        }
+    }
+    Ok(FoundGeneration {
+        manifest,
+        segment,
+        log,
+        created_log,
+        names,
+    })
+}
+
+/// Applies the log's records newer than the segment (`segment_seq`) to `engine`; returns the
+/// last sequence number applied.
+fn replay_onto(
+    engine: &mut Engine,
+    ops: Vec<(u64, WalOp)>,
+    segment_seq: u64,
+    log: &str,
+    clock: &StartupClock,
+    report: &mut OpenReport,
+) -> Result<u64> {
+    let mut last_seq = segment_seq;
+    engine.set_deferred_indexing(true);
+    for (i, (seq, op)) in ops.into_iter().enumerate() {
+        if i % 64 == 63 {
+            clock.check("wal_replay")?;
+        }
+        if seq <= last_seq {
+            continue; // already in the segment
+        }
+        if let WalOp::Upsert(points) = &op {
+            // Acknowledged points are replayed whatever the configured limits are now.
+            engine
+                .validate_logged_upsert(points)
+                .map_err(|e| Error::Corrupt {
+                    file: log.to_owned(),
+                    offset: 0,
+                    detail: format!("record {seq} cannot be replayed: {e}"),
+                })?;
+        }
+        apply(engine, op);
+        last_seq = seq;
+        report.wal_records_replayed += 1;
+    }
+    engine.set_deferred_indexing(false);
+    Ok(last_seq)
 }
 
 fn is_segment(name: &str) -> bool {

@@ -1,0 +1,71 @@
+//! Background threads (natively; WebAssembly has none here): the log syncer of
+//! `Durability::Batched` and the health checker's schedule.
+
+#[cfg(not(target_arch = "wasm32"))]
+use std::sync::Arc;
+#[cfg(not(target_arch = "wasm32"))]
+use std::time::Duration;
+
+use super::EmbeddedVectorDB;
+#[cfg(not(target_arch = "wasm32"))]
+use super::Inner;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::lifecycle::DatabaseState;
+
+impl EmbeddedVectorDB {
+    /// Starts the background threads (natively): the log syncer of `Durability::Batched` and
+    /// the health checker. Each holds only a weak reference and ends within one interval of
+    /// the database closing or its last handle being dropped.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(super) fn spawn_background(&self) {
+        let has_files = self.inner.files.lock().is_some();
+        if let (true, crate::Durability::Batched { interval }) =
+            (has_files, self.inner.config.durability)
+        {
+            // A failed fsync poisons the log writer, so the next write reports it.
+            self.spawn_every("grape-wal-sync", interval, |inner| {
+                if let Some(files) = inner.files.lock().as_mut() {
+                    let _ = files.flush();
+                }
+            });
+        }
+        if let Some(interval) = self.inner.health.interval() {
+            self.spawn_every("grape-health", interval, |inner| {
+                let status = EmbeddedVectorDB {
+                    inner: inner.clone(),
+                }
+                .run_health_checks();
+                inner.health.record(status);
+            });
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn spawn_every(
+        &self,
+        name: &str,
+        interval: Duration,
+        job: impl Fn(&Arc<Inner>) + Send + 'static,
+    ) {
+        let weak: std::sync::Weak<Inner> = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(inner) = weak.upgrade() else { break };
+                if matches!(
+                    inner.life.state(),
+                    DatabaseState::Shutting | DatabaseState::Closed
+                ) {
+                    break;
+                }
+                job(&inner);
+            });
+        // Without the thread, writes are still durable at the next flush, checkpoint or close,
+        // and `health()` still runs the checks on demand.
+        drop(spawned);
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    pub(super) fn spawn_background(&self) {}
+}

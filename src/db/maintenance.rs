@@ -1,0 +1,158 @@
+//! Maintenance: flush, checkpoint and compact, and copies of the whole database (snapshots into
+//! a directory or any storage, archives as one byte string).
+
+use super::EmbeddedVectorDB;
+use crate::error::Result;
+use crate::lifecycle::OpKind;
+use crate::persist::DatabaseFiles;
+use crate::storage::Storage;
+
+impl EmbeddedVectorDB {
+    /// Reclaims the space of deleted points now, in memory and (with storage) on disk through
+    /// a checkpoint, instead of waiting for the automatic compaction (which runs when deleted
+    /// slots outnumber live points).
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+    /// db.upsert(vec![Point::new(1, vec![1.0]), Point::new(2, vec![1.0])])?;
+    /// db.delete([1u64])?;
+    /// assert_eq!(db.stats().tombstones, 1);
+    /// db.compact()?;
+    /// assert_eq!(db.stats().tombstones, 0);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn compact(&self) -> Result<()> {
+        self.call(OpKind::Compact, || {
+            let mut files = self.inner.files.lock();
+            let _busy = self.inner.life.busy();
+            self.inner.engine.write().compact();
+            let engine = self.lock_for_export();
+            match files.as_mut() {
+                Some(files) => files.checkpoint(&engine),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Writes the whole state into a new segment and starts an empty log, so the next open
+    /// replays nothing. Runs by itself when the log exceeds `checkpoint_wal_bytes`; searches
+    /// continue meanwhile, writes wait. Without storage it does nothing.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, storage::MemoryStorage};
+    /// let storage = MemoryStorage::new();
+    /// let config = EmbeddedConfig::builder(1).build()?;
+    /// let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone()))?;
+    /// db.upsert(vec![Point::new(1, vec![1.0])])?;
+    /// db.checkpoint()?;
+    /// drop(db);
+    /// let db = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage))?;
+    /// assert_eq!(db.open_report().segment_points, 1);
+    /// assert_eq!(db.open_report().wal_records_replayed, 0);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn checkpoint(&self) -> Result<()> {
+        self.call(OpKind::Checkpoint, || {
+            let mut files = self.inner.files.lock();
+            let _busy = self.inner.life.busy();
+            match files.as_mut() {
+                Some(files) => files.checkpoint(&self.lock_for_export()),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Makes every acknowledged write durable now (fsync), whatever the durability mode.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+    /// db.flush()?;
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn flush(&self) -> Result<()> {
+        self.call(OpKind::Flush, || match self.inner.files.lock().as_mut() {
+            Some(files) => files.flush(),
+            None => Ok(()),
+        })
+    }
+
+    /// Writes a consistent copy of the live database into `dest`, which must be empty or
+    /// missing. The copy is a database of its own: `open` it to restore a backup.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+    /// let dest = std::env::temp_dir().join(format!("grape-doc-snap-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dest);
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+    /// db.upsert(vec![Point::new(1, vec![1.0])])?;
+    /// db.snapshot(&dest)?;
+    /// let copy = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).data_dir(&dest).build()?)?;
+    /// assert_eq!(copy.count(None)?, 1);
+    /// # drop(copy);
+    /// # std::fs::remove_dir_all(&dest).unwrap();
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn snapshot(&self, dest: impl AsRef<std::path::Path>) -> Result<()> {
+        self.snapshot_to(&crate::storage::FsStorage::create(dest)?)
+    }
+
+    /// Like [`EmbeddedVectorDB::snapshot`], into any storage backend.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, storage::{MemoryStorage, Storage}};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+    /// let dest = MemoryStorage::new();
+    /// db.snapshot_to(&dest)?;
+    /// assert!(dest.list().unwrap().contains(&"MANIFEST".to_string()));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn snapshot_to(&self, dest: &dyn Storage) -> Result<()> {
+        self.call(OpKind::Snapshot, || {
+            // Holding the writer lock keeps the copy at one point of the log.
+            let files = self.inner.files.lock();
+            let _busy = self.inner.life.busy();
+            let engine = self.lock_for_export();
+            let last_seq = files.as_ref().map_or(0, DatabaseFiles::last_seq);
+            DatabaseFiles::snapshot(&engine, last_seq, dest)
+        })
+    }
+
+    /// The whole database as one byte string (a consistent snapshot of every file, in the
+    /// native format): open it anywhere with [`EmbeddedVectorDB::import_archive`], natively or
+    /// in the browser (OPFS, IndexedDB).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, storage::MemoryStorage};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// db.upsert(vec![Point::new(7, vec![1.0, 0.5])])?;
+    /// let bytes = db.export_archive()?;
+    /// let dest = MemoryStorage::new();
+    /// EmbeddedVectorDB::import_archive(&bytes, &dest)?;
+    /// let copy = EmbeddedVectorDB::open_with_storage(db.config().clone(), Arc::new(dest))?;
+    /// assert_eq!(copy.count(None)?, 1);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn export_archive(&self) -> Result<Vec<u8>> {
+        let copy = crate::storage::MemoryStorage::new();
+        self.snapshot_to(&copy)?;
+        crate::persist::archive::pack(&copy)
+    }
+
+    /// Writes the database packed by [`EmbeddedVectorDB::export_archive`] into the empty
+    /// `dest`; then open `dest`. A damaged archive is refused (`Error::Corrupt`) before anything
+    /// is written.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedVectorDB, Error, storage::MemoryStorage};
+    /// let err = EmbeddedVectorDB::import_archive(b"not an archive", &MemoryStorage::new());
+    /// assert!(matches!(err, Err(Error::Corrupt { .. })));
+    /// ```
+    pub fn import_archive(archive: &[u8], dest: &dyn Storage) -> Result<()> {
+        crate::persist::archive::unpack(archive, dest)
+    }
+}

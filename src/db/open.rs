@@ -1,0 +1,155 @@
+//! Opening: in a directory, in any storage backend or in memory; replaying the files, warming
+//! up, then starting the background threads.
+
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::threads::{build_threads, parallel_map};
+use super::{EmbeddedVectorDB, Inner};
+use crate::config::EmbeddedConfig;
+use crate::engine::{Engine, EngineConfig};
+use crate::error::Result;
+use crate::health::HealthChecker;
+use crate::lifecycle::{DatabaseState, LifecycleManager, StartupClock};
+use crate::metrics::{IoCounters, MetricsCollector};
+use crate::persist::{DatabaseFiles, FileOptions, OpenReport};
+use crate::storage::Storage;
+
+impl EmbeddedVectorDB {
+    /// Opens the database: in `config.data_dir` if set (creating it on first use), otherwise
+    /// in memory only.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+    /// let dir = std::env::temp_dir().join(format!("grape-doc-open-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let config = EmbeddedConfig::builder(2).data_dir(&dir).build()?;
+    /// {
+    ///     let db = EmbeddedVectorDB::open(config.clone())?;
+    ///     db.upsert(vec![Point::new(1, vec![1.0, 0.0])])?;
+    /// } // dropping the last handle closes the database
+    /// let db = EmbeddedVectorDB::open(config)?;
+    /// assert_eq!(db.count(None)?, 1);
+    /// assert_eq!(db.open_report().wal_records_replayed, 1);
+    /// # drop(db);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn open(config: EmbeddedConfig) -> Result<Self> {
+        config.validate()?;
+        match &config.data_dir {
+            #[cfg(not(target_arch = "wasm32"))]
+            Some(dir) => {
+                let storage = crate::storage::FsStorage::create(dir)?;
+                Self::open_with_storage(config, Arc::new(storage))
+            }
+            #[cfg(target_arch = "wasm32")]
+            Some(_) => Err(crate::Error::InvalidConfig(
+                "data_dir needs a native file system; in the browser use the JS API's storage \
+                 option"
+                    .to_owned(),
+            )),
+            None => Self::start(config, None),
+        }
+    }
+
+    /// Opens the database kept in `storage` (any backend of the storage trait), creating it if
+    /// the storage is empty. `config.data_dir` is ignored.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, storage::MemoryStorage};
+    /// let storage = MemoryStorage::new();
+    /// let config = EmbeddedConfig::builder(1).build()?;
+    /// let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone()))?;
+    /// db.upsert(vec![Point::new(1, vec![1.0])])?;
+    /// drop(db);
+    /// let again = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage))?;
+    /// assert_eq!(again.count(None)?, 1);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn open_with_storage(config: EmbeddedConfig, storage: Arc<dyn Storage>) -> Result<Self> {
+        config.validate()?;
+        Self::start(config, Some(storage))
+    }
+
+    /// Opens (reading `storage` if any), warms up if configured, and reports `Ready`.
+    fn start(config: EmbeddedConfig, storage: Option<Arc<dyn Storage>>) -> Result<Self> {
+        let mut clock = StartupClock::new(config.startup_timeout);
+        let io = Arc::new(IoCounters::default());
+        let location = storage
+            .as_ref()
+            .map_or_else(|| "memory".to_owned(), |s| s.location());
+        let (files, mut engine, mut report) = match storage {
+            Some(storage) => {
+                let (files, engine, report) = DatabaseFiles::open(
+                    storage,
+                    engine_config(&config),
+                    file_options(&config, &io),
+                    &mut clock,
+                )?;
+                (Some(files), engine, report)
+            }
+            None => (
+                None,
+                Engine::new(engine_config(&config)),
+                OpenReport::default(),
+            ),
+        };
+        let threads = build_threads(config.thread_pool_size);
+        engine.set_parallel_map(Box::new(move |count, job| {
+            parallel_map(threads, count, job)
+        }));
+        if config.enable_warmup {
+            engine.warm_up();
+            clock.report.warmup = clock.lap("warmup")?;
+        }
+        // `write` indexes new points itself, a chunk at a time.
+        engine.set_deferred_indexing(true);
+        report.startup = clock.finish();
+        let db = EmbeddedVectorDB {
+            inner: Arc::new(Inner {
+                files: Mutex::new(files),
+                engine: RwLock::new(engine),
+                life: LifecycleManager::new(report.startup),
+                report,
+                metrics: MetricsCollector::new(),
+                io,
+                threads,
+                location,
+                health: HealthChecker::new(&config),
+                config,
+            }),
+        };
+        db.spawn_background();
+        db.inner.life.set_state(DatabaseState::Ready);
+        Ok(db)
+    }
+}
+
+/// The engine's part of the configuration.
+pub(super) fn engine_config(config: &EmbeddedConfig) -> EngineConfig {
+    EngineConfig {
+        dimension: config.dimension,
+        distance: config.distance,
+        max_points: config.max_points,
+        max_search_limit: config.max_search_limit,
+        hnsw: config.hnsw,
+        payload_indexes: config
+            .payload_indexes
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect(),
+    }
+}
+
+/// The files' part of the configuration, counting their I/O into `io`.
+fn file_options(config: &EmbeddedConfig, io: &Arc<IoCounters>) -> FileOptions {
+    FileOptions {
+        durability: config.durability,
+        checkpoint_bytes: config.checkpoint_wal_bytes,
+        log_recovery: config.log_recovery,
+        io: io.clone(),
+    }
+}
