@@ -11,6 +11,12 @@
 //! tail there. A checkpoint writes `seg-<g+1>` and an empty `wal-<g+1>`, then swaps the manifest:
 //! that rename is the commit point, so a crash at any moment leaves either the old or the new
 //! generation complete. FORMAT.md documents every byte.
+//!
+//! The files of this module, by job: `mod.rs` ([`DatabaseFiles`]: the open files of one
+//! database, logging, checkpoints, snapshots), `open.rs` (opening and recovery), `generation.rs`
+//! (staging a generation, which names are ours, clearing stale files), `wal.rs` (the log),
+//! `segment.rs` (checkpoint segments), `manifest.rs`, `codec.rs` (the byte encoding they share)
+//! and `archive.rs` (a database packed into one byte string).
 
 #[cfg(target_endian = "big")]
 compile_error!(
@@ -23,17 +29,23 @@ pub(crate) mod manifest;
 pub(crate) mod segment;
 pub(crate) mod wal;
 
+mod generation;
+mod open;
+
+pub(crate) use generation::is_database_file;
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Durability, LogRecovery};
-use crate::engine::{stride_for, Engine, EngineConfig, UpsertSummary};
+use crate::engine::{Engine, UpsertSummary};
 use crate::error::{Error, Result};
-use crate::lifecycle::{StartupClock, StartupReport};
+use crate::lifecycle::StartupReport;
 use crate::metrics::IoCounters;
-use crate::storage::{io_error, Storage, StorageFile, StorageSpace};
+use crate::storage::{io_error, Storage, StorageSpace};
+use generation::{remove_generation, stage_generation, Staged};
 use manifest::Manifest;
 use wal::{WalOp, WalWriter};
 
@@ -88,83 +100,6 @@ pub(crate) struct DatabaseFiles {
 }
 
 impl DatabaseFiles {
-    /// Opens (or creates) the database in `storage` and rebuilds the engine from it, timing
-    /// each phase on `clock` (which fails the open once past the startup timeout; the lock is
-    /// released on every error path, as the guard is dropped).
-    pub fn open(
-        storage: Arc<dyn Storage>,
-        config: EngineConfig,
-        options: FileOptions,
-        clock: &mut StartupClock,
-    ) -> Result<(DatabaseFiles, Engine, OpenReport)> {
-        let FileOptions {
-            durability,
-            checkpoint_bytes,
-            log_recovery,
-            io,
-        } = options;
-        let lock = storage.lock()?;
-        clock.report.lock = clock.lap("lock")?;
-        let mut report = OpenReport::default();
-        let found = find_generation(&*storage, &config, &mut report)?;
-        clock.report.manifest = clock.lap("manifest")?;
-
-        let (mut engine, segment_seq) = match found.manifest.has_segment {
-            true => {
-                let seg = segment::read(
-                    &*storage,
-                    &found.segment,
-                    config.dimension,
-                    stride_for(config.dimension),
-                    config.distance,
-                )?;
-                report.segment_points = seg.rows;
-                io.segment_size.store(seg.file_bytes, Relaxed);
-                let last_seq = seg.last_seq;
-                (Engine::from_image(config, seg)?, last_seq)
-            }
-            false => (Engine::new(config), 0),
-        };
-        clock.report.segments = clock.lap("segments")?;
-
-        let file = match found.created_log {
-            Some(file) => file,
-            None => storage
-                .open(&found.log, false)
-                .map_err(io_error("open", &found.log))?,
-        };
-        let replay = wal::replay(&*file, &found.log, engine.config().dimension, log_recovery)?;
-        report.wal_bytes_truncated = replay.truncated_bytes;
-        report.wal_damaged_at = replay.damaged_at;
-        let last_seq = replay_onto(
-            &mut engine,
-            replay.ops,
-            segment_seq,
-            &found.log,
-            clock,
-            &mut report,
-        )?;
-        clock.report.wal_replay = clock.lap("wal_replay")?;
-        // Only now that the generation opened and checked out: the files of an interrupted
-        // checkpoint or an older generation go (best effort: a failure leaves them for the
-        // next open).
-        remove_stale(&*storage, &found.names, &[&found.segment, &found.log]);
-        // Compactions during replay left the graph to rebuild, and points replayed are still
-        // unindexed: both are done lazily (searches scan unindexed points exactly).
-        let files = DatabaseFiles {
-            wal: WalWriter::new(file, found.log, replay.format, replay.end, io.clone()),
-            storage,
-            manifest: found.manifest,
-            next_seq: last_seq + 1,
-            durability,
-            checkpoint_bytes,
-            auto_checkpoint_at: checkpoint_bytes,
-            io,
-            _lock: lock,
-        };
-        Ok((files, engine, report))
-    }
-
     /// Appends `op` to the log with the configured durability. On error nothing was logged
     /// (or, after a failed fsync, the writer refuses further writes until reopened).
     pub fn log(&mut self, op: &WalOp) -> Result<()> {
@@ -325,207 +260,6 @@ impl DatabaseFiles {
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
     }
-}
-
-/// The generation an open starts from, with the names of its files.
-struct FoundGeneration {
-    manifest: Manifest,
-    /// The segment's name (the file exists only if `manifest.has_segment`).
-    segment: String,
-    log: String,
-    /// The log, still open, when this open created the database.
-    created_log: Option<Box<dyn StorageFile>>,
-    /// Every file in the storage, for clearing stale ones once the open succeeded.
-    names: Vec<String>,
-}
-
-/// Reads the manifest, or creates the database in an empty storage, and checks that the files
-/// it names exist and that it holds the configured dimension and distance.
-fn find_generation(
-    storage: &dyn Storage,
-    config: &EngineConfig,
-    report: &mut OpenReport,
-) -> Result<FoundGeneration> {
-    let where_ = storage.location();
-    let mut names = storage.list().map_err(io_error("list", &where_))?;
-    let (manifest, created_log) = match Manifest::read(storage, &names)? {
-        Some(m) if m.dimension != config.dimension || m.distance != config.distance => {
-            return Err(Error::InvalidConfig(format!(
-                "{where_} holds a database of dimension {} with {:?} distance, \
-                 but the configuration asks for dimension {} with {:?}",
-                m.dimension, m.distance, config.dimension, config.distance
-            )));
-        }
-        Some(m) => (m, None),
-        None => {
-            if let Some(seg) = names.iter().find(|n| is_segment(n)) {
-                return Err(Error::Corrupt {
-                    file: manifest::NAME.to_owned(),
-                    offset: 0,
-                    detail: format!("the manifest is missing but segment {seg} exists"),
-                });
-            }
-            let m = Manifest {
-                dimension: config.dimension,
-                distance: config.distance,
-                generation: 1,
-                has_segment: false,
-            };
-            // Nothing names these files until the manifest is committed: an interrupted
-            // creation leaves no database, and the next open starts again.
-            let staged = stage_generation(storage, None, &m)?;
-            Manifest::commit(storage)?;
-            names = storage.list().map_err(io_error("list", &where_))?;
-            report.created = true;
-            (m, Some(staged.log))
-        }
-    };
-    let segment = segment::file_name(manifest.generation);
-    let log = wal::file_name(manifest.generation);
-    for (needed, name) in [(manifest.has_segment, &segment), (true, &log)] {
-        if needed && !names.contains(name) {
-            return Err(Error::Corrupt {
-                file: name.clone(),
-                offset: 0,
-                detail: format!(
-                    "the manifest names generation {} but {name} is missing",
-                    manifest.generation
-                ),
-            });
-        }
-    }
-    Ok(FoundGeneration {
-        manifest,
-        segment,
-        log,
-        created_log,
-        names,
-    })
-}
-
-/// Applies the log's records newer than the segment (`segment_seq`) to `engine`; returns the
-/// last sequence number applied.
-fn replay_onto(
-    engine: &mut Engine,
-    ops: Vec<(u64, WalOp)>,
-    segment_seq: u64,
-    log: &str,
-    clock: &StartupClock,
-    report: &mut OpenReport,
-) -> Result<u64> {
-    let mut last_seq = segment_seq;
-    engine.set_deferred_indexing(true);
-    for (i, (seq, op)) in ops.into_iter().enumerate() {
-        if i % 64 == 63 {
-            clock.check("wal_replay")?;
-        }
-        if seq <= last_seq {
-            continue; // already in the segment
-        }
-        if let WalOp::Upsert(points) = &op {
-            // Acknowledged points are replayed whatever the configured limits are now.
-            engine
-                .validate_logged_upsert(points)
-                .map_err(|e| Error::Corrupt {
-                    file: log.to_owned(),
-                    offset: 0,
-                    detail: format!("record {seq} cannot be replayed: {e}"),
-                })?;
-        }
-        apply(engine, op);
-        last_seq = seq;
-        report.wal_records_replayed += 1;
-    }
-    engine.set_deferred_indexing(false);
-    Ok(last_seq)
-}
-
-fn is_segment(name: &str) -> bool {
-    name.starts_with("seg-")
-}
-
-/// Whether `name` is a file this layer writes (the manifest, segments, logs, temp files).
-pub(crate) fn is_database_file(name: &str) -> bool {
-    let hex = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    name == manifest::NAME
-        || name
-            .strip_prefix("seg-")
-            .and_then(|n| n.strip_suffix(".seg"))
-            .is_some_and(hex)
-        || name
-            .strip_prefix("wal-")
-            .and_then(|n| n.strip_suffix(".log"))
-            .is_some_and(hex)
-}
-
-/// Removes (best effort) the files that are not `keep`: other generations' segments and logs,
-/// and temp files left by an interrupted write.
-fn remove_stale(storage: &dyn Storage, names: &[String], keep: &[&String]) {
-    let stale: Vec<&String> = names
-        .iter()
-        .filter(|n| (is_database_file(n) || n.ends_with(".tmp")) && n.as_str() != manifest::NAME)
-        .filter(|n| !keep.contains(n))
-        .collect();
-    for name in &stale {
-        let _ = storage.remove(name);
-    }
-    if !stale.is_empty() {
-        let _ = storage.sync_dir();
-    }
-}
-
-/// Removes (best effort) what staging `generation` may have written: its segment, temp files
-/// and log, and the staged manifest.
-fn remove_generation(storage: &dyn Storage, generation: u64) {
-    let seg = segment::file_name(generation);
-    for name in [
-        format!("{seg}.tmp"),
-        seg,
-        wal::file_name(generation),
-        manifest::TMP.to_owned(),
-    ] {
-        let _ = storage.remove(&name);
-    }
-}
-
-/// A generation written but not yet committed.
-struct Staged {
-    /// Its log, open, so that nothing after the commit needs to open a file.
-    log: Box<dyn StorageFile>,
-    format: wal::LogFormat,
-    segment_bytes: u64,
-}
-
-/// Writes everything of `manifest.generation` but the commit: its segment (from `engine` at
-/// `last_seq`, when given) and empty log, a sync of the directory so that both names are
-/// durable before any manifest can name them, and the staged manifest.
-fn stage_generation(
-    storage: &dyn Storage,
-    segment: Option<(&Engine, u64)>,
-    manifest: &Manifest,
-) -> Result<Staged> {
-    let segment_bytes = match segment {
-        Some((engine, last_seq)) => {
-            let seg_name = segment::file_name(manifest.generation);
-            segment::write(storage, &seg_name, &engine.export(last_seq))?
-        }
-        None => 0,
-    };
-    let (log, format) = wal::create(
-        storage,
-        &wal::file_name(manifest.generation),
-        manifest.dimension,
-        manifest.generation,
-    )?;
-    storage
-        .sync_dir()
-        .map_err(io_error("sync", &storage.location()))?;
-    manifest.stage(storage)?;
-    Ok(Staged {
-        log,
-        format,
-        segment_bytes,
-    })
 }
 
 /// What applying a write did.

@@ -1,0 +1,96 @@
+//! Generations: which files belong to the database, staging a new generation before its commit,
+//! and removing what is not (or no longer) part of the committed one.
+
+use super::manifest::{self, Manifest};
+use super::{segment, wal};
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::storage::{io_error, Storage, StorageFile};
+
+pub(super) fn is_segment(name: &str) -> bool {
+    name.starts_with("seg-")
+}
+
+/// Whether `name` is a file this layer writes (the manifest, segments, logs, temp files).
+pub(crate) fn is_database_file(name: &str) -> bool {
+    let hex = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    name == manifest::NAME
+        || name
+            .strip_prefix("seg-")
+            .and_then(|n| n.strip_suffix(".seg"))
+            .is_some_and(hex)
+        || name
+            .strip_prefix("wal-")
+            .and_then(|n| n.strip_suffix(".log"))
+            .is_some_and(hex)
+}
+
+/// Removes (best effort) the files that are not `keep`: other generations' segments and logs,
+/// and temp files left by an interrupted write.
+pub(super) fn remove_stale(storage: &dyn Storage, names: &[String], keep: &[&String]) {
+    let stale: Vec<&String> = names
+        .iter()
+        .filter(|n| (is_database_file(n) || n.ends_with(".tmp")) && n.as_str() != manifest::NAME)
+        .filter(|n| !keep.contains(n))
+        .collect();
+    for name in &stale {
+        let _ = storage.remove(name);
+    }
+    if !stale.is_empty() {
+        let _ = storage.sync_dir();
+    }
+}
+
+/// Removes (best effort) what staging `generation` may have written: its segment, temp files
+/// and log, and the staged manifest.
+pub(super) fn remove_generation(storage: &dyn Storage, generation: u64) {
+    let seg = segment::file_name(generation);
+    for name in [
+        format!("{seg}.tmp"),
+        seg,
+        wal::file_name(generation),
+        manifest::TMP.to_owned(),
+    ] {
+        let _ = storage.remove(&name);
+    }
+}
+
+/// A generation written but not yet committed.
+pub(super) struct Staged {
+    /// Its log, open, so that nothing after the commit needs to open a file.
+    pub log: Box<dyn StorageFile>,
+    pub format: wal::LogFormat,
+    pub segment_bytes: u64,
+}
+
+/// Writes everything of `manifest.generation` but the commit: its segment (from `engine` at
+/// `last_seq`, when given) and empty log, a sync of the directory so that both names are
+/// durable before any manifest can name them, and the staged manifest.
+pub(super) fn stage_generation(
+    storage: &dyn Storage,
+    segment: Option<(&Engine, u64)>,
+    manifest: &Manifest,
+) -> Result<Staged> {
+    let segment_bytes = match segment {
+        Some((engine, last_seq)) => {
+            let seg_name = segment::file_name(manifest.generation);
+            segment::write(storage, &seg_name, &engine.export(last_seq))?
+        }
+        None => 0,
+    };
+    let (log, format) = wal::create(
+        storage,
+        &wal::file_name(manifest.generation),
+        manifest.dimension,
+        manifest.generation,
+    )?;
+    storage
+        .sync_dir()
+        .map_err(io_error("sync", &storage.location()))?;
+    manifest.stage(storage)?;
+    Ok(Staged {
+        log,
+        format,
+        segment_bytes,
+    })
+}
