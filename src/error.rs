@@ -5,6 +5,8 @@
 //! who did not write the failing call.
 
 use std::fmt;
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Result alias used by every fallible function of the crate.
@@ -50,8 +52,10 @@ pub enum Error {
     /// A vector of all zeros (or an empty one) was given to a cosine database, where it has no
     /// direction and so no similarity to anything.
     ZeroVector,
-    /// A filter, search request or point could not be understood.
+    /// A filter could not be understood (Qdrant's filter JSON, with the path to the bad part).
     MalformedFilter(String),
+    /// A point, search request or other argument could not be understood (wrong shape or type).
+    MalformedRequest(String),
     /// A request is well formed but one of its values is out of range.
     InvalidArgument(String),
     /// A point id that is neither an unsigned integer nor a UUID.
@@ -77,8 +81,8 @@ pub enum Error {
         op: &'static str,
         /// The file (or directory) concerned.
         file: String,
-        /// The underlying error.
-        message: String,
+        /// The underlying error, also given by `std::error::Error::source`.
+        cause: IoCause,
     },
     /// The disk (or the browser's storage quota) is full. Nothing was half-written: the write
     /// that hit the limit was not applied, and what was acknowledged before is intact.
@@ -87,8 +91,8 @@ pub enum Error {
         op: &'static str,
         /// The file concerned.
         file: String,
-        /// The underlying error.
-        message: String,
+        /// The underlying error, also given by `std::error::Error::source`.
+        cause: IoCause,
     },
     /// A file of the database is damaged: a checksum, length or magic number is wrong.
     Corrupt {
@@ -165,7 +169,8 @@ impl fmt::Display for Error {
                 "vector is all zeros, which has no direction for cosine similarity; \
                  use a non-zero vector or a Dot/Euclid database"
             ),
-            Error::MalformedFilter(msg) => write!(f, "malformed request: {msg}"),
+            Error::MalformedFilter(msg) => write!(f, "malformed filter: {msg}"),
+            Error::MalformedRequest(msg) => write!(f, "malformed request: {msg}"),
             Error::InvalidArgument(msg) => write!(f, "invalid argument: {msg}"),
             Error::InvalidPointId(msg) => write!(
                 f,
@@ -186,10 +191,10 @@ impl fmt::Display for Error {
                  raise it in EmbeddedConfig if this is intended"
             ),
             Error::InvalidConfig(msg) => write!(f, "invalid configuration: {msg}"),
-            Error::Io { op, file, message } => write!(f, "could not {op} {file}: {message}"),
-            Error::StorageFull { op, file, message } => write!(
+            Error::Io { op, file, cause } => write!(f, "could not {op} {file}: {cause}"),
+            Error::StorageFull { op, file, cause } => write!(
                 f,
-                "could not {op} {file}: storage is full ({message}); the write was not applied: \
+                "could not {op} {file}: storage is full ({cause}); the write was not applied: \
                  free space (delete points and compact, or other files) or raise the quota"
             ),
             Error::Corrupt {
@@ -257,9 +262,86 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { cause, .. } | Error::StorageFull { cause, .. } => Some(cause.error()),
+            _ => None,
+        }
+    }
+}
+
+/// The operating system's (or a storage backend's) own error behind [`Error::Io`] and
+/// [`Error::StorageFull`], shared so that [`Error`] stays `Clone`.
+///
+/// ```
+/// use std::error::Error as _;
+/// let err = grape_vector_db::Error::io("read", "seg-1.seg", std::io::ErrorKind::NotFound.into());
+/// let grape_vector_db::Error::Io { cause, .. } = &err else { unreachable!() };
+/// assert_eq!(cause.kind(), std::io::ErrorKind::NotFound);
+/// assert!(err.source().is_some());
+/// ```
+#[derive(Debug, Clone)]
+pub struct IoCause(Arc<io::Error>);
+
+impl IoCause {
+    /// The kind of the underlying error.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.0.kind()
+    }
+
+    /// The underlying error.
+    pub fn error(&self) -> &io::Error {
+        &self.0
+    }
+}
+
+impl From<io::Error> for IoCause {
+    fn from(e: io::Error) -> Self {
+        IoCause(Arc::new(e))
+    }
+}
+
+/// Equal when kind and message are: `io::Error` itself cannot be compared.
+impl PartialEq for IoCause {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind() == other.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl fmt::Display for IoCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl Error {
+    /// The error of a failed I/O call `op` on `file`: [`Error::StorageFull`] when the disk or
+    /// quota is full, [`Error::Io`] otherwise. For storage backends written outside this crate.
+    ///
+    /// ```
+    /// use std::io::{Error as IoError, ErrorKind};
+    /// use grape_vector_db::Error;
+    /// let full = Error::io("write", "wal-1.log", IoError::from(ErrorKind::StorageFull));
+    /// assert_eq!(full.code(), "StorageFull");
+    /// assert_eq!(Error::io("sync", "dir", IoError::other("EIO")).code(), "Io");
+    /// ```
+    pub fn io(op: &'static str, file: impl Into<String>, err: io::Error) -> Error {
+        let file = file.into();
+        match err.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Error::StorageFull {
+                op,
+                file,
+                cause: err.into(),
+            },
+            _ => Error::Io {
+                op,
+                file,
+                cause: err.into(),
+            },
+        }
+    }
+
     /// A short, stable, machine-readable name of the variant (used as the `code` of JS errors).
     ///
     /// ```
@@ -271,6 +353,7 @@ impl Error {
             Error::NonFiniteComponent { .. } => "NonFiniteComponent",
             Error::ZeroVector => "ZeroVector",
             Error::MalformedFilter(_) => "MalformedFilter",
+            Error::MalformedRequest(_) => "MalformedRequest",
             Error::InvalidArgument(_) => "InvalidArgument",
             Error::InvalidPointId(_) => "InvalidPointId",
             Error::PayloadNotObject => "PayloadNotObject",

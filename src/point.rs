@@ -251,7 +251,7 @@ impl Point {
     }
 
     /// Parses a point in Qdrant's JSON shape (`{"id", "vector", "payload"}`) with a typed error
-    /// naming what is wrong (`InvalidPointId`, `PayloadNotObject`, `MalformedFilter`).
+    /// naming what is wrong (`InvalidPointId`, `PayloadNotObject`, `MalformedRequest`).
     ///
     /// ```
     /// use grape_vector_db::{Error, Point};
@@ -262,7 +262,7 @@ impl Point {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn from_json(value: &serde_json::Value) -> Result<Point> {
-        let malformed = |what: &str| Error::MalformedFilter(format!("point: {what}"));
+        let malformed = |what: &str| Error::MalformedRequest(format!("point: {what}"));
         let obj = value
             .as_object()
             .ok_or_else(|| malformed("expected an object {\"id\", \"vector\", \"payload\"}"))?;
@@ -338,6 +338,22 @@ mod tests {
         ] {
             let s = serde_json::to_string(&id).unwrap();
             assert_eq!(serde_json::from_str::<PointId>(&s).unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn a_misshapen_point_is_a_malformed_request_not_a_filter_error() {
+        for bad in [
+            serde_json::json!(7),
+            serde_json::json!({"vector": [1.0]}),
+            serde_json::json!({"id": 1, "vector": "no"}),
+        ] {
+            let err = Point::from_json(&bad).unwrap_err();
+            assert_eq!(err.code(), "MalformedRequest", "{bad}: {err}");
+            assert!(
+                err.to_string().starts_with("malformed request: point: "),
+                "{err}"
+            );
         }
     }
 }

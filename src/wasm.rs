@@ -1002,7 +1002,7 @@ impl GrapeDB {
                             .read_all(&name)
                             .map_err(crate::storage::io_error("read", &name))?;
                         let f = copy
-                            .open(&name, true)
+                            .open(&name, crate::storage::OpenMode::CreateIfMissing)
                             .map_err(crate::storage::io_error("copy", &name))?;
                         f.write_at(0, &bytes)
                             .map_err(crate::storage::io_error("copy", &name))?;

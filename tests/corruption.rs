@@ -4,6 +4,7 @@
 
 mod common;
 
+use grape_vector_db::storage::OpenMode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -60,7 +61,10 @@ fn copy(src: &MemoryStorage) -> MemoryStorage {
     let dst = MemoryStorage::new();
     for name in src.list().unwrap() {
         let bytes = src.read_all(&name).unwrap();
-        dst.open(&name, true).unwrap().write_at(0, &bytes).unwrap();
+        dst.open(&name, OpenMode::CreateIfMissing)
+            .unwrap()
+            .write_at(0, &bytes)
+            .unwrap();
     }
     dst
 }
@@ -122,7 +126,7 @@ fn flipped_bytes_in_any_file_are_caught_or_harmless() {
             let mut bytes = original.clone();
             bytes[pos] ^= 1 << rng.below(8);
             damaged
-                .open(&name, false)
+                .open(&name, OpenMode::Existing)
                 .unwrap()
                 .write_at(0, &bytes)
                 .unwrap();
@@ -156,7 +160,7 @@ fn truncated_files_are_caught_or_recover_the_log_prefix() {
         for cut in positions(len, &mut rng, 300) {
             let damaged = copy(&storage);
             damaged
-                .open(&name, false)
+                .open(&name, OpenMode::Existing)
                 .unwrap()
                 .set_len(cut as u64)
                 .unwrap();
@@ -174,7 +178,7 @@ fn a_torn_log_tail_is_cut_and_reported() {
     let name = file_named(&storage, "wal-");
     let len = storage.read_all(&name).unwrap().len() as u64;
     storage
-        .open(&name, false)
+        .open(&name, OpenMode::Existing)
         .unwrap()
         .set_len(len - 3)
         .unwrap();
@@ -217,14 +221,21 @@ fn a_log_tail_of_zeros_is_a_torn_append_not_damage() {
     // 8 or more read as an empty record (length 0, CRC of nothing 0) and the open failed.
     for zeros in [1u64, 7, 8, 9, 64, 4096] {
         let (storage, log) = ten_points();
-        let file = storage.open(&log, false).unwrap();
+        let file = storage.open(&log, OpenMode::Existing).unwrap();
         let len = file.len().unwrap();
         file.set_len(len + zeros).unwrap();
         let db = EmbeddedVectorDB::open_with_storage(config(), Arc::new(storage.clone()))
             .unwrap_or_else(|e| panic!("{zeros} zeros: {e}"));
         assert_eq!(db.count(None).unwrap(), 10);
         assert_eq!(db.open_report().wal_bytes_truncated, zeros);
-        assert_eq!(storage.open(&log, false).unwrap().len().unwrap(), len);
+        assert_eq!(
+            storage
+                .open(&log, OpenMode::Existing)
+                .unwrap()
+                .len()
+                .unwrap(),
+            len
+        );
     }
 }
 
@@ -237,7 +248,7 @@ fn damage_before_acknowledged_records_is_refused_unless_salvaging() {
     let mut damaged = bytes.clone();
     damaged[bytes.len() / 2] ^= 0x40;
     storage
-        .open(&log, false)
+        .open(&log, OpenMode::Existing)
         .unwrap()
         .write_at(0, &damaged)
         .unwrap();
@@ -276,7 +287,7 @@ fn a_damaged_version_field_is_corruption_a_newer_version_is_unsupported() {
         let mut bytes = storage.read_all(&name).unwrap().to_vec();
         bytes[8] = 77;
         damaged
-            .open(&name, false)
+            .open(&name, OpenMode::Existing)
             .unwrap()
             .write_at(0, &bytes)
             .unwrap();
@@ -293,7 +304,7 @@ fn a_damaged_version_field_is_corruption_a_newer_version_is_unsupported() {
     let crc = common::crc32c(&bytes[..32]);
     bytes[32..36].copy_from_slice(&crc.to_le_bytes());
     newer
-        .open("MANIFEST", false)
+        .open("MANIFEST", OpenMode::Existing)
         .unwrap()
         .write_at(0, &bytes)
         .unwrap();
@@ -380,7 +391,7 @@ fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce
     let crc = common::crc32c(&bytes[..272]);
     bytes[272..276].copy_from_slice(&crc.to_le_bytes());
     storage
-        .open(&name, false)
+        .open(&name, OpenMode::Existing)
         .unwrap()
         .write_at(0, &bytes)
         .unwrap();

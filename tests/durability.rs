@@ -2,6 +2,7 @@
 
 mod common;
 
+use grape_vector_db::storage::OpenMode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,7 +175,7 @@ fn checkpoint_compact_and_snapshot_keep_everything() {
 fn snapshots_refuse_a_directory_in_use() {
     let db = EmbeddedVectorDB::open(config(2)).unwrap();
     let dest = MemoryStorage::new();
-    dest.open("something", true).unwrap();
+    dest.open("something", OpenMode::CreateIfMissing).unwrap();
     assert!(matches!(
         db.snapshot_to(&dest),
         Err(Error::InvalidArgument(_))
@@ -447,4 +448,27 @@ fn a_failed_checkpoint_leaves_no_debris_and_the_database_in_use() {
     drop(db);
     let db = EmbeddedVectorDB::open_with_storage(config(3), Arc::new(storage)).unwrap();
     assert_eq!(db.count(None).unwrap(), 51);
+}
+
+#[test]
+fn an_io_error_keeps_the_operating_systems_cause() {
+    // A file where the database directory should go: creating it fails in the OS.
+    let parent = temp_dir("io-cause");
+    std::fs::create_dir_all(&parent).unwrap();
+    let blocker = parent.join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let config = EmbeddedConfig::builder(2)
+        .data_dir(blocker.join("db"))
+        .build()
+        .unwrap();
+    let err = EmbeddedVectorDB::open(config).unwrap_err();
+    let Error::Io { cause, file, .. } = &err else {
+        panic!("expected an I/O error, got {err:?}");
+    };
+    assert_eq!(cause.kind(), std::io::ErrorKind::NotADirectory, "{err}");
+    assert!(file.ends_with("db"), "{file}");
+    let source = std::error::Error::source(&err).expect("the cause is the error's source");
+    assert_eq!(source.to_string(), cause.error().to_string());
+    assert!(err.to_string().contains(&cause.to_string()), "{err}");
+    std::fs::remove_dir_all(&parent).unwrap();
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use grape_vector_db::storage::OpenMode;
 use std::collections::BTreeSet;
 use std::io;
 use std::sync::Arc;
@@ -116,10 +117,10 @@ impl StorageFile for FaultFile {
 }
 
 impl Storage for FaultAt {
-    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
+    fn open(&self, name: &str, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
         self.tick("open", name).map_err(Fault::error)?;
         Ok(Box::new(FaultFile {
-            inner: self.inner.open(name, create)?,
+            inner: self.inner.open(name, mode)?,
             name: name.to_owned(),
             storage: self.clone(),
         }))
@@ -146,11 +147,7 @@ impl Storage for FaultAt {
     }
     fn lock(&self) -> grape_vector_db::Result<Box<dyn Send + Sync>> {
         if let Err(fault) = self.tick("lock", "LOCK") {
-            return Err(Error::Io {
-                op: "lock",
-                file: "LOCK".into(),
-                message: fault.error().to_string(),
-            });
+            return Err(Error::io("lock", "LOCK", fault.error()));
         }
         self.inner.lock()
     }

@@ -6,6 +6,7 @@
 #[path = "wasm_common/mod.rs"]
 mod common;
 
+use grape_vector_db::storage::OpenMode;
 use std::sync::Arc;
 
 use common::*;
@@ -63,7 +64,7 @@ fn log_file(storage: &OpfsStorage) -> Box<dyn grape_vector_db::storage::StorageF
         .into_iter()
         .find(|n| n.starts_with("wal-"))
         .unwrap();
-    storage.open(&wal, false).unwrap()
+    storage.open(&wal, OpenMode::Existing).unwrap()
 }
 
 #[wasm_bindgen_test]

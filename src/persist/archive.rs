@@ -5,6 +5,7 @@
 use super::codec::{self, Reader};
 use super::manifest;
 use crate::error::{Error, Result};
+use crate::storage::OpenMode;
 use crate::storage::{io_error, Storage};
 
 const MAGIC: &[u8; 8] = b"GRAPEPAK";
@@ -92,7 +93,9 @@ pub(crate) fn unpack(archive: &[u8], dest: &dyn Storage) -> Result<()> {
         files.into_iter().partition(|(n, _)| *n == manifest::NAME);
     for (name, data) in others.into_iter().chain(manifest) {
         let tmp = format!("{name}.tmp");
-        let file = dest.open(&tmp, true).map_err(io_error("create", &tmp))?;
+        let file = dest
+            .open(&tmp, OpenMode::CreateIfMissing)
+            .map_err(io_error("create", &tmp))?;
         file.write_at(0, data).map_err(io_error("write", &tmp))?;
         file.sync().map_err(io_error("sync", &tmp))?;
         drop(file);
@@ -110,8 +113,11 @@ mod tests {
 
     fn sample() -> MemoryStorage {
         let s = MemoryStorage::new();
-        s.open("MANIFEST", true).unwrap().write_at(0, b"m").unwrap();
-        s.open(LOG, true)
+        s.open("MANIFEST", OpenMode::CreateIfMissing)
+            .unwrap()
+            .write_at(0, b"m")
+            .unwrap();
+        s.open(LOG, OpenMode::CreateIfMissing)
             .unwrap()
             .write_at(0, b"log bytes")
             .unwrap();
@@ -154,7 +160,10 @@ mod tests {
             "MANIFEST.tmp",
         ] {
             let s = sample();
-            s.open(name, true).unwrap().write_at(0, b"x").unwrap();
+            s.open(name, OpenMode::CreateIfMissing)
+                .unwrap()
+                .write_at(0, b"x")
+                .unwrap();
             let err = unpack(&pack(&s).unwrap(), &MemoryStorage::new()).unwrap_err();
             assert!(
                 err.to_string().contains("not a database file"),

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::point::Distance;
+use crate::storage::OpenMode;
 use crate::storage::{io_error, Storage};
 
 use super::codec::{self, Reader};
@@ -93,7 +94,9 @@ impl Manifest {
 
     /// Writes the manifest durably as [`TMP`], not yet in effect (see [`Manifest::commit`]).
     pub fn stage(&self, storage: &dyn Storage) -> Result<()> {
-        let file = storage.open(TMP, true).map_err(io_error("create", TMP))?;
+        let file = storage
+            .open(TMP, OpenMode::CreateIfMissing)
+            .map_err(io_error("create", TMP))?;
         file.set_len(0).map_err(io_error("truncate", TMP))?;
         file.write_at(0, &self.encode())
             .map_err(io_error("write", TMP))?;

@@ -34,6 +34,7 @@ mod open;
 
 pub(crate) use generation::is_database_file;
 
+use crate::storage::OpenMode;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -127,7 +128,7 @@ impl DatabaseFiles {
         const PROBE: &str = "health-probe.tmp";
         let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
         let result = (|| -> std::io::Result<()> {
-            let file = self.storage.open(PROBE, true)?;
+            let file = self.storage.open(PROBE, OpenMode::CreateIfMissing)?;
             file.set_len(0)?;
             file.write_at(0, &pattern)?;
             file.sync()?;

@@ -2,6 +2,7 @@
 //! names exist, the segment, the replay of the log, and clearing what an interrupted
 //! checkpoint left.
 
+use crate::storage::OpenMode;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -57,7 +58,7 @@ impl DatabaseFiles {
         let file = match found.created_log {
             Some(file) => file,
             None => storage
-                .open(&found.log, false)
+                .open(&found.log, OpenMode::Existing)
                 .map_err(io_error("open", &found.log))?,
         };
         let replay = wal::replay(&*file, &found.log, engine.config().dimension, log_recovery)?;

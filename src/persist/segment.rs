@@ -7,6 +7,7 @@ use crate::engine::hnsw::{Graph, GraphParams, GraphParts, NONE};
 use crate::engine::image::{Image, ImageSource};
 use crate::error::{Error, Result};
 use crate::point::Distance;
+use crate::storage::OpenMode;
 use crate::storage::{io_error, Storage};
 
 use super::codec::{self, Reader, ID_BYTES};
@@ -67,7 +68,9 @@ fn u32s(b: &[u8]) -> Vec<u32> {
 /// Writes a segment to `name` through a temporary file and a rename, durably.
 pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Result<u64> {
     let tmp = format!("{name}.tmp");
-    let file = storage.open(&tmp, true).map_err(io_error("create", &tmp))?;
+    let file = storage
+        .open(&tmp, OpenMode::CreateIfMissing)
+        .map_err(io_error("create", &tmp))?;
     file.set_len(0).map_err(io_error("truncate", &tmp))?;
     let rows = src.rows.len();
 
@@ -546,7 +549,7 @@ mod tests {
 
         let old = as_version_2(&storage.read_all("v3.seg").unwrap());
         storage
-            .open("v2.seg", true)
+            .open("v2.seg", OpenMode::CreateIfMissing)
             .unwrap()
             .write_at(0, &old)
             .unwrap();

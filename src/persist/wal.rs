@@ -1,6 +1,7 @@
 //! The write-ahead log: every acknowledged change, appended as a checksummed record before it is
 //! applied, and replayed on open. See FORMAT.md for the bytes.
 
+use crate::storage::OpenMode;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -359,7 +360,9 @@ pub(crate) fn create(
     generation: u64,
 ) -> Result<(Box<dyn StorageFile>, LogFormat)> {
     let format = LogFormat::new(generation);
-    let file = storage.open(name, true).map_err(io_error("create", name))?;
+    let file = storage
+        .open(name, OpenMode::CreateIfMissing)
+        .map_err(io_error("create", name))?;
     file.set_len(0).map_err(io_error("truncate", name))?;
     file.write_at(0, &format.header(dim, generation))
         .map_err(io_error("write", name))?;
@@ -556,7 +559,7 @@ mod tests {
     }
 
     fn rewrite(s: &MemoryStorage, bytes: &[u8]) -> Box<dyn StorageFile> {
-        let file = s.open("w", false).unwrap();
+        let file = s.open("w", OpenMode::Existing).unwrap();
         file.set_len(0).unwrap();
         file.write_at(0, bytes).unwrap();
         file
@@ -566,7 +569,13 @@ mod tests {
     fn records_round_trip() {
         let s = MemoryStorage::new();
         let (size, _) = write_log(&s);
-        let r = replay(&*s.open("w", false).unwrap(), "w", 2, LogRecovery::Strict).unwrap();
+        let r = replay(
+            &*s.open("w", OpenMode::Existing).unwrap(),
+            "w",
+            2,
+            LogRecovery::Strict,
+        )
+        .unwrap();
         assert_eq!(r.end, size);
         assert_eq!(r.truncated_bytes, 0);
         assert_eq!(r.format.version, VERSION);
@@ -672,7 +681,7 @@ mod tests {
             version: 1,
             salt: 0,
         };
-        let file = s.open("w", true).unwrap();
+        let file = s.open("w", OpenMode::CreateIfMissing).unwrap();
         file.write_at(0, &v1.header(2, 1)).unwrap();
         let mut w = WalWriter::new(file, "w".into(), v1, HEADER_BYTES_V1, Default::default());
         for (i, op) in ops().iter().enumerate() {
@@ -684,7 +693,10 @@ mod tests {
         let len = u32::from_le_bytes(bytes[32..36].try_into().unwrap()) as usize;
         let crc = u32::from_le_bytes(bytes[36..40].try_into().unwrap());
         assert_eq!(codec::crc(&bytes[40..40 + len]), crc);
-        assert_eq!(replayed(&*s.open("w", false).unwrap()).unwrap(), ops());
+        assert_eq!(
+            replayed(&*s.open("w", OpenMode::Existing).unwrap()).unwrap(),
+            ops()
+        );
         // A zero tail is torn there too: no record is shorter than kind and sequence number.
         bytes.resize(bytes.len() + 64, 0);
         assert_eq!(replayed(&*rewrite(&s, &bytes)).unwrap(), ops());
@@ -695,10 +707,15 @@ mod tests {
         let s = MemoryStorage::new();
         write_log(&s);
         assert!(matches!(
-            replay(&*s.open("w", false).unwrap(), "w", 3, LogRecovery::Strict),
+            replay(
+                &*s.open("w", OpenMode::Existing).unwrap(),
+                "w",
+                3,
+                LogRecovery::Strict
+            ),
             Err(Error::Corrupt { .. })
         ));
-        let f = s.open("w", false).unwrap();
+        let f = s.open("w", OpenMode::Existing).unwrap();
         let good = s.read_all("w").unwrap().to_vec();
         // A newer version (its header checks out as written): unsupported.
         let mut h = good[..32].to_vec();

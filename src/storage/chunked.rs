@@ -9,6 +9,7 @@
 //! `[file, index]`) with their lengths, so a commit after a few writes rewrites a few chunks,
 //! not whole files.
 
+use crate::storage::OpenMode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::Arc;
@@ -93,7 +94,7 @@ type SharedFile = Arc<RwLock<FileData>>;
 /// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, Storage};
 /// let store = MemoryChunkStore::default();
 /// let files = ChunkedStorage::open_in(&store)?;
-/// files.open("a", true)?.write_at(0, b"hello")?;
+/// files.open("a", OpenMode::CreateIfMissing)?.write_at(0, b"hello")?;
 /// assert!(files.has_changes());
 /// files.commit_to(&store)?;
 /// let again = ChunkedStorage::open_in(&store)?;
@@ -291,7 +292,7 @@ impl ChunkedStorage {
     /// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, Storage};
     /// let store = MemoryChunkStore::default();
     /// let files = ChunkedStorage::open_in(&store)?;
-    /// files.open("a", true)?.write_at(0, b"x")?;
+    /// files.open("a", OpenMode::CreateIfMissing)?.write_at(0, b"x")?;
     /// store.fail_commits(1);
     /// assert!(files.commit_to(&store).is_err());
     /// files.commit_to(&store)?;
@@ -364,7 +365,7 @@ impl MemoryChunkStore {
     /// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, Storage};
     /// let store = MemoryChunkStore::with_chunk_bytes(3);
     /// let files = ChunkedStorage::open_in(&store)?;
-    /// files.open("a", true)?.write_at(0, b"1234567")?;
+    /// files.open("a", OpenMode::CreateIfMissing)?.write_at(0, b"1234567")?;
     /// files.commit_to(&store)?;
     /// assert_eq!(&*ChunkedStorage::open_in(&store)?.read_all("a")?, b"1234567");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -383,7 +384,7 @@ impl MemoryChunkStore {
     /// let store = MemoryChunkStore::default();
     /// let copy = store.fork();
     /// let files = ChunkedStorage::open_in(&copy)?;
-    /// files.open("a", true)?;
+    /// files.open("a", OpenMode::CreateIfMissing)?;
     /// files.commit_to(&copy)?;
     /// assert!(ChunkedStorage::open_in(&store)?.list()?.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -470,8 +471,8 @@ impl StorageFile for ChunkedFile {
 }
 
 impl Storage for ChunkedStorage {
-    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
-        let file = if create {
+    fn open(&self, name: &str, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let file = if mode == OpenMode::CreateIfMissing {
             let mut files = self.inner.files.lock();
             files
                 .entry(name.to_owned())

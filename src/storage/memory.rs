@@ -1,5 +1,6 @@
 //! In-memory backend: for tests, and for databases that need no persistence.
 
+use crate::storage::OpenMode;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,7 @@ type SharedFile = Arc<RwLock<Vec<u8>>>;
 /// use grape_vector_db::storage::{MemoryStorage, Storage};
 /// let a = MemoryStorage::new();
 /// let b = a.clone();
-/// a.open("f", true)?.write_at(0, b"x")?;
+/// a.open("f", OpenMode::CreateIfMissing)?.write_at(0, b"x")?;
 /// assert_eq!(b.list()?, vec!["f".to_string()]);
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -78,7 +79,7 @@ impl MemoryStorage {
     /// ```
     /// use grape_vector_db::storage::{MemoryStorage, Storage};
     /// let dir = MemoryStorage::with_quota(4);
-    /// let f = dir.open("f", true)?;
+    /// let f = dir.open("f", OpenMode::CreateIfMissing)?;
     /// f.write_at(0, b"abcd")?;
     /// assert_eq!(f.write_at(4, b"e").unwrap_err().kind(), std::io::ErrorKind::StorageFull);
     /// # Ok::<(), std::io::Error>(())
@@ -139,8 +140,8 @@ impl StorageFile for MemoryFile {
 }
 
 impl Storage for MemoryStorage {
-    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
-        let file = if create {
+    fn open(&self, name: &str, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let file = if mode == OpenMode::CreateIfMissing {
             self.files
                 .lock()
                 .entry(name.to_owned())
@@ -210,7 +211,7 @@ mod tests {
         let dir = MemoryStorage::new();
         for len in [0usize, 1, 63, 64, 65, 1000, 4096 + 3] {
             let name = format!("f{len}");
-            dir.open(&name, true)
+            dir.open(&name, OpenMode::CreateIfMissing)
                 .unwrap()
                 .write_at(0, &vec![9u8; len])
                 .unwrap();

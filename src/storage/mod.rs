@@ -36,7 +36,7 @@ pub use pool::PooledStorage;
 /// ```
 /// use grape_vector_db::storage::{MemoryStorage, Storage};
 /// let dir = MemoryStorage::new();
-/// let f = dir.open("a", true)?;
+/// let f = dir.open("a", OpenMode::CreateIfMissing)?;
 /// f.write_at(0, b"hello")?;
 /// let mut buf = [0u8; 3];
 /// f.read_at(1, &mut buf)?;
@@ -61,20 +61,39 @@ pub trait StorageFile: Send + Sync {
     fn sync(&self) -> io::Result<()>;
 }
 
+/// Whether [`Storage::open`] may create the file.
+///
+/// ```
+/// use grape_vector_db::storage::{MemoryStorage, OpenMode, Storage};
+/// let dir = MemoryStorage::new();
+/// assert!(dir.open("log", OpenMode::Existing).is_err());
+/// dir.open("log", OpenMode::CreateIfMissing)?.write_at(0, b"kept")?;
+/// let again = dir.open("log", OpenMode::CreateIfMissing)?;
+/// assert_eq!(again.len()?, 4, "an existing file is never truncated");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The file must exist (`NotFound` otherwise).
+    Existing,
+    /// The file is created empty if missing; an existing one is opened as it is.
+    CreateIfMissing,
+}
+
 /// A directory of named files: where one database lives.
 ///
 /// ```
-/// use grape_vector_db::storage::{MemoryStorage, Storage};
+/// use grape_vector_db::storage::{MemoryStorage, OpenMode, Storage};
 /// let dir = MemoryStorage::new();
-/// dir.open("x.tmp", true)?.write_at(0, b"1")?;
+/// dir.open("x.tmp", OpenMode::CreateIfMissing)?.write_at(0, b"1")?;
 /// dir.rename("x.tmp", "x")?;
 /// assert_eq!(dir.list()?, vec!["x".to_string()]);
 /// assert_eq!(&*dir.read_all("x")?, b"1");
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub trait Storage: Send + Sync {
-    /// Opens a file for reading and writing, creating it (empty) when `create` is set.
-    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>>;
+    /// Opens a file for reading and writing; `mode` says whether it may be created.
+    fn open(&self, name: &str, mode: OpenMode) -> io::Result<Box<dyn StorageFile>>;
     /// The whole content of a file, without copying where the backend can (a memory map).
     /// The file must not change while the bytes are alive: only immutable files are read so.
     fn read_all(&self, name: &str) -> io::Result<Bytes>;
@@ -103,7 +122,7 @@ pub trait Storage: Send + Sync {
 /// ```
 /// use grape_vector_db::storage::{MemoryStorage, Storage, StorageSpace};
 /// let dir = MemoryStorage::with_quota(1000);
-/// dir.open("f", true)?.write_at(0, &[0u8; 100])?;
+/// dir.open("f", OpenMode::CreateIfMissing)?.write_at(0, &[0u8; 100])?;
 /// assert_eq!(dir.space()?, Some(StorageSpace { free: 900, total: 1000 }));
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -157,16 +176,5 @@ pub(crate) fn io_error<'a>(
     op: &'static str,
     file: &'a str,
 ) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |e| match e.kind() {
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Error::StorageFull {
-            op,
-            file: file.to_owned(),
-            message: e.to_string(),
-        },
-        _ => Error::Io {
-            op,
-            file: file.to_owned(),
-            message: e.to_string(),
-        },
-    }
+    move |e| Error::io(op, file, e)
 }

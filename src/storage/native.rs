@@ -1,5 +1,6 @@
 //! Native backend: a directory of ordinary files.
 
+use crate::storage::OpenMode;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ const LOCK_FILE: &str = "LOCK";
 /// use grape_vector_db::storage::{FsStorage, Storage};
 /// let dir = std::env::temp_dir().join(format!("grape-doc-fs-{}", std::process::id()));
 /// let fs = FsStorage::create(&dir)?;
-/// fs.open("a", true)?.write_at(0, b"abc")?;
+/// fs.open("a", OpenMode::CreateIfMissing)?.write_at(0, b"abc")?;
 /// assert_eq!(&*fs.read_all("a")?, b"abc");
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -41,11 +42,7 @@ impl FsStorage {
         let dir = dir.as_ref().to_path_buf();
         let io_err = |op: &'static str, path: &Path| {
             let file = path.display().to_string();
-            move |e: io::Error| Error::Io {
-                op,
-                file,
-                message: e.to_string(),
-            }
+            move |e: io::Error| Error::io(op, file, e)
         };
         // The directories this call creates: their names are durable only once each parent
         // is synced, or a power loss could take the whole database directory away.
@@ -138,11 +135,11 @@ impl StorageFile for FsFile {
 }
 
 impl Storage for FsStorage {
-    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
+    fn open(&self, name: &str, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(create)
+            .create(mode == OpenMode::CreateIfMissing)
             .truncate(false)
             .open(self.path(name))?;
         Ok(Box::new(FsFile(file)))
@@ -201,21 +198,15 @@ impl Storage for FsStorage {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| Error::Io {
-                op: "open lock file",
-                file: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| Error::io("open lock file", path.display().to_string(), e))?;
         // An advisory lock on an open file description: a second open in this process or any
         // other fails, and the OS drops it when the file is closed or the process dies.
         match file.try_lock() {
             Ok(()) => Ok(Box::new(file)),
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::AlreadyOpen(self.location())),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::Io {
-                op: "lock",
-                file: path.display().to_string(),
-                message: e.to_string(),
-            }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io("lock", path.display().to_string(), e))
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 //! CRC32C, so a torn write leaves the other, older slot valid: a rename (the manifest's commit
 //! point) is atomic. Removed files go back to the pool, so checkpoints reuse the same blobs.
 
+use crate::storage::OpenMode;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
@@ -78,7 +79,7 @@ impl Layout {
 /// use grape_vector_db::storage::{MemoryStorage, PooledStorage, Storage};
 /// let backing = MemoryStorage::new();
 /// let pool = PooledStorage::open_in(&backing)?;
-/// pool.open("MANIFEST.tmp", true)?.write_at(0, b"m")?;
+/// pool.open("MANIFEST.tmp", OpenMode::CreateIfMissing)?.write_at(0, b"m")?;
 /// pool.rename("MANIFEST.tmp", "MANIFEST")?;
 /// assert_eq!(pool.list()?, vec!["MANIFEST".to_string()]);
 /// drop(pool);
@@ -206,14 +207,17 @@ impl PooledStorage {
         let location = format!("blob pool in {}", backing.location());
         use super::io_error as io;
         let dir_file: Handle = backing
-            .open(DIR_FILE, true)
+            .open(DIR_FILE, OpenMode::CreateIfMissing)
             .map_err(io("open", DIR_FILE))?
             .into();
         let layout = Layout::read(&*dir_file).map_err(io("read", DIR_FILE))?;
         let mut blobs = BTreeMap::new();
         for n in layout.blobs() {
             let name = blob_name(n);
-            let handle: Handle = backing.open(&name, true).map_err(io("open", &name))?.into();
+            let handle: Handle = backing
+                .open(&name, OpenMode::CreateIfMissing)
+                .map_err(io("open", &name))?
+                .into();
             blobs.insert(n, handle);
         }
         backing
@@ -269,11 +273,11 @@ impl StorageFile for PooledFile {
 }
 
 impl Storage for PooledStorage {
-    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
+    fn open(&self, name: &str, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
         let mut state = self.inner.state.lock();
         let blob = match state.files.get(name) {
             Some(&b) => b,
-            None if create => {
+            None if mode == OpenMode::CreateIfMissing => {
                 let Some(b) = state.spare.pop() else {
                     return Err(io::Error::other(
                         "no spare blob open in the pool; reopen the database",
@@ -298,7 +302,7 @@ impl Storage for PooledStorage {
     }
 
     fn read_all(&self, name: &str) -> io::Result<Bytes> {
-        let file = self.open(name, false)?;
+        let file = self.open(name, OpenMode::Existing)?;
         Bytes::read_aligned(file.len()? as usize, |buf| file.read_at(0, buf))
     }
 
@@ -382,9 +386,12 @@ mod tests {
     fn a_torn_directory_write_leaves_the_previous_mapping() {
         let backing = MemoryStorage::new();
         let pool = PooledStorage::open_in(&backing).unwrap();
-        pool.open("a", true).unwrap().write_at(0, b"1").unwrap();
+        pool.open("a", OpenMode::CreateIfMissing)
+            .unwrap()
+            .write_at(0, b"1")
+            .unwrap();
         drop(pool);
-        let dir = backing.open(DIR_FILE, false).unwrap();
+        let dir = backing.open(DIR_FILE, OpenMode::Existing).unwrap();
         let before = backing.read_all(DIR_FILE).unwrap().to_vec();
         let pool = PooledStorage::open_in(&backing).unwrap();
         pool.rename("a", "b").unwrap();
@@ -407,7 +414,10 @@ mod tests {
         let pool = PooledStorage::open_in(&backing).unwrap();
         for i in 0..100 {
             let name = format!("f{i}");
-            pool.open(&name, true).unwrap().write_at(0, b"x").unwrap();
+            pool.open(&name, OpenMode::CreateIfMissing)
+                .unwrap()
+                .write_at(0, b"x")
+                .unwrap();
             pool.rename(&name, "current").unwrap();
         }
         drop(pool);

@@ -4,6 +4,7 @@
 //! for long campaigns. Each must return whatever the input, never panic; an input that opens
 //! must then answer reads and take a write.
 
+use grape_vector_db::storage::OpenMode;
 use std::sync::Arc;
 
 use grape_vector_db::storage::{MemoryStorage, PooledStorage, Storage};
@@ -98,7 +99,7 @@ fn seed_with(prefix: &str, data: &[u8]) -> MemoryStorage {
             seed.read_all(&name).expect("reads").to_vec()
         };
         storage
-            .open(&name, true)
+            .open(&name, OpenMode::CreateIfMissing)
             .and_then(|f| f.write_at(0, &bytes))
             .expect("memory writes");
     }
@@ -147,7 +148,7 @@ pub fn archive(data: &[u8]) {
 pub fn opfs_directory(data: &[u8]) {
     let backing = seed_pool_cached().clone_files();
     backing
-        .open("directory", true)
+        .open("directory", OpenMode::CreateIfMissing)
         .and_then(|f| {
             f.set_len(0)?;
             f.write_at(0, data)
@@ -168,7 +169,7 @@ impl CloneFiles for MemoryStorage {
         let copy = MemoryStorage::new();
         for name in self.list().expect("lists") {
             let bytes = self.read_all(&name).expect("reads");
-            copy.open(&name, true)
+            copy.open(&name, OpenMode::CreateIfMissing)
                 .and_then(|f| f.write_at(0, &bytes))
                 .expect("memory writes");
         }

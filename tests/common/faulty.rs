@@ -1,6 +1,7 @@
 //! A storage backend that fails or stalls on command, wrapping `MemoryStorage`: how tests cause
 //! full disks, failed fsyncs, read-only media and writes that hang.
 
+use grape_vector_db::storage::OpenMode;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
@@ -89,12 +90,12 @@ impl StorageFile for FaultyFile {
 }
 
 impl Storage for FaultyStorage {
-    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
-        if create && self.read_only.load(SeqCst) {
+    fn open(&self, name: &str, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        if mode == OpenMode::CreateIfMissing && self.read_only.load(SeqCst) {
             self.before_write()?;
         }
         Ok(Box::new(FaultyFile {
-            inner: self.inner.open(name, create)?,
+            inner: self.inner.open(name, mode)?,
             storage: self.clone(),
         }))
     }

@@ -15,6 +15,7 @@
 //! Synced data and synced names are always kept. The states are plain file maps, opened through
 //! a fresh `MemoryStorage` by the test.
 
+use grape_vector_db::storage::OpenMode;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -127,9 +128,9 @@ impl StorageFile for RecordingFile {
 }
 
 impl Storage for RecordingStorage {
-    fn open(&self, name: &str, create: bool) -> io::Result<Box<dyn StorageFile>> {
+    fn open(&self, name: &str, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
         let mut log = self.log.lock();
-        let file = self.inner.open(name, create)?;
+        let file = self.inner.open(name, mode)?;
         let inode = match log.names.get(name) {
             Some(&inode) => inode,
             None => {
@@ -292,7 +293,7 @@ impl CrashState {
         let storage = MemoryStorage::new();
         for (name, bytes) in &self.files {
             storage
-                .open(name, true)
+                .open(name, OpenMode::CreateIfMissing)
                 .and_then(|f| f.write_at(0, bytes))
                 .expect("memory storage writes");
         }

@@ -257,11 +257,14 @@ impl IdbStorage {
             Err(e) => {
                 self.files.commit_failed(plan);
                 if exception_name(&e) == "QuotaExceededError" {
-                    return Err(Error::StorageFull {
-                        op: "write",
-                        file: db_name.clone(),
-                        message: "the browser's storage quota is used up".into(),
-                    });
+                    return Err(Error::io(
+                        "write",
+                        db_name.clone(),
+                        std::io::Error::new(
+                            std::io::ErrorKind::QuotaExceeded,
+                            "the browser's storage quota is used up",
+                        ),
+                    ));
                 }
                 Err(fail(e))
             }
