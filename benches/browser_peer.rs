@@ -2,8 +2,7 @@
 //! 100K x 384 database, reopen it, search it) on the same generated data, natively, so the
 //! browser figures stand beside native ones from the same run.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use grape_testkit as testkit;
 
 use std::time::Instant;
 
@@ -17,7 +16,7 @@ fn main() {
     let dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-browser-peer");
     let _ = std::fs::remove_dir_all(&dir);
-    let data = common::clustered(ROWS + QUERIES, DIM, 100, 42);
+    let data = testkit::clustered(ROWS + QUERIES, DIM, 100, 42);
     let config = EmbeddedConfig::builder(DIM)
         .data_dir(&dir)
         .durability(Durability::OnFlush)
@@ -39,7 +38,7 @@ fn main() {
         let build = t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
         db.checkpoint().unwrap();
-        common::result(
+        testkit::result(
             "browser",
             "build",
             build,
@@ -60,9 +59,9 @@ fn main() {
         opens.push(t.elapsed());
         db.close().unwrap();
     }
-    let open = common::median(opens).as_secs_f64() * 1000.0;
+    let open = testkit::median(opens).as_secs_f64() * 1000.0;
     println!("FIGURE open_ms {open:.1}");
-    common::result(
+    testkit::result(
         "browser",
         "open",
         open,
@@ -80,7 +79,7 @@ fn main() {
         })
         .collect();
     let mean = all.elapsed().as_secs_f64() * 1e6 / QUERIES as f64;
-    common::result(
+    testkit::result(
         "browser",
         "search_mean",
         mean,
@@ -89,12 +88,12 @@ fn main() {
     );
     println!(
         "FIGURE search_mean_us {mean:.1} p50_us {:.1} p99_us {:.1}",
-        common::percentile(&mut latencies, 0.5).as_secs_f64() * 1e6,
-        common::percentile(&mut latencies, 0.99).as_secs_f64() * 1e6
+        testkit::percentile(&mut latencies, 0.5).as_secs_f64() * 1e6,
+        testkit::percentile(&mut latencies, 0.99).as_secs_f64() * 1e6
     );
     let start = Instant::now();
-    let scan = common::in_cache_scan_ns(&data, || start.elapsed().as_secs_f64() * 1000.0);
-    common::result(
+    let scan = testkit::in_cache_scan_ns(&data, || start.elapsed().as_secs_f64() * 1000.0);
+    testkit::result(
         "browser",
         "scan_in_cache",
         scan,

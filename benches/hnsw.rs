@@ -7,8 +7,7 @@
 //! Prints build time (1 thread), index memory, recall@10 and queries/s over `ef` (1 thread), and
 //! the ratio of our queries/s to hnswlib's at equal recall.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use grape_testkit as testkit;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -33,7 +32,7 @@ struct Args {
 
 fn args() -> Option<Args> {
     let mut it = std::env::args().skip(1);
-    let wordnet = common::wordnet_dir();
+    let wordnet = testkit::wordnet_dir();
     let mut a = Args {
         base: wordnet
             .as_ref()
@@ -78,7 +77,7 @@ fn args() -> Option<Args> {
 }
 
 /// Exact top 10 by cosine, computed with our own exact search when no ground truth is given.
-fn exact_top10(base: &common::Matrix, queries: &common::Matrix) -> Vec<Vec<u32>> {
+fn exact_top10(base: &testkit::Matrix, queries: &testkit::Matrix) -> Vec<Vec<u32>> {
     let db = EmbeddedVectorDB::open(
         EmbeddedConfig::builder(base.dim)
             .hnsw(None)
@@ -110,7 +109,7 @@ fn num(id: PointId) -> u32 {
 
 /// Recall@10 and queries/s of filtered searches at 50%, 10% and 1% selectivity (ef 64),
 /// against the exact filtered answer.
-fn filtered(db: &EmbeddedVectorDB, queries: &common::Matrix) {
+fn filtered(db: &EmbeddedVectorDB, queries: &testkit::Matrix) {
     let n = queries.rows.min(200);
     for pct in [50, 10, 1] {
         let filter: grape_vector_db::Filter = serde_json::from_value(
@@ -141,7 +140,7 @@ fn filtered(db: &EmbeddedVectorDB, queries: &common::Matrix) {
         };
         let recall = hits as f64 / (10 * n) as f64;
         println!("ours, filter matching {pct:>2}%: recall@10 {recall:.4}  {qps:>8.0} q/s ({path})");
-        common::result(
+        testkit::result(
             "hnsw",
             "filtered_qps",
             qps,
@@ -176,15 +175,15 @@ fn main() {
     let mut args = args;
     let (base, mut queries) = match args.synthetic {
         Some((n, dim)) => {
-            let all = common::clustered(n + 1000, dim, (n / 1000).max(10), 7);
+            let all = testkit::clustered(n + 1000, dim, (n / 1000).max(10), 7);
             let split = n * dim;
             (
-                common::Matrix {
+                testkit::Matrix {
                     rows: n,
                     dim,
                     data: all.data[..split].to_vec(),
                 },
-                common::Matrix {
+                testkit::Matrix {
                     rows: 1000,
                     dim,
                     data: all.data[split..].to_vec(),
@@ -192,8 +191,8 @@ fn main() {
             )
         }
         None => (
-            common::read_matrix(&args.base).unwrap(),
-            common::read_matrix(&args.query).unwrap(),
+            testkit::read_matrix(&args.base).unwrap(),
+            testkit::read_matrix(&args.query).unwrap(),
         ),
     };
     if args.synthetic.is_some() {
@@ -202,14 +201,14 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         args.base = dir.join(format!("base-{}x{}.npy", base.rows, base.dim));
         args.query = dir.join(format!("query-{}x{}.npy", queries.rows, queries.dim));
-        common::write_npy(&args.base, &base);
-        common::write_npy(&args.query, &queries);
+        testkit::write_npy(&args.base, &base);
+        testkit::write_npy(&args.query, &queries);
     }
     queries.rows = queries.rows.min(args.limit_queries);
     queries.data.truncate(queries.rows * queries.dim);
     let truth: Vec<Vec<u32>> = match &args.gt {
         Some(gt) => {
-            let gt = common::read_matrix(gt).unwrap();
+            let gt = testkit::read_matrix(gt).unwrap();
             (0..queries.rows)
                 .map(|q| gt.row(q)[..10].iter().map(|&x| x as u32).collect())
                 .collect()
@@ -263,21 +262,21 @@ fn main() {
     let stats = db.stats();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tag = serde_json::json!({"dataset": dataset, "lib": "ours"});
-    common::result(
+    testkit::result(
         "hnsw",
         "build_1_thread",
         build.as_secs_f64(),
         "s",
         tag.clone(),
     );
-    common::result(
+    testkit::result(
         "hnsw",
         "build_all_threads",
         build_all.as_secs_f64(),
         "s",
         serde_json::json!({"dataset": dataset, "lib": "ours", "threads": cores}),
     );
-    common::result(
+    testkit::result(
         "hnsw",
         "memory",
         stats.memory.total() as f64 / 1048576.0,
@@ -325,14 +324,14 @@ fn main() {
         db_all.search_batch(&reqs).unwrap();
         let qps_all = queries.rows as f64 / t.elapsed().as_secs_f64();
         println!("ours: ef {ef:>4}  recall@10 {recall:.4}  {qps:>8.0} q/s, {qps_all:>8.0} on all threads");
-        common::result(
+        testkit::result(
             "hnsw",
             "curve_all_threads",
             qps_all,
             "queries/s",
             serde_json::json!({"dataset": dataset, "lib": "ours", "ef": ef, "recall": recall, "threads": cores}),
         );
-        common::result(
+        testkit::result(
             "hnsw",
             "curve",
             qps,
@@ -375,7 +374,7 @@ fn main() {
         println!("{}", p["line"].as_str().unwrap_or_default());
         let lib = p["lib"].as_str().unwrap_or_default();
         if let (Some(qps), Some(recall)) = (p["qps"].as_f64(), p["recall"].as_f64()) {
-            common::result(
+            testkit::result(
                 "hnsw",
                 "curve",
                 qps,
@@ -384,7 +383,7 @@ fn main() {
             );
         }
         if let (Some(qps), Some(recall)) = (p["qps_all"].as_f64(), p["recall"].as_f64()) {
-            common::result(
+            testkit::result(
                 "hnsw",
                 "curve_all_threads",
                 qps,
@@ -393,7 +392,7 @@ fn main() {
             );
         }
         if let Some(b) = p["build_s"].as_f64() {
-            common::result(
+            testkit::result(
                 "hnsw",
                 "build_1_thread",
                 b,
@@ -424,7 +423,7 @@ fn main() {
                     peer["ef"],
                     qps / peer_qps
                 );
-                common::result(
+                testkit::result(
                     "hnsw",
                     "qps_ratio_at_equal_recall",
                     qps / peer_qps,

@@ -6,19 +6,18 @@
 //! `cargo bench --bench lifecycle`. Uses `../shared/data/wordnet-minilm` when present, synthetic
 //! clustered vectors otherwise.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use grape_testkit as testkit;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{percentile, Rng};
 use grape_vector_db::{
     Condition, Distance, Durability, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, SearchRequest,
 };
 use serde_json::json;
+use testkit::{percentile, Rng};
 
 fn main() {
     let work = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-lifecycle");
@@ -26,14 +25,14 @@ fn main() {
     std::fs::create_dir_all(&work).unwrap();
     // First, while the process holds nothing else, so resident memory is the database's.
     memory_after_mixed_operations(&work);
-    let data = match common::wordnet_dir() {
+    let data = match testkit::wordnet_dir() {
         Some(dir) => {
             println!("data: wordnet-minilm 100K x 384");
-            common::read_npy(&dir.join("base.f16.npy")).unwrap()
+            testkit::read_npy(&dir.join("base.f16.npy")).unwrap()
         }
         None => {
             println!("data: synthetic 100K x 384 (../shared/data absent)");
-            common::clustered(100_000, 384, 100, 11)
+            testkit::clustered(100_000, 384, 100, 11)
         }
     };
     open_and_first_query(&work, &data);
@@ -48,7 +47,7 @@ fn config(dir: &std::path::Path) -> grape_vector_db::EmbeddedConfigBuilder {
         .checkpoint_wal_bytes(1 << 40)
 }
 
-fn open_and_first_query(work: &std::path::Path, data: &common::Matrix) {
+fn open_and_first_query(work: &std::path::Path, data: &testkit::Matrix) {
     let dir = work.join("open");
     {
         let db = EmbeddedVectorDB::open(config(&dir).build().unwrap()).unwrap();
@@ -93,9 +92,9 @@ fn open_and_first_query(work: &std::path::Path, data: &common::Matrix) {
             db.close().unwrap();
         }
         let (open, first, first_filtered) = (
-            common::median(opens),
-            common::median(firsts),
-            common::median(filtered),
+            testkit::median(opens),
+            testkit::median(firsts),
+            testkit::median(filtered),
         );
         println!(
             "open 100K x 384 {} warmup: median {open:.2?} (seed goal < 1 s, ours < 20 ms without \
@@ -103,21 +102,21 @@ fn open_and_first_query(work: &std::path::Path, data: &common::Matrix) {
             if warmup { "with" } else { "without" },
         );
         let tag = serde_json::json!({"warmup": warmup});
-        common::result(
+        testkit::result(
             "lifecycle",
             "open",
             open.as_secs_f64() * 1e3,
             "ms",
             tag.clone(),
         );
-        common::result(
+        testkit::result(
             "lifecycle",
             "first_search",
             first.as_secs_f64() * 1e6,
             "us",
             tag.clone(),
         );
-        common::result(
+        testkit::result(
             "lifecycle",
             "first_filtered_search",
             first_filtered.as_secs_f64() * 1e6,
@@ -127,7 +126,7 @@ fn open_and_first_query(work: &std::path::Path, data: &common::Matrix) {
     }
 }
 
-fn close_after_unflushed_writes(work: &std::path::Path, data: &common::Matrix) {
+fn close_after_unflushed_writes(work: &std::path::Path, data: &testkit::Matrix) {
     for durability in [
         Durability::Batched {
             interval: Duration::from_millis(100),
@@ -144,7 +143,7 @@ fn close_after_unflushed_writes(work: &std::path::Path, data: &common::Matrix) {
         let report = db.close().unwrap();
         let reopened = EmbeddedVectorDB::open(config(&dir).build().unwrap()).unwrap();
         assert_eq!(reopened.count(None).unwrap(), 10_000);
-        common::result(
+        testkit::result(
             "lifecycle",
             "close_after_10k_unflushed",
             report.total.as_secs_f64() * 1e3,
@@ -159,7 +158,7 @@ fn close_after_unflushed_writes(work: &std::path::Path, data: &common::Matrix) {
     }
 }
 
-fn search_while_writing(data: &common::Matrix) {
+fn search_while_writing(data: &testkit::Matrix) {
     let db = EmbeddedVectorDB::open(
         EmbeddedConfig::builder(384)
             .distance(Distance::Cosine)
@@ -190,14 +189,14 @@ fn search_while_writing(data: &common::Matrix) {
         );
         println!("search while {label}: p50 {p50:.2?}, p99 {p99:.2?}");
         let tag = serde_json::json!({"while": label});
-        common::result(
+        testkit::result(
             "lifecycle",
             "search_p50",
             p50.as_secs_f64() * 1e6,
             "us",
             tag.clone(),
         );
-        common::result(
+        testkit::result(
             "lifecycle",
             "search_p99",
             p99.as_secs_f64() * 1e6,
@@ -298,9 +297,9 @@ fn memory_after_mixed_operations(work: &std::path::Path) {
         }
         done = checkpoint;
         let stats = db.stats();
-        let rss = common::rss_bytes();
+        let rss = testkit::rss_bytes();
         let (rss_first, _) = *first.get_or_insert((rss, stats.memory.total()));
-        common::result(
+        testkit::result(
             "lifecycle",
             "rss",
             rss as f64 / 1048576.0,

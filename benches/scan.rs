@@ -5,8 +5,7 @@
 //! 100K x 384 vectors, single queries and batches, and the ratio. Absolute times drift on shared
 //! machines; the ratio is the figure to watch (target: at least 0.8).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use grape_testkit as testkit;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -39,7 +38,7 @@ fn memory_bandwidth_gbs() -> f64 {
 fn main() {
     let bandwidth = memory_bandwidth_gbs();
     println!("memory read bandwidth (1 core, 1 GiB sum): {bandwidth:.1} GB/s");
-    common::result(
+    testkit::result(
         "scan",
         "memory_bandwidth",
         bandwidth,
@@ -47,7 +46,7 @@ fn main() {
         serde_json::json!({}),
     );
 
-    let data = common::clustered(ROWS, DIM, 100, 7);
+    let data = testkit::clustered(ROWS, DIM, 100, 7);
     for distance in [Distance::Dot, Distance::Euclid] {
         let db = EmbeddedVectorDB::open(
             // No index: this measures the exact scan.
@@ -67,7 +66,7 @@ fn main() {
         let bytes = (ROWS * DIM * 4) as f64;
         let queries: Vec<Vec<f32>> = (0..64).map(|i| data.row(i * 1000).to_vec()).collect();
 
-        let single = common::median(
+        let single = testkit::median(
             queries
                 .iter()
                 .map(|q| {
@@ -86,8 +85,8 @@ fn main() {
         );
 
         let tag = serde_json::json!({"distance": format!("{distance:?}")});
-        common::result("scan", "scan_throughput", gbs, "GB/s", tag.clone());
-        common::result(
+        testkit::result("scan", "scan_throughput", gbs, "GB/s", tag.clone());
+        testkit::result(
             "scan",
             "scan_vs_bandwidth",
             gbs / bandwidth,
@@ -102,7 +101,7 @@ fn main() {
         black_box(db.search_batch(&batch).unwrap());
         let took = t.elapsed();
         let batch_qps = batch.len() as f64 / took.as_secs_f64();
-        common::result("scan", "exact_batch_qps", batch_qps, "queries/s", tag);
+        testkit::result("scan", "exact_batch_qps", batch_qps, "queries/s", tag);
         println!(
             "{distance:?}: search_batch of {}: {:.2?} ({:.0} queries/s, {:.1}x the single-query rate)",
             batch.len(),

@@ -6,8 +6,7 @@
 //! alone prints our figures only. Uses `../shared/data/wordnet-minilm` when present, synthetic
 //! clustered vectors otherwise.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use grape_testkit as testkit;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,9 +33,9 @@ fn main() {
     let work = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-storage");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let data = match common::wordnet_dir() {
-        Some(dir) => common::read_npy(&dir.join("base.f16.npy")).unwrap(),
-        None => common::clustered(100_000, 384, 100, 11),
+    let data = match testkit::wordnet_dir() {
+        Some(dir) => testkit::read_npy(&dir.join("base.f16.npy")).unwrap(),
+        None => testkit::clustered(100_000, 384, 100, 11),
     };
     let raw_bytes = (data.rows * data.dim * 4) as u64;
     let point = |i: usize| {
@@ -65,14 +64,14 @@ fn main() {
             checkpoint
         );
         let none = serde_json::json!({});
-        common::result(
+        testkit::result(
             "storage",
             "bulk_upsert",
             data.rows as f64 / upsert.as_secs_f64(),
             "points/s",
             none.clone(),
         );
-        common::result(
+        testkit::result(
             "storage",
             "checkpoint",
             checkpoint.as_secs_f64() * 1e3,
@@ -90,7 +89,7 @@ fn main() {
         size as f64 / 1048576.0,
         size as f64 / raw_bytes as f64
     );
-    common::result(
+    testkit::result(
         "storage",
         "files_vs_raw_vectors",
         size as f64 / raw_bytes as f64,
@@ -107,8 +106,8 @@ fn main() {
         assert_eq!(db.open_report().wal_records_replayed, 1000);
         drop(db);
     }
-    let open = common::median(times);
-    common::result(
+    let open = testkit::median(times);
+    testkit::result(
         "storage",
         "reopen",
         open.as_secs_f64() * 1e3,
@@ -146,14 +145,14 @@ fn main() {
         }
         db.flush().unwrap();
         let batched = 10_000.0 / t.elapsed().as_secs_f64();
-        common::result(
+        testkit::result(
             "storage",
             "upsert_single",
             single,
             "points/s",
             serde_json::json!({"durability": name}),
         );
-        common::result(
+        testkit::result(
             "storage",
             "upsert_batch100",
             batched,
@@ -171,7 +170,7 @@ fn main() {
         return;
     };
     let npy = work.join("base.f32.npy");
-    common::write_npy(&npy, &data);
+    testkit::write_npy(&npy, &data);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers_open.py");
     let out = std::process::Command::new(python)
         .arg(script)
@@ -193,7 +192,7 @@ fn main() {
         let Some(secs) = peers[key].as_f64() else {
             continue;
         };
-        common::result(
+        testkit::result(
             "storage",
             "reopen",
             secs * 1e3,

@@ -7,8 +7,7 @@
 //! `../shared/data/wordnet-minilm` when that folder exists, and synthetic clustered vectors
 //! otherwise. Run it with `cargo run --release --example demo`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use grape_testkit as testkit;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,7 +27,7 @@ enum Source {
 
 /// Queries, their texts and the exact top-100 ids of each (WordNet only).
 struct Queries {
-    vectors: common::Matrix,
+    vectors: testkit::Matrix,
     texts: Option<Vec<String>>,
     ground_truth: Option<Vec<u32>>,
 }
@@ -40,8 +39,8 @@ fn read_lines(path: &Path) -> std::io::Result<Vec<String>> {
         .collect())
 }
 
-fn synthetic() -> common::Matrix {
-    common::clustered(N + 1000, 384, 100, 42)
+fn synthetic() -> testkit::Matrix {
+    testkit::clustered(N + 1000, 384, 100, 42)
 }
 
 fn load_queries(source: &Source) -> Result<Queries, Box<dyn std::error::Error>> {
@@ -54,7 +53,7 @@ fn load_queries(source: &Source) -> Result<Queries, Box<dyn std::error::Error>> 
                 .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
                 .collect();
             Queries {
-                vectors: common::read_npy(&dir.join("query.f16.npy"))?,
+                vectors: testkit::read_npy(&dir.join("query.f16.npy"))?,
                 texts: Some(read_lines(&dir.join("query.txt"))?),
                 ground_truth: Some(gt),
             }
@@ -62,7 +61,7 @@ fn load_queries(source: &Source) -> Result<Queries, Box<dyn std::error::Error>> 
         Source::Synthetic => {
             let all = synthetic();
             Queries {
-                vectors: common::Matrix {
+                vectors: testkit::Matrix {
                     rows: 1000,
                     dim: all.dim,
                     data: all.data[N * all.dim..].to_vec(),
@@ -78,7 +77,7 @@ fn load_queries(source: &Source) -> Result<Queries, Box<dyn std::error::Error>> 
 fn load_points(source: &Source) -> Result<Vec<Point>, Box<dyn std::error::Error>> {
     let (base, texts) = match source {
         Source::WordNet(dir) => (
-            common::read_npy(&dir.join("base.f16.npy"))?,
+            testkit::read_npy(&dir.join("base.f16.npy"))?,
             Some(read_lines(&dir.join("base.txt"))?),
         ),
         Source::Synthetic => (synthetic(), None),
@@ -104,7 +103,7 @@ fn load_points(source: &Source) -> Result<Vec<Point>, Box<dyn std::error::Error>
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let source = match common::wordnet_dir() {
+    let source = match testkit::wordnet_dir() {
         Some(dir) => {
             println!(
                 "data: WordNet glosses, all-MiniLM-L6-v2 embeddings ({})",
@@ -219,8 +218,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 "HNSW index, ef 64"
             },
-            common::percentile(&mut latencies, 0.5),
-            common::percentile(&mut latencies, 0.99),
+            testkit::percentile(&mut latencies, 0.5),
+            testkit::percentile(&mut latencies, 0.99),
             scored / n_queries
         );
     }

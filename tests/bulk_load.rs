@@ -1,7 +1,7 @@
 //! Searches are not shut out while a large upsert is being indexed. In its own test binary so
 //! that other tests' threads do not compete with its reader for the CPU.
 
-mod common;
+use grape_testkit as testkit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -12,7 +12,7 @@ use grape_vector_db::{
 
 #[test]
 fn searches_keep_running_while_a_bulk_load_is_indexed() {
-    let data = common::clustered(8_000, 16, 20, 3);
+    let data = testkit::clustered(8_000, 16, 20, 3);
     let db = EmbeddedVectorDB::open(
         EmbeddedConfig::builder(16)
             .distance(Distance::Euclid)

@@ -1,16 +1,16 @@
 //! Searches from several threads while another thread upserts and deletes: no panic, and every
 //! result is internally consistent with one state of the database.
 
-mod common;
+use grape_testkit as testkit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use common::Rng;
 use grape_vector_db::{
     Condition, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, PointId, SearchRequest,
 };
 use serde_json::json;
+use testkit::Rng;
 
 const DIM: usize = 8;
 

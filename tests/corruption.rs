@@ -2,18 +2,18 @@
 //! give a clear error or a clean recovery of the log's intact prefix; never a panic, never a
 //! wrong answer.
 
-mod common;
+use grape_testkit as testkit;
 
 use grape_vector_db::storage::OpenMode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::Rng;
 use grape_vector_db::storage::{MemoryStorage, Storage};
 use grape_vector_db::{
     Distance, EmbeddedConfig, EmbeddedVectorDB, Error, Point, PointId, Record, ScrollRequest,
 };
 use serde_json::json;
+use testkit::Rng;
 
 fn config() -> EmbeddedConfig {
     EmbeddedConfig::builder(5)
@@ -301,7 +301,7 @@ fn a_damaged_version_field_is_corruption_a_newer_version_is_unsupported() {
     let newer = copy(&storage);
     let mut bytes = storage.read_all("MANIFEST").unwrap().to_vec();
     bytes[8] = 2;
-    let crc = common::crc32c(&bytes[..32]);
+    let crc = testkit::crc32c(&bytes[..32]);
     bytes[32..36].copy_from_slice(&crc.to_le_bytes());
     newer
         .open("MANIFEST", OpenMode::Existing)
@@ -386,9 +386,9 @@ fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce
     let at = u64::from_le_bytes(bytes[d..d + 8].try_into().unwrap()) as usize;
     let len = u64::from_le_bytes(bytes[d + 8..d + 16].try_into().unwrap()) as usize;
     edit(&mut bytes[at..at + len]);
-    let crc = common::crc32c(&bytes[at..at + len]);
+    let crc = testkit::crc32c(&bytes[at..at + len]);
     bytes[d + 16..d + 20].copy_from_slice(&crc.to_le_bytes());
-    let crc = common::crc32c(&bytes[..272]);
+    let crc = testkit::crc32c(&bytes[..272]);
     bytes[272..276].copy_from_slice(&crc.to_le_bytes());
     storage
         .open(&name, OpenMode::Existing)

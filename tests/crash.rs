@@ -4,7 +4,7 @@
 //!
 //! 50 rounds by default; `GRAPE_CRASH_ROUNDS=1000 cargo test --release --test crash` soaks.
 
-mod common;
+use grape_testkit as testkit;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Rng;
 use grape_vector_db::{
     Distance, Durability, EmbeddedConfig, EmbeddedVectorDB, Payload, Point, PointId, ScrollRequest,
     SearchRequest,
 };
 use serde_json::json;
+use testkit::Rng;
 
 const DIM: usize = 16;
 const IDS: u64 = 600;

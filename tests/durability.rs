@@ -1,20 +1,20 @@
 //! Persistence: what was acknowledged is there after reopening, whatever happened in between.
 
-mod common;
+use grape_testkit as testkit;
 
 use grape_vector_db::storage::OpenMode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::faulty::FaultyStorage;
-use common::Rng;
 use grape_vector_db::storage::{MemoryStorage, Storage};
 use grape_vector_db::{
     Condition, Distance, Durability, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, Payload,
     Point, PointId, ScrollRequest, SearchRequest,
 };
 use serde_json::json;
+use testkit::faulty::FaultyStorage;
+use testkit::Rng;
 
 type Model = BTreeMap<PointId, (Vec<f32>, Payload)>;
 

@@ -4,19 +4,19 @@
 //! Checked in every run: the error reaches the caller, a failed write is not applied, nothing
 //! acknowledged is lost, and the directory reopens (with the failed write present or not).
 
-mod common;
+use grape_testkit as testkit;
 
 use grape_vector_db::storage::OpenMode;
 use std::collections::BTreeSet;
 use std::io;
 use std::sync::Arc;
 
-use common::workload::{self, contents, diff, Call, Contents};
 use grape_vector_db::storage::{
     Bytes, MemoryStorage, PooledStorage, Storage, StorageFile, StorageSpace,
 };
 use grape_vector_db::{Durability, EmbeddedVectorDB, Error};
 use parking_lot::Mutex;
+use testkit::workload::{self, contents, diff, Call, Contents};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {

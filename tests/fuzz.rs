@@ -9,14 +9,14 @@
 //! coverage-guided campaigns, `fuzz/` runs the same targets under cargo-fuzz;
 //! `GRAPE_FUZZ_CORPUS=DIR` writes the seeds to `DIR/<target>/` as its starting corpus.
 
-mod common;
+use grape_testkit as testkit;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use common::decoders::{self, seed_database, seed_file, TARGETS};
-use common::Rng;
 use grape_vector_db::EmbeddedVectorDB;
+use testkit::decoders::{self, seed_database, seed_file, TARGETS};
+use testkit::Rng;
 
 /// Valid inputs of `target`, from which mutations start.
 fn seeds(target: &str) -> Vec<Vec<u8>> {
@@ -157,7 +157,7 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 /// Writes the CRC-32C of `b[from..to]` at `at`, where all of it lies in `b`.
 fn put_crc(b: &mut [u8], from: usize, to: usize, at: usize) {
     if from <= to && to <= b.len() && at + 4 <= b.len() {
-        let crc = common::crc32c(&b[from..to]);
+        let crc = testkit::crc32c(&b[from..to]);
         b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
     }
 }
@@ -199,9 +199,9 @@ fn fix_checksums(target: &str, b: &mut [u8]) {
                     let mut salted = salt.clone();
                     salted.extend_from_slice(&len.to_le_bytes());
                     salted.extend_from_slice(&b[pos + 8..end]);
-                    common::crc32c(&salted)
+                    testkit::crc32c(&salted)
                 } else {
-                    common::crc32c(&b[pos + 8..end])
+                    testkit::crc32c(&b[pos + 8..end])
                 };
                 b[pos + 4..pos + 8].copy_from_slice(&crc.to_le_bytes());
                 pos = end;

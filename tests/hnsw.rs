@@ -1,18 +1,18 @@
 //! The HNSW index: recall floors on clustered data, deletes never returned, filters always
 //! honoured with `min(limit, matching)` results, and reopening gives identical answers.
 
-mod common;
+use grape_testkit as testkit;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::Rng;
 use grape_vector_db::storage::MemoryStorage;
 use grape_vector_db::{
     Condition, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Point, PointId,
     Range, SearchParams, SearchRequest,
 };
 use serde_json::json;
+use testkit::Rng;
 
 const N: usize = 20_000;
 const DIM: usize = 32;
@@ -29,7 +29,7 @@ fn config() -> EmbeddedConfig {
         .unwrap()
 }
 
-fn load(db: &EmbeddedVectorDB, data: &common::Matrix) {
+fn load(db: &EmbeddedVectorDB, data: &testkit::Matrix) {
     let points: Vec<Point> = (0..data.rows)
         .map(|i| {
             Point::new(i as u64, data.row(i).to_vec())
@@ -70,11 +70,11 @@ fn recall(db: &EmbeddedVectorDB, queries: &[Vec<f32>], filter: Option<&Filter>, 
 
 #[test]
 fn recall_floors_hold_unfiltered_and_filtered() {
-    let data = common::clustered(N + 200, DIM, 50, 5);
+    let data = testkit::clustered(N + 200, DIM, 50, 5);
     let db = EmbeddedVectorDB::open(config()).unwrap();
     load(
         &db,
-        &common::Matrix {
+        &testkit::Matrix {
             rows: N,
             dim: DIM,
             data: data.data[..N * DIM].to_vec(),
@@ -111,7 +111,7 @@ fn recall_floors_hold_unfiltered_and_filtered() {
 
 #[test]
 fn deleted_points_are_never_returned_and_filters_always_hold() {
-    let data = common::clustered(6_000, DIM, 20, 8);
+    let data = testkit::clustered(6_000, DIM, 20, 8);
     let db = EmbeddedVectorDB::open(config()).unwrap();
     load(&db, &data);
     // Delete every third point: tombstones stay in the graph as waypoints.
@@ -149,7 +149,7 @@ fn deleted_points_are_never_returned_and_filters_always_hold() {
 
 #[test]
 fn reopening_gives_identical_answers() {
-    let data = common::clustered(3_000, DIM, 10, 9);
+    let data = testkit::clustered(3_000, DIM, 10, 9);
     let queries: Vec<SearchRequest> = (0..40)
         .map(|i| SearchRequest::new(data.row(i * 70).to_vec(), 10))
         .collect();
@@ -186,13 +186,13 @@ fn reopening_gives_identical_answers() {
 
 #[test]
 fn points_replayed_at_open_are_found_before_and_after_they_are_indexed() {
-    let data = common::clustered(3_100, DIM, 10, 12);
+    let data = testkit::clustered(3_100, DIM, 10, 12);
     let storage = MemoryStorage::new();
     let open = || EmbeddedVectorDB::open_with_storage(config(), Arc::new(storage.clone())).unwrap();
     let db = open();
     load(
         &db,
-        &common::Matrix {
+        &testkit::Matrix {
             rows: 3_000,
             dim: DIM,
             data: data.data[..3_000 * DIM].to_vec(),
@@ -233,7 +233,7 @@ fn points_replayed_at_open_are_found_before_and_after_they_are_indexed() {
 
 #[test]
 fn the_graph_is_the_same_however_many_threads_build_it() {
-    let data = common::clustered(2_500, DIM, 10, 13);
+    let data = testkit::clustered(2_500, DIM, 10, 13);
     let queries: Vec<SearchRequest> = (0..30)
         .map(|i| SearchRequest::new(data.row(i * 80).to_vec(), 10))
         .collect();
@@ -254,8 +254,8 @@ fn the_graph_is_the_same_however_many_threads_build_it() {
 
 #[test]
 fn recall_survives_heavy_churn_and_compaction() {
-    let data = common::clustered(6_200, DIM, 30, 14);
-    let base = common::Matrix {
+    let data = testkit::clustered(6_200, DIM, 30, 14);
+    let base = testkit::Matrix {
         rows: 6_000,
         dim: DIM,
         data: data.data[..6_000 * DIM].to_vec(),
@@ -281,8 +281,8 @@ fn recall_survives_heavy_churn_and_compaction() {
 
 #[test]
 fn a_checkpoint_after_some_churn_keeps_recall() {
-    let data = common::clustered(6_200, DIM, 30, 15);
-    let base = common::Matrix {
+    let data = testkit::clustered(6_200, DIM, 30, 15);
+    let base = testkit::Matrix {
         rows: 6_000,
         dim: DIM,
         data: data.data[..6_000 * DIM].to_vec(),
@@ -306,7 +306,7 @@ fn a_checkpoint_after_some_churn_keeps_recall() {
 
 #[test]
 fn filtered_graph_search_sees_payload_changes() {
-    let data = common::clustered(6_000, DIM, 20, 16);
+    let data = testkit::clustered(6_000, DIM, 20, 16);
     let db = EmbeddedVectorDB::open(config()).unwrap();
     load(&db, &data);
     let f = Filter::must([Condition::range(
@@ -349,7 +349,7 @@ fn filtered_graph_search_sees_payload_changes() {
 fn a_point_added_at_an_existing_vector_is_found_beside_it() {
     // The web demo adds a passage at the vector of the selected one and expects to see it
     // among that passage's neighbours: exact duplicates must be reachable through the graph.
-    let data = common::clustered(12_000, DIM, 40, 11);
+    let data = testkit::clustered(12_000, DIM, 40, 11);
     let db = EmbeddedVectorDB::open(
         EmbeddedConfig::builder(DIM)
             .hnsw(Some(HnswConfig::default()))
@@ -378,7 +378,7 @@ fn cosine_search_skips_far_neighbours_without_losing_recall() {
     const N: usize = 4_000;
     // Sketches are kept from 256 dimensions on.
     const DIM: usize = 256;
-    let mut data = common::clustered(N + 100, DIM, 40, 11);
+    let mut data = testkit::clustered(N + 100, DIM, 40, 11);
     for row in data.data.chunks_exact_mut(DIM) {
         let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
         row.iter_mut().for_each(|x| *x /= norm);

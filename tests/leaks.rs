@@ -4,18 +4,18 @@
 //!
 //! One test in this binary, so no other test allocates concurrently.
 
-mod common;
+use grape_testkit as testkit;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-use common::Rng;
 use grape_vector_db::storage::MemoryStorage;
 use grape_vector_db::{
     Condition, Durability, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, SearchRequest,
 };
 use serde_json::json;
+use testkit::Rng;
 
 struct Counting;
 

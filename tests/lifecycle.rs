@@ -1,21 +1,21 @@
 //! The lifecycle: states and what every call does in each, graceful close under load, startup
 //! phases and timeout, hooks, warmup, health checks caused to fail, metrics, the memory budget.
 
-mod common;
+use grape_testkit as testkit;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::faulty::FaultyStorage;
-use common::Rng;
 use grape_vector_db::storage::{MemoryStorage, Storage};
 use grape_vector_db::{
     CheckStatus, Condition, DatabaseState, Durability, EmbeddedConfig, EmbeddedVectorDB, Error,
     Filter, Point, PointId, ScrollRequest, SearchRequest,
 };
 use serde_json::json;
+use testkit::faulty::FaultyStorage;
+use testkit::Rng;
 
 const DIM: usize = 8;
 

@@ -1,13 +1,13 @@
 //! No user input may panic: arbitrary requests, points and JSON get `Ok` or a typed `Error`.
 
-mod common;
+use grape_testkit as testkit;
 
-use common::Rng;
 use grape_vector_db::{
     Distance, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, Point, PointId, ScrollRequest,
     SearchRequest,
 };
 use serde_json::{json, Value};
+use testkit::Rng;
 
 /// Nasty floats: the ones that break naive code.
 fn weird_float(rng: &mut Rng) -> f32 {

@@ -1,16 +1,16 @@
 //! Property tests: random points, filters and queries, checked against a brute-force oracle
 //! written here independently of the engine (f64 distances, its own filter evaluation).
 
-mod common;
+use grape_testkit as testkit;
 
 use std::collections::BTreeMap;
 
-use common::Rng;
 use grape_vector_db::{
     Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, PointId, ScrollRequest,
     SearchRequest,
 };
 use serde_json::{json, Value};
+use testkit::Rng;
 
 const COLORS: [&str; 4] = ["red", "green", "blue", "cyan"];
 

@@ -1,5 +1,5 @@
 //! Power loss: every crash state of a workload (file data lost, kept, zeroed or torn; name
-//! changes persisted in order or in any subset: see `common::power_loss`) must open, hold what
+//! changes persisted in order or in any subset: see `testkit::power_loss`) must open, hold what
 //! was acknowledged, and take one more write that survives a reopen. With `Durability::Sync`,
 //! exactly the acknowledged writes, the call in flight all or nothing, over native files and
 //! over the OPFS layout; with `OnFlush`, a prefix of the calls reaching at least the last flush;
@@ -8,16 +8,16 @@
 //! 3,000 distinct states per explorer by default; `GRAPE_CRASH_STATES=N` checks up to N (a
 //! soak), `GRAPE_CRASH_SEED` picks another workload.
 
-mod common;
+use grape_testkit as testkit;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use common::power_loss::{CrashState, Disk, FsOp, Ordering, RecordingStorage};
-use common::workload::{self, contents, diff, Call, Contents, DIM};
-use common::Rng;
 use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, PooledStorage, Storage};
 use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, Point};
+use testkit::power_loss::{CrashState, Disk, FsOp, Ordering, RecordingStorage};
+use testkit::workload::{self, contents, diff, Call, Contents, DIM};
+use testkit::Rng;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -2,20 +2,20 @@
 //! a model of what was acknowledged. CI runs it for 2 seconds; `GRAPE_SOAK_SECS=3600 cargo test
 //! --release --test soak -- --nocapture` runs it for an hour.
 
-mod common;
+use grape_testkit as testkit;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Rng;
 use grape_vector_db::{
     Condition, Distance, Durability, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, Point,
     PointId, ScrollRequest, SearchRequest,
 };
 use parking_lot::RwLock;
 use serde_json::json;
+use testkit::Rng;
 
 const DIM: usize = 12;
 

@@ -4,14 +4,11 @@
 //! same data, so the script can print ratios.
 #![cfg(target_arch = "wasm32")]
 
-#[path = "wasm_common/mod.rs"]
-mod common;
-#[path = "common/mod.rs"]
-mod data;
+use grape_testkit as data;
 
 use std::sync::Arc;
 
-use common::*;
+use grape_testkit::js::*;
 use grape_vector_db::storage::OpfsStorage;
 use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, GrapeDB, Point};
 use js_sys::Reflect;
@@ -33,7 +30,7 @@ fn log(line: String) {
     web_sys::console::log_1(&format!("FIGURE {line}").into());
 }
 
-/// The same machine-readable line as `common::result` natively (which prints to stdout).
+/// The same machine-readable line as `grape_testkit::result` natively (which prints to stdout).
 fn result(name: &str, value: f64, unit: &str) {
     let line = format!(
         r#"RESULT {{"bench": "browser", "name": "{name}", "value": {value}, "unit": "{unit}", "where": "headless Chromium (wasm, OPFS)"}}"#

@@ -2,10 +2,7 @@
 //! export and import of a database as bytes. `cargo test --target wasm32-unknown-unknown`.
 #![cfg(target_arch = "wasm32")]
 
-#[path = "wasm_common/mod.rs"]
-mod common;
-
-use common::*;
+use grape_testkit::js::*;
 use grape_vector_db::GrapeDB;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;

@@ -3,10 +3,7 @@
 //! opens, the shared test vectors.
 #![cfg(target_arch = "wasm32")]
 
-#[path = "wasm_common/mod.rs"]
-mod common;
-
-use common::*;
+use grape_testkit::js::*;
 use grape_vector_db::GrapeDB;
 use js_sys::Reflect;
 use wasm_bindgen::JsValue;

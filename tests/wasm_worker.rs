@@ -3,13 +3,10 @@
 //! reuse the pool of OPFS files; one writer per database; the shared test vectors.
 #![cfg(target_arch = "wasm32")]
 
-#[path = "wasm_common/mod.rs"]
-mod common;
-
 use grape_vector_db::storage::OpenMode;
 use std::sync::Arc;
 
-use common::*;
+use grape_testkit::js::*;
 use grape_vector_db::storage::{OpfsStorage, Storage};
 use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, GrapeDB, Point};
 use js_sys::Reflect;

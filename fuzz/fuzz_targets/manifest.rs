@@ -1,8 +1,7 @@
-//! cargo-fuzz target: `decoders::manifest` (see tests/common/decoders.rs).
+//! cargo-fuzz target: `decoders::manifest` (see testkit/src/decoders.rs).
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../tests/common/decoders.rs"]
-mod decoders;
+use grape_testkit::decoders;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| decoders::manifest(data));

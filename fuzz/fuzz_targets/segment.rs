@@ -1,8 +1,7 @@
-//! cargo-fuzz target: `decoders::segment` (see tests/common/decoders.rs).
+//! cargo-fuzz target: `decoders::segment` (see testkit/src/decoders.rs).
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../tests/common/decoders.rs"]
-mod decoders;
+use grape_testkit::decoders;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| decoders::segment(data));

@@ -91,7 +91,7 @@ type SharedFile = Arc<RwLock<FileData>>;
 /// how the tests run the browser's logic.
 ///
 /// ```
-/// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, Storage};
+/// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, OpenMode, Storage};
 /// let store = MemoryChunkStore::default();
 /// let files = ChunkedStorage::open_in(&store)?;
 /// files.open("a", OpenMode::CreateIfMissing)?.write_at(0, b"hello")?;
@@ -289,7 +289,7 @@ impl ChunkedStorage {
     /// it, it keeps the previous commit and the changes stay pending for the next attempt.
     ///
     /// ```
-    /// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, Storage};
+    /// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, OpenMode, Storage};
     /// let store = MemoryChunkStore::default();
     /// let files = ChunkedStorage::open_in(&store)?;
     /// files.open("a", OpenMode::CreateIfMissing)?.write_at(0, b"x")?;
@@ -362,7 +362,7 @@ impl MemoryChunkStore {
     /// boundaries often).
     ///
     /// ```
-    /// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, Storage};
+    /// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, OpenMode, Storage};
     /// let store = MemoryChunkStore::with_chunk_bytes(3);
     /// let files = ChunkedStorage::open_in(&store)?;
     /// files.open("a", OpenMode::CreateIfMissing)?.write_at(0, b"1234567")?;
@@ -380,7 +380,7 @@ impl MemoryChunkStore {
     /// An independent copy of what the store holds (not of its pending failures).
     ///
     /// ```
-    /// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, Storage};
+    /// use grape_vector_db::storage::{ChunkedStorage, MemoryChunkStore, OpenMode, Storage};
     /// let store = MemoryChunkStore::default();
     /// let copy = store.fork();
     /// let files = ChunkedStorage::open_in(&copy)?;

@@ -17,7 +17,7 @@ type SharedFile = Arc<RwLock<Vec<u8>>>;
 /// open it again from the same `MemoryStorage`.
 ///
 /// ```
-/// use grape_vector_db::storage::{MemoryStorage, Storage};
+/// use grape_vector_db::storage::{MemoryStorage, OpenMode, Storage};
 /// let a = MemoryStorage::new();
 /// let b = a.clone();
 /// a.open("f", OpenMode::CreateIfMissing)?.write_at(0, b"x")?;
@@ -77,7 +77,7 @@ impl MemoryStorage {
     /// a full disk (`ErrorKind::StorageFull`), like a browser storage quota.
     ///
     /// ```
-    /// use grape_vector_db::storage::{MemoryStorage, Storage};
+    /// use grape_vector_db::storage::{MemoryStorage, OpenMode, Storage};
     /// let dir = MemoryStorage::with_quota(4);
     /// let f = dir.open("f", OpenMode::CreateIfMissing)?;
     /// f.write_at(0, b"abcd")?;

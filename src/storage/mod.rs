@@ -34,7 +34,7 @@ pub use pool::PooledStorage;
 /// One file, accessed at byte offsets.
 ///
 /// ```
-/// use grape_vector_db::storage::{MemoryStorage, Storage};
+/// use grape_vector_db::storage::{MemoryStorage, OpenMode, Storage};
 /// let dir = MemoryStorage::new();
 /// let f = dir.open("a", OpenMode::CreateIfMissing)?;
 /// f.write_at(0, b"hello")?;
@@ -120,7 +120,7 @@ pub trait Storage: Send + Sync {
 /// Space on the medium that holds a [`Storage`].
 ///
 /// ```
-/// use grape_vector_db::storage::{MemoryStorage, Storage, StorageSpace};
+/// use grape_vector_db::storage::{MemoryStorage, OpenMode, Storage, StorageSpace};
 /// let dir = MemoryStorage::with_quota(1000);
 /// dir.open("f", OpenMode::CreateIfMissing)?.write_at(0, &[0u8; 100])?;
 /// assert_eq!(dir.space()?, Some(StorageSpace { free: 900, total: 1000 }));

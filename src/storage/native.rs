@@ -15,7 +15,7 @@ const LOCK_FILE: &str = "LOCK";
 /// [`Storage::read_all`], so vectors are used in place.
 ///
 /// ```
-/// use grape_vector_db::storage::{FsStorage, Storage};
+/// use grape_vector_db::storage::{FsStorage, OpenMode, Storage};
 /// let dir = std::env::temp_dir().join(format!("grape-doc-fs-{}", std::process::id()));
 /// let fs = FsStorage::create(&dir)?;
 /// fs.open("a", OpenMode::CreateIfMissing)?.write_at(0, b"abc")?;

@@ -76,7 +76,7 @@ impl Layout {
 /// which is how the tests run the browser's logic under power loss and failed I/O.
 ///
 /// ```
-/// use grape_vector_db::storage::{MemoryStorage, PooledStorage, Storage};
+/// use grape_vector_db::storage::{MemoryStorage, OpenMode, PooledStorage, Storage};
 /// let backing = MemoryStorage::new();
 /// let pool = PooledStorage::open_in(&backing)?;
 /// pool.open("MANIFEST.tmp", OpenMode::CreateIfMissing)?.write_at(0, b"m")?;

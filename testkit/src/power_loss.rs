@@ -25,7 +25,7 @@ use std::sync::Arc;
 use grape_vector_db::storage::{Bytes, MemoryStorage, Storage, StorageFile, StorageSpace};
 use parking_lot::Mutex;
 
-use super::Rng;
+use crate::Rng;
 
 /// One recorded operation; files are named by inode so renames keep their identity.
 #[derive(Debug, Clone)]

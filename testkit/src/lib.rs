@@ -2,8 +2,10 @@
 //! for the real embedding set in `$GRAPE_DATA`, by default `../shared/data` (absent in users'
 //! clones: callers skip).
 //!
-//! Shared by `tests/`, `examples/` and `benches/` through `#[path]` so no logic is written twice.
-#![allow(dead_code)]
+//! The test kit of Grape Vector DB, shared by `tests/`, `examples/`, `benches/` and `fuzz/` so
+//! that no logic is written twice. Also: `decoders` (the fuzz entry points), `faulty` and
+//! `power_loss` (storages that fail or record their calls), `workload` (a seeded script of
+//! calls and its model), and `js` (in WebAssembly: driving the JS API from Rust).
 
 use std::path::PathBuf;
 
@@ -11,6 +13,9 @@ pub mod decoders;
 pub mod faulty;
 pub mod power_loss;
 pub mod workload;
+
+#[cfg(target_arch = "wasm32")]
+pub mod js;
 
 /// CRC-32C (Castagnoli), from a table built on first use: an implementation independent of the
 /// crate's, for tests that write checksummed bytes themselves.
@@ -326,7 +331,7 @@ pub fn read_matrix(path: &std::path::Path) -> Result<Matrix, String> {
 /// as the scripts set it), or `None` (with a note on stderr) when it is absent.
 pub fn wordnet_dir() -> Option<PathBuf> {
     let data = std::env::var_os("GRAPE_DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
         PathBuf::from,
     );
     let dir = data.join("wordnet-minilm");

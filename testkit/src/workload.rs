@@ -12,7 +12,7 @@ use grape_vector_db::{
 };
 use serde_json::{json, Value};
 
-use super::Rng;
+use crate::Rng;
 
 /// Every point of a database: id -> (vector, payload).
 pub type Contents = BTreeMap<PointId, (Vec<f32>, Payload)>;

@@ -45,7 +45,7 @@ pub fn ids(found: &JsValue) -> String {
 /// Runs `tests/vectors/shared.json` through the JS API: the same answers and error codes as
 /// the Rust API gives in `tests/shared_vectors.rs`.
 pub async fn shared_vectors(storage: &str) {
-    let v = js(include_str!("../vectors/shared.json"));
+    let v = js(include_str!("../../tests/vectors/shared.json"));
     let get = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).unwrap();
     let db = open(&format!(
         r#"{{"name": "shared-{storage}", "dimension": 3, "distance": "Euclid", "storage": "{storage}"}}"#
