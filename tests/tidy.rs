@@ -1,7 +1,8 @@
 //! Rules about the source that no compiler checks, in the manner of rust-analyzer's `tidy`:
 //! the engine stays free of I/O and platform code, comments promise nothing, FORMAT.md states the
-//! format versions the code writes, and Cargo.toml keeps the lints that make every `unsafe`
-//! explain itself.
+//! format versions the code writes, Cargo.toml keeps the lints that make every `unsafe` explain
+//! itself, every source file starts by saying its job, and shared test code comes from the test
+//! kit rather than `#[path]` includes.
 
 use std::path::{Path, PathBuf};
 
@@ -145,4 +146,46 @@ fn cargo_toml_keeps_the_lints() {
     ] {
         assert!(manifest.contains(lint), "Cargo.toml lost {lint}");
     }
+}
+
+#[test]
+fn every_source_file_says_its_job_first() {
+    // A newcomer opens a file and learns from its first line what it owns (ARCHITECTURE.md
+    // lists the same jobs); a file that cannot say it in a sentence mixes jobs.
+    let mut files = rust_files(&root().join("src"));
+    files.extend(rust_files(&root().join("testkit/src")));
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| !read(f).starts_with("//!"))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "these files do not start with a `//!` doc saying their job:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn shared_test_code_comes_from_the_test_kit() {
+    // `#[path]` includes compile the same code into every binary and hide what depends on
+    // what: tests, examples, benchmarks and fuzz targets share code through `grape-testkit`.
+    let mut found = Vec::new();
+    for dir in [
+        "src",
+        "tests",
+        "examples",
+        "benches",
+        "testkit",
+        "fuzz/fuzz_targets",
+    ] {
+        for file in rust_files(&root().join(dir)) {
+            for (n, line) in read(&file).lines().enumerate() {
+                if line.trim_start().starts_with("#[path") {
+                    found.push(format!("{}:{}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "#[path] includes:\n{}", found.join("\n"));
 }
