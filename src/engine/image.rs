@@ -1,15 +1,20 @@
 //! The checkpoint image: the engine's state as the persistence layer reads it from a segment
-//! ([`Image`], sections used in place) and writes it to one ([`ImageSource`]). The types live
-//! with the engine, which owns their meaning; `persist/segment.rs` owns the bytes, so the
-//! dependency runs one way: persistence depends on the engine, never the reverse.
+//! ([`Image`], sections used in place, turned into an engine by [`Engine::from_image`]) and
+//! writes it to one ([`ImageSource`], from [`Engine::export`]). The types live with the engine,
+//! which owns their meaning; `persist/segment.rs` owns the bytes, so the dependency runs one way:
+//! persistence depends on the engine, never the reverse.
 
+use super::arena::VectorArena;
+use super::hnsw::{Graph, GraphParts, NONE};
+use super::index::graph_params;
+use super::payloads::{PayloadStore, RawPayloads};
+use super::{Engine, EngineConfig, MAX_SLOTS};
 use crate::bytes::Bytes;
+use crate::error::{Error, Result};
 use crate::point::{Distance, PointId};
 
-use super::hnsw::{Graph, GraphParts};
-
 /// What a checkpoint holds, as the persistence layer read it: sections still in the (mapped)
-/// file, used in place by [`Engine::from_image`](super::Engine::from_image).
+/// file, used in place by [`Engine::from_image`].
 pub(crate) struct Image {
     pub rows: usize,
     pub last_seq: u64,
@@ -28,8 +33,8 @@ pub(crate) struct Image {
 /// One row to write: id, vector (`dim` floats) and payload JSON.
 pub(crate) type ImageRow<'a> = (PointId, &'a [f32], std::borrow::Cow<'a, [u8]>);
 
-/// What a checkpoint is to hold, from [`Engine::export`](super::Engine::export): the rows to
-/// write, in slot order of the new segment.
+/// What a checkpoint is to hold, from [`Engine::export`]: the rows to write, in slot order of
+/// the new segment.
 pub(crate) struct ImageSource<'a> {
     pub dim: usize,
     pub stride: usize,
@@ -38,4 +43,88 @@ pub(crate) struct ImageSource<'a> {
     pub rows: Vec<ImageRow<'a>>,
     /// The graph, numbered by row.
     pub graph: Option<Graph>,
+}
+
+impl Engine {
+    /// An engine over a checkpoint: its vectors used in place, its payloads parsed on first use.
+    /// The segment's rows are in id order, which makes building the id map linear.
+    pub fn from_image(config: EngineConfig, seg: Image) -> Result<Self> {
+        let mut engine = Engine::new(config);
+        let rows = seg.rows;
+        if rows > MAX_SLOTS {
+            return Err(Error::InvalidConfig(format!(
+                "the segment holds {rows} points, more than the {MAX_SLOTS} supported"
+            )));
+        }
+        // A `max_points` below `rows` (lowered since) keeps the points; it refuses new ones.
+        engine.ids = seg
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(slot, &id)| (id, slot as u32))
+            .collect();
+        if engine.ids.len() != rows {
+            return Err(Error::Corrupt {
+                file: "segment".to_owned(),
+                offset: 0,
+                detail: "the ids section repeats an id".to_owned(),
+            });
+        }
+        engine.slot_ids = seg.ids.into_iter().map(Some).collect();
+        engine.vectors = VectorArena::with_base(engine.config.dimension, seg.vectors, rows);
+        engine.payloads = PayloadStore::with_raw(
+            rows,
+            RawPayloads {
+                offsets: seg.payload_offsets,
+                data: seg.payload_data,
+            },
+        );
+        engine.graph = match (engine.config.hnsw, seg.graph) {
+            (None, _) => None,
+            (Some(h), Some(mut parts)) => {
+                parts.params.sketch_dim = graph_params(&h, &engine.config).sketch_dim;
+                Some(Graph::from_parts(parts))
+            }
+            (Some(h), None) => Some(Graph::new(graph_params(&h, &engine.config))),
+        };
+        // Segments of version 2 have no sketches: compute them once (the next checkpoint
+        // stores them).
+        if let Some(mut graph) = engine.graph.take() {
+            graph.complete_sketches(&engine.space());
+            engine.graph = Some(graph);
+        }
+        // A segment written without an index has all its rows unindexed: build the graph now.
+        engine.index_pending();
+        Ok(engine)
+    }
+
+    /// The live points in id order, as a new segment stores them, with the graph renumbered to
+    /// match. Callers index pending slots first; if some remain, the segment is written without
+    /// a graph (and the next open rebuilds it) rather than with an incomplete one.
+    pub fn export(&self, last_seq: u64) -> ImageSource<'_> {
+        debug_assert!(self.unindexed().is_empty(), "export before index_pending");
+        let complete = self.unindexed().is_empty();
+        let graph = self.graph.as_ref().filter(|_| complete).map(|g| {
+            let mut row_of = vec![NONE; self.slot_ids.len()];
+            for (row, &slot) in self.ids.values().enumerate() {
+                row_of[slot as usize] = row as u32;
+            }
+            g.remapped(&row_of, &self.space())
+        });
+        ImageSource {
+            graph,
+            dim: self.config.dimension,
+            stride: self.vectors.stride(),
+            distance: self.config.distance,
+            last_seq,
+            rows: self
+                .ids
+                .iter()
+                .map(|(&id, &slot)| {
+                    let slot = slot as usize;
+                    (id, self.vectors.get(slot), self.payloads.json(slot))
+                })
+                .collect(),
+        }
+    }
 }

@@ -1,0 +1,161 @@
+//! Indexing: the graph over the arena's vectors (as the [`Space`] it searches), built as points
+//! arrive or, during log replay, deferred to the next write or checkpoint; and warming up.
+
+use super::arena::ArenaView;
+use super::hnsw::{Graph, GraphParams, Space};
+use super::{sketch, Engine, EngineConfig};
+use crate::config::HnswConfig;
+use crate::distance::{self, closeness_key, Kernel, Kernel4};
+use crate::point::{Distance, Payload};
+use crate::search::SearchRequest;
+
+/// Nodes planned together (in parallel when a [`ParallelMap`](super::ParallelMap) allows): large enough to keep
+/// threads busy, small enough that nodes of one batch rarely need each other as neighbours
+/// (they are linked to each other anyway, see `Graph::commit`).
+const INSERT_BATCH: usize = 64;
+
+/// The engine's vectors as seen by the graph: closeness keys through the chosen kernel.
+pub(super) struct ArenaSpace<'a> {
+    vectors: ArenaView<'a>,
+    kernel: Kernel,
+    kernel4: Kernel4,
+    distance: Distance,
+}
+
+impl Space for ArenaSpace<'_> {
+    #[inline]
+    fn key_to(&self, query: &[f32], slot: u32) -> f32 {
+        closeness_key(
+            self.distance,
+            (self.kernel)(query, self.vectors.get(slot as usize)),
+        )
+    }
+
+    #[inline]
+    fn keys_to4(&self, query: &[f32], slots: [u32; 4]) -> [f32; 4] {
+        let raw = (self.kernel4)(query, slots.map(|s| self.vectors.get(s as usize)));
+        raw.map(|r| closeness_key(self.distance, r))
+    }
+
+    #[inline]
+    fn vector(&self, slot: u32) -> &[f32] {
+        self.vectors.get(slot as usize)
+    }
+
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        distance::prefetch(self.vectors.get(slot as usize));
+    }
+}
+
+/// The graph's parameters for an engine's configuration: sketches only where they pay off.
+pub(super) fn graph_params(h: &HnswConfig, config: &EngineConfig) -> GraphParams {
+    GraphParams {
+        m: h.m,
+        ef_construction: h.ef_construction,
+        sketch_dim: sketch::worth_it(config.distance, config.dimension).then_some(config.dimension),
+    }
+}
+
+impl Engine {
+    /// Live slots with their payloads, for building payload indexes.
+    pub(super) fn live_payloads(&self) -> impl Iterator<Item = (u32, &Payload)> + '_ {
+        self.slot_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| id.is_some())
+            .map(|(slot, _)| (slot as u32, self.payloads.get(slot)))
+    }
+
+    /// Makes the first queries as fast as the rest: indexes points still outside the graph,
+    /// builds the payload indexes, reads a word of every page of the vectors and of the graph
+    /// (faulting in mapped files) and runs a few searches through the upper layers. Returns a
+    /// checksum of what it read, so the reads cannot be optimised away.
+    pub fn warm_up(&mut self) -> u64 {
+        self.index_pending();
+        self.indexes.build_all(|| Box::new(self.live_payloads()));
+        const PAGE: usize = 4096;
+        let slots = self.slot_ids.len();
+        let rows_per_page = (PAGE / (self.vectors.stride() * 4)).max(1);
+        let mut sum = 0u64;
+        for slot in (0..slots).step_by(rows_per_page) {
+            sum = sum.wrapping_add(u64::from(self.vectors.get(slot)[0].to_bits()));
+        }
+        if let Some(graph) = &self.graph {
+            for &word in graph.links0().iter().step_by(PAGE / 4) {
+                sum = sum.wrapping_add(u64::from(word));
+            }
+        }
+        for k in 0..8 {
+            if let Some((_, vector)) = self.sample_live(k * 7919) {
+                let request = SearchRequest::new(vector, 10);
+                if let Ok(found) = self.search_batch(std::slice::from_ref(&request)) {
+                    sum = sum.wrapping_add(found[0].result.len() as u64);
+                }
+            }
+        }
+        std::hint::black_box(sum)
+    }
+
+    /// Turns deferred indexing on (log replay) or off; see the `defer_indexing` field.
+    pub fn set_deferred_indexing(&mut self, on: bool) {
+        self.defer_indexing = on;
+    }
+
+    /// Slots not yet in the graph: `graph.len()..slots`.
+    pub(super) fn unindexed(&self) -> std::ops::Range<usize> {
+        let indexed = self.graph.as_ref().map_or(self.slot_ids.len(), Graph::len);
+        indexed..self.slot_ids.len()
+    }
+
+    /// Inserts every unindexed slot into the graph.
+    pub fn index_pending(&mut self) {
+        self.index_pending_up_to(usize::MAX);
+    }
+
+    /// Inserts up to `max` unindexed slots into the graph, in batches whose plans may be
+    /// computed in parallel (the result does not depend on how they are scheduled or chunked);
+    /// returns how many remain.
+    pub fn index_pending_up_to(&mut self, max: usize) -> usize {
+        let pending = self.unindexed();
+        let remaining = pending.len().saturating_sub(max);
+        let pending = pending.start..pending.end - remaining;
+        let Some(graph) = self.graph.as_mut() else {
+            return 0;
+        };
+        let space = ArenaSpace {
+            vectors: self.vectors.view(),
+            kernel: self.kernel,
+            kernel4: self.kernel4,
+            distance: self.config.distance,
+        };
+        let slots: Vec<u32> = pending.map(|s| s as u32).collect();
+        let slot_ids = &self.slot_ids;
+        // Without tombstones every node is live: skip the per-candidate lookup.
+        let all_live = self.dead == 0;
+        let live = |s: u32| all_live || slot_ids[s as usize].is_some();
+        for batch in slots.chunks(INSERT_BATCH) {
+            let levels = graph.draw_levels(batch.len());
+            let plans = {
+                let graph = &*graph;
+                (self.parallel)(batch.len(), &|i| {
+                    graph.plan(batch[i], levels[i], &space, &live)
+                })
+            };
+            for (i, plan) in plans.into_iter().enumerate() {
+                graph.commit(batch[i], plan, &batch[..i], &space);
+            }
+        }
+        remaining
+    }
+
+    /// The engine's vectors as the graph sees them.
+    pub(super) fn space(&self) -> ArenaSpace<'_> {
+        ArenaSpace {
+            vectors: self.vectors.view(),
+            kernel: self.kernel,
+            kernel4: self.kernel4,
+            distance: self.config.distance,
+        }
+    }
+}

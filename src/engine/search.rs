@@ -1,0 +1,358 @@
+//! Search: each query takes the graph when it applies, else a payload index's candidates, else
+//! the exact scan, which the queries left over share in one pass over the arena.
+
+use super::hnsw::{Graph, Space};
+use super::payload_index::Candidates;
+use super::topk::{Candidate, TopK};
+use super::Engine;
+use crate::distance::{self, closeness_key, score_from_raw};
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::point::Distance;
+use crate::search::{Record, ScoredPoint, SearchRequest, SearchResponse};
+
+/// Filters matching less than this fraction of the points are searched by scanning: the graph
+/// would walk through many non-matching nodes for each match it admits.
+const SELECTIVE_FILTER: f64 = 0.03;
+
+/// Points sampled to estimate a filter's selectivity.
+const SELECTIVITY_SAMPLE: usize = 512;
+
+/// A validated query, ready for the scan.
+struct PreparedQuery<'a> {
+    vector: Vec<f32>,
+    filter: Option<&'a Filter>,
+    /// Candidates with a larger closeness key fail the score threshold.
+    max_key: f32,
+    /// `offset + limit`: how many candidates the top-k keeps.
+    keep: usize,
+}
+
+/// One query's answer before paging: the closest candidates, how many points were scored, and
+/// whether the search was exact.
+type Answer = (Vec<Candidate>, usize, bool);
+
+impl Engine {
+    /// Slots that may match `filter`, from the payload indexes, when an indexed `must`
+    /// condition narrows it down (the whole filter must still be checked on each).
+    pub(super) fn index_candidates(&self, filter: &Filter) -> Option<Candidates<'_>> {
+        self.indexes
+            .candidates(filter, || Box::new(self.live_payloads()))
+    }
+
+    pub(super) fn check_limit(&self, requested: usize) -> Result<()> {
+        if requested == 0 {
+            return Err(Error::InvalidArgument(
+                "limit must be at least 1".to_owned(),
+            ));
+        }
+        if requested > self.config.max_search_limit {
+            return Err(Error::LimitExceeded {
+                limit: "max_search_limit",
+                max: self.config.max_search_limit,
+                requested,
+            });
+        }
+        Ok(())
+    }
+
+    fn prepare<'a>(&self, req: &'a SearchRequest) -> Result<PreparedQuery<'a>> {
+        self.check_vector(&req.vector)?;
+        self.check_limit(req.limit.saturating_add(req.offset))?;
+        if req.params.hnsw_ef == Some(0) {
+            return Err(Error::InvalidArgument(
+                "params.hnsw_ef must be at least 1".to_owned(),
+            ));
+        }
+        let mut vector = req.vector.clone();
+        if self.config.distance == Distance::Cosine {
+            distance::normalize(&mut vector);
+        }
+        let max_key = match (req.score_threshold, self.config.distance) {
+            (None, _) => f32::INFINITY,
+            (Some(t), _) if t.is_nan() => {
+                return Err(Error::InvalidArgument("score_threshold is NaN".to_owned()))
+            }
+            (Some(t), Distance::Cosine | Distance::Dot) => -t,
+            // Scores are distances (>= 0): a negative threshold admits nothing.
+            (Some(t), Distance::Euclid) if t < 0.0 => f32::NEG_INFINITY,
+            (Some(t), Distance::Euclid) => t * t,
+            (Some(t), Distance::Manhattan) => t,
+        };
+        Ok(PreparedQuery {
+            vector,
+            filter: req.filter.as_ref(),
+            max_key,
+            keep: req.limit + req.offset,
+        })
+    }
+
+    /// Searches for several queries. Each uses the HNSW index when it applies (see
+    /// [`Engine::approximate`]); the others share one exact pass over the arena.
+    pub fn search_batch(&self, reqs: &[SearchRequest]) -> Result<Vec<SearchResponse>> {
+        let queries = reqs
+            .iter()
+            .map(|r| self.prepare(r))
+            .collect::<Result<Vec<_>>>()?;
+        let mut answers: Vec<Option<Answer>> = queries
+            .iter()
+            .zip(reqs)
+            .map(|(q, r)| self.indexed_answer(q, r))
+            .collect();
+        self.scan_unanswered(&queries, &mut answers);
+        Ok(reqs
+            .iter()
+            .zip(answers)
+            .map(|(req, answer)| self.response(req, answer.expect("every query was answered")))
+            .collect())
+    }
+
+    /// A query's answer from an index: the graph when it applies, else the candidates of an
+    /// indexed filter. `None` leaves the query to the shared exact scan.
+    fn indexed_answer(&self, q: &PreparedQuery, req: &SearchRequest) -> Option<Answer> {
+        let candidates = q.filter.and_then(|f| self.index_candidates(f));
+        match self.approximate(q, req, candidates.as_ref()) {
+            Some((found, scored)) => Some((found, scored, false)),
+            // An indexed filter: score its candidates only.
+            None => candidates.map(|c| {
+                let (found, scored) = self.scan_slots(q, &c.slots());
+                (found, scored, true)
+            }),
+        }
+    }
+
+    /// Answers the queries no index answered, all in one exact pass over the arena.
+    fn scan_unanswered(&self, queries: &[PreparedQuery], answers: &mut [Option<Answer>]) {
+        let exact: Vec<usize> = (0..answers.len())
+            .filter(|&i| answers[i].is_none())
+            .collect();
+        if !exact.is_empty() {
+            let subset: Vec<&PreparedQuery> = exact.iter().map(|&i| &queries[i]).collect();
+            for (i, (found, scored)) in exact.into_iter().zip(self.scan(&subset)) {
+                answers[i] = Some((found, scored, true));
+            }
+        }
+    }
+
+    /// The page of an answer that `req` asks for, as scored points.
+    fn response(&self, req: &SearchRequest, (found, scored, exact): Answer) -> SearchResponse {
+        SearchResponse {
+            result: found
+                .into_iter()
+                .skip(req.offset)
+                .map(|c| self.scored_point(c, req))
+                .collect(),
+            exact,
+            scored,
+        }
+    }
+
+    /// Exact search of one query over the given slots (a payload index's candidates).
+    fn scan_slots(&self, q: &PreparedQuery, slots: &[u32]) -> (Vec<Candidate>, usize) {
+        let mut top = TopK::new(q.keep);
+        let mut scored = 0;
+        let space = self.space();
+        for &slot in slots {
+            let Some(id) = self.slot_ids[slot as usize] else {
+                continue;
+            };
+            if q.filter
+                .is_some_and(|f| !f.matches(id, self.payloads.get(slot as usize)))
+            {
+                continue;
+            }
+            scored += 1;
+            let key = space.key_to(&q.vector, slot);
+            if key <= q.max_key && top.admits(key) {
+                top.push(Candidate { key, slot });
+            }
+        }
+        (top.into_sorted(), scored)
+    }
+
+    /// Exact search for several queries in one pass over the arena: each stored vector is read
+    /// from memory once and compared with every query while it is in cache, so a batch costs
+    /// little more than a single query.
+    fn scan(&self, queries: &[&PreparedQuery]) -> Vec<(Vec<Candidate>, usize)> {
+        let mut tops: Vec<TopK> = queries.iter().map(|q| TopK::new(q.keep)).collect();
+        let mut scored = vec![0usize; queries.len()];
+        let distance = self.config.distance;
+        let vectors = self.vectors.view();
+        for (slot, id) in self.slot_ids.iter().enumerate() {
+            let Some(id) = *id else { continue };
+            let v = vectors.get(slot);
+            for ((q, top), scored) in queries.iter().zip(&mut tops).zip(&mut scored) {
+                if q.filter
+                    .is_some_and(|f| !f.matches(id, self.payloads.get(slot)))
+                {
+                    continue;
+                }
+                *scored += 1;
+                let key = closeness_key(distance, (self.kernel)(&q.vector, v));
+                if key <= q.max_key && top.admits(key) {
+                    top.push(Candidate {
+                        key,
+                        slot: slot as u32,
+                    });
+                }
+            }
+        }
+        tops.into_iter()
+            .map(TopK::into_sorted)
+            .zip(scored)
+            .collect()
+    }
+
+    /// Graph search, when it applies: the index exists, the collection is past the full-scan
+    /// threshold, the request does not ask for `exact`, and a filter (if any) is not so
+    /// selective that scanning its matches is cheaper. `None` sends the query to the exact
+    /// scan, which also happens when the graph finds fewer than `limit + offset` admissible
+    /// points: a result is never cut short because the filter or deletions starved the beam.
+    fn approximate(
+        &self,
+        q: &PreparedQuery,
+        req: &SearchRequest,
+        candidates: Option<&Candidates>,
+    ) -> Option<(Vec<Candidate>, usize)> {
+        let (graph, ef) = self.graph_for(q, req, candidates)?;
+        let admit = self.admission(q, candidates);
+        let (mut found, mut scored) = if q.filter.is_none() && self.dead == 0 {
+            // Every node is admissible: skip the per-candidate check (a cache miss each).
+            graph.search(&q.vector, ef, &self.space(), &|_| true)
+        } else {
+            graph.search(&q.vector, ef, &self.space(), &admit)
+        };
+        scored += self.score_unindexed(q, &admit, &mut found);
+        if found.len() < q.keep {
+            return None;
+        }
+        let kept = found
+            .into_iter()
+            .filter(|c| c.key <= q.max_key)
+            .take(q.keep)
+            .collect();
+        Some((kept, scored))
+    }
+
+    /// The graph to search for `q` and the beam width, when the graph applies (see
+    /// [`Engine::approximate`]).
+    fn graph_for(
+        &self,
+        q: &PreparedQuery,
+        req: &SearchRequest,
+        candidates: Option<&Candidates>,
+    ) -> Option<(&Graph, usize)> {
+        let (graph, hnsw) = (self.graph.as_ref()?, self.config.hnsw.as_ref()?);
+        if req.params.exact || self.len() < hnsw.full_scan_threshold {
+            return None;
+        }
+        let selectivity = |f: &Filter| match candidates {
+            // An upper bound: candidates may fail the rest of the filter.
+            Some(c) => c.len() as f64 / self.len().max(1) as f64,
+            None => self.estimate_selectivity(f),
+        };
+        if q.filter.is_some_and(|f| selectivity(f) < SELECTIVE_FILTER) {
+            return None;
+        }
+        Some((graph, req.params.hnsw_ef.unwrap_or(hnsw.ef).max(q.keep)))
+    }
+
+    /// Whether a slot may enter `q`'s result: it is live and passes the filter.
+    fn admission<'a>(
+        &'a self,
+        q: &'a PreparedQuery<'a>,
+        candidates: Option<&Candidates>,
+    ) -> impl Fn(u32) -> bool + 'a {
+        // With a payload index, a bitset of its candidates rejects most non-matching nodes
+        // before their payloads are looked at.
+        let bits = candidates.map(|c| c.bitset(self.slot_ids.len()));
+        let exact = candidates.is_some_and(|c| c.exact);
+        move |slot: u32| {
+            if bits
+                .as_ref()
+                .is_some_and(|b| b[slot as usize / 64] & (1 << (slot % 64)) == 0)
+            {
+                return false;
+            }
+            match self.slot_ids[slot as usize] {
+                // An exact candidate set answers the filter without reading the payload.
+                Some(_) if exact => true,
+                Some(id) => q
+                    .filter
+                    .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize))),
+                None => false,
+            }
+        }
+    }
+
+    /// Adds the admissible slots past the graph (see `defer_indexing`) to `found`, scored
+    /// exactly, keeping it sorted; returns how many it scored.
+    fn score_unindexed(
+        &self,
+        q: &PreparedQuery,
+        admit: &impl Fn(u32) -> bool,
+        found: &mut Vec<Candidate>,
+    ) -> usize {
+        let tail = self.unindexed();
+        let mut scored = 0;
+        if !tail.is_empty() {
+            let space = self.space();
+            for slot in tail.map(|s| s as u32).filter(|&s| admit(s)) {
+                scored += 1;
+                found.push(Candidate {
+                    key: space.key_to(&q.vector, slot),
+                    slot,
+                });
+            }
+            found.sort_unstable();
+        }
+        scored
+    }
+
+    /// The fraction of live points matching `filter`, estimated from a sample of slots spread
+    /// by a multiplicative hash (an even stride would alias with periodic payloads, such as a
+    /// field derived from the insertion order).
+    fn estimate_selectivity(&self, filter: &Filter) -> f64 {
+        let slots = self.slot_ids.len() as u64;
+        if slots == 0 {
+            return 0.0;
+        }
+        let (mut seen, mut matched) = (0usize, 0usize);
+        for i in 0..SELECTIVITY_SAMPLE.min(slots as usize) as u64 {
+            let slot = if slots as usize <= SELECTIVITY_SAMPLE {
+                i
+            } else {
+                (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16) % slots
+            } as usize;
+            if let Some(id) = self.slot_ids[slot] {
+                seen += 1;
+                matched += usize::from(filter.matches(id, self.payloads.get(slot)));
+            }
+        }
+        if seen == 0 {
+            0.0
+        } else {
+            matched as f64 / seen as f64
+        }
+    }
+
+    fn scored_point(&self, c: Candidate, req: &SearchRequest) -> ScoredPoint {
+        let distance = self.config.distance;
+        let raw = if distance.higher_is_better() {
+            -c.key
+        } else {
+            c.key
+        };
+        let Record {
+            id,
+            payload,
+            vector,
+        } = self.record(c.slot as usize, req.with_payload, req.with_vector);
+        ScoredPoint {
+            id,
+            score: score_from_raw(distance, raw),
+            payload,
+            vector,
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Writes: validation, upserts, payload updates and deletes (which leave tombstones for
+//! `compact.rs` to squeeze out).
+
+use super::{payloads, Engine, MAX_SLOTS};
+use crate::distance;
+use crate::error::{Error, Result};
+use crate::point::{Distance, Payload, Point, PointId};
+
+/// How many points an upsert inserted and how many it replaced.
+///
+/// ```
+/// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+/// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build()?)?;
+/// db.upsert(vec![Point::new(1, vec![1.0])])?;
+/// let s = db.upsert(vec![Point::new(1, vec![2.0]), Point::new(2, vec![1.0])])?;
+/// assert_eq!((s.inserted, s.updated), (1, 1));
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct UpsertSummary {
+    /// Points whose id was new.
+    pub inserted: usize,
+    /// Points that replaced one with the same id.
+    pub updated: usize,
+}
+
+impl Engine {
+    /// Checks a vector against the database's dimension and distance.
+    pub(super) fn check_vector(&self, v: &[f32]) -> Result<()> {
+        if v.len() != self.config.dimension {
+            return Err(Error::DimensionMismatch {
+                expected: self.config.dimension,
+                found: v.len(),
+            });
+        }
+        if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(Error::NonFiniteComponent { index, value });
+        }
+        if self.config.distance == Distance::Cosine {
+            let norm2 = (self.kernel)(v, v);
+            // Squares of tiny components underflow to zero, and huge ones overflow: either way
+            // the vector cannot be normalised in f32.
+            if !(norm2 > 0.0 && norm2.is_finite()) {
+                return Err(Error::ZeroVector);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a batch for [`Engine::apply_upsert`]: every vector, and the `max_points` limit.
+    pub fn validate_upsert(&self, points: &[Point]) -> Result<()> {
+        let max = self
+            .config
+            .max_points
+            .map_or(MAX_SLOTS, |m| m.min(MAX_SLOTS));
+        self.validate_upsert_within(points, max)
+    }
+
+    /// Checks a logged upsert before it is replayed: its points were acknowledged, so a
+    /// `max_points` lowered since does not refuse them (new writes are refused while over it);
+    /// only what the engine cannot hold at all does.
+    pub fn validate_logged_upsert(&self, points: &[Point]) -> Result<()> {
+        self.validate_upsert_within(points, MAX_SLOTS)
+    }
+
+    fn validate_upsert_within(&self, points: &[Point], max: usize) -> Result<()> {
+        for p in points {
+            self.check_vector(&p.vector)?;
+        }
+        let mut new_ids: Vec<PointId> = points
+            .iter()
+            .map(|p| p.id)
+            .filter(|id| !self.ids.contains_key(id))
+            .collect();
+        new_ids.sort_unstable();
+        new_ids.dedup();
+        let live_after = self.len() + new_ids.len();
+        // Replacements are allowed even over the limit (it may have been lowered since the
+        // points were written). Replacing a point of a mapped segment takes a new slot, so
+        // count every point against the slots.
+        let over = !new_ids.is_empty() && live_after > max;
+        if over || self.slot_ids.len().saturating_add(points.len()) > MAX_SLOTS {
+            return Err(Error::LimitExceeded {
+                limit: "max_points",
+                max,
+                requested: live_after,
+            });
+        }
+        Ok(())
+    }
+
+    /// Inserts new points and replaces existing ones; the batch must have passed
+    /// [`Engine::validate_upsert`].
+    pub fn apply_upsert(&mut self, points: Vec<Point>) -> UpsertSummary {
+        if !self.defer_indexing {
+            self.index_pending();
+        }
+        self.vectors.reserve(points.len());
+        let mut summary = UpsertSummary::default();
+        for point in points {
+            if self.write_point(point) {
+                summary.updated += 1;
+            } else {
+                summary.inserted += 1;
+            }
+        }
+        if !self.defer_indexing {
+            self.index_pending();
+        }
+        self.maybe_compact();
+        summary
+    }
+
+    /// Stores one point of an upsert, in its slot or a new one; returns whether it replaced a
+    /// point with the same id.
+    fn write_point(&mut self, point: Point) -> bool {
+        let Point {
+            id,
+            vector,
+            payload,
+        } = point;
+        let existing = self.ids.get(&id).map(|&s| s as usize);
+        // With an index, a changed vector would leave its node's links stale: it moves to
+        // a new slot instead, like a vector of the read-only mapped segment.
+        let in_place = existing.filter(|&s| self.vectors.is_writable(s) && self.graph.is_none());
+        let slot = match in_place {
+            Some(slot) => {
+                self.vectors.get_mut(slot).copy_from_slice(&vector);
+                self.indexes.mark_stale();
+                self.indexes.add(slot as u32, &payload);
+                self.payloads.set(slot, payload);
+                slot
+            }
+            _ => {
+                // New, or in the read-only mapped base: the old slot (if any) becomes a
+                // tombstone and the point moves to a new slot.
+                if let Some(old) = existing {
+                    self.tombstone(old);
+                }
+                let slot = self.vectors.push(&vector);
+                self.slot_ids.push(Some(id));
+                self.indexes.add(slot as u32, &payload);
+                self.payloads.push(payload);
+                self.ids.insert(id, slot as u32);
+                slot
+            }
+        };
+        if self.config.distance == Distance::Cosine {
+            let normalised = distance::normalize(self.vectors.get_mut(slot));
+            debug_assert!(normalised, "check_vector refuses unnormalisable vectors");
+        }
+        existing.is_some()
+    }
+
+    /// Validates, then applies, a batch: all or nothing.
+    #[cfg(test)]
+    pub fn upsert(&mut self, points: Vec<Point>) -> Result<UpsertSummary> {
+        self.validate_upsert(&points)?;
+        Ok(self.apply_upsert(points))
+    }
+
+    /// Fails with [`Error::UnknownId`] naming the first id that is not stored.
+    pub fn check_known(&self, ids: &[PointId]) -> Result<()> {
+        match ids.iter().find(|id| !self.ids.contains_key(id)) {
+            Some(id) => Err(Error::UnknownId(id.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Merges `payload` into the payloads of the given points (keys in `payload` overwrite);
+    /// ids not stored are skipped (callers check with [`Engine::check_known`] first).
+    pub fn apply_set_payload(&mut self, ids: &[PointId], payload: &Payload) {
+        for id in ids {
+            if let Some(&slot) = self.ids.get(id) {
+                let target = self.payloads.get_mut(slot as usize);
+                for (k, v) in payload {
+                    target.insert(k.clone(), v.clone());
+                }
+                self.indexes.mark_stale();
+                self.indexes.add(slot, self.payloads.get(slot as usize));
+            }
+        }
+    }
+
+    fn tombstone(&mut self, slot: usize) {
+        if let Some(id) = self.slot_ids[slot].take() {
+            self.ids.remove(&id);
+            self.payloads.set(slot, Payload::new());
+            self.dead += 1;
+        }
+    }
+
+    /// Deletes the points with these ids; returns how many existed.
+    pub fn delete(&mut self, ids: &[PointId]) -> usize {
+        let before = self.len();
+        for id in ids {
+            if let Some(&slot) = self.ids.get(id) {
+                self.tombstone(slot as usize);
+            }
+        }
+        self.maybe_compact();
+        before - self.len()
+    }
+
+    /// Bytes an upsert of `points` would add to [`Engine::memory`]: each point takes a new slot
+    /// (replacements too), its vector row, a node of the graph, id entries and its payload.
+    pub fn bytes_for_upsert(&self, points: &[Point]) -> usize {
+        let graph_node = self.config.hnsw.as_ref().map_or(0, |h| {
+            // A level-0 list (count + 2m slots), its level byte, and on average a 1/m share of
+            // an upper-layer list (count + m slots).
+            (1 + 2 * h.m) * 4 + 1 + (1 + h.m) * 4 / h.m.max(1)
+        });
+        let per_point = self.vectors.stride() * 4
+            + graph_node
+            + std::mem::size_of::<(PointId, u32)>()
+            + std::mem::size_of::<usize>()
+            + std::mem::size_of::<Option<PointId>>()
+            + std::mem::size_of::<std::sync::OnceLock<Payload>>();
+        points
+            .iter()
+            .map(|p| per_point + payloads::heap_bytes(&p.payload))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tests::{engine, p};
+    use serde_json::json;
+
+    #[test]
+    fn replacing_a_point_keeps_its_slot_and_updates_everything() {
+        let mut e = engine(Distance::Dot);
+        e.upsert(vec![p(1, [1.0, 0.0], json!({"a": 1}))]).unwrap();
+        let s = e.upsert(vec![p(1, [0.0, 2.0], json!({"b": 2}))]).unwrap();
+        assert_eq!(
+            s,
+            UpsertSummary {
+                inserted: 0,
+                updated: 1
+            }
+        );
+        assert_eq!(e.len(), 1);
+        let r = &e.get(&[PointId::Num(1)], true, true)[0];
+        assert_eq!(r.vector.as_deref(), Some(&[0.0, 2.0][..]));
+        assert_eq!(
+            r.payload.as_ref().unwrap(),
+            json!({"b": 2}).as_object().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_bad_point_rejects_the_whole_batch() {
+        let mut e = engine(Distance::Cosine);
+        let err = e
+            .upsert(vec![
+                p(1, [1.0, 0.0], json!({})),
+                p(2, [0.0, 0.0], json!({})),
+            ])
+            .unwrap_err();
+        assert_eq!(err, Error::ZeroVector);
+        assert_eq!(e.len(), 0);
+    }
+}
