@@ -507,3 +507,34 @@ pub enum LogRecovery {
     /// [`OpenReport::wal_damaged_at`](crate::OpenReport::wal_damaged_at) says where.
     Salvage,
 }
+
+/// What the engine holds and how it may grow: the engine's part of an [`EmbeddedConfig`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EngineConfig {
+    pub dimension: usize,
+    pub distance: Distance,
+    pub max_points: Option<usize>,
+    pub max_search_limit: usize,
+    /// The HNSW index, or `None` for exact search only.
+    pub hnsw: Option<HnswConfig>,
+    /// Payload keys with a value -> slots index.
+    pub payload_indexes: Vec<KeyPath>,
+}
+
+impl EmbeddedConfig {
+    /// The engine's part of the configuration.
+    pub(crate) fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            dimension: self.dimension,
+            distance: self.distance,
+            max_points: self.max_points,
+            max_search_limit: self.max_search_limit,
+            hnsw: self.hnsw,
+            payload_indexes: self
+                .payload_indexes
+                .iter()
+                .filter_map(|k| k.parse().ok())
+                .collect(),
+        }
+    }
+}

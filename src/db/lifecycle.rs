@@ -4,7 +4,6 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::open::engine_config;
 use super::EmbeddedVectorDB;
 use crate::clock::Instant;
 use crate::engine::Engine;
@@ -115,7 +114,7 @@ impl EmbeddedVectorDB {
         report.hooks = phase.elapsed();
         // Release the lock (dropping the files) and the memory (mapped files included).
         *files = None;
-        *self.inner.engine.write() = Engine::new(engine_config(&self.inner.config));
+        *self.inner.engine.write() = Engine::new(self.inner.config.engine_config());
         report.total = start.elapsed();
         life.closed(report.clone());
         Ok(report)

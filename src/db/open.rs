@@ -8,7 +8,7 @@ use parking_lot::{Mutex, RwLock};
 use super::threads::{build_threads, parallel_map};
 use super::{EmbeddedVectorDB, Inner};
 use crate::config::EmbeddedConfig;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::health::HealthChecker;
 use crate::lifecycle::{DatabaseState, LifecycleManager, StartupClock};
@@ -85,7 +85,7 @@ impl EmbeddedVectorDB {
             Some(storage) => {
                 let (files, engine, report) = DatabaseFiles::open(
                     storage,
-                    engine_config(&config),
+                    config.engine_config(),
                     file_options(&config, &io),
                     &mut clock,
                 )?;
@@ -93,7 +93,7 @@ impl EmbeddedVectorDB {
             }
             None => (
                 None,
-                Engine::new(engine_config(&config)),
+                Engine::new(config.engine_config()),
                 OpenReport::default(),
             ),
         };
@@ -125,22 +125,6 @@ impl EmbeddedVectorDB {
         db.spawn_background();
         db.inner.life.set_state(DatabaseState::Ready);
         Ok(db)
-    }
-}
-
-/// The engine's part of the configuration.
-pub(super) fn engine_config(config: &EmbeddedConfig) -> EngineConfig {
-    EngineConfig {
-        dimension: config.dimension,
-        distance: config.distance,
-        max_points: config.max_points,
-        max_search_limit: config.max_search_limit,
-        hnsw: config.hnsw,
-        payload_indexes: config
-            .payload_indexes
-            .iter()
-            .filter_map(|k| k.parse().ok())
-            .collect(),
     }
 }
 

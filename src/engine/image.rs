@@ -8,8 +8,9 @@ use super::arena::VectorArena;
 use super::hnsw::{Graph, GraphParts, NONE};
 use super::index::graph_params;
 use super::payloads::{PayloadStore, RawPayloads};
-use super::{Engine, EngineConfig, MAX_SLOTS};
+use super::{Engine, MAX_SLOTS};
 use crate::bytes::Bytes;
+use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::point::{Distance, PointId};
 

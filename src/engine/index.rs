@@ -3,7 +3,8 @@
 
 use super::arena::ArenaView;
 use super::hnsw::{Graph, GraphParams, Space};
-use super::{sketch, Engine, EngineConfig};
+use super::{sketch, Engine};
+use crate::config::EngineConfig;
 use crate::config::HnswConfig;
 use crate::distance::{self, closeness_key, Kernel, Kernel4};
 use crate::point::{Distance, Payload};

@@ -13,7 +13,8 @@
 //!
 //! ## Files
 //! [`Engine`] is one struct; its methods are grouped by job, one `impl Engine` block a file:
-//! - `mod.rs`: the struct, [`EngineConfig`], construction and sizes.
+//! - `mod.rs`: the struct, construction and sizes (its configuration, `EngineConfig`, lives
+//!   with the others in `config.rs`).
 //! - `write.rs`: validation and writes: upserts, payload updates, deletes.
 //! - `read.rs`: points by id, counts, scrolling and filter matches.
 //! - `search.rs`: the search paths: the graph, a payload index's candidates, the exact scan.
@@ -40,10 +41,9 @@ mod write;
 
 use std::collections::BTreeMap;
 
-use crate::config::HnswConfig;
+use crate::config::EngineConfig;
 use crate::distance::{self, Kernel, Kernel4};
-use crate::filter::KeyPath;
-use crate::point::{Distance, PointId};
+use crate::point::PointId;
 pub(crate) use arena::stride_for;
 use arena::VectorArena;
 use hnsw::{Graph, InsertPlan};
@@ -59,19 +59,6 @@ pub(crate) type ParallelMap =
 /// Largest number of slots: slots are `u32` in the top-k heap and in the graph.
 /// One below `u32::MAX` so the bound is a real check on 32-bit targets too.
 const MAX_SLOTS: usize = (u32::MAX - 1) as usize;
-
-/// What an engine holds and how it may grow.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct EngineConfig {
-    pub dimension: usize,
-    pub distance: Distance,
-    pub max_points: Option<usize>,
-    pub max_search_limit: usize,
-    /// The HNSW index, or `None` for exact search only.
-    pub hnsw: Option<HnswConfig>,
-    /// Payload keys with a value -> slots index.
-    pub payload_indexes: Vec<KeyPath>,
-}
 
 pub(crate) struct Engine {
     config: EngineConfig,
@@ -143,7 +130,7 @@ impl Engine {
 mod tests {
     //! Helpers for the tests of every file of the engine.
     use super::*;
-    use crate::point::Point;
+    use crate::point::{Distance, Point};
     use serde_json::Value;
 
     /// An engine of two-dimensional vectors, without a graph.

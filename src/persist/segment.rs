@@ -470,7 +470,8 @@ pub(crate) fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Engine, EngineConfig};
+    use crate::config::EngineConfig;
+    use crate::engine::Engine;
     use crate::storage::MemoryStorage;
     use crate::{HnswConfig, Point, PointId, SearchRequest};
 
