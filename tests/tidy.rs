@@ -189,3 +189,42 @@ fn shared_test_code_comes_from_the_test_kit() {
     }
     assert!(found.is_empty(), "#[path] includes:\n{}", found.join("\n"));
 }
+
+#[test]
+fn performance_md_states_the_tuning_constants_the_code_uses() {
+    // Tuning numbers live in one table (PERFORMANCE.md), not repeated in prose where they
+    // drift: each row must be a `const` of that value in that file.
+    let text = read(&root().join("PERFORMANCE.md"));
+    let section = text
+        .split("## Tuning constants")
+        .nth(1)
+        .expect("PERFORMANCE.md has a Tuning constants section");
+    let mut rows = 0;
+    let mut wrong = Vec::new();
+    for line in section.lines().take_while(|l| !l.starts_with("## ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [_, name, value, file, ..] = cells[..] else {
+            continue;
+        };
+        let unquote = |c: &str| c.strip_prefix('`')?.strip_suffix('`').map(str::to_owned);
+        let (Some(name), Some(value), Some(file)) = (unquote(name), unquote(value), unquote(file))
+        else {
+            continue; // the header and its rule
+        };
+        rows += 1;
+        let code = read(&root().join(&file));
+        let declared = code.lines().any(|l| {
+            let l = l.trim_start();
+            let l = l.strip_prefix("pub(crate) ").unwrap_or(l);
+            l.starts_with(&format!("const {name}:")) && l.ends_with(&format!("= {value};"))
+        });
+        if !declared {
+            wrong.push(format!("{name} = {value} is not declared in {file}"));
+        }
+    }
+    assert!(
+        rows >= 10,
+        "only {rows} rows found: is the table still a table?"
+    );
+    assert!(wrong.is_empty(), "PERFORMANCE.md:\n{}", wrong.join("\n"));
+}
