@@ -103,7 +103,7 @@ impl Engine {
         self.defer_indexing = on;
     }
 
-    /// Slots not yet in the graph: `graph.len()..slots`.
+    /// Slots past the end of the graph, waiting to be indexed: `graph.len()..slots`.
     pub(super) fn unindexed(&self) -> std::ops::Range<usize> {
         let indexed = self.graph.as_ref().map_or(self.slot_ids.len(), Graph::len);
         indexed..self.slot_ids.len()
