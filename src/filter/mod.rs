@@ -1,0 +1,384 @@
+//! Payload filters in Qdrant's JSON shape, and their evaluation against one point.
+//!
+//! A [`Filter`] combines [`Condition`]s with `must` (all), `should` (at least one), `must_not`
+//! (none) and `min_should` (at least `min_count`). Parsing happens once, when the request is
+//! deserialised: key paths are split, types are checked and every mistake is reported with where it
+//! is (`must[1].match: ...`), so evaluation during a scan is a cheap walk with no allocation.
+//!
+//! ```
+//! use grape_vector_db::{Filter, Payload, PointId};
+//! use serde_json::json;
+//!
+//! let filter: Filter = serde_json::from_value(json!({
+//!     "must": [
+//!         {"key": "city", "match": {"any": ["Lyon", "Paris"]}},
+//!         {"key": "price", "range": {"gte": 10, "lt": 100}}
+//!     ],
+//!     "must_not": [{"key": "tags[].name", "match": {"value": "sold"}}]
+//! }))?;
+//! let payload: Payload = serde_json::from_value(json!(
+//!     {"city": "Lyon", "price": 42, "tags": [{"name": "new"}]}
+//! ))?;
+//! assert!(filter.matches(PointId::Num(1), &payload));
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+//!
+//! ## Key paths
+//! `a.b` descends into objects; `a[]` steps into every element of the array `a`; `a[2]` into one
+//! element. When the value a path reaches is itself an array, its elements are the values a
+//! `match`, `range` or `text` condition tests, so `{"key": "tags", "match": {"value": "x"}}`
+//! matches `{"tags": ["x", "y"]}`.
+//!
+//! ## Semantics of each condition
+//! - `match.value` / `match.any`: at least one value equals (one of) the given keyword, integer or
+//!   bool. `match.except`: the field is missing or empty, or at least one value is outside the list.
+//! - `match.text`: every word of the query (lower-cased, split on non-alphanumerics) occurs among
+//!   the words of one string value.
+//! - `range`: at least one numeric value lies within all the given bounds.
+//! - `values_count`: the number of non-null values is within the bounds.
+//! - `is_empty`: the field is missing, null, or an empty array. `is_null`: the field is null.
+//! - `has_id`: the point's id is one of those given.
+//! - `nested`: at least one element of the array at `key` satisfies the whole inner filter.
+//!
+//! ## Files
+//! - `mod.rs`: the public types and the constructors that build filters in code.
+//! - `key_path.rs`: [`KeyPath`], parsed from `a.b[].c`, and the walk to the values it reaches.
+//! - `eval.rs`: evaluation of a filter against one point's id and payload.
+//! - `json.rs`: Qdrant's JSON: parsing with errors that say where, writing, and the serde impls.
+
+mod eval;
+mod json;
+mod key_path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::point::PointId;
+use key_path::literal_key;
+pub use key_path::KeyPath;
+
+/// A boolean combination of conditions; the empty filter matches every point.
+///
+/// ```
+/// use grape_vector_db::{Condition, Filter};
+/// let f = Filter::must([Condition::match_value("color", "red")]);
+/// assert_eq!(serde_json::to_value(&f).unwrap()["must"][0]["match"]["value"], "red");
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Filter {
+    /// All of these must hold.
+    pub must: Vec<Condition>,
+    /// At least one of these must hold (when not empty).
+    pub should: Vec<Condition>,
+    /// None of these may hold.
+    pub must_not: Vec<Condition>,
+    /// At least `min_count` of its conditions must hold.
+    pub min_should: Option<MinShould>,
+}
+
+/// `min_should`: at least `min_count` of `conditions` must hold.
+///
+/// ```
+/// use grape_vector_db::{Condition, Filter, MinShould};
+/// let f = Filter {
+///     min_should: Some(MinShould { conditions: vec![Condition::match_value("a", 1)], min_count: 1 }),
+///     ..Filter::default()
+/// };
+/// assert!(f.min_should.is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinShould {
+    /// The candidate conditions.
+    pub conditions: Vec<Condition>,
+    /// How many of them must hold.
+    pub min_count: usize,
+}
+
+/// One condition of a [`Filter`].
+///
+/// ```
+/// use grape_vector_db::Condition;
+/// let c: Condition = serde_json::from_str(r#"{"is_empty": {"key": "tags"}}"#).unwrap();
+/// assert!(matches!(c, Condition::IsEmpty(_)));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// A condition on the values of one payload field.
+    Field(FieldCondition),
+    /// The field is missing, null or an empty array.
+    IsEmpty(KeyPath),
+    /// The field is null.
+    IsNull(KeyPath),
+    /// The point's id is one of these (kept sorted for binary search).
+    HasId(Vec<PointId>),
+    /// At least one element of the array at `key` satisfies `filter`.
+    Nested {
+        /// Path of the array of objects.
+        key: KeyPath,
+        /// Filter applied to each element on its own.
+        filter: Box<Filter>,
+    },
+    /// A nested boolean filter.
+    Filter(Box<Filter>),
+}
+
+/// A test on the values found at `key`: exactly one of `match`, `range`, `values_count` is usually
+/// given; when several are, all must hold.
+///
+/// ```
+/// use grape_vector_db::{Condition, Range};
+/// let c = Condition::range("price", Range { gte: Some(1.0), ..Range::default() });
+/// assert!(matches!(c, Condition::Field(_)));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldCondition {
+    /// Where the values are.
+    pub key: KeyPath,
+    /// Equality or text test.
+    pub r#match: Option<Match>,
+    /// Numeric bounds.
+    pub range: Option<Range>,
+    /// Bounds on the number of values.
+    pub values_count: Option<ValuesCount>,
+}
+
+/// The `match` part of a field condition.
+///
+/// ```
+/// use grape_vector_db::{Match, MatchValue};
+/// let m: Match = serde_json::from_str(r#"{"any": ["a", "b"]}"#).unwrap();
+/// assert_eq!(m, Match::Any(vec![MatchValue::Keyword("a".into()), MatchValue::Keyword("b".into())]));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Match {
+    /// `{"value": v}`
+    Value(MatchValue),
+    /// `{"any": [v, ...]}`
+    Any(Vec<MatchValue>),
+    /// `{"except": [v, ...]}`
+    Except(Vec<MatchValue>),
+    /// `{"text": "words"}`: all words occur in the string (lower-cased token match).
+    Text(String),
+}
+
+/// A value to match exactly: keyword, integer or bool.
+///
+/// ```
+/// use grape_vector_db::MatchValue;
+/// assert_eq!(MatchValue::from("x"), MatchValue::Keyword("x".into()));
+/// assert_eq!(MatchValue::from(3), MatchValue::Integer(3));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchValue {
+    /// A string compared byte for byte.
+    Keyword(String),
+    /// An integer (a payload float never equals it).
+    Integer(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl From<&str> for MatchValue {
+    fn from(s: &str) -> Self {
+        MatchValue::Keyword(s.to_owned())
+    }
+}
+impl From<String> for MatchValue {
+    fn from(s: String) -> Self {
+        MatchValue::Keyword(s)
+    }
+}
+impl From<i64> for MatchValue {
+    fn from(n: i64) -> Self {
+        MatchValue::Integer(n)
+    }
+}
+impl From<i32> for MatchValue {
+    fn from(n: i32) -> Self {
+        MatchValue::Integer(n.into())
+    }
+}
+impl From<bool> for MatchValue {
+    fn from(b: bool) -> Self {
+        MatchValue::Bool(b)
+    }
+}
+
+/// Numeric bounds; absent bounds are open.
+///
+/// ```
+/// use grape_vector_db::Range;
+/// let r = Range { gt: Some(1.0), lte: Some(2.0), ..Range::default() };
+/// assert!(r.contains(2.0) && !r.contains(1.0));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    /// Greater than.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gt: Option<f64>,
+    /// Greater than or equal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gte: Option<f64>,
+    /// Less than.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lt: Option<f64>,
+    /// Less than or equal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lte: Option<f64>,
+}
+
+/// Bounds on how many values a field has.
+///
+/// ```
+/// use grape_vector_db::ValuesCount;
+/// let c = ValuesCount { gte: Some(2), ..ValuesCount::default() };
+/// assert!(c.contains(2) && !c.contains(1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValuesCount {
+    /// Greater than.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gt: Option<usize>,
+    /// Greater than or equal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gte: Option<usize>,
+    /// Less than.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lt: Option<usize>,
+    /// Less than or equal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lte: Option<usize>,
+}
+
+impl Filter {
+    /// A filter whose conditions must all hold.
+    ///
+    /// ```
+    /// use grape_vector_db::{Condition, Filter};
+    /// assert_eq!(Filter::must([Condition::has_id([1u64])]).must.len(), 1);
+    /// ```
+    pub fn must(conditions: impl IntoIterator<Item = Condition>) -> Self {
+        Filter {
+            must: conditions.into_iter().collect(),
+            ..Filter::default()
+        }
+    }
+
+    /// A filter of which at least one condition must hold.
+    ///
+    /// ```
+    /// use grape_vector_db::{Condition, Filter};
+    /// assert_eq!(Filter::should([Condition::match_value("a", true)]).should.len(), 1);
+    /// ```
+    pub fn should(conditions: impl IntoIterator<Item = Condition>) -> Self {
+        Filter {
+            should: conditions.into_iter().collect(),
+            ..Filter::default()
+        }
+    }
+
+    /// A filter none of whose conditions may hold.
+    ///
+    /// ```
+    /// use grape_vector_db::{Condition, Filter};
+    /// assert_eq!(Filter::must_not([Condition::is_null("a")]).must_not.len(), 1);
+    /// ```
+    pub fn must_not(conditions: impl IntoIterator<Item = Condition>) -> Self {
+        Filter {
+            must_not: conditions.into_iter().collect(),
+            ..Filter::default()
+        }
+    }
+}
+
+impl Condition {
+    /// `{"key": key, "match": {"value": value}}` for a literal key.
+    ///
+    /// `key` is a key path (`a.b[].c`); a string that is not a valid path (such as `"a..b"`)
+    /// names a top-level field literally, so these helpers never fail.
+    ///
+    /// ```
+    /// use grape_vector_db::{Condition, Payload, PointId};
+    /// let p: Payload = serde_json::from_str(r#"{"color": "red"}"#).unwrap();
+    /// assert!(Condition::match_value("color", "red").matches(PointId::Num(0), &p));
+    /// ```
+    pub fn match_value(key: &str, value: impl Into<MatchValue>) -> Self {
+        Condition::Field(FieldCondition {
+            key: literal_key(key),
+            r#match: Some(Match::Value(value.into())),
+            range: None,
+            values_count: None,
+        })
+    }
+
+    /// `{"key": key, "range": range}` for a literal key.
+    ///
+    /// `key` as in [`Condition::match_value`].
+    ///
+    /// ```
+    /// use grape_vector_db::{Condition, Payload, PointId, Range};
+    /// let p: Payload = serde_json::from_str(r#"{"x": 2.5}"#).unwrap();
+    /// let c = Condition::range("x", Range { lt: Some(3.0), ..Range::default() });
+    /// assert!(c.matches(PointId::Num(0), &p));
+    /// ```
+    pub fn range(key: &str, range: Range) -> Self {
+        Condition::Field(FieldCondition {
+            key: literal_key(key),
+            r#match: None,
+            range: Some(range),
+            values_count: None,
+        })
+    }
+
+    /// `{"has_id": ids}`.
+    ///
+    /// ```
+    /// use grape_vector_db::{Condition, Payload, PointId};
+    /// assert!(Condition::has_id([4u64, 2]).matches(PointId::Num(2), &Payload::new()));
+    /// ```
+    pub fn has_id<I: Into<PointId>>(ids: impl IntoIterator<Item = I>) -> Self {
+        let mut ids: Vec<PointId> = ids.into_iter().map(Into::into).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Condition::HasId(ids)
+    }
+
+    /// `{"is_null": {"key": key}}` for a literal key.
+    ///
+    /// `key` as in [`Condition::match_value`].
+    ///
+    /// ```
+    /// use grape_vector_db::{Condition, Payload, PointId};
+    /// let p: Payload = serde_json::from_str(r#"{"a": null}"#).unwrap();
+    /// assert!(Condition::is_null("a").matches(PointId::Num(0), &p));
+    /// ```
+    pub fn is_null(key: &str) -> Self {
+        Condition::IsNull(literal_key(key))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::point::Payload;
+    use serde_json::{json, Value};
+
+    /// A payload from a JSON object literal (test helper, shared with other modules' tests).
+    pub(crate) fn payload(v: Value) -> Payload {
+        v.as_object().unwrap().clone()
+    }
+
+    /// A filter from JSON that must parse (test helper).
+    pub(crate) fn filter(v: Value) -> Filter {
+        Filter::from_json(&v).unwrap()
+    }
+
+    #[test]
+    fn helper_keys_that_are_not_paths_name_a_field_literally() {
+        let p = payload(json!({"a..b": 1, "a": {"b": 2}}));
+        let c = Condition::match_value("a..b", 1);
+        assert!(c.matches(PointId::Num(0), &p));
+        assert!(Condition::match_value("a.b", 2).matches(PointId::Num(0), &p));
+    }
+}
