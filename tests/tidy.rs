@@ -228,3 +228,30 @@ fn performance_md_states_the_tuning_constants_the_code_uses() {
     );
     assert!(wrong.is_empty(), "PERFORMANCE.md:\n{}", wrong.join("\n"));
 }
+
+#[test]
+fn architecture_md_names_mechanisms_not_numbers() {
+    // Tuning numbers change with measurements; the map must not: they belong in
+    // PERFORMANCE.md's table (checked above). Numbers inside `code` and in words (u64, AVX-512F)
+    // are names, not figures.
+    let text = read(&root().join("ARCHITECTURE.md"));
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let prose: String = line.split('`').step_by(2).collect::<Vec<_>>().join(" ");
+        for word in prose.split(|c: char| c.is_whitespace() || "(),;:".contains(c)) {
+            let figure = word.trim_end_matches(['.', '%', 'x']);
+            let numeric = !figure.is_empty()
+                && figure
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == ',');
+            if numeric && (figure.len() > 1 || word.ends_with('%')) {
+                found.push(format!("ARCHITECTURE.md:{}: {word}", n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "figures in ARCHITECTURE.md (move them to PERFORMANCE.md):\n{}",
+        found.join("\n")
+    );
+}
