@@ -601,3 +601,34 @@ fn the_engine_check_accepts_ties_and_longer_dot_vectors() {
         }
     }
 }
+
+#[test]
+fn dropping_the_last_handle_releases_the_database_at_once_while_a_background_check_runs() {
+    // The health schedule holds a strong reference while it checks. If the user dropped the
+    // last handle meanwhile, the database used to close on that thread, after the check, and
+    // an immediate reopen failed with AlreadyOpen although every handle was gone.
+    let storage = FaultyStorage::new();
+    let cfg = EmbeddedConfig::builder(DIM)
+        .health_check_interval(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let db = EmbeddedVectorDB::open_with_storage(cfg.clone(), Arc::new(storage.clone())).unwrap();
+    db.upsert(points(&mut Rng::new(3), 0..10)).unwrap();
+    // The scheduled storage probe writes a file: stall it there, mid-check.
+    storage.stall_writes(true);
+    while storage.stalled.load(SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let release = {
+        let storage = storage.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            storage.stall_writes(false);
+        })
+    };
+    drop(db);
+    let again = EmbeddedVectorDB::open_with_storage(cfg, Arc::new(storage.clone()))
+        .expect("the last handle is gone, so the database is free to open");
+    assert_eq!(again.count(None).unwrap(), 10);
+    release.join().unwrap();
+}

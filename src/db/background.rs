@@ -31,11 +31,7 @@ impl EmbeddedVectorDB {
         }
         if let Some(interval) = self.inner.health.interval() {
             self.spawn_every("grape-health", interval, |inner| {
-                let status = EmbeddedVectorDB {
-                    inner: inner.clone(),
-                }
-                .run_health_checks();
-                inner.health.record(status);
+                inner.health.record(inner.run_health_checks());
             });
         }
     }

@@ -61,6 +61,31 @@ pub use crate::engine::UpsertSummary;
 #[derive(Clone)]
 pub struct EmbeddedVectorDB {
     inner: Arc<Inner>,
+    /// Shared by the user's handles only. Background threads may hold `inner` for a moment,
+    /// so the last `Arc<Inner>` can go on their thread; the last user handle closes the
+    /// database on the user's thread, at once (the next open finds it free).
+    _handles: Arc<LastHandle>,
+}
+
+/// Closes the database when the last user handle is dropped without `close`.
+struct LastHandle(Arc<Inner>);
+
+impl Drop for LastHandle {
+    /// Makes what was acknowledged durable, runs the shutdown hooks and releases the directory
+    /// lock (best effort, never panics; call `close` to see errors).
+    fn drop(&mut self) {
+        let inner = &self.0;
+        if inner.life.state() != DatabaseState::Closed {
+            // Waits for a background job holding the files to finish with them.
+            let mut files = inner.files.lock();
+            if let Some(files) = files.as_mut() {
+                let _ = files.flush();
+            }
+            let _ = inner.life.run_hooks();
+            *files = None;
+            inner.life.set_state(DatabaseState::Closed);
+        }
+    }
 }
 
 struct Inner {
@@ -81,21 +106,6 @@ struct Inner {
     health: HealthChecker,
 }
 
-impl Drop for Inner {
-    /// The last handle is gone without `close`: make what was acknowledged durable and run the
-    /// shutdown hooks (best effort, never panics; call `close` to see errors). The directory
-    /// lock is released after.
-    fn drop(&mut self) {
-        if self.life.state() != DatabaseState::Closed {
-            if let Some(files) = self.files.get_mut() {
-                let _ = files.flush();
-            }
-            let _ = self.life.run_hooks();
-            self.life.set_state(DatabaseState::Closed);
-        }
-    }
-}
-
 impl std::fmt::Debug for EmbeddedVectorDB {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedVectorDB")
@@ -111,6 +121,15 @@ fn collect_ids<I: Into<PointId>>(ids: impl IntoIterator<Item = I>) -> Vec<PointI
 }
 
 impl EmbeddedVectorDB {
+    /// A user handle on a database just opened.
+    fn new(inner: Inner) -> Self {
+        let inner = Arc::new(inner);
+        EmbeddedVectorDB {
+            _handles: Arc::new(LastHandle(inner.clone())),
+            inner,
+        }
+    }
+
     /// Runs one public call: admits it (or refuses it during shutdown), counts it in flight,
     /// times it and records it in the metrics.
     fn call<T>(&self, kind: OpKind, f: impl FnOnce() -> Result<T>) -> Result<T> {

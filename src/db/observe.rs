@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::EmbeddedVectorDB;
+use super::{EmbeddedVectorDB, Inner};
 use crate::clock::Instant;
 use crate::health::{self, CheckStatus, HealthChecker, HealthStatus};
 use crate::lifecycle::{DatabaseState, OpKind};
@@ -87,7 +87,7 @@ impl EmbeddedVectorDB {
     pub fn health(&self) -> HealthStatus {
         let start = Instant::now();
         let status = match self.inner.life.begin(OpKind::Health) {
-            Ok(_in_flight) => self.run_health_checks(),
+            Ok(_in_flight) => self.inner.run_health_checks(),
             Err(e) => HealthStatus::new(
                 vec![health::timed("lifecycle", || {
                     (CheckStatus::Critical, e.to_string())
@@ -125,14 +125,15 @@ impl EmbeddedVectorDB {
     pub fn health_checker(&self) -> &HealthChecker {
         &self.inner.health
     }
+}
 
+impl Inner {
     /// Runs the checks, each under the lock it needs and only for its own duration: the
     /// files' mutex for storage and disk, the engine's read lock for the engine and memory.
     pub(super) fn run_health_checks(&self) -> HealthStatus {
-        let checker = &self.inner.health;
-        let [storage, disk] =
-            checker.check_files(self.inner.files.lock().as_ref(), &self.inner.location);
-        let [engine, memory] = checker.check_engine(&self.inner.engine.read());
-        HealthStatus::new(vec![storage, engine, memory, disk], self.uptime())
+        let checker = &self.health;
+        let [storage, disk] = checker.check_files(self.files.lock().as_ref(), &self.location);
+        let [engine, memory] = checker.check_engine(&self.engine.read());
+        HealthStatus::new(vec![storage, engine, memory, disk], self.life.uptime())
     }
 }

@@ -108,20 +108,18 @@ impl EmbeddedVectorDB {
         // `write` indexes new points itself, a chunk at a time.
         engine.set_deferred_indexing(true);
         report.startup = clock.finish();
-        let db = EmbeddedVectorDB {
-            inner: Arc::new(Inner {
-                files: Mutex::new(files),
-                engine: RwLock::new(engine),
-                life: LifecycleManager::new(report.startup),
-                report,
-                metrics: MetricsCollector::new(),
-                io,
-                threads,
-                location,
-                health: HealthChecker::new(&config),
-                config,
-            }),
-        };
+        let db = EmbeddedVectorDB::new(Inner {
+            files: Mutex::new(files),
+            engine: RwLock::new(engine),
+            life: LifecycleManager::new(report.startup),
+            report,
+            metrics: MetricsCollector::new(),
+            io,
+            threads,
+            location,
+            health: HealthChecker::new(&config),
+            config,
+        });
         db.spawn_background();
         db.inner.life.set_state(DatabaseState::Ready);
         Ok(db)

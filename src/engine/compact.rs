@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(e.tombstones(), 0, "auto-compaction ran");
         assert_eq!(e.slot_ids.len(), e.len());
         for i in (0..n).step_by(3) {
-            let r = &e.get(&[PointId::Num(i)], true, true)[0];
+            let r = &e.get(&[PointId::Num(i)])[0];
             assert_eq!(r.vector.as_deref(), Some(&[i as f32, 0.0][..]));
             assert_eq!(r.payload.as_ref().unwrap()["i"], json!(i));
         }
@@ -120,11 +120,7 @@ mod tests {
         assert!(e.check_known(&[PointId::Num(2)]).is_err());
         e.apply_set_payload(&[PointId::Num(1)], json!({"t": "y"}).as_object().unwrap());
         assert_eq!(
-            e.get(&[PointId::Num(1)], true, false)[0]
-                .payload
-                .as_ref()
-                .unwrap()
-                .len(),
+            e.get(&[PointId::Num(1)])[0].payload.as_ref().unwrap().len(),
             3
         );
         e.delete(&[PointId::Num(1)]);

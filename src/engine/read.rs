@@ -17,11 +17,12 @@ impl Engine {
         }
     }
 
-    /// The points with these ids, in the order asked; ids not stored are skipped (as Qdrant).
-    pub fn get(&self, ids: &[PointId], with_payload: bool, with_vector: bool) -> Vec<Record> {
+    /// The points with these ids, payload and vector included, in the order asked; ids not
+    /// stored are skipped (as Qdrant).
+    pub fn get(&self, ids: &[PointId]) -> Vec<Record> {
         ids.iter()
             .filter_map(|id| self.ids.get(id))
-            .map(|&slot| self.record(slot as usize, with_payload, with_vector))
+            .map(|&slot| self.record(slot as usize, true, true))
             .collect()
     }
 

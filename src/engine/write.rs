@@ -242,7 +242,7 @@ mod tests {
             }
         );
         assert_eq!(e.len(), 1);
-        let r = &e.get(&[PointId::Num(1)], true, true)[0];
+        let r = &e.get(&[PointId::Num(1)])[0];
         assert_eq!(r.vector.as_deref(), Some(&[0.0, 2.0][..]));
         assert_eq!(
             r.payload.as_ref().unwrap(),

@@ -104,10 +104,13 @@ impl DatabaseFiles {
     /// Appends `op` to the log with the configured durability. On error nothing was logged
     /// (or, after a failed fsync, the writer refuses further writes until reopened).
     pub fn log(&mut self, op: &WalOp) -> Result<()> {
-        self.wal
-            .append(self.next_seq, op, self.durability == Durability::OnFlush)?;
-        if self.durability == Durability::Sync {
-            self.wal.sync()?;
+        match self.durability {
+            Durability::OnFlush => self.wal.append_buffered(self.next_seq, op)?,
+            Durability::Sync => {
+                self.wal.append(self.next_seq, op)?;
+                self.wal.sync()?;
+            }
+            Durability::Batched { .. } => self.wal.append(self.next_seq, op)?,
         }
         self.next_seq += 1;
         Ok(())

@@ -440,11 +440,21 @@ impl WalWriter {
         }
     }
 
-    /// Appends the record of `op`. With `buffer`, it may stay in memory until [`Self::sync`].
+    /// Appends the record of `op` and writes it to the file (not synced: see [`Self::sync`]).
     /// If writing fails, this record is dropped (the caller reports the error and does not apply
     /// the change) but records buffered before it stay pending, to be written by the next
     /// append or sync: they were acknowledged.
-    pub fn append(&mut self, seq: u64, op: &WalOp, buffer: bool) -> Result<()> {
+    pub fn append(&mut self, seq: u64, op: &WalOp) -> Result<()> {
+        self.push(seq, op, false)
+    }
+
+    /// Appends the record of `op`, which may stay in memory until [`Self::sync`] (`OnFlush`);
+    /// failures as for [`Self::append`].
+    pub fn append_buffered(&mut self, seq: u64, op: &WalOp) -> Result<()> {
+        self.push(seq, op, true)
+    }
+
+    fn push(&mut self, seq: u64, op: &WalOp, buffer: bool) -> Result<()> {
         self.check_poison()?;
         let before = self.pending.len();
         // Pending records are always written before a sync, so `synced_end` is still where the
@@ -547,7 +557,7 @@ mod tests {
         let mut starts = Vec::new();
         for (i, op) in ops().iter().enumerate() {
             starts.push(w.size());
-            w.append(i as u64 + 1, op, false).unwrap();
+            w.append(i as u64 + 1, op).unwrap();
             w.sync().unwrap();
         }
         (w.size(), starts)
@@ -662,7 +672,7 @@ mod tests {
         let start = format.header_bytes();
         let mut w = WalWriter::new(file, "w".into(), format, start, Default::default());
         for (i, op) in ops().iter().enumerate() {
-            w.append(i as u64 + 1, op, true).unwrap();
+            w.append_buffered(i as u64 + 1, op).unwrap();
         }
         w.sync().unwrap();
         let mut bytes = s.read_all("w").unwrap().to_vec();
@@ -685,7 +695,7 @@ mod tests {
         file.write_at(0, &v1.header(2, 1)).unwrap();
         let mut w = WalWriter::new(file, "w".into(), v1, HEADER_BYTES_V1, Default::default());
         for (i, op) in ops().iter().enumerate() {
-            w.append(i as u64 + 1, op, false).unwrap();
+            w.append(i as u64 + 1, op).unwrap();
         }
         w.sync().unwrap();
         let mut bytes = s.read_all("w").unwrap().to_vec();
