@@ -128,7 +128,7 @@ async fn misspelt_search_options_are_refused() {
     let err = db
         .search(vec![1.0, 0.0], js(r#"{"limit": 1, "withPayloads": true}"#))
         .unwrap_err();
-    assert_eq!(code(&err), "MalformedFilter");
+    assert_eq!(code(&err), "MalformedRequest");
     assert!(text(&js_sys::Reflect::get(&err, &"message".into()).unwrap()).contains("withPayloads"));
 }
 
@@ -170,7 +170,7 @@ async fn search_options_are_checked_one_by_one() {
         ("7", "expected an object"),
     ] {
         let err = db.search(vec![1.0, 0.0], js(options)).unwrap_err();
-        assert_eq!(code(&err), "MalformedFilter", "{options}");
+        assert_eq!(code(&err), "MalformedRequest", "{options}");
         let message = text(&js_sys::Reflect::get(&err, &"message".into()).unwrap());
         assert!(message.contains(complaint), "{options}: {message}");
     }

@@ -1,0 +1,283 @@
+//! The JavaScript API (WebAssembly only): the `GrapeDB` class of the npm package.
+//!
+//! A thin layer over [`EmbeddedVectorDB`](crate::EmbeddedVectorDB): it parses JS values into the
+//! same request types as the Rust API (so filters, points and errors behave identically),
+//! chooses and opens a browser storage backend, holds a Web Lock so one tab or worker writes a
+//! database, flushes on page hide, and turns every [`Error`] into a thrown JS `Error` with a
+//! `code`. This file is the class; each of its jobs has a file of its own:
+//! - `grape.d.ts`: the TypeScript of the option and result objects;
+//! - `convert.rs`: JS values in and out, errors out;
+//! - `options.rs`: `GrapeDB.open`'s options onto the Rust config;
+//! - `backend.rs`: which storage, and the database opened in it;
+//! - `lock.rs`: the Web Lock of a database;
+//! - `session.rs`: an open database's state, its flushes and its page lifecycle.
+
+mod backend;
+mod convert;
+mod lock;
+mod options;
+mod session;
+
+use std::rc::Rc;
+
+use js_sys::{Array, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::{Error, SearchRequest};
+use convert::{
+    bad, filter_of, ids_of, js_error, json, points_of, search_template, to_js, vector_of,
+};
+use options::OpenOptions;
+use session::Shared;
+
+/// The TypeScript of the objects the methods take and return as `JsValue`, which wasm-bindgen
+/// cannot derive: appended to the generated `.d.ts`, and named by the methods' typed signatures.
+/// The leading newline sets the types apart from the generated file's header.
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = concat!("\n", include_str!("grape.d.ts"));
+
+/// An embedded vector database in the browser, a worker or Node.
+///
+/// ```js
+/// const db = await GrapeDB.open({ name: "notes", dimension: 384 });
+/// db.upsert([{ id: 1, vector: new Float32Array(384), payload: { title: "hello" } }]);
+/// const hits = db.search(queryVector, { limit: 5, filter: { must: [{ key: "title", match: { value: "hello" } }] } });
+/// await db.close();
+/// ```
+#[wasm_bindgen]
+pub struct GrapeDB {
+    shared: Rc<Shared>,
+}
+
+#[wasm_bindgen]
+impl GrapeDB {
+    /// Opens (or creates) a database. Rejects with an `Error` whose `code` says why
+    /// (`InvalidConfig`, `AlreadyOpen`, `Corrupt`, ...).
+    #[wasm_bindgen(unchecked_return_type = "Promise<GrapeDB>")]
+    pub fn open(#[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue) -> Promise {
+        future_to_promise(async move { Self::connect(options).await.map(JsValue::from) })
+    }
+
+    /// What opening found: `{ created, segment_points, wal_records_replayed,
+    /// wal_bytes_truncated, wal_damaged_at, startup }` (the Rust API's names, as in every
+    /// result).
+    #[wasm_bindgen(js_name = openReport)]
+    pub fn open_report(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.shared.db.open_report())
+    }
+
+    /// Deletes the stored database `name` (OPFS directory and IndexedDB database). It must not
+    /// be open anywhere.
+    #[wasm_bindgen(js_name = destroy, unchecked_return_type = "Promise<void>")]
+    pub fn destroy(name: String) -> Promise {
+        future_to_promise(async move {
+            backend::destroy(&name).await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Inserts or replaces points (all-or-nothing); returns `{ inserted, updated }`.
+    #[wasm_bindgen(unchecked_return_type = "{ inserted: number; updated: number }")]
+    pub fn upsert(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PointInput[]")] points: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        self.shared.writable()?;
+        let summary = self
+            .shared
+            .db
+            .upsert(points_of(points)?)
+            .map_err(js_error)?;
+        self.shared.after_write();
+        to_js(&summary)
+    }
+
+    /// The nearest points to `query` (copied once into WebAssembly memory).
+    #[wasm_bindgen(unchecked_return_type = "ScoredPoint[]")]
+    pub fn search(
+        &self,
+        query: Vec<f32>,
+        #[wasm_bindgen(unchecked_param_type = "SearchOptions | undefined")] options: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let request = SearchRequest {
+            vector: query,
+            ..search_template(&options)?
+        };
+        let found = self.shared.db.search(&request).map_err(js_error)?;
+        to_js(&found.result)
+    }
+
+    /// Several searches with the same options, in one pass.
+    #[wasm_bindgen(js_name = searchBatch, unchecked_return_type = "ScoredPoint[][]")]
+    pub fn search_batch(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array[]")] queries: Array,
+        #[wasm_bindgen(unchecked_param_type = "SearchOptions | undefined")] options: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let template = search_template(&options)?;
+        let requests = queries
+            .iter()
+            .map(|q| {
+                Ok(SearchRequest {
+                    vector: vector_of(&q)?,
+                    ..template.clone()
+                })
+            })
+            .collect::<Result<Vec<_>, JsValue>>()?;
+        let found = self.shared.db.search_batch(&requests).map_err(js_error)?;
+        let results: Vec<_> = found.into_iter().map(|r| r.result).collect();
+        to_js(&results)
+    }
+
+    /// The points with these ids (payload and vector), in order; missing ids are left out.
+    #[wasm_bindgen(unchecked_return_type = "PointRecord[]")]
+    pub fn get(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(number | string)[]")] ids: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let records = self.shared.db.get(ids_of(ids)?).map_err(js_error)?;
+        to_js(&records)
+    }
+
+    /// Deletes points by id; returns how many existed.
+    pub fn delete(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(number | string)[]")] ids: JsValue,
+    ) -> Result<usize, JsValue> {
+        self.shared.writable()?;
+        let n = self.shared.db.delete(ids_of(ids)?).map_err(js_error)?;
+        self.shared.after_write();
+        Ok(n)
+    }
+
+    /// Deletes every point matching a filter; returns how many.
+    #[wasm_bindgen(js_name = deleteByFilter)]
+    pub fn delete_by_filter(&self, filter: JsValue) -> Result<usize, JsValue> {
+        self.shared.writable()?;
+        let Some(filter) = filter_of(filter)? else {
+            return Err(bad(
+                "filter",
+                "a filter is required (use {} to delete everything)",
+            ));
+        };
+        let n = self.shared.db.delete_by_filter(&filter).map_err(js_error)?;
+        self.shared.after_write();
+        Ok(n)
+    }
+
+    /// One page of points in id order: `{ points, next_page_offset }` (options in the Rust
+    /// API's JSON shape: `{ limit, offset, filter, with_payload, with_vector }`).
+    pub fn scroll(&self, options: JsValue) -> Result<JsValue, JsValue> {
+        let request: crate::ScrollRequest = if options.is_undefined() || options.is_null() {
+            crate::ScrollRequest::default()
+        } else {
+            serde_json::from_value(json(options, "scroll options")?)
+                .map_err(|e| bad("scroll options", e))?
+        };
+        to_js(&self.shared.db.scroll(&request).map_err(js_error)?)
+    }
+
+    /// Number of points, or of points matching `filter`.
+    pub fn count(&self, filter: JsValue) -> Result<usize, JsValue> {
+        let filter = filter_of(filter)?;
+        self.shared.db.count(filter.as_ref()).map_err(js_error)
+    }
+
+    /// Counts, memory, storage backend, state and uptime.
+    pub fn stats(&self) -> Result<JsValue, JsValue> {
+        let stats = self.shared.db.stats();
+        let value = to_js(&stats)?;
+        let _ = Reflect::set(
+            &value,
+            &"persisted".into(),
+            &self.shared.persisted.get().into(),
+        );
+        let _ = Reflect::set(&value, &"readOnly".into(), &self.shared.read_only.into());
+        let _ = Reflect::set(
+            &value,
+            &"backend".into(),
+            &self.shared.backend.borrow().name().into(),
+        );
+        Ok(value)
+    }
+
+    /// Counters and latency percentiles per operation (as JSON), or Prometheus text.
+    pub fn metrics(&self, prometheus: Option<bool>) -> Result<JsValue, JsValue> {
+        let m = self.shared.db.metrics();
+        match prometheus {
+            Some(true) => Ok(m.to_prometheus().into()),
+            _ => to_js(&m),
+        }
+    }
+
+    /// Runs the health checks (the disk check uses `navigator.storage.estimate()`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
+    pub fn health(&self) -> Promise {
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            let space = backend::estimate().await;
+            shared.backend.borrow().set_space(space);
+            to_js(&shared.db.health())
+        })
+    }
+
+    /// Makes every write durable (IndexedDB: one atomic transaction).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn flush(&self) -> Promise {
+        self.shared.flush()
+    }
+
+    /// Writes the whole database into a new segment and starts an empty log, so the next open
+    /// replays nothing (then commits, like `flush`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn checkpoint(&self) -> Promise {
+        if let Err(e) = self
+            .shared
+            .writable()
+            .and_then(|_| self.shared.db.checkpoint().map_err(js_error))
+        {
+            return Promise::reject(&e);
+        }
+        self.shared.flush()
+    }
+
+    /// Flushes, closes and releases the database (its lock, handles and memory); returns the
+    /// shutdown report. Every later call throws an `Error` with code `Closed`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
+    pub fn close(&self) -> Promise {
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            if shared.db.state() == crate::DatabaseState::Closed {
+                return Err(js_error(Error::Closed));
+            }
+            JsFuture::from(shared.flush()).await?;
+            let report = shared.close_now().map_err(js_error)?;
+            to_js(&report)
+        })
+    }
+
+    /// The whole database as bytes (the native format, packed): `GrapeDB.open({ import })`
+    /// here or `EmbeddedVectorDB::import_archive` natively opens it.
+    #[wasm_bindgen(js_name = exportBytes)]
+    pub fn export_bytes(&self) -> Result<Uint8Array, JsValue> {
+        let bytes = self.shared.db.export_archive().map_err(js_error)?;
+        Ok(Uint8Array::from(&bytes[..]))
+    }
+
+    /// `"Ready"`, `"Busy"`, `"Shutting"` or `"Closed"`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.shared.db.state().name().to_owned()
+    }
+}
+
+impl GrapeDB {
+    /// `GrapeDB.open` for Rust callers (and the wasm tests): the database itself rather than a
+    /// promise of it.
+    pub async fn connect(options: JsValue) -> Result<GrapeDB, JsValue> {
+        let options = OpenOptions::from_js(options)?;
+        let shared = Shared::open(options).await.map_err(js_error)?;
+        Ok(GrapeDB { shared })
+    }
+}

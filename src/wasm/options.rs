@@ -1,0 +1,196 @@
+//! `GrapeDB.open`'s options: read from JS and mapped onto the Rust API's [`EmbeddedConfig`].
+//!
+//! The JS names (camelCase, `hnsw: false`, `durability: "batched"`) are the npm package's; the
+//! engine knows only its own config, so the mapping is written once, here, and unit-tested.
+
+use js_sys::{Reflect, Uint8Array};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::convert::{js_error, json};
+use crate::{Distance, Durability, EmbeddedConfig, Error, HnswConfig, LogRecovery};
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum StorageKind {
+    #[default]
+    Auto,
+    Opfs,
+    Indexeddb,
+    Memory,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "camelCase")]
+enum JsDurability {
+    #[default]
+    Batched,
+    OnFlush,
+    Sync,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "camelCase")]
+enum JsLogRecovery {
+    #[default]
+    Strict,
+    Salvage,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HnswOption {
+    Off(bool),
+    On(HnswOptions),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HnswOptions {
+    m: Option<usize>,
+    ef_construction: Option<usize>,
+    ef: Option<usize>,
+    full_scan_threshold: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct OpenOptions {
+    #[serde(default = "default_name")]
+    pub(super) name: String,
+    dimension: usize,
+    #[serde(default)]
+    distance: Distance,
+    #[serde(default)]
+    pub(super) storage: StorageKind,
+    #[serde(default)]
+    durability: JsDurability,
+    #[serde(default = "default_flush_ms")]
+    flush_interval_ms: u32,
+    #[serde(default)]
+    pub(super) read_only: bool,
+    #[serde(default)]
+    pub(super) persist: bool,
+    hnsw: Option<HnswOption>,
+    #[serde(default)]
+    payload_indexes: Vec<String>,
+    max_points: Option<usize>,
+    max_memory_mb: Option<usize>,
+    #[serde(default)]
+    enable_warmup: bool,
+    #[serde(default)]
+    log_recovery: JsLogRecovery,
+    /// Read separately (a `Uint8Array`), see [`OpenOptions::from_js`].
+    #[serde(skip)]
+    pub(super) import: Option<Vec<u8>>,
+}
+
+fn default_name() -> String {
+    "default".to_owned()
+}
+
+fn default_flush_ms() -> u32 {
+    100
+}
+
+impl OpenOptions {
+    /// The options object of `GrapeDB.open`. Through JSON, so that unknown (misspelt) options
+    /// are refused; `import` is taken out first, as JSON would turn its bytes into an object.
+    pub(super) fn from_js(options: JsValue) -> Result<OpenOptions, JsValue> {
+        let import = Reflect::get(&options, &"import".into())
+            .ok()
+            .and_then(|v| v.dyn_into::<Uint8Array>().ok())
+            .map(|a| a.to_vec());
+        let rest = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
+        let _ = Reflect::delete_property(&rest, &"import".into());
+        let mut options: OpenOptions =
+            serde_json::from_value(json(rest.into(), "open options")?)
+                .map_err(|e| js_error(Error::InvalidConfig(format!("open options: {e}"))))?;
+        options.import = import;
+        Ok(options)
+    }
+
+    pub(super) fn config(&self) -> Result<EmbeddedConfig, Error> {
+        let mut b = EmbeddedConfig::builder(self.dimension).distance(self.distance);
+        if let Some(max) = self.max_points {
+            b = b.max_points(max);
+        }
+        if let Some(mb) = self.max_memory_mb {
+            b = b.max_memory_mb(mb);
+        }
+        for key in &self.payload_indexes {
+            b = b.payload_index(key.clone());
+        }
+        b = b.hnsw(self.hnsw());
+        // The engine's log durability: only OPFS can fsync a write before returning; the other
+        // modes buffer and become durable at `flush()` (called on a timer for "batched").
+        b = b.durability(match self.durability {
+            JsDurability::Sync => Durability::Sync,
+            _ => Durability::OnFlush,
+        });
+        b = b.log_recovery(match self.log_recovery {
+            JsLogRecovery::Strict => LogRecovery::Strict,
+            JsLogRecovery::Salvage => LogRecovery::Salvage,
+        });
+        b.enable_warmup(self.enable_warmup).build()
+    }
+
+    /// The graph's parameters: the defaults unless some are given, none for `hnsw: false`.
+    fn hnsw(&self) -> Option<HnswConfig> {
+        match &self.hnsw {
+            None | Some(HnswOption::Off(true)) => Some(HnswConfig::default()),
+            Some(HnswOption::Off(false)) => None,
+            Some(HnswOption::On(h)) => {
+                let d = HnswConfig::default();
+                Some(HnswConfig {
+                    m: h.m.unwrap_or(d.m),
+                    ef_construction: h.ef_construction.unwrap_or(d.ef_construction),
+                    ef: h.ef.unwrap_or(d.ef),
+                    full_scan_threshold: h.full_scan_threshold.unwrap_or(d.full_scan_threshold),
+                })
+            }
+        }
+    }
+
+    /// Refuses `durability: "sync"` on a storage that cannot keep the promise: only OPFS writes
+    /// through before returning.
+    pub(super) fn check_durability(&self, kind: StorageKind) -> Result<(), Error> {
+        if self.durability == JsDurability::Sync && kind != StorageKind::Opfs {
+            return Err(Error::InvalidConfig(
+                "durability \"sync\" needs OPFS (a dedicated worker); IndexedDB commits at \
+                 flush(): use \"batched\" or \"onFlush\""
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The delay of the flush after a write ("batched"), where the storage outlives the page;
+    /// `None` where flushes are left to `flush()`.
+    pub(super) fn flush_timer(&self, durable: bool) -> Option<u32> {
+        (durable && self.durability == JsDurability::Batched).then_some(self.flush_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn options_map_onto_the_rust_config() {
+        let options: OpenOptions = serde_json::from_str(
+            r#"{"dimension": 4, "distance": "Dot", "hnsw": {"m": 8}, "maxPoints": 10}"#,
+        )
+        .unwrap();
+        let config = options.config().unwrap();
+        assert_eq!(config.distance, Distance::Dot);
+        assert_eq!(config.hnsw.unwrap().m, 8);
+        assert_eq!(config.max_points, Some(10));
+        assert_eq!(config.durability, Durability::OnFlush);
+        let off: OpenOptions = serde_json::from_str(r#"{"dimension": 4, "hnsw": false}"#).unwrap();
+        assert!(off.config().unwrap().hnsw.is_none());
+        assert!(serde_json::from_str::<OpenOptions>(r#"{"dimension": 4, "typo": 1}"#).is_err());
+    }
+}
