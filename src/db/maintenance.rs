@@ -100,7 +100,7 @@ impl EmbeddedVectorDB {
         self.snapshot_to(&crate::storage::FsStorage::create(dest)?)
     }
 
-    /// Like [`EmbeddedVectorDB::snapshot`], into any storage backend.
+    /// Like `snapshot` (natively, into a directory), into any storage backend.
     ///
     /// ```
     /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, storage::{MemoryStorage, Storage}};

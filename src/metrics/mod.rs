@@ -84,7 +84,7 @@ pub struct Metrics {
     pub queries: u64,
     /// Calls and latency by kind (`"upsert"`, `"search"`, `"get"`, ...).
     pub operations: BTreeMap<String, OperationMetrics>,
-    /// Errors returned, by [`Error::code`].
+    /// Errors returned, by [`Error::code`](crate::Error::code).
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Bytes appended to the write-ahead log.
     pub wal_bytes_written: u64,

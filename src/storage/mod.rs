@@ -4,7 +4,7 @@
 //! offsets. Both are synchronous and map one to one onto native files and onto the browser's OPFS
 //! `FileSystemSyncAccessHandle` (`read`/`write` at an offset, `truncate`, `getSize`, `flush`), so
 //! the format code in `persist/` runs unchanged on every backend. Platform code lives only in the
-//! backends: [`FsStorage`] (native files, memory-mapped reads, `flock`), [`MemoryStorage`]
+//! backends: `FsStorage` (native files, memory-mapped reads, `flock`), [`MemoryStorage`]
 //! (tests, and databases that need no persistence), and in the browser `OpfsStorage` (a
 //! [`PooledStorage`] of OPFS files) and `IdbStorage` (a [`ChunkedStorage`] committed to
 //! IndexedDB). The browser backends' logic is platform-free and runs natively in the tests.
