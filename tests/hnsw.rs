@@ -423,3 +423,67 @@ fn cosine_search_skips_far_neighbours_without_losing_recall() {
         "{cos_recall} vs {dot_recall}"
     );
 }
+
+#[test]
+fn a_condition_with_a_second_part_is_not_answered_by_its_index_alone() {
+    // Finding D12 (issue 16): with a payload index on `n`, one field condition combining
+    // `match` with `range` (or `values_count`) was answered from the index's `match` list as
+    // if that list were exactly the matches, so the graph search ignored the second part.
+    // Whatever a combined condition means, every search path must agree with `count`.
+    let points: Vec<Point> = (0..12_000u64)
+        .map(|i| {
+            let angle = i as f32 * 0.001;
+            Point::new(i, vec![angle.cos(), angle.sin()])
+                .with_payload(json!({"n": if i % 2 == 1 { 1 } else { 5 }}))
+                .unwrap()
+        })
+        .collect();
+    let open = |indexed: bool| {
+        let mut builder = EmbeddedConfig::builder(2).distance(Distance::Euclid);
+        if indexed {
+            builder = builder.payload_index("n");
+        }
+        let db = EmbeddedVectorDB::open(builder.build().unwrap()).unwrap();
+        db.upsert(points.clone()).unwrap();
+        db
+    };
+    let dbs = [open(true), open(false)];
+    for condition in [
+        json!({"key": "n", "match": {"value": 1}, "range": {"gt": 3}}),
+        json!({"key": "n", "match": {"value": 1}, "values_count": {"gt": 1}}),
+        json!({"key": "n", "range": {"gte": 1, "lte": 1}, "values_count": {"gte": 2}}),
+    ] {
+        let filter: Filter = serde_json::from_value(json!({"must": [condition]})).unwrap();
+        let matching: HashSet<PointId> = points
+            .iter()
+            .filter(|p| filter.matches(p.id, &p.payload))
+            .map(|p| p.id)
+            .collect();
+        for (d, db) in dbs.iter().enumerate() {
+            assert_eq!(
+                db.count(Some(&filter)).unwrap(),
+                matching.len(),
+                "{filter:?}"
+            );
+            for exact in [false, true] {
+                let mut request =
+                    SearchRequest::new(vec![1.0, 0.0], 10).with_filter(filter.clone());
+                request.params.exact = exact;
+                let found = db.search(&request).unwrap();
+                assert_eq!(
+                    found.result.len(),
+                    matching.len().min(10),
+                    "db {d} exact {exact}"
+                );
+                for p in &found.result {
+                    assert!(
+                        matching.contains(&p.id),
+                        "db {d} (indexed: {}), exact {exact}: {} does not match {filter:?}",
+                        d == 0,
+                        p.id
+                    );
+                }
+            }
+        }
+    }
+}

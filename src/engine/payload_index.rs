@@ -76,6 +76,16 @@ impl FieldIndex {
         let Condition::Field(fc) = condition else {
             return None;
         };
+        // A condition of several parts (`match` with `range` or `values_count`) is not one
+        // index lookup: its candidates could be taken for exactly its matches (finding D12).
+        let parts = [
+            fc.r#match.is_some(),
+            fc.range.is_some(),
+            fc.values_count.is_some(),
+        ];
+        if parts.iter().filter(|&&part| part).count() != 1 {
+            return None;
+        }
         let list = |k: IndexKey| self.slots.get(&k).map(Vec::as_slice);
         Some(match (&fc.r#match, &fc.range) {
             (Some(Match::Value(v)), _) => list(IndexKey::of_match(v)).into_iter().collect(),
@@ -292,6 +302,15 @@ mod tests {
         );
         assert_eq!(
             c(json!({"should": [{"key": "color", "match": {"value": "red"}}]})),
+            None
+        );
+        // A condition of two parts is not one lookup (finding D12).
+        assert_eq!(
+            c(json!({"must": [{"key": "n", "match": {"value": 1}, "range": {"gt": 3}}]})),
+            None
+        );
+        assert_eq!(
+            c(json!({"must": [{"key": "n", "range": {"gt": 0}, "values_count": {"gt": 1}}]})),
             None
         );
         // Writes after the index is built are seen.
