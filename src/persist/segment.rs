@@ -519,6 +519,72 @@ mod tests {
         file
     }
 
+    /// A five-row segment with every section filled: a hand-made graph of three levels (so no
+    /// float kernel decides its links), sketches, padded rows, both kinds of id and payloads.
+    fn small_source<'a>(vectors: &'a [[f32; 3]]) -> ImageSource<'a> {
+        let m = 2;
+        let mut links0 = vec![0u32; 5 * (1 + 2 * m)];
+        for (slot, block) in links0.chunks_exact_mut(1 + 2 * m).enumerate() {
+            let others: Vec<u32> = (0..5u32).filter(|&n| n as usize != slot).take(3).collect();
+            block[0] = others.len() as u32;
+            block[1..=others.len()].copy_from_slice(&others);
+        }
+        // Slot 1 on layer 1, slot 3 (the entry) on layers 1 and 2.
+        let upper = vec![1, 3, 0, 1, 1, 0, 0, 0, 0];
+        let sketches: Vec<u8> = (0..5 * 64).map(|i| (i * 37 % 251) as u8).collect();
+        let graph = Graph::from_parts(GraphParts {
+            params: GraphParams {
+                m,
+                ef_construction: 40,
+                sketch_dim: Some(3),
+            },
+            entry: 3,
+            max_level: 2,
+            links0: Bytes::from(u32_bytes(&links0)),
+            levels: vec![0, 1, 0, 2, 0],
+            upper_at: vec![NONE, 0, NONE, 3, NONE],
+            upper,
+            sketches: Some(Bytes::from(sketches)),
+        });
+        let rows = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let id = if i == 4 {
+                    PointId::Uuid(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210)
+                } else {
+                    PointId::Num(10 + i as u64)
+                };
+                let payload = format!("{{\"n\":{i}}}").into_bytes();
+                (id, &v[..], std::borrow::Cow::Owned(payload))
+            })
+            .collect();
+        ImageSource {
+            dim: 3,
+            stride: 4,
+            distance: Distance::Cosine,
+            last_seq: 99,
+            rows,
+            graph: Some(graph),
+        }
+    }
+
+    #[test]
+    fn written_bytes_are_unchanged() {
+        let vectors: Vec<[f32; 3]> = (0..5)
+            .map(|i| [i as f32, 1.0 - i as f32 * 0.25, -0.5])
+            .collect();
+        let storage = MemoryStorage::new();
+        let len = write(&storage, "small.seg", &small_source(&vectors)).unwrap();
+        let bytes = storage.read_all("small.seg").unwrap();
+        assert_eq!(len, bytes.len() as u64);
+        // Captured from the writer's output: the format (FORMAT.md) is these bytes.
+        assert_eq!((bytes.len(), codec::crc(&bytes)), (1344, 0xa664_ee66));
+        let image = read(&storage, "small.seg", 3, 4, Distance::Cosine).unwrap();
+        assert_eq!(image.rows, 5);
+        assert_eq!(image.graph.unwrap().sketches.unwrap().len(), 5 * 64);
+    }
+
     #[test]
     fn sketches_are_stored_and_recomputed_for_version_2_segments() {
         let mut engine = Engine::new(config());
