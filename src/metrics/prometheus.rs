@@ -17,17 +17,30 @@ impl Metrics {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn to_prometheus(&self) -> String {
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(
-                out,
-                "# HELP grape_{name} {help}\n# TYPE grape_{name} {kind}"
-            );
-            for (labels, value) in samples {
-                let _ = writeln!(out, "grape_{name}{labels} {value}");
-            }
-        };
-        let one = |v: f64| vec![(String::new(), v)];
+        let mut text = Exposition::default();
+        self.write_state(&mut text);
+        self.write_sizes(&mut text);
+        self.write_counters(&mut text);
+        text.single(
+            "wal_bytes",
+            "gauge",
+            "Current size of the write-ahead log.",
+            self.wal_size as f64,
+        );
+        self.write_operations(&mut text);
+        text.family(
+            "errors_total",
+            "counter",
+            "Errors by kind.",
+            self.errors_by_kind
+                .iter()
+                .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), *v as f64)),
+        );
+        text.0
+    }
+
+    /// One sample per possible state, so a dashboard can graph each state as 0 or 1.
+    fn write_state(&self, text: &mut Exposition) {
         let states = [
             DatabaseState::Initializing,
             DatabaseState::Ready,
@@ -35,44 +48,45 @@ impl Metrics {
             DatabaseState::Shutting,
             DatabaseState::Closed,
         ];
-        metric(
+        text.family(
             "state",
             "gauge",
             "1 for the current state of the database.",
-            &states
-                .iter()
-                .map(|s| {
-                    (
-                        format!("{{state=\"{}\"}}", s.name()),
-                        f64::from(u8::from(*s == self.state)),
-                    )
-                })
-                .collect::<Vec<_>>(),
+            states.iter().map(|s| {
+                (
+                    format!("{{state=\"{}\"}}", s.name()),
+                    f64::from(u8::from(*s == self.state)),
+                )
+            }),
         );
-        metric(
-            "uptime_seconds",
-            "gauge",
-            "Seconds since the database was opened.",
-            &one(self.uptime.as_secs_f64()),
-        );
-        metric(
-            "vectors",
-            "gauge",
-            "Live points.",
-            &one(self.total_vectors as f64),
-        );
-        metric(
-            "memory_bytes",
-            "gauge",
-            "Bytes held in memory.",
-            &one(self.memory_bytes as f64),
-        );
-        metric(
-            "disk_bytes",
-            "gauge",
-            "Bytes of the database's files.",
-            &one(self.disk_bytes as f64),
-        );
+    }
+
+    /// The age and size gauges as a table, so each figure's name and help sit together.
+    fn write_sizes(&self, text: &mut Exposition) {
+        for (name, help, value) in [
+            (
+                "uptime_seconds",
+                "Seconds since the database was opened.",
+                self.uptime.as_secs_f64(),
+            ),
+            ("vectors", "Live points.", self.total_vectors as f64),
+            (
+                "memory_bytes",
+                "Bytes held in memory.",
+                self.memory_bytes as f64,
+            ),
+            (
+                "disk_bytes",
+                "Bytes of the database's files.",
+                self.disk_bytes as f64,
+            ),
+        ] {
+            text.single(name, "gauge", help, value);
+        }
+    }
+
+    /// The running totals as a table, so each counter's name and help sit together.
+    fn write_counters(&self, text: &mut Exposition) {
         for (name, help, v) in [
             (
                 "points_upserted_total",
@@ -111,59 +125,71 @@ impl Metrics {
                 self.checkpoints_failed,
             ),
         ] {
-            metric(name, "counter", help, &one(v as f64));
+            text.single(name, "counter", help, v as f64);
         }
-        metric(
-            "wal_bytes",
-            "gauge",
-            "Current size of the write-ahead log.",
-            &one(self.wal_size as f64),
-        );
-        let by_op = |f: &dyn Fn(&OperationMetrics) -> f64| -> Vec<(String, f64)> {
+    }
+
+    /// Calls, failures and latency share the `op` label, so their families are written together.
+    fn write_operations(&self, text: &mut Exposition) {
+        let by_op = |f: fn(&OperationMetrics) -> f64| {
             self.operations
                 .iter()
-                .map(|(op, m)| (format!("{{op=\"{op}\"}}"), f(m)))
-                .collect()
+                .map(move |(op, m)| (format!("{{op=\"{op}\"}}"), f(m)))
         };
-        metric(
+        text.family(
             "operations_total",
             "counter",
             "Calls by kind.",
-            &by_op(&|m| m.calls as f64),
+            by_op(|m| m.calls as f64),
         );
-        metric(
+        text.family(
             "operation_errors_total",
             "counter",
             "Failed calls by kind.",
-            &by_op(&|m| m.errors as f64),
+            by_op(|m| m.errors as f64),
         );
-        let mut quantiles = Vec::new();
-        for (op, m) in &self.operations {
-            for (q, v) in [
+        let quantiles = self.operations.iter().flat_map(|(op, m)| {
+            [
                 ("0.5", m.latency.p50_us),
                 ("0.95", m.latency.p95_us),
                 ("0.99", m.latency.p99_us),
-            ] {
-                quantiles.push((format!("{{op=\"{op}\",quantile=\"{q}\"}}"), v / 1e6));
-            }
-        }
-        metric(
+            ]
+            .map(|(q, v)| (format!("{{op=\"{op}\",quantile=\"{q}\"}}"), v / 1e6))
+        });
+        text.family(
             "operation_latency_seconds",
             "summary",
             "Latency of calls by kind.",
-            &quantiles,
+            quantiles,
         );
-        metric(
-            "errors_total",
-            "counter",
-            "Errors by kind.",
-            &self
-                .errors_by_kind
-                .iter()
-                .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), *v as f64))
-                .collect::<Vec<_>>(),
+    }
+}
+
+/// Every family starts with the same HELP and TYPE lines, so the text is built in one place.
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    /// The one writer of HELP, TYPE and sample lines, so every family has the same form.
+    fn family(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (String, f64)>,
+    ) {
+        let _ = writeln!(
+            self.0,
+            "# HELP grape_{name} {help}\n# TYPE grape_{name} {kind}"
         );
-        out
+        for (labels, value) in samples {
+            let _ = writeln!(self.0, "grape_{name}{labels} {value}");
+        }
+    }
+
+    /// Most families are one unlabelled figure; this spares each of them building a list.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help, [(String::new(), value)]);
     }
 }
 
