@@ -8,7 +8,7 @@ use crate::engine::image::{Image, ImageSource};
 use crate::error::{Error, Result};
 use crate::point::Distance;
 use crate::storage::OpenMode;
-use crate::storage::{io_error, Storage};
+use crate::storage::{io_error, Storage, StorageFile};
 
 use super::codec::{self, Reader, ID_BYTES};
 
@@ -72,31 +72,62 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
         .open(&tmp, OpenMode::CreateIfMissing)
         .map_err(io_error("create", &tmp))?;
     file.set_len(0).map_err(io_error("truncate", &tmp))?;
-    let rows = src.rows.len();
+    let vectors = write_vectors(&*file, &tmp, src)?;
+    let mut offset = vectors.0 + vectors.1;
+    let mut sections = vec![vectors];
+    let rest = row_sections(src)
+        .into_iter()
+        .chain(graph_sections(src.graph.as_ref()));
+    for section in rest {
+        offset = codec::align64(offset);
+        file.write_at(offset, &section)
+            .map_err(io_error("write", &tmp))?;
+        sections.push((offset, section.len() as u64, codec::crc(&section)));
+        offset += section.len() as u64;
+    }
+    // An empty last section still starts inside the file.
+    file.set_len(offset).map_err(io_error("extend", &tmp))?;
+    file.write_at(0, &header(src, &sections))
+        .map_err(io_error("write", &tmp))?;
+    file.sync().map_err(io_error("sync", &tmp))?;
+    drop(file);
+    storage
+        .rename(&tmp, name)
+        .map_err(io_error("rename", &tmp))?;
+    Ok(offset)
+}
 
-    // Vectors first, streamed in chunks with the padding of the arena's rows.
+/// A section as the header describes it: where it starts, its length and its checksum.
+type Descriptor = (u64, u64, u32);
+
+/// Streamed in chunks, so writing a large database never holds a second copy of its vectors.
+fn write_vectors(file: &dyn StorageFile, tmp: &str, src: &ImageSource) -> Result<Descriptor> {
     let mut offset = HEADER_BYTES;
-    let vectors_at = offset;
     let mut crc = 0u32;
+    let mut flush = |chunk: &mut Vec<u8>| -> Result<()> {
+        crc = crate::checksum::crc32c_append(crc, chunk);
+        file.write_at(offset, chunk)
+            .map_err(io_error("write", tmp))?;
+        offset += chunk.len() as u64;
+        chunk.clear();
+        Ok(())
+    };
     let mut chunk = Vec::with_capacity(1 << 20);
     let pad = vec![0f32; src.stride - src.dim];
     for (_, v, _) in &src.rows {
         codec::put_f32s(&mut chunk, v);
         codec::put_f32s(&mut chunk, &pad);
         if chunk.len() >= 1 << 20 {
-            crc = crate::checksum::crc32c_append(crc, &chunk);
-            file.write_at(offset, &chunk)
-                .map_err(io_error("write", &tmp))?;
-            offset += chunk.len() as u64;
-            chunk.clear();
+            flush(&mut chunk)?;
         }
     }
-    crc = crate::checksum::crc32c_append(crc, &chunk);
-    file.write_at(offset, &chunk)
-        .map_err(io_error("write", &tmp))?;
-    offset += chunk.len() as u64;
-    let mut sections = vec![(vectors_at, offset - vectors_at, crc)];
+    flush(&mut chunk)?;
+    Ok((HEADER_BYTES, offset - HEADER_BYTES, crc))
+}
 
+/// Ids, payload offsets and payload data come from one pass, as the offsets follow the data.
+fn row_sections(src: &ImageSource) -> [Vec<u8>; 3] {
+    let rows = src.rows.len();
     let mut ids = Vec::with_capacity(rows * ID_BYTES);
     let mut offsets = Vec::with_capacity((rows + 1) * 8);
     let mut data = Vec::new();
@@ -106,39 +137,29 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
         data.extend_from_slice(payload);
     }
     codec::put_u64(&mut offsets, data.len() as u64);
-    let empty = Vec::new();
-    let (links0, levels, upper_at, upper, sketches) = match &src.graph {
-        Some(g) => (
-            u32_bytes(g.links0()),
-            g.levels().to_vec(),
-            u32_bytes(g.upper_at()),
-            u32_bytes(g.upper()),
-            g.sketches()
-                .iter()
-                .flat_map(|s| s.0)
-                .flat_map(u64::to_le_bytes)
-                .collect(),
-        ),
-        None => (
-            empty.clone(),
-            empty.clone(),
-            empty.clone(),
-            empty.clone(),
-            empty,
-        ),
-    };
-    for section in [
-        &ids, &offsets, &data, &links0, &levels, &upper_at, &upper, &sketches,
-    ] {
-        offset = codec::align64(offset);
-        file.write_at(offset, section)
-            .map_err(io_error("write", &tmp))?;
-        sections.push((offset, section.len() as u64, codec::crc(section)));
-        offset += section.len() as u64;
-    }
-    // An empty last section still starts inside the file.
-    file.set_len(offset).map_err(io_error("extend", &tmp))?;
+    [ids, offsets, data]
+}
 
+/// Empty without a graph, so the header has the same layout either way.
+fn graph_sections(graph: Option<&Graph>) -> [Vec<u8>; 5] {
+    let Some(g) = graph else {
+        return Default::default();
+    };
+    [
+        u32_bytes(g.links0()),
+        g.levels().to_vec(),
+        u32_bytes(g.upper_at()),
+        u32_bytes(g.upper()),
+        g.sketches()
+            .iter()
+            .flat_map(|s| s.0)
+            .flat_map(u64::to_le_bytes)
+            .collect(),
+    ]
+}
+
+/// Built after the sections, because it holds each one's place and checksum.
+fn header(src: &ImageSource, sections: &[Descriptor]) -> Vec<u8> {
     let mut h = Vec::with_capacity(HEADER_BYTES as usize);
     h.extend_from_slice(MAGIC);
     codec::put_u32(&mut h, VERSION);
@@ -147,14 +168,14 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
     h.push(u8::from(src.graph.is_some()));
     h.push(src.graph.as_ref().map_or(0, Graph::max_level));
     h.extend_from_slice(&[0; 5]);
-    codec::put_u64(&mut h, rows as u64);
+    codec::put_u64(&mut h, src.rows.len() as u64);
     codec::put_u64(&mut h, src.last_seq);
     let params = src.graph.as_ref().map(Graph::params);
     codec::put_u32(&mut h, params.map_or(0, |p| p.m as u32));
     codec::put_u32(&mut h, params.map_or(0, |p| p.ef_construction as u32));
     codec::put_u32(&mut h, src.graph.as_ref().map_or(NONE, Graph::entry));
     codec::put_u32(&mut h, 0);
-    for (at, len, crc) in &sections {
+    for (at, len, crc) in sections {
         codec::put_u64(&mut h, *at);
         codec::put_u64(&mut h, *len);
         codec::put_u32(&mut h, *crc);
@@ -163,13 +184,7 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
     let crc = codec::crc(&h);
     codec::put_u32(&mut h, crc);
     h.resize(HEADER_BYTES as usize, 0);
-    file.write_at(0, &h).map_err(io_error("write", &tmp))?;
-    file.sync().map_err(io_error("sync", &tmp))?;
-    drop(file);
-    storage
-        .rename(&tmp, name)
-        .map_err(io_error("rename", &tmp))?;
-    Ok(offset)
+    h
 }
 
 // Sections by index, in file order (version 1 has the first four; version 2 the first eight).
@@ -315,48 +330,95 @@ fn section_views(
 /// that has that layer. Checksums only say the bytes are as written, not that the writer was
 /// sound, and a bad link would make a search index out of bounds.
 fn read_graph(views: &[Bytes], h: &Header, rows: usize, damage: Damage) -> Result<GraphParts> {
-    let (m, max_level) = (h.m, h.max_level);
-    let at = |section: usize| h.sections[section].at;
     let levels = views[LEVELS].to_vec();
     let upper_at = u32s(&views[UPPER_INDEX]);
     let upper = u32s(&views[UPPER]);
+    check_upper_index(h, &levels, &upper_at, upper.len(), damage)?;
+    if rows > 0 && levels[h.entry as usize] != h.max_level {
+        return Err(damage.at(48, "the graph's entry point is not on its top level"));
+    }
+    check_links0(&views[LINKS0], h, rows, damage)?;
+    check_upper_links(h, &levels, &upper_at, &upper, damage)?;
+    Ok(GraphParts {
+        params: GraphParams {
+            m: h.m,
+            ef_construction: h.ef_construction,
+            // The engine decides, from its distance.
+            sketch_dim: None,
+        },
+        entry: h.entry,
+        max_level: h.max_level,
+        links0: views[LINKS0].clone(),
+        levels,
+        upper_at,
+        upper,
+        sketches: views.get(SKETCHES).filter(|v| !v.is_empty()).cloned(),
+    })
+}
+
+/// Runs before any upper block is read through the index, so the checks after it stay in bounds.
+fn check_upper_index(
+    h: &Header,
+    levels: &[u8],
+    upper_at: &[u32],
+    upper_len: usize,
+    damage: Damage,
+) -> Result<()> {
     let mut next = 0usize;
-    for (i, (&level, &start)) in levels.iter().zip(&upper_at).enumerate() {
+    for (i, (&level, &start)) in levels.iter().zip(upper_at).enumerate() {
         let ok = match level {
             0 => start == NONE,
-            l if l <= max_level => start as usize == next,
+            l if l <= h.max_level => start as usize == next,
             _ => false,
         };
         if !ok {
             return Err(damage.at(
-                at(UPPER_INDEX) + 4 * i as u64,
+                h.sections[UPPER_INDEX].at + 4 * i as u64,
                 "graph index is inconsistent",
             ));
         }
-        next += level as usize * (1 + m);
+        next += level as usize * (1 + h.m);
     }
-    if next != upper.len() {
-        return Err(damage.at(at(UPPER), "graph upper layers have the wrong length"));
+    if next != upper_len {
+        return Err(damage.at(
+            h.sections[UPPER].at,
+            "graph upper layers have the wrong length",
+        ));
     }
-    if rows > 0 && levels[h.entry as usize] != max_level {
-        return Err(damage.at(48, "the graph's entry point is not on its top level"));
-    }
-    // Layer 0 is used in place: read it as `u32`s where it is aligned (always, from a map or
-    // an aligned read), so checking a large graph costs a pass over memory.
+    Ok(())
+}
+
+/// Checks layer 0 where it lies: searches use it in place, and a copy would cost its size again.
+fn check_links0(view: &Bytes, h: &Header, rows: usize, damage: Damage) -> Result<()> {
+    let m = h.m;
+    // Read as `u32`s where it is aligned (always, from a map or an aligned read), so checking a
+    // large graph costs a pass over memory.
     let stride0 = 1 + 2 * m;
-    let links0: std::borrow::Cow<[u32]> = match bytemuck::try_cast_slice(&views[LINKS0]) {
+    let links0: std::borrow::Cow<[u32]> = match bytemuck::try_cast_slice(view) {
         Ok(words) => std::borrow::Cow::Borrowed(words),
-        Err(_) => std::borrow::Cow::Owned(u32s(&views[LINKS0])),
+        Err(_) => std::borrow::Cow::Owned(u32s(view)),
     };
     for (i, block) in links0.chunks_exact(stride0).enumerate() {
         let count = block[0] as usize;
         if count > 2 * m || block[1..=count].iter().any(|&n| n as usize >= rows) {
             return Err(damage.at(
-                at(LINKS0) + (i * stride0 * 4) as u64,
+                h.sections[LINKS0].at + (i * stride0 * 4) as u64,
                 format!("graph layer 0 of row {i} links to no row"),
             ));
         }
     }
+    Ok(())
+}
+
+/// A link to a node without that layer would send a search to a block the node lacks.
+fn check_upper_links(
+    h: &Header,
+    levels: &[u8],
+    upper_at: &[u32],
+    upper: &[u32],
+    damage: Damage,
+) -> Result<()> {
+    let m = h.m;
     let links_ok = |block: &[u32], layer: u8| {
         let count = block[0] as usize;
         count <= m
@@ -364,32 +426,18 @@ fn read_graph(views: &[Bytes], h: &Header, rows: usize, damage: Damage) -> Resul
                 .iter()
                 .all(|&n| levels.get(n as usize).is_some_and(|&l| l >= layer))
     };
-    for (i, (&level, &start)) in levels.iter().zip(&upper_at).enumerate() {
+    for (i, (&level, &start)) in levels.iter().zip(upper_at).enumerate() {
         for layer in 1..=level {
             let block = start as usize + (layer as usize - 1) * (1 + m);
             if !links_ok(&upper[block..block + 1 + m], layer) {
                 return Err(damage.at(
-                    at(UPPER) + 4 * block as u64,
+                    h.sections[UPPER].at + 4 * block as u64,
                     format!("graph layer {layer} of row {i} links to no row of that layer"),
                 ));
             }
         }
     }
-    Ok(GraphParts {
-        params: GraphParams {
-            m,
-            ef_construction: h.ef_construction,
-            // The engine decides, from its distance.
-            sketch_dim: None,
-        },
-        entry: h.entry,
-        max_level,
-        links0: views[LINKS0].clone(),
-        levels,
-        upper_at,
-        upper,
-        sketches: views.get(SKETCHES).filter(|v| !v.is_empty()).cloned(),
-    })
+    Ok(())
 }
 
 /// Maps a segment and checks its header, every section's bounds, length and checksum, the
@@ -404,6 +452,38 @@ pub(crate) fn read(
     let bytes = storage.read_all(name).map_err(io_error("read", name))?;
     let damage = Damage(name);
     let h = read_header(&bytes, damage)?;
+    let rows = check_against_manifest(&h, dim, distance, damage)?;
+    let views = section_views(&bytes, &h, &expected_lengths(&h, rows, stride), damage)?;
+    check_sketches(&views, &h, rows, damage)?;
+    let graph = if h.graph {
+        Some(read_graph(&views, &h, rows, damage)?)
+    } else {
+        None
+    };
+    let mut ids_reader = Reader::new(&views[IDS], name, h.sections[IDS].at);
+    let ids = (0..rows)
+        .map(|_| ids_reader.id())
+        .collect::<Result<Vec<_>>>()?;
+    check_payload_offsets(&views, &h, rows, damage)?;
+    Ok(Image {
+        rows,
+        last_seq: h.last_seq,
+        vectors: views[VECTORS].clone(),
+        ids,
+        payload_offsets: views[PAYLOAD_OFFSETS].clone(),
+        payload_data: views[PAYLOAD_DATA].clone(),
+        graph,
+        file_bytes: bytes.len() as u64,
+    })
+}
+
+/// Checks the header's figures before section lengths are computed from them; returns the rows.
+fn check_against_manifest(
+    h: &Header,
+    dim: usize,
+    distance: Distance,
+    damage: Damage,
+) -> Result<usize> {
     if h.dim != dim || distance_from_code(h.distance) != Some(distance) {
         return Err(damage.at(12, "dimension or distance differs from the manifest's"));
     }
@@ -416,8 +496,13 @@ pub(crate) fn read(
     if h.graph && (h.m < 2 || !entry_ok || h.max_level > 16) {
         return Err(damage.at(40, "invalid graph parameters"));
     }
+    Ok(rows)
+}
+
+/// The lengths the header's figures imply, so a section of the wrong size is caught before use.
+fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 9] {
     let if_graph = |n: Option<usize>| if h.graph { n } else { Some(0) };
-    let expected = [
+    [
         rows.checked_mul(stride * 4),
         rows.checked_mul(ID_BYTES),
         rows.checked_add(1).and_then(|n| n.checked_mul(8)),
@@ -426,10 +511,13 @@ pub(crate) fn read(
         if_graph(Some(rows)),
         if_graph(rows.checked_mul(4)),
         None,
-        // Checked below: none, or one per row.
+        // Checked by `check_sketches`: none, or one per row.
         None,
-    ];
-    let views = section_views(&bytes, &h, &expected, damage)?;
+    ]
+}
+
+/// Sketches are optional (none in version 2), so their length is checked on its own.
+fn check_sketches(views: &[Bytes], h: &Header, rows: usize, damage: Damage) -> Result<()> {
     let sketch_bytes = views.get(SKETCHES).map_or(0, |v| v.len());
     if sketch_bytes != 0 && (!h.graph || Some(sketch_bytes) != rows.checked_mul(64)) {
         return Err(damage.at(
@@ -437,15 +525,11 @@ pub(crate) fn read(
             "graph sketches section has the wrong length",
         ));
     }
-    let graph = if h.graph {
-        Some(read_graph(&views, &h, rows, damage)?)
-    } else {
-        None
-    };
-    let mut ids_reader = Reader::new(&views[IDS], name, h.sections[IDS].at);
-    let ids = (0..rows)
-        .map(|_| ids_reader.id())
-        .collect::<Result<Vec<_>>>()?;
+    Ok(())
+}
+
+/// Payloads are sliced by these offsets, so they must rise and end at the data's length.
+fn check_payload_offsets(views: &[Bytes], h: &Header, rows: usize, damage: Damage) -> Result<()> {
     let offsets = &views[PAYLOAD_OFFSETS];
     let offset_at = |i: usize| u64::from_le_bytes(offsets[i * 8..i * 8 + 8].try_into().expect("8"));
     let data_len = views[PAYLOAD_DATA].len() as u64;
@@ -455,16 +539,7 @@ pub(crate) fn read(
             "payload offsets are not increasing",
         ));
     }
-    Ok(Image {
-        rows,
-        last_seq: h.last_seq,
-        vectors: views[VECTORS].clone(),
-        ids,
-        payload_offsets: views[PAYLOAD_OFFSETS].clone(),
-        payload_data: views[PAYLOAD_DATA].clone(),
-        graph,
-        file_bytes: bytes.len() as u64,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
