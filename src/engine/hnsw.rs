@@ -579,6 +579,9 @@ impl Graph {
     /// Beam search of one layer: explores from `entry_points`, keeping the `ef` closest nodes
     /// that `admit` accepts; nodes it refuses are still walked through. Returns them sorted,
     /// closest first, and the number of distances computed.
+    ///
+    /// Kept as one function: it is the hot loop of every search, and its state should stay in
+    /// one frame.
     fn search_layer<S: Space>(
         &self,
         query: Query<'_>,
@@ -725,60 +728,13 @@ impl Graph {
     /// with the heuristic. `space` addresses old slots.
     pub fn remapped<S: Space>(&self, new_slot: &[u32], space: &S) -> Graph {
         let live = |s: u32| new_slot[s as usize] != NONE;
-        // The live old slots in new-slot order, placed rather than sorted (new slots number
-        // the live nodes from 0, so each has a place below `self.len()`).
-        let mut order = vec![NONE; self.len()];
-        for (old, &new) in new_slot.iter().enumerate().take(self.len()) {
-            if new != NONE {
-                order[new as usize] = old as u32;
-            }
-        }
-        order.retain(|&old| old != NONE);
-        let mut g = Graph::new(self.params);
-        g.rng = self.rng;
-        for &old in &order {
-            g.push_node(self.levels[old as usize]);
-        }
-        if let Some(to) = &mut g.sketches {
-            let from = self.sketches();
-            debug_assert_eq!(from.len(), self.len(), "a sketched graph has one per node");
-            to.per_node
-                .owned()
-                .extend(order.iter().map(|&old| from[old as usize]));
-        }
+        let order = self.live_in_new_order(new_slot);
+        let mut g = self.unlinked_copy(&order);
         for &old in &order {
             let new = new_slot[old as usize];
             let base = space.vector(old).to_vec();
             for layer in 0..=self.levels[old as usize] {
-                let current = self.neighbours(old, layer);
-                let mut keep: Vec<u32> = current.iter().copied().filter(|&n| live(n)).collect();
-                if keep.len() < current.len() {
-                    // Two-hop candidates through the dropped neighbours.
-                    let mut cands: Vec<u32> = keep.clone();
-                    for &gone in current.iter().filter(|&&n| !live(n)) {
-                        cands.extend(
-                            self.neighbours(gone, layer)
-                                .iter()
-                                .copied()
-                                .filter(|&n| live(n) && n != old),
-                        );
-                    }
-                    cands.sort_unstable();
-                    cands.dedup();
-                    let mut scored: Vec<Candidate> = cands
-                        .into_iter()
-                        .map(|n| Candidate {
-                            key: space.key_to(&base, n),
-                            slot: n,
-                        })
-                        .collect();
-                    scored.sort_unstable();
-                    keep = self
-                        .select(&scored, self.capacity(layer), space)
-                        .iter()
-                        .map(|c| c.slot)
-                        .collect();
-                }
+                let keep = self.refilled(old, layer, &base, &live, space);
                 let mapped: Vec<u32> = keep.iter().map(|&n| new_slot[n as usize]).collect();
                 g.set_neighbours(new, layer, &mapped);
             }
@@ -797,5 +753,74 @@ impl Graph {
             g.max_level = self.levels[e as usize];
         }
         g
+    }
+
+    /// Placed rather than sorted, as new slots number the live nodes from 0: no sort's log factor.
+    fn live_in_new_order(&self, new_slot: &[u32]) -> Vec<u32> {
+        let mut order = vec![NONE; self.len()];
+        for (old, &new) in new_slot.iter().enumerate().take(self.len()) {
+            if new != NONE {
+                order[new as usize] = old as u32;
+            }
+        }
+        order.retain(|&old| old != NONE);
+        order
+    }
+
+    /// Every node must exist before a list naming it is set, so nodes are copied before links.
+    fn unlinked_copy(&self, order: &[u32]) -> Graph {
+        let mut g = Graph::new(self.params);
+        g.rng = self.rng;
+        for &old in order {
+            g.push_node(self.levels[old as usize]);
+        }
+        if let Some(to) = &mut g.sketches {
+            let from = self.sketches();
+            debug_assert_eq!(from.len(), self.len(), "a sketched graph has one per node");
+            to.per_node
+                .owned()
+                .extend(order.iter().map(|&old| from[old as usize]));
+        }
+        g
+    }
+
+    /// A list that lost members is refilled from two hops away, or compaction would thin the graph.
+    fn refilled<S: Space>(
+        &self,
+        old: u32,
+        layer: u8,
+        base: &[f32],
+        live: &impl Fn(u32) -> bool,
+        space: &S,
+    ) -> Vec<u32> {
+        let current = self.neighbours(old, layer);
+        let keep: Vec<u32> = current.iter().copied().filter(|&n| live(n)).collect();
+        if keep.len() == current.len() {
+            return keep;
+        }
+        // Two-hop candidates through the dropped neighbours.
+        let mut cands: Vec<u32> = keep;
+        for &gone in current.iter().filter(|&&n| !live(n)) {
+            cands.extend(
+                self.neighbours(gone, layer)
+                    .iter()
+                    .copied()
+                    .filter(|&n| live(n) && n != old),
+            );
+        }
+        cands.sort_unstable();
+        cands.dedup();
+        let mut scored: Vec<Candidate> = cands
+            .into_iter()
+            .map(|n| Candidate {
+                key: space.key_to(base, n),
+                slot: n,
+            })
+            .collect();
+        scored.sort_unstable();
+        self.select(&scored, self.capacity(layer), space)
+            .iter()
+            .map(|c| c.slot)
+            .collect()
     }
 }
