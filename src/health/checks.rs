@@ -4,6 +4,7 @@
 use crate::clock::Instant;
 use crate::engine::Engine;
 use crate::filter::{Condition, Filter};
+use crate::point::PointId;
 use crate::search::{ScoredPoint, SearchParams, SearchRequest};
 use crate::storage::StorageSpace;
 
@@ -110,15 +111,8 @@ pub(super) fn storage(probe: Result<(), String>, location: &str) -> (CheckStatus
 /// index, must come back (or a point exactly as close, for duplicates). Missed by the index but
 /// found by an exact scan is a warning (recall is degraded); missed by both is critical.
 pub(super) fn self_search(engine: &Engine, k: usize) -> (CheckStatus, String) {
-    if let Some((count, row)) = engine.unreadable_payloads() {
-        return (
-            CheckStatus::Critical,
-            format!(
-                "{count} payload(s) of the checkpoint segment do not parse (first: row {row}) \
-                 and read as empty, although the file's checksums hold: it was altered or \
-                 written by a faulty writer; restore from a snapshot"
-            ),
-        );
+    if let Some(verdict) = unreadable_payloads(engine) {
+        return verdict;
     }
     let Some((id, vector)) = engine.sample_live(k) else {
         return (
@@ -126,44 +120,14 @@ pub(super) fn self_search(engine: &Engine, k: usize) -> (CheckStatus, String) {
             "empty: nothing to search for".to_owned(),
         );
     };
-    let search = |exact: bool, filter: Option<Filter>| {
-        let mut request = SearchRequest::new(vector.clone(), 10);
-        request.params = SearchParams {
-            exact,
-            ..SearchParams::default()
-        };
-        request.filter = filter;
-        engine
-            .search_batch(std::slice::from_ref(&request))
-            .map(|mut r| r.remove(0).result)
+    let search = |exact: bool, filter: Option<Filter>| top_ten(engine, &vector, exact, filter);
+    let by_id = search(true, Some(Filter::must([Condition::has_id([id])])));
+    let own_score = match own_score(by_id, id) {
+        Ok(score) => score,
+        Err(verdict) => return verdict,
     };
-    let own_score = match search(true, Some(Filter::must([Condition::has_id([id])]))) {
-        Ok(found) if !found.is_empty() => found[0].score,
-        Ok(_) => {
-            return (
-                CheckStatus::Critical,
-                format!("point {id} is listed but cannot be read"),
-            )
-        }
-        Err(e) => {
-            return (
-                CheckStatus::Critical,
-                format!("searching for point {id} failed: {e}"),
-            )
-        }
-    };
-    // Found: the point itself, or a first result at least as close as the point is to itself
-    // (duplicates and parallel vectors tie within rounding; with Dot a longer vector in the same
-    // direction scores higher than the point itself).
     let higher_is_better = engine.config().distance.higher_is_better();
-    let finds_itself = |found: &[ScoredPoint]| {
-        let tolerance = 1e-5 * (1.0 + own_score.abs());
-        found.iter().any(|p| p.id == id)
-            || found.first().is_some_and(|p| match higher_is_better {
-                true => p.score >= own_score - tolerance,
-                false => p.score <= own_score + tolerance,
-            })
-    };
+    let finds_itself = |found: &[ScoredPoint]| finds_itself(found, id, own_score, higher_is_better);
     match (search(false, None), search(true, None)) {
         (Ok(approx), _) if finds_itself(&approx) => (
             CheckStatus::Healthy,
@@ -179,6 +143,73 @@ pub(super) fn self_search(engine: &Engine, k: usize) -> (CheckStatus, String) {
             format!("point {id} is not found by its own vector"),
         ),
     }
+}
+
+/// Damage the checksums missed outranks anything a search could show, so it is checked first.
+fn unreadable_payloads(engine: &Engine) -> Option<(CheckStatus, String)> {
+    let (count, row) = engine.unreadable_payloads()?;
+    Some((
+        CheckStatus::Critical,
+        format!(
+            "{count} payload(s) of the checkpoint segment do not parse (first: row {row}) \
+             and read as empty, although the file's checksums hold: it was altered or \
+             written by a faulty writer; restore from a snapshot"
+        ),
+    ))
+}
+
+/// The check's three searches differ only in exactness and filter, so they share one request.
+fn top_ten(
+    engine: &Engine,
+    vector: &[f32],
+    exact: bool,
+    filter: Option<Filter>,
+) -> crate::error::Result<Vec<ScoredPoint>> {
+    let mut request = SearchRequest::new(vector.to_vec(), 10);
+    request.params = SearchParams {
+        exact,
+        ..SearchParams::default()
+    };
+    request.filter = filter;
+    engine
+        .search_batch(std::slice::from_ref(&request))
+        .map(|mut r| r.remove(0).result)
+}
+
+/// Sets the bar for the other searches; a point not found even by its id is critical already.
+fn own_score(
+    found: crate::error::Result<Vec<ScoredPoint>>,
+    id: PointId,
+) -> Result<f32, (CheckStatus, String)> {
+    match found {
+        Ok(found) if !found.is_empty() => Ok(found[0].score),
+        Ok(_) => Err((
+            CheckStatus::Critical,
+            format!("point {id} is listed but cannot be read"),
+        )),
+        Err(e) => Err((
+            CheckStatus::Critical,
+            format!("searching for point {id} failed: {e}"),
+        )),
+    }
+}
+
+/// A tie counts as found, since duplicates and parallel vectors score as well as the point.
+fn finds_itself(
+    found: &[ScoredPoint],
+    id: PointId,
+    own_score: f32,
+    higher_is_better: bool,
+) -> bool {
+    // Found: the point itself, or a first result at least as close as the point is to itself
+    // (duplicates and parallel vectors tie within rounding; with Dot a longer vector in the same
+    // direction scores higher than the point itself).
+    let tolerance = 1e-5 * (1.0 + own_score.abs());
+    found.iter().any(|p| p.id == id)
+        || found.first().is_some_and(|p| match higher_is_better {
+            true => p.score >= own_score - tolerance,
+            false => p.score <= own_score + tolerance,
+        })
 }
 
 #[cfg(test)]
