@@ -35,11 +35,37 @@ pub(crate) fn pack(storage: &dyn Storage) -> Result<Vec<u8>> {
 /// Unpacks `archive` into the empty `dest`, the manifest last, so that an interrupted import
 /// leaves no database (the next open finds no manifest and starts from empty, removing the rest).
 pub(crate) fn unpack(archive: &[u8], dest: &dyn Storage) -> Result<()> {
-    let corrupt = |offset: usize, detail: &str| Error::Corrupt {
+    let body = check_envelope(archive)?;
+    let files = parse_files(&archive[..body])?;
+    // Held until the import is complete, so no database opens half of it.
+    let _lock = dest.lock()?;
+    let existing = dest.list().map_err(io_error("list", &dest.location()))?;
+    if !existing.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "import destination {} is not empty",
+            dest.location()
+        )));
+    }
+    // The manifest last: until it exists, the destination holds no database.
+    let (manifest, others): (Vec<_>, Vec<_>) =
+        files.into_iter().partition(|(n, _)| *n == manifest::NAME);
+    for (name, data) in others.into_iter().chain(manifest) {
+        write_file(dest, name, data)?;
+    }
+    dest.sync_dir().map_err(io_error("sync", &dest.location()))
+}
+
+/// For damage found outside the reader (envelope, file list), which has no position to report.
+fn corrupt(offset: usize, detail: &str) -> Error {
+    Error::Corrupt {
         file: NAME.to_owned(),
         offset: offset as u64,
         detail: detail.to_owned(),
-    };
+    }
+}
+
+/// Magic and checksum first, so a damaged archive is reported as such, not by a garbled field.
+fn check_envelope(archive: &[u8]) -> Result<usize> {
     if archive.len() < 20 || &archive[..8] != MAGIC {
         return Err(corrupt(0, "not a Grape Vector DB archive (bad magic)"));
     }
@@ -51,7 +77,12 @@ pub(crate) fn unpack(archive: &[u8], dest: &dyn Storage) -> Result<()> {
             "checksum mismatch (truncated or damaged archive)",
         ));
     }
-    let mut r = Reader::new(&archive[8..body], NAME, 8);
+    Ok(body)
+}
+
+/// Parses and checks every file before the destination is touched, so a bad archive writes nothing.
+fn parse_files(archive: &[u8]) -> Result<Vec<(&str, &[u8])>> {
+    let mut r = Reader::new(&archive[8..], NAME, 8);
     let version = r.u32()?;
     if version > VERSION {
         return Err(Error::UnsupportedFormat {
@@ -79,29 +110,19 @@ pub(crate) fn unpack(archive: &[u8], dest: &dyn Storage) -> Result<()> {
     if !files.iter().any(|(n, _)| *n == manifest::NAME) {
         return Err(corrupt(8, "the archive holds no MANIFEST"));
     }
-    // Held until the import is complete, so no database opens half of it.
-    let _lock = dest.lock()?;
-    let existing = dest.list().map_err(io_error("list", &dest.location()))?;
-    if !existing.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "import destination {} is not empty",
-            dest.location()
-        )));
-    }
-    // The manifest last: until it exists, the destination holds no database.
-    let (manifest, others): (Vec<_>, Vec<_>) =
-        files.into_iter().partition(|(n, _)| *n == manifest::NAME);
-    for (name, data) in others.into_iter().chain(manifest) {
-        let tmp = format!("{name}.tmp");
-        let file = dest
-            .open(&tmp, OpenMode::CreateIfMissing)
-            .map_err(io_error("create", &tmp))?;
-        file.write_at(0, data).map_err(io_error("write", &tmp))?;
-        file.sync().map_err(io_error("sync", &tmp))?;
-        drop(file);
-        dest.rename(&tmp, name).map_err(io_error("rename", name))?;
-    }
-    dest.sync_dir().map_err(io_error("sync", &dest.location()))
+    Ok(files)
+}
+
+/// Through a temporary name, synced before the rename, so a file under its own name is complete.
+fn write_file(dest: &dyn Storage, name: &str, data: &[u8]) -> Result<()> {
+    let tmp = format!("{name}.tmp");
+    let file = dest
+        .open(&tmp, OpenMode::CreateIfMissing)
+        .map_err(io_error("create", &tmp))?;
+    file.write_at(0, data).map_err(io_error("write", &tmp))?;
+    file.sync().map_err(io_error("sync", &tmp))?;
+    drop(file);
+    dest.rename(&tmp, name).map_err(io_error("rename", name))
 }
 
 #[cfg(test)]
