@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+pub mod conformance;
 pub mod decoders;
 pub mod faulty;
 pub mod power_loss;

@@ -1,0 +1,262 @@
+//! Seeded payloads and filters in Qdrant's JSON, for the conformance suite against Qdrant's own
+//! code (`tests/qdrant_conformance.rs`): every kind of value a payload holds (keywords with
+//! unicode, integers, floats, bools, null, `[]`, `[null]`, mixed arrays, arrays of objects,
+//! nested objects, missing keys) and every condition of a filter, each labelled with its kind so
+//! that disagreements are counted per kind.
+
+use serde_json::{json, Map, Value};
+
+use crate::Rng;
+
+const WORDS: [&str; 8] = ["apple", "Äpfel", "pear", "naïve", "東京", "kiwi", "", "x y"];
+const TEXTS: [&str; 6] = [
+    "the quick brown fox",
+    "Quick dogs, brown cats!",
+    "naïve café au lait",
+    "東京 tower",
+    "",
+    "fox",
+];
+
+/// The kind of a condition, as counted in the suite's report.
+pub type Kind = &'static str;
+
+/// A generated payload value of the key `a`, the key every kind of condition is tried on.
+fn anything(rng: &mut Rng, depth: u32) -> Value {
+    match rng.below(if depth > 0 { 9 } else { 11 }) {
+        0 => Value::Null,
+        1 => json!([]),
+        2 => json!([null]),
+        3 => json!(rng.pick(&WORDS)),
+        4 => json!(rng.below(7) as i64 - 3),
+        5 => json!((rng.below(13) as f64 - 6.0) / 2.0),
+        6 => json!(rng.chance(0.5)),
+        7 => json!([rng.pick(&WORDS), rng.below(5)]),
+        8 => Value::Array((0..rng.below(4)).map(|_| json!(rng.below(5))).collect()),
+        9 => json!({"b": anything(rng, depth + 1)}),
+        _ => Value::Array(
+            (0..rng.below(3))
+                .map(|_| anything(rng, depth + 1))
+                .collect(),
+        ),
+    }
+}
+
+/// A payload with a few fixed keys of known shape and the catch-all `a`; any key may be
+/// missing.
+pub fn payload(rng: &mut Rng) -> Value {
+    let mut p = Map::new();
+    let mut maybe = |rng: &mut Rng, key: &str, value: Value| {
+        if rng.chance(0.85) {
+            p.insert(key.to_owned(), value);
+        }
+    };
+    let kw = json!(rng.pick(&WORDS));
+    maybe(rng, "kw", kw);
+    let n = match rng.below(4) {
+        0 => json!(rng.below(10) as i64 - 2),
+        1 => json!([rng.below(10), rng.below(10)]),
+        2 => json!((rng.below(40) as f64) / 4.0),
+        _ => json!(rng.below(10)),
+    };
+    maybe(rng, "n", n);
+    let flag = json!(rng.chance(0.5));
+    maybe(rng, "flag", flag);
+    let tags = Value::Array((0..rng.below(4)).map(|_| json!(rng.pick(&WORDS))).collect());
+    maybe(rng, "tags", tags);
+    let obj = json!({"x": rng.below(5), "y": rng.pick(&WORDS)});
+    maybe(rng, "obj", obj);
+    let items = Value::Array(
+        (0..rng.below(4))
+            .map(|_| json!({"x": rng.below(5), "y": rng.pick(&WORDS)}))
+            .collect(),
+    );
+    maybe(rng, "items", items);
+    let desc = if rng.chance(0.7) {
+        json!(rng.pick(&TEXTS))
+    } else {
+        json!([rng.pick(&TEXTS), rng.pick(&TEXTS)])
+    };
+    maybe(rng, "desc", desc);
+    let a = anything(rng, 0);
+    maybe(rng, "a", a);
+    Value::Object(p)
+}
+
+/// A value a `match` may ask for: keyword, integer or bool.
+fn match_value(rng: &mut Rng) -> Value {
+    match rng.below(3) {
+        0 => json!(rng.pick(&WORDS)),
+        1 => json!(rng.below(7) as i64 - 2),
+        _ => json!(rng.chance(0.5)),
+    }
+}
+
+/// A list for `any` / `except`: all keywords or all integers (as Qdrant's schema requires).
+fn match_list(rng: &mut Rng) -> Value {
+    let n = rng.below(3) + 1;
+    if rng.chance(0.5) {
+        Value::Array((0..n).map(|_| json!(rng.pick(&WORDS))).collect())
+    } else {
+        Value::Array((0..n).map(|_| json!(rng.below(7) as i64 - 2)).collect())
+    }
+}
+
+fn bounds(rng: &mut Rng) -> Value {
+    let mut r = Map::new();
+    for op in ["gt", "gte", "lt", "lte"] {
+        if rng.chance(0.35) {
+            let v = (rng.below(24) as f64 - 6.0) / 2.0;
+            r.insert(op.to_owned(), json!(v));
+        }
+    }
+    if r.is_empty() {
+        r.insert("gte".to_owned(), json!(rng.below(8) as i64 - 2));
+    }
+    Value::Object(r)
+}
+
+fn count_bounds(rng: &mut Rng) -> Value {
+    let mut r = Map::new();
+    for op in ["gt", "gte", "lt", "lte"] {
+        if rng.chance(0.4) {
+            r.insert(op.to_owned(), json!(rng.below(4)));
+        }
+    }
+    if r.is_empty() {
+        r.insert("gte".to_owned(), json!(1));
+    }
+    Value::Object(r)
+}
+
+/// A key to test a field condition on, with the kind of path it is.
+fn key(rng: &mut Rng) -> (&'static str, Kind) {
+    match rng.below(10) {
+        0 => ("kw", "key"),
+        1 => ("n", "key"),
+        2 => ("flag", "key"),
+        3 => ("tags", "key"),
+        4 => ("obj.x", "path.object"),
+        5 => ("obj.y", "path.object"),
+        6 => ("items[].x", "path.array"),
+        7 => ("items[0].y", "path.index"),
+        8 => ("a.b", "path.object"),
+        _ => ("a", "key"),
+    }
+}
+
+/// One condition and the kinds it exercises.
+pub fn condition(rng: &mut Rng, ids: &[Value], depth: u32, kinds: &mut Vec<Kind>) -> Value {
+    if depth < 2 && rng.chance(0.12) {
+        kinds.push("nested_filter");
+        return filter(rng, ids, depth + 1, kinds);
+    }
+    let (key, path_kind) = key(rng);
+    let c = match rng.below(12) {
+        0 | 1 => {
+            let v = match_value(rng);
+            kinds.push(match &v {
+                Value::String(_) => "match.value.keyword",
+                Value::Bool(_) => "match.value.bool",
+                _ => "match.value.integer",
+            });
+            json!({"key": key, "match": {"value": v}})
+        }
+        2 => {
+            kinds.push("match.any");
+            json!({"key": key, "match": {"any": match_list(rng)}})
+        }
+        3 => {
+            kinds.push("match.except");
+            json!({"key": key, "match": {"except": match_list(rng)}})
+        }
+        4 | 5 => {
+            kinds.push("range");
+            json!({"key": key, "range": bounds(rng)})
+        }
+        6 => {
+            kinds.push("values_count");
+            json!({"key": key, "values_count": count_bounds(rng)})
+        }
+        7 => {
+            kinds.push("is_empty");
+            json!({"is_empty": {"key": key}})
+        }
+        8 => {
+            kinds.push("is_null");
+            json!({"is_null": {"key": key}})
+        }
+        9 => {
+            kinds.push("has_id");
+            let n = rng.below(4) + 1;
+            let chosen: Vec<Value> = (0..n).map(|_| ids[rng.below(ids.len())].clone()).collect();
+            return json!({"has_id": chosen});
+        }
+        10 => {
+            kinds.push("match.text");
+            let words = [
+                "quick", "brown", "fox", "CAFÉ", "naïve", "東京", "cats", "dog",
+            ];
+            let n = rng.below(3) + 1;
+            let text: Vec<&str> = (0..n).map(|_| rng.pick(&words)).collect();
+            return json!({"key": "desc", "match": {"text": text.join(" ")}});
+        }
+        _ => {
+            kinds.push("nested");
+            let inner = if rng.chance(0.5) {
+                json!({"key": "x", "range": bounds(rng)})
+            } else {
+                json!({"key": "y", "match": {"value": rng.pick(&WORDS)}})
+            };
+            return json!({"nested": {"key": "items", "filter": {"must": [inner]}}});
+        }
+    };
+    kinds.push(path_kind);
+    c
+}
+
+fn clauses(rng: &mut Rng, ids: &[Value], depth: u32, kinds: &mut Vec<Kind>) -> Vec<Value> {
+    (0..rng.below(3) + 1)
+        .map(|_| condition(rng, ids, depth, kinds))
+        .collect()
+}
+
+/// A filter of `must`, `should`, `must_not` and `min_should` clauses over the generated
+/// payloads, and the kinds of everything in it.
+pub fn filter(rng: &mut Rng, ids: &[Value], depth: u32, kinds: &mut Vec<Kind>) -> Value {
+    let mut f = Map::new();
+    let mut any = false;
+    for clause in ["must", "should", "must_not"] {
+        if rng.chance(if clause == "must" { 0.7 } else { 0.3 }) {
+            if clause != "must" {
+                kinds.push(if clause == "should" {
+                    "should"
+                } else {
+                    "must_not"
+                });
+            }
+            f.insert(
+                clause.to_owned(),
+                Value::Array(clauses(rng, ids, depth, kinds)),
+            );
+            any = true;
+        }
+    }
+    if rng.chance(0.1) {
+        kinds.push("min_should");
+        let conditions = clauses(rng, ids, depth, kinds);
+        let min_count = rng.below(conditions.len()) + 1;
+        f.insert(
+            "min_should".to_owned(),
+            json!({"conditions": conditions, "min_count": min_count}),
+        );
+        any = true;
+    }
+    if !any {
+        f.insert(
+            "must".to_owned(),
+            Value::Array(clauses(rng, ids, depth, kinds)),
+        );
+    }
+    Value::Object(f)
+}

@@ -1,0 +1,374 @@
+//! Conformance with Qdrant, judged by Qdrant's own code: seeded payloads and filters (every kind
+//! of condition, see `testkit::conformance`) answered by this crate and by Qdrant Edge (Qdrant's
+//! segment code, embedded, through `tests/qdrant/oracle.py`), for all four distances: counts,
+//! scroll order, exact search (ids in order, scores within 1e-4) and refusals.
+//!
+//! The oracle runs in the Python named by `GRAPE_QDRANT_PYTHON`, or `target/qdrant-venv` (which
+//! `scripts/test` installs). Without one the test skips with a message, unless
+//! `GRAPE_REQUIRE_ORACLES` is set (as `scripts/test` does), where a missing oracle fails.
+//! `GRAPE_CONFORMANCE_QUERIES` sets the queries per distance (default 300).
+
+use grape_testkit as testkit;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use grape_vector_db::{
+    Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, ScrollRequest, SearchParams,
+    SearchRequest,
+};
+use serde_json::{json, Value};
+use testkit::conformance::{self, Kind};
+use testkit::Rng;
+
+const DIM: usize = 4;
+const POINTS: usize = 160;
+/// Results of a search.
+const LIMIT: usize = 10;
+/// The kinds whose every generated case must agree with Qdrant. The others are measured and
+/// reported, and join this list as issue 16 aligns them.
+const AGREED: &[Kind] = &[
+    "key",
+    "path.object",
+    "path.array",
+    "path.index",
+    "match.value.keyword",
+    "match.value.integer",
+    "match.value.bool",
+    "match.any",
+    "range",
+    "has_id",
+    "should",
+    "must_not",
+    "min_should",
+    "nested_filter",
+];
+
+struct Query {
+    kind: &'static str,
+    filter: Option<Value>,
+    vector: Vec<f32>,
+    kinds: Vec<Kind>,
+}
+
+struct Collection {
+    distance: Distance,
+    points: Vec<Value>,
+    queries: Vec<Query>,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python with `qdrant_edge`, or why there is none.
+fn oracle_python() -> Result<PathBuf, String> {
+    let python = std::env::var_os("GRAPE_QDRANT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/qdrant-venv/bin/python"));
+    let works = Command::new(&python)
+        .args(["-c", "import qdrant_edge"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match works {
+        true => Ok(python),
+        false => Err(format!(
+            "{} cannot import qdrant_edge (scripts/test installs it: \
+             python3 -m venv target/qdrant-venv && target/qdrant-venv/bin/pip install \
+             qdrant-edge-py==0.9.0 numpy)",
+            python.display()
+        )),
+    }
+}
+
+fn vector(rng: &mut Rng) -> Vec<f32> {
+    // Quarters: exact in f32 and f64 alike, and never all zero (Cosine refuses that).
+    let mut v: Vec<f32> = (0..DIM)
+        .map(|_| (rng.below(9) as f32 - 4.0) / 4.0)
+        .collect();
+    if v.iter().all(|x| *x == 0.0) {
+        v[0] = 1.0;
+    }
+    v
+}
+
+fn collection(distance: Distance, seed: u64, queries: usize) -> Collection {
+    let mut rng = Rng::new(seed);
+    let ids: Vec<Value> = (0..POINTS)
+        .map(|i| match i % 7 {
+            0 => json!(format!(
+                "{:08x}-0000-4000-8000-{:012x}",
+                rng.next_u64() as u32,
+                i
+            )),
+            _ => json!(i * 3 + 1),
+        })
+        .collect();
+    let points = ids
+        .iter()
+        .map(|id| {
+            let v = vector(&mut rng);
+            json!({"id": id, "vector": v, "payload": conformance::payload(&mut rng)})
+        })
+        .collect();
+    let queries = (0..queries)
+        .map(|i| {
+            let mut kinds = Vec::new();
+            let filter =
+                (!rng.chance(0.1)).then(|| conformance::filter(&mut rng, &ids, 0, &mut kinds));
+            Query {
+                kind: ["count", "scroll", "search"][i % 3],
+                filter,
+                vector: vector(&mut rng),
+                kinds,
+            }
+        })
+        .collect();
+    Collection {
+        distance,
+        points,
+        queries,
+    }
+}
+
+fn distance_name(d: Distance) -> &'static str {
+    match d {
+        Distance::Cosine => "Cosine",
+        Distance::Dot => "Dot",
+        Distance::Euclid => "Euclid",
+        Distance::Manhattan => "Manhattan",
+    }
+}
+
+/// This crate's answer, in the oracle's shape.
+fn ours(db: &EmbeddedVectorDB, query: &Query) -> Value {
+    let filter = match query.filter.clone().map(serde_json::from_value::<Filter>) {
+        Some(Err(e)) => return json!({"error": e.to_string()}),
+        Some(Ok(f)) => Some(f),
+        None => None,
+    };
+    let answer = match query.kind {
+        "count" => db.count(filter.as_ref()).map(|n| json!({"count": n})),
+        "scroll" => db
+            .scroll(&ScrollRequest {
+                limit: POINTS,
+                filter,
+                with_payload: false,
+                ..ScrollRequest::default()
+            })
+            .map(|page| json!({"ids": page.points.iter().map(|r| r.id).collect::<Vec<_>>()})),
+        _ => {
+            let mut request = SearchRequest::new(query.vector.clone(), LIMIT);
+            request.filter = filter;
+            request.params = SearchParams {
+                exact: true,
+                ..SearchParams::default()
+            };
+            db.search(&request).map(|r| {
+                json!({"hits": r.result.iter().map(|p| json!([p.id, p.score])).collect::<Vec<_>>()})
+            })
+        }
+    };
+    answer.unwrap_or_else(|e| json!({"error": e.to_string()}))
+}
+
+/// Whether two answers agree: both refused, or the same counts, ids in order and scores.
+/// Equal scores have no order in Qdrant (ours is insertion order): hits tied within rounding
+/// may come in any order, and at the cut-off of a full page any of the tied points may be in.
+fn agree(ours: &Value, theirs: &Value) -> bool {
+    match (ours.get("error"), theirs.get("error")) {
+        (Some(_), Some(_)) => return true,
+        (None, None) => {}
+        _ => return false,
+    }
+    match (ours.get("hits"), theirs.get("hits")) {
+        (Some(Value::Array(a)), Some(Value::Array(b))) => same_hits(a, b, LIMIT),
+        _ => ours == theirs,
+    }
+}
+
+fn same_hits(a: &[Value], b: &[Value], limit: usize) -> bool {
+    let score = |h: &Value| h[1].as_f64().unwrap();
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
+    if a.len() != b.len() || !a.iter().zip(b).all(|(x, y)| close(score(x), score(y))) {
+        return false;
+    }
+    // Runs of tied scores; ids must match as sets within each run, but for the last run of a
+    // full page.
+    let mut start = 0;
+    while start < a.len() {
+        let mut end = start + 1;
+        while end < a.len() && close(score(&a[start]), score(&a[end])) {
+            end += 1;
+        }
+        let ids = |h: &[Value]| {
+            let mut ids: Vec<String> = h.iter().map(|x| x[0].to_string()).collect();
+            ids.sort();
+            ids
+        };
+        let cut = end == a.len() && a.len() == limit;
+        if !cut && ids(&a[start..end]) != ids(&b[start..end]) {
+            return false;
+        }
+        start = end;
+    }
+    true
+}
+
+fn ask_oracle(python: &Path, cases: &Value) -> Vec<Vec<Value>> {
+    let dir = std::env::temp_dir().join(format!("grape-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cases.json");
+    std::fs::write(&file, serde_json::to_vec(cases).unwrap()).unwrap();
+    let out = Command::new(python)
+        .arg(root().join("tests/qdrant/oracle.py"))
+        .arg(&file)
+        .output()
+        .expect("the oracle runs");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "the oracle failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the oracle answers JSON")
+}
+
+#[derive(Default)]
+struct Tally {
+    cases: usize,
+    disagreements: usize,
+    examples: Vec<String>,
+}
+
+#[test]
+fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
+    let python = match oracle_python() {
+        Ok(python) => python,
+        Err(why) if std::env::var_os("GRAPE_REQUIRE_ORACLES").is_some() => {
+            panic!("GRAPE_REQUIRE_ORACLES is set but {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let queries: usize = std::env::var("GRAPE_CONFORMANCE_QUERIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let collections: Vec<Collection> = [
+        Distance::Cosine,
+        Distance::Dot,
+        Distance::Euclid,
+        Distance::Manhattan,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, d)| collection(d, 16_000 + i as u64, queries))
+    .collect();
+    let cases: Vec<Value> = collections
+        .iter()
+        .map(|c| {
+            json!({
+                "distance": distance_name(c.distance),
+                "dimension": DIM,
+                "text_keys": ["desc"],
+                "points": c.points,
+                "queries": c.queries.iter().map(|q| json!({
+                    "kind": q.kind, "filter": q.filter, "vector": q.vector,
+                    "limit": if q.kind == "search" { LIMIT } else { POINTS },
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let theirs = ask_oracle(&python, &Value::Array(cases));
+
+    let mut tally: BTreeMap<Kind, Tally> = BTreeMap::new();
+    let mut strict_failures = Vec::new();
+    let mut total = 0;
+    let mut agreeing = 0;
+    for (c, answers) in collections.iter().zip(&theirs) {
+        let config = EmbeddedConfig::builder(DIM)
+            .distance(c.distance)
+            .hnsw(None)
+            .build()
+            .unwrap();
+        let db = EmbeddedVectorDB::open(config).unwrap();
+        let points: Vec<Point> = c
+            .points
+            .iter()
+            .map(|p| Point::from_json(p).unwrap())
+            .collect();
+        db.upsert(points).unwrap();
+        for (q, their) in c.queries.iter().zip(answers) {
+            total += 1;
+            let our = ours(&db, q);
+            let ok = agree(&our, their);
+            agreeing += usize::from(ok);
+            let mut kinds = q.kinds.clone();
+            kinds.sort_unstable();
+            kinds.dedup();
+            if kinds.is_empty() {
+                kinds.push("no filter");
+            }
+            let report = || {
+                format!(
+                    "{} {} filter {}\n    ours:   {our}\n    qdrant: {their}",
+                    distance_name(c.distance),
+                    q.kind,
+                    q.filter
+                        .as_ref()
+                        .map_or("none".to_owned(), Value::to_string)
+                )
+            };
+            for kind in &kinds {
+                let t = tally.entry(kind).or_default();
+                t.cases += 1;
+                if !ok {
+                    t.disagreements += 1;
+                    if t.examples.len() < 2 {
+                        t.examples.push(report());
+                    }
+                }
+            }
+            let strict = kinds
+                .iter()
+                .all(|k| *k == "no filter" || AGREED.contains(k));
+            if strict && !ok {
+                strict_failures.push(report());
+            }
+        }
+    }
+    eprintln!(
+        "conformance with Qdrant Edge: {agreeing} of {total} queries agree ({:.1}%); per kind \
+         of condition:",
+        agreeing as f64 * 100.0 / total as f64
+    );
+    for (kind, t) in &tally {
+        let agreed = if AGREED.contains(kind) || *kind == "no filter" {
+            "must agree"
+        } else {
+            "measured"
+        };
+        eprintln!(
+            "  {kind:<22} {:>5} cases, {:>4} disagree ({agreed})",
+            t.cases, t.disagreements
+        );
+        for e in &t.examples {
+            eprintln!("    e.g. {e}");
+        }
+    }
+    assert!(
+        strict_failures.is_empty(),
+        "{} cases of agreed kinds disagree with Qdrant, e.g.:\n{}",
+        strict_failures.len(),
+        strict_failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
