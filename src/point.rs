@@ -88,10 +88,14 @@ impl FromStr for PointId {
     }
 }
 
-/// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` or 32 bare hex digits (an optional `urn:uuid:`
-/// prefix is allowed, as Qdrant does).
+/// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` or 32 bare hex digits, optionally braced
+/// (`{...}`) or with a `urn:uuid:` prefix: the forms Qdrant accepts.
 fn parse_uuid(s: &str) -> Option<u128> {
     let s = s.strip_prefix("urn:uuid:").unwrap_or(s);
+    let s = s
+        .strip_prefix('{')
+        .and_then(|inner| inner.strip_suffix('}'))
+        .unwrap_or(s);
     let hex: String = match s.len() {
         36 => {
             let b = s.as_bytes();
@@ -308,8 +312,10 @@ mod tests {
         let c: PointId = "urn:uuid:550e8400-e29b-41d4-a716-446655440000"
             .parse()
             .unwrap();
+        let d: PointId = "{550e8400-e29b-41d4-a716-446655440000}".parse().unwrap();
         assert_eq!(a, b);
         assert_eq!(a, c);
+        assert_eq!(a, d, "braced, as Qdrant accepts");
         assert_eq!(a.to_string(), "550e8400-e29b-41d4-a716-446655440000");
     }
 

@@ -43,8 +43,8 @@ pub struct SearchRequest {
     /// so `limit` results come back whenever at least `limit` points match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
-    /// Drop results worse than this: a minimum score for Cosine/Dot, a maximum distance for
-    /// Euclid/Manhattan.
+    /// Keep only results strictly better than this, as Qdrant does: scores above it for
+    /// Cosine/Dot, distances below it for Euclid/Manhattan (a result equal to it is dropped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score_threshold: Option<f32>,
     /// Return each result's payload.

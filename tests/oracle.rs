@@ -76,7 +76,8 @@ impl Cond {
         match self {
             Cond::Color(c) => p.color == Some(*c),
             Cond::ColorAny(cs) => p.color.is_some_and(|c| cs.contains(&c)),
-            Cond::ColorExcept(cs) => p.color.is_none_or(|c| !cs.contains(&c)),
+            // Qdrant: a missing field is never outside the list.
+            Cond::ColorExcept(cs) => p.color.is_some_and(|c| !cs.contains(&c)),
             Cond::SizeIs(n) => p.size == Some(*n),
             Cond::WeightRange(a, b) => p.weight >= *a && p.weight < *b,
             Cond::Tag(t) => p.tags.contains(t),

@@ -22,7 +22,8 @@ const SELECTIVITY_SAMPLE: usize = 512;
 struct PreparedQuery<'a> {
     vector: Vec<f32>,
     filter: Option<&'a Filter>,
-    /// Candidates with a larger closeness key fail the score threshold.
+    /// Candidates with this closeness key or a larger one fail the score threshold (strict,
+    /// as in Qdrant: a score equal to the threshold is out).
     max_key: f32,
     /// `offset + limit`: how many candidates the top-k keeps.
     keep: usize,
@@ -136,11 +137,20 @@ impl Engine {
 
     /// The page of an answer that `req` asks for, as scored points.
     fn response(&self, req: &SearchRequest, (found, scored, exact): Answer) -> SearchResponse {
+        let higher_is_better = self.config.distance.higher_is_better();
+        // The keys compared against the threshold are squared for Euclid: the final scores
+        // decide at the boundary, as Qdrant compares scores.
+        let beyond = |score: f32| match req.score_threshold {
+            None => true,
+            Some(t) if higher_is_better => score > t,
+            Some(t) => score < t,
+        };
         SearchResponse {
             result: found
                 .into_iter()
                 .skip(req.offset)
                 .map(|c| self.scored_point(c, req))
+                .filter(|p| beyond(p.score))
                 .collect(),
             exact,
             scored,
@@ -163,7 +173,7 @@ impl Engine {
             }
             scored += 1;
             let key = space.key_to(&q.vector, slot);
-            if key <= q.max_key && top.admits(key) {
+            if key < q.max_key && top.admits(key) {
                 top.push(Candidate { key, slot });
             }
         }
@@ -189,7 +199,7 @@ impl Engine {
                 }
                 *scored += 1;
                 let key = closeness_key(distance, (self.kernel)(&q.vector, v));
-                if key <= q.max_key && top.admits(key) {
+                if key < q.max_key && top.admits(key) {
                     top.push(Candidate {
                         key,
                         slot: slot as u32,
@@ -228,7 +238,7 @@ impl Engine {
         }
         let kept = found
             .into_iter()
-            .filter(|c| c.key <= q.max_key)
+            .filter(|c| c.key < q.max_key)
             .take(q.keep)
             .collect();
         Some((kept, scored))

@@ -14,13 +14,18 @@ impl Filter {
     /// assert!(Filter::default().matches(PointId::Num(1), &Payload::new()));
     /// ```
     pub fn matches(&self, id: PointId, payload: &Payload) -> bool {
-        self.must.iter().all(|c| c.matches(id, payload))
-            && (self.should.is_empty() || self.should.iter().any(|c| c.matches(id, payload)))
-            && !self.must_not.iter().any(|c| c.matches(id, payload))
+        self.check(Some(id), payload)
+    }
+
+    /// `id` is `None` inside `nested`, where Qdrant knows no id (`has_id` is refused there).
+    fn check(&self, id: Option<PointId>, payload: &Payload) -> bool {
+        self.must.iter().all(|c| c.check(id, payload))
+            && (self.should.is_empty() || self.should.iter().any(|c| c.check(id, payload)))
+            && !self.must_not.iter().any(|c| c.check(id, payload))
             && self.min_should.as_ref().is_none_or(|m| {
                 m.conditions
                     .iter()
-                    .filter(|c| c.matches(id, payload))
+                    .filter(|c| c.check(id, payload))
                     .take(m.min_count)
                     .count()
                     >= m.min_count
@@ -38,52 +43,149 @@ impl Condition {
     /// assert!(c.matches(PointId::Num(0), &p));
     /// ```
     pub fn matches(&self, id: PointId, payload: &Payload) -> bool {
+        self.check(Some(id), payload)
+    }
+
+    fn check(&self, id: Option<PointId>, payload: &Payload) -> bool {
         match self {
             Condition::Field(fc) => fc.matches(payload),
-            Condition::IsEmpty(key) => !key.any_leaf(payload, &mut |v| !v.is_null()),
-            Condition::IsNull(key) => key.any_value(payload, &mut |v| v.is_null()),
-            Condition::HasId(ids) => ids.binary_search(&id).is_ok(),
-            Condition::Nested { key, filter } => key.any_leaf(payload, &mut |v| match v {
-                Value::Object(element) => filter.matches(id, element),
+            // Missing, or a value that is null or an empty array.
+            Condition::IsEmpty(key) => {
+                let mut reached = false;
+                let empty = key.any_value(payload, &mut |v| {
+                    reached = true;
+                    is_empty_value(v)
+                });
+                empty || !reached
+            }
+            // A value that is null, or an array holding a null.
+            Condition::IsNull(key) => key.any_value(payload, &mut |v| match v {
+                Value::Array(items) => items.iter().any(Value::is_null),
+                other => other.is_null(),
+            }),
+            Condition::HasId(ids) => id.is_some_and(|id| ids.binary_search(&id).is_ok()),
+            // Only objects reached through the array are tested (a lone object is not an
+            // array of one), each on its own.
+            Condition::Nested { key, filter } => key.any_element(payload, &mut |v| match v {
+                Value::Object(element) => filter.check(None, element),
                 _ => false,
             }),
-            Condition::Filter(f) => f.matches(id, payload),
+            Condition::Filter(f) => f.check(id, payload),
         }
     }
 }
 
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
 impl FieldCondition {
+    /// Qdrant's order: `values_count`, when given, decides alone; otherwise a value passes if
+    /// it satisfies `match` or `range` (either, when both are given). Each value the key
+    /// reaches is tested, an array element by element; a missing field passes only a
+    /// `values_count` that admits zero.
     fn matches(&self, payload: &Payload) -> bool {
         let key = &self.key;
-        let match_ok = match &self.r#match {
-            None => true,
-            Some(Match::Value(m)) => key.any_leaf(payload, &mut |v| m.equals(v)),
-            Some(Match::Any(ms)) => key.any_leaf(payload, &mut |v| ms.iter().any(|m| m.equals(v))),
-            Some(Match::Except(ms)) => {
-                let mut seen_any = false;
-                let outside = key.any_leaf(payload, &mut |v| {
-                    seen_any |= !v.is_null();
-                    !v.is_null() && !ms.iter().any(|m| m.equals(v))
-                });
-                outside || !seen_any
-            }
-            Some(Match::Text(query)) => key.any_leaf(payload, &mut |v| match v {
-                Value::String(s) => contains_all_words(s, query),
+        if let Some(count) = &self.values_count {
+            let mut reached = false;
+            let passes = key.any_value(payload, &mut |v| {
+                reached = true;
+                count.contains(count_of(v))
+            });
+            return passes || (!reached && count.contains(0));
+        }
+        if let Some(text) = self.r#match.as_ref().and_then(Match::words) {
+            // Full-text conditions test the words of all the field's strings together.
+            return text.matches(key, payload)
+                || self
+                    .range
+                    .as_ref()
+                    .is_some_and(|r| key.any_leaf(payload, &mut |v| r.contains_value(v)));
+        }
+        key.any_leaf(payload, &mut |v| {
+            self.r#match.as_ref().is_some_and(|m| m.test(v))
+                || self.range.as_ref().is_some_and(|r| r.contains_value(v))
+        })
+    }
+}
+
+/// How many values `values_count` sees in one reached value.
+fn count_of(v: &Value) -> usize {
+    match v {
+        Value::Null => 0,
+        Value::Array(items) => items.len(),
+        _ => 1,
+    }
+}
+
+impl Match {
+    /// Whether one value (an element, if the field is an array) passes a `value`, `any` or
+    /// `except` match.
+    fn test(&self, v: &Value) -> bool {
+        match self {
+            Match::Value(m) => m.equals(v),
+            Match::Any(ms) => ms.iter().any(|m| m.equals(v)),
+            // A value outside the list: null never is; a value of another type always is.
+            Match::Except(ms) => match v {
+                Value::Null => false,
+                Value::String(_) if ms.iter().all(|m| matches!(m, MatchValue::Keyword(_))) => {
+                    !ms.iter().any(|m| m.equals(v))
+                }
+                Value::Number(n) if ms.iter().all(|m| matches!(m, MatchValue::Integer(_))) => {
+                    n.as_i64().is_none() || !ms.iter().any(|m| m.equals(v))
+                }
+                _ => true,
+            },
+            Match::Text(_) | Match::TextAny(_) | Match::Phrase(_) => false,
+        }
+    }
+
+    /// The full-text query of a `text`, `text_any` or `phrase` match.
+    fn words(&self) -> Option<TextQuery<'_>> {
+        match self {
+            Match::Text(q) => Some(TextQuery::All(q)),
+            Match::TextAny(q) => Some(TextQuery::Any(q)),
+            Match::Phrase(q) => Some(TextQuery::Phrase(q)),
+            _ => None,
+        }
+    }
+}
+
+/// A full-text query, matched as Qdrant's text index does: strings split into lower-cased
+/// alphanumeric words; a query without words matches nothing.
+enum TextQuery<'q> {
+    /// Every word occurs among the words of the field's strings.
+    All(&'q str),
+    /// At least one word occurs.
+    Any(&'q str),
+    /// The words occur in this order, next to each other, within one string.
+    Phrase(&'q str),
+}
+
+impl TextQuery<'_> {
+    fn matches(&self, key: &super::KeyPath, payload: &Payload) -> bool {
+        let in_field = |word: &str| {
+            key.any_leaf(payload, &mut |v| match v {
+                Value::String(s) => words(s).any(|w| same_word(w, word)),
                 _ => false,
-            }),
+            })
         };
-        match_ok
-            && self.range.as_ref().is_none_or(|r| {
-                key.any_leaf(payload, &mut |v| v.as_f64().is_some_and(|x| r.contains(x)))
-            })
-            && self.values_count.as_ref().is_none_or(|c| {
-                let mut n = 0usize;
-                key.any_leaf(payload, &mut |v| {
-                    n += usize::from(!v.is_null());
-                    false
-                });
-                c.contains(n)
-            })
+        match *self {
+            TextQuery::All(q) => words(q).next().is_some() && words(q).all(in_field),
+            TextQuery::Any(q) => words(q).any(in_field),
+            TextQuery::Phrase(q) => {
+                let phrase: Vec<&str> = words(q).collect();
+                !phrase.is_empty()
+                    && key.any_leaf(payload, &mut |v| match v {
+                        Value::String(s) => contains_phrase(s, &phrase),
+                        _ => false,
+                    })
+            }
+        }
     }
 }
 
@@ -99,6 +201,12 @@ impl MatchValue {
 }
 
 impl Range {
+    /// Whether a payload value is a number within the bounds (strings, bools, null, objects
+    /// and arrays never are).
+    fn contains_value(&self, v: &Value) -> bool {
+        v.as_f64().is_some_and(|x| self.contains(x))
+    }
+
     /// Whether `x` satisfies every bound.
     ///
     /// ```
@@ -140,20 +248,23 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Whether every word of `query` occurs, ignoring case, among the words of `text`. Runs in the
-/// scan for every candidate, so it compares lazily lower-cased characters instead of allocating
-/// lower-cased copies.
-fn contains_all_words(text: &str, query: &str) -> bool {
-    let same = |a: &str, b: &str| {
-        if a.is_ascii() && b.is_ascii() {
-            a.eq_ignore_ascii_case(b)
-        } else {
-            a.chars()
-                .flat_map(char::to_lowercase)
-                .eq(b.chars().flat_map(char::to_lowercase))
-        }
-    };
-    words(query).all(|q| words(text).any(|t| same(t, q)))
+/// Whether two words are equal, ignoring case. Runs in the scan for every candidate, so it
+/// compares lazily lower-cased characters instead of allocating lower-cased copies.
+fn same_word(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.chars()
+            .flat_map(char::to_lowercase)
+            .eq(b.chars().flat_map(char::to_lowercase))
+    }
+}
+
+/// Whether the words of `phrase` occur consecutively among the words of `text`.
+fn contains_phrase(text: &str, phrase: &[&str]) -> bool {
+    let text: Vec<&str> = words(text).collect();
+    text.windows(phrase.len())
+        .any(|w| w.iter().zip(phrase).all(|(a, b)| same_word(a, b)))
 }
 
 #[cfg(test)]
@@ -223,7 +334,8 @@ mod tests {
         assert!(!f(
             json!({"must": [{"key": "tags", "match": {"except": ["a", "b"]}}]})
         ));
-        assert!(f(
+        // Qdrant: a missing field is never outside the list.
+        assert!(!f(
             json!({"must": [{"key": "missing", "match": {"except": ["a"]}}]})
         ));
         assert!(f(
@@ -242,5 +354,78 @@ mod tests {
         assert!(!f(json!({"must": [{"is_null": {"key": "missing"}}]})));
         assert!(f(json!({"must": [{"is_empty": {"key": "missing"}}]})));
         assert!(!f(json!({"must": [{"key": "x", "match": {"value": 2}}]})));
+    }
+
+    #[test]
+    fn qdrant_semantics_of_the_issue_16_findings() {
+        let id = PointId::Num(0);
+        let passes =
+            |f: serde_json::Value, p: serde_json::Value| filter(f).matches(id, &payload(p));
+        let cond = |c: serde_json::Value| json!({"must": [c]});
+        // D1: except needs a non-null value outside the list.
+        let except = cond(json!({"key": "a", "match": {"except": ["x"]}}));
+        let d1 = [
+            json!({}),
+            json!({"a": null}),
+            json!({"a": []}),
+            json!({"a": [null]}),
+        ];
+        for p in d1 {
+            assert!(!passes(except.clone(), p.clone()), "{p}");
+        }
+        assert!(passes(except.clone(), json!({"a": "y"})));
+        assert!(
+            passes(except, json!({"a": [null, 1]})),
+            "1 is of another type"
+        );
+        // D2, D3: null inside arrays.
+        let is_null = cond(json!({"is_null": {"key": "a"}}));
+        assert!(passes(is_null.clone(), json!({"a": [null]})));
+        assert!(passes(is_null, json!({"a": [null, 1]})));
+        let is_empty = cond(json!({"is_empty": {"key": "a"}}));
+        assert!(!passes(is_empty.clone(), json!({"a": [null]})));
+        assert!(passes(is_empty, json!({"a": []})));
+        // D4: each reached value counted on its own, nulls inside arrays included.
+        let count = |key: &str, gte: usize| cond(json!({"key": key, "values_count": {"gte": gte}}));
+        assert!(!passes(count("a[]", 2), json!({"a": [1, 2, 3]})));
+        assert!(passes(count("a", 3), json!({"a": [1, null, 3]})));
+        // D5: match or range.
+        let either = cond(json!({"key": "n", "match": {"value": 1}, "range": {"gt": 3}}));
+        assert!(passes(either.clone(), json!({"n": 1})));
+        assert!(passes(either.clone(), json!({"n": 5})));
+        assert!(!passes(either, json!({"n": 2})));
+        // D6: nested reaches objects in arrays only.
+        let nested = cond(json!({"nested": {"key": "a", "filter": {"must": [
+            {"key": "x", "match": {"value": 1}}
+        ]}}}));
+        assert!(
+            !passes(nested.clone(), json!({"a": {"x": 1}})),
+            "a lone object"
+        );
+        assert!(
+            !passes(nested.clone(), json!({"a": [[{"x": 1}]]})),
+            "arrays of arrays"
+        );
+        assert!(passes(nested, json!({"a": [{"x": 2}, {"x": 1}]})));
+        // D7: the words of all strings pooled; no words match nothing.
+        let text = |q: &str| cond(json!({"key": "d", "match": {"text": q}}));
+        let desc = json!({"d": ["quick dog", "brown cat"]});
+        assert!(passes(text("quick brown"), desc.clone()));
+        assert!(!passes(text(""), desc.clone()));
+        assert!(!passes(text("!!!"), desc.clone()));
+        let phrase = |q: &str| cond(json!({"key": "d", "match": {"phrase": q}}));
+        assert!(passes(phrase("Quick dog"), desc.clone()));
+        assert!(
+            !passes(phrase("dog brown"), desc.clone()),
+            "a phrase stays in one string"
+        );
+        let any = cond(json!({"key": "d", "match": {"text_any": "zebra CAT"}}));
+        assert!(passes(any, desc));
+        // D8: quoted keys.
+        let quoted = cond(json!({"key": "\"a.b\"", "match": {"value": 1}}));
+        assert!(passes(quoted.clone(), json!({"a.b": 1})));
+        assert!(!passes(quoted, json!({"a": {"b": 1}})));
+        // D11: {} is an empty filter.
+        assert!(passes(cond(json!({})), json!({})));
     }
 }

@@ -89,6 +89,8 @@ impl Match {
             Match::Any(vs) => json!({"any": list(vs)}),
             Match::Except(vs) => json!({"except": list(vs)}),
             Match::Text(t) => json!({"text": t}),
+            Match::TextAny(t) => json!({"text_any": t}),
+            Match::Phrase(t) => json!({"phrase": t}),
         }
     }
 }
@@ -166,7 +168,8 @@ fn parse_filter(v: &Value, at: &str) -> Result<Filter> {
             let m = as_object(v, &at)?;
             reject_unknown(m, &["conditions", "min_count"], &at)?;
             let conditions = parse_conditions(
-                m.get("conditions").unwrap_or(&Value::Null),
+                m.get("conditions")
+                    .ok_or_else(|| malformed(&at, "missing \"conditions\""))?,
                 &format!("{at}.conditions"),
             )?;
             let min_count = m
@@ -227,9 +230,11 @@ fn parse_condition(v: &Value, at: &str) -> Result<Condition> {
         reject_unknown(map, &["nested"], at)?;
         return parse_nested(inner, &format!("{at}.nested"));
     }
-    if ["must", "should", "must_not", "min_should"]
-        .iter()
-        .any(|k| map.contains_key(*k))
+    // `{}` is an empty filter, as in Qdrant: it holds for every point.
+    if map.is_empty()
+        || ["must", "should", "must_not", "min_should"]
+            .iter()
+            .any(|k| map.contains_key(*k))
     {
         return parse_filter(v, at).map(|f| Condition::Filter(Box::new(f)));
     }
@@ -250,9 +255,30 @@ fn parse_nested(v: &Value, at: &str) -> Result<Condition> {
             .ok_or_else(|| malformed(at, "missing \"filter\""))?,
         &format!("{at}.filter"),
     )?;
+    if uses_has_id(&filter) {
+        return Err(malformed(
+            &format!("{at}.filter"),
+            "has_id cannot be used inside nested (the elements of an array have no ids); \
+             put it beside the nested condition",
+        ));
+    }
     Ok(Condition::Nested {
         key,
         filter: Box::new(filter),
+    })
+}
+
+fn uses_has_id(filter: &Filter) -> bool {
+    let mut conditions = (filter
+        .must
+        .iter()
+        .chain(&filter.should)
+        .chain(&filter.must_not))
+    .chain(filter.min_should.iter().flat_map(|m| &m.conditions));
+    conditions.any(|c| match c {
+        Condition::HasId(_) => true,
+        Condition::Filter(f) => uses_has_id(f),
+        _ => false,
     })
 }
 
@@ -316,7 +342,8 @@ fn parse_match(v: &Value, at: &str) -> Result<Match> {
     if map.len() != 1 {
         return Err(malformed(
             at,
-            "expected exactly one of \"value\", \"any\", \"except\", \"text\"",
+            "expected exactly one of \"value\", \"any\", \"except\", \"text\", \"text_any\", \
+             \"phrase\"",
         ));
     }
     let (name, inner) = map.iter().next().expect("len checked above");
@@ -327,26 +354,45 @@ fn parse_match(v: &Value, at: &str) -> Result<Match> {
                 format!("expected a list, found {}", kind(v)),
             )
         })?;
-        items
+        let values: Vec<MatchValue> = items
             .iter()
             .enumerate()
             .map(|(i, x)| parse_match_value(x, &format!("{at}.{name}[{i}]")))
-            .collect()
+            .collect::<Result<_>>()?;
+        // Qdrant's lists are all keywords or all integers.
+        let keywords = values.iter().all(|v| matches!(v, MatchValue::Keyword(_)));
+        let integers = values.iter().all(|v| matches!(v, MatchValue::Integer(_)));
+        match keywords || integers {
+            true => Ok(values),
+            false => Err(malformed(
+                &format!("{at}.{name}"),
+                "a list must be all keywords or all integers (bools and mixed lists are not \
+                 accepted)",
+            )),
+        }
     };
     match name.as_str() {
         "value" => parse_match_value(inner, &format!("{at}.value")).map(Match::Value),
         "any" => list(inner).map(Match::Any),
         "except" => list(inner).map(Match::Except),
-        "text" => match inner {
-            Value::String(s) => Ok(Match::Text(s.clone())),
-            other => Err(malformed(
-                &format!("{at}.text"),
-                format!("expected a string, found {}", kind(other)),
-            )),
-        },
+        "text" | "text_any" | "phrase" => {
+            let Value::String(text) = inner else {
+                return Err(malformed(
+                    &format!("{at}.{name}"),
+                    format!("expected a string, found {}", kind(inner)),
+                ));
+            };
+            Ok(match name.as_str() {
+                "text" => Match::Text(text.clone()),
+                "text_any" => Match::TextAny(text.clone()),
+                _ => Match::Phrase(text.clone()),
+            })
+        }
         other => Err(malformed(
             at,
-            format!("unknown match {other:?}; expected value, any, except or text"),
+            format!(
+                "unknown match {other:?}; expected value, any, except, text, text_any or phrase"
+            ),
         )),
     }
 }
@@ -392,7 +438,7 @@ mod tests {
             (json!({"mus": []}), "unknown field \"mus\""),
             (
                 json!({"must": [{"key": "a..b", "match": {"value": 1}}]}),
-                "empty field name",
+                "invalid field name",
             ),
             (
                 json!({"must": [{"key": "a", "range": {"gt": "x"}}]}),
@@ -401,6 +447,35 @@ mod tests {
             (json!({"must": [{"has_id": [-1]}]}), "negative"),
             (json!({"must": 3}), "expected a list"),
             (json!({"must": [{"foo": 1}]}), "not a condition"),
+            // Issue 16, D8 and D11: what Qdrant refuses.
+            (
+                json!({"must": [{"key": "a b", "match": {"value": 1}}]}),
+                "quote keys",
+            ),
+            (
+                json!({"must": [{"key": "a]", "match": {"value": 1}}]}),
+                "after a key",
+            ),
+            (
+                json!({"must": [{"key": "", "match": {"value": 1}}]}),
+                "invalid field name",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"any": ["x", 1]}}]}),
+                "all keywords or all integers",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"except": [true]}}]}),
+                "all keywords or all integers",
+            ),
+            (
+                json!({"min_should": {"min_count": 1}}),
+                "missing \"conditions\"",
+            ),
+            (
+                json!({"must": [{"nested": {"key": "a", "filter": {"must": [{"has_id": [1]}]}}}]}),
+                "has_id cannot be used inside nested",
+            ),
             (json!([]), "expected an object"),
         ];
         for (json, needle) in cases {
@@ -416,7 +491,7 @@ mod tests {
     fn json_round_trips() {
         let v = json!({
             "must": [
-                {"key": "a.b[].c", "match": {"any": ["x", 2, true]}},
+                {"key": "a.b[].c", "match": {"any": ["x", "y"]}},
                 {"key": "p", "range": {"gte": 1.0, "lt": 2.0}},
                 {"key": "q", "values_count": {"gt": 1}},
                 {"key": "t", "match": {"text": "hi"}}

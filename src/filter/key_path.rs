@@ -35,37 +35,39 @@ enum Segment {
 impl std::str::FromStr for KeyPath {
     type Err = Error;
 
+    /// Qdrant's grammar: a first key, then `.key`, `[n]` or `[]` steps. A key is letters,
+    /// digits, `_` and `-`, or any text but `"` and `\` between double quotes (`"a.b"` is one
+    /// key with a dot in it).
     fn from_str(text: &str) -> Result<Self> {
         let bad = |why: &str| Error::MalformedFilter(format!("key {text:?}: {why}"));
-        let mut segments = Vec::new();
-        for part in text.split('.') {
-            let (name, mut rest) = match part.find('[') {
-                Some(i) => part.split_at(i),
-                None => (part, ""),
-            };
-            if name.is_empty() {
-                return Err(bad(
-                    "empty field name (check for '..' or a leading or trailing '.')",
-                ));
-            }
-            segments.push(Segment::Key(name.to_owned()));
-            while !rest.is_empty() {
-                let close = rest
-                    .find(']')
-                    .ok_or_else(|| bad("'[' without a closing ']'"))?;
-                let inner = &rest[1..close];
-                segments.push(if inner.is_empty() {
-                    Segment::Each
-                } else {
-                    Segment::Index(
-                        inner
-                            .parse()
-                            .map_err(|_| bad("array index must be empty or a number"))?,
-                    )
-                });
-                rest = &rest[close + 1..];
-                if !rest.is_empty() && !rest.starts_with('[') {
-                    return Err(bad("unexpected text after ']'"));
+        let mut rest = text;
+        let mut segments = vec![Segment::Key(take_key(&mut rest).map_err(bad)?)];
+        while let Some(c) = rest.chars().next() {
+            match c {
+                '.' => {
+                    rest = &rest[1..];
+                    segments.push(Segment::Key(take_key(&mut rest).map_err(bad)?));
+                }
+                '[' => {
+                    let close = rest
+                        .find(']')
+                        .ok_or_else(|| bad("'[' without a closing ']'"))?;
+                    let inner = &rest[1..close];
+                    segments.push(match inner {
+                        "" => Segment::Each,
+                        digits if digits.bytes().all(|b| b.is_ascii_digit()) => Segment::Index(
+                            digits
+                                .parse()
+                                .map_err(|_| bad("array index out of range"))?,
+                        ),
+                        _ => return Err(bad("an array step is [] or [n] with a number n")),
+                    });
+                    rest = &rest[close + 1..];
+                }
+                _ => {
+                    return Err(bad(&format!(
+                        "unexpected {c:?} after a key (use \"...\" to quote keys)"
+                    )))
                 }
             }
         }
@@ -74,6 +76,33 @@ impl std::str::FromStr for KeyPath {
             segments,
         })
     }
+}
+
+/// Takes one key from the front of `rest`: a quoted one, or letters, digits, `_` and `-`.
+fn take_key(rest: &mut &str) -> std::result::Result<String, &'static str> {
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let end = quoted
+            .find(['"', '\\'])
+            .ok_or("a quoted key without its closing '\"'")?;
+        if quoted[end..].starts_with('\\') {
+            return Err("a quoted key cannot hold '\\'");
+        }
+        let key = quoted[..end].to_owned();
+        *rest = &quoted[end + 1..];
+        return Ok(key);
+    }
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(rest.len());
+    if end == 0 {
+        return Err(
+            "empty or invalid field name (check for '..', a leading or trailing '.', \
+                    or characters that need quotes)",
+        );
+    }
+    let key = rest[..end].to_owned();
+    *rest = &rest[end..];
+    Ok(key)
 }
 
 impl fmt::Display for KeyPath {
@@ -102,6 +131,22 @@ impl KeyPath {
             Some(v) => walk(v, &self.segments[1..], visit),
             None => false,
         }
+    }
+
+    /// Calls `visit` on every element of the arrays the path reaches, as Qdrant's `nested`
+    /// reads its key: `a` and `a[]` alike, and a lone object is not an array of one.
+    pub(super) fn any_element<'a>(
+        &self,
+        payload: &'a Payload,
+        visit: &mut dyn FnMut(&'a Value) -> bool,
+    ) -> bool {
+        if self.segments.last() == Some(&Segment::Each) {
+            return self.any_value(payload, visit);
+        }
+        self.any_value(payload, &mut |v| match v {
+            Value::Array(items) => items.iter().any(&mut *visit),
+            _ => false,
+        })
     }
 
     /// Calls `visit` on every value a `match` condition on this key tests (arrays at the end of

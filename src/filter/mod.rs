@@ -24,21 +24,41 @@
 //! ```
 //!
 //! ## Key paths
-//! `a.b` descends into objects; `a[]` steps into every element of the array `a`; `a[2]` into one
-//! element. When the value a path reaches is itself an array, its elements are the values a
-//! `match`, `range` or `text` condition tests, so `{"key": "tags", "match": {"value": "x"}}`
-//! matches `{"tags": ["x", "y"]}`.
+//! Qdrant's grammar: `a.b` descends into objects, `a[]` into every element of an array, `a[2]`
+//! into one element; a key is letters, digits, `_` and `-`, or any text in double quotes
+//! (`"a.b"` is one key, `a."b c"` two). A step only descends into its own kind of value (`a.b`
+//! reaches nothing through an array: write `a[].b`). When a value the path reaches is an
+//! array, its elements are the values a `match` or `range` tests (one level), so
+//! `{"key": "tags", "match": {"value": "x"}}` matches `{"tags": ["x", "y"]}`.
 //!
 //! ## Semantics of each condition
+//! These are Qdrant's, checked against Qdrant's own code by `tests/qdrant_conformance.rs`.
 //! - `match.value` / `match.any`: at least one value equals (one of) the given keyword, integer or
-//!   bool. `match.except`: the field is missing or empty, or at least one value is outside the list.
-//! - `match.text`: every word of the query (lower-cased, split on non-alphanumerics) occurs among
-//!   the words of one string value.
-//! - `range`: at least one numeric value lies within all the given bounds.
-//! - `values_count`: the number of non-null values is within the bounds.
-//! - `is_empty`: the field is missing, null, or an empty array. `is_null`: the field is null.
-//! - `has_id`: the point's id is one of those given.
-//! - `nested`: at least one element of the array at `key` satisfies the whole inner filter.
+//!   bool, of the same type (`1` never equals `1.0`, `"1"` or `true`). `any` and `except` lists
+//!   are all keywords or all integers.
+//! - `match.except`: at least one value is outside the list: not null, and either of another
+//!   type or not in it. A missing field, `null`, `[]` and `[null]` never match.
+//! - `match.text` / `text_any` / `phrase`: full text, as Qdrant's text index does it: strings are
+//!   split into words on everything that is not a letter or digit, compared lower-cased, and
+//!   the words of all the field's strings are pooled. `text`: every word of the query occurs;
+//!   `text_any`: one does; `phrase`: the words occur in order, next to each other, within one
+//!   string. A query with no words matches nothing.
+//! - `range`: at least one numeric value lies within all the given bounds (strings, bools and
+//!   null never do).
+//! - `values_count`: each value the key reaches is counted on its own (an array counts its
+//!   elements, nulls included; `null` counts 0; anything else 1), and one must be within the
+//!   bounds; a missing field counts 0.
+//! - Several parts in one field condition: `values_count`, when given, decides alone;
+//!   otherwise a value passes if it satisfies `match` *or* `range` (Qdrant's rule).
+//! - `is_empty`: the field is missing, or a value it reaches is `null` or `[]` (`[null]` is
+//!   not empty). `is_null`: a value it reaches is `null` or an array holding a `null`.
+//! - `has_id`: the point's id is one of those given (refused inside `nested`).
+//! - `nested`: at least one object element of the array at `key` satisfies the whole inner
+//!   filter on its own (`key` and `key[]` alike; a lone object is not an array of one, and
+//!   elements that are not objects are skipped).
+//! - `{}` as a condition is an empty filter: it holds for every point.
+//! - Ties: results with equal scores come in insertion order (Qdrant promises no order).
+//! - `score_threshold` is strict: a result scoring exactly the threshold is dropped.
 //!
 //! ## Files
 //! - `mod.rs`: the public types and the constructors that build filters in code.
@@ -121,8 +141,9 @@ pub enum Condition {
     Filter(Box<Filter>),
 }
 
-/// A test on the values found at `key`: exactly one of `match`, `range`, `values_count` is usually
-/// given; when several are, all must hold.
+/// A test on the values found at `key`: usually one of `match`, `range`, `values_count`. When
+/// several are given, Qdrant's rule applies: `values_count` decides alone, otherwise `match`
+/// *or* `range`.
 ///
 /// ```
 /// use grape_vector_db::{Condition, Range};
@@ -156,8 +177,13 @@ pub enum Match {
     Any(Vec<MatchValue>),
     /// `{"except": [v, ...]}`
     Except(Vec<MatchValue>),
-    /// `{"text": "words"}`: all words occur in the string (lower-cased token match).
+    /// `{"text": "words"}`: every word occurs among the words of the field's strings
+    /// (lower-cased alphanumeric words, all the strings of an array pooled).
     Text(String),
+    /// `{"text_any": "words"}`: at least one of the words occurs.
+    TextAny(String),
+    /// `{"phrase": "words"}`: the words occur next to each other, in order, in one string.
+    Phrase(String),
 }
 
 /// A value to match exactly: keyword, integer or bool.
