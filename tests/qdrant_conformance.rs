@@ -29,6 +29,12 @@ const LIMIT: usize = 10;
 /// The kinds whose every generated case must agree with Qdrant. The others are measured and
 /// reported, and join this list as issue 16 aligns them.
 const AGREED: &[Kind] = &[
+    "match.text_any",
+    "match.phrase",
+    "combined",
+    "path.quoted",
+    "empty_condition",
+    "score_threshold",
     "match.except",
     "is_empty",
     "is_null",
@@ -55,6 +61,7 @@ struct Query {
     kind: &'static str,
     filter: Option<Value>,
     vector: Vec<f32>,
+    score_threshold: Option<f32>,
     kinds: Vec<Kind>,
 }
 
@@ -123,10 +130,21 @@ fn collection(distance: Distance, seed: u64, queries: usize) -> Collection {
             let mut kinds = Vec::new();
             let filter =
                 (!rng.chance(0.1)).then(|| conformance::filter(&mut rng, &ids, 0, &mut kinds));
+            let kind = ["count", "scroll", "search"][i % 3];
+            // Thresholds on the quarter grid hit scores exactly for Dot and Manhattan, whose
+            // scores of quarter vectors are exact: the boundary is tested.
+            let score_threshold = (kind == "search" && rng.chance(0.3)).then(|| {
+                kinds.push("score_threshold");
+                match distance {
+                    Distance::Manhattan | Distance::Euclid => rng.below(17) as f32 / 4.0,
+                    _ => (rng.below(17) as f32 - 8.0) / 8.0,
+                }
+            });
             Query {
-                kind: ["count", "scroll", "search"][i % 3],
+                kind,
                 filter,
                 vector: vector(&mut rng),
+                score_threshold,
                 kinds,
             }
         })
@@ -167,6 +185,7 @@ fn ours(db: &EmbeddedVectorDB, query: &Query) -> Value {
         _ => {
             let mut request = SearchRequest::new(query.vector.clone(), LIMIT);
             request.filter = filter;
+            request.score_threshold = query.score_threshold;
             request.params = SearchParams {
                 exact: true,
                 ..SearchParams::default()
@@ -284,6 +303,7 @@ fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
                 "points": c.points,
                 "queries": c.queries.iter().map(|q| json!({
                     "kind": q.kind, "filter": q.filter, "vector": q.vector,
+                    "score_threshold": q.score_threshold,
                     "limit": if q.kind == "search" { LIMIT } else { POINTS },
                 })).collect::<Vec<_>>(),
             })

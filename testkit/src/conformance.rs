@@ -80,6 +80,9 @@ pub fn payload(rng: &mut Rng) -> Value {
     maybe(rng, "desc", desc);
     let a = anything(rng, 0);
     maybe(rng, "a", a);
+    // A key with a dot in it, reached only by the quoted path `"q.k"`.
+    let dotted = json!(rng.below(4));
+    maybe(rng, "q.k", dotted);
     Value::Object(p)
 }
 
@@ -141,6 +144,7 @@ fn key(rng: &mut Rng) -> (&'static str, Kind) {
         6 => ("items[].x", "path.array"),
         7 => ("items[0].y", "path.index"),
         8 => ("a.b", "path.object"),
+        9 if rng.chance(0.3) => ("\"q.k\"", "path.quoted"),
         _ => ("a", "key"),
     }
 }
@@ -151,8 +155,12 @@ pub fn condition(rng: &mut Rng, ids: &[Value], depth: u32, kinds: &mut Vec<Kind>
         kinds.push("nested_filter");
         return filter(rng, ids, depth + 1, kinds);
     }
+    if rng.chance(0.02) {
+        kinds.push("empty_condition");
+        return json!({});
+    }
     let (key, path_kind) = key(rng);
-    let c = match rng.below(12) {
+    let c = match rng.below(14) {
         0 | 1 => {
             let v = match_value(rng);
             kinds.push(match &v {
@@ -193,13 +201,31 @@ pub fn condition(rng: &mut Rng, ids: &[Value], depth: u32, kinds: &mut Vec<Kind>
             return json!({"has_id": chosen});
         }
         10 => {
-            kinds.push("match.text");
+            let (kind, name) = rng.pick(&[
+                ("match.text", "text"),
+                ("match.text_any", "text_any"),
+                ("match.phrase", "phrase"),
+            ]);
+            kinds.push(kind);
             let words = [
-                "quick", "brown", "fox", "CAFÉ", "naïve", "東京", "cats", "dog",
+                "quick", "brown", "fox", "CAFÉ", "naïve", "東京", "cats", "dog", "!!",
             ];
-            let n = rng.below(3) + 1;
+            let n = rng.below(3) + usize::from(rng.chance(0.95));
             let text: Vec<&str> = (0..n).map(|_| rng.pick(&words)).collect();
-            return json!({"key": "desc", "match": {"text": text.join(" ")}});
+            return json!({"key": "desc", "match": {name: text.join(" ")}});
+        }
+        12 => {
+            // Qdrant's rule for several parts: values_count alone, else match or range.
+            kinds.push("combined");
+            let mut c = json!({"key": key, "match": {"value": match_value(rng)}});
+            match rng.below(3) {
+                0 => c["range"] = bounds(rng),
+                1 => c["values_count"] = count_bounds(rng),
+                _ => {
+                    c = json!({"key": key, "range": bounds(rng), "values_count": count_bounds(rng)})
+                }
+            }
+            c
         }
         _ => {
             kinds.push("nested");
@@ -208,7 +234,9 @@ pub fn condition(rng: &mut Rng, ids: &[Value], depth: u32, kinds: &mut Vec<Kind>
             } else {
                 json!({"key": "y", "match": {"value": rng.pick(&WORDS)}})
             };
-            return json!({"nested": {"key": "items", "filter": {"must": [inner]}}});
+            // `items[]` is the same array; `obj` is a lone object, which is not one.
+            let array = rng.pick(&["items", "items[]", "obj"]);
+            return json!({"nested": {"key": array, "filter": {"must": [inner]}}});
         }
     };
     kinds.push(path_kind);

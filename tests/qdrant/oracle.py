@@ -205,7 +205,9 @@ def collection(case, scratch):
     shard = q.EdgeShard.create(path, config)
     try:
         for key in case.get("text_keys", []):
-            shard.update(q.UpdateOperation.create_field_index(key, q.PayloadSchemaType.Text))
+            # The default word tokenizer, lower-cased; phrases need positions.
+            params = q.TextIndexParams(phrase_matching=True)
+            shard.update(q.UpdateOperation.create_field_index(key, params))
         points = [
             q.Point(point_id(p["id"]), p["vector"], p.get("payload") or {})
             for p in case["points"]
