@@ -19,10 +19,11 @@ peers_venv() {
 }
 
 # Qdrant Edge (qdrant-edge-py: Qdrant's own segment code), the oracle of the conformance suite,
-# in target/qdrant-venv, installed once; exports GRAPE_QDRANT_PYTHON, which the suite runs.
+# and qdrant-client (its REST models check what `grape export` writes), in target/qdrant-venv,
+# installed once; exports GRAPE_QDRANT_PYTHON, which the suite runs.
 qdrant_venv() {
   local venv=target/qdrant-venv
-  if ! "$venv/bin/python" -c "import qdrant_edge, numpy" 2>/dev/null \
+  if ! "$venv/bin/python" -c "import qdrant_edge, qdrant_client, numpy" 2>/dev/null \
     || [ "$("$venv/bin/pip" show qdrant-edge-py 2>/dev/null | sed -n "s/^Version: //p")" != 0.9.0 ]; then
     if ! python3 -m venv "$venv" 2>/dev/null; then
       # Debian keeps venv support in a package of its own.
@@ -30,7 +31,7 @@ qdrant_venv() {
       sudo_if_needed apt-get install -y -qq python3-venv
       python3 -m venv "$venv"
     fi
-    "$venv/bin/pip" install --quiet qdrant-edge-py==0.9.0 numpy
+    "$venv/bin/pip" install --quiet qdrant-edge-py==0.9.0 qdrant-client==1.20.0 numpy
   fi
   export GRAPE_QDRANT_PYTHON="$PWD/$venv/bin/python"
 }

@@ -23,6 +23,8 @@
 //! - [`DatabaseState`], [`ShutdownReport`], [`HealthStatus`], [`Metrics`]: the lifecycle, health
 //!   checks and metrics of an open database (`close`, `health`, `metrics`).
 //! - [`Error`]: every failure, with a message meant for the person who made the call.
+//! - [`StoredDatabase`]: what a storage holds, read without opening it; [`npy`]: vectors from
+//!   NumPy files; [`storage`]: the storage trait and its backends.
 //!
 //! See `ARCHITECTURE.md` in the repository for how the pieces fit together.
 
@@ -40,6 +42,7 @@ mod filter;
 mod health;
 mod lifecycle;
 mod metrics;
+pub mod npy;
 mod persist;
 mod point;
 mod search;
@@ -59,7 +62,7 @@ pub use filter::{
 pub use health::{CheckStatus, HealthCheck, HealthChecker, HealthStatus, HealthThresholds};
 pub use lifecycle::{DatabaseState, LifecycleManager, ShutdownHook, ShutdownReport, StartupReport};
 pub use metrics::{LatencySummary, Metrics, OperationMetrics};
-pub use persist::OpenReport;
+pub use persist::{OpenReport, StoredDatabase, StoredFile};
 pub use point::{Distance, Payload, Point, PointId};
 pub use search::{
     Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,

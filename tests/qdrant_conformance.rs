@@ -7,6 +7,11 @@
 //! `scripts/test` installs). Without one the test skips with a message, unless
 //! `GRAPE_REQUIRE_ORACLES` is set (as `scripts/test` does), where a missing oracle fails.
 //! `GRAPE_CONFORMANCE_QUERIES` sets the queries per distance (default 300).
+//!
+//! One more collection takes the way out to a Qdrant cluster: its points are stored in a
+//! database directory, written by `grape export`, checked against qdrant-client's REST models
+//! (the JSON Qdrant's upsert accepts) and loaded into Qdrant from that file; its filtered
+//! searches, counts and scrolls must agree too.
 
 use grape_testkit as testkit;
 
@@ -29,6 +34,7 @@ const LIMIT: usize = 10;
 /// The kinds whose every generated case must agree with Qdrant. The others are measured and
 /// reported, and join this list as issue 16 aligns them.
 const AGREED: &[Kind] = &[
+    "via grape export",
     "match.text_any",
     "match.phrase",
     "combined",
@@ -69,6 +75,9 @@ struct Collection {
     distance: Distance,
     points: Vec<Value>,
     queries: Vec<Query>,
+    /// The points reach Qdrant through this file of `grape export` (the way to a cluster)
+    /// rather than from the generator.
+    exported: Option<PathBuf>,
 }
 
 fn root() -> PathBuf {
@@ -81,15 +90,15 @@ fn oracle_python() -> Result<PathBuf, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/qdrant-venv/bin/python"));
     let works = Command::new(&python)
-        .args(["-c", "import qdrant_edge"])
+        .args(["-c", "import qdrant_edge, qdrant_client"])
         .output()
         .is_ok_and(|o| o.status.success());
     match works {
         true => Ok(python),
         false => Err(format!(
-            "{} cannot import qdrant_edge (scripts/test installs it: \
+            "{} cannot import qdrant_edge and qdrant_client (scripts/test installs them: \
              python3 -m venv target/qdrant-venv && target/qdrant-venv/bin/pip install \
-             qdrant-edge-py==0.9.0 numpy)",
+             qdrant-edge-py==0.9.0 qdrant-client==1.20.0 numpy)",
             python.display()
         )),
     }
@@ -153,6 +162,7 @@ fn collection(distance: Distance, seed: u64, queries: usize) -> Collection {
         distance,
         points,
         queries,
+        exported: None,
     }
 }
 
@@ -163,6 +173,45 @@ fn distance_name(d: Distance) -> &'static str {
         Distance::Euclid => "Euclid",
         Distance::Manhattan => "Manhattan",
     }
+}
+
+/// A collection whose points go to Qdrant as a user moving to a cluster sends them: stored in a
+/// database directory, written out by `grape export`, validated by qdrant-client's REST models
+/// and upserted from that file. Its queries are labelled `via grape export`.
+fn exported_collection(scratch: &Path, queries: usize) -> Collection {
+    let mut c = collection(Distance::Dot, 16_100, queries / 2 + 1);
+    let dir = scratch.join("db");
+    let config = EmbeddedConfig::builder(DIM)
+        .distance(c.distance)
+        .data_dir(&dir)
+        .build()
+        .unwrap();
+    let db = EmbeddedVectorDB::open(config).unwrap();
+    db.upsert(
+        c.points
+            .iter()
+            .map(|p| Point::from_json(p).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    db.close().unwrap();
+    let file = scratch.join("points.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_grape"))
+        .arg("export")
+        .arg(&dir)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "grape export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for q in &mut c.queries {
+        q.kinds.push("via grape export");
+    }
+    c.exported = Some(file);
+    c
 }
 
 /// This crate's answer, in the oracle's shape.
@@ -283,7 +332,7 @@ fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let collections: Vec<Collection> = [
+    let mut collections: Vec<Collection> = [
         Distance::Cosine,
         Distance::Dot,
         Distance::Euclid,
@@ -293,6 +342,9 @@ fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
     .enumerate()
     .map(|(i, d)| collection(d, 16_000 + i as u64, queries))
     .collect();
+    let scratch =
+        std::env::temp_dir().join(format!("grape-conformance-export-{}", std::process::id()));
+    collections.push(exported_collection(&scratch, queries));
     let cases: Vec<Value> = collections
         .iter()
         .map(|c| {
@@ -300,7 +352,8 @@ fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
                 "distance": distance_name(c.distance),
                 "dimension": DIM,
                 "text_keys": ["desc"],
-                "points": c.points,
+                "points": if c.exported.is_some() { Value::Null } else { json!(c.points) },
+                "points_file": c.exported,
                 "queries": c.queries.iter().map(|q| json!({
                     "kind": q.kind, "filter": q.filter, "vector": q.vector,
                     "score_threshold": q.score_threshold,
@@ -310,6 +363,7 @@ fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
         })
         .collect();
     let theirs = ask_oracle(&python, &Value::Array(cases));
+    std::fs::remove_dir_all(&scratch).unwrap();
 
     let mut tally: BTreeMap<Kind, Tally> = BTreeMap::new();
     let mut strict_failures = Vec::new();

@@ -14,7 +14,8 @@
 //!
 //! The files of this module, by job: `mod.rs` ([`DatabaseFiles`]: the open files of one
 //! database, logging, checkpoints, snapshots), `open.rs` (opening and recovery), `generation.rs`
-//! (staging a generation, which names are ours, clearing stale files), `wal.rs` (the log),
+//! (staging a generation, which names are ours, clearing stale files), `inspect.rs` (what a
+//! storage holds, read without opening it), `wal.rs` (the log),
 //! `segment.rs` (checkpoint segments), `manifest.rs`, `codec.rs` (the byte encoding they share)
 //! and `archive.rs` (a database packed into one byte string).
 
@@ -30,9 +31,11 @@ pub(crate) mod segment;
 pub(crate) mod wal;
 
 mod generation;
+mod inspect;
 mod open;
 
 pub(crate) use generation::is_database_file;
+pub use inspect::{StoredDatabase, StoredFile};
 
 use crate::storage::OpenMode;
 use std::sync::atomic::Ordering::Relaxed;

@@ -198,86 +198,16 @@ pub fn in_cache_scan_ns(data: &Matrix, now_ms: impl Fn() -> f64) -> f64 {
     best * 1e6 / (QUERIES * ROWS) as f64
 }
 
-/// IEEE half to single precision (exact).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let frac = u32::from(h & 0x3ff);
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: value = frac * 2^-24.
-            let v = frac as f32 * f32::from_bits(0x3380_0000);
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
-        _ => sign | ((exp + 112) << 23) | (frac << 13),
-    };
-    f32::from_bits(bits)
-}
-
-/// Reads a 2-D little-endian `float16` or `float32` `.npy` file.
+/// Reads a 2-D little-endian `float16`, `float32` or `int32` `.npy` file (the library's own
+/// parser, which `grape import` uses too).
 pub fn read_npy(path: &std::path::Path) -> Result<Matrix, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bad = |why: &str| format!("{}: {why}", path.display());
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not a .npy file"));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
-            12,
-        ),
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len])
-        .map_err(|_| bad("header is not UTF-8"))?;
-    let (elem, int) = if header.contains("'<f2'") {
-        (2, false)
-    } else if header.contains("'<f4'") {
-        (4, false)
-    } else if header.contains("'<i4'") {
-        (4, true)
-    } else {
-        return Err(bad("only <f2, <f4 and <i4 arrays are supported"));
-    };
-    if header.contains("'fortran_order': True") {
-        return Err(bad("Fortran order is not supported"));
-    }
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("no shape"))?;
-    let dims: Vec<usize> = shape
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().map_err(|_| bad("bad shape")))
-        .collect::<Result<_, _>>()?;
-    let [rows, dim] = dims[..] else {
-        return Err(bad("expected a 2-D array"));
-    };
-    let body = &bytes[start + header_len..];
-    if body.len() != rows * dim * elem {
-        return Err(bad("file size does not match its shape"));
-    }
-    let data = if elem == 2 {
-        body.chunks_exact(2)
-            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect()
-    } else {
-        body.chunks_exact(4)
-            .map(|c| {
-                let b: [u8; 4] = c.try_into().unwrap();
-                if int {
-                    i32::from_le_bytes(b) as f32
-                } else {
-                    f32::from_le_bytes(b)
-                }
-            })
-            .collect()
-    };
-    Ok(Matrix { rows, dim, data })
+    let v = grape_vector_db::npy::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Matrix {
+        rows: v.rows,
+        dim: v.dim,
+        data: v.data,
+    })
 }
 
 /// Reads `.fvecs` (float32 rows) or `.ivecs` (int32 rows, returned as f32): each row is a
@@ -345,15 +275,4 @@ pub fn wordnet_dir() -> Option<PathBuf> {
         );
         None
     }
-}
-
-#[test]
-fn f16_conversion_is_exact_on_known_values() {
-    assert_eq!(f16_to_f32(0x3c00), 1.0);
-    assert_eq!(f16_to_f32(0xc000), -2.0);
-    assert_eq!(f16_to_f32(0x7bff), 65504.0);
-    assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
-    assert_eq!(f16_to_f32(0x8000).to_bits(), 0x8000_0000);
-    assert!(f16_to_f32(0x7c00).is_infinite());
-    assert!(f16_to_f32(0x7e00).is_nan());
 }

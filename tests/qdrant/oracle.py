@@ -6,7 +6,8 @@ Run by tests/qdrant_conformance.rs (through the venv that scripts/test installs)
 
 CASES.json is a list of collections, each
     {"distance": "Cosine" | "Dot" | "Euclid" | "Manhattan", "dimension": n,
-     "text_keys": [key, ...], "points": [{"id", "vector", "payload"}, ...],
+     "text_keys": [key, ...], "points": [{"id", "vector", "payload"}, ...] or
+     "points_file": a `grape export` file (validated with qdrant-client's REST models),
      "queries": [{"kind": "count" | "scroll" | "search", "filter": {Qdrant filter JSON} | null,
                   "vector": [...], "limit": n, "score_threshold": x | null}, ...]}
 and the answer is, per collection, one entry per query: {"count": n}, {"ids": [...]},
@@ -194,6 +195,24 @@ def answer(shard, query):
         return {"error": f"{type(e).__name__}: {e}"}
 
 
+def exported(path):
+    """The points of a `grape export` file, each line checked by qdrant-client's REST models as
+    the body of Qdrant's point upsert; None without a file."""
+    if path is None:
+        return None
+    from qdrant_client.http import models
+
+    with open(path) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    for line in lines:
+        extra = set(line) - {"id", "vector", "payload"}
+        if extra:
+            raise Unsupported(f"exported point has fields Qdrant does not take: {extra}")
+    for start in range(0, len(lines), 256):
+        models.PointsList.model_validate({"points": lines[start : start + 256]})
+    return lines
+
+
 def collection(case, scratch):
     path = tempfile.mkdtemp(dir=scratch)
     config = q.EdgeConfig(
@@ -210,7 +229,7 @@ def collection(case, scratch):
             shard.update(q.UpdateOperation.create_field_index(key, params))
         points = [
             q.Point(point_id(p["id"]), p["vector"], p.get("payload") or {})
-            for p in case["points"]
+            for p in exported(case["points_file"]) or case["points"]
         ]
         for start in range(0, len(points), 500):
             shard.update(q.UpdateOperation.upsert_points(points[start : start + 500]))

@@ -1,0 +1,367 @@
+//! The commands: each opens the database (or, for `info` and `verify`, reads it without
+//! changing it), does one thing and prints Qdrant's JSON or a short report.
+
+use std::io::{BufReader, Read};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use grape_vector_db::storage::{FsStorage, MemoryStorage, OpenMode, Storage};
+use grape_vector_db::{
+    CheckStatus, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Point,
+    ScrollRequest, SearchRequest, StoredDatabase,
+};
+use serde_json::{json, Map, Value};
+
+use crate::args::Args;
+use crate::jsonl::{self, Progress};
+
+pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
+    match args.command.as_str() {
+        "create" => create(args),
+        "import" => import(args),
+        "export" => export(args),
+        "query" => query(args),
+        "count" => count(args),
+        "scroll" => scroll(args),
+        "info" => info(args),
+        "verify" => verify(args),
+        "snapshot" => snapshot(args),
+        "compact" => compact(args),
+        other => Err(format!(
+            "unknown command {other:?} (grape --help lists them)"
+        )),
+    }
+    .map(|code| code.unwrap_or(ExitCode::SUCCESS))
+}
+
+type Done = Result<Option<ExitCode>, String>;
+
+fn create(args: &Args) -> Done {
+    args.only(&["--dimension", "--distance", "--no-index"])?;
+    let dimension = args
+        .option("--dimension")
+        .ok_or("--dimension is required")?
+        .parse()
+        .map_err(|_| "--dimension must be a positive integer")?;
+    let distance = match args.option("--distance").unwrap_or("cosine") {
+        "cosine" => Distance::Cosine,
+        "dot" => Distance::Dot,
+        "euclid" => Distance::Euclid,
+        "manhattan" => Distance::Manhattan,
+        other => {
+            return Err(format!(
+                "unknown distance {other:?} (cosine, dot, euclid, manhattan)"
+            ))
+        }
+    };
+    if args.dir.join("MANIFEST").exists() {
+        return Err(format!("{} already holds a database", args.dir.display()));
+    }
+    let mut builder = EmbeddedConfig::builder(dimension)
+        .distance(distance)
+        .data_dir(&args.dir);
+    if args.switch("--no-index") {
+        builder = builder.hnsw(None);
+    }
+    let db = EmbeddedVectorDB::open(builder.build().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    db.close().map_err(|e| e.to_string())?;
+    eprintln!(
+        "created {} ({dimension} dimensions, {distance:?})",
+        args.dir.display()
+    );
+    Ok(None)
+}
+
+/// The database in `args.dir`, with the configuration its manifest states.
+fn open(args: &Args) -> Result<EmbeddedVectorDB, String> {
+    let stored = stored(args)?;
+    let config = EmbeddedConfig::builder(stored.dimension)
+        .distance(stored.distance)
+        .data_dir(&args.dir)
+        .hnsw(Some(HnswConfig::default()))
+        .build()
+        .map_err(|e| e.to_string())?;
+    EmbeddedVectorDB::open(config).map_err(|e| e.to_string())
+}
+
+fn stored(args: &Args) -> Result<StoredDatabase, String> {
+    let dir = &args.dir;
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let storage = FsStorage::create(dir).map_err(|e| e.to_string())?;
+    StoredDatabase::read(&storage)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "{} holds no database (make one with grape create)",
+                dir.display()
+            )
+        })
+}
+
+fn import(args: &Args) -> Done {
+    args.only(&["--npy", "--payloads", "--first-id"])?;
+    let db = open(args)?;
+    match (args.option("--npy"), args.positional.as_slice()) {
+        (Some(npy), []) => import_npy(args, &db, npy)?,
+        (None, [file]) => {
+            let f = std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?;
+            let mut progress = Progress::new(f.metadata().ok().map(|m| m.len()));
+            jsonl::import_points(&db, BufReader::new(f), &mut progress)
+                .map_err(|e| format!("{file}: {e}"))?;
+            progress.finish();
+        }
+        _ => return Err("give a points file, or --npy with a vectors file".to_owned()),
+    }
+    db.close().map_err(|e| e.to_string())?;
+    Ok(None)
+}
+
+/// Vectors from a `.npy` file, ids from `--first-id` (0) on, payloads from the lines of
+/// `--payloads` in the same order.
+fn import_npy(args: &Args, db: &EmbeddedVectorDB, npy: &str) -> Result<(), String> {
+    let bytes = std::fs::read(npy).map_err(|e| format!("{npy}: {e}"))?;
+    let vectors = grape_vector_db::npy::parse(&bytes).map_err(|e| format!("{npy}: {e}"))?;
+    let first: u64 = args
+        .option("--first-id")
+        .map_or(Ok(0), str::parse)
+        .map_err(|_| "--first-id must be an unsigned integer")?;
+    let mut payloads = match args.option("--payloads") {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            if lines.len() != vectors.rows {
+                return Err(format!(
+                    "{file} has {} lines but {npy} has {} vectors",
+                    lines.len(),
+                    vectors.rows
+                ));
+            }
+            Some(lines.into_iter())
+        }
+        None => None,
+    };
+    let mut progress = Progress::new(Some(vectors.rows as u64));
+    let mut batch = Vec::new();
+    for row in 0..vectors.rows {
+        let mut point = Point::new(first + row as u64, vectors.row(row).to_vec());
+        if let Some(line) = payloads.as_mut().and_then(Iterator::next) {
+            let payload: Value = serde_json::from_str(&line)
+                .map_err(|e| format!("payload line {}: {e}", row + 1))?;
+            point = point
+                .with_payload(payload)
+                .map_err(|e| format!("payload line {}: {e}", row + 1))?;
+        }
+        batch.push(point);
+        if batch.len() == 1000 {
+            jsonl::upsert(db, &mut batch, &mut progress, row as u64 + 1)?;
+        }
+    }
+    jsonl::upsert(db, &mut batch, &mut progress, vectors.rows as u64)?;
+    progress.finish();
+    Ok(())
+}
+
+fn export(args: &Args) -> Done {
+    args.only(&[])?;
+    let db = open(args)?;
+    let written = match args.positional.as_slice() {
+        [] => jsonl::export_points(&db, &mut std::io::stdout().lock())?,
+        [file] => {
+            let f = std::fs::File::create(file).map_err(|e| format!("{file}: {e}"))?;
+            jsonl::export_points(&db, &mut std::io::BufWriter::new(f))?
+        }
+        _ => return Err("export takes at most one output file".to_owned()),
+    };
+    eprintln!("exported {written} points");
+    Ok(None)
+}
+
+/// The request argument: JSON text, a file holding it, `-` for standard input, or `{}`.
+fn request(args: &Args) -> Result<Map<String, Value>, String> {
+    let text = match args.positional.as_slice() {
+        [] => "{}".to_owned(),
+        [arg] if arg == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| e.to_string())?;
+            text
+        }
+        [arg] if arg.trim_start().starts_with('{') => arg.clone(),
+        [file] => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
+        _ => return Err("give one request".to_owned()),
+    };
+    match serde_json::from_str(&text).map_err(|e| format!("the request is not JSON: {e}"))? {
+        Value::Object(map) => Ok(map),
+        _ => Err("the request must be a JSON object".to_owned()),
+    }
+}
+
+/// Prints Qdrant's response envelope around `result`.
+fn respond(result: Value, started: Instant) -> Done {
+    let out = json!({"result": result, "status": "ok", "time": started.elapsed().as_secs_f64()});
+    println!("{out}");
+    Ok(None)
+}
+
+/// Qdrant's query request (`query` a vector or `{"nearest": vector}`; the older search
+/// request's `vector` too) as a search.
+fn query(args: &Args) -> Done {
+    args.only(&[])?;
+    let mut map = request(args)?;
+    let started = Instant::now();
+    let vector = match (map.remove("query"), map.remove("vector")) {
+        (Some(Value::Object(mut q)), None) => q
+            .remove("nearest")
+            .filter(|_| q.is_empty())
+            .ok_or("only a nearest-vector query is supported: {\"query\": [..]}")?,
+        (Some(v), None) | (None, Some(v)) => v,
+        (None, None) => return Err("the request needs \"query\": [vector]".to_owned()),
+        (Some(_), Some(_)) => return Err("give \"query\" or \"vector\", not both".to_owned()),
+    };
+    map.insert("vector".to_owned(), vector);
+    map.entry("limit").or_insert(json!(10));
+    let request: SearchRequest =
+        serde_json::from_value(Value::Object(map)).map_err(|e| e.to_string())?;
+    let db = open(args)?;
+    let found = db.search(&request).map_err(|e| e.to_string())?;
+    respond(json!({"points": found.result}), started)
+}
+
+fn count(args: &Args) -> Done {
+    args.only(&[])?;
+    let mut map = request(args)?;
+    let started = Instant::now();
+    // Counts are always exact here.
+    map.remove("exact");
+    let filter = match map.remove("filter") {
+        None | Some(Value::Null) => None,
+        Some(f) => Some(Filter::from_json(&f).map_err(|e| e.to_string())?),
+    };
+    if let Some(key) = map.keys().next() {
+        return Err(format!("unknown field {key:?} in a count request"));
+    }
+    let db = open(args)?;
+    let n = db.count(filter.as_ref()).map_err(|e| e.to_string())?;
+    respond(json!({"count": n}), started)
+}
+
+fn scroll(args: &Args) -> Done {
+    args.only(&[])?;
+    let request: ScrollRequest =
+        serde_json::from_value(Value::Object(request(args)?)).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let db = open(args)?;
+    let page = db.scroll(&request).map_err(|e| e.to_string())?;
+    respond(
+        json!({"points": page.points, "next_page_offset": page.next_page_offset}),
+        started,
+    )
+}
+
+fn info(args: &Args) -> Done {
+    args.only(&[])?;
+    let stored = stored(args)?;
+    let mut out = serde_json::to_value(&stored).map_err(|e| e.to_string())?;
+    // The counts need an open; a database open elsewhere still shows its files.
+    match open(args) {
+        Ok(db) => {
+            let stats = db.stats();
+            out["points"] = json!(stats.total_vectors);
+            out["tombstones"] = json!(stats.tombstones);
+            out["disk_bytes"] = json!(stats.disk_bytes);
+            out["memory"] = json!(stats.memory);
+        }
+        Err(why) => out["points"] = json!(format!("unknown: {why}")),
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+    );
+    Ok(None)
+}
+
+/// Opens a private copy in memory (nothing in the directory changes, not even a torn tail
+/// cut), which checks every checksum and graph link; then reads every point back and runs the
+/// engine's health check.
+fn verify(args: &Args) -> Done {
+    args.only(&[])?;
+    let stored = stored(args)?;
+    let disk = FsStorage::create(&args.dir).map_err(|e| e.to_string())?;
+    let copy = MemoryStorage::new();
+    for file in &stored.files {
+        let bytes = disk
+            .read_all(&file.name)
+            .map_err(|e| format!("{}: {e}", file.name))?;
+        let f = copy
+            .open(&file.name, OpenMode::CreateIfMissing)
+            .map_err(|e| e.to_string())?;
+        f.write_at(0, &bytes).map_err(|e| e.to_string())?;
+    }
+    let config = EmbeddedConfig::builder(stored.dimension)
+        .distance(stored.distance)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let db = match EmbeddedVectorDB::open_with_storage(config, Arc::new(copy)) {
+        Ok(db) => db,
+        Err(e) => {
+            println!("damaged: {e}");
+            return Ok(Some(ExitCode::from(1)));
+        }
+    };
+    let report = db.open_report();
+    let mut request = ScrollRequest {
+        limit: 1000,
+        with_payload: true,
+        with_vector: true,
+        ..ScrollRequest::default()
+    };
+    let mut read = 0;
+    loop {
+        let page = db.scroll(&request).map_err(|e| e.to_string())?;
+        read += page.points.len();
+        match page.next_page_offset {
+            Some(next) => request.offset = Some(next),
+            None => break,
+        }
+    }
+    println!(
+        "{read} points read back ({} from the segment, {} log records replayed, {} bytes of \
+         torn log tail)",
+        report.segment_points, report.wal_records_replayed, report.wal_bytes_truncated
+    );
+    let health = db.health();
+    for check in &health.checks {
+        println!("{:<8} {:?}: {}", check.name, check.status, check.message);
+    }
+    Ok(Some(match health.status {
+        CheckStatus::Healthy => ExitCode::SUCCESS,
+        CheckStatus::Warning => ExitCode::from(2),
+        CheckStatus::Critical => ExitCode::from(1),
+    }))
+}
+
+fn snapshot(args: &Args) -> Done {
+    args.only(&[])?;
+    let [dest] = args.positional.as_slice() else {
+        return Err("give the destination directory".to_owned());
+    };
+    let db = open(args)?;
+    db.snapshot(dest).map_err(|e| e.to_string())?;
+    eprintln!("snapshot written to {dest}");
+    Ok(None)
+}
+
+fn compact(args: &Args) -> Done {
+    args.only(&[])?;
+    let db = open(args)?;
+    let before = db.stats().tombstones;
+    db.compact().map_err(|e| e.to_string())?;
+    db.close().map_err(|e| e.to_string())?;
+    eprintln!("compacted: {before} deleted slots reclaimed");
+    Ok(None)
+}

@@ -1,0 +1,238 @@
+//! The `grape` command line, run as a user runs it: every command on a real directory, the
+//! JSON it prints in Qdrant's shapes, exit codes, and `verify` on a damaged file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn grape(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_grape"))
+        .args(args)
+        .output()
+        .expect("grape runs")
+}
+
+/// Runs `grape` and returns its standard output, failing the test if it failed.
+fn ok(args: &[&str]) -> String {
+    let out = grape(args);
+    assert!(
+        out.status.success(),
+        "grape {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_of(args: &[&str]) -> Value {
+    serde_json::from_str(&ok(args)).expect("grape prints JSON")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("grape-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn create_import_query_count_scroll_export_info_compact_snapshot() {
+    let root = temp("all");
+    let db = root.join("db");
+    ok(&["create", s(&db), "--dimension", "2", "--distance", "euclid"]);
+    let points = root.join("points.jsonl");
+    let lines: Vec<String> = (0..25u64)
+        .map(|i| {
+            json!({"id": i, "vector": [i as f32, 0.0], "payload": {"even": i % 2 == 0, "i": i}})
+                .to_string()
+        })
+        .chain(["".to_owned()])
+        .collect();
+    std::fs::write(&points, lines.join("\n")).unwrap();
+    ok(&["import", s(&db), s(&points)]);
+
+    let count = json_of(&[
+        "count",
+        s(&db),
+        r#"{"filter": {"must": [{"key": "even", "match": {"value": true}}]}}"#,
+    ]);
+    assert_eq!(count["result"]["count"], 13);
+    assert_eq!(count["status"], "ok");
+    assert_eq!(json_of(&["count", s(&db)])["result"]["count"], 25);
+
+    let request = root.join("query.json");
+    std::fs::write(
+        &request,
+        r#"{"query": [3.2, 0], "limit": 2, "with_payload": true}"#,
+    )
+    .unwrap();
+    let found = json_of(&["query", s(&db), s(&request)]);
+    let hits = found["result"]["points"].as_array().unwrap();
+    assert_eq!(
+        (hits[0]["id"].clone(), hits[1]["id"].clone()),
+        (json!(3), json!(4))
+    );
+    assert_eq!(hits[0]["payload"]["i"], 3);
+    let nearest = json_of(&[
+        "query",
+        s(&db),
+        r#"{"query": {"nearest": [0, 0]}, "limit": 1}"#,
+    ]);
+    assert_eq!(nearest["result"]["points"][0]["id"], 0);
+
+    let page = json_of(&["scroll", s(&db), r#"{"limit": 10, "offset": 20}"#]);
+    assert_eq!(page["result"]["points"].as_array().unwrap().len(), 5);
+    assert_eq!(page["result"]["next_page_offset"], Value::Null);
+
+    // Export and import again: the same points.
+    let exported = root.join("export.jsonl");
+    ok(&["export", s(&db), s(&exported)]);
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert_eq!(text.lines().count(), 25);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        json!({"id": 0, "vector": [0.0, 0.0], "payload": {"even": true, "i": 0}})
+    );
+    let copy = root.join("copy");
+    ok(&[
+        "create",
+        s(&copy),
+        "--dimension",
+        "2",
+        "--distance",
+        "euclid",
+    ]);
+    ok(&["import", s(&copy), s(&exported)]);
+    assert_eq!(ok(&["export", s(&copy)]), text, "export of the copy");
+
+    let info = json_of(&["info", s(&db)]);
+    assert_eq!(
+        (info["dimension"].clone(), info["distance"].clone()),
+        (json!(2), json!("Euclid"))
+    );
+    assert_eq!(info["points"], 25);
+    assert!(info["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "MANIFEST"));
+
+    let snap = root.join("snap");
+    ok(&["snapshot", s(&db), s(&snap)]);
+    assert_eq!(json_of(&["count", s(&snap)])["result"]["count"], 25);
+    ok(&["compact", s(&db)]);
+    ok(&["verify", s(&db)]);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn npy_vectors_with_payload_lines() {
+    let root = temp("npy");
+    let db = root.join("db");
+    ok(&["create", s(&db), "--dimension", "3"]);
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    for x in [1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0] {
+        npy.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(root.join("v.npy"), npy).unwrap();
+    std::fs::write(root.join("p.jsonl"), "{\"t\": \"a\"}\n{\"t\": \"b\"}\n").unwrap();
+    let npy = root.join("v.npy");
+    let payloads = root.join("p.jsonl");
+    ok(&[
+        "import",
+        s(&db),
+        "--npy",
+        s(&npy),
+        "--payloads",
+        s(&payloads),
+        "--first-id",
+        "7",
+    ]);
+    let page = json_of(&["scroll", s(&db), "{}"]);
+    assert_eq!(
+        page["result"]["points"],
+        json!([{"id": 7, "payload": {"t": "a"}}, {"id": 8, "payload": {"t": "b"}}])
+    );
+    // A payload file of the wrong length is refused before anything is written.
+    std::fs::write(&payloads, "{}\n").unwrap();
+    let out = grape(&[
+        "import",
+        s(&db),
+        "--npy",
+        s(&npy),
+        "--payloads",
+        s(&payloads),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 lines but"));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn verify_finds_damage_and_changes_nothing() {
+    let root = temp("verify");
+    let db = root.join("db");
+    ok(&["create", s(&db), "--dimension", "2"]);
+    let points = root.join("p.jsonl");
+    let lines: Vec<String> = (1..=50u64)
+        .map(|i| json!({"id": i, "vector": [1.0, i as f32]}).to_string())
+        .collect();
+    std::fs::write(&points, lines.join("\n")).unwrap();
+    ok(&["import", s(&db), s(&points)]);
+    ok(&["compact", s(&db)]); // checkpoints: the points are in a segment now
+    let report = ok(&["verify", s(&db)]);
+    assert!(report.contains("50 points read back"), "{report}");
+
+    let segment = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+    let before: Vec<_> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let out = grape(&["verify", s(&db)]);
+    assert_eq!(out.status.code(), Some(1), "damage is exit code 1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("damaged"));
+    let after: Vec<_> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(before, after, "verify changes nothing");
+    assert_eq!(std::fs::read(&segment).unwrap(), bytes);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn bad_usage_is_explained() {
+    let out = grape(&["frobnicate", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command"));
+    assert_eq!(grape(&[]).status.code(), Some(64));
+    let help = grape(&["--help"]);
+    assert!(
+        help.status.success() && String::from_utf8_lossy(&help.stdout).contains("usage: grape")
+    );
+    let root = temp("usage");
+    let out = grape(&["count", s(&root)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no database"));
+    let out = grape(&["create", s(&root), "--dimension", "2", "--dimensions", "3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option --dimensions"));
+    let out = grape(&["query", s(&root), "{\"query\": [1, 0], \"limt\": 3}"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `limt`"));
+    std::fs::remove_dir_all(&root).unwrap();
+}
