@@ -57,7 +57,8 @@ pub use config::{
 pub use db::{EmbeddedVectorDB, UpsertSummary};
 pub use error::{Error, Result};
 pub use filter::{
-    Condition, FieldCondition, Filter, KeyPath, Match, MatchValue, MinShould, Range, ValuesCount,
+    Condition, DatetimeRange, FieldCondition, Filter, GeoCondition, GeoPoint, KeyPath, Match,
+    MatchValue, MinShould, Range, ValuesCount,
 };
 pub use health::{CheckStatus, HealthCheck, HealthChecker, HealthStatus, HealthThresholds};
 pub use lifecycle::{DatabaseState, LifecycleManager, ShutdownHook, ShutdownReport, StartupReport};

@@ -82,6 +82,8 @@ impl FieldIndex {
             fc.r#match.is_some(),
             fc.range.is_some(),
             fc.values_count.is_some(),
+            fc.datetime_range.is_some(),
+            !fc.geo.is_empty(),
         ];
         if parts.iter().filter(|&&part| part).count() != 1 {
             return None;

@@ -64,6 +64,8 @@ impl Condition {
                 other => other.is_null(),
             }),
             Condition::HasId(ids) => id.is_some_and(|id| ids.binary_search(&id).is_ok()),
+            // Every point has the one unnamed vector; nested elements have none.
+            Condition::HasVector(name) => id.is_some() && name.is_empty(),
             // Only objects reached through the array are tested (a lone object is not an
             // array of one), each on its own.
             Condition::Nested { key, filter } => key.any_element(payload, &mut |v| match v {
@@ -85,7 +87,7 @@ fn is_empty_value(v: &Value) -> bool {
 
 impl FieldCondition {
     /// Qdrant's order: `values_count`, when given, decides alone; otherwise a value passes if
-    /// it satisfies `match` or `range` (either, when both are given). Each value the key
+    /// it satisfies any of `match`, `range` and the geo parts. Each value the key
     /// reaches is tested, an array element by element; a missing field passes only a
     /// `values_count` that admits zero.
     fn matches(&self, payload: &Payload) -> bool {
@@ -98,17 +100,22 @@ impl FieldCondition {
             });
             return passes || (!reached && count.contains(0));
         }
-        if let Some(text) = self.r#match.as_ref().and_then(Match::words) {
-            // Full-text conditions test the words of all the field's strings together.
-            return text.matches(key, payload)
-                || self
-                    .range
-                    .as_ref()
-                    .is_some_and(|r| key.any_leaf(payload, &mut |v| r.contains_value(v)));
+        // Full-text conditions test the words of all the field's strings together; the other
+        // parts test values one at a time.
+        let text = self.r#match.as_ref().and_then(Match::words);
+        if text.as_ref().is_some_and(|t| t.matches(key, payload)) {
+            return true;
+        }
+        let value_match = self.r#match.as_ref().filter(|_| text.is_none());
+        let (range, datetime, geo) = (&self.range, &self.datetime_range, &self.geo);
+        if value_match.is_none() && range.is_none() && datetime.is_none() && geo.is_empty() {
+            return false;
         }
         key.any_leaf(payload, &mut |v| {
-            self.r#match.as_ref().is_some_and(|m| m.test(v))
-                || self.range.as_ref().is_some_and(|r| r.contains_value(v))
+            value_match.is_some_and(|m| m.test(v))
+                || range.as_ref().is_some_and(|r| r.contains_value(v))
+                || datetime.as_ref().is_some_and(|r| r.contains_value(v))
+                || geo.iter().any(|g| g.contains_value(v))
         })
     }
 }

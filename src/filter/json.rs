@@ -6,8 +6,10 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
+use super::datetime::{DatetimeRange, BOUNDS};
 use super::{
-    Condition, FieldCondition, Filter, KeyPath, Match, MatchValue, MinShould, Range, ValuesCount,
+    Condition, FieldCondition, Filter, GeoCondition, GeoPoint, KeyPath, Match, MatchValue,
+    MinShould, Range, ValuesCount,
 };
 use crate::error::{Error, Result};
 use crate::point::PointId;
@@ -68,15 +70,55 @@ impl Condition {
                 if let Some(c) = &fc.values_count {
                     out.insert("values_count".into(), json!(c));
                 }
+                if let Some(d) = &fc.datetime_range {
+                    let bounds = BOUNDS
+                        .iter()
+                        .zip(d.bounds())
+                        .filter_map(|(name, b)| b.as_ref().map(|b| (name.to_string(), json!(b))));
+                    out.insert("range".into(), Value::Object(bounds.collect()));
+                }
+                for g in &fc.geo {
+                    let (name, value) = geo_json(g);
+                    out.insert(name.into(), value);
+                }
                 Value::Object(out)
             }
             Condition::IsEmpty(k) => json!({"is_empty": {"key": k.as_str()}}),
             Condition::IsNull(k) => json!({"is_null": {"key": k.as_str()}}),
             Condition::HasId(ids) => json!({ "has_id": ids }),
+            Condition::HasVector(name) => json!({ "has_vector": name }),
             Condition::Nested { key, filter } => {
                 json!({"nested": {"key": key.as_str(), "filter": filter.to_json()}})
             }
             Condition::Filter(f) => f.to_json(),
+        }
+    }
+}
+
+fn geo_json(g: &GeoCondition) -> (&'static str, Value) {
+    let point = |p: &GeoPoint| json!({"lon": p.lon, "lat": p.lat});
+    let ring = |r: &[GeoPoint]| json!({"points": r.iter().map(point).collect::<Vec<_>>()});
+    match g {
+        GeoCondition::Radius { center, radius } => (
+            "geo_radius",
+            json!({"center": point(center), "radius": radius}),
+        ),
+        GeoCondition::BoundingBox {
+            top_left,
+            bottom_right,
+        } => (
+            "geo_bounding_box",
+            json!({"top_left": point(top_left), "bottom_right": point(bottom_right)}),
+        ),
+        GeoCondition::Polygon {
+            exterior,
+            interiors,
+        } => {
+            let mut out = json!({"exterior": ring(exterior)});
+            if !interiors.is_empty() {
+                out["interiors"] = interiors.iter().map(|r| ring(r)).collect();
+            }
+            ("geo_polygon", out)
         }
     }
 }
@@ -226,6 +268,16 @@ fn parse_condition(v: &Value, at: &str) -> Result<Condition> {
             .map_err(|e| malformed(&format!("{at}.has_id"), e))?;
         return Ok(Condition::has_id(ids));
     }
+    if let Some(inner) = map.get("has_vector") {
+        reject_unknown(map, &["has_vector"], at)?;
+        return match inner {
+            Value::String(name) => Ok(Condition::HasVector(name.clone())),
+            other => Err(malformed(
+                &format!("{at}.has_vector"),
+                format!("expected a vector name, found {}", kind(other)),
+            )),
+        };
+    }
     if let Some(inner) = map.get("nested") {
         reject_unknown(map, &["nested"], at)?;
         return parse_nested(inner, &format!("{at}.nested"));
@@ -283,33 +335,54 @@ fn uses_has_id(filter: &Filter) -> bool {
 }
 
 fn parse_field_condition(map: &Map<String, Value>, at: &str) -> Result<FieldCondition> {
-    reject_unknown(map, &["key", "match", "range", "values_count"], at)?;
+    const PARTS: [&str; 6] = [
+        "match",
+        "range",
+        "values_count",
+        "geo_radius",
+        "geo_bounding_box",
+        "geo_polygon",
+    ];
+    let mut known = vec!["key"];
+    known.extend(PARTS);
+    reject_unknown(map, &known, at)?;
     let key = parse_key(map.get("key"), at)?;
-    let r#match = map
-        .get("match")
-        .map(|m| parse_match(m, &format!("{at}.match")))
-        .transpose()?;
-    let typed = |name: &str| -> Result<Option<Value>> {
+    let part = |name: &str| -> Result<Option<&Value>> {
         match map.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => {
-                as_object(v, &format!("{at}.{name}"))?;
-                Ok(Some(v.clone()))
-            }
+            Some(v) => as_object(v, &format!("{at}.{name}")).map(|_| Some(v)),
         }
     };
-    let range: Option<Range> = typed("range")?
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| malformed(&format!("{at}.range"), e))?;
-    let values_count: Option<ValuesCount> = typed("values_count")?
-        .map(serde_json::from_value)
+    let r#match = part("match")?
+        .map(|m| parse_match(m, &format!("{at}.match")))
+        .transpose()?;
+    let (range, datetime_range) = match part("range")? {
+        Some(r) => parse_range(r, &format!("{at}.range"))?,
+        None => (None, None),
+    };
+    let values_count: Option<ValuesCount> = part("values_count")?
+        .map(|v| serde_json::from_value(v.clone()))
         .transpose()
         .map_err(|e| malformed(&format!("{at}.values_count"), e))?;
-    if r#match.is_none() && range.is_none() && values_count.is_none() {
+    let mut geo = Vec::new();
+    for name in &PARTS[3..] {
+        if let Some(v) = part(name)? {
+            let at = format!("{at}.{name}");
+            let g = parse_geo(name, v, &at)?;
+            g.validate().map_err(|why| malformed(&at, why))?;
+            geo.push(g);
+        }
+    }
+    if PARTS
+        .iter()
+        .all(|p| matches!(map.get(*p), None | Some(Value::Null)))
+    {
         return Err(malformed(
             at,
-            format!("condition on {key} needs \"match\", \"range\" or \"values_count\""),
+            format!(
+                "condition on {key} needs \"match\", \"range\", \"values_count\" or a geo \
+                 condition"
+            ),
         ));
     }
     Ok(FieldCondition {
@@ -317,6 +390,112 @@ fn parse_field_condition(map: &Map<String, Value>, at: &str) -> Result<FieldCond
         r#match,
         range,
         values_count,
+        datetime_range,
+        geo,
+    })
+}
+
+/// A numeric range, or a datetime range when a bound is a string (then all must be).
+fn parse_range(v: &Value, at: &str) -> Result<(Option<Range>, Option<Box<DatetimeRange>>)> {
+    let map = as_object(v, at)?;
+    reject_unknown(map, &BOUNDS, at)?;
+    if !map.values().any(Value::is_string) {
+        let range = serde_json::from_value(v.clone()).map_err(|e| malformed(at, e))?;
+        return Ok((Some(range), None));
+    }
+    let mut bounds: [Option<String>; 4] = Default::default();
+    for (i, name) in BOUNDS.iter().enumerate() {
+        bounds[i] = match map.get(*name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(malformed(
+                    at,
+                    format!(
+                        "{name}: a datetime range takes strings only, found {}",
+                        kind(other)
+                    ),
+                ))
+            }
+        };
+    }
+    let range = DatetimeRange::new(bounds).map_err(|why| malformed(at, why))?;
+    Ok((None, Some(Box::new(range))))
+}
+
+fn parse_geo_point(v: Option<&Value>, at: &str) -> Result<GeoPoint> {
+    let v = v.ok_or_else(|| malformed(at, "missing"))?;
+    let map = as_object(v, at)?;
+    reject_unknown(map, &["lon", "lat"], at)?;
+    let coordinate = |name: &str| {
+        map.get(name)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| malformed(at, format!("{name} must be a number")))
+    };
+    Ok(GeoPoint {
+        lon: coordinate("lon")?,
+        lat: coordinate("lat")?,
+    })
+}
+
+fn parse_ring(v: Option<&Value>, at: &str) -> Result<Vec<GeoPoint>> {
+    let map = as_object(v.ok_or_else(|| malformed(at, "missing"))?, at)?;
+    reject_unknown(map, &["points"], at)?;
+    let points = map
+        .get("points")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed(at, "points must be a list of {\"lon\", \"lat\"}"))?;
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| parse_geo_point(Some(p), &format!("{at}.points[{i}]")))
+        .collect()
+}
+
+fn parse_geo(name: &str, v: &Value, at: &str) -> Result<GeoCondition> {
+    let map = as_object(v, at)?;
+    let field = |f: &str| map.get(f);
+    Ok(match name {
+        "geo_radius" => {
+            reject_unknown(map, &["center", "radius"], at)?;
+            GeoCondition::Radius {
+                center: parse_geo_point(field("center"), &format!("{at}.center"))?,
+                radius: field("radius")
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| malformed(at, "radius must be a number of meters"))?,
+            }
+        }
+        "geo_bounding_box" => {
+            reject_unknown(map, &["top_left", "bottom_right"], at)?;
+            GeoCondition::BoundingBox {
+                top_left: parse_geo_point(field("top_left"), &format!("{at}.top_left"))?,
+                bottom_right: parse_geo_point(
+                    field("bottom_right"),
+                    &format!("{at}.bottom_right"),
+                )?,
+            }
+        }
+        _ => {
+            reject_unknown(map, &["exterior", "interiors"], at)?;
+            let interiors = match field("interiors") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(rings)) => rings
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| parse_ring(Some(r), &format!("{at}.interiors[{i}]")))
+                    .collect::<Result<_>>()?,
+                Some(other) => {
+                    return Err(malformed(
+                        at,
+                        format!("interiors: expected a list, found {}", kind(other)),
+                    ))
+                }
+            };
+            GeoCondition::Polygon {
+                exterior: parse_ring(field("exterior"), &format!("{at}.exterior"))?,
+                interiors,
+            }
+        }
     })
 }
 
@@ -471,6 +650,28 @@ mod tests {
             (
                 json!({"min_should": {"min_count": 1}}),
                 "missing \"conditions\"",
+            ),
+            (
+                json!({"must": [{"key": "t", "range": {"gt": "2024-01-01", "lt": 5}}]}),
+                "takes strings only",
+            ),
+            (
+                json!({"must": [{"key": "t", "range": {"gt": "yesterday"}}]}),
+                "not an RFC 3339 datetime",
+            ),
+            (
+                json!({"must": [{"key": "p", "geo_radius": {"center": {"lon": 0, "lat": 91}, "radius": 5}}]}),
+                "lat within -90..90",
+            ),
+            (
+                json!({"must": [{"key": "p", "geo_polygon": {"exterior": {"points": [
+                    {"lon": 0, "lat": 0}, {"lon": 1, "lat": 0}, {"lon": 1, "lat": 1}
+                ]}}}]}),
+                "at least 4 points",
+            ),
+            (
+                json!({"must": [{"has_vector": 3}]}),
+                "expected a vector name",
             ),
             (
                 json!({"must": [{"nested": {"key": "a", "filter": {"must": [{"has_id": [1]}]}}}]}),

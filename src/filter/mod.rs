@@ -44,12 +44,21 @@
 //!   `text_any`: one does; `phrase`: the words occur in order, next to each other, within one
 //!   string. A query with no words matches nothing.
 //! - `range`: at least one numeric value lies within all the given bounds (strings, bools and
-//!   null never do).
+//!   null never do). With string bounds it is a datetime range: RFC 3339 timestamps (a space
+//!   for `T`, no seconds, a date alone and no offset, meaning UTC, are accepted too), compared
+//!   as instants; values that are not timestamps never match.
+//! - `geo_radius` (meters along the sphere, strictly closer), `geo_bounding_box` (strictly
+//!   inside; a box whose west edge is east of its east edge crosses the antimeridian) and
+//!   `geo_polygon` (strictly inside the exterior ring, outside every hole): on values that are
+//!   objects with numeric `lon` and `lat`. Rings need 4 points or more, the last equal to the
+//!   first; coordinates outside -180..180 / -90..90 are refused.
+//! - `has_vector`: `""` names the one vector every point has; other names match nothing.
 //! - `values_count`: each value the key reaches is counted on its own (an array counts its
 //!   elements, nulls included; `null` counts 0; anything else 1), and one must be within the
 //!   bounds; a missing field counts 0.
 //! - Several parts in one field condition: `values_count`, when given, decides alone;
-//!   otherwise a value passes if it satisfies `match` *or* `range` (Qdrant's rule).
+//!   otherwise a value passes if it satisfies `match` *or* `range` *or* a geo part (Qdrant's
+//!   rule).
 //! - `is_empty`: the field is missing, or a value it reaches is `null` or `[]` (`[null]` is
 //!   not empty). `is_null`: a value it reaches is `null` or an array holding a `null`.
 //! - `has_id`: the point's id is one of those given (refused inside `nested`).
@@ -64,15 +73,20 @@
 //! - `mod.rs`: the public types and the constructors that build filters in code.
 //! - `key_path.rs`: [`KeyPath`], parsed from `a.b[].c`, and the walk to the values it reaches.
 //! - `eval.rs`: evaluation of a filter against one point's id and payload.
+//! - `datetime.rs`: datetime ranges (RFC 3339 bounds). `geo.rs`: radius, box and polygon.
 //! - `json.rs`: Qdrant's JSON: parsing with errors that say where, writing, and the serde impls.
 
+mod datetime;
 mod eval;
+mod geo;
 mod json;
 mod key_path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::point::PointId;
+pub use datetime::DatetimeRange;
+pub use geo::{GeoCondition, GeoPoint};
 use key_path::literal_key;
 pub use key_path::KeyPath;
 
@@ -130,6 +144,8 @@ pub enum Condition {
     IsNull(KeyPath),
     /// The point's id is one of these (kept sorted for binary search).
     HasId(Vec<PointId>),
+    /// The point has the vector of this name (`""`: the one unnamed vector every point has).
+    HasVector(String),
     /// At least one element of the array at `key` satisfies `filter`.
     Nested {
         /// Path of the array of objects.
@@ -160,6 +176,10 @@ pub struct FieldCondition {
     pub range: Option<Range>,
     /// Bounds on the number of values.
     pub values_count: Option<ValuesCount>,
+    /// Datetime bounds (a `range` whose bounds are strings).
+    pub datetime_range: Option<Box<DatetimeRange>>,
+    /// `geo_radius`, `geo_bounding_box`, `geo_polygon`.
+    pub geo: Vec<GeoCondition>,
 }
 
 /// The `match` part of a field condition.
@@ -335,6 +355,8 @@ impl Condition {
             r#match: Some(Match::Value(value.into())),
             range: None,
             values_count: None,
+            datetime_range: None,
+            geo: Vec::new(),
         })
     }
 
@@ -354,6 +376,8 @@ impl Condition {
             r#match: None,
             range: Some(range),
             values_count: None,
+            datetime_range: None,
+            geo: Vec::new(),
         })
     }
 

@@ -80,10 +80,77 @@ pub fn payload(rng: &mut Rng) -> Value {
     maybe(rng, "desc", desc);
     let a = anything(rng, 0);
     maybe(rng, "a", a);
+    let ts = match rng.below(5) {
+        0 => json!([timestamp(rng), timestamp(rng)]),
+        1 if rng.chance(0.3) => json!(rng.pick(&["soon", "2024-13-01", "17"])),
+        1 => json!(rng.below(1_000_000)),
+        _ => json!(timestamp(rng)),
+    };
+    maybe(rng, "ts", ts);
+    let loc = match rng.below(6) {
+        0 => json!([geo_point(rng), geo_point(rng)]),
+        1 => json!({"lon": rng.below(10)}),
+        _ => geo_point(rng),
+    };
+    maybe(rng, "loc", loc);
     // A key with a dot in it, reached only by the quoted path `"q.k"`.
     let dotted = json!(rng.below(4));
     maybe(rng, "q.k", dotted);
     Value::Object(p)
+}
+
+/// A timestamp in one of the forms Qdrant reads (offsets, no seconds, a date alone, a space for
+/// the `T`), on a coarse grid of January 2024 so bounds often fall on values.
+pub fn timestamp(rng: &mut Rng) -> String {
+    let (day, hour) = (rng.below(5) + 1, rng.below(4) * 6);
+    match rng.below(6) {
+        0 => format!("2024-01-0{day}"),
+        1 => format!("2024-01-0{day}T{hour:02}:00:00Z"),
+        2 => format!("2024-01-0{day} {hour:02}:00:00"),
+        3 => format!("2024-01-0{day}T{:02}:00:00+02:00", (hour + 2) % 24),
+        4 => format!("2024-01-0{day}T{hour:02}:00"),
+        _ => format!("2024-01-0{day}T{hour:02}:00:00.000000001Z"),
+    }
+}
+
+/// A payload point on a 10-degree grid, so that box and polygon edges are often met exactly.
+fn geo_point(rng: &mut Rng) -> Value {
+    json!({"lon": rng.below(37) as f64 * 10.0 - 180.0, "lat": rng.below(19) as f64 * 10.0 - 90.0})
+}
+
+fn geo_condition(rng: &mut Rng) -> (&'static str, Value) {
+    let grid = |rng: &mut Rng, n: usize, step: f64, from: f64| rng.below(n) as f64 * step + from;
+    match rng.below(3) {
+        0 => (
+            "geo_radius",
+            json!({"center": geo_point(rng), "radius": grid(rng, 20, 250_000.0, 100_000.0)}),
+        ),
+        1 => {
+            let (west, east) = (grid(rng, 37, 10.0, -180.0), grid(rng, 37, 10.0, -180.0));
+            let (south, north) = (grid(rng, 10, 10.0, -90.0), grid(rng, 10, 10.0, 0.0));
+            (
+                "geo_bounding_box",
+                json!({"top_left": {"lon": west, "lat": north},
+                       "bottom_right": {"lon": east, "lat": south}}),
+            )
+        }
+        _ => {
+            let (lon, lat) = (grid(rng, 30, 10.0, -150.0), grid(rng, 14, 10.0, -70.0));
+            let (w, h) = (grid(rng, 4, 10.0, 20.0), grid(rng, 4, 10.0, 20.0));
+            let ring = |x0: f64, y0: f64, x1: f64, y1: f64| {
+                json!({"points": [
+                    {"lon": x0, "lat": y0}, {"lon": x1, "lat": y0}, {"lon": x1, "lat": y1},
+                    {"lon": x0, "lat": y1}, {"lon": x0, "lat": y0}
+                ]})
+            };
+            let mut polygon = json!({"exterior": ring(lon, lat, lon + w, lat + h)});
+            if rng.chance(0.5) {
+                polygon["interiors"] =
+                    json!([ring(lon + 10.0, lat + 10.0, lon + 20.0, lat + 20.0)]);
+            }
+            ("geo_polygon", polygon)
+        }
+    }
 }
 
 /// A value a `match` may ask for: keyword, integer or bool.
@@ -158,6 +225,34 @@ pub fn condition(rng: &mut Rng, ids: &[Value], depth: u32, kinds: &mut Vec<Kind>
     if rng.chance(0.02) {
         kinds.push("empty_condition");
         return json!({});
+    }
+    if rng.chance(0.15) {
+        return match rng.below(3) {
+            0 => {
+                kinds.push("range.datetime");
+                let mut bounds = Map::new();
+                for op in ["gt", "gte", "lt", "lte"] {
+                    if rng.chance(0.4) {
+                        bounds.insert(op.to_owned(), json!(timestamp(rng)));
+                    }
+                }
+                if bounds.is_empty() {
+                    bounds.insert("gte".to_owned(), json!(timestamp(rng)));
+                }
+                json!({"key": "ts", "range": bounds})
+            }
+            1 => {
+                let (name, geo) = geo_condition(rng);
+                kinds.push(name);
+                let mut c = json!({"key": "loc"});
+                c[name] = geo;
+                c
+            }
+            _ => {
+                kinds.push("has_vector");
+                json!({"has_vector": rng.pick(&["", "", "other"])})
+            }
+        };
     }
     let (key, path_kind) = key(rng);
     let c = match rng.below(14) {

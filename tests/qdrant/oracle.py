@@ -229,7 +229,7 @@ def collection(case, scratch):
             shard.update(q.UpdateOperation.create_field_index(key, params))
         points = [
             q.Point(point_id(p["id"]), p["vector"], p.get("payload") or {})
-            for p in exported(case["points_file"]) or case["points"]
+            for p in exported(case.get("points_file")) or case["points"]
         ]
         for start in range(0, len(points), 500):
             shard.update(q.UpdateOperation.upsert_points(points[start : start + 500]))
