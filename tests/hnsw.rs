@@ -434,14 +434,21 @@ fn a_condition_with_a_second_part_is_not_answered_by_its_index_alone() {
         .map(|i| {
             let angle = i as f32 * 0.001;
             Point::new(i, vec![angle.cos(), angle.sin()])
-                .with_payload(json!({"n": if i % 2 == 1 { 1 } else { 5 }}))
+                .with_payload(json!({
+                    "n": if i % 2 == 1 { 1 } else { 5 },
+                    "t": if i % 3 == 0 { "quick brown" } else { "brown fox" },
+                    "ts": format!("2024-01-0{}", i % 5 + 1),
+                }))
                 .unwrap()
         })
         .collect();
     let open = |indexed: bool| {
         let mut builder = EmbeddedConfig::builder(2).distance(Distance::Euclid);
         if indexed {
-            builder = builder.payload_index("n");
+            builder = builder
+                .payload_index("n")
+                .payload_index("t")
+                .payload_index("ts");
         }
         let db = EmbeddedVectorDB::open(builder.build().unwrap()).unwrap();
         db.upsert(points.clone()).unwrap();
@@ -452,6 +459,12 @@ fn a_condition_with_a_second_part_is_not_answered_by_its_index_alone() {
         json!({"key": "n", "match": {"value": 1}, "range": {"gt": 3}}),
         json!({"key": "n", "match": {"value": 1}, "values_count": {"gt": 1}}),
         json!({"key": "n", "range": {"gte": 1, "lte": 1}, "values_count": {"gte": 2}}),
+        // Word and datetime lists: exact for one word, a superset for several.
+        json!({"key": "t", "match": {"text": "quick"}}),
+        json!({"key": "t", "match": {"text": "fox brown"}}),
+        json!({"key": "t", "match": {"phrase": "brown quick"}}),
+        json!({"key": "t", "match": {"text_any": "quick zebra"}}),
+        json!({"key": "ts", "range": {"gt": "2024-01-02", "lte": "2024-01-04T00:00:00Z"}}),
     ] {
         let filter: Filter = serde_json::from_value(json!({"must": [condition]})).unwrap();
         let matching: HashSet<PointId> = points

@@ -1,6 +1,8 @@
-//! Payload indexes: for a configured key, each keyword, integer or bool value -> the slots whose
-//! payload holds it. They turn a selective filter into a short list of candidate slots, so the
-//! exact search scores only those instead of evaluating the filter on every point.
+//! Payload indexes: for a configured key, each keyword, integer or bool value, each datetime
+//! (strings that are timestamps) and each word of a string (full text, lower-cased) -> the
+//! slots whose payload holds it. They turn a selective filter into a short list of candidate
+//! slots, so the exact search scores only those instead of evaluating the filter on every
+//! point. Geo conditions are not indexed: they scan.
 //!
 //! An index is built on first use (opening a database parses no payloads) and then kept up to
 //! date by writes. Entries are never removed: a slot whose payload changed or was deleted stays
@@ -12,7 +14,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::filter::{Condition, Filter, KeyPath, Match, MatchValue};
+use crate::filter::{parse_datetime, words, Condition, Filter, KeyPath, Match, MatchValue};
 use crate::point::Payload;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,6 +22,10 @@ enum IndexKey {
     Bool(bool),
     Integer(i64),
     Keyword(String),
+    /// A timestamp string, in microseconds since the Unix epoch.
+    Datetime(i64),
+    /// A word of a string, lower-cased.
+    Word(String),
 }
 
 impl IndexKey {
@@ -59,20 +65,44 @@ impl FieldIndex {
     }
 
     fn add(&mut self, key: &KeyPath, slot: u32, payload: &Payload) {
-        key.for_each_leaf(payload, &mut |v| match IndexKey::of_value(v) {
-            Some(k) => {
-                let list = self.slots.entry(k).or_default();
-                if list.last() != Some(&slot) {
-                    list.push(slot);
+        key.for_each_leaf(payload, &mut |v| {
+            match IndexKey::of_value(v) {
+                Some(k) => self.insert(k, slot),
+                None => self.has_other_numbers |= v.is_number(),
+            }
+            if let Value::String(s) = v {
+                if let Some(t) = parse_datetime(s) {
+                    self.insert(IndexKey::Datetime(t), slot);
+                }
+                for word in words(s) {
+                    self.insert(IndexKey::Word(lower(word)), slot);
                 }
             }
-            None => self.has_other_numbers |= v.is_number(),
         });
     }
 
-    /// The slot lists holding the values `condition` accepts, or `None` if this index cannot
-    /// narrow it down. Borrowed, so sizing a condition costs no copying.
-    fn lists<'s>(&'s self, condition: &Condition) -> Option<Vec<&'s [u32]>> {
+    fn insert(&mut self, key: IndexKey, slot: u32) {
+        let list = self.slots.entry(key).or_default();
+        if list.last() != Some(&slot) {
+            list.push(slot);
+        }
+    }
+
+    /// The lists of the entries between two keys, both included.
+    fn between(&self, lo: IndexKey, hi: IndexKey) -> Vec<&[u32]> {
+        if lo > hi {
+            return Vec::new();
+        }
+        self.slots
+            .range(lo..=hi)
+            .map(|(_, s)| s.as_slice())
+            .collect()
+    }
+
+    /// The slot lists holding the values `condition` accepts, and whether they are exactly
+    /// its matches (rather than a superset); `None` if this index cannot narrow it down.
+    /// Borrowed, so sizing a condition costs no copying.
+    fn lists<'s>(&'s self, condition: &Condition) -> Option<(Vec<&'s [u32]>, bool)> {
         let Condition::Field(fc) = condition else {
             return None;
         };
@@ -89,13 +119,46 @@ impl FieldIndex {
             return None;
         }
         let list = |k: IndexKey| self.slots.get(&k).map(Vec::as_slice);
-        Some(match (&fc.r#match, &fc.range) {
-            (Some(Match::Value(v)), _) => list(IndexKey::of_match(v)).into_iter().collect(),
-            (Some(Match::Any(vs)), _) => vs
-                .iter()
-                .filter_map(|v| list(IndexKey::of_match(v)))
-                .collect(),
-            (None, Some(r)) if !self.has_other_numbers => {
+        let word_list = |w: &str| list(IndexKey::Word(lower(w)));
+        if let Some(m) = &fc.r#match {
+            return Some(match m {
+                Match::Value(v) => (list(IndexKey::of_match(v)).into_iter().collect(), true),
+                Match::Any(vs) => (
+                    vs.iter()
+                        .filter_map(|v| list(IndexKey::of_match(v)))
+                        .collect(),
+                    true,
+                ),
+                // Points holding any of the words: exactly the matches.
+                Match::TextAny(q) => (words(q).filter_map(word_list).collect(), true),
+                // Points holding the rarest word: all the matches, exactly them for one word.
+                Match::Text(q) | Match::Phrase(q) => {
+                    let mut distinct: Vec<String> = words(q).map(lower).collect();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    let rarest = distinct
+                        .iter()
+                        .map(|w| word_list(w).unwrap_or(&[]))
+                        .min_by_key(|l| l.len());
+                    let exact = distinct.len() == 1 && matches!(m, Match::Text(_));
+                    (rarest.into_iter().collect(), exact || distinct.is_empty())
+                }
+                Match::Except(_) => return None,
+            });
+        }
+        if let Some(d) = &fc.datetime_range {
+            let [gt, gte, lt, lte] = d.instants();
+            let lo = gt.map_or(gte.unwrap_or(i64::MIN), |t| t.saturating_add(1));
+            let hi = lt.map_or(lte.unwrap_or(i64::MAX), |t| t.saturating_sub(1));
+            let lo = lo.max(gte.unwrap_or(i64::MIN));
+            let hi = hi.min(lte.unwrap_or(i64::MAX));
+            return Some((
+                self.between(IndexKey::Datetime(lo), IndexKey::Datetime(hi)),
+                true,
+            ));
+        }
+        match &fc.range {
+            Some(r) if !self.has_other_numbers => {
                 // Integer bounds that cover exactly the values within the float bounds.
                 let lo = match (r.gt, r.gte) {
                     (Some(gt), _) => (gt.floor() as i64).saturating_add(1),
@@ -107,17 +170,20 @@ impl FieldIndex {
                     (None, Some(lte)) => lte.floor() as i64,
                     (None, None) => i64::MAX,
                 };
-                if lo > hi {
-                    return Some(Vec::new());
-                }
-                self.slots
-                    .range(IndexKey::Integer(lo)..=IndexKey::Integer(hi))
-                    .map(|(_, s)| s.as_slice())
-                    .collect()
+                Some((
+                    self.between(IndexKey::Integer(lo), IndexKey::Integer(hi)),
+                    true,
+                ))
             }
-            _ => return None,
-        })
+            _ => None,
+        }
     }
+}
+
+/// A word lower-cased character by character, as full-text matching compares words (no
+/// context-sensitive rules such as a final sigma).
+fn lower(word: &str) -> String {
+    word.chars().flat_map(char::to_lowercase).collect()
 }
 
 /// The narrowest indexed condition of a filter: its slot lists, not yet merged.
@@ -208,10 +274,12 @@ impl PayloadIndexes {
                 continue;
             };
             let index = index.get_or_init(|| FieldIndex::build(key, payloads()));
-            if let Some(lists) = index.lists(condition) {
-                // The lists are exactly the filter's matches (among live slots) when the filter
-                // is this one condition and no payload changed in place.
-                let exact = !self.stale
+            if let Some((lists, exact_for_condition)) = index.lists(condition) {
+                // The lists are exactly the filter's matches (among live slots) when they are
+                // the condition's, the filter is this one condition and no payload changed in
+                // place.
+                let exact = exact_for_condition
+                    && !self.stale
                     && filter.must.len() == 1
                     && filter.should.is_empty()
                     && filter.must_not.is_empty()
@@ -336,5 +404,53 @@ mod tests {
         };
         let f = filter(json!({"must": [{"key": "x", "range": {"gte": 1}}]}));
         assert!(idx.candidates(&f, all).is_none(), "1.5 would be missed");
+    }
+
+    #[test]
+    fn words_and_datetimes_give_candidates() {
+        let keys: Vec<KeyPath> = vec!["t".parse().unwrap()];
+        let data = [
+            payload(json!({"t": "The quick brown fox"})),
+            payload(json!({"t": ["QUICK dogs", "2024-01-02T00:00:00Z"]})),
+            payload(json!({"t": "2024-01-05"})),
+            payload(json!({"t": 7})),
+        ];
+        let idx = PayloadIndexes::new(&keys);
+        let all = || {
+            Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
+                as Box<dyn Iterator<Item = (u32, &Payload)>>
+        };
+        let c = |f: Value| {
+            idx.candidates(&filter(json!({"must": [f]})), all)
+                .map(|c| (c.slots(), c.exact))
+        };
+        let text = |m: Value| c(json!({"key": "t", "match": m}));
+        assert_eq!(text(json!({"text": "quick"})), Some((vec![0, 1], true)));
+        // The rarest word's points: a superset for two words, checked against the filter.
+        assert_eq!(text(json!({"text": "quick fox"})), Some((vec![0], false)));
+        assert_eq!(
+            text(json!({"text_any": "fox dogs"})),
+            Some((vec![0, 1], true))
+        );
+        assert_eq!(text(json!({"phrase": "brown fox"})), Some((vec![0], false)));
+        assert_eq!(
+            text(json!({"text": "!!"})),
+            Some((vec![], true)),
+            "no words: nothing"
+        );
+        let range = |r: Value| c(json!({"key": "t", "range": r}));
+        assert_eq!(
+            range(json!({"gte": "2024-01-02T00:00:00Z", "lt": "2024-01-05"})),
+            Some((vec![1], true))
+        );
+        assert_eq!(
+            range(json!({"gt": "2024-01-02T00:00:00Z"})),
+            Some((vec![2], true))
+        );
+        assert_eq!(
+            c(json!({"key": "t", "geo_radius": {"center": {"lon": 0, "lat": 0}, "radius": 1}})),
+            None,
+            "geo is not indexed"
+        );
     }
 }

@@ -41,6 +41,11 @@ impl DatetimeRange {
         Ok(DatetimeRange { bounds, instants })
     }
 
+    /// The bounds `gt`, `gte`, `lt`, `lte` in microseconds since the Unix epoch.
+    pub(crate) fn instants(&self) -> [Option<i64>; 4] {
+        self.instants
+    }
+
     /// The bounds as written, for writing the filter back out.
     pub(super) fn bounds(&self) -> &[Option<String>; 4] {
         &self.bounds

@@ -249,8 +249,8 @@ fn within<T: PartialOrd>(
         && lte.is_none_or(|b| x <= b)
 }
 
-/// Alphanumeric words of `s` (split on everything else).
-fn words(s: &str) -> impl Iterator<Item = &str> {
+/// Alphanumeric words of `s` (split on everything else): the tokens of full-text matching.
+pub(crate) fn words(s: &str) -> impl Iterator<Item = &str> {
     s.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
 }

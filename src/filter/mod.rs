@@ -85,7 +85,9 @@ mod key_path;
 use serde::{Deserialize, Serialize};
 
 use crate::point::PointId;
+pub(crate) use datetime::parse as parse_datetime;
 pub use datetime::DatetimeRange;
+pub(crate) use eval::words;
 pub use geo::{GeoCondition, GeoPoint};
 use key_path::literal_key;
 pub use key_path::KeyPath;
