@@ -209,3 +209,38 @@ async fn search_options_are_checked_one_by_one() {
         r#"[[{"id":2,"score":1}],[{"id":1,"score":1}]]"#
     );
 }
+
+#[wasm_bindgen_test]
+async fn export_points_walks_the_database_in_qdrant_upsert_batches() {
+    let db = open(r#"{"dimension": 4}"#).await.unwrap();
+    db.upsert(points(0, 25, 4)).unwrap();
+    let mut offset = JsValue::NULL;
+    let mut seen = 0;
+    loop {
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(&options, &"limit".into(), &10.into()).unwrap();
+        js_sys::Reflect::set(&options, &"offset".into(), &offset).unwrap();
+        let batch = db.export_points(options.into()).unwrap();
+        let points: js_sys::Array = js_sys::Reflect::get(&batch, &"points".into())
+            .unwrap()
+            .into();
+        for p in points.iter() {
+            // A Qdrant point: id, vector and payload, nothing else.
+            let keys: Vec<String> = js_sys::Object::keys(&p.into())
+                .iter()
+                .map(|k| k.as_string().unwrap())
+                .collect();
+            assert_eq!(keys, ["id", "payload", "vector"]);
+        }
+        seen += points.length();
+        offset = js_sys::Reflect::get(&batch, &"next_page_offset".into()).unwrap();
+        if offset.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, 25);
+    let err = db
+        .export_points(js(r#"{"filter": {"must": [{"has_id": [1]}]}}"#))
+        .unwrap_err();
+    assert_eq!(code(&err), "MalformedRequest");
+}

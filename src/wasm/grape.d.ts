@@ -47,7 +47,7 @@ export interface SearchOptions {
   withPayload?: boolean;
   /** Return each point's vector (default false). */
   withVector?: boolean;
-  /** Leave out points scoring worse than this. */
+  /** Keep only points strictly better than this (as Qdrant: a score equal to it is left out). */
   scoreThreshold?: number;
 }
 

@@ -178,6 +178,43 @@ impl GrapeDB {
         to_js(&self.shared.db.scroll(&request).map_err(js_error)?)
     }
 
+    /// One batch of the whole database as Qdrant points (`{ id, vector, payload }`, in id
+    /// order): `{ points, next_page_offset }`. Each batch is the body of a Qdrant REST upsert
+    /// (`{ points }`), so a loop from `offset` `null` to a `null` `next_page_offset` moves the
+    /// database to a Qdrant cluster. Options: `{ offset, limit }` (default 1000 a batch).
+    #[wasm_bindgen(
+        js_name = exportPoints,
+        unchecked_return_type = "{ points: PointInput[]; next_page_offset: number | string | null }"
+    )]
+    pub fn export_points(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ offset?: number | string; limit?: number } | undefined"
+        )]
+        options: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let mut request = crate::ScrollRequest {
+            limit: 1000,
+            ..crate::ScrollRequest::default()
+        };
+        if !options.is_undefined() && !options.is_null() {
+            let given: crate::ScrollRequest =
+                serde_json::from_value(json(options, "export options")?)
+                    .map_err(|e| bad("export options", e))?;
+            if given.filter.is_some() {
+                return Err(bad(
+                    "export options",
+                    "an export takes every point: use scroll to filter",
+                ));
+            }
+            request.offset = given.offset;
+            request.limit = given.limit;
+        }
+        request.with_payload = true;
+        request.with_vector = true;
+        to_js(&self.shared.db.scroll(&request).map_err(js_error)?)
+    }
+
     /// Number of points, or of points matching `filter`.
     pub fn count(&self, filter: JsValue) -> Result<usize, JsValue> {
         let filter = filter_of(filter)?;
