@@ -226,6 +226,35 @@ pub fn condition(rng: &mut Rng, ids: &[Value], depth: u32, kinds: &mut Vec<Kind>
         kinds.push("empty_condition");
         return json!({});
     }
+    if rng.chance(0.02) {
+        // Input Qdrant refuses (bad key paths, mixed or float lists, float values) beside odd
+        // input it accepts (quoted keys, leading zeros, dashes, non-ASCII letters).
+        kinds.push("refusal");
+        let key = rng.pick(&[
+            "a b",
+            "a]",
+            "",
+            ".a",
+            "a..b",
+            "a[x]",
+            "a[-1]",
+            "a[]b",
+            "\"a.b\"",
+            "a.\"b c\"",
+            "a[01]",
+            "a-b_c",
+            "été",
+        ]);
+        let matched = [
+            json!({"value": "x"}),
+            json!({"any": ["x", 1]}),
+            json!({"any": [1.5]}),
+            json!({"value": 1.5}),
+            json!({"except": [2]}),
+        ][rng.below(5)]
+        .clone();
+        return json!({"key": key, "match": matched});
+    }
     if rng.chance(0.15) {
         return match rng.below(3) {
             0 => {
