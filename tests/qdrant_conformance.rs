@@ -6,7 +6,7 @@
 //! The oracle runs in the Python named by `GRAPE_QDRANT_PYTHON`, or `target/qdrant-venv` (which
 //! `scripts/test` installs). Without one the test skips with a message, unless
 //! `GRAPE_REQUIRE_ORACLES` is set (as `scripts/test` does), where a missing oracle fails.
-//! `GRAPE_CONFORMANCE_QUERIES` sets the queries per distance (default 300).
+//! `GRAPE_CONFORMANCE_QUERIES` sets the queries per distance (default 800: a few thousand queries in all).
 //!
 //! One more collection takes the way out to a Qdrant cluster: its points are stored in a
 //! database directory, written by `grape export`, checked against qdrant-client's REST models
@@ -337,7 +337,7 @@ fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
     let queries: usize = std::env::var("GRAPE_CONFORMANCE_QUERIES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(800);
     let mut collections: Vec<Collection> = [
         Distance::Cosine,
         Distance::Dot,
