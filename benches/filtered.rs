@@ -1,0 +1,284 @@
+//! Filtered search at every selectivity, beside Qdrant Edge measured in the same run on the same
+//! vectors, payloads and filters (`benches/peers_filtered.py`; Qdrant's own code, one search
+//! thread). Recall@10 of each side is against its own exact answer for the filter.
+//!
+//! `cargo bench --bench filtered [-- --queries N --no-index --synthetic N,DIM]`; the peer runs
+//! when `GRAPE_QDRANT_PYTHON` names a Python with `qdrant_edge` (`scripts/bench` sets it).
+//! Every point i has the payload `{"pct": i % 100, "tenant": "t{i % 10}", "org": "o{i % 1000}"}`.
+
+use grape_testkit as testkit;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use grape_vector_db::{
+    EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Point, PointId, SearchParams,
+    SearchRequest,
+};
+use serde_json::{json, Value};
+
+/// The filters, by name: keyword matches (a tenant of 10, an org of 1,000), integer ranges from
+/// 90% down to 1%, a `must` of two conditions and a `should`.
+fn filters() -> Vec<(&'static str, Option<Value>)> {
+    let pct = |lt: u32| json!({"must": [{"key": "pct", "range": {"lt": lt}}]});
+    vec![
+        ("none", None),
+        ("pct < 90", Some(pct(90))),
+        ("pct < 50", Some(pct(50))),
+        ("pct < 10", Some(pct(10))),
+        ("pct < 1", Some(pct(1))),
+        (
+            "tenant = t3 (10%)",
+            Some(json!({"must": [{"key": "tenant", "match": {"value": "t3"}}]})),
+        ),
+        (
+            "org = o7 (0.1%)",
+            Some(json!({"must": [{"key": "org", "match": {"value": "o7"}}]})),
+        ),
+        (
+            "tenant = t3 and pct < 50 (5%)",
+            Some(json!({"must": [
+                {"key": "tenant", "match": {"value": "t3"}},
+                {"key": "pct", "range": {"lt": 50}}
+            ]})),
+        ),
+        (
+            "pct < 5 or tenant = t3 (14.5%)",
+            Some(json!({"should": [
+                {"key": "pct", "range": {"lt": 5}},
+                {"key": "tenant", "match": {"value": "t3"}}
+            ]})),
+        ),
+    ]
+}
+
+struct Args {
+    base: PathBuf,
+    query: PathBuf,
+    synthetic: Option<(usize, usize)>,
+    queries: usize,
+    indexed: bool,
+}
+
+fn args() -> Option<Args> {
+    let wordnet = testkit::wordnet_dir();
+    let mut a = Args {
+        base: wordnet
+            .as_ref()
+            .map(|d| d.join("base.f16.npy"))
+            .unwrap_or_default(),
+        query: wordnet
+            .as_ref()
+            .map(|d| d.join("query.f16.npy"))
+            .unwrap_or_default(),
+        synthetic: None,
+        queries: 200,
+        indexed: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--queries" => a.queries = it.next()?.parse().ok()?,
+            "--no-index" => a.indexed = false,
+            "--synthetic" => {
+                let v = it.next()?;
+                let (n, d) = v.split_once(',')?;
+                a.synthetic = Some((n.parse().ok()?, d.parse().ok()?));
+            }
+            _ => {} // cargo bench passes `--bench`
+        }
+    }
+    if a.synthetic.is_none() && !a.base.is_file() {
+        eprintln!("no dataset: provide $GRAPE_DATA/wordnet-minilm or pass --synthetic N,DIM");
+        return None;
+    }
+    Some(a)
+}
+
+fn main() {
+    let Some(args) = args() else { return };
+    let (base, queries) = match args.synthetic {
+        Some((n, dim)) => {
+            let all = testkit::clustered(n + args.queries, dim, (n / 1000).max(10), 7);
+            let (b, q) = all.data.split_at(n * dim);
+            (
+                testkit::Matrix {
+                    rows: n,
+                    dim,
+                    data: b.to_vec(),
+                },
+                testkit::Matrix {
+                    rows: args.queries,
+                    dim,
+                    data: q.to_vec(),
+                },
+            )
+        }
+        None => (
+            testkit::read_npy(&args.base).unwrap(),
+            testkit::read_npy(&args.query).unwrap(),
+        ),
+    };
+    let queries = testkit::Matrix {
+        rows: queries.rows.min(args.queries),
+        dim: queries.dim,
+        data: queries.data[..queries.rows.min(args.queries) * queries.dim].to_vec(),
+    };
+    let dataset = match args.synthetic {
+        Some((n, dim)) => format!("synthetic {n}x{dim}"),
+        None => "wordnet-minilm".to_owned(),
+    };
+    println!(
+        "filtered search on {dataset}: {} x {}, {} queries, payload indexes {}",
+        base.rows,
+        base.dim,
+        queries.rows,
+        if args.indexed { "on" } else { "off" }
+    );
+    let mut builder = EmbeddedConfig::builder(base.dim)
+        .thread_pool_size(1)
+        .hnsw(Some(HnswConfig {
+            m: 16,
+            ef_construction: 200,
+            ef: 64,
+            full_scan_threshold: 10_000,
+        }));
+    if args.indexed {
+        builder = builder
+            .payload_index("pct")
+            .payload_index("tenant")
+            .payload_index("org");
+    }
+    let db = EmbeddedVectorDB::open(builder.build().unwrap()).unwrap();
+    let t = Instant::now();
+    let points: Vec<Point> = (0..base.rows)
+        .map(|i| {
+            Point::new(i as u64, base.row(i).to_vec())
+                .with_payload(json!({"pct": i % 100, "tenant": format!("t{}", i % 10), "org": format!("o{}", i % 1000)}))
+                .unwrap()
+        })
+        .collect();
+    db.upsert(points).unwrap();
+    println!(
+        "ours: built in {:.1} s (1 thread)",
+        t.elapsed().as_secs_f64()
+    );
+
+    let ours: Vec<(f64, f64)> = filters()
+        .iter()
+        .map(|(name, f)| {
+            let filter: Option<Filter> = f.clone().map(|f| serde_json::from_value(f).unwrap());
+            let request = |q: usize, exact: bool| {
+                let mut r = SearchRequest::new(queries.row(q).to_vec(), 10);
+                r.filter = filter.clone();
+                r.params = SearchParams { hnsw_ef: Some(64), exact };
+                r
+            };
+            let truth: Vec<HashSet<PointId>> = (0..queries.rows)
+                .map(|q| db.search(&request(q, true)).unwrap().result.iter().map(|p| p.id).collect())
+                .collect();
+            // Warm the payload indexes and caches once, as a serving database is.
+            db.search(&request(0, false)).unwrap();
+            let requests: Vec<SearchRequest> = (0..queries.rows).map(|q| request(q, false)).collect();
+            let t = Instant::now();
+            let found: Vec<_> = requests.iter().map(|r| db.search(r).unwrap()).collect();
+            let qps = queries.rows as f64 / t.elapsed().as_secs_f64();
+            let hits: usize = found
+                .iter()
+                .zip(&truth)
+                .map(|(f, t)| f.result.iter().filter(|p| t.contains(&p.id)).count())
+                .sum();
+            let expected: usize = truth.iter().map(HashSet::len).sum();
+            let recall = hits as f64 / expected.max(1) as f64;
+            testkit::result(
+                "filtered",
+                "qps",
+                qps,
+                "queries/s",
+                json!({"dataset": dataset, "lib": "ours", "filter": name, "recall": recall, "indexed": args.indexed}),
+            );
+            (qps, recall)
+        })
+        .collect();
+
+    let theirs = qdrant_edge(&args, &base, &queries);
+    println!(
+        "\n| filter | ours q/s | recall@10 | Qdrant Edge q/s | recall@10 | ours / Qdrant Edge |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (i, (name, _)) in filters().iter().enumerate() {
+        let (q, r) = ours[i];
+        match theirs.get(i) {
+            Some(&(tq, tr)) => println!(
+                "| {name} | {q:.0} | {r:.3} | {tq:.0} | {tr:.3} | {:.2}x |",
+                q / tq
+            ),
+            None => println!("| {name} | {q:.0} | {r:.3} | | | |"),
+        }
+    }
+}
+
+/// Qdrant Edge's queries/s and recall per filter, in the order of [`filters`], or nothing when
+/// its Python is not available.
+fn qdrant_edge(args: &Args, base: &testkit::Matrix, queries: &testkit::Matrix) -> Vec<(f64, f64)> {
+    let Ok(python) = std::env::var("GRAPE_QDRANT_PYTHON") else {
+        println!("Qdrant Edge: set GRAPE_QDRANT_PYTHON (scripts/bench does) to measure the peer");
+        return Vec::new();
+    };
+    let dir = std::env::temp_dir().join(format!("grape-filtered-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (b, q, f) = (
+        dir.join("base.npy"),
+        dir.join("query.npy"),
+        dir.join("filters.json"),
+    );
+    testkit::write_npy(&b, base);
+    testkit::write_npy(&q, queries);
+    let list: Vec<Value> = filters()
+        .into_iter()
+        .map(|(name, filter)| json!({"name": name, "filter": filter}))
+        .collect();
+    std::fs::write(&f, serde_json::to_vec(&list).unwrap()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers_filtered.py");
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(script)
+        .arg(&b)
+        .arg(&q)
+        .arg(&f)
+        .args(["--queries", &queries.rows.to_string()]);
+    if args.indexed {
+        command.arg("--indexed");
+    }
+    let out = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for l in lines.iter().filter(|l| l.get("build_s").is_some()) {
+        println!(
+            "Qdrant Edge: built in {:.1} s",
+            l["build_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    lines
+        .iter()
+        .filter(|l| l.get("filter").is_some())
+        .map(|l| {
+            let (qps, recall) = (l["qps"].as_f64().unwrap(), l["recall"].as_f64().unwrap());
+            testkit::result(
+                "filtered",
+                "qps",
+                qps,
+                "queries/s",
+                json!({"lib": "qdrant-edge", "filter": l["filter"], "recall": recall, "indexed": args.indexed}),
+            );
+            (qps, recall)
+        })
+        .collect()
+}
