@@ -116,7 +116,7 @@ impl Engine {
             Some((found, scored)) => Some((found, scored, false)),
             // An indexed filter: score its candidates only.
             None => candidates.map(|c| {
-                let (found, scored) = self.scan_slots(q, &c.slots());
+                let (found, scored) = self.scan_slots(q, &c.slots(), c.exact);
                 (found, scored, true)
             }),
         }
@@ -157,8 +157,9 @@ impl Engine {
         }
     }
 
-    /// Exact search of one query over the given slots (a payload index's candidates).
-    fn scan_slots(&self, q: &PreparedQuery, slots: &[u32]) -> (Vec<Candidate>, usize) {
+    /// Exact search of one query over the given slots (a payload index's candidates). With
+    /// `exact` candidates the filter is already answered: no payload is read.
+    fn scan_slots(&self, q: &PreparedQuery, slots: &[u32], exact: bool) -> (Vec<Candidate>, usize) {
         let mut top = TopK::new(q.keep);
         let mut scored = 0;
         let space = self.space();
@@ -166,8 +167,9 @@ impl Engine {
             let Some(id) = self.slot_ids[slot as usize] else {
                 continue;
             };
-            if q.filter
-                .is_some_and(|f| !f.matches(id, self.payloads.get(slot as usize)))
+            if !exact
+                && q.filter
+                    .is_some_and(|f| !f.matches(id, self.payloads.get(slot as usize)))
             {
                 continue;
             }
