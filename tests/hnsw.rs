@@ -467,35 +467,47 @@ fn a_condition_with_a_second_part_is_not_answered_by_its_index_alone() {
         json!({"key": "ts", "range": {"gt": "2024-01-02", "lte": "2024-01-04T00:00:00Z"}}),
     ] {
         let filter: Filter = serde_json::from_value(json!({"must": [condition]})).unwrap();
-        let matching: HashSet<PointId> = points
-            .iter()
-            .filter(|p| filter.matches(p.id, &p.payload))
-            .map(|p| p.id)
-            .collect();
-        for (d, db) in dbs.iter().enumerate() {
+        agree_on(&dbs, &points, &filter);
+    }
+    // Several indexed conditions: the slots all of them list.
+    let both: Filter = serde_json::from_value(json!({"must": [
+        {"key": "n", "match": {"value": 1}},
+        {"key": "ts", "range": {"gte": "2024-01-02", "lt": "2024-01-04"}}
+    ]}))
+    .unwrap();
+    agree_on(&dbs, &points, &both);
+}
+
+/// Every search path of every database (graph or exact) agrees with `count` and with the
+/// filter itself.
+fn agree_on(dbs: &[EmbeddedVectorDB], points: &[Point], filter: &Filter) {
+    let matching: HashSet<PointId> = points
+        .iter()
+        .filter(|p| filter.matches(p.id, &p.payload))
+        .map(|p| p.id)
+        .collect();
+    for (d, db) in dbs.iter().enumerate() {
+        assert_eq!(
+            db.count(Some(filter)).unwrap(),
+            matching.len(),
+            "{filter:?}"
+        );
+        for exact in [false, true] {
+            let mut request = SearchRequest::new(vec![1.0, 0.0], 10).with_filter(filter.clone());
+            request.params.exact = exact;
+            let found = db.search(&request).unwrap();
             assert_eq!(
-                db.count(Some(&filter)).unwrap(),
-                matching.len(),
-                "{filter:?}"
+                found.result.len(),
+                matching.len().min(10),
+                "db {d} exact {exact}"
             );
-            for exact in [false, true] {
-                let mut request =
-                    SearchRequest::new(vec![1.0, 0.0], 10).with_filter(filter.clone());
-                request.params.exact = exact;
-                let found = db.search(&request).unwrap();
-                assert_eq!(
-                    found.result.len(),
-                    matching.len().min(10),
-                    "db {d} exact {exact}"
+            for p in &found.result {
+                assert!(
+                    matching.contains(&p.id),
+                    "db {d} (indexed: {}), exact {exact}: {} does not match {filter:?}",
+                    d == 0,
+                    p.id
                 );
-                for p in &found.result {
-                    assert!(
-                        matching.contains(&p.id),
-                        "db {d} (indexed: {}), exact {exact}: {} does not match {filter:?}",
-                        d == 0,
-                        p.id
-                    );
-                }
             }
         }
     }

@@ -9,6 +9,7 @@
 //! listed under its old value, which is harmless because candidates are always checked against
 //! the whole filter; compaction rebuilds the indexes from scratch.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -180,15 +181,32 @@ impl FieldIndex {
     }
 }
 
+/// The slots of `lists` as a bitset over `slots` slots.
+fn bitset(lists: &[&[u32]], slots: usize) -> Vec<u64> {
+    let mut bits = vec![0u64; slots.div_ceil(64)];
+    for &slot in lists.iter().flat_map(|l| l.iter()) {
+        if let Some(word) = bits.get_mut(slot as usize / 64) {
+            *word |= 1 << (slot % 64);
+        }
+    }
+    bits
+}
+
+fn has(bits: &[u64], slot: u32) -> bool {
+    bits.get(slot as usize / 64)
+        .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+}
+
 /// A word lower-cased character by character, as full-text matching compares words (no
 /// context-sensitive rules such as a final sigma).
 fn lower(word: &str) -> String {
     word.chars().flat_map(char::to_lowercase).collect()
 }
 
-/// The narrowest indexed condition of a filter: its slot lists, not yet merged.
+/// The candidates of a filter's indexed `must` conditions: the slot lists of the narrowest one,
+/// not yet merged, or (with several) the slots all of them list.
 pub(crate) struct Candidates<'s> {
-    lists: Vec<&'s [u32]>,
+    lists: Vec<Cow<'s, [u32]>>,
     /// Every live candidate matches the filter: no need to evaluate it.
     pub exact: bool,
 }
@@ -201,13 +219,8 @@ impl Candidates<'_> {
 
     /// The candidates as a bitset over `slots` slots, for a constant-time membership test.
     pub fn bitset(&self, slots: usize) -> Vec<u64> {
-        let mut bits = vec![0u64; slots.div_ceil(64)];
-        for &slot in self.lists.iter().flat_map(|l| l.iter()) {
-            if let Some(word) = bits.get_mut(slot as usize / 64) {
-                *word |= 1 << (slot % 64);
-            }
-        }
-        bits
+        let lists: Vec<&[u32]> = self.lists.iter().map(|l| &**l).collect();
+        bitset(&lists, slots)
     }
 
     /// The candidate slots, sorted and without repeats.
@@ -258,14 +271,16 @@ impl PayloadIndexes {
         self.stale = false;
     }
 
-    /// The candidates of the narrowest indexed `must` condition of `filter`, building indexes
-    /// on first use from `payloads` (slot -> payload of live slots).
+    /// The candidates of `filter`'s indexed `must` conditions among `slots` slots (those all of
+    /// them list), building indexes on first use from `payloads` (slot -> payload of live
+    /// slots).
     pub fn candidates<'a>(
         &self,
         filter: &Filter,
+        slots: usize,
         payloads: impl Fn() -> Box<dyn Iterator<Item = (u32, &'a Payload)> + 'a>,
     ) -> Option<Candidates<'_>> {
-        let mut best: Option<Candidates> = None;
+        let mut parts: Vec<(Vec<&[u32]>, bool)> = Vec::new();
         for condition in &filter.must {
             let Condition::Field(fc) = condition else {
                 continue;
@@ -274,23 +289,36 @@ impl PayloadIndexes {
                 continue;
             };
             let index = index.get_or_init(|| FieldIndex::build(key, payloads()));
-            if let Some((lists, exact_for_condition)) = index.lists(condition) {
-                // The lists are exactly the filter's matches (among live slots) when they are
-                // the condition's, the filter is this one condition and no payload changed in
-                // place.
-                let exact = exact_for_condition
-                    && !self.stale
-                    && filter.must.len() == 1
-                    && filter.should.is_empty()
-                    && filter.must_not.is_empty()
-                    && filter.min_should.is_none();
-                let c = Candidates { lists, exact };
-                if best.as_ref().is_none_or(|b| c.len() < b.len()) {
-                    best = Some(c);
-                }
-            }
+            parts.extend(index.lists(condition));
         }
-        best
+        let size = |lists: &[&[u32]]| lists.iter().map(|l| l.len()).sum::<usize>();
+        parts.sort_by_key(|(lists, _)| size(lists));
+        // The lists are exactly the filter's matches (among live slots) when each is exactly
+        // its condition's, the filter is nothing but these conditions and no payload changed
+        // in place.
+        let exact = !self.stale
+            && parts.len() == filter.must.len()
+            && parts.iter().all(|(_, exact)| *exact)
+            && filter.should.is_empty()
+            && filter.must_not.is_empty()
+            && filter.min_should.is_none();
+        let mut parts = parts.into_iter();
+        let (narrowest, _) = parts.next()?;
+        let others: Vec<Vec<u64>> = parts.map(|(lists, _)| bitset(&lists, slots)).collect();
+        if others.is_empty() {
+            let lists = narrowest.into_iter().map(Cow::Borrowed).collect();
+            return Some(Candidates { lists, exact });
+        }
+        // Several indexed conditions: the narrowest one's slots that the others list too.
+        let both: Vec<u32> = narrowest
+            .iter()
+            .flat_map(|l| l.iter().copied())
+            .filter(|&slot| others.iter().all(|bits| has(bits, slot)))
+            .collect();
+        Some(Candidates {
+            lists: vec![Cow::Owned(both)],
+            exact,
+        })
     }
 
     /// Builds every index not built yet (warmup), so no query pays for it.
@@ -341,7 +369,7 @@ mod tests {
             Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
                 as Box<dyn Iterator<Item = (u32, &Payload)>>
         };
-        let c = |f: Value| idx.candidates(&filter(f), all).map(|c| c.slots());
+        let c = |f: Value| idx.candidates(&filter(f), 16, all).map(|c| c.slots());
         assert_eq!(
             c(json!({"must": [{"key": "color", "match": {"value": "red"}}]})),
             Some(vec![0, 1])
@@ -388,6 +416,7 @@ mod tests {
         idx.add(9, &extra);
         let c = idx.candidates(
             &filter(json!({"must": [{"key": "color", "match": {"value": "red"}}]})),
+            16,
             all,
         );
         assert_eq!(c.map(|c| c.slots()), Some(vec![0, 1, 9]));
@@ -403,7 +432,7 @@ mod tests {
                 as Box<dyn Iterator<Item = (u32, &Payload)>>
         };
         let f = filter(json!({"must": [{"key": "x", "range": {"gte": 1}}]}));
-        assert!(idx.candidates(&f, all).is_none(), "1.5 would be missed");
+        assert!(idx.candidates(&f, 16, all).is_none(), "1.5 would be missed");
     }
 
     #[test]
@@ -421,7 +450,7 @@ mod tests {
                 as Box<dyn Iterator<Item = (u32, &Payload)>>
         };
         let c = |f: Value| {
-            idx.candidates(&filter(json!({"must": [f]})), all)
+            idx.candidates(&filter(json!({"must": [f]})), 16, all)
                 .map(|c| (c.slots(), c.exact))
         };
         let text = |m: Value| c(json!({"key": "t", "match": m}));
@@ -452,5 +481,33 @@ mod tests {
             None,
             "geo is not indexed"
         );
+    }
+
+    #[test]
+    fn several_indexed_conditions_give_the_slots_all_of_them_list() {
+        let keys: Vec<KeyPath> = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+        let data: Vec<Payload> = (0..40)
+            .map(|i| payload(json!({"a": i % 4, "b": format!("x{}", i % 5)})))
+            .collect();
+        let idx = PayloadIndexes::new(&keys);
+        let all = || {
+            Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
+                as Box<dyn Iterator<Item = (u32, &Payload)>>
+        };
+        let c = |f: Value| {
+            let c = idx.candidates(&filter(f), data.len(), all).unwrap();
+            (c.slots(), c.exact)
+        };
+        let both = json!({"must": [
+            {"key": "a", "match": {"value": 1}},
+            {"key": "b", "match": {"any": ["x1", "x2"]}}
+        ]});
+        assert_eq!(c(both), (vec![1, 17, 21, 37], true));
+        // A condition the index cannot answer keeps the candidates a superset.
+        let with_unindexed = json!({"must": [
+            {"key": "a", "range": {"lt": 1}},
+            {"key": "c", "match": {"value": 1}}
+        ]});
+        assert!(!c(with_unindexed).1);
     }
 }

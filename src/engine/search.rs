@@ -37,8 +37,9 @@ impl Engine {
     /// Slots that may match `filter`, from the payload indexes, when an indexed `must`
     /// condition narrows it down (the whole filter must still be checked on each).
     pub(super) fn index_candidates(&self, filter: &Filter) -> Option<Candidates<'_>> {
-        self.indexes
-            .candidates(filter, || Box::new(self.live_payloads()))
+        self.indexes.candidates(filter, self.slot_ids.len(), || {
+            Box::new(self.live_payloads())
+        })
     }
 
     pub(super) fn check_limit(&self, requested: usize) -> Result<()> {
