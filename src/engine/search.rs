@@ -15,6 +15,10 @@ use crate::search::{Record, ScoredPoint, SearchRequest, SearchResponse};
 /// would walk through many non-matching nodes for each match it admits.
 const SELECTIVE_FILTER: f64 = 0.03;
 
+/// The same for a payload index's candidates that are exactly the matches: scanning them reads
+/// only their vectors (no payload), so scanning pays up to a larger share.
+const EXACT_CANDIDATES_SCAN: f64 = 0.15;
+
 /// Points sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: usize = 512;
 
@@ -264,7 +268,11 @@ impl Engine {
             Some(c) => c.len() as f64 / self.len().max(1) as f64,
             None => self.estimate_selectivity(f),
         };
-        if q.filter.is_some_and(|f| selectivity(f) < SELECTIVE_FILTER) {
+        let scan_below = match candidates.is_some_and(|c| c.exact) {
+            true => EXACT_CANDIDATES_SCAN,
+            false => SELECTIVE_FILTER,
+        };
+        if q.filter.is_some_and(|f| selectivity(f) < scan_below) {
             return None;
         }
         Some((graph, req.params.hnsw_ef.unwrap_or(hnsw.ef).max(q.keep)))
