@@ -62,16 +62,10 @@ struct Args {
 }
 
 fn args() -> Option<Args> {
-    let wordnet = testkit::wordnet_dir();
+    let (base, query) = testkit::wordnet_vectors().unwrap_or_default();
     let mut a = Args {
-        base: wordnet
-            .as_ref()
-            .map(|d| d.join("base.f16.npy"))
-            .unwrap_or_default(),
-        query: wordnet
-            .as_ref()
-            .map(|d| d.join("query.f16.npy"))
-            .unwrap_or_default(),
+        base,
+        query,
         synthetic: None,
         queries: 200,
         indexed: true,

@@ -33,15 +33,10 @@ struct Args {
 fn args() -> Option<Args> {
     let mut it = std::env::args().skip(1);
     let wordnet = testkit::wordnet_dir();
+    let (base, query) = testkit::wordnet_vectors().unwrap_or_default();
     let mut a = Args {
-        base: wordnet
-            .as_ref()
-            .map(|d| d.join("base.f16.npy"))
-            .unwrap_or_default(),
-        query: wordnet
-            .as_ref()
-            .map(|d| d.join("query.f16.npy"))
-            .unwrap_or_default(),
+        base,
+        query,
         gt: wordnet.as_ref().map(|d| d.join("gt100-cosine.i32.npy")),
         synthetic: None,
         m: 16,

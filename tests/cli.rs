@@ -39,21 +39,28 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A two-dimensional database in `root/db` made by `grape create` and `grape import` of
+/// `points` as JSON lines (with a blank line at the end, which import skips).
+fn imported(root: &Path, distance: &str, points: impl Iterator<Item = Value>) -> PathBuf {
+    let db = root.join("db");
+    ok(&["create", s(&db), "--dimension", "2", "--distance", distance]);
+    let file = root.join("points.jsonl");
+    let lines: Vec<String> = points
+        .map(|p| p.to_string())
+        .chain([String::new()])
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(&["import", s(&db), s(&file)]);
+    db
+}
+
 #[test]
 fn create_import_query_count_scroll_export_info_compact_snapshot() {
     let root = temp("all");
-    let db = root.join("db");
-    ok(&["create", s(&db), "--dimension", "2", "--distance", "euclid"]);
-    let points = root.join("points.jsonl");
-    let lines: Vec<String> = (0..25u64)
-        .map(|i| {
-            json!({"id": i, "vector": [i as f32, 0.0], "payload": {"even": i % 2 == 0, "i": i}})
-                .to_string()
-        })
-        .chain(["".to_owned()])
-        .collect();
-    std::fs::write(&points, lines.join("\n")).unwrap();
-    ok(&["import", s(&db), s(&points)]);
+    let points = (0..25u64).map(
+        |i| json!({"id": i, "vector": [i as f32, 0.0], "payload": {"even": i % 2 == 0, "i": i}}),
+    );
+    let db = imported(&root, "euclid", points);
 
     let count = json_of(&[
         "count",
@@ -179,14 +186,11 @@ fn npy_vectors_with_payload_lines() {
 #[test]
 fn verify_finds_damage_and_changes_nothing() {
     let root = temp("verify");
-    let db = root.join("db");
-    ok(&["create", s(&db), "--dimension", "2"]);
-    let points = root.join("p.jsonl");
-    let lines: Vec<String> = (1..=50u64)
-        .map(|i| json!({"id": i, "vector": [1.0, i as f32]}).to_string())
-        .collect();
-    std::fs::write(&points, lines.join("\n")).unwrap();
-    ok(&["import", s(&db), s(&points)]);
+    let db = imported(
+        &root,
+        "cosine",
+        (1..=50u64).map(|i| json!({"id": i, "vector": [1.0, i as f32]})),
+    );
     ok(&["compact", s(&db)]); // checkpoints: the points are in a segment now
     let report = ok(&["verify", s(&db)]);
     assert!(report.contains("50 points read back"), "{report}");

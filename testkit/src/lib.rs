@@ -258,6 +258,11 @@ pub fn read_matrix(path: &std::path::Path) -> Result<Matrix, String> {
     }
 }
 
+/// The base and query vectors of the WordNet set (see [`wordnet_dir`]), or `None` without it.
+pub fn wordnet_vectors() -> Option<(PathBuf, PathBuf)> {
+    wordnet_dir().map(|d| (d.join("base.f16.npy"), d.join("query.f16.npy")))
+}
+
 /// The real WordNet/MiniLM set in `$GRAPE_DATA` (default: `shared/data` beside the repository,
 /// as the scripts set it), or `None` (with a note on stderr) when it is absent.
 pub fn wordnet_dir() -> Option<PathBuf> {
