@@ -38,8 +38,26 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             vec![seed_file(&pool, "directory").1]
         }
         "json" => json_seeds(),
+        "npy" => npy_seeds(),
         other => panic!("no seeds for {other}"),
     }
+}
+
+/// `.npy` files of each element type the parser reads.
+fn npy_seeds() -> Vec<Vec<u8>> {
+    let file = |descr: &str, body: &[u8]| {
+        let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 2), }}");
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(body);
+        out
+    };
+    vec![
+        file("<f4", &[0x3f; 16]),
+        file("<f2", &[0x3c, 0x00, 0x00, 0xc0, 0x01, 0x00, 0xff, 0x7b]),
+        file("<i4", &[7; 16]),
+    ]
 }
 
 /// Every point, filter and request of the shared test vectors, and a few requests.
@@ -63,6 +81,10 @@ fn json_seeds() -> Vec<Vec<u8>> {
         br#"{"limit": 5, "filter": {"should": [{"key": "tag", "match": {"any": ["t1", "t2"]}}]}}"#
             .to_vec(),
     );
+    // The conditions of Qdrant's that came later: datetimes, geo, full text, has_vector.
+    out.push(br#"{"must": [{"key": "t", "range": {"gte": "2024-01-01T00:00:00+02:00", "lt": "2024-02-01"}}, {"has_vector": ""}]}"#.to_vec());
+    out.push(br#"{"should": [{"key": "p", "geo_radius": {"center": {"lon": 2.35, "lat": 48.86}, "radius": 5000}}, {"key": "p", "geo_bounding_box": {"top_left": {"lon": 170, "lat": 10}, "bottom_right": {"lon": -170, "lat": -10}}}]}"#.to_vec());
+    out.push(br#"{"must": [{"key": "p", "geo_polygon": {"exterior": {"points": [{"lon": 0, "lat": 0}, {"lon": 10, "lat": 0}, {"lon": 10, "lat": 10}, {"lon": 0, "lat": 0}]}, "interiors": []}}, {"key": ""a.b"[0]", "match": {"phrase": "quick fox"}}, {"key": "d", "match": {"text_any": "x y"}}]}"#.to_vec());
     out
 }
 

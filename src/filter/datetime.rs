@@ -69,7 +69,9 @@ impl DatetimeRange {
 /// by `Z`, `z`, `UTC` or an offset `±HH:MM` / `±HHMM` (none means UTC).
 pub(crate) fn parse(text: &str) -> Option<i64> {
     let s = text.trim();
-    let (date, rest) = s.split_at(s.len().min(10));
+    // Ten bytes of date, unless a character straddles them (then it is no date).
+    let cut = s.len().min(10);
+    let (date, rest) = (s.get(..cut)?, s.get(cut..)?);
     let days = days_from_date(date)?;
     let rest = match rest.chars().next() {
         None => return Some(days * 86_400 * MICROS),
@@ -224,6 +226,7 @@ mod tests {
             "2024-03-01T12:00+2",
             "tomorrow",
             "",
+            "2024-02W）-01", // a character across the tenth byte (found by the fuzzer)
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }

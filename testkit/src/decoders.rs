@@ -18,13 +18,14 @@ use serde_json::Value;
 pub type Target = fn(&[u8]);
 
 /// Every target, by name.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("manifest", manifest),
     ("segment", segment),
     ("log", log),
     ("archive", archive),
     ("opfs_directory", opfs_directory),
     ("json", json),
+    ("npy", npy),
 ];
 
 /// Dimension and distance of the seed database (and of every open here).
@@ -189,6 +190,14 @@ pub fn seed_pool() -> MemoryStorage {
 fn seed_pool_cached() -> &'static MemoryStorage {
     static SEED: std::sync::OnceLock<MemoryStorage> = std::sync::OnceLock::new();
     SEED.get_or_init(seed_pool)
+}
+
+/// NumPy `.npy` files (`grape import --npy`); whatever parses is read row by row.
+pub fn npy(data: &[u8]) {
+    if let Ok(v) = grape_vector_db::npy::parse(data) {
+        let rows: f32 = (0..v.rows).map(|i| v.row(i).iter().sum::<f32>()).sum();
+        std::hint::black_box(rows);
+    }
 }
 
 /// JSON of points, point ids, filters and search requests.
