@@ -202,20 +202,26 @@ if closes:
             f"{r['operations']:,}: {r['value']:.0f} MiB, {r['database_mib']:.1f} MiB" for r in rss) + " |")
     out.append("")
 
-# --- Filtered search beside Qdrant Edge --------------------------------------------------------
+# --- Filtered search beside Qdrant Edge and zvec ------------------------------------------------
 filtered = pick("filtered", "qps")
 if filtered:
-    out.append("### Filtered search beside Qdrant Edge (one thread, ef 64, payload indexes on)\n")
-    out.append("| data | filter | ours q/s | recall@10 | Qdrant Edge q/s | recall@10 | ours / Qdrant Edge |")
-    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    peers = [(lib, label) for lib, label in (("qdrant-edge", "Qdrant Edge"), ("zvec", "zvec"))
+             if any(r.get("lib") == lib for r in filtered)]
+    out.append("### Filtered search beside " + " and ".join(l for _, l in peers) +
+               " (one thread, ef 64, payload indexes on)\n")
+    out.append("| data | filter | ours q/s | recall@10 |" +
+               "".join(f" {l} q/s | recall@10 | ours / {l} |" for _, l in peers))
+    out.append("|" + " --- |" * (4 + 3 * len(peers)))
     names = [r["filter"] for r in filtered if r.get("lib") == "ours"]
     dataset = next((r.get("dataset") for r in filtered if r.get("dataset")), "?")
     for name in dict.fromkeys(names):
         o = next((r for r in filtered if r.get("lib") == "ours" and r["filter"] == name), None)
-        t = next((r for r in filtered if r.get("lib") == "qdrant-edge" and r["filter"] == name), None)
-        out.append(f"| {dataset} | {name} | {fmt(o and o['value'], 0)} | {fmt(o and o['recall'], 3)} | "
-                   f"{fmt(t and t['value'], 0)} | {fmt(t and t['recall'], 3)} | "
-                   f"{ratio(o and o['value'], t and t['value'])} |")
+        row = f"| {dataset} | {name} | {fmt(o and o['value'], 0)} | {fmt(o and o['recall'], 3)} |"
+        for lib, _ in peers:
+            t = next((r for r in filtered if r.get("lib") == lib and r["filter"] == name), None)
+            row += (f" {fmt(t and t['value'], 0)} | {fmt(t and t['recall'], 3)} | "
+                    f"{ratio(o and o['value'], t and t['value'])} |")
+        out.append(row)
     out.append("")
 
 # --- Browser -----------------------------------------------------------------------------------

@@ -36,4 +36,12 @@ qdrant_venv() {
   export GRAPE_QDRANT_PYTHON="$PWD/$venv/bin/python"
 }
 
+# zvec beside Qdrant Edge in the same venv: a peer of the filtered benchmark only (the test
+# command does not need its 45 MiB).
+zvec_peer() {
+  qdrant_venv
+  "$GRAPE_QDRANT_PYTHON" -c "import zvec" 2>/dev/null \
+    || target/qdrant-venv/bin/pip install --quiet zvec==0.8.0
+}
+
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

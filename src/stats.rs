@@ -24,6 +24,10 @@ pub struct DatabaseStats {
     pub total_vectors: usize,
     /// Deleted slots not yet compacted away.
     pub tombstones: usize,
+    /// Points not yet in the graph, scanned exactly by every search meanwhile: a log replayed
+    /// at open, which is indexed in the background (natively a thread, in the browser idle
+    /// time) while the database is `Busy`.
+    pub unindexed: usize,
     /// Vector dimension.
     pub dimension: usize,
     /// Distance function.

@@ -21,6 +21,7 @@ fn config() -> EmbeddedConfig {
     EmbeddedConfig::builder(DIM)
         .distance(Distance::Euclid)
         .payload_index("pct")
+        .payload_index("tenant")
         .hnsw(Some(HnswConfig {
             full_scan_threshold: 1_000,
             ..HnswConfig::default()
@@ -33,7 +34,14 @@ fn load(db: &EmbeddedVectorDB, data: &testkit::Matrix) {
     let points: Vec<Point> = (0..data.rows)
         .map(|i| {
             Point::new(i as u64, data.row(i).to_vec())
-                .with_payload(json!({"pct": i % 100, "parity": i % 2}))
+                .with_payload(json!({
+                    "pct": i % 100,
+                    "parity": i % 2,
+                    "tenant": format!("t{}", i % 10),
+                    // The same values, with no payload index.
+                    "plain_pct": i % 100,
+                    "plain_tenant": format!("t{}", i % 10),
+                }))
                 .unwrap()
         })
         .collect();
@@ -70,7 +78,7 @@ fn recall(db: &EmbeddedVectorDB, queries: &[Vec<f32>], filter: Option<&Filter>, 
 
 #[test]
 fn recall_floors_hold_unfiltered_and_filtered() {
-    let data = testkit::clustered(N + 200, DIM, 50, 5);
+    let data = testkit::clustered(N + 200, DIM, 1_000, 5);
     let db = EmbeddedVectorDB::open(config()).unwrap();
     load(
         &db,
@@ -95,18 +103,57 @@ fn recall_floors_hold_unfiltered_and_filtered() {
     let r = recall(&db, &queries, None, 64);
     eprintln!("recall@10 at ef=64: {r:.4}");
     assert!(r >= 0.95, "recall@10 at ef=64 is {r}");
-    for (pct, floor) in [(50, 0.95), (10, 0.95), (1, 0.99)] {
-        let f = Filter::must([Condition::range(
-            "pct",
-            Range {
-                lt: Some(pct as f64),
-                ..Range::default()
-            },
-        )]);
-        let r = recall(&db, &queries[..50], Some(&f), 64);
-        eprintln!("recall@10 at ef=64 with {pct}% selectivity: {r:.4}");
-        assert!(r >= floor, "{pct}% filter: recall {r}");
+    // Every way a filter is searched: graph walked through or around, index candidates or
+    // the exact scan, with and without a payload index, from 90% of the points down to 1%.
+    let range = |key: &str, lt: u32| json!({"key": key, "range": {"lt": lt}});
+    let tenant = |key: &str| json!({"key": key, "match": {"value": "t3"}});
+    let mut below = Vec::new();
+    for (name, filter, floor) in [
+        ("90%", json!({"must": [range("pct", 90)]}), 0.97),
+        ("50%", json!({"must": [range("pct", 50)]}), 0.97),
+        ("20%", json!({"must": [range("pct", 20)]}), 0.97),
+        ("10%", json!({"must": [range("pct", 10)]}), 0.95),
+        ("1%", json!({"must": [range("pct", 1)]}), 0.99),
+        ("tenant 10%", json!({"must": [tenant("tenant")]}), 0.95),
+        (
+            "tenant and range 5%",
+            json!({"must": [tenant("tenant"), range("pct", 50)]}),
+            0.99,
+        ),
+        (
+            "range or tenant 14.5%",
+            json!({"should": [range("pct", 5), tenant("tenant")]}),
+            0.95,
+        ),
+        (
+            "unindexed 50%",
+            json!({"must": [range("plain_pct", 50)]}),
+            0.97,
+        ),
+        (
+            "unindexed 10%",
+            json!({"must": [range("plain_pct", 10)]}),
+            0.97,
+        ),
+        (
+            "unindexed 1%",
+            json!({"must": [range("plain_pct", 1)]}),
+            0.99,
+        ),
+        (
+            "unindexed tenant 10%",
+            json!({"must": [tenant("plain_tenant")]}),
+            0.97,
+        ),
+    ] {
+        let f: Filter = serde_json::from_value(filter).unwrap();
+        let r = recall(&db, &queries[..50], Some(&f), 32);
+        eprintln!("recall@10 at ef=32, {name}: {r:.4}");
+        if r < floor {
+            below.push(format!("{name}: recall {r}, floor {floor}"));
+        }
     }
+    assert!(below.is_empty(), "{below:#?}");
 }
 
 #[test]

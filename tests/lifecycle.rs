@@ -277,6 +277,97 @@ fn close_reports_flush_checkpoint_and_hook_errors() {
 }
 
 #[test]
+fn close_checkpoints_a_long_log_unasked_and_leaves_a_short_one() {
+    let storage = MemoryStorage::new();
+    let cfg = EmbeddedConfig::builder(DIM)
+        .durability(Durability::OnFlush)
+        .build()
+        .unwrap();
+    let open = || EmbeddedVectorDB::open_with_storage(cfg.clone(), Arc::new(storage.clone()));
+    let mut rng = Rng::new(11);
+    // A short log: replaying it at the next open costs less than rewriting the segment.
+    let db = open().unwrap();
+    db.upsert(points(&mut rng, 0..100)).unwrap();
+    assert_eq!(db.close().unwrap().checkpoint, None);
+    let db = open().unwrap();
+    assert_eq!(db.open_report().wal_records_replayed, 1);
+    // Past 1 MiB (and 1/32 of the segment, which does not exist yet): checkpointed.
+    for chunk in (100..30_100u64).step_by(1_000) {
+        db.upsert(points(&mut rng, chunk..chunk + 1_000)).unwrap();
+    }
+    assert!(db.close().unwrap().checkpoint.is_some());
+    let db = open().unwrap();
+    assert_eq!(db.open_report().wal_records_replayed, 0);
+    assert_eq!(db.open_report().segment_points, 30_100);
+    // A little more: the log is now small beside the segment.
+    db.upsert(points(&mut rng, 30_100..30_200)).unwrap();
+    assert_eq!(db.close().unwrap().checkpoint, None);
+    assert_eq!(open().unwrap().count(None).unwrap(), 30_200);
+}
+
+#[test]
+fn a_replayed_log_is_indexed_in_the_background_while_searches_are_served() {
+    let storage = MemoryStorage::new();
+    let cfg = EmbeddedConfig::builder(DIM)
+        .durability(Durability::OnFlush)
+        .hnsw(Some(grape_vector_db::HnswConfig {
+            full_scan_threshold: 1_000,
+            ..Default::default()
+        }))
+        .build()
+        .unwrap();
+    let open = || EmbeddedVectorDB::open_with_storage(cfg.clone(), Arc::new(storage.clone()));
+    let data = points(&mut Rng::new(12), 0..4_000);
+    {
+        // Dropped without close: the log is flushed, not checkpointed.
+        let db = open().unwrap();
+        db.upsert(data.clone()).unwrap();
+    }
+    let db = open().unwrap();
+    assert_eq!(db.open_report().wal_records_replayed, 1);
+    let query = SearchRequest::new(data[7].vector.clone(), 5);
+    let mut unindexed = Vec::new();
+    let start = std::time::Instant::now();
+    loop {
+        let stats = db.stats();
+        unindexed.push(stats.unindexed);
+        // Every search is right whatever is indexed yet.
+        let found = db.search(&query).unwrap();
+        assert_eq!(found.result[0].id, PointId::Num(7));
+        if stats.unindexed == 0 {
+            // The indexer leaves `Busy` just after its last chunk.
+            while db.stats().state == DatabaseState::Busy {
+                assert!(start.elapsed() < Duration::from_secs(120));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(db.stats().state, DatabaseState::Ready);
+            assert!(found.scored < 2_000, "the graph answers: {}", found.scored);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "still {} points to index",
+            stats.unindexed
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        unindexed[0] > 0,
+        "opened with the log's points outside the graph"
+    );
+    assert!(unindexed.windows(2).all(|w| w[1] <= w[0]), "{unindexed:?}");
+    // A close while the indexer works stops it (the next open indexes again).
+    drop(db);
+    {
+        let db = open().unwrap();
+        db.upsert(points(&mut Rng::new(13), 4_000..5_000)).unwrap();
+    }
+    let db = open().unwrap();
+    db.close().unwrap();
+    assert_eq!(open().unwrap().count(None).unwrap(), 5_000);
+}
+
+#[test]
 fn dropping_without_close_flushes_and_runs_hooks() {
     let storage = MemoryStorage::new();
     let cfg = EmbeddedConfig::builder(DIM)

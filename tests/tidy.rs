@@ -215,7 +215,10 @@ fn performance_md_states_the_tuning_constants_the_code_uses() {
         let code = read(&root().join(&file));
         let declared = code.lines().any(|l| {
             let l = l.trim_start();
-            let l = l.strip_prefix("pub(crate) ").unwrap_or(l);
+            let l = ["pub(crate) ", "pub(super) "]
+                .iter()
+                .find_map(|p| l.strip_prefix(p))
+                .unwrap_or(l);
             l.starts_with(&format!("const {name}:")) && l.ends_with(&format!("= {value};"))
         });
         if !declared {

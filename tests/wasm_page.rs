@@ -143,6 +143,46 @@ async fn pagehide_flushes_and_a_final_pagehide_closes() {
     done(GrapeDB::destroy("page-hide".into())).await.unwrap();
 }
 
+#[wasm_bindgen_test]
+async fn a_replayed_log_enters_the_graph_in_idle_time() {
+    let options = r#"{"name": "page-idle", "dimension": 16, "storage": "indexeddb"}"#;
+    let unindexed = |db: &GrapeDB| {
+        let stats = db.stats().unwrap();
+        Reflect::get(&stats, &"unindexed".into())
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    };
+    let db = open(options).await.unwrap();
+    db.upsert(points(0, 1_500, 16)).unwrap();
+    assert_eq!(unindexed(&db), 0.0, "writes index their points");
+    // A short log: close leaves it to be replayed.
+    done(db.close()).await.unwrap();
+
+    let db = open(options).await.unwrap();
+    let mut seen = vec![unindexed(&db)];
+    assert!(seen[0] > 0.0, "the replayed points start outside the graph");
+    for _ in 0..3_000 {
+        if *seen.last().unwrap() == 0.0 {
+            break;
+        }
+        sleep_ms(10).await;
+        seen.push(unindexed(&db));
+    }
+    assert_eq!(
+        *seen.last().unwrap(),
+        0.0,
+        "still outside the graph: {seen:?}"
+    );
+    assert!(
+        seen.len() > 2,
+        "indexed in several slices, not at once: {seen:?}"
+    );
+    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 1_500);
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy("page-idle".into())).await.unwrap();
+}
+
 async fn sleep_ms(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         web_sys::window()

@@ -1,11 +1,13 @@
-//! Background threads (natively; WebAssembly has none here): the log syncer of
-//! `Durability::Batched` and the health checker's schedule.
+//! Background threads (natively; WebAssembly has none here): the indexer of a log replayed at
+//! open, the log syncer of `Durability::Batched` and the health checker's schedule.
 
 #[cfg(not(target_arch = "wasm32"))]
 use std::sync::Arc;
 #[cfg(not(target_arch = "wasm32"))]
 use std::time::Duration;
 
+#[cfg(not(target_arch = "wasm32"))]
+use super::write::INDEX_CHUNK;
 use super::EmbeddedVectorDB;
 #[cfg(not(target_arch = "wasm32"))]
 use super::Inner;
@@ -13,11 +15,15 @@ use super::Inner;
 use crate::lifecycle::DatabaseState;
 
 impl EmbeddedVectorDB {
-    /// Starts the background threads (natively): the log syncer of `Durability::Batched` and
-    /// the health checker. Each holds only a weak reference and ends within one interval of
-    /// the database closing or its last handle being dropped.
+    /// Starts the background threads (natively): the indexer of a replayed log, the log syncer
+    /// of `Durability::Batched` and the health checker. Each holds only a weak reference and
+    /// ends within one interval (or chunk) of the database closing or its last handle being
+    /// dropped.
     #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn spawn_background(&self) {
+        if self.inner.engine.read().unindexed() > 0 {
+            self.spawn_indexer();
+        }
         let has_files = self.inner.files.lock().is_some();
         if let (true, crate::Durability::Batched { interval }) =
             (has_files, self.inner.config.durability)
@@ -34,6 +40,27 @@ impl EmbeddedVectorDB {
                 inner.health.record(inner.run_health_checks());
             });
         }
+    }
+
+    /// Inserts the points of a replayed log into the graph a chunk at a time, the database
+    /// `Busy` meanwhile: searches are served between chunks (the points not yet inserted are
+    /// scanned exactly), and a write simply indexes what is left itself.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn spawn_indexer(&self) {
+        let weak: std::sync::Weak<Inner> = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("grape-index".to_owned())
+            .spawn(move || {
+                let Some(inner) = weak.upgrade() else { return };
+                let _busy = inner.life.busy();
+                // Stops once the database closes (or its last handle is dropped, which closes it).
+                while inner
+                    .index_replayed(INDEX_CHUNK)
+                    .is_some_and(|left| left > 0)
+                {}
+            });
+        // Without the thread, the next write or checkpoint indexes the points.
+        drop(spawned);
     }
 
     #[cfg(not(target_arch = "wasm32"))]

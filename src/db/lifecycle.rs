@@ -74,7 +74,8 @@ impl EmbeddedVectorDB {
     }
 
     /// Closes the database gracefully: refuses new calls, waits for the calls in flight (up to
-    /// `shutdown_timeout`), flushes the log, writes a checkpoint if `checkpoint_on_close`, runs
+    /// `shutdown_timeout`), flushes the log, writes a checkpoint if `checkpoint_on_close` (or
+    /// when the log has grown to 1/32 of the segment and at least 1 MiB), runs
     /// the shutdown hooks and releases the directory lock and the memory. Every handle then
     /// answers [`Error::Closed`](crate::Error::Closed).
     ///
@@ -120,7 +121,8 @@ impl EmbeddedVectorDB {
         Ok(report)
     }
 
-    /// The close's flush, and its checkpoint when `checkpoint_on_close` asks for one.
+    /// The close's flush, and its checkpoint when `checkpoint_on_close` asks for one or the
+    /// log is long enough that the next open would spend longer indexing it again.
     fn flush_for_close(
         &self,
         files: &mut DatabaseFiles,
@@ -131,10 +133,15 @@ impl EmbeddedVectorDB {
         files.flush()?;
         report.bytes_flushed = self.inner.io.wal_bytes_synced.load(Relaxed) - synced_before;
         report.flush = phase.elapsed();
+        let phase = Instant::now();
         if self.inner.config.checkpoint_on_close {
-            let phase = Instant::now();
             files.checkpoint(&self.lock_for_export())?;
             report.checkpoint = Some(phase.elapsed());
+        } else if files.checkpoint_pays_at_close() {
+            // Not asked for: a failure leaves the log (already durable) to the next open.
+            if files.auto_checkpoint(&self.lock_for_export()).is_ok() {
+                report.checkpoint = Some(phase.elapsed());
+            }
         }
         Ok(())
     }

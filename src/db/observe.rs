@@ -25,6 +25,7 @@ impl EmbeddedVectorDB {
         DatabaseStats {
             total_vectors: engine.len(),
             tombstones: engine.tombstones(),
+            unindexed: engine.unindexed(),
             dimension: engine.config().dimension,
             distance: engine.config().distance,
             memory: engine.memory(),

@@ -120,8 +120,9 @@ impl EmbeddedVectorDB {
             health: HealthChecker::new(&config),
             config,
         });
-        db.spawn_background();
         db.inner.life.set_state(DatabaseState::Ready);
+        // After `Ready`: the indexer marks the database `Busy` while it works.
+        db.spawn_background();
         Ok(db)
     }
 }

@@ -9,19 +9,49 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use parking_lot::{RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 
-use super::{collect_ids, EmbeddedVectorDB};
+use super::{collect_ids, EmbeddedVectorDB, Inner};
 use crate::engine::{Engine, UpsertSummary};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::lifecycle::OpKind;
+use crate::lifecycle::{DatabaseState, OpKind};
 use crate::persist::wal::WalOp;
 use crate::persist::{apply, Applied};
 use crate::point::{Point, PointId};
 
 /// Points inserted into the graph per hold of the write lock (tens of milliseconds).
-const INDEX_CHUNK: usize = 256;
+pub(super) const INDEX_CHUNK: usize = 256;
+
+impl Inner {
+    /// Inserts up to `max` points still outside the graph (a log replayed at open) into it,
+    /// holding the locks as a write does; returns how many remain, or `None` once the database
+    /// is closing (or closed, and its engine emptied).
+    pub(super) fn index_replayed(&self, max: usize) -> Option<usize> {
+        let closing = || {
+            matches!(
+                self.life.state(),
+                DatabaseState::Shutting | DatabaseState::Closed
+            )
+        };
+        if closing() {
+            return None;
+        }
+        let files = self.files.lock();
+        if closing() {
+            return None;
+        }
+        let remaining = self.engine.write().index_pending_up_to(max);
+        drop(files);
+        Some(remaining)
+    }
+}
 
 impl EmbeddedVectorDB {
+    /// [`Inner::index_replayed`], for the browser's indexer (it runs in the page's idle time).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn index_replayed(&self, max: usize) -> Option<usize> {
+        self.inner.index_replayed(max)
+    }
+
     /// Inserts points, replacing any with the same id. The batch is all-or-nothing: if one point
     /// is invalid, none is stored and the error says why.
     ///

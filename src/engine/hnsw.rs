@@ -94,11 +94,25 @@ impl<T: bytemuck::Pod> InPlace<T> {
     }
 }
 
-/// What a beam search looks for: the query vector and, to skip far neighbours, its sketch.
+/// How a beam search treats the nodes its filter refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Walk {
+    /// Scores them and walks through them like any other node: right when the filter admits
+    /// most nodes, or is too costly to check on the nodes two hops away.
+    Through,
+    /// Never scores them: their own neighbours are taken in their place (two hops, as ACORN
+    /// does), so the beam moves among admitted nodes and computes no distance it cannot use.
+    /// For filters that refuse many nodes and cost a bit test to check.
+    Around,
+}
+
+/// What a beam search looks for: the query vector and, to skip far neighbours, its sketch; and
+/// how it passes the nodes its filter refuses.
 #[derive(Clone, Copy)]
 struct Query<'a> {
     vector: &'a [f32],
     sketch: Option<Sketch>,
+    walk: Walk,
 }
 
 /// One sketch per node (see [`sketch`]), for graphs over cosine similarity.
@@ -180,6 +194,8 @@ struct Scratch {
     computed: usize,
     /// The unvisited neighbours of the node being expanded.
     fresh: Vec<u32>,
+    /// Its refused neighbours, walked around in [`Walk::Around`].
+    refused: Vec<u32>,
     /// Room for rotating the query into its sketch.
     rotated: Vec<f32>,
 }
@@ -221,6 +237,7 @@ thread_local! {
         results: BinaryHeap::new(),
         computed: 0,
         fresh: Vec::new(),
+        refused: Vec::new(),
         rotated: Vec::new(),
     }) };
 }
@@ -441,6 +458,7 @@ impl Graph {
                 let query = Query {
                     vector: query,
                     sketch: None,
+                    walk: Walk::Through,
                 };
                 let (found, _) = self.search_layer(
                     query,
@@ -577,8 +595,8 @@ impl Graph {
     }
 
     /// Beam search of one layer: explores from `entry_points`, keeping the `ef` closest nodes
-    /// that `admit` accepts; nodes it refuses are still walked through. Returns them sorted,
-    /// closest first, and the number of distances computed.
+    /// that `admit` accepts; nodes it refuses are walked through or around (see [`Walk`]).
+    /// Returns them sorted, closest first, and the number of distances computed.
     ///
     /// Kept as one function: it is the hot loop of every search, and its state should stay in
     /// one frame.
@@ -627,12 +645,43 @@ impl Graph {
                 // not so many that the CPU's miss queues overflow and drop prefetches.
                 s.fresh.clear();
                 let skip = skip.filter(|_| s.results.len() >= ef);
-                for &n in neighbours {
-                    if s.visit(n) {
-                        s.fresh.push(n);
-                        if let Some((_, per_node)) = skip {
-                            crate::distance::prefetch(std::slice::from_ref(&per_node[n as usize]));
+                match query.walk {
+                    Walk::Through => {
+                        for &n in neighbours {
+                            if s.visit(n) {
+                                s.fresh.push(n);
+                            }
                         }
+                    }
+                    Walk::Around => {
+                        s.refused.clear();
+                        for &n in neighbours {
+                            if s.visit(n) {
+                                match admit(n) {
+                                    true => s.fresh.push(n),
+                                    false => s.refused.push(n),
+                                }
+                            }
+                        }
+                        // All the refused nodes' lists load at once, then their admitted
+                        // neighbours join (refused ones two hops away stay unmarked: a later
+                        // expansion may still walk around them).
+                        for &r in &s.refused {
+                            crate::distance::prefetch(view.block(r));
+                        }
+                        for &r in &s.refused {
+                            for &n in view.neighbours(r) {
+                                if s.visited[n as usize] != s.epoch && admit(n) {
+                                    s.visited[n as usize] = s.epoch;
+                                    s.fresh.push(n);
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some((_, per_node)) = skip {
+                    for &n in &s.fresh {
+                        crate::distance::prefetch(std::slice::from_ref(&per_node[n as usize]));
                     }
                 }
                 // Once the results are full, a neighbour whose sketch is far from the query's
@@ -666,7 +715,7 @@ impl Graph {
                         if !full || s.results.peek().is_some_and(|w| key < w.key) {
                             let cand = Candidate { key, slot: n };
                             s.candidates.push(Reverse(cand));
-                            if admit(n) {
+                            if query.walk == Walk::Around || admit(n) {
                                 s.results.push(cand);
                                 if s.results.len() > ef {
                                     s.results.pop();
@@ -699,6 +748,7 @@ impl Graph {
         ef: usize,
         space: &S,
         admit: &impl Fn(u32) -> bool,
+        walk: Walk,
     ) -> (Vec<Candidate>, usize) {
         if self.entry == NONE {
             return (Vec::new(), 0);
@@ -719,6 +769,7 @@ impl Graph {
         let query = Query {
             vector: query,
             sketch,
+            walk,
         };
         self.search_layer(query, &[ep], ef, 0, space, admit)
     }
@@ -822,5 +873,114 @@ impl Graph {
             .iter()
             .map(|c| c.slot)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Vectors in a plain `Vec`, compared by squared Euclidean distance.
+    struct Plain {
+        dim: usize,
+        data: Vec<f32>,
+    }
+
+    impl Space for Plain {
+        fn key_to(&self, query: &[f32], slot: u32) -> f32 {
+            let v = self.vector(slot);
+            query.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum()
+        }
+        fn keys_to4(&self, query: &[f32], slots: [u32; 4]) -> [f32; 4] {
+            slots.map(|s| self.key_to(query, s))
+        }
+        fn vector(&self, slot: u32) -> &[f32] {
+            &self.data[slot as usize * self.dim..][..self.dim]
+        }
+        fn prefetch(&self, _: u32) {}
+    }
+
+    /// A graph over `n` pseudo-random points, inserted one by one.
+    fn graph(n: usize, dim: usize) -> (Graph, Plain) {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let data = (0..n * dim)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        let space = Plain { dim, data };
+        let mut graph = Graph::new(GraphParams {
+            m: 8,
+            ef_construction: 64,
+            sketch_dim: None,
+        });
+        let levels = graph.draw_levels(n);
+        for (slot, level) in levels.into_iter().enumerate() {
+            let plan = graph.plan(slot as u32, level, &space, &|_| true);
+            graph.commit(slot as u32, plan, &[], &space);
+        }
+        (graph, space)
+    }
+
+    #[test]
+    fn walking_around_refused_nodes_finds_the_matches_without_scoring_the_rest() {
+        let (graph, space) = graph(3_000, 8);
+        // One node in ten, spread over the whole graph: most neighbours are refused.
+        let admit = |slot: u32| slot % 10 == 3;
+        let (mut through_hits, mut around_hits, mut total) = (0, 0, 0);
+        let (mut through_scored, mut around_scored) = (0, 0);
+        for q in 0..40 {
+            let query = space.vector(q * 71 % 3_000).to_vec();
+            let mut exact: Vec<Candidate> = (0..3_000u32)
+                .filter(|&s| admit(s))
+                .map(|slot| Candidate {
+                    key: space.key_to(&query, slot),
+                    slot,
+                })
+                .collect();
+            exact.sort_unstable();
+            let truth: Vec<u32> = exact[..10].iter().map(|c| c.slot).collect();
+            for walk in [Walk::Through, Walk::Around] {
+                let (found, scored) = graph.search(&query, 32, &space, &admit, walk);
+                assert!(
+                    found.iter().all(|c| admit(c.slot)),
+                    "{walk:?} admitted a refused node"
+                );
+                assert!(found.windows(2).all(|w| w[0].key <= w[1].key));
+                let hits = found[..10]
+                    .iter()
+                    .filter(|c| truth.contains(&c.slot))
+                    .count();
+                match walk {
+                    Walk::Through => {
+                        (through_hits, through_scored) =
+                            (through_hits + hits, through_scored + scored)
+                    }
+                    Walk::Around => {
+                        (around_hits, around_scored) = (around_hits + hits, around_scored + scored)
+                    }
+                }
+            }
+            total += 10;
+        }
+        let recall = |hits: usize| hits as f64 / total as f64;
+        assert!(
+            recall(through_hits) >= 0.9,
+            "through: {}",
+            recall(through_hits)
+        );
+        assert!(
+            recall(around_hits) >= 0.9,
+            "around: {}",
+            recall(around_hits)
+        );
+        // Walking around scores admitted nodes only: far fewer distances.
+        assert!(
+            around_scored * 2 < through_scored,
+            "around scored {around_scored}, through {through_scored}"
+        );
     }
 }

@@ -103,8 +103,11 @@ impl Engine {
     /// match. Callers index pending slots first; if some remain, the segment is written without
     /// a graph (and the next open rebuilds it) rather than with an incomplete one.
     pub fn export(&self, last_seq: u64) -> ImageSource<'_> {
-        debug_assert!(self.unindexed().is_empty(), "export before index_pending");
-        let complete = self.unindexed().is_empty();
+        debug_assert!(
+            self.unindexed_slots().is_empty(),
+            "export before index_pending"
+        );
+        let complete = self.unindexed_slots().is_empty();
         let graph = self.graph.as_ref().filter(|_| complete).map(|g| {
             let mut row_of = vec![NONE; self.slot_ids.len()];
             for (row, &slot) in self.ids.values().enumerate() {

@@ -103,8 +103,13 @@ impl Engine {
         self.defer_indexing = on;
     }
 
+    /// How many slots wait outside the graph (searched exactly meanwhile): a replayed log's.
+    pub fn unindexed(&self) -> usize {
+        self.unindexed_slots().len()
+    }
+
     /// Slots past the end of the graph, waiting to be indexed: `graph.len()..slots`.
-    pub(super) fn unindexed(&self) -> std::ops::Range<usize> {
+    pub(super) fn unindexed_slots(&self) -> std::ops::Range<usize> {
         let indexed = self.graph.as_ref().map_or(self.slot_ids.len(), Graph::len);
         indexed..self.slot_ids.len()
     }
@@ -118,7 +123,7 @@ impl Engine {
     /// computed in parallel (the result does not depend on how they are scheduled or chunked);
     /// returns how many remain.
     pub fn index_pending_up_to(&mut self, max: usize) -> usize {
-        let pending = self.unindexed();
+        let pending = self.unindexed_slots();
         let remaining = pending.len().saturating_sub(max);
         let pending = pending.start..pending.end - remaining;
         let Some(graph) = self.graph.as_mut() else {

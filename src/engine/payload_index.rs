@@ -181,10 +181,10 @@ impl FieldIndex {
     }
 }
 
-/// The slots of `lists` as a bitset over `slots` slots.
-fn bitset(lists: &[&[u32]], slots: usize) -> Vec<u64> {
+/// The slots of `lists` that `keep` accepts as a bitset over `slots` slots.
+fn bitset(lists: &[&[u32]], slots: usize, keep: impl Fn(u32) -> bool) -> Vec<u64> {
     let mut bits = vec![0u64; slots.div_ceil(64)];
-    for &slot in lists.iter().flat_map(|l| l.iter()) {
+    for &slot in lists.iter().flat_map(|l| l.iter()).filter(|&&s| keep(s)) {
         if let Some(word) = bits.get_mut(slot as usize / 64) {
             *word |= 1 << (slot % 64);
         }
@@ -217,10 +217,11 @@ impl Candidates<'_> {
         self.lists.iter().map(|l| l.len()).sum()
     }
 
-    /// The candidates as a bitset over `slots` slots, for a constant-time membership test.
-    pub fn bitset(&self, slots: usize) -> Vec<u64> {
+    /// The candidates that `keep` accepts as a bitset over `slots` slots, for a constant-time
+    /// membership test.
+    pub fn bitset(&self, slots: usize, keep: impl Fn(u32) -> bool) -> Vec<u64> {
         let lists: Vec<&[u32]> = self.lists.iter().map(|l| &**l).collect();
-        bitset(&lists, slots)
+        bitset(&lists, slots, keep)
     }
 
     /// The candidate slots, sorted and without repeats.
@@ -271,40 +272,56 @@ impl PayloadIndexes {
         self.stale = false;
     }
 
-    /// The candidates of `filter`'s indexed `must` conditions among `slots` slots (those all of
-    /// them list), building indexes on first use from `payloads` (slot -> payload of live
-    /// slots).
+    /// The candidates of `filter`'s indexed conditions among `slots` slots: those every indexed
+    /// `must` condition lists and, when each `should` condition is indexed, one of them lists.
+    /// Indexes are built on first use from `payloads` (slot -> payload of live slots).
     pub fn candidates<'a>(
         &self,
         filter: &Filter,
         slots: usize,
         payloads: impl Fn() -> Box<dyn Iterator<Item = (u32, &'a Payload)> + 'a>,
     ) -> Option<Candidates<'_>> {
-        let mut parts: Vec<(Vec<&[u32]>, bool)> = Vec::new();
-        for condition in &filter.must {
+        let lookup = |condition: &Condition| {
             let Condition::Field(fc) = condition else {
-                continue;
+                return None;
             };
-            let Some((key, index)) = self.fields.iter().find(|(k, _)| *k == fc.key) else {
-                continue;
-            };
-            let index = index.get_or_init(|| FieldIndex::build(key, payloads()));
-            parts.extend(index.lists(condition));
+            let (key, index) = self.fields.iter().find(|(k, _)| *k == fc.key)?;
+            index
+                .get_or_init(|| FieldIndex::build(key, payloads()))
+                .lists(condition)
+        };
+        let mut parts: Vec<(Vec<&[u32]>, bool)> = filter.must.iter().filter_map(lookup).collect();
+        let indexed_must = parts.len();
+        // A `should` narrows only when every one of its conditions is indexed: its candidates
+        // are then what any of them lists.
+        let should = match filter.should.is_empty() {
+            true => None,
+            false => filter.should.iter().map(lookup).collect::<Option<Vec<_>>>(),
+        };
+        let should_answered = filter.should.is_empty() || should.is_some();
+        if let Some(alternatives) = should {
+            let exact = alternatives.iter().all(|(_, exact)| *exact);
+            parts.push((
+                alternatives.into_iter().flat_map(|(l, _)| l).collect(),
+                exact,
+            ));
         }
         let size = |lists: &[&[u32]]| lists.iter().map(|l| l.len()).sum::<usize>();
         parts.sort_by_key(|(lists, _)| size(lists));
         // The lists are exactly the filter's matches (among live slots) when each is exactly
-        // its condition's, the filter is nothing but these conditions and no payload changed
+        // its conditions', the filter is nothing but these conditions and no payload changed
         // in place.
         let exact = !self.stale
-            && parts.len() == filter.must.len()
+            && indexed_must == filter.must.len()
+            && should_answered
             && parts.iter().all(|(_, exact)| *exact)
-            && filter.should.is_empty()
             && filter.must_not.is_empty()
             && filter.min_should.is_none();
         let mut parts = parts.into_iter();
         let (narrowest, _) = parts.next()?;
-        let others: Vec<Vec<u64>> = parts.map(|(lists, _)| bitset(&lists, slots)).collect();
+        let others: Vec<Vec<u64>> = parts
+            .map(|(lists, _)| bitset(&lists, slots, |_| true))
+            .collect();
         if others.is_empty() {
             let lists = narrowest.into_iter().map(Cow::Borrowed).collect();
             return Some(Candidates { lists, exact });
@@ -386,7 +403,7 @@ mod tests {
             c(json!({"must": [{"key": "n", "range": {"gt": 5}}]})),
             Some(vec![])
         );
-        // The smallest list wins; unindexed keys and `should` do not narrow.
+        // The smallest list wins; unindexed keys do not narrow.
         assert_eq!(
             c(json!({"must": [
                 {"key": "n", "range": {"gte": -10}},
@@ -398,8 +415,19 @@ mod tests {
             c(json!({"must": [{"key": "other", "match": {"value": 1}}]})),
             None
         );
+        // A `should` narrows when each of its conditions is indexed: to what any of them lists.
         assert_eq!(
-            c(json!({"should": [{"key": "color", "match": {"value": "red"}}]})),
+            c(json!({"should": [
+                {"key": "color", "match": {"value": "green"}},
+                {"key": "n", "range": {"gte": 5}}
+            ]})),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(
+            c(json!({"should": [
+                {"key": "color", "match": {"value": "green"}},
+                {"key": "other", "match": {"value": 1}}
+            ]})),
             None
         );
         // A condition of two parts is not one lookup (finding D12).
@@ -509,5 +537,25 @@ mod tests {
             {"key": "c", "match": {"value": 1}}
         ]});
         assert!(!c(with_unindexed).1);
+        // A `should` of indexed conditions is exact too, alone or beside a `must`.
+        let either = json!({"should": [
+            {"key": "a", "match": {"value": 1}},
+            {"key": "b", "match": {"value": "x0"}}
+        ]});
+        let (slots, exact) = c(either.clone());
+        assert!(exact);
+        let expected: Vec<u32> = (0..40).filter(|i| i % 4 == 1 || i % 5 == 0).collect();
+        assert_eq!(slots, expected);
+        let mut narrowed = either;
+        narrowed["must"] = json!([{"key": "a", "range": {"lte": 1}}]);
+        let expected: Vec<u32> = (0..40)
+            .filter(|i| i % 4 <= 1 && (i % 4 == 1 || i % 5 == 0))
+            .collect();
+        assert_eq!(c(narrowed), (expected, true));
+        let with_must_not = json!({
+            "should": [{"key": "a", "match": {"value": 1}}],
+            "must_not": [{"key": "b", "match": {"value": "x0"}}]
+        });
+        assert!(!c(with_must_not).1, "must_not is left to the filter");
     }
 }

@@ -70,6 +70,7 @@ impl Shared {
         if durable {
             shared.watch_page();
         }
+        shared.index_when_idle();
         Ok(shared)
     }
 
@@ -120,6 +121,24 @@ impl Shared {
             }
             if let Err(e) = JsFuture::from(this.flush()).await {
                 web_sys::console::error_2(&"grape-vector-db: background flush failed:".into(), &e);
+            }
+        });
+    }
+
+    /// Inserts the points of a replayed log into the graph a few at a time, yielding to the
+    /// page between steps (the page has one thread): searches meanwhile scan the points not
+    /// yet inserted. Stops when the database closes.
+    fn index_when_idle(self: &Rc<Self>) {
+        /// Points per step: tens of milliseconds of the page's thread.
+        const STEP: usize = 16;
+        let weak = Rc::downgrade(self);
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                sleep(0).await;
+                let Some(this) = weak.upgrade() else { return };
+                if this.db.index_replayed(STEP).is_none_or(|left| left == 0) {
+                    return;
+                }
             }
         });
     }
