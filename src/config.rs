@@ -45,7 +45,9 @@ pub struct EmbeddedConfig {
     /// The HNSW index (default on); `None` for exact search only, and faster upserts.
     pub hnsw: Option<HnswConfig>,
     /// Payload keys to index (keyword, integer and bool values), so that filters on them
-    /// (`match` value/any, integer `range`) score only matching points. Built on first use.
+    /// (`match` value/any, integer `range`) score only matching points. Built in the background
+    /// after open (natively, or in the page's idle time), or by the first filtered search if it
+    /// comes first.
     pub payload_indexes: Vec<String>,
     /// Threads for parallel work: building the HNSW graph during large upserts and answering
     /// large `search_batch` calls (0, the default: all cores; 1: the calling thread only).

@@ -368,6 +368,35 @@ fn a_replayed_log_is_indexed_in_the_background_while_searches_are_served() {
 }
 
 #[test]
+fn payload_indexes_are_built_in_the_background_after_open() {
+    let storage = MemoryStorage::new();
+    let cfg = EmbeddedConfig::builder(DIM)
+        .payload_index("group")
+        .checkpoint_on_close(true)
+        .build()
+        .unwrap();
+    let open = || EmbeddedVectorDB::open_with_storage(cfg.clone(), Arc::new(storage.clone()));
+    let db = open().unwrap();
+    db.upsert(points(&mut Rng::new(14), 0..2_000)).unwrap();
+    db.close().unwrap();
+
+    // The segment's payloads are parsed only to build the index: their bytes show it.
+    let db = open().unwrap();
+    let start = std::time::Instant::now();
+    let unparsed = 2_000 * std::mem::size_of::<std::sync::OnceLock<grape_vector_db::Payload>>();
+    while db.stats().memory.payloads <= unparsed || db.stats().state != DatabaseState::Ready {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no index built: {:?}",
+            db.stats()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let filter = Filter::must([Condition::match_value("group", 1)]);
+    assert_eq!(db.count(Some(&filter)).unwrap(), 500);
+}
+
+#[test]
 fn dropping_without_close_flushes_and_runs_hooks() {
     let storage = MemoryStorage::new();
     let cfg = EmbeddedConfig::builder(DIM)

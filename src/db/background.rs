@@ -21,7 +21,8 @@ impl EmbeddedVectorDB {
     /// dropped.
     #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn spawn_background(&self) {
-        if self.inner.engine.read().unindexed() > 0 {
+        let unindexed = self.inner.engine.read().unindexed();
+        if unindexed > 0 || !self.inner.config.payload_indexes.is_empty() {
             self.spawn_indexer();
         }
         let has_files = self.inner.files.lock().is_some();
@@ -42,9 +43,11 @@ impl EmbeddedVectorDB {
         }
     }
 
-    /// Inserts the points of a replayed log into the graph a chunk at a time, the database
-    /// `Busy` meanwhile: searches are served between chunks (the points not yet inserted are
-    /// scanned exactly), and a write simply indexes what is left itself.
+    /// Inserts the points of a replayed log into the graph a chunk at a time, then builds the
+    /// payload indexes, the database `Busy` meanwhile: searches are served between chunks (the
+    /// points not yet inserted are scanned exactly) and beside the payload indexes' build (a
+    /// filtered search arriving first builds them itself), and a write simply indexes what is
+    /// left itself.
     #[cfg(not(target_arch = "wasm32"))]
     fn spawn_indexer(&self) {
         let weak: std::sync::Weak<Inner> = Arc::downgrade(&self.inner);
@@ -58,8 +61,10 @@ impl EmbeddedVectorDB {
                     .index_replayed(INDEX_CHUNK)
                     .is_some_and(|left| left > 0)
                 {}
+                inner.build_payload_indexes();
             });
-        // Without the thread, the next write or checkpoint indexes the points.
+        // Without the thread, the next write or checkpoint indexes the points, and the first
+        // filtered search builds the payload indexes.
         drop(spawned);
     }
 

@@ -43,6 +43,18 @@ impl Inner {
         drop(files);
         Some(remaining)
     }
+
+    /// Builds the payload indexes not built yet, under the read lock (searches continue);
+    /// nothing once the database is closing.
+    pub(super) fn build_payload_indexes(&self) {
+        let engine = self.engine.read();
+        if !matches!(
+            self.life.state(),
+            DatabaseState::Shutting | DatabaseState::Closed
+        ) {
+            engine.build_payload_indexes();
+        }
+    }
 }
 
 impl EmbeddedVectorDB {
@@ -50,6 +62,12 @@ impl EmbeddedVectorDB {
     #[cfg(target_arch = "wasm32")]
     pub(crate) fn index_replayed(&self, max: usize) -> Option<usize> {
         self.inner.index_replayed(max)
+    }
+
+    /// [`Inner::build_payload_indexes`], for the browser's indexer.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn build_payload_indexes(&self) {
+        self.inner.build_payload_indexes()
     }
 
     /// Inserts points, replacing any with the same id. The batch is all-or-nothing: if one point

@@ -670,8 +670,10 @@ impl Graph {
                             crate::distance::prefetch(view.block(r));
                         }
                         for &r in &s.refused {
+                            // The filter first: a bit test that refuses most, where the
+                            // visited mark would be a load from a larger array.
                             for &n in view.neighbours(r) {
-                                if s.visited[n as usize] != s.epoch && admit(n) {
+                                if admit(n) && s.visited[n as usize] != s.epoch {
                                     s.visited[n as usize] = s.epoch;
                                     s.fresh.push(n);
                                 }

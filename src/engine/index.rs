@@ -74,7 +74,7 @@ impl Engine {
     /// checksum of what it read, so the reads cannot be optimised away.
     pub fn warm_up(&mut self) -> u64 {
         self.index_pending();
-        self.indexes.build_all(|| Box::new(self.live_payloads()));
+        self.build_payload_indexes();
         const PAGE: usize = 4096;
         let slots = self.slot_ids.len();
         let rows_per_page = (PAGE / (self.vectors.stride() * 4)).max(1);
@@ -96,6 +96,12 @@ impl Engine {
             }
         }
         std::hint::black_box(sum)
+    }
+
+    /// Builds the payload indexes not built yet (parsing every payload of the segment), so that
+    /// no filtered search waits for them. Takes `&self`: searches keep running beside it.
+    pub fn build_payload_indexes(&self) {
+        self.indexes.build_all(|| Box::new(self.live_payloads()));
     }
 
     /// Turns deferred indexing on (log replay) or off; see the `defer_indexing` field.

@@ -4,8 +4,8 @@
 //! slots, so the exact search scores only those instead of evaluating the filter on every
 //! point. Geo conditions are not indexed: they scan.
 //!
-//! An index is built on first use (opening a database parses no payloads) and then kept up to
-//! date by writes. Entries are never removed: a slot whose payload changed or was deleted stays
+//! An index is built after open, in the background (opening itself parses no payloads), or by
+//! the first filtered search if that comes first, and then kept up to date by writes. Entries are never removed: a slot whose payload changed or was deleted stays
 //! listed under its old value, which is harmless because candidates are always checked against
 //! the whole filter; compaction rebuilds the indexes from scratch.
 

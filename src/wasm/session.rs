@@ -127,7 +127,8 @@ impl Shared {
 
     /// Inserts the points of a replayed log into the graph a few at a time, yielding to the
     /// page between steps (the page has one thread): searches meanwhile scan the points not
-    /// yet inserted. Stops when the database closes.
+    /// yet inserted. Then builds the payload indexes in one step, so that the first filtered
+    /// search does not. Stops when the database closes.
     fn index_when_idle(self: &Rc<Self>) {
         /// Points per step: tens of milliseconds of the page's thread.
         const STEP: usize = 16;
@@ -136,8 +137,10 @@ impl Shared {
             loop {
                 sleep(0).await;
                 let Some(this) = weak.upgrade() else { return };
-                if this.db.index_replayed(STEP).is_none_or(|left| left == 0) {
-                    return;
+                match this.db.index_replayed(STEP) {
+                    Some(0) => break this.db.build_payload_indexes(),
+                    Some(_) => {}
+                    None => return,
                 }
             }
         });
