@@ -8,11 +8,20 @@ use std::time::Duration;
 
 #[cfg(not(target_arch = "wasm32"))]
 use super::write::INDEX_CHUNK;
-use super::EmbeddedVectorDB;
-#[cfg(not(target_arch = "wasm32"))]
-use super::Inner;
+use super::{EmbeddedVectorDB, Inner};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::lifecycle::DatabaseState;
+
+impl Inner {
+    /// Waits for the background indexer to end. Call once the state is `Shutting` or
+    /// `Closed`: it stops at its next chunk.
+    pub(super) fn join_indexer(&self) {
+        let handle = self.indexer.lock().take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
 
 impl EmbeddedVectorDB {
     /// Starts the background threads (natively): the indexer of a replayed log, the log syncer
@@ -21,8 +30,8 @@ impl EmbeddedVectorDB {
     /// dropped.
     #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn spawn_background(&self) {
-        let unindexed = self.inner.engine.read().unindexed();
-        if unindexed > 0 || !self.inner.config.payload_indexes.is_empty() {
+        // Nothing after a warmup, which did the same work at open.
+        if self.has_background_work() {
             self.spawn_indexer();
         }
         let has_files = self.inner.files.lock().is_some();
@@ -65,7 +74,7 @@ impl EmbeddedVectorDB {
             });
         // Without the thread, the next write or checkpoint indexes the points, and the first
         // filtered search builds the payload indexes.
-        drop(spawned);
+        *self.inner.indexer.lock() = spawned.ok();
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -106,6 +106,8 @@ impl EmbeddedVectorDB {
             drain: start.elapsed(),
             ..ShutdownReport::default()
         };
+        // Shutting: the indexer stops at its next chunk (it takes the files' lock taken below).
+        self.inner.join_indexer();
         let mut files = self.inner.files.lock();
         if let Some(f) = files.as_mut() {
             self.flush_for_close(f, &mut report)?;

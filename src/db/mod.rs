@@ -84,6 +84,8 @@ impl Drop for LastHandle {
             let _ = inner.life.run_hooks();
             *files = None;
             inner.life.set_state(DatabaseState::Closed);
+            drop(files);
+            inner.join_indexer();
         }
     }
 }
@@ -104,6 +106,9 @@ struct Inner {
     location: String,
     /// The health checks, their thresholds, schedule and last result.
     health: HealthChecker,
+    /// The background indexer of a replayed log and the payload indexes, while it may run:
+    /// joined at close, so that a closed database holds no thread and no memory.
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for EmbeddedVectorDB {

@@ -118,6 +118,7 @@ impl EmbeddedVectorDB {
             threads,
             location,
             health: HealthChecker::new(&config),
+            indexer: Mutex::new(None),
             config,
         });
         db.inner.life.set_state(DatabaseState::Ready);

@@ -58,6 +58,12 @@ impl Inner {
 }
 
 impl EmbeddedVectorDB {
+    /// Whether points wait outside the graph or payload indexes are not built (after an open
+    /// without warmup): work for the background indexer.
+    pub(crate) fn has_background_work(&self) -> bool {
+        self.inner.engine.read().background_work()
+    }
+
     /// [`Inner::index_replayed`], for the browser's indexer (it runs in the page's idle time).
     #[cfg(target_arch = "wasm32")]
     pub(crate) fn index_replayed(&self, max: usize) -> Option<usize> {

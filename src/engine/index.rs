@@ -104,6 +104,12 @@ impl Engine {
         self.indexes.build_all(|| Box::new(self.live_payloads()));
     }
 
+    /// Whether some work waits for the background: points outside the graph, or payload
+    /// indexes not built.
+    pub fn background_work(&self) -> bool {
+        !self.unindexed_slots().is_empty() || !self.indexes.all_built()
+    }
+
     /// Turns deferred indexing on (log replay) or off; see the `defer_indexing` field.
     pub fn set_deferred_indexing(&mut self, on: bool) {
         self.defer_indexing = on;

@@ -338,6 +338,11 @@ impl PayloadIndexes {
         })
     }
 
+    /// Whether every index is built.
+    pub fn all_built(&self) -> bool {
+        self.fields.iter().all(|(_, index)| index.get().is_some())
+    }
+
     /// Builds every index not built yet (warmup), so no query pays for it.
     pub fn build_all<'a>(
         &self,

@@ -70,7 +70,9 @@ impl Shared {
         if durable {
             shared.watch_page();
         }
-        shared.index_when_idle();
+        if shared.db.has_background_work() {
+            shared.index_when_idle();
+        }
         Ok(shared)
     }
 
