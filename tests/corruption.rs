@@ -354,16 +354,7 @@ fn graph_links_to_no_row_behind_valid_checksums_are_refused() {
         }))
         .build()
         .unwrap();
-    let db =
-        EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone())).unwrap();
-    db.upsert(
-        (0..50u64)
-            .map(|i| Point::new(i, vec![i as f32, 1.0, 0.0]))
-            .collect(),
-    )
-    .unwrap();
-    db.checkpoint().unwrap();
-    drop(db);
+    checkpoint_50_points(&storage, &config, |_| None);
     // Section 5, graph layer 0: row 0's first link (it has one).
     edit_segment_section(&storage, 4, |links| {
         assert!(links[0] > 0);
@@ -376,7 +367,50 @@ fn graph_links_to_no_row_behind_valid_checksums_are_refused() {
     );
 }
 
-/// Changes section `index` (0-based) of the segment of a version 3 database with `edit`, and
+#[test]
+fn a_payload_index_naming_no_row_behind_valid_checksums_is_refused() {
+    // A stored list is used in place: a row past the end would make a filtered search read
+    // out of bounds, so opening checks every one.
+    let storage = MemoryStorage::new();
+    let config = EmbeddedConfig::builder(3)
+        .distance(Distance::Euclid)
+        .payload_index("g")
+        .build()
+        .unwrap();
+    checkpoint_50_points(&storage, &config, |i| Some(json!({"g": i % 2})));
+    // Section 10, payload indexes: its last bytes are the last row of the last list (49).
+    edit_segment_section(&storage, 9, |section| {
+        let last = section.len() - 4;
+        assert_eq!(section[last..], 49u32.to_le_bytes());
+        section[last..].copy_from_slice(&50u32.to_le_bytes());
+    });
+    let err = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { detail, .. } if detail.contains("names a row past the end")),
+        "{err:?}"
+    );
+}
+
+/// A database of 50 points of dimension 3 (with `payload(i)`), checkpointed into a segment.
+fn checkpoint_50_points(
+    storage: &MemoryStorage,
+    config: &EmbeddedConfig,
+    payload: impl Fn(u64) -> Option<serde_json::Value>,
+) {
+    let db =
+        EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone())).unwrap();
+    let points = (0..50u64).map(|i| {
+        let point = Point::new(i, vec![i as f32, 1.0, 0.0]);
+        match payload(i) {
+            Some(p) => point.with_payload(p).unwrap(),
+            None => point,
+        }
+    });
+    db.upsert(points.collect()).unwrap();
+    db.checkpoint().unwrap();
+}
+
+/// Changes section `index` (0-based) of the segment of a version 4 database with `edit`, and
 /// recomputes that section's checksum and the header's: damage that checksums cannot see, as a
 /// faulty writer or a deliberate edit would leave.
 fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce(&mut [u8])) {
@@ -388,8 +422,8 @@ fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce
     edit(&mut bytes[at..at + len]);
     let crc = testkit::crc32c(&bytes[at..at + len]);
     bytes[d + 16..d + 20].copy_from_slice(&crc.to_le_bytes());
-    let crc = testkit::crc32c(&bytes[..272]);
-    bytes[272..276].copy_from_slice(&crc.to_le_bytes());
+    let crc = testkit::crc32c(&bytes[..296]);
+    bytes[296..300].copy_from_slice(&crc.to_le_bytes());
     storage
         .open(&name, OpenMode::Existing)
         .unwrap()

@@ -368,22 +368,34 @@ fn a_replayed_log_is_indexed_in_the_background_while_searches_are_served() {
 }
 
 #[test]
-fn payload_indexes_are_built_in_the_background_after_open() {
+fn payload_indexes_open_from_the_segment_and_new_keys_build_in_the_background() {
     let storage = MemoryStorage::new();
     let cfg = EmbeddedConfig::builder(DIM)
         .payload_index("group")
         .checkpoint_on_close(true)
         .build()
         .unwrap();
-    let open = || EmbeddedVectorDB::open_with_storage(cfg.clone(), Arc::new(storage.clone()));
-    let db = open().unwrap();
+    let open = |cfg: &EmbeddedConfig| {
+        EmbeddedVectorDB::open_with_storage(cfg.clone(), Arc::new(storage.clone()))
+    };
+    let db = open(&cfg).unwrap();
     db.upsert(points(&mut Rng::new(14), 0..2_000)).unwrap();
     db.close().unwrap();
 
-    // The segment's payloads are parsed only to build the index: their bytes show it.
-    let db = open().unwrap();
-    let start = std::time::Instant::now();
+    // The segment stored the index: it is used at once, and parses no payload.
     let unparsed = 2_000 * std::mem::size_of::<std::sync::OnceLock<grape_vector_db::Payload>>();
+    let db = open(&cfg).unwrap();
+    assert_eq!(db.stats().state, DatabaseState::Ready, "nothing to build");
+    let filter = Filter::must([Condition::match_value("group", 1)]);
+    assert_eq!(db.count(Some(&filter)).unwrap(), 500);
+    assert_eq!(db.stats().memory.payloads, unparsed);
+    db.close().unwrap();
+
+    // A key the segment has no index for is built after open: the payloads are parsed for it.
+    let mut with_new_key = cfg.clone();
+    with_new_key.payload_indexes.push("other".to_owned());
+    let db = open(&with_new_key).unwrap();
+    let start = std::time::Instant::now();
     while db.stats().memory.payloads <= unparsed || db.stats().state != DatabaseState::Ready {
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -392,7 +404,6 @@ fn payload_indexes_are_built_in_the_background_after_open() {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-    let filter = Filter::must([Condition::match_value("group", 1)]);
     assert_eq!(db.count(Some(&filter)).unwrap(), 500);
 }
 

@@ -20,6 +20,7 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::in_place::InPlace;
 use super::sketch::{self, Sketch, Sketcher};
 use super::topk::Candidate;
 use crate::bytes::Bytes;
@@ -53,45 +54,6 @@ pub(crate) trait Space {
     fn vector(&self, slot: u32) -> &[f32];
     /// Hints that `slot`'s vector will be read soon.
     fn prefetch(&self, slot: u32);
-}
-
-/// A section of a segment used in place (layer-0 links, sketches) until the first insert
-/// copies it; decoded into an owned copy at once when the bytes are not aligned for `T`.
-enum InPlace<T: bytemuck::Pod> {
-    Mapped(Bytes),
-    Owned(Vec<T>),
-}
-
-impl<T: bytemuck::Pod> InPlace<T> {
-    /// `bytes` as `T`s: in place when aligned (a memory map and `Bytes::read_aligned` always
-    /// are), else copied.
-    fn new(bytes: Bytes) -> Self {
-        if bytemuck::try_cast_slice::<u8, T>(&bytes).is_ok() {
-            InPlace::Mapped(bytes)
-        } else {
-            let mut owned = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
-            let len = std::mem::size_of_val(owned.as_slice());
-            bytemuck::cast_slice_mut::<T, u8>(&mut owned).copy_from_slice(&bytes[..len]);
-            InPlace::Owned(owned)
-        }
-    }
-
-    fn slice(&self) -> &[T] {
-        match self {
-            InPlace::Mapped(b) => bytemuck::cast_slice(b),
-            InPlace::Owned(v) => v,
-        }
-    }
-
-    fn owned(&mut self) -> &mut Vec<T> {
-        if let InPlace::Mapped(b) = self {
-            *self = InPlace::Owned(bytemuck::cast_slice(b).to_vec());
-        }
-        match self {
-            InPlace::Owned(v) => v,
-            InPlace::Mapped(_) => unreachable!("converted above"),
-        }
-    }
 }
 
 /// How a beam search treats the nodes its filter refuses.

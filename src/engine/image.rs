@@ -7,6 +7,7 @@
 use super::arena::VectorArena;
 use super::hnsw::{Graph, GraphParts, NONE};
 use super::index::graph_params;
+use super::payload_index::{PayloadIndexes, StoredIndexes};
 use super::payloads::{PayloadStore, RawPayloads};
 use super::{Engine, MAX_SLOTS};
 use crate::bytes::Bytes;
@@ -27,6 +28,8 @@ pub(crate) struct Image {
     pub payload_data: Bytes,
     /// The HNSW graph over the rows, when the segment has one.
     pub graph: Option<GraphParts>,
+    /// The payload indexes the segment stored (none before version 4).
+    pub payload_indexes: StoredIndexes,
     /// Size of the whole file.
     pub file_bytes: u64,
 }
@@ -44,6 +47,8 @@ pub(crate) struct ImageSource<'a> {
     pub rows: Vec<ImageRow<'a>>,
     /// The graph, numbered by row.
     pub graph: Option<Graph>,
+    /// The payload indexes section, numbered by row.
+    pub payload_indexes: Vec<u8>,
 }
 
 impl Engine {
@@ -73,6 +78,8 @@ impl Engine {
         }
         engine.slot_ids = seg.ids.into_iter().map(Some).collect();
         engine.vectors = VectorArena::with_base(engine.config.dimension, seg.vectors, rows);
+        engine.indexes =
+            PayloadIndexes::with_stored(&engine.config.payload_indexes, seg.payload_indexes);
         engine.payloads = PayloadStore::with_raw(
             rows,
             RawPayloads {
@@ -108,15 +115,20 @@ impl Engine {
             "export before index_pending"
         );
         let complete = self.unindexed_slots().is_empty();
-        let graph = self.graph.as_ref().filter(|_| complete).map(|g| {
-            let mut row_of = vec![NONE; self.slot_ids.len()];
-            for (row, &slot) in self.ids.values().enumerate() {
-                row_of[slot as usize] = row as u32;
-            }
-            g.remapped(&row_of, &self.space())
-        });
+        let mut row_of = vec![NONE; self.slot_ids.len()];
+        for (row, &slot) in self.ids.values().enumerate() {
+            row_of[slot as usize] = row as u32;
+        }
+        let graph = self
+            .graph
+            .as_ref()
+            .filter(|_| complete)
+            .map(|g| g.remapped(&row_of, &self.space()));
         ImageSource {
             graph,
+            payload_indexes: self
+                .indexes
+                .export(&row_of, || Box::new(self.live_payloads())),
             dim: self.config.dimension,
             stride: self.vectors.stride(),
             distance: self.config.distance,

@@ -37,16 +37,19 @@ impl Engine {
         ids
     }
 
-    /// Live slots matching `filter`, from the index's candidates when it has them.
+    /// Live slots matching `filter`, from the index's candidates when it has them (evaluating
+    /// the filter on each only when they are not exactly its matches, so an indexed count
+    /// parses no payload).
     fn matching_slots<'a>(
         &'a self,
         filter: Option<&'a Filter>,
     ) -> Box<dyn Iterator<Item = usize> + 'a> {
         if let Some(candidates) = filter.and_then(|f| self.index_candidates(f)) {
+            let exact = candidates.exact;
             return Box::new(candidates.slots().into_iter().map(|s| s as usize).filter(
                 move |&slot| {
                     self.slot_ids[slot].is_some_and(|id| {
-                        filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))
+                        exact || filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))
                     })
                 },
             ));

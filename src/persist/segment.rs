@@ -5,6 +5,7 @@
 use crate::bytes::Bytes;
 use crate::engine::hnsw::{Graph, GraphParams, GraphParts, NONE};
 use crate::engine::image::{Image, ImageSource};
+use crate::engine::payload_index::StoredIndexes;
 use crate::error::{Error, Result};
 use crate::point::Distance;
 use crate::storage::OpenMode;
@@ -13,14 +14,15 @@ use crate::storage::{io_error, Storage, StorageFile};
 use super::codec::{self, Reader, ID_BYTES};
 
 const MAGIC: &[u8; 8] = b"GRAPESEG";
-pub(crate) const VERSION: u32 = 3;
-/// Header of version 3: fixed fields, graph parameters, nine section descriptors, the header
-/// checksum; padded to a multiple of 64 bytes. (Version 2: 256 bytes, eight sections, no
-/// sketches; version 1: 192 bytes, four sections, no graph.)
+pub(crate) const VERSION: u32 = 4;
+/// Header of version 4: fixed fields, graph parameters, ten section descriptors, the header
+/// checksum; padded to a multiple of 64 bytes. (Version 3: the same size, nine sections, no
+/// payload indexes; version 2: 256 bytes, eight sections, no sketches; version 1: 192 bytes,
+/// four sections, no graph.)
 const HEADER_BYTES: u64 = 320;
 const HEADER_BYTES_V2: u64 = 256;
 const HEADER_BYTES_V1: u64 = 192;
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "vectors",
     "ids",
     "payload offsets",
@@ -30,6 +32,7 @@ const SECTIONS: [&str; 9] = [
     "graph upper index",
     "graph upper layers",
     "graph sketches",
+    "payload indexes",
 ];
 
 pub(crate) fn file_name(generation: u64) -> String {
@@ -77,7 +80,9 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
     let mut sections = vec![vectors];
     let rest = row_sections(src)
         .into_iter()
-        .chain(graph_sections(src.graph.as_ref()));
+        .chain(graph_sections(src.graph.as_ref()))
+        .map(std::borrow::Cow::Owned)
+        .chain([std::borrow::Cow::Borrowed(src.payload_indexes.as_slice())]);
     for section in rest {
         offset = codec::align64(offset);
         file.write_at(offset, &section)
@@ -187,7 +192,8 @@ fn header(src: &ImageSource, sections: &[Descriptor]) -> Vec<u8> {
     h
 }
 
-// Sections by index, in file order (version 1 has the first four; version 2 the first eight).
+// Sections by index, in file order (version 1 has the first four, version 2 the first eight,
+// version 3 the first nine).
 const VECTORS: usize = 0;
 const IDS: usize = 1;
 const PAYLOAD_OFFSETS: usize = 2;
@@ -197,6 +203,7 @@ const LEVELS: usize = 5;
 const UPPER_INDEX: usize = 6;
 const UPPER: usize = 7;
 const SKETCHES: usize = 8;
+const PAYLOAD_INDEXES: usize = 9;
 
 /// Damage in the named file, as [`Error::Corrupt`].
 #[derive(Clone, Copy)]
@@ -247,12 +254,13 @@ fn read_header(bytes: &[u8], damage: Damage) -> Result<Header> {
             damage.0,
             version,
             VERSION,
-            &[(1, 136), (2, 248), (3, 272)],
+            &[(1, 136), (2, 248), (3, 272), (4, 296)],
         ));
     }
     let (header_bytes, section_count) = match version {
         1 => (HEADER_BYTES_V1, 4),
         2 => (HEADER_BYTES_V2, 8),
+        3 => (HEADER_BYTES, 9),
         _ => (HEADER_BYTES, SECTIONS.len()),
     };
     if bytes.len() < header_bytes as usize {
@@ -465,6 +473,12 @@ pub(crate) fn read(
         .map(|_| ids_reader.id())
         .collect::<Result<Vec<_>>>()?;
     check_payload_offsets(&views, &h, rows, damage)?;
+    let payload_indexes = match views.get(PAYLOAD_INDEXES) {
+        Some(view) => StoredIndexes::parse(view, rows).map_err(|(offset, detail)| {
+            damage.at(h.sections[PAYLOAD_INDEXES].at + offset as u64, detail)
+        })?,
+        None => StoredIndexes::default(),
+    };
     Ok(Image {
         rows,
         last_seq: h.last_seq,
@@ -473,6 +487,7 @@ pub(crate) fn read(
         payload_offsets: views[PAYLOAD_OFFSETS].clone(),
         payload_data: views[PAYLOAD_DATA].clone(),
         graph,
+        payload_indexes,
         file_bytes: bytes.len() as u64,
     })
 }
@@ -500,7 +515,7 @@ fn check_against_manifest(
 }
 
 /// The lengths the header's figures imply, so a section of the wrong size is caught before use.
-fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 9] {
+fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 10] {
     let if_graph = |n: Option<usize>| if h.graph { n } else { Some(0) };
     [
         rows.checked_mul(stride * 4),
@@ -512,6 +527,8 @@ fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 9
         if_graph(rows.checked_mul(4)),
         None,
         // Checked by `check_sketches`: none, or one per row.
+        None,
+        // Checked as they are parsed.
         None,
     ]
 }
@@ -546,7 +563,8 @@ fn check_payload_offsets(views: &[Bytes], h: &Header, rows: usize, damage: Damag
 mod tests {
     use super::*;
     use crate::config::EngineConfig;
-    use crate::engine::Engine;
+    use crate::engine::payload_index::PayloadIndexes;
+    use crate::engine::{stride_for, Engine};
     use crate::storage::MemoryStorage;
     use crate::{HnswConfig, Point, PointId, SearchRequest};
 
@@ -634,6 +652,13 @@ mod tests {
                 (id, &v[..], std::borrow::Cow::Owned(payload))
             })
             .collect();
+        let payloads: Vec<crate::Payload> = (0..5)
+            .map(|i| serde_json::from_str(&format!("{{\"n\":{i}}}")).unwrap())
+            .collect();
+        let payload_indexes = PayloadIndexes::new(&["n".parse().unwrap()])
+            .export(&[0, 1, 2, 3, 4], || {
+                Box::new(payloads.iter().enumerate().map(|(s, p)| (s as u32, p)))
+            });
         ImageSource {
             dim: 3,
             stride: 4,
@@ -641,7 +666,126 @@ mod tests {
             last_seq: 99,
             rows,
             graph: Some(graph),
+            payload_indexes,
         }
+    }
+
+    /// Writes `engine` to a segment and opens an engine over it with `config`.
+    fn round_trip(engine: &Engine, config: EngineConfig) -> Engine {
+        let storage = MemoryStorage::new();
+        write(&storage, "s.seg", &engine.export(1)).unwrap();
+        let image = read(
+            &storage,
+            "s.seg",
+            config.dimension,
+            stride_for(config.dimension),
+            config.distance,
+        )
+        .unwrap();
+        Engine::from_image(config, image).unwrap()
+    }
+
+    #[test]
+    fn payload_indexes_are_stored_and_used_in_place() {
+        let indexed = EngineConfig {
+            dimension: 8,
+            distance: Distance::Euclid,
+            payload_indexes: ["g", "t", "n"].map(|k| k.parse().unwrap()).to_vec(),
+            ..config()
+        };
+        let plain = EngineConfig {
+            payload_indexes: Vec::new(),
+            ..indexed.clone()
+        };
+        let point = |i: u64| {
+            let v = (0..8).map(|d| ((i * 31 + d * 7) % 23) as f32).collect();
+            let text = if i.is_multiple_of(3) {
+                "Quick brown"
+            } else {
+                "lazy dog"
+            };
+            // Some floats: integer ranges on `n` cannot be answered from its index.
+            let n = match i.is_multiple_of(11) {
+                true => serde_json::json!(i as f64 + 0.5),
+                false => serde_json::json!(i % 50),
+            };
+            let payload = serde_json::json!({"g": format!("g{}", i % 7), "t": text, "n": n});
+            Point::new(i, v).with_payload(payload).unwrap()
+        };
+        let mut engines = [Engine::new(indexed.clone()), Engine::new(plain.clone())];
+        let filters: Vec<crate::Filter> = [
+            serde_json::json!({"must": [{"key": "g", "match": {"value": "g3"}}]}),
+            serde_json::json!({"must": [{"key": "g", "match": {"any": ["g1", "g5"]}}, {"key": "t", "match": {"text": "quick"}}]}),
+            serde_json::json!({"must": [{"key": "n", "range": {"gte": 10, "lt": 20}}]}),
+            serde_json::json!({"should": [{"key": "g", "match": {"value": "g0"}}, {"key": "t", "match": {"text": "dog"}}]}),
+        ]
+        .into_iter()
+        .map(|f| serde_json::from_value(f).unwrap())
+        .collect();
+        // Answers (ids and score bits) of every filter, and the filtered counts.
+        let answers = |e: &Engine| {
+            filters
+                .iter()
+                .map(|f| {
+                    let mut r = SearchRequest::new(vec![3.0; 8], 20).with_filter(f.clone());
+                    r.params.exact = true;
+                    let hits: Vec<(PointId, u32)> = e.search_batch(&[r]).unwrap()[0]
+                        .result
+                        .iter()
+                        .map(|p| (p.id, p.score.to_bits()))
+                        .collect();
+                    (hits, e.count(Some(f)))
+                })
+                .collect::<Vec<_>>()
+        };
+        for e in &mut engines {
+            e.upsert((0..3000).map(point).collect()).unwrap();
+            e.delete(&(0..3000).step_by(13).map(PointId::Num).collect::<Vec<_>>());
+        }
+        let expected = answers(&engines[1]);
+        assert_eq!(answers(&engines[0]), expected);
+
+        let mut reopened = round_trip(&engines[0], indexed.clone());
+        assert!(
+            !reopened.background_work(),
+            "every index came from the segment"
+        );
+        // An indexed condition is answered without parsing a payload.
+        let unparsed = round_trip(&engines[1], plain.clone()).memory().payloads;
+        assert_eq!(reopened.count(Some(&filters[0])), expected[0].1);
+        assert_eq!(
+            reopened.memory().payloads,
+            unparsed,
+            "no payload was parsed"
+        );
+        assert_eq!(answers(&reopened), expected);
+
+        // Writes after open go beside the stored part; a payload changed in place makes the
+        // next checkpoint build the indexes afresh.
+        let more: Vec<Point> = (2500..4000).map(point).collect();
+        let changed: crate::Payload =
+            serde_json::from_value(serde_json::json!({"g": "g3", "n": 15})).unwrap();
+        let touched = [PointId::Num(1), PointId::Num(2999)];
+        for e in [&mut reopened, &mut engines[1]] {
+            e.upsert(more.clone()).unwrap();
+            e.apply_set_payload(&touched, &changed);
+        }
+        let expected = answers(&engines[1]);
+        assert_eq!(answers(&reopened), expected);
+        let again = round_trip(&reopened, indexed.clone());
+        assert!(!again.background_work());
+        assert_eq!(answers(&again), expected);
+
+        // A key configured since the checkpoint is built after open; a dropped one is ignored.
+        let other_keys = EngineConfig {
+            payload_indexes: ["t", "extra"].map(|k| k.parse().unwrap()).to_vec(),
+            ..indexed
+        };
+        let rekeyed = round_trip(&again, other_keys);
+        assert!(rekeyed.background_work());
+        rekeyed.build_payload_indexes();
+        assert!(!rekeyed.background_work());
+        assert_eq!(answers(&rekeyed), expected);
     }
 
     #[test]
@@ -654,7 +798,17 @@ mod tests {
         let bytes = storage.read_all("small.seg").unwrap();
         assert_eq!(len, bytes.len() as u64);
         // Captured from the writer's output: the format (FORMAT.md) is these bytes.
-        assert_eq!((bytes.len(), codec::crc(&bytes)), (1344, 0xa664_ee66));
+        assert_eq!((bytes.len(), codec::crc(&bytes)), (1472, 0xc7c4_b68a));
+        // The payload indexes section, by hand from FORMAT.md: one field "n", five integer
+        // entries (kind 1, the value, the end of its list), one row each.
+        let descriptor = 56 + PAYLOAD_INDEXES * 24;
+        let at = u64::from_le_bytes(bytes[descriptor..descriptor + 8].try_into().unwrap());
+        let mut expected: Vec<u32> = vec![1, 1, u32::from(b'n'), 0, 5, 0, 5];
+        for i in 0..5 {
+            expected.extend([1, i, 0, i + 1]);
+        }
+        expected.extend(0..5);
+        assert_eq!(&bytes[at as usize..], &u32_bytes(&expected)[..]);
         let image = read(&storage, "small.seg", 3, 4, Distance::Cosine).unwrap();
         assert_eq!(image.rows, 5);
         assert_eq!(image.graph.unwrap().sketches.unwrap().len(), 5 * 64);

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use grape_vector_db::storage::{MemoryStorage, PooledStorage, Storage};
 use grape_vector_db::{
-    Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, PointId, ScrollRequest,
-    SearchRequest,
+    Condition, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, PointId, Range,
+    ScrollRequest, SearchRequest,
 };
 use serde_json::Value;
 
@@ -28,10 +28,13 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("npy", npy),
 ];
 
-/// Dimension and distance of the seed database (and of every open here).
+/// Dimension, distance and payload indexes of the seed database (and of every open here): the
+/// indexes put a payload indexes section in its segment.
 pub fn config() -> EmbeddedConfig {
     EmbeddedConfig::builder(4)
         .distance(Distance::Cosine)
+        .payload_index("tag")
+        .payload_index("i")
         .build()
         .expect("valid configuration")
 }
@@ -84,6 +87,21 @@ fn exercise(db: &EmbeddedVectorDB) {
     });
     let _ = db.search(&SearchRequest::new(vec![1.0, 0.5, -0.5, 0.25], 5).with_payload(true));
     let _ = db.get([0u64, 7, 44]);
+    // Through the payload indexes (stored in the segment).
+    for filter in [
+        Filter::must([Condition::match_value("tag", "t1")]),
+        Filter::must([Condition::range(
+            "i",
+            Range {
+                gte: Some(5.0),
+                lt: Some(30.0),
+                ..Range::default()
+            },
+        )]),
+    ] {
+        let _ = db.count(Some(&filter));
+        let _ = db.search(&SearchRequest::new(vec![1.0, 0.5, -0.5, 0.25], 5).with_filter(filter));
+    }
     let _ = db.upsert(vec![Point::new(1000, vec![0.1, 0.2, 0.3, 0.4])]);
     let _ = db.checkpoint();
 }

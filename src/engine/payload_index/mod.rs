@@ -4,10 +4,13 @@
 //! slots, so the exact search scores only those instead of evaluating the filter on every
 //! point. Geo conditions are not indexed: they scan.
 //!
-//! An index is built after open, in the background (opening itself parses no payloads), or by
-//! the first filtered search if that comes first, and then kept up to date by writes. Entries are never removed: a slot whose payload changed or was deleted stays
-//! listed under its old value, which is harmless because candidates are always checked against
-//! the whole filter; compaction rebuilds the indexes from scratch.
+//! A checkpoint stores the indexes in its segment (`stored.rs`), and opening uses them in place.
+//! An index the segment does not hold (a key configured since, an older segment) is built after
+//! open, in the background (opening itself parses no payloads), or by the first filtered search
+//! if that comes first. Writes then add to an in-memory part beside the stored one. Entries are
+//! never removed: a slot whose payload changed or was deleted stays listed under its old value,
+//! which is harmless because candidates are always checked against the whole filter; compaction
+//! rebuilds the indexes from scratch, and a checkpoint stores them without dead slots.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -17,6 +20,10 @@ use serde_json::Value;
 
 use crate::filter::{parse_datetime, words, Condition, Filter, KeyPath, Match, MatchValue};
 use crate::point::Payload;
+
+mod stored;
+pub(crate) use stored::StoredIndexes;
+use stored::{FieldToStore, StoredField};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum IndexKey {
@@ -50,6 +57,10 @@ impl IndexKey {
 
 #[derive(Default)]
 struct FieldIndex {
+    /// The index the segment stored, used in place (its slots are the segment's rows).
+    stored: Option<StoredField>,
+    /// Entries built here: all of them when built from the payloads, else those of the writes
+    /// since the segment was opened.
     slots: BTreeMap<IndexKey, Vec<u32>>,
     /// Some value of the field is a number that is not an `i64`: integer ranges cannot be
     /// answered from the index, which holds only integers.
@@ -57,6 +68,14 @@ struct FieldIndex {
 }
 
 impl FieldIndex {
+    fn from_stored(stored: StoredField) -> Self {
+        FieldIndex {
+            has_other_numbers: stored.has_other_numbers,
+            stored: Some(stored),
+            slots: BTreeMap::new(),
+        }
+    }
+
     fn build<'a>(key: &KeyPath, payloads: impl Iterator<Item = (u32, &'a Payload)>) -> Self {
         let mut built = FieldIndex::default();
         for (slot, payload) in payloads {
@@ -89,15 +108,62 @@ impl FieldIndex {
         }
     }
 
+    /// The lists under `key` (stored and added since).
+    fn list(&self, key: &IndexKey) -> Vec<&[u32]> {
+        let stored = self.stored.as_ref().and_then(|s| s.get(key.as_key_ref()));
+        let added = self.slots.get(key).map(Vec::as_slice);
+        stored.into_iter().chain(added).collect()
+    }
+
     /// The lists of the entries between two keys, both included.
     fn between(&self, lo: IndexKey, hi: IndexKey) -> Vec<&[u32]> {
         if lo > hi {
             return Vec::new();
         }
-        self.slots
-            .range(lo..=hi)
-            .map(|(_, s)| s.as_slice())
-            .collect()
+        let mut lists: Vec<&[u32]> = self
+            .stored
+            .iter()
+            .flat_map(|s| s.between(lo.as_key_ref(), hi.as_key_ref()))
+            .collect();
+        lists.extend(self.slots.range(lo..=hi).map(|(_, s)| s.as_slice()));
+        lists
+    }
+
+    /// Every entry with its slots renumbered by `row_of` (dead slots, `NONE`, dropped), as a
+    /// new segment stores them.
+    fn remapped(&self, row_of: &[u32]) -> BTreeMap<IndexKey, Vec<u32>> {
+        let mut all: BTreeMap<IndexKey, Vec<u32>> = BTreeMap::new();
+        let stored = self.stored.iter().flat_map(|s| s.entries());
+        let added = self.slots.iter().map(|(k, l)| (k.clone(), l.as_slice()));
+        for (key, list) in stored.chain(added) {
+            let rows = list
+                .iter()
+                .filter_map(|&slot| row_of.get(slot as usize).copied())
+                .filter(|&row| row != crate::engine::hnsw::NONE);
+            all.entry(key).or_default().extend(rows);
+        }
+        all.retain(|_, rows| {
+            rows.sort_unstable();
+            rows.dedup();
+            !rows.is_empty()
+        });
+        all
+    }
+
+    fn bytes(&self) -> usize {
+        let added: usize = self
+            .slots
+            .iter()
+            .map(|(k, s)| {
+                s.capacity() * 4
+                    + std::mem::size_of::<(IndexKey, Vec<u32>)>()
+                    + match k {
+                        IndexKey::Keyword(w) | IndexKey::Word(w) => w.capacity(),
+                        _ => 0,
+                    }
+            })
+            .sum();
+        added + self.stored.as_ref().map_or(0, StoredField::bytes)
     }
 
     /// The slot lists holding the values `condition` accepts, and whether they are exactly
@@ -119,30 +185,27 @@ impl FieldIndex {
         if parts.iter().filter(|&&part| part).count() != 1 {
             return None;
         }
-        let list = |k: IndexKey| self.slots.get(&k).map(Vec::as_slice);
-        let word_list = |w: &str| list(IndexKey::Word(lower(w)));
+        let word_list = |w: &str| self.list(&IndexKey::Word(lower(w)));
         if let Some(m) = &fc.r#match {
             return Some(match m {
-                Match::Value(v) => (list(IndexKey::of_match(v)).into_iter().collect(), true),
+                Match::Value(v) => (self.list(&IndexKey::of_match(v)), true),
                 Match::Any(vs) => (
                     vs.iter()
-                        .filter_map(|v| list(IndexKey::of_match(v)))
+                        .flat_map(|v| self.list(&IndexKey::of_match(v)))
                         .collect(),
                     true,
                 ),
                 // Points holding any of the words: exactly the matches.
-                Match::TextAny(q) => (words(q).filter_map(word_list).collect(), true),
+                Match::TextAny(q) => (words(q).flat_map(word_list).collect(), true),
                 // Points holding the rarest word: all the matches, exactly them for one word.
                 Match::Text(q) | Match::Phrase(q) => {
                     let mut distinct: Vec<String> = words(q).map(lower).collect();
                     distinct.sort_unstable();
                     distinct.dedup();
-                    let rarest = distinct
-                        .iter()
-                        .map(|w| word_list(w).unwrap_or(&[]))
-                        .min_by_key(|l| l.len());
+                    let size = |lists: &Vec<&[u32]>| lists.iter().map(|l| l.len()).sum::<usize>();
+                    let rarest = distinct.iter().map(|w| word_list(w)).min_by_key(size);
                     let exact = distinct.len() == 1 && matches!(m, Match::Text(_));
-                    (rarest.into_iter().collect(), exact || distinct.is_empty())
+                    (rarest.unwrap_or_default(), exact || distinct.is_empty())
                 }
                 Match::Except(_) => return None,
             });
@@ -247,6 +310,49 @@ impl PayloadIndexes {
             fields: keys.iter().map(|k| (k.clone(), OnceLock::new())).collect(),
             stale: false,
         }
+    }
+
+    /// The indexes of `keys`, those a segment stored used in place (the others are built
+    /// later, as [`PayloadIndexes::new`]'s are; stored indexes of keys no longer configured are
+    /// dropped).
+    pub fn with_stored(keys: &[KeyPath], mut stored: StoredIndexes) -> Self {
+        let mut indexes = PayloadIndexes::new(keys);
+        for (key, index) in &mut indexes.fields {
+            if let Some(field) = stored.take(&key.to_string()) {
+                *index = OnceLock::from(FieldIndex::from_stored(field));
+            }
+        }
+        indexes
+    }
+
+    /// The bytes of a segment's payload indexes section for a checkpoint whose rows are
+    /// numbered by `row_of` (slot -> row, `NONE` for dead slots). Indexes not built are built
+    /// first, and after a payload changed in place (stale) each is built afresh, so a segment
+    /// always stores exact indexes. `payloads` gives the live slots' payloads.
+    pub fn export<'a>(
+        &self,
+        row_of: &[u32],
+        payloads: impl Fn() -> Box<dyn Iterator<Item = (u32, &'a Payload)> + 'a>,
+    ) -> Vec<u8> {
+        let fields: Vec<FieldToStore> = self
+            .fields
+            .iter()
+            .map(|(key, index)| {
+                let fresh;
+                let index = if self.stale {
+                    fresh = FieldIndex::build(key, payloads());
+                    &fresh
+                } else {
+                    index.get_or_init(|| FieldIndex::build(key, payloads()))
+                };
+                (
+                    key.to_string(),
+                    index.has_other_numbers,
+                    index.remapped(row_of),
+                )
+            })
+            .collect();
+        stored::encode(&fields)
     }
 
     /// Records `slot`'s payload in every index already built (the others will see it when
@@ -358,15 +464,7 @@ impl PayloadIndexes {
         self.fields
             .iter()
             .filter_map(|(_, i)| i.get())
-            .flat_map(|i| i.slots.iter())
-            .map(|(k, s)| {
-                s.capacity() * 4
-                    + std::mem::size_of::<(IndexKey, Vec<u32>)>()
-                    + match k {
-                        IndexKey::Keyword(w) => w.capacity(),
-                        _ => 0,
-                    }
-            })
+            .map(FieldIndex::bytes)
             .sum()
     }
 }

@@ -1,0 +1,44 @@
+//! [`InPlace`]: a section of a segment used where it lies (in a memory map, or a buffer read
+//! whole), so that opening copies nothing it does not have to.
+
+use crate::bytes::Bytes;
+
+/// A section of a segment used in place (graph layer 0, sketches, payload index lists) until a
+/// write needs its own copy; decoded into an owned copy at once when the bytes are not aligned
+/// for `T`.
+pub(super) enum InPlace<T: bytemuck::Pod> {
+    Mapped(Bytes),
+    Owned(Vec<T>),
+}
+
+impl<T: bytemuck::Pod> InPlace<T> {
+    /// `bytes` as `T`s: in place when aligned (a memory map and `Bytes::read_aligned` always
+    /// are), else copied.
+    pub fn new(bytes: Bytes) -> Self {
+        if bytemuck::try_cast_slice::<u8, T>(&bytes).is_ok() {
+            InPlace::Mapped(bytes)
+        } else {
+            let mut owned = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
+            let len = std::mem::size_of_val(owned.as_slice());
+            bytemuck::cast_slice_mut::<T, u8>(&mut owned).copy_from_slice(&bytes[..len]);
+            InPlace::Owned(owned)
+        }
+    }
+
+    pub fn slice(&self) -> &[T] {
+        match self {
+            InPlace::Mapped(b) => bytemuck::cast_slice(b),
+            InPlace::Owned(v) => v,
+        }
+    }
+
+    pub fn owned(&mut self) -> &mut Vec<T> {
+        if let InPlace::Mapped(b) = self {
+            *self = InPlace::Owned(bytemuck::cast_slice(b).to_vec());
+        }
+        match self {
+            InPlace::Owned(v) => v,
+            InPlace::Mapped(_) => unreachable!("converted above"),
+        }
+    }
+}
