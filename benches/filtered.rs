@@ -28,7 +28,9 @@ fn filters() -> Vec<(&'static str, Option<Value>)> {
         ("none", None),
         ("pct < 90", Some(pct(90))),
         ("pct < 50", Some(pct(50))),
+        ("pct < 25", Some(pct(25))),
         ("pct < 10", Some(pct(10))),
+        ("pct < 8", Some(pct(8))),
         ("pct < 1", Some(pct(1))),
         (
             "tenant = t3 (10%)",

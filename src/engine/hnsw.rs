@@ -625,6 +625,14 @@ impl Graph {
                                 }
                             }
                         }
+                        // Once the results are full, a refused node whose sketch puts it beyond
+                        // the worst result is not walked around: most of what lies past it is
+                        // farther still, and loading its links is most of this walk's time.
+                        if let (Some((q, per_node)), Some(worst)) = (skip, s.results.peek()) {
+                            let below = sketch::walk_around_below(worst.key);
+                            s.refused
+                                .retain(|&r| q.hamming(&per_node[r as usize]) < below);
+                        }
                         // All the refused nodes' lists load at once, then their admitted
                         // neighbours join (refused ones two hops away stay unmarked: a later
                         // expansion may still walk around them).

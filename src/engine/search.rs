@@ -29,6 +29,12 @@ const WALK_AROUND_BELOW: f64 = 0.3;
 /// tenant of 10% interleaved through WordNet at 1.3; PERFORMANCE.md).
 const AROUND_BEAM_WIDER: f64 = 1.2;
 
+/// With sketches, a walk around does not walk around refused nodes estimated beyond the worst
+/// result (`sketch::walk_around_below`): that saves most of its link loads but misses a few
+/// matches, more the fewer the filter admits, which a beam wider by `1 + this / share` finds
+/// again (`share`: the candidates' share of the points; 1.65 at 10%, PERFORMANCE.md).
+const PRUNED_AROUND_WIDER: f64 = 0.065;
+
 /// Points sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: usize = 512;
 
@@ -293,7 +299,12 @@ impl Engine {
                 if q.filter.is_some()
                     && (c.len() as f64) < WALK_AROUND_BELOW * self.len() as f64 =>
             {
-                let wider = (ef as f64 * AROUND_BEAM_WIDER).ceil() as usize;
+                let share = c.len() as f64 / self.len().max(1) as f64;
+                let factor = match graph.sketches().is_empty() {
+                    true => AROUND_BEAM_WIDER,
+                    false => 1.0 + PRUNED_AROUND_WIDER / share,
+                };
+                let wider = (ef as f64 * factor).ceil() as usize;
                 Some((graph, wider, Walk::Around))
             }
             _ => Some((graph, ef, Walk::Through)),

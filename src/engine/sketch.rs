@@ -165,31 +165,49 @@ fn walsh_hadamard(x: &mut [f32]) {
 }
 
 /// For each Hamming distance `h`, the smallest cosine distance (`1 - cos`) the pair plausibly
-/// has: the angle estimate `π h / BITS` lowered by [`MARGIN_SD`] standard deviations. Made
+/// has: the angle estimate `π h / BITS` lowered by `margin_sd` standard deviations. Made
 /// non-decreasing by taking the minimum over larger `h`, which only makes skipping rarer.
-fn min_cosine_distance() -> &'static [f32; BITS + 1] {
-    static TABLE: OnceLock<[f32; BITS + 1]> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut table = [0f32; BITS + 1];
-        for (h, d) in table.iter_mut().enumerate() {
-            let p = h as f64 / BITS as f64;
-            let sd = std::f64::consts::PI * (p * (1.0 - p) / BITS as f64).sqrt();
-            let angle = (std::f64::consts::PI * p - f64::from(MARGIN_SD) * sd).max(0.0);
-            *d = (1.0 - angle.cos()) as f32;
-        }
-        for h in (0..BITS).rev() {
-            table[h] = table[h].min(table[h + 1]);
-        }
-        table
-    })
+fn cosine_distance_table(margin_sd: f32) -> [f32; BITS + 1] {
+    let mut table = [0f32; BITS + 1];
+    for (h, d) in table.iter_mut().enumerate() {
+        let p = h as f64 / BITS as f64;
+        let sd = std::f64::consts::PI * (p * (1.0 - p) / BITS as f64).sqrt();
+        let angle = (std::f64::consts::PI * p - f64::from(margin_sd) * sd).max(0.0);
+        *d = (1.0 - angle.cos()) as f32;
+    }
+    for h in (0..BITS).rev() {
+        table[h] = table[h].min(table[h + 1]);
+    }
+    table
 }
 
-/// The Hamming distance from which a neighbour is skipped, given the current worst result's
-/// cosine closeness key (`-cos`, as the graph orders cosine results). `BITS + 1` skips nothing.
+/// The first Hamming distance of `table` whose cosine distance is beyond the worst result's,
+/// given its closeness key (`-cos`, as the graph orders cosine results).
+fn first_beyond(table: &[f32; BITS + 1], worst_key: f32) -> u32 {
+    let worst_distance = 1.0 + worst_key;
+    table.partition_point(|&d| d <= worst_distance) as u32
+}
+
+/// The Hamming distance from which a neighbour is skipped (not scored), given the current worst
+/// result's key: beyond it by [`MARGIN_SD`] standard deviations. `BITS + 1` skips nothing.
 #[inline]
 pub(crate) fn skip_from(worst_key: f32) -> u32 {
-    let worst_distance = 1.0 + worst_key;
-    min_cosine_distance().partition_point(|&d| d <= worst_distance) as u32
+    static TABLE: OnceLock<[f32; BITS + 1]> = OnceLock::new();
+    first_beyond(
+        TABLE.get_or_init(|| cosine_distance_table(MARGIN_SD)),
+        worst_key,
+    )
+}
+
+/// The Hamming distance from which a node a filter refuses is not walked around (its
+/// neighbours not taken in its place), given the current worst result's key: the node's
+/// estimated distance itself is beyond the worst result's. Tighter than [`skip_from`] because
+/// the cost of a wrong guess is smaller: the neighbours of such a node are most often reached
+/// through another, and the wider beam of a walk around makes up the rest.
+#[inline]
+pub(crate) fn walk_around_below(worst_key: f32) -> u32 {
+    static TABLE: OnceLock<[f32; BITS + 1]> = OnceLock::new();
+    first_beyond(TABLE.get_or_init(|| cosine_distance_table(0.0)), worst_key)
 }
 
 #[cfg(test)]
@@ -275,16 +293,26 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[test]
     fn the_skip_threshold_is_conservative_and_monotone() {
-        let table = min_cosine_distance();
+        let table = cosine_distance_table(MARGIN_SD);
+        let estimate = cosine_distance_table(0.0);
         assert!(table.windows(2).all(|w| w[0] <= w[1]));
-        for (h, &d) in table.iter().enumerate() {
+        for (h, (&d, &e)) in table.iter().zip(&estimate).enumerate() {
             let angle = std::f32::consts::PI * h as f32 / BITS as f32;
             assert!(d <= 1.0 - angle.cos() + 1e-6, "h {h}");
+            assert!(
+                (e - (1.0 - angle.cos())).abs() < 1e-6,
+                "h {h}: the estimate itself"
+            );
         }
         // Worst result at cosine 1 (distance 0): skip anything not identical in sketch but
         // for the margin; at cosine -1 (distance 2): skip nothing.
         assert!(skip_from(-1.0) < 32);
         assert_eq!(skip_from(1.0), BITS as u32 + 1);
         assert!(skip_from(-0.6) < skip_from(-0.4));
+        // Walking around stops at the estimate, short of where scoring stops.
+        for worst in [-0.9, -0.6, -0.3, 0.0] {
+            assert!(walk_around_below(worst) < skip_from(worst), "{worst}");
+        }
+        assert_eq!(walk_around_below(-1.0), 1, "only an identical sketch");
     }
 }
