@@ -3,7 +3,7 @@
 //! search thread). Recall@10 of each side is against its own exact answer for the filter, and
 //! each side's queries are timed in rounds for at least a second.
 //!
-//! `cargo bench --bench filtered [-- --queries N --no-index --synthetic N,DIM]`; the peers run
+//! `cargo bench --bench filtered [-- --queries N --no-index --synthetic N,DIM --only NAME]`; the peers run
 //! when `GRAPE_QDRANT_PYTHON` names a Python with `qdrant_edge` and `zvec` (`scripts/bench`
 //! sets it up).
 //! Every point i has the payload `{"pct": i % 100, "tenant": "t{i % 10}", "org": "o{i % 1000}"}`.
@@ -63,6 +63,19 @@ struct Args {
     synthetic: Option<(usize, usize)>,
     queries: usize,
     indexed: bool,
+    /// Only the filters whose names hold this (`--only`), to study one case.
+    only: Option<String>,
+}
+
+impl Args {
+    /// The filters measured: [`filters`], or those `--only` names.
+    fn filters(&self) -> Vec<(&'static str, Option<Value>)> {
+        let only = self.only.as_deref().unwrap_or("");
+        filters()
+            .into_iter()
+            .filter(|(name, _)| name.contains(only))
+            .collect()
+    }
 }
 
 fn args() -> Option<Args> {
@@ -73,12 +86,14 @@ fn args() -> Option<Args> {
         synthetic: None,
         queries: 200,
         indexed: true,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--queries" => a.queries = it.next()?.parse().ok()?,
             "--no-index" => a.indexed = false,
+            "--only" => a.only = Some(it.next()?),
             "--synthetic" => {
                 let v = it.next()?;
                 let (n, d) = v.split_once(',')?;
@@ -163,7 +178,8 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let ours: Vec<(f64, f64)> = filters()
+    let ours: Vec<(f64, f64)> = args
+        .filters()
         .iter()
         .map(|(name, f)| {
             let filter: Option<Filter> = f.clone().map(|f| serde_json::from_value(f).unwrap());
@@ -217,7 +233,7 @@ fn main() {
     }
     println!("\n{header}");
     println!("|{}", " --- |".repeat(3 + 3 * peers.len()));
-    for (i, (name, _)) in filters().iter().enumerate() {
+    for (i, (name, _)) in args.filters().iter().enumerate() {
         let (q, r) = ours[i];
         let mut row = format!("| {name} | {q:.0} | {r:.3} |");
         for (_, theirs) in &peers {
@@ -255,7 +271,8 @@ fn peer(
     );
     testkit::write_npy(&b, base);
     testkit::write_npy(&q, queries);
-    let list: Vec<Value> = filters()
+    let list: Vec<Value> = args
+        .filters()
         .into_iter()
         .map(|(name, filter)| json!({"name": name, "filter": filter}))
         .collect();

@@ -368,6 +368,20 @@ fn filtered_graph_search_sees_payload_changes() {
         .unwrap();
     let moved: Vec<u64> = (0..6_000u64).filter(|i| i % 100 == 10).collect();
     db.set_payload(moved.clone(), json!({"pct": 999})).unwrap();
+    // And some into it: the index's column still holds their old values.
+    let moved_in: Vec<u64> = (0..6_000u64).filter(|i| i % 100 == 77).collect();
+    db.set_payload(moved_in.clone(), json!({"pct": 3})).unwrap();
+    for &i in moved_in.iter().take(20) {
+        let res = db
+            .search(&SearchRequest::new(data.row(i as usize).to_vec(), 10).with_filter(f.clone()))
+            .unwrap();
+        assert!(!res.exact, "50% selectivity takes the graph");
+        assert_eq!(
+            res.result[0].id,
+            PointId::Num(i),
+            "point {i} moved in is found"
+        );
+    }
     for &i in moved.iter().take(20) {
         let res = db
             .search(

@@ -45,14 +45,12 @@ impl Engine {
         filter: Option<&'a Filter>,
     ) -> Box<dyn Iterator<Item = usize> + 'a> {
         if let Some(candidates) = filter.and_then(|f| self.index_candidates(f)) {
-            let exact = candidates.exact;
-            return Box::new(candidates.slots().into_iter().map(|s| s as usize).filter(
-                move |&slot| {
-                    self.slot_ids[slot].is_some_and(|id| {
-                        exact || filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))
-                    })
-                },
-            ));
+            let (slots, exact) = candidates.slots();
+            return Box::new(slots.into_iter().map(|s| s as usize).filter(move |&slot| {
+                self.slot_ids[slot].is_some_and(|id| {
+                    exact || filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))
+                })
+            }));
         }
         Box::new(self.all_matching_slots(filter))
     }

@@ -19,9 +19,20 @@ const SELECTIVE_FILTER: f64 = 0.03;
 /// only their vectors (no payload), so scanning pays up to a larger share.
 const EXACT_CANDIDATES_SCAN: f64 = 0.07;
 
+/// Vector components a filtered scan may read before the graph is the cheaper way, whatever
+/// the share: a scan reads every match, a filtered walk about the same number of nodes at any
+/// size. That many is about the time of a walk at the shares above (7% of WordNet's 100K x
+/// 384); at 1M x 128, 5% of the points took eight times as long to scan as to walk
+/// (PERFORMANCE.md).
+const SCAN_BUDGET: usize = 2_700_000;
+
 /// Index candidates fewer than this fraction of the points are searched walking around the
-/// nodes they leave out (see [`Walk::Around`]); with more, walking through them is cheaper.
+/// nodes they leave out (see [`Walk::Around`]) when the graph has sketches, which spare most
+/// of the two-hop loads; with more, walking through them is cheaper.
 const WALK_AROUND_BELOW: f64 = 0.3;
+
+/// The same without sketches: each refused node walked around costs the loads of its links.
+const UNSKETCHED_WALK_AROUND_BELOW: f64 = 0.2;
 
 /// A walk around refused nodes widens its beam by this factor: it reaches admitted nodes only
 /// through one refused node, so a match whose every link leads through two refused nodes in a
@@ -137,7 +148,8 @@ impl Engine {
             Some((found, scored)) => Some((found, scored, false)),
             // An indexed filter: score its candidates only.
             None => candidates.map(|c| {
-                let (found, scored) = self.scan_slots(q, &c.slots(), c.exact);
+                let (slots, exact) = c.slots();
+                let (found, scored) = self.scan_slots(q, &slots, exact);
                 (found, scored, true)
             }),
         }
@@ -248,7 +260,7 @@ impl Engine {
         candidates: Option<&Candidates>,
     ) -> Option<(Vec<Candidate>, usize)> {
         let (graph, ef, walk) = self.graph_for(q, req, candidates)?;
-        let admit = self.admission(q, candidates);
+        let admit = self.admission(q, candidates, walk);
         let (mut found, mut scored) = if q.filter.is_none() && self.dead == 0 {
             // Every node is admissible: skip the per-candidate check (a cache miss each).
             graph.search(&q.vector, ef, &self.space(), &|_| true, walk)
@@ -288,21 +300,29 @@ impl Engine {
             true => EXACT_CANDIDATES_SCAN,
             false => SELECTIVE_FILTER,
         };
-        if q.filter.is_some_and(|f| selectivity(f) < scan_below) {
+        let scanned = |share: f64| share * self.len() as f64 * self.config.dimension as f64;
+        if q.filter.is_some_and(|f| {
+            let share = selectivity(f);
+            share < scan_below && scanned(share) < SCAN_BUDGET as f64
+        }) {
             return None;
         }
         let ef = req.params.hnsw_ef.unwrap_or(hnsw.ef).max(q.keep);
         // Walking around refused nodes checks the nodes two hops away, so it needs a filter
         // that is a bit test for most of them: a payload index's bitset.
+        let sketched = !graph.sketches().is_empty();
+        let around_below = match sketched {
+            true => WALK_AROUND_BELOW,
+            false => UNSKETCHED_WALK_AROUND_BELOW,
+        };
         match candidates {
             Some(c)
-                if q.filter.is_some()
-                    && (c.len() as f64) < WALK_AROUND_BELOW * self.len() as f64 =>
+                if q.filter.is_some() && (c.len() as f64) < around_below * self.len() as f64 =>
             {
                 let share = c.len() as f64 / self.len().max(1) as f64;
-                let factor = match graph.sketches().is_empty() {
-                    true => AROUND_BEAM_WIDER,
-                    false => 1.0 + PRUNED_AROUND_WIDER / share,
+                let factor = match sketched {
+                    false => AROUND_BEAM_WIDER,
+                    true => 1.0 + PRUNED_AROUND_WIDER / share,
                 };
                 let wider = (ef as f64 * factor).ceil() as usize;
                 Some((graph, wider, Walk::Around))
@@ -315,24 +335,49 @@ impl Engine {
     fn admission<'a>(
         &'a self,
         q: &'a PreparedQuery<'a>,
-        candidates: Option<&Candidates>,
+        candidates: Option<&'a Candidates<'a>>,
+        walk: Walk,
     ) -> impl Fn(u32) -> bool + 'a {
-        // With a payload index, a bitset of its candidates rejects most non-matching nodes
-        // before their payloads are looked at.
-        // Deleted slots leave the bitset at once, so an exact candidate set admits with a bit
-        // test alone (no look at the slot's id, a cache miss each).
         let live = |slot: u32| self.slot_ids[slot as usize].is_some();
+        // Walking through refused nodes, the filter passes most nodes: a bitset of its
+        // candidates would cost a write for each of them, its columns cost a load for each
+        // node the walk reaches.
+        let columns = match (walk, q.filter) {
+            (Walk::Through, Some(f)) => self
+                .indexes
+                .column_filter(f, self.slot_ids.len(), || Box::new(self.live_payloads())),
+            _ => None,
+        };
+        // Else, with a payload index, a bitset of its candidates rejects most non-matching
+        // nodes before their payloads are looked at. Deleted slots leave the bitset at once,
+        // so an exact candidate set admits with a bit test alone (no look at the slot's id, a
+        // cache miss each). The bitset holds the narrowest indexed part: the others are
+        // tested on the few slots it admits.
+        let candidates = candidates.filter(|_| columns.is_none());
         let bits = candidates.map(|c| match self.dead {
             0 => c.bitset(self.slot_ids.len(), |_| true),
             _ => c.bitset(self.slot_ids.len(), live),
         });
-        let exact = candidates.is_some_and(|c| c.exact);
+        let dead = self.dead;
         move |slot: u32| {
-            if let Some(b) = &bits {
-                let listed = b[slot as usize / 64] & (1 << (slot % 64)) != 0;
+            if let Some(c) = &columns {
+                if dead > 0 && !live(slot) {
+                    return false;
+                }
+                // A slot the columns cannot tell about is left to its payload.
+                if let Some(passes) = c.holds(slot) {
+                    return passes;
+                }
+            }
+            if let (Some(b), Some(c)) = (&bits, candidates) {
+                if b[slot as usize / 64] & (1 << (slot % 64)) == 0 {
+                    return false;
+                }
                 // An exact candidate set answers the filter without reading the payload.
-                if !listed || exact {
-                    return listed;
+                match c.others_list(slot) {
+                    Some(false) => return false,
+                    Some(true) if c.exact => return true,
+                    _ => {}
                 }
             }
             match self.slot_ids[slot as usize] {

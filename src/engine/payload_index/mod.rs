@@ -12,16 +12,18 @@
 //! which is harmless because candidates are always checked against the whole filter; compaction
 //! rebuilds the indexes from scratch, and a checkpoint stores them without dead slots.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::filter::{parse_datetime, words, Condition, Filter, KeyPath, Match, MatchValue};
+use crate::filter::{parse_datetime, words, Condition, Filter, KeyPath, Match, MatchValue, Range};
 use crate::point::Payload;
 
+mod column;
 mod stored;
+use column::Column;
+pub(crate) use column::ColumnFilter;
 pub(crate) use stored::StoredIndexes;
 use stored::{FieldToStore, StoredField};
 
@@ -65,6 +67,8 @@ struct FieldIndex {
     /// Some value of the field is a number that is not an `i64`: integer ranges cannot be
     /// answered from the index, which holds only integers.
     has_other_numbers: bool,
+    /// Each slot's value, built when a filter first needs it (see `column.rs`).
+    column: OnceLock<Column>,
 }
 
 impl FieldIndex {
@@ -72,7 +76,7 @@ impl FieldIndex {
         FieldIndex {
             has_other_numbers: stored.has_other_numbers,
             stored: Some(stored),
-            slots: BTreeMap::new(),
+            ..FieldIndex::default()
         }
     }
 
@@ -85,6 +89,9 @@ impl FieldIndex {
     }
 
     fn add(&mut self, key: &KeyPath, slot: u32, payload: &Payload) {
+        if let Some(column) = self.column.get_mut() {
+            column.add(key, slot, payload);
+        }
         key.for_each_leaf(payload, &mut |v| {
             match IndexKey::of_value(v) {
                 Some(k) => self.insert(k, slot),
@@ -115,6 +122,19 @@ impl FieldIndex {
         stored.into_iter().chain(added).collect()
     }
 
+    /// The column of the field over `slots` slots, built on first use.
+    fn column(&self, slots: usize) -> &Column {
+        self.column
+            .get_or_init(|| Column::build(self.entries(), slots))
+    }
+
+    /// Every entry, stored then added (a key may come twice).
+    fn entries(&self) -> impl Iterator<Item = (IndexKey, &[u32])> {
+        let stored = self.stored.iter().flat_map(StoredField::entries);
+        let added = self.slots.iter().map(|(k, l)| (k.clone(), l.as_slice()));
+        stored.chain(added)
+    }
+
     /// The lists of the entries between two keys, both included.
     fn between(&self, lo: IndexKey, hi: IndexKey) -> Vec<&[u32]> {
         if lo > hi {
@@ -133,9 +153,7 @@ impl FieldIndex {
     /// new segment stores them.
     fn remapped(&self, row_of: &[u32]) -> BTreeMap<IndexKey, Vec<u32>> {
         let mut all: BTreeMap<IndexKey, Vec<u32>> = BTreeMap::new();
-        let stored = self.stored.iter().flat_map(|s| s.entries());
-        let added = self.slots.iter().map(|(k, l)| (k.clone(), l.as_slice()));
-        for (key, list) in stored.chain(added) {
+        for (key, list) in self.entries() {
             let rows = list
                 .iter()
                 .filter_map(|&slot| row_of.get(slot as usize).copied())
@@ -163,7 +181,9 @@ impl FieldIndex {
                     }
             })
             .sum();
-        added + self.stored.as_ref().map_or(0, StoredField::bytes)
+        added
+            + self.stored.as_ref().map_or(0, StoredField::bytes)
+            + self.column.get().map_or(0, Column::bytes)
     }
 
     /// The slot lists holding the values `condition` accepts, and whether they are exactly
@@ -223,17 +243,7 @@ impl FieldIndex {
         }
         match &fc.range {
             Some(r) if !self.has_other_numbers => {
-                // Integer bounds that cover exactly the values within the float bounds.
-                let lo = match (r.gt, r.gte) {
-                    (Some(gt), _) => (gt.floor() as i64).saturating_add(1),
-                    (None, Some(gte)) => gte.ceil() as i64,
-                    (None, None) => i64::MIN,
-                };
-                let hi = match (r.lt, r.lte) {
-                    (Some(lt), _) => (lt.ceil() as i64).saturating_sub(1),
-                    (None, Some(lte)) => lte.floor() as i64,
-                    (None, None) => i64::MAX,
-                };
+                let (lo, hi) = integer_bounds(r);
                 Some((
                     self.between(IndexKey::Integer(lo), IndexKey::Integer(hi)),
                     true,
@@ -243,6 +253,27 @@ impl FieldIndex {
         }
     }
 }
+
+/// The smallest and the largest integer within a range's bounds (every bound holds: a range
+/// may give both `gt` and `gte`).
+fn integer_bounds(r: &Range) -> (i64, i64) {
+    let lo = [
+        r.gt.map(|gt| (gt.floor() as i64).saturating_add(1)),
+        r.gte.map(|gte| gte.ceil() as i64),
+    ];
+    let hi = [
+        r.lt.map(|lt| (lt.ceil() as i64).saturating_sub(1)),
+        r.lte.map(|lte| lte.floor() as i64),
+    ];
+    (
+        lo.into_iter().flatten().max().unwrap_or(i64::MIN),
+        hi.into_iter().flatten().min().unwrap_or(i64::MAX),
+    )
+}
+
+/// A column answers for a whole filter when fewer than one slot in this many is unknown to it:
+/// each unknown one costs a look at its payload.
+const MOSTLY_KNOWN: usize = 64;
 
 /// The slots of `lists` that `keep` accepts as a bitset over `slots` slots.
 fn bitset(lists: &[&[u32]], slots: usize, keep: impl Fn(u32) -> bool) -> Vec<u64> {
@@ -260,39 +291,156 @@ fn has(bits: &[u64], slot: u32) -> bool {
         .is_some_and(|w| w & (1 << (slot % 64)) != 0)
 }
 
+/// An indexed part of a filter: the lists holding its matches, whether they are exactly its
+/// matches, and its conditions (any of which it takes).
+type Lookup<'s, 'f> = (Vec<&'s [u32]>, bool, &'f [Condition]);
+
+/// A part of a filter that candidates are tested against (see `PayloadIndexes::part`).
+enum Part<'s> {
+    /// Any of these holds.
+    Columns(Vec<column::Test<'s>>),
+    Bits(Vec<u64>),
+}
+
+impl Part<'_> {
+    /// Whether the part lists `slot`; `None` when a column cannot tell.
+    fn lists(&self, slot: u32) -> Option<bool> {
+        match self {
+            Part::Bits(bits) => Some(has(bits, slot)),
+            Part::Columns(tests) => {
+                let mut unsure = false;
+                for t in tests {
+                    match t.holds(slot) {
+                        Some(true) => return Some(true),
+                        Some(false) => {}
+                        None => unsure = true,
+                    }
+                }
+                (!unsure).then_some(false)
+            }
+        }
+    }
+}
+
 /// A word lower-cased character by character, as full-text matching compares words (no
 /// context-sensitive rules such as a final sigma).
 fn lower(word: &str) -> String {
     word.chars().flat_map(char::to_lowercase).collect()
 }
 
-/// The candidates of a filter's indexed `must` conditions: the slot lists of the narrowest one,
-/// not yet merged, or (with several) the slots all of them list.
+/// The candidates of a filter's indexed conditions: the slots the lists of the narrowest part
+/// hold (not merged) that the other parts list too. The other parts are tested only where a
+/// slot is looked at, so sizing the candidates or walking the graph among them costs nothing
+/// per slot they hold; a scan has them listed.
 pub(crate) struct Candidates<'s> {
-    lists: Vec<Cow<'s, [u32]>>,
-    /// Every live candidate matches the filter: no need to evaluate it.
+    lists: Vec<&'s [u32]>,
+    others: Vec<Part<'s>>,
+    /// Every live candidate matches the filter: no need to evaluate it (unless a part cannot
+    /// tell, see [`Candidates::others_list`]).
     pub exact: bool,
+    /// How many slots the candidates are: the lists' length when there are no other parts,
+    /// else estimated from a sample of the lists.
+    estimate: usize,
 }
 
-impl Candidates<'_> {
-    /// How many slots the lists hold (an upper bound of the matches).
+/// Slots of the narrowest part tested against the others to estimate how many pass.
+const INTERSECTION_SAMPLE: usize = 256;
+
+impl<'s> Candidates<'s> {
+    fn new(lists: Vec<&'s [u32]>, others: Vec<Part<'s>>, exact: bool) -> Self {
+        let listed: usize = lists.iter().map(|l| l.len()).sum();
+        let mut c = Candidates {
+            lists,
+            others,
+            exact,
+            estimate: listed,
+        };
+        if !c.others.is_empty() && listed > 0 {
+            // Few: all of them, and the estimate is the count.
+            let sampled: Vec<u32> = match listed <= INTERSECTION_SAMPLE {
+                true => c.listed().collect(),
+                false => c.sample(INTERSECTION_SAMPLE),
+            };
+            let pass = sampled
+                .iter()
+                .filter(|&&slot| c.others_list(slot) != Some(false))
+                .count();
+            c.estimate = (listed * pass).div_ceil(sampled.len());
+        }
+        c
+    }
+
+    /// `n` of the listed slots, at positions spread by a multiplicative hash: an even stride
+    /// would alias with periodic payloads (a field derived from the insertion order, as in
+    /// `Engine::estimate_selectivity`).
+    fn sample(&self, n: usize) -> Vec<u32> {
+        let ends: Vec<usize> = self
+            .lists
+            .iter()
+            .scan(0, |end, l| {
+                *end += l.len();
+                Some(*end)
+            })
+            .collect();
+        let listed = ends.last().copied().unwrap_or(0) as u64;
+        (0..n as u64)
+            .map(|i| {
+                let at = ((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16) % listed) as usize;
+                let list = ends.partition_point(|&end| end <= at);
+                let start = if list == 0 { 0 } else { ends[list - 1] };
+                self.lists[list][at - start]
+            })
+            .collect()
+    }
+
+    /// Every slot the narrowest part lists.
+    fn listed(&self) -> impl Iterator<Item = u32> + '_ {
+        self.lists.iter().flat_map(|l| l.iter().copied())
+    }
+
+    /// How many slots the candidates are (see `estimate`): an upper bound of the matches when
+    /// the filter has one indexed part.
     pub fn len(&self) -> usize {
-        self.lists.iter().map(|l| l.len()).sum()
+        self.estimate
     }
 
-    /// The candidates that `keep` accepts as a bitset over `slots` slots, for a constant-time
-    /// membership test.
+    /// Whether the parts other than the narrowest list `slot` too; `None` when one cannot tell
+    /// (the filter must then be evaluated on the slot).
+    pub fn others_list(&self, slot: u32) -> Option<bool> {
+        let mut sure = true;
+        for part in &self.others {
+            match part.lists(slot) {
+                Some(false) => return Some(false),
+                Some(true) => {}
+                None => sure = false,
+            }
+        }
+        sure.then_some(true)
+    }
+
+    /// The slots the narrowest part lists that `keep` accepts, as a bitset over `slots` slots
+    /// (the other parts are left to [`Candidates::others_list`]).
     pub fn bitset(&self, slots: usize, keep: impl Fn(u32) -> bool) -> Vec<u64> {
-        let lists: Vec<&[u32]> = self.lists.iter().map(|l| &**l).collect();
-        bitset(&lists, slots, keep)
+        bitset(&self.lists, slots, keep)
     }
 
-    /// The candidate slots, sorted and without repeats.
-    pub fn slots(&self) -> Vec<u32> {
-        let mut out: Vec<u32> = self.lists.iter().flat_map(|l| l.iter().copied()).collect();
+    /// The candidate slots, sorted and without repeats, and whether they are exactly the
+    /// matches (a part that cannot tell about some slot leaves it in, to be checked).
+    pub fn slots(&self) -> (Vec<u32>, bool) {
+        let mut exact = self.exact;
+        let mut out: Vec<u32> = self
+            .listed()
+            .filter(|&slot| match self.others_list(slot) {
+                Some(listed) => listed,
+                None => {
+                    exact = false;
+                    true
+                }
+            })
+            .collect();
         out.sort_unstable();
         out.dedup();
-        out
+        (out, exact)
     }
 }
 
@@ -391,12 +539,13 @@ impl PayloadIndexes {
             let Condition::Field(fc) = condition else {
                 return None;
             };
-            let (key, index) = self.fields.iter().find(|(k, _)| *k == fc.key)?;
-            index
-                .get_or_init(|| FieldIndex::build(key, payloads()))
-                .lists(condition)
+            self.field(&fc.key, &payloads)?.lists(condition)
         };
-        let mut parts: Vec<(Vec<&[u32]>, bool)> = filter.must.iter().filter_map(lookup).collect();
+        let mut parts: Vec<Lookup> = filter
+            .must
+            .iter()
+            .filter_map(|c| lookup(c).map(|(lists, exact)| (lists, exact, std::slice::from_ref(c))))
+            .collect();
         let indexed_must = parts.len();
         // A `should` narrows only when every one of its conditions is indexed: its candidates
         // are then what any of them lists.
@@ -410,37 +559,92 @@ impl PayloadIndexes {
             parts.push((
                 alternatives.into_iter().flat_map(|(l, _)| l).collect(),
                 exact,
+                &filter.should,
             ));
         }
         let size = |lists: &[&[u32]]| lists.iter().map(|l| l.len()).sum::<usize>();
-        parts.sort_by_key(|(lists, _)| size(lists));
+        parts.sort_by_key(|(lists, ..)| size(lists));
         // The lists are exactly the filter's matches (among live slots) when each is exactly
         // its conditions', the filter is nothing but these conditions and no payload changed
         // in place.
         let exact = !self.stale
             && indexed_must == filter.must.len()
             && should_answered
-            && parts.iter().all(|(_, exact)| *exact)
+            && parts.iter().all(|(_, exact, _)| *exact)
             && filter.must_not.is_empty()
             && filter.min_should.is_none();
         let mut parts = parts.into_iter();
-        let (narrowest, _) = parts.next()?;
-        let others: Vec<Vec<u64>> = parts
-            .map(|(lists, _)| bitset(&lists, slots, |_| true))
+        let (narrowest, ..) = parts.next()?;
+        let others: Vec<Part> = parts
+            .map(|(lists, _, conditions)| self.part(&lists, conditions, slots))
             .collect();
-        if others.is_empty() {
-            let lists = narrowest.into_iter().map(Cow::Borrowed).collect();
-            return Some(Candidates { lists, exact });
+        Some(Candidates::new(narrowest, others, exact))
+    }
+
+    /// The index of `key`, built first if need be; `None` if `key` is not indexed.
+    fn field<'a>(
+        &self,
+        key: &KeyPath,
+        payloads: &impl Fn() -> Box<dyn Iterator<Item = (u32, &'a Payload)> + 'a>,
+    ) -> Option<&FieldIndex> {
+        let (key, index) = self.fields.iter().find(|(k, _)| k == key)?;
+        Some(index.get_or_init(|| FieldIndex::build(key, payloads())))
+    }
+
+    /// A part of a filter other than the narrowest, to test the narrowest one's slots against:
+    /// through the columns of its conditions when they answer them (a load per slot tested),
+    /// else as a bitset of its lists (a write per slot listed, however many).
+    fn part<'s>(&'s self, lists: &[&[u32]], conditions: &[Condition], slots: usize) -> Part<'s> {
+        let no_payloads =
+            || -> Box<dyn Iterator<Item = (u32, &Payload)>> { Box::new(std::iter::empty()) };
+        let test = |c: &Condition| {
+            let Condition::Field(fc) = c else {
+                return None;
+            };
+            // Built: its lists were looked up.
+            let index = self.field(&fc.key, &no_payloads)?;
+            let column = index.column(slots);
+            // A column that cannot tell about some slot would leave it among the candidates,
+            // and make them all need the filter: the lists tell exactly.
+            (column.unknown() == 0).then_some(())?;
+            column.test(c, !index.has_other_numbers)
+        };
+        match conditions.iter().map(test).collect::<Option<Vec<_>>>() {
+            Some(tests) => Part::Columns(tests),
+            None => Part::Bits(bitset(lists, slots, |_| true)),
         }
-        // Several indexed conditions: the narrowest one's slots that the others list too.
-        let both: Vec<u32> = narrowest
-            .iter()
-            .flat_map(|l| l.iter().copied())
-            .filter(|&slot| others.iter().all(|bits| has(bits, slot)))
-            .collect();
-        Some(Candidates {
-            lists: vec![Cow::Owned(both)],
-            exact,
+    }
+
+    /// `filter` as tests on columns, when a column answers each of its conditions for nearly
+    /// every slot (see `column.rs`; the others are left to the payload). Builds the indexes
+    /// and columns it needs.
+    pub fn column_filter<'a>(
+        &self,
+        filter: &Filter,
+        slots: usize,
+        payloads: impl Fn() -> Box<dyn Iterator<Item = (u32, &'a Payload)> + 'a>,
+    ) -> Option<ColumnFilter<'_>> {
+        if filter.min_should.is_some() {
+            return None;
+        }
+        let tests = |conditions: &[Condition]| {
+            conditions
+                .iter()
+                .map(|c| {
+                    let Condition::Field(fc) = c else {
+                        return None;
+                    };
+                    let index = self.field(&fc.key, &payloads)?;
+                    let column = index.column(slots);
+                    (column.unknown() < column.len() / MOSTLY_KNOWN + 1).then_some(())?;
+                    column.test(c, !index.has_other_numbers)
+                })
+                .collect::<Option<Vec<_>>>()
+        };
+        Some(ColumnFilter {
+            must: tests(&filter.must)?,
+            should: tests(&filter.should)?,
+            must_not: tests(&filter.must_not)?,
         })
     }
 
@@ -475,6 +679,11 @@ mod tests {
     use crate::filter::tests::{filter, payload};
     use serde_json::json;
 
+    /// The payloads of `data` with their slots, as the engine hands them to the indexes.
+    fn rows(data: &[Payload]) -> Box<dyn Iterator<Item = (u32, &Payload)> + '_> {
+        Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
+    }
+
     #[test]
     fn candidates_cover_every_match_and_nothing_else_is_needed() {
         let keys: Vec<KeyPath> = vec!["color".parse().unwrap(), "n".parse().unwrap()];
@@ -485,11 +694,8 @@ mod tests {
             payload(json!({"n": 5})),
         ];
         let mut idx = PayloadIndexes::new(&keys);
-        let all = || {
-            Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
-                as Box<dyn Iterator<Item = (u32, &Payload)>>
-        };
-        let c = |f: Value| idx.candidates(&filter(f), 16, all).map(|c| c.slots());
+        let all = || rows(&data);
+        let c = |f: Value| idx.candidates(&filter(f), 16, all).map(|c| c.slots().0);
         assert_eq!(
             c(json!({"must": [{"key": "color", "match": {"value": "red"}}]})),
             Some(vec![0, 1])
@@ -505,6 +711,15 @@ mod tests {
         assert_eq!(
             c(json!({"must": [{"key": "n", "range": {"gt": 5}}]})),
             Some(vec![])
+        );
+        // Both lower bounds hold, whichever is given first (the index took `gt` alone).
+        assert_eq!(
+            c(json!({"must": [{"key": "n", "range": {"gt": 0.5, "gte": 5}}]})),
+            Some(vec![1, 3])
+        );
+        assert_eq!(
+            c(json!({"must": [{"key": "n", "range": {"lte": 4, "lt": 10}}]})),
+            Some(vec![0, 2])
         );
         // The smallest list wins; unindexed keys do not narrow.
         assert_eq!(
@@ -550,7 +765,7 @@ mod tests {
             16,
             all,
         );
-        assert_eq!(c.map(|c| c.slots()), Some(vec![0, 1, 9]));
+        assert_eq!(c.map(|c| c.slots().0), Some(vec![0, 1, 9]));
     }
 
     #[test]
@@ -558,10 +773,7 @@ mod tests {
         let keys: Vec<KeyPath> = vec!["x".parse().unwrap()];
         let data = [payload(json!({"x": 1})), payload(json!({"x": 1.5}))];
         let idx = PayloadIndexes::new(&keys);
-        let all = || {
-            Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
-                as Box<dyn Iterator<Item = (u32, &Payload)>>
-        };
+        let all = || rows(&data);
         let f = filter(json!({"must": [{"key": "x", "range": {"gte": 1}}]}));
         assert!(idx.candidates(&f, 16, all).is_none(), "1.5 would be missed");
     }
@@ -576,13 +788,10 @@ mod tests {
             payload(json!({"t": 7})),
         ];
         let idx = PayloadIndexes::new(&keys);
-        let all = || {
-            Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
-                as Box<dyn Iterator<Item = (u32, &Payload)>>
-        };
+        let all = || rows(&data);
         let c = |f: Value| {
             idx.candidates(&filter(json!({"must": [f]})), 16, all)
-                .map(|c| (c.slots(), c.exact))
+                .map(|c| c.slots())
         };
         let text = |m: Value| c(json!({"key": "t", "match": m}));
         assert_eq!(text(json!({"text": "quick"})), Some((vec![0, 1], true)));
@@ -621,19 +830,18 @@ mod tests {
             .map(|i| payload(json!({"a": i % 4, "b": format!("x{}", i % 5)})))
             .collect();
         let idx = PayloadIndexes::new(&keys);
-        let all = || {
-            Box::new(data.iter().enumerate().map(|(i, p)| (i as u32, p)))
-                as Box<dyn Iterator<Item = (u32, &Payload)>>
-        };
+        let all = || rows(&data);
         let c = |f: Value| {
             let c = idx.candidates(&filter(f), data.len(), all).unwrap();
-            (c.slots(), c.exact)
+            c.slots()
         };
         let both = json!({"must": [
             {"key": "a", "match": {"value": 1}},
             {"key": "b", "match": {"any": ["x1", "x2"]}}
         ]});
-        assert_eq!(c(both), (vec![1, 17, 21, 37], true));
+        assert_eq!(c(both.clone()), (vec![1, 17, 21, 37], true));
+        let sized = idx.candidates(&filter(both), data.len(), all).unwrap();
+        assert_eq!(sized.len(), 4, "few candidates are counted");
         // A condition the index cannot answer keeps the candidates a superset.
         let with_unindexed = json!({"must": [
             {"key": "a", "range": {"lt": 1}},
@@ -660,5 +868,48 @@ mod tests {
             "must_not": [{"key": "b", "match": {"value": "x0"}}]
         });
         assert!(!c(with_must_not).1, "must_not is left to the filter");
+    }
+
+    #[test]
+    fn several_conditions_on_fields_of_several_values_give_exactly_the_matches() {
+        // The column of `b` cannot tell about the slots holding two values: its lists do.
+        let keys: Vec<KeyPath> = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+        let data: Vec<Payload> = (0..40)
+            .map(|i| match i % 2 {
+                0 => payload(json!({"a": i % 4, "b": ["x0", "x1"]})),
+                _ => payload(json!({"a": i % 4, "b": "x1"})),
+            })
+            .collect();
+        let idx = PayloadIndexes::new(&keys);
+        let all = || rows(&data);
+        let f = filter(json!({"must": [
+            {"key": "a", "range": {"lte": 1}},
+            {"key": "b", "match": {"value": "x0"}}
+        ]}));
+        let c = idx.candidates(&f, data.len(), all).unwrap();
+        let expected: Vec<u32> = (0..40).filter(|i| i % 4 == 0).collect();
+        assert_eq!(c.slots(), (expected, true));
+    }
+
+    #[test]
+    fn the_size_of_an_intersection_is_estimated_without_listing_it() {
+        // Periodic payloads: an evenly strided sample of `b`'s slots would see one `a` only.
+        let keys: Vec<KeyPath> = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+        let data: Vec<Payload> = (0..10_000)
+            .map(|i| payload(json!({"a": i % 4, "b": i % 5})))
+            .collect();
+        let idx = PayloadIndexes::new(&keys);
+        let all = || rows(&data);
+        let f = filter(json!({"must": [
+            {"key": "a", "match": {"value": 1}},
+            {"key": "b", "match": {"value": 2}}
+        ]}));
+        let c = idx.candidates(&f, data.len(), all).unwrap();
+        assert!(
+            (350..=650).contains(&c.len()),
+            "500 matches, {} estimated",
+            c.len()
+        );
+        assert_eq!(c.slots().0.len(), 500);
     }
 }
