@@ -192,3 +192,35 @@ async fn sleep_ms(ms: i32) {
     });
     done(promise).await.unwrap();
 }
+
+/// A background flush that finds the database closed under it has nothing left to do: close
+/// flushed everything first. It used to log "background flush failed: the database is closed".
+#[wasm_bindgen_test]
+async fn a_close_during_a_background_flush_logs_no_error() {
+    let console = Reflect::get(&js_sys::global(), &"console".into()).unwrap();
+    let original = Reflect::get(&console, &"error".into()).unwrap();
+    let logged = js_sys::Array::new();
+    let recorder =
+        js_sys::Function::new_with_args("...args", "this.push(args.join(' '))").bind(&logged);
+    Reflect::set(&console, &"error".into(), &recorder).unwrap();
+    let options = r#"{"name": "page-close-flush", "dimension": 4, "storage": "indexeddb", "flushIntervalMs": 0}"#;
+    for round in 0..5 {
+        let db = open(options).await.unwrap();
+        db.upsert(points(round * 10, 10, 4)).unwrap();
+        // The flush timer fires while close is committing to IndexedDB.
+        done(db.close()).await.unwrap();
+        sleep_ms(20).await;
+    }
+    Reflect::set(&console, &"error".into(), &original).unwrap();
+    let db = open(options).await.unwrap();
+    assert_eq!(
+        db.count(JsValue::UNDEFINED).unwrap(),
+        50,
+        "every round's points kept"
+    );
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy("page-close-flush".into()))
+        .await
+        .unwrap();
+    assert_eq!(logged.length(), 0, "{:?}", logged.join("\n"));
+}

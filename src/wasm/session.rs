@@ -115,16 +115,28 @@ impl Shared {
         wasm_bindgen_futures::spawn_local(async move {
             sleep(ms).await;
             this.flush_scheduled.set(false);
-            if matches!(
-                this.db.state(),
-                crate::DatabaseState::Shutting | crate::DatabaseState::Closed
-            ) {
+            if this.closing() {
                 return; // close flushed
             }
+            // A close may also come while this flush waits behind the one close started: it
+            // then fails on a closed database whose writes close has already flushed.
             if let Err(e) = JsFuture::from(this.flush()).await {
-                web_sys::console::error_2(&"grape-vector-db: background flush failed:".into(), &e);
+                if !this.closing() {
+                    web_sys::console::error_2(
+                        &"grape-vector-db: background flush failed:".into(),
+                        &e,
+                    );
+                }
             }
         });
+    }
+
+    /// Whether the database is closed or closing (close flushes its writes itself).
+    fn closing(&self) -> bool {
+        matches!(
+            self.db.state(),
+            crate::DatabaseState::Shutting | crate::DatabaseState::Closed
+        )
     }
 
     /// Inserts the points of a replayed log into the graph a few at a time, yielding to the
