@@ -201,7 +201,7 @@ async fn a_close_during_a_background_flush_logs_no_error() {
     let original = Reflect::get(&console, &"error".into()).unwrap();
     let logged = js_sys::Array::new();
     let recorder =
-        js_sys::Function::new_with_args("...args", "this.push(args.join(' '))").bind(&logged);
+        js_sys::Function::new_with_args("...args", "this.push(args.join(' '))").bind0(&logged);
     Reflect::set(&console, &"error".into(), &recorder).unwrap();
     let options = r#"{"name": "page-close-flush", "dimension": 4, "storage": "indexeddb", "flushIntervalMs": 0}"#;
     for round in 0..5 {
