@@ -174,7 +174,9 @@ impl fmt::Display for Error {
             Error::InvalidArgument(msg) => write!(f, "invalid argument: {msg}"),
             Error::InvalidPointId(msg) => write!(
                 f,
-                "invalid point id {msg}: ids are unsigned integers or UUID strings"
+                "invalid point id {msg}: ids are unsigned integers or UUID strings (derive \
+                 one from any other string key with idFromString in JS, PointId::from_name in \
+                 Rust)"
             ),
             Error::PayloadNotObject => write!(
                 f,

@@ -70,7 +70,7 @@ pub use search::{
 };
 pub use stats::{DatabaseStats, MemoryStats};
 #[cfg(target_arch = "wasm32")]
-pub use wasm::GrapeDB;
+pub use wasm::{id_from_string, GrapeDB};
 
 /// The README's Rust example, run as a doctest so it cannot go stale.
 #[cfg(doctest)]

@@ -71,6 +71,37 @@ impl PointId {
     }
 }
 
+/// The namespace of [`PointId::from_name`]: the version-5 UUID of the DNS name
+/// `grape-vector-db`.
+const NAME_NAMESPACE: u128 = 0xcbbb_3242_4620_5ce8_81cc_ff8b_3dc8_7920;
+
+impl PointId {
+    /// The id of a string key (a slug, a nanoid, a path): its name-based UUID (version 5, RFC
+    /// 9562) in Grape's namespace, so the same key gives the same id in Rust, in JS
+    /// (`idFromString`) and anywhere with a UUID library, for example Python's
+    /// `uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_DNS, "grape-vector-db"), key)`. Ids stay Qdrant's
+    /// (integers or UUIDs); keep the key in the payload to read it back.
+    ///
+    /// ```
+    /// use grape_vector_db::PointId;
+    ///
+    /// let id = PointId::from_name("note-1");
+    /// assert_eq!(id.to_string(), "4ab00615-3876-5be4-9fff-3f43b7be16f5");
+    /// assert_eq!(id, PointId::from_name("note-1"));
+    /// ```
+    pub fn from_name(name: &str) -> PointId {
+        let mut sha1 = sha1_smol::Sha1::new();
+        sha1.update(&NAME_NAMESPACE.to_be_bytes());
+        sha1.update(name.as_bytes());
+        let digest = sha1.digest().bytes();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x50; // version 5
+        bytes[8] = (bytes[8] & 0x3f) | 0x80; // the RFC's variant
+        PointId::Uuid(u128::from_be_bytes(bytes))
+    }
+}
+
 impl FromStr for PointId {
     type Err = Error;
 
@@ -304,6 +335,27 @@ impl Point {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_from_names_are_the_uuids_python_derives() {
+        // Expected values from Python's `uuid.uuid5(ns, key)`, an implementation of our own.
+        let ns = "cbbb3242-4620-5ce8-81cc-ff8b3dc87920"
+            .parse::<PointId>()
+            .unwrap();
+        assert_eq!(ns, PointId::Uuid(NAME_NAMESPACE));
+        for (key, uuid) in [
+            ("", "1ce96d67-ee16-51ab-938a-dae3ceb41e81"),
+            ("note-1", "4ab00615-3876-5be4-9fff-3f43b7be16f5"),
+            (
+                "V1StGXR8_Z5jdHi6B-myT",
+                "9fe0b077-6832-5070-a86c-7d1c1fb52f68",
+            ),
+            ("héllo wörld 🍇", "87894592-4cdd-56c7-b140-367068eaad4e"),
+            (&"a".repeat(200), "f9639363-1561-54bf-bdf7-ea300a6acf86"),
+        ] {
+            assert_eq!(PointId::from_name(key).to_string(), uuid, "{key:?}");
+        }
+    }
 
     #[test]
     fn uuid_forms_parse_to_the_same_id() {

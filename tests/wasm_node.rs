@@ -3,7 +3,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use grape_testkit::js::*;
-use grape_vector_db::GrapeDB;
+use grape_vector_db::{id_from_string, GrapeDB};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -243,4 +243,30 @@ async fn export_points_walks_the_database_in_qdrant_upsert_batches() {
         .export_points(js(r#"{"filter": {"must": [{"has_id": [1]}]}}"#))
         .unwrap_err();
     assert_eq!(code(&err), "MalformedRequest");
+}
+
+#[wasm_bindgen_test]
+async fn string_keys_become_ids_through_id_from_string() {
+    // The same UUID as `PointId::from_name` in Rust and Python's uuid5 (see src/point.rs).
+    assert_eq!(
+        id_from_string("note-1"),
+        "4ab00615-3876-5be4-9fff-3f43b7be16f5"
+    );
+    let db = open(r#"{"dimension": 2}"#).await.unwrap();
+    let err = db
+        .upsert(js(r#"[{"id": "note-1", "vector": [1, 0]}]"#))
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidPointId");
+    let message = text(&js_sys::Reflect::get(&err, &"message".into()).unwrap());
+    assert!(message.contains("idFromString"), "{message}");
+    let id = id_from_string("note-1");
+    let point = format!(r#"[{{"id": "{id}", "vector": [1, 0], "payload": {{"key": "note-1"}}}}]"#);
+    db.upsert(js(&point)).unwrap();
+    let found = db.get(js(&format!(r#"["{id}"]"#))).unwrap();
+    assert!(
+        text(&found).contains(r#""key":"note-1""#),
+        "{}",
+        text(&found)
+    );
+    done(db.close()).await.unwrap();
 }

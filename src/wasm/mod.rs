@@ -309,6 +309,18 @@ impl GrapeDB {
     }
 }
 
+/// The id of a string key (a slug, a nanoid, a path): its name-based UUID (version 5) in
+/// Grape's namespace, the same as `PointId::from_name` in Rust. Ids are Qdrant's (integers or
+/// UUIDs); keep the key in the payload to read it back.
+///
+/// ```js
+/// db.upsert([{ id: idFromString("note-1"), vector, payload: { key: "note-1" } }]);
+/// ```
+#[wasm_bindgen(js_name = idFromString)]
+pub fn id_from_string(key: &str) -> String {
+    crate::PointId::from_name(key).to_string()
+}
+
 impl GrapeDB {
     /// `GrapeDB.open` for Rust callers (and the wasm tests): the database itself rather than a
     /// promise of it.
