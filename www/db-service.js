@@ -1,6 +1,6 @@
 // The demo's database side: runs in a dedicated worker (OPFS storage) or, where a worker cannot
 // use OPFS, on the main thread (IndexedDB). `handle(op, args, progress)` answers the page's calls.
-import init, { GrapeDB } from "../pkg/grape_vector_db.js";
+import { GrapeDB } from "../pkg/index.js";
 
 const NAME = "wordnet-demo";
 const DIM = 384;
@@ -23,7 +23,6 @@ function pointOf(id, vector, passage) {
 export async function handle(op, args = {}, progress = () => {}) {
   switch (op) {
     case "open": {
-      await init();
       const start = performance.now();
       db = await GrapeDB.open({
         name: NAME, dimension: DIM, distance: "Cosine", storage: args.storage,

@@ -1,0 +1,54 @@
+// The built package (pkg/, from ./scripts/build-pkg) as a Node user gets it: loading without
+// `init()`, a database round trip, idFromString, and what `npm pack` would publish.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const pkg = fileURLToPath(new URL("../../pkg/", import.meta.url));
+
+test("idFromString before the module is loaded is an error with a code", async () => {
+  // First in this file: no test before it has loaded the module.
+  const { idFromString } = await import("../../pkg/index.js");
+  assert.throws(() => idFromString("note-1"), { code: "NotInitialized" });
+});
+
+test("GrapeDB.open loads the module itself in Node", async () => {
+  const { GrapeDB, idFromString } = await import("../../pkg/index.js");
+  const db = await GrapeDB.open({ dimension: 3 });
+  db.upsert([
+    { id: 1, vector: [1, 0, 0], payload: { tag: "a" } },
+    { id: idFromString("note-1"), vector: [0, 1, 0], payload: { key: "note-1" } },
+  ]);
+  assert.equal(db.count(), 2);
+  const [best] = db.search([0, 0.9, 0.1], { limit: 1 });
+  assert.equal(best.id, "4ab00615-3876-5be4-9fff-3f43b7be16f5");
+  assert.equal(best.payload.key, "note-1");
+  assert.throws(() => db.upsert([{ id: "note-2", vector: [1, 1, 1] }]), (e) => {
+    assert.equal(e.code, "InvalidPointId");
+    assert.match(e.message, /idFromString/);
+    return true;
+  });
+  await db.close();
+});
+
+test("the tarball holds the package's files and every path package.json names", () => {
+  const manifest = JSON.parse(readFileSync(`${pkg}package.json`, "utf8"));
+  const cargo = readFileSync(fileURLToPath(new URL("../../Cargo.toml", import.meta.url)), "utf8");
+  assert.equal(manifest.version, cargo.match(/^version = "(.*)"$/m)[1]);
+  const [packed] = JSON.parse(
+    execFileSync("npm", ["pack", "--dry-run", "--json", pkg], { encoding: "utf8" }),
+  );
+  const files = packed.files.map((f) => f.path).sort();
+  for (const needed of ["README.md", "LICENSE-MIT", "LICENSE-APACHE", "package.json", "index.js",
+    "index.d.ts", "grape_vector_db.js", "grape_vector_db_bg.wasm"]) {
+    assert.ok(files.includes(needed), `${needed} missing from ${files}`);
+  }
+  const named = [manifest.main, manifest.types, ...manifest.sideEffects,
+    ...Object.values(manifest.exports).flatMap((e) => (typeof e === "string" ? [e] : Object.values(e)))];
+  for (const path of named) {
+    assert.ok(existsSync(new URL(path, `file://${pkg}`)), `package.json names ${path}, which is missing`);
+    assert.ok(files.includes(path.replace(/^\.\//, "")), `${path} is not in the tarball`);
+  }
+});
