@@ -98,7 +98,7 @@ async fn browser_figures() {
     for q in 0..QUERIES {
         let query = data.row(ROWS + q);
         let t = now_ms();
-        let found = db.search(query.to_vec(), options.clone()).unwrap();
+        let found = db.search(query.to_vec(), Some(options.clone())).unwrap();
         latencies.push(now_ms() - t);
         assert_eq!(js_sys::Array::from(&found).length(), 10);
     }

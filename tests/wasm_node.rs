@@ -22,22 +22,24 @@ async fn round_trip_in_memory() {
     let q: Vec<f32> = (0..8)
         .map(|d| ((7 * 31 + d * 17) % 97) as f32 / 97.0 - 0.5)
         .collect();
-    let found = db.search(q.clone(), js(r#"{"limit": 3}"#)).unwrap();
+    let found = db.search(q.clone(), Some(js(r#"{"limit": 3}"#))).unwrap();
     assert!(ids(&found).starts_with("[7,"), "{}", ids(&found));
     let even = db
         .search(
             q.clone(),
-            js(r#"{"limit": 3, "filter": {"must": [{"key": "even", "match": {"value": true}}]}}"#),
+            Some(js(
+                r#"{"limit": 3, "filter": {"must": [{"key": "even", "match": {"value": true}}]}}"#,
+            )),
         )
         .unwrap();
     assert!(!ids(&even).contains("7"), "{}", ids(&even));
     assert_eq!(
-        db.count(js(r#"{"must": [{"key": "i", "range": {"lt": 10}}]}"#))
+        db.count(Some(js(r#"{"must": [{"key": "i", "range": {"lt": 10}}]}"#)))
             .unwrap(),
         10
     );
     let page = db
-        .scroll(js(r#"{"limit": 2, "offset": 10, "filter": {"must": [{"key": "even", "match": {"value": true}}]}}"#))
+        .scroll(Some(js(r#"{"limit": 2, "offset": 10, "filter": {"must": [{"key": "even", "match": {"value": true}}]}}"#)))
         .unwrap();
     assert_eq!(text(&page).matches(r#""id""#).count(), 2, "{}", text(&page));
     assert!(
@@ -53,14 +55,14 @@ async fn round_trip_in_memory() {
             .unwrap(),
         10
     );
-    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 38);
+    assert_eq!(db.count(None).unwrap(), 38);
     let batch = db
         .search_batch(
             js_sys::Array::of2(
                 &js_sys::Float32Array::from(&q[..]),
                 &js_sys::Float32Array::from(&q[..]),
             ),
-            JsValue::UNDEFINED,
+            None,
         )
         .unwrap();
     assert_eq!(js_sys::Array::from(&batch).length(), 2);
@@ -68,7 +70,7 @@ async fn round_trip_in_memory() {
     let report = done(db.close()).await.unwrap();
     assert!(text(&report).contains("hook_errors"));
     assert_eq!(db.state(), "Closed");
-    let err = db.count(JsValue::UNDEFINED).unwrap_err();
+    let err = db.count(None).unwrap_err();
     assert_eq!(code(&err), "Closed");
     assert!(js_sys::Error::from(err)
         .message()
@@ -110,7 +112,7 @@ async fn export_and_import_bytes() {
     let options = js(r#"{"dimension": 8}"#);
     js_sys::Reflect::set(&options, &"import".into(), &bytes).unwrap();
     let copy = GrapeDB::connect(options).await.unwrap();
-    assert_eq!(copy.count(JsValue::UNDEFINED).unwrap(), 30);
+    assert_eq!(copy.count(None).unwrap(), 30);
     let broken = js(r#"{"dimension": 8}"#);
     js_sys::Reflect::set(
         &broken,
@@ -126,7 +128,10 @@ async fn export_and_import_bytes() {
 async fn misspelt_search_options_are_refused() {
     let db = open(r#"{"dimension": 2}"#).await.unwrap();
     let err = db
-        .search(vec![1.0, 0.0], js(r#"{"limit": 1, "withPayloads": true}"#))
+        .search(
+            vec![1.0, 0.0],
+            Some(js(r#"{"limit": 1, "withPayloads": true}"#)),
+        )
         .unwrap_err();
     assert_eq!(code(&err), "MalformedRequest");
     assert!(text(&js_sys::Reflect::get(&err, &"message".into()).unwrap()).contains("withPayloads"));
@@ -138,9 +143,11 @@ async fn search_options_are_checked_one_by_one() {
     db.upsert(js(r#"[{"id": 1, "vector": [1, 0], "payload": {"n": 1}}, {"id": 2, "vector": [0, 1]}, {"id": 3, "vector": [1, 1]}]"#))
         .unwrap();
     // Payloads come back unless asked not to (the JS API's default; the demo relies on it).
-    let found = db.search(vec![1.0, 0.0], js(r#"{"limit": 1}"#)).unwrap();
+    let found = db
+        .search(vec![1.0, 0.0], Some(js(r#"{"limit": 1}"#)))
+        .unwrap();
     assert_eq!(text(&found), r#"[{"id":1,"score":1,"payload":{"n":1}}]"#);
-    let found = db.search(vec![1.0, 0.0], JsValue::UNDEFINED).unwrap();
+    let found = db.search(vec![1.0, 0.0], None).unwrap();
     assert!(
         text(&found).starts_with(r#"[{"id":1,"score":1,"payload":{"n":1}}"#),
         "{}",
@@ -169,7 +176,7 @@ async fn search_options_are_checked_one_by_one() {
         ("[1]", "unknown field `0`"),
         ("7", "expected an object"),
     ] {
-        let err = db.search(vec![1.0, 0.0], js(options)).unwrap_err();
+        let err = db.search(vec![1.0, 0.0], Some(js(options))).unwrap_err();
         assert_eq!(code(&err), "MalformedRequest", "{options}");
         let message = text(&js_sys::Reflect::get(&err, &"message".into()).unwrap());
         assert!(message.contains(complaint), "{options}: {message}");
@@ -178,14 +185,16 @@ async fn search_options_are_checked_one_by_one() {
     let found = db
         .search(
             vec![1.0, 0.0],
-            js(r#"{"limit": null, "ef": null, "filter": null}"#),
+            Some(js(r#"{"limit": null, "ef": null, "filter": null}"#)),
         )
         .unwrap();
     assert_eq!(ids(&found), "[1,3,2]");
     let found = db
         .search(
             vec![1.0, 0.0],
-            js(r#"{"limit": 1, "offset": 1, "exact": true, "withVector": true}"#),
+            Some(js(
+                r#"{"limit": 1, "offset": 1, "exact": true, "withVector": true}"#,
+            )),
         )
         .unwrap();
     assert_eq!(ids(&found), "[3]");
@@ -193,7 +202,7 @@ async fn search_options_are_checked_one_by_one() {
     let found = db
         .search(
             vec![1.0, 0.0],
-            js(r#"{"scoreThreshold": 0.5, "withPayload": false}"#),
+            Some(js(r#"{"scoreThreshold": 0.5, "withPayload": false}"#)),
         )
         .unwrap();
     assert_eq!(ids(&found), "[1,3]");
@@ -202,7 +211,7 @@ async fn search_options_are_checked_one_by_one() {
         &js_sys::Float32Array::from(&[1.0f32, 0.0][..]),
     );
     let batch = db
-        .search_batch(queries, js(r#"{"limit": 1, "withPayload": false}"#))
+        .search_batch(queries, Some(js(r#"{"limit": 1, "withPayload": false}"#)))
         .unwrap();
     assert_eq!(
         text(&batch),
@@ -220,7 +229,7 @@ async fn export_points_walks_the_database_in_qdrant_upsert_batches() {
         let options = js_sys::Object::new();
         js_sys::Reflect::set(&options, &"limit".into(), &10.into()).unwrap();
         js_sys::Reflect::set(&options, &"offset".into(), &offset).unwrap();
-        let batch = db.export_points(options.into()).unwrap();
+        let batch = db.export_points(Some(options.into())).unwrap();
         let points: js_sys::Array = js_sys::Reflect::get(&batch, &"points".into())
             .unwrap()
             .into();
@@ -240,7 +249,7 @@ async fn export_points_walks_the_database_in_qdrant_upsert_batches() {
     }
     assert_eq!(seen, 25);
     let err = db
-        .export_points(js(r#"{"filter": {"must": [{"has_id": [1]}]}}"#))
+        .export_points(Some(js(r#"{"filter": {"must": [{"has_id": [1]}]}}"#)))
         .unwrap_err();
     assert_eq!(code(&err), "MalformedRequest");
 }

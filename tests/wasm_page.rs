@@ -6,7 +6,6 @@
 use grape_testkit::js::*;
 use grape_vector_db::GrapeDB;
 use js_sys::Reflect;
-use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -28,14 +27,14 @@ async fn indexeddb_data_survives_close_and_reopen() {
     done(db.close()).await.unwrap();
 
     let db = open(options).await.unwrap();
-    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 318);
+    assert_eq!(db.count(None).unwrap(), 318);
     let report = text(&db.open_report().unwrap());
     assert!(report.contains(r#""created":false"#), "{report}");
     assert_eq!(ids(&db.get(js("[5, 7, 319]")).unwrap()), "[7,319]");
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy("page-reopen".into())).await.unwrap();
     let db = open(options).await.unwrap();
-    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 0, "destroyed");
+    assert_eq!(db.count(None).unwrap(), 0, "destroyed");
     done(db.close()).await.unwrap();
 }
 
@@ -54,14 +53,14 @@ async fn a_second_writer_is_refused_and_read_only_sees_the_last_flush() {
         open(r#"{"name": "page-two", "dimension": 4, "storage": "indexeddb", "readOnly": true}"#)
             .await
             .unwrap();
-    assert_eq!(reader.count(JsValue::UNDEFINED).unwrap(), 10);
+    assert_eq!(reader.count(None).unwrap(), 10);
     let err = reader.upsert(points(10, 1, 4)).unwrap_err();
     assert_eq!(code(&err), "ReadOnly");
     done(reader.close()).await.unwrap();
     done(first.close()).await.unwrap();
     // The lock was released by close.
     let again = open(options).await.unwrap();
-    assert_eq!(again.count(JsValue::UNDEFINED).unwrap(), 10);
+    assert_eq!(again.count(None).unwrap(), 10);
     done(again.close()).await.unwrap();
     done(GrapeDB::destroy("page-two".into())).await.unwrap();
 }
@@ -107,11 +106,7 @@ async fn pagehide_flushes_and_a_final_pagehide_closes() {
     let reader_options =
         r#"{"name": "page-hide", "dimension": 4, "storage": "indexeddb", "readOnly": true}"#;
     let before = open(reader_options).await.unwrap();
-    assert_eq!(
-        before.count(JsValue::UNDEFINED).unwrap(),
-        0,
-        "nothing committed yet"
-    );
+    assert_eq!(before.count(None).unwrap(), 0, "nothing committed yet");
     done(before.close()).await.unwrap();
 
     let fire = |persisted: bool| {
@@ -126,7 +121,7 @@ async fn pagehide_flushes_and_a_final_pagehide_closes() {
     sleep_ms(200).await;
     let after = open(reader_options).await.unwrap();
     assert_eq!(
-        after.count(JsValue::UNDEFINED).unwrap(),
+        after.count(None).unwrap(),
         7,
         "pagehide committed the write"
     );
@@ -138,7 +133,7 @@ async fn pagehide_flushes_and_a_final_pagehide_closes() {
     sleep_ms(200).await;
     assert_eq!(db.state(), "Closed");
     let again = open(options).await.unwrap();
-    assert_eq!(again.count(JsValue::UNDEFINED).unwrap(), 8);
+    assert_eq!(again.count(None).unwrap(), 8);
     done(again.close()).await.unwrap();
     done(GrapeDB::destroy("page-hide".into())).await.unwrap();
 }
@@ -178,7 +173,7 @@ async fn a_replayed_log_enters_the_graph_in_idle_time() {
         seen.len() > 2,
         "indexed in several slices, not at once: {seen:?}"
     );
-    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 1_500);
+    assert_eq!(db.count(None).unwrap(), 1_500);
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy("page-idle".into())).await.unwrap();
 }
@@ -213,11 +208,7 @@ async fn a_close_during_a_background_flush_logs_no_error() {
     }
     Reflect::set(&console, &"error".into(), &original).unwrap();
     let db = open(options).await.unwrap();
-    assert_eq!(
-        db.count(JsValue::UNDEFINED).unwrap(),
-        50,
-        "every round's points kept"
-    );
+    assert_eq!(db.count(None).unwrap(), 50, "every round's points kept");
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy("page-close-flush".into()))
         .await

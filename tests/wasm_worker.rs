@@ -10,7 +10,6 @@ use grape_testkit::js::*;
 use grape_vector_db::storage::{OpfsStorage, Storage};
 use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, GrapeDB, Point};
 use js_sys::Reflect;
-use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -26,11 +25,11 @@ async fn opfs_data_survives_close_and_reopen() {
     done(db.close()).await.unwrap();
 
     let db = open(options).await.unwrap();
-    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 497);
+    assert_eq!(db.count(None).unwrap(), 497);
     let q: Vec<f32> = (0..16)
         .map(|d| ((10 * 31 + d * 17) % 97) as f32 / 97.0 - 0.5)
         .collect();
-    let found = db.search(q.clone(), js(r#"{"limit": 1}"#)).unwrap();
+    let found = db.search(q.clone(), Some(js(r#"{"limit": 1}"#))).unwrap();
     assert_eq!(ids(&found), "[10]");
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy("w-reopen".into())).await.unwrap();
@@ -48,7 +47,7 @@ async fn sync_durability_and_a_second_writer() {
     assert_eq!(code(&err), "AlreadyOpen");
     done(db.close()).await.unwrap();
     let db = open(options).await.unwrap();
-    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 20);
+    assert_eq!(db.count(None).unwrap(), 20);
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy("w-sync".into())).await.unwrap();
 }
@@ -81,7 +80,7 @@ async fn a_torn_log_tail_is_cut_on_reopen() {
     let db = open(options).await.unwrap();
     let report = text(&db.open_report().unwrap());
     assert!(report.contains(r#""wal_bytes_truncated":37"#), "{report}");
-    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 30);
+    assert_eq!(db.count(None).unwrap(), 30);
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy("w-torn".into())).await.unwrap();
 }
@@ -110,7 +109,7 @@ async fn damage_before_synced_records_is_refused_unless_salvaging() {
     let salvage =
         r#"{"name": "w-damage", "dimension": 4, "storage": "opfs", "logRecovery": "salvage"}"#;
     let db = open(salvage).await.unwrap();
-    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 10);
+    assert_eq!(db.count(None).unwrap(), 10);
     let report = text(&db.open_report().unwrap());
     assert!(report.contains(r#""wal_damaged_at":"#), "{report}");
     done(db.close()).await.unwrap();
@@ -160,7 +159,7 @@ async fn export_from_opfs_import_into_indexeddb() {
     let options = js(r#"{"name": "w-import", "dimension": 4, "storage": "indexeddb"}"#);
     Reflect::set(&options, &"import".into(), &bytes).unwrap();
     let copy = GrapeDB::connect(options).await.unwrap();
-    assert_eq!(copy.count(JsValue::UNDEFINED).unwrap(), 25);
+    assert_eq!(copy.count(None).unwrap(), 25);
     done(copy.close()).await.unwrap();
     done(GrapeDB::destroy("w-export".into())).await.unwrap();
     done(GrapeDB::destroy("w-import".into())).await.unwrap();

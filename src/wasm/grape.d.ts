@@ -38,7 +38,7 @@ export interface SearchOptions {
   /** How many of the best to skip first (default 0). */
   offset?: number;
   /** A filter in Qdrant's JSON shape: `{ must: [{ key: "color", match: { value: "red" } }] }`. */
-  filter?: Record<string, unknown>;
+  filter?: Filter;
   /** The HNSW beam width for this search (default: the database's `ef`, 64). */
   ef?: number;
   /** Scan every point instead of the graph (default false). */
@@ -62,4 +62,198 @@ export interface PointRecord {
   id: number | string;
   payload?: Record<string, unknown>;
   vector?: number[];
+}
+
+/** A filter in Qdrant's JSON shape; conditions combine with `must` (all), `should` (at least one), `must_not` (none) and `min_should`. */
+export interface Filter {
+  must?: Condition | Condition[];
+  should?: Condition | Condition[];
+  must_not?: Condition | Condition[];
+  min_should?: { conditions: Condition[]; min_count: number };
+}
+
+/** One condition: on a payload field, on the id, on emptiness, a nested filter over an array of objects, or a filter. */
+export type Condition =
+  | FieldCondition
+  | { is_empty: { key: string } }
+  | { is_null: { key: string } }
+  | { has_id: (number | string)[] }
+  | { has_vector: string }
+  | { nested: { key: string; filter: Filter } }
+  | Filter;
+
+/** A condition on the payload field at `key` (`a.b` reaches into objects, `a[].b` into arrays). */
+export interface FieldCondition {
+  key: string;
+  match?:
+    | { value: string | number | boolean }
+    | { any: (string | number | boolean)[] }
+    | { except: (string | number | boolean)[] }
+    | { text: string }
+    | { text_any: string }
+    | { phrase: string };
+  /** Numbers, or RFC 3339 date-times as strings. */
+  range?: { gt?: number | string; gte?: number | string; lt?: number | string; lte?: number | string };
+  values_count?: { gt?: number; gte?: number; lt?: number; lte?: number };
+  geo_bounding_box?: { top_left: GeoPoint; bottom_right: GeoPoint };
+  /** `radius` in meters. */
+  geo_radius?: { center: GeoPoint; radius: number };
+}
+
+export interface GeoPoint {
+  lat: number;
+  lon: number;
+}
+
+export interface ScrollOptions {
+  /** The id to start from (a page's `next_page_offset`). */
+  offset?: number | string;
+  /** How many points per page (default 10). */
+  limit?: number;
+  filter?: Filter;
+  /** Return each point's payload (default true). */
+  with_payload?: boolean;
+  /** Return each point's vector (default false). */
+  with_vector?: boolean;
+}
+
+export interface ScrollPage {
+  points: PointRecord[];
+  /** Pass as `offset` for the next page; null after the last. */
+  next_page_offset: number | string | null;
+}
+
+/** A duration as the Rust API reports it. */
+export interface Duration {
+  secs: number;
+  nanos: number;
+}
+
+export type DatabaseState = "Ready" | "Busy" | "Shutting" | "Closed";
+
+export interface Stats {
+  total_vectors: number;
+  /** Deleted points whose slots compaction has not reclaimed yet. */
+  tombstones: number;
+  /** Points not in the graph yet (searched exactly meanwhile). */
+  unindexed: number;
+  dimension: number;
+  distance: "Cosine" | "Dot" | "Euclid" | "Manhattan";
+  /** Bytes held, by kind. */
+  memory: { vectors: number; mapped: number; payloads: number; ids: number; index: number };
+  disk_bytes: number;
+  state: DatabaseState;
+  uptime: Duration;
+  storage: string;
+  /** The distance kernel: "simd128" or "scalar" in WebAssembly. */
+  kernel: string;
+  /** Whether the browser granted persistent storage (`persist: true`). */
+  persisted: boolean;
+  readOnly: boolean;
+  backend: "opfs" | "indexeddb" | "memory";
+}
+
+export interface OpenReport {
+  created: boolean;
+  segment_points: number;
+  wal_records_replayed: number;
+  wal_bytes_truncated: number;
+  /** Where a damaged log was cut (`logRecovery: "salvage"`), else null. */
+  wal_damaged_at: number | null;
+  startup: {
+    lock: Duration;
+    manifest: Duration;
+    segments: Duration;
+    wal_replay: Duration;
+    warmup: Duration;
+    total: Duration;
+  };
+}
+
+export interface OperationMetrics {
+  calls: number;
+  errors: number;
+  latency: { count: number; mean_us: number; p50_us: number; p95_us: number; p99_us: number; max_us: number };
+}
+
+export interface Metrics {
+  state: DatabaseState;
+  uptime: Duration;
+  total_vectors: number;
+  memory_bytes: number;
+  disk_bytes: number;
+  points_upserted: number;
+  points_deleted: number;
+  queries: number;
+  /** By operation: "upsert", "search", "delete", ... */
+  operations: Record<string, OperationMetrics>;
+  /** By error code. */
+  errors_by_kind: Partial<Record<ErrorCode, number>>;
+  wal_bytes_written: number;
+  wal_bytes_synced: number;
+  wal_size: number;
+  segment_bytes_written: number;
+  checkpoints: number;
+  checkpoints_failed: number;
+}
+
+export type CheckStatus = "Healthy" | "Warning" | "Critical";
+
+export interface HealthStatus {
+  /** The worst of the checks. */
+  status: CheckStatus;
+  checks: { name: string; status: CheckStatus; message: string; duration: Duration }[];
+  at_uptime: Duration;
+}
+
+export interface ShutdownReport {
+  total: Duration;
+  drain: Duration;
+  operations_drained: number;
+  flush: Duration;
+  bytes_flushed: number;
+  /** Set when closing wrote a checkpoint. */
+  checkpoint: Duration | null;
+  hooks: Duration;
+  hook_errors: string[];
+}
+
+/** The `code` of every error the package throws. */
+export type ErrorCode =
+  | "AlreadyOpen"
+  | "Closed"
+  | "Corrupt"
+  | "DimensionMismatch"
+  | "InvalidArgument"
+  | "InvalidConfig"
+  | "InvalidPointId"
+  | "Io"
+  | "LimitExceeded"
+  | "MalformedFilter"
+  | "MalformedRequest"
+  | "MemoryBudgetExceeded"
+  | "NonFiniteComponent"
+  | "NotInitialized"
+  | "PayloadNotObject"
+  | "ReadOnly"
+  | "ShutdownTimeout"
+  | "ShuttingDown"
+  | "StartupTimeout"
+  | "StorageFull"
+  | "UnknownId"
+  | "UnsupportedFormat"
+  | "WriterPoisoned"
+  | "ZeroVector";
+
+/** What the package throws: an `Error` whose `code` says why: `catch (e) { if ((e as GrapeError).code === "AlreadyOpen") ... }` */
+export interface GrapeError extends Error {
+  code: ErrorCode;
+}
+
+// `GrapeDB` has a `[Symbol.dispose]` method (for `using`); this declares the symbol for projects
+// whose `lib` predates it (before esnext / TypeScript's `esnext.disposable`), as @types/node does.
+declare global {
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
 }

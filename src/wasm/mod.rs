@@ -62,7 +62,7 @@ impl GrapeDB {
     /// What opening found: `{ created, segment_points, wal_records_replayed,
     /// wal_bytes_truncated, wal_damaged_at, startup }` (the Rust API's names, as in every
     /// result).
-    #[wasm_bindgen(js_name = openReport)]
+    #[wasm_bindgen(js_name = openReport, unchecked_return_type = "OpenReport")]
     pub fn open_report(&self) -> Result<JsValue, JsValue> {
         to_js(&self.shared.db.open_report())
     }
@@ -98,11 +98,11 @@ impl GrapeDB {
     pub fn search(
         &self,
         query: Vec<f32>,
-        #[wasm_bindgen(unchecked_param_type = "SearchOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SearchOptions")] options: Option<JsValue>,
     ) -> Result<JsValue, JsValue> {
         let request = SearchRequest {
             vector: query,
-            ..search_template(&options)?
+            ..search_template(&options.unwrap_or_default())?
         };
         let found = self.shared.db.search(&request).map_err(js_error)?;
         to_js(&found.result)
@@ -113,9 +113,9 @@ impl GrapeDB {
     pub fn search_batch(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Float32Array[]")] queries: Array,
-        #[wasm_bindgen(unchecked_param_type = "SearchOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SearchOptions")] options: Option<JsValue>,
     ) -> Result<JsValue, JsValue> {
-        let template = search_template(&options)?;
+        let template = search_template(&options.unwrap_or_default())?;
         let requests = queries
             .iter()
             .map(|q| {
@@ -153,7 +153,10 @@ impl GrapeDB {
 
     /// Deletes every point matching a filter; returns how many.
     #[wasm_bindgen(js_name = deleteByFilter)]
-    pub fn delete_by_filter(&self, filter: JsValue) -> Result<usize, JsValue> {
+    pub fn delete_by_filter(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Filter")] filter: JsValue,
+    ) -> Result<usize, JsValue> {
         self.shared.writable()?;
         let Some(filter) = filter_of(filter)? else {
             return Err(bad(
@@ -168,12 +171,15 @@ impl GrapeDB {
 
     /// One page of points in id order: `{ points, next_page_offset }` (options in the Rust
     /// API's JSON shape: `{ limit, offset, filter, with_payload, with_vector }`).
-    pub fn scroll(&self, options: JsValue) -> Result<JsValue, JsValue> {
-        let request: crate::ScrollRequest = if options.is_undefined() || options.is_null() {
-            crate::ScrollRequest::default()
-        } else {
-            serde_json::from_value(json(options, "scroll options")?)
-                .map_err(|e| bad("scroll options", e))?
+    #[wasm_bindgen(unchecked_return_type = "ScrollPage")]
+    pub fn scroll(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "ScrollOptions")] options: Option<JsValue>,
+    ) -> Result<JsValue, JsValue> {
+        let request: crate::ScrollRequest = match options.filter(|o| !o.is_null()) {
+            None => crate::ScrollRequest::default(),
+            Some(options) => serde_json::from_value(json(options, "scroll options")?)
+                .map_err(|e| bad("scroll options", e))?,
         };
         to_js(&self.shared.db.scroll(&request).map_err(js_error)?)
     }
@@ -189,15 +195,15 @@ impl GrapeDB {
     pub fn export_points(
         &self,
         #[wasm_bindgen(
-            unchecked_param_type = "{ offset?: number | string; limit?: number } | undefined"
+            unchecked_optional_param_type = "{ offset?: number | string; limit?: number }"
         )]
-        options: JsValue,
+        options: Option<JsValue>,
     ) -> Result<JsValue, JsValue> {
         let mut request = crate::ScrollRequest {
             limit: 1000,
             ..crate::ScrollRequest::default()
         };
-        if !options.is_undefined() && !options.is_null() {
+        if let Some(options) = options.filter(|o| !o.is_null()) {
             let given: crate::ScrollRequest =
                 serde_json::from_value(json(options, "export options")?)
                     .map_err(|e| bad("export options", e))?;
@@ -216,12 +222,16 @@ impl GrapeDB {
     }
 
     /// Number of points, or of points matching `filter`.
-    pub fn count(&self, filter: JsValue) -> Result<usize, JsValue> {
-        let filter = filter_of(filter)?;
+    pub fn count(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "Filter")] filter: Option<JsValue>,
+    ) -> Result<usize, JsValue> {
+        let filter = filter_of(filter.unwrap_or_default())?;
         self.shared.db.count(filter.as_ref()).map_err(js_error)
     }
 
     /// Counts, memory, storage backend, state and uptime.
+    #[wasm_bindgen(unchecked_return_type = "Stats")]
     pub fn stats(&self) -> Result<JsValue, JsValue> {
         let stats = self.shared.db.stats();
         let value = to_js(&stats)?;
@@ -240,6 +250,7 @@ impl GrapeDB {
     }
 
     /// Counters and latency percentiles per operation (as JSON), or Prometheus text.
+    #[wasm_bindgen(unchecked_return_type = "Metrics | string")]
     pub fn metrics(&self, prometheus: Option<bool>) -> Result<JsValue, JsValue> {
         let m = self.shared.db.metrics();
         match prometheus {
@@ -249,7 +260,7 @@ impl GrapeDB {
     }
 
     /// Runs the health checks (the disk check uses `navigator.storage.estimate()`).
-    #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<HealthStatus>")]
     pub fn health(&self) -> Promise {
         let shared = self.shared.clone();
         future_to_promise(async move {
@@ -281,7 +292,7 @@ impl GrapeDB {
 
     /// Flushes, closes and releases the database (its lock, handles and memory); returns the
     /// shutdown report. Every later call throws an `Error` with code `Closed`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<ShutdownReport>")]
     pub fn close(&self) -> Promise {
         let shared = self.shared.clone();
         future_to_promise(async move {
@@ -303,7 +314,7 @@ impl GrapeDB {
     }
 
     /// `"Ready"`, `"Busy"`, `"Shutting"` or `"Closed"`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "DatabaseState")]
     pub fn state(&self) -> String {
         self.shared.db.state().name().to_owned()
     }

@@ -73,12 +73,12 @@ pub async fn shared_vectors(storage: &str) {
     };
     let searches: js_sys::Array = get(&v, "searches").unchecked_into();
     for case in searches.iter() {
-        let found = db.search(query(&case), options(&case)).unwrap();
+        let found = db.search(query(&case), Some(options(&case))).unwrap();
         assert_eq!(ids(&found), text(&get(&case, "expect")), "{}", text(&case));
     }
     let bad: js_sys::Array = get(&v, "bad_searches").unchecked_into();
     for case in bad.iter() {
-        let err = db.search(query(&case), options(&case)).unwrap_err();
+        let err = db.search(query(&case), Some(options(&case))).unwrap_err();
         assert_eq!(
             code(&err),
             get(&case, "code").as_string().unwrap(),
@@ -96,7 +96,7 @@ pub async fn shared_vectors(storage: &str) {
             text(&case)
         );
     }
-    assert_eq!(db.count(JsValue::UNDEFINED).unwrap(), 5);
+    assert_eq!(db.count(None).unwrap(), 5);
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy(format!("shared-{storage}")))
         .await

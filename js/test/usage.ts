@@ -1,0 +1,48 @@
+// Every documented call of the package, type-checked by `tsc --strict` (types.test.mjs) with a
+// `lib` that predates `Symbol.dispose`; `@ts-expect-error` lines must stay errors.
+import { GrapeDB, idFromString, init } from "../../pkg/index.js";
+import type { ErrorCode, Filter, GrapeError, Metrics } from "../../pkg/index.js";
+
+export async function everyCall(): Promise<void> {
+  await init();
+  const db: GrapeDB = await GrapeDB.open({ name: "notes", dimension: 3, storage: "auto", payloadIndexes: ["tag"] });
+  const summary: { inserted: number; updated: number } = db.upsert([
+    { id: 1, vector: [1, 0, 0], payload: { tag: "a" } },
+    { id: idFromString("note-1"), vector: new Float32Array([0, 1, 0]) },
+  ]);
+  const filter: Filter = { must: [{ key: "tag", match: { value: "a" } }, { key: "n", range: { gte: 1, lt: "2026-01-01T00:00:00Z" } }] };
+  const hits = db.search([1, 0, 0]);
+  const filtered = db.search(new Float32Array(3), { limit: 5, filter, withPayload: true, scoreThreshold: 0.1 });
+  const batches = db.searchBatch([new Float32Array(3)]);
+  const n: number = db.count() + db.count(filter) + db.delete([1, "936da01f-9abd-4d9d-80c7-02af85c822a8"]) + db.deleteByFilter({ must_not: [{ has_id: [2] }] });
+  const page = db.scroll();
+  const next = db.scroll({ limit: 10, offset: page.next_page_offset ?? undefined, filter: { should: [{ is_empty: { key: "tag" } }] } });
+  const exported = db.exportPoints();
+  const points = db.get([1, idFromString("note-1")]);
+  const stats = db.stats();
+  const backend: "opfs" | "indexeddb" | "memory" = stats.backend;
+  const report = db.openReport();
+  const metrics = db.metrics();
+  const text = db.metrics(true);
+  const health = await db.health();
+  await db.flush();
+  await db.checkpoint();
+  const bytes: Uint8Array = db.exportBytes();
+  const state: "Ready" | "Busy" | "Shutting" | "Closed" = db.state;
+  const shutdown = await db.close();
+  await GrapeDB.destroy("notes");
+  try {
+    db.search([1, 0, 0]);
+  } catch (e) {
+    const code: ErrorCode = (e as GrapeError).code;
+    console.log(code);
+  }
+  console.log(summary, hits[0]?.score, filtered, batches.length, n, next.points.length, exported.points, points[0]?.payload,
+    backend, report.wal_records_replayed, (metrics as Metrics).queries, typeof text, health.status, bytes, state,
+    shutdown.checkpoint?.secs);
+  // @ts-expect-error: a misspelt condition is a type error, not a filter that matches nothing
+  db.count({ must: [{ key: "tag", mach: { value: "a" } }] });
+  // @ts-expect-error: states are a closed set
+  const wrong: typeof db.state = "Open";
+  console.log(wrong);
+}
