@@ -2,7 +2,7 @@
 //! the engine stays free of I/O and platform code, comments promise nothing, FORMAT.md states the
 //! format versions the code writes, Cargo.toml keeps the lints that make every `unsafe` explain
 //! itself, every source file starts by saying its job, and shared test code comes from the test
-//! kit rather than `#[path]` includes.
+//! kit rather than `#[path]` includes, and the TypeScript error codes are the ones Rust gives.
 
 use std::path::{Path, PathBuf};
 
@@ -256,5 +256,43 @@ fn architecture_md_names_mechanisms_not_numbers() {
         found.is_empty(),
         "figures in ARCHITECTURE.md (move them to PERFORMANCE.md):\n{}",
         found.join("\n")
+    );
+}
+
+/// The quoted names in `text` after `marker`, up to the first line that is just `end`.
+fn quoted_after(text: &str, marker: &str, end: &str) -> std::collections::BTreeSet<String> {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not found"));
+    text[start..]
+        .lines()
+        .take_while(|line| line.trim() != end)
+        .flat_map(|line| line.split('"').skip(1).step_by(2))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_typescript_error_codes_are_the_codes_errors_have() {
+    // JS code switches on `e.code`; the union in grape.d.ts must name every code Rust gives,
+    // plus the one the package's entry point throws before the module is loaded.
+    let rust = quoted_after(
+        &read(&root().join("src/error.rs")),
+        "pub fn code(&self)",
+        "}",
+    );
+    let mut typescript = quoted_after(
+        &read(&root().join("src/wasm/grape.d.ts")),
+        "export type ErrorCode",
+        "",
+    );
+    assert!(rust.len() >= 20, "codes of Error::code not found: {rust:?}");
+    assert!(
+        typescript.remove("NotInitialized"),
+        "NotInitialized (js/index.js) is missing"
+    );
+    assert_eq!(
+        typescript, rust,
+        "ErrorCode in src/wasm/grape.d.ts against Error::code"
     );
 }
