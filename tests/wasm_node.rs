@@ -279,3 +279,51 @@ async fn string_keys_become_ids_through_id_from_string() {
     );
     done(db.close()).await.unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn upload_points_writes_in_batches_reports_progress_and_yields() {
+    let db = open(r#"{"dimension": 8}"#).await.unwrap();
+    let seen = js_sys::Array::new();
+    let progress =
+        js_sys::Function::new_with_args("done, total", "this.push([done, total])").bind0(&seen);
+    // A timer set before the upload fires before it ends only if the upload yields.
+    let timer_fired = js_sys::Array::new();
+    let mark = js_sys::Function::new_no_args("this.push(1)").bind0(&timer_fired);
+    let set_timeout: js_sys::Function =
+        js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .unwrap()
+            .into();
+    set_timeout.call2(&JsValue::NULL, &mark, &0.into()).unwrap();
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &"batchSize".into(), &100.into()).unwrap();
+    js_sys::Reflect::set(&options, &"onProgress".into(), &progress).unwrap();
+    let summary = done(db.upload_points(points(0, 1_000, 8), Some(options.into())))
+        .await
+        .unwrap();
+    assert_eq!(text(&summary), r#"{"inserted":1000,"updated":0}"#);
+    assert_eq!(timer_fired.length(), 1, "the upload gave the thread back");
+    let expected: Vec<String> = (1..=10).map(|i| format!("[{},1000]", i * 100)).collect();
+    assert_eq!(text(&seen), format!("[{}]", expected.join(",")));
+    assert_eq!(db.count(None).unwrap(), 1_000);
+
+    // A bad point in the third batch: the first two stay written, and the error has its code.
+    let batch = js_sys::Array::from(&points(2_000, 300, 8));
+    batch.set(250, js(r#"{"id": 5000, "vector": [1, 2]}"#));
+    let options = js(r#"{"batchSize": 100}"#);
+    let err = done(db.upload_points(batch.into(), Some(options)))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "DimensionMismatch");
+    assert_eq!(db.count(None).unwrap(), 1_200);
+    for bad in [
+        r#"{"batchSize": 0}"#,
+        r#"{"batchsize": 10}"#,
+        r#"{"onProgress": 1}"#,
+    ] {
+        let err = done(db.upload_points(points(0, 1, 8), Some(js(bad))))
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "MalformedRequest", "{bad}");
+    }
+    done(db.close()).await.unwrap();
+}

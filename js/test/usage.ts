@@ -10,6 +10,11 @@ export async function everyCall(): Promise<void> {
     { id: 1, vector: [1, 0, 0], payload: { tag: "a" } },
     { id: idFromString("note-1"), vector: new Float32Array([0, 1, 0]) },
   ]);
+  const uploaded: { inserted: number; updated: number } = await db.uploadPoints(
+    [{ id: 3, vector: [0, 0, 1] }],
+    { batchSize: 500, onProgress: (done: number, total: number) => console.log(`${done} of ${total}`) },
+  );
+  await db.uploadPoints([]);
   const filter: Filter = { must: [{ key: "tag", match: { value: "a" } }, { key: "n", range: { gte: 1, lt: "2026-01-01T00:00:00Z" } }] };
   const hits = db.search([1, 0, 0]);
   const filtered = db.search(new Float32Array(3), { limit: 5, filter, withPayload: true, scoreThreshold: 0.1 });
@@ -37,7 +42,7 @@ export async function everyCall(): Promise<void> {
     const code: ErrorCode = (e as GrapeError).code;
     console.log(code);
   }
-  console.log(summary, hits[0]?.score, filtered, batches.length, n, next.points.length, exported.points, points[0]?.payload,
+  console.log(summary, uploaded, hits[0]?.score, filtered, batches.length, n, next.points.length, exported.points, points[0]?.payload,
     backend, report.wal_records_replayed, (metrics as Metrics).queries, typeof text, health.status, bytes, state,
     shutdown.checkpoint?.secs);
   // @ts-expect-error: a misspelt condition is a type error, not a filter that matches nothing

@@ -93,6 +93,54 @@ impl GrapeDB {
         to_js(&summary)
     }
 
+    /// Inserts or replaces many points in batches (`batchSize`, default 256), giving the page
+    /// or worker back its thread between them and calling `onProgress(done, total)` after each,
+    /// so a large import neither freezes the page nor leaves the user without news. Resolves to
+    /// `{ inserted, updated }`; on an error it rejects, and the batches before the failing one
+    /// stay written (`done` of the last `onProgress` call says how many points that is).
+    #[wasm_bindgen(
+        js_name = uploadPoints,
+        unchecked_return_type = "Promise<{ inserted: number; updated: number }>"
+    )]
+    pub fn upload_points(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PointInput[]")] points: JsValue,
+        #[wasm_bindgen(
+            unchecked_optional_param_type = "{ batchSize?: number; onProgress?: (done: number, total: number) => void }"
+        )]
+        options: Option<JsValue>,
+    ) -> Promise {
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            let (batch, progress) = upload_options(options)?;
+            let Some(points) = points.dyn_ref::<Array>() else {
+                return Err(bad("points", "expected an array of {id, vector, payload}"));
+            };
+            let total = points.length();
+            let mut summary = crate::UpsertSummary::default();
+            let mut done = 0;
+            while done < total {
+                let end = total.min(done.saturating_add(batch));
+                shared.writable()?;
+                let written = shared
+                    .db
+                    .upsert(points_of(points.slice(done, end).into())?)
+                    .map_err(js_error)?;
+                shared.after_write();
+                summary.inserted += written.inserted;
+                summary.updated += written.updated;
+                done = end;
+                if let Some(f) = &progress {
+                    f.call2(&JsValue::NULL, &done.into(), &total.into())?;
+                }
+                if done < total {
+                    session::sleep(0).await;
+                }
+            }
+            to_js(&summary)
+        })
+    }
+
     /// The nearest points to `query` (copied once into WebAssembly memory).
     #[wasm_bindgen(unchecked_return_type = "ScoredPoint[]")]
     pub fn search(
@@ -331,6 +379,45 @@ impl GrapeDB {
 pub fn id_from_string(key: &str) -> String {
     crate::PointId::from_name(key).to_string()
 }
+
+/// `uploadPoints`' options: the batch size and the progress callback; other keys are refused,
+/// as a misspelt option would otherwise be ignored.
+fn upload_options(options: Option<JsValue>) -> Result<(u32, Option<js_sys::Function>), JsValue> {
+    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else {
+        return Ok((DEFAULT_UPLOAD_BATCH, None));
+    };
+    let mut batch = DEFAULT_UPLOAD_BATCH;
+    let mut progress = None;
+    for key in js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>()).iter() {
+        let value = Reflect::get(&options, &key)?;
+        match key.as_string().as_deref() {
+            Some("batchSize") => match value.as_f64() {
+                Some(n) if n >= 1.0 && n.fract() == 0.0 && n <= u32::MAX as f64 => batch = n as u32,
+                _ => {
+                    return Err(bad(
+                        "upload options",
+                        "batchSize must be a whole number >= 1",
+                    ))
+                }
+            },
+            Some("onProgress") => match value.dyn_into::<js_sys::Function>() {
+                Ok(f) => progress = Some(f),
+                Err(_) => return Err(bad("upload options", "onProgress must be a function")),
+            },
+            other => {
+                return Err(bad(
+                    "upload options",
+                    format!("unknown option {other:?} (known: batchSize, onProgress)"),
+                ))
+            }
+        }
+    }
+    Ok((batch, progress))
+}
+
+/// Points per batch of `uploadPoints`: small enough that a batch holds the thread for a fraction
+/// of a second, large enough that the yields between batches cost little.
+const DEFAULT_UPLOAD_BATCH: u32 = 256;
 
 impl GrapeDB {
     /// `GrapeDB.open` for Rust callers (and the wasm tests): the database itself rather than a

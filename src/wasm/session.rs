@@ -240,7 +240,8 @@ fn close_on_pagehide(weak: Weak<Shared>) -> Function {
     .unchecked_into()
 }
 
-async fn sleep(ms: u32) {
+/// Resolves after `ms` milliseconds, giving the page or worker its thread back meanwhile.
+pub(super) async fn sleep(ms: u32) {
     let promise = Promise::new(&mut |resolve, _| {
         let set_timeout: Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
             .expect("setTimeout exists in every JS host")
