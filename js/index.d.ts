@@ -16,3 +16,41 @@ export function init(
  * module is loaded by `GrapeDB.open` or `init()`.
  */
 export function idFromString(key: string): string;
+
+import type {
+  Filter, HealthStatus, Metrics, OpenOptions, OpenReport, PointInput, PointRecord, ScoredPoint,
+  ScrollOptions, ScrollPage, SearchOptions, ShutdownReport, Stats, DatabaseState,
+} from "./grape_vector_db.js";
+
+/**
+ * A database in a dedicated worker that runs the package's worker module (a module worker file
+ * of one line: `import "grape-vector-db/worker";`): the methods of `GrapeDB`, each returning a
+ * promise, with OPFS storage and the database's work off the page's thread.
+ */
+export class GrapeWorkerDB {
+  private constructor();
+  static open(worker: Worker, options: OpenOptions): Promise<GrapeWorkerDB>;
+  static destroy(worker: Worker, name: string): Promise<void>;
+  upsert(points: PointInput[]): Promise<{ inserted: number; updated: number }>;
+  uploadPoints(
+    points: PointInput[],
+    options?: { batchSize?: number; onProgress?: (done: number, total: number) => void },
+  ): Promise<{ inserted: number; updated: number }>;
+  search(query: Float32Array | number[], options?: SearchOptions): Promise<ScoredPoint[]>;
+  searchBatch(queries: Float32Array[], options?: SearchOptions): Promise<ScoredPoint[][]>;
+  get(ids: (number | string)[]): Promise<PointRecord[]>;
+  delete(ids: (number | string)[]): Promise<number>;
+  deleteByFilter(filter: Filter): Promise<number>;
+  scroll(options?: ScrollOptions): Promise<ScrollPage>;
+  exportPoints(options?: { offset?: number | string; limit?: number }): Promise<{ points: PointInput[]; next_page_offset: number | string | null }>;
+  count(filter?: Filter): Promise<number>;
+  stats(): Promise<Stats>;
+  openReport(): Promise<OpenReport>;
+  metrics(prometheus?: boolean): Promise<Metrics | string>;
+  health(): Promise<HealthStatus>;
+  flush(): Promise<void>;
+  checkpoint(): Promise<void>;
+  close(): Promise<ShutdownReport>;
+  exportBytes(): Promise<Uint8Array>;
+  state(): Promise<DatabaseState>;
+}

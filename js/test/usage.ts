@@ -1,6 +1,6 @@
 // Every documented call of the package, type-checked by `tsc --strict` (types.test.mjs) with a
 // `lib` that predates `Symbol.dispose`; `@ts-expect-error` lines must stay errors.
-import { GrapeDB, idFromString, init } from "../../pkg/index.js";
+import { GrapeDB, GrapeWorkerDB, idFromString, init } from "../../pkg/index.js";
 import type { ErrorCode, Filter, GrapeError, Metrics } from "../../pkg/index.js";
 
 export async function everyCall(): Promise<void> {
@@ -50,4 +50,14 @@ export async function everyCall(): Promise<void> {
   // @ts-expect-error: states are a closed set
   const wrong: typeof db.state = "Open";
   console.log(wrong);
+}
+
+export async function inAWorker(worker: Worker): Promise<number> {
+  const db = await GrapeWorkerDB.open(worker, { name: "notes", dimension: 3 });
+  await db.uploadPoints([{ id: 1, vector: [1, 0, 0] }], { onProgress: (done, total) => console.log(done / total) });
+  const hits: { id: number | string; score: number }[] = await db.search([1, 0, 0], { limit: 1 });
+  const state: "Ready" | "Busy" | "Shutting" | "Closed" = await db.state();
+  await db.close();
+  await GrapeWorkerDB.destroy(worker, "notes");
+  return hits.length + (state === "Ready" ? 1 : 0) + (await db.count().catch(() => 0));
 }

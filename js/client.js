@@ -1,0 +1,82 @@
+// `GrapeWorkerDB`: a database that lives in a dedicated worker running worker.js, with the
+// methods of `GrapeDB`, each returning a promise. Errors arrive as `Error`s with their `code`.
+const calls = new WeakMap();
+
+/** The call channel of `worker`: one listener, answers matched to calls by id. */
+function channel(worker) {
+  let rpc = calls.get(worker);
+  if (rpc !== undefined) return rpc;
+  const pending = new Map();
+  let nextId = 1;
+  worker.addEventListener("message", (event) => {
+    const { id, result, error, progress } = event.data ?? {};
+    const call = pending.get(id);
+    if (call === undefined) return;
+    if (progress !== undefined) {
+      call.onProgress?.(...progress);
+    } else if (error !== undefined) {
+      pending.delete(id);
+      call.reject(Object.assign(new Error(error.message), { code: error.code }));
+    } else {
+      pending.delete(id);
+      call.resolve(result);
+    }
+  });
+  worker.addEventListener("error", (event) => {
+    const error = Object.assign(new Error(`the database worker failed: ${event.message ?? "unknown error"}`),
+      { code: "Io" });
+    for (const call of pending.values()) call.reject(error);
+    pending.clear();
+  });
+  rpc = (op, handle, args, onProgress) => new Promise((resolve, reject) => {
+    const id = nextId++;
+    pending.set(id, { resolve, reject, onProgress });
+    worker.postMessage({ id, op, handle, args });
+  });
+  calls.set(worker, rpc);
+  return rpc;
+}
+
+export class GrapeWorkerDB {
+  #call;
+
+  constructor(call) {
+    this.#call = call;
+  }
+
+  /** Opens (or creates) a database in `worker` (a module worker that imports "grape-vector-db/worker"). */
+  static async open(worker, options) {
+    const rpc = channel(worker);
+    const handle = await rpc("open", undefined, [options]);
+    return new GrapeWorkerDB((op, args, onProgress) => rpc(op, handle, args, onProgress));
+  }
+
+  /** Deletes a closed database's storage, in `worker`. */
+  static destroy(worker, name) {
+    return channel(worker)("destroy", undefined, [name]);
+  }
+
+  upsert(points) { return this.#call("upsert", [points]); }
+  uploadPoints(points, options = {}) {
+    const { onProgress, ...rest } = options;
+    return this.#call("uploadPoints", [points, { ...rest, reportProgress: onProgress !== undefined }], onProgress);
+  }
+  search(query, options) { return this.#call("search", [query, options]); }
+  searchBatch(queries, options) { return this.#call("searchBatch", [queries, options]); }
+  get(ids) { return this.#call("get", [ids]); }
+  delete(ids) { return this.#call("delete", [ids]); }
+  deleteByFilter(filter) { return this.#call("deleteByFilter", [filter]); }
+  scroll(options) { return this.#call("scroll", [options]); }
+  exportPoints(options) { return this.#call("exportPoints", [options]); }
+  count(filter) { return this.#call("count", [filter]); }
+  stats() { return this.#call("stats", []); }
+  openReport() { return this.#call("openReport", []); }
+  metrics(prometheus) { return this.#call("metrics", [prometheus]); }
+  health() { return this.#call("health", []); }
+  flush() { return this.#call("flush", []); }
+  checkpoint() { return this.#call("checkpoint", []); }
+  close() { return this.#call("close", []); }
+  exportBytes() { return this.#call("exportBytes", []); }
+  /** `"Ready"`, `"Busy"`, `"Shutting"` or `"Closed"`. */
+  state() { return this.#call("state", []); }
+}
