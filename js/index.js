@@ -15,7 +15,9 @@ function isNode() {
 
 async function load(source) {
   if (source === undefined && isNode()) {
-    const { readFile } = await import("node:fs/promises");
+    // getBuiltinModule rather than import("node:fs/promises"), which bundlers building for
+    // the browser would try to resolve and warn about.
+    const { readFile } = process.getBuiltinModule("node:fs/promises");
     source = await readFile(new URL("./grape_vector_db_bg.wasm", import.meta.url));
   }
   await initGlue(source === undefined ? undefined : { module_or_path: source });
