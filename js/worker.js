@@ -6,7 +6,7 @@
 // {id, progress: [done, total]}.
 import { GrapeDB } from "./index.js";
 
-/** The methods a client may call on an open database, with whether they return a promise. */
+/** The methods a client may call on an open database (nothing else is called by name). */
 const METHODS = new Set([
   "upsert", "uploadPoints", "search", "searchBatch", "get", "delete", "deleteByFilter", "scroll",
   "exportPoints", "count", "stats", "openReport", "metrics", "health", "flush", "checkpoint",
