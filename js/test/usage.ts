@@ -15,6 +15,8 @@ export async function everyCall(): Promise<void> {
     { batchSize: 500, onProgress: (done: number, total: number) => console.log(`${done} of ${total}`) },
   );
   await db.uploadPoints([]);
+  const ring = [{ lat: 0, lon: 0 }, { lat: 0, lon: 1 }, { lat: 1, lon: 1 }, { lat: 0, lon: 0 }];
+  const places = db.count({ must: [{ key: "at", geo_polygon: { exterior: { points: ring }, interiors: [] } }] });
   const filter: Filter = { must: [{ key: "tag", match: { value: "a" } }, { key: "n", range: { gte: 1, lt: "2026-01-01T00:00:00Z" } }] };
   const hits = db.search([1, 0, 0]);
   const filtered = db.search(new Float32Array(3), { limit: 5, filter, withPayload: true, scoreThreshold: 0.1 });
@@ -42,7 +44,7 @@ export async function everyCall(): Promise<void> {
     const code: ErrorCode = (e as GrapeError).code;
     console.log(code);
   }
-  console.log(summary, uploaded, hits[0]?.score, filtered, batches.length, n, next.points.length, exported.points, points[0]?.payload,
+  console.log(summary, uploaded, places, hits[0]?.score, filtered, batches.length, n, next.points.length, exported.points, points[0]?.payload,
     backend, report.wal_records_replayed, (metrics as Metrics).queries, typeof text, health.status, bytes, state,
     shutdown.checkpoint?.secs);
   // @ts-expect-error: a misspelt condition is a type error, not a filter that matches nothing

@@ -98,6 +98,8 @@ export interface FieldCondition {
   geo_bounding_box?: { top_left: GeoPoint; bottom_right: GeoPoint };
   /** `radius` in meters. */
   geo_radius?: { center: GeoPoint; radius: number };
+  /** Strictly inside `exterior` and outside every ring of `interiors`; rings are closed (first point = last). */
+  geo_polygon?: { exterior: { points: GeoPoint[] }; interiors?: { points: GeoPoint[] }[] };
 }
 
 export interface GeoPoint {
