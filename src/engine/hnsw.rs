@@ -28,7 +28,7 @@ use crate::bytes::Bytes;
 /// No node / no upper-layer block.
 pub(crate) const NONE: u32 = u32::MAX;
 /// How many neighbours ahead of the one being scored the greedy upper-layer search prefetches.
-const PREFETCH_AHEAD: usize = 3;
+pub(super) const PREFETCH_AHEAD: usize = 3;
 /// How many groups of four neighbours ahead of the group being scored a beam search prefetches.
 const PREFETCH_GROUPS: usize = 1;
 /// Levels above this are never drawn (the probability is below 16^-16).
@@ -732,18 +732,23 @@ impl Graph {
         for layer in (1..=self.max_level).rev() {
             ep = self.greedy(query, ep, layer, space);
         }
-        let sketch = self.sketches.as_ref().map(|s| {
-            SCRATCH.with(|scratch| {
-                s.sketcher
-                    .sketch_into(query, &mut scratch.borrow_mut().rotated)
-            })
-        });
+        let sketch = self.query_sketch(query);
         let query = Query {
             vector: query,
             sketch,
             walk,
         };
         self.search_layer(query, &[ep], ef, 0, space, admit)
+    }
+
+    /// The sketch of a query vector, for graphs that keep sketches of their nodes.
+    pub fn query_sketch(&self, query: &[f32]) -> Option<Sketch> {
+        self.sketches.as_ref().map(|s| {
+            SCRATCH.with(|scratch| {
+                s.sketcher
+                    .sketch_into(query, &mut scratch.borrow_mut().rotated)
+            })
+        })
     }
 
     /// A graph over the nodes for which `new_slot[old]` is not `NONE`, renumbered. Lists that
@@ -852,16 +857,21 @@ impl Graph {
 mod tests {
     use super::*;
 
-    /// Vectors in a plain `Vec`, compared by squared Euclidean distance.
+    /// Vectors in a plain `Vec`, compared by squared Euclidean distance, or for unit vectors
+    /// by cosine similarity (the key `-cos`, as sketches expect).
     struct Plain {
         dim: usize,
         data: Vec<f32>,
+        cosine: bool,
     }
 
     impl Space for Plain {
         fn key_to(&self, query: &[f32], slot: u32) -> f32 {
             let v = self.vector(slot);
-            query.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum()
+            match self.cosine {
+                true => -query.iter().zip(v).map(|(a, b)| a * b).sum::<f32>(),
+                false => query.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum(),
+            }
         }
         fn keys_to4(&self, query: &[f32], slots: [u32; 4]) -> [f32; 4] {
             slots.map(|s| self.key_to(query, s))
@@ -872,22 +882,32 @@ mod tests {
         fn prefetch(&self, _: u32) {}
     }
 
-    /// A graph over `n` pseudo-random points, inserted one by one.
-    fn graph(n: usize, dim: usize) -> (Graph, Plain) {
+    /// A graph over `n` pseudo-random points, inserted one by one; `sketched`, over unit
+    /// vectors by cosine similarity with sketches of its nodes.
+    fn sketched_graph(n: usize, dim: usize, sketched: bool) -> (Graph, Plain) {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let data = (0..n * dim)
+        let mut data: Vec<f32> = (0..n * dim)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32
+                (state >> 40) as f32 / (1u64 << 24) as f32 - f32::from(u8::from(sketched)) * 0.5
             })
             .collect();
-        let space = Plain { dim, data };
+        if sketched {
+            for v in data.chunks_exact_mut(dim) {
+                crate::distance::normalize(v);
+            }
+        }
+        let space = Plain {
+            dim,
+            data,
+            cosine: sketched,
+        };
         let mut graph = Graph::new(GraphParams {
             m: 8,
             ef_construction: 64,
-            sketch_dim: None,
+            sketch_dim: sketched.then_some(dim),
         });
         let levels = graph.draw_levels(n);
         for (slot, level) in levels.into_iter().enumerate() {
@@ -899,7 +919,14 @@ mod tests {
 
     #[test]
     fn walking_around_refused_nodes_finds_the_matches_without_scoring_the_rest() {
-        let (graph, space) = graph(3_000, 8);
+        // With sketches, refused nodes estimated beyond the worst result are not walked around,
+        // and the beam is wider as the engine makes it (`PRUNED_AROUND_WIDER` at 10%).
+        for (sketched, dim, around_ef) in [(false, 8, 32), (true, 64, 53)] {
+            walk_around_finds_the_matches(sketched_graph(3_000, dim, sketched), around_ef);
+        }
+    }
+
+    fn walk_around_finds_the_matches((graph, space): (Graph, Plain), around_ef: usize) {
         // One node in ten, spread over the whole graph: most neighbours are refused.
         let admit = |slot: u32| slot % 10 == 3;
         let (mut through_hits, mut around_hits, mut total) = (0, 0, 0);
@@ -916,7 +943,11 @@ mod tests {
             exact.sort_unstable();
             let truth: Vec<u32> = exact[..10].iter().map(|c| c.slot).collect();
             for walk in [Walk::Through, Walk::Around] {
-                let (found, scored) = graph.search(&query, 32, &space, &admit, walk);
+                let ef = match walk {
+                    Walk::Through => 32,
+                    Walk::Around => around_ef,
+                };
+                let (found, scored) = graph.search(&query, ef, &space, &admit, walk);
                 assert!(
                     found.iter().all(|c| admit(c.slot)),
                     "{walk:?} admitted a refused node"

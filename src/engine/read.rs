@@ -45,7 +45,7 @@ impl Engine {
         filter: Option<&'a Filter>,
     ) -> Box<dyn Iterator<Item = usize> + 'a> {
         if let Some(candidates) = filter.and_then(|f| self.index_candidates(f)) {
-            let (slots, exact) = candidates.slots();
+            let (slots, exact) = candidates.slots(self.slot_ids.len());
             return Box::new(slots.into_iter().map(|s| s as usize).filter(move |&slot| {
                 self.slot_ids[slot].is_some_and(|id| {
                     exact || filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))

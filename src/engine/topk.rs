@@ -51,6 +51,15 @@ impl TopK {
         self.heap.len() < self.k || self.heap.peek().is_some_and(|w| key < w.key)
     }
 
+    /// The key a candidate must beat once the selection is full; `None` before.
+    #[inline]
+    pub fn worst_when_full(&self) -> Option<f32> {
+        match self.heap.len() >= self.k {
+            true => self.heap.peek().map(|w| w.key),
+            false => None,
+        }
+    }
+
     #[inline]
     pub fn push(&mut self, c: Candidate) {
         if self.heap.len() < self.k {

@@ -276,7 +276,7 @@ fn integer_bounds(r: &Range) -> (i64, i64) {
 const MOSTLY_KNOWN: usize = 64;
 
 /// The slots of `lists` that `keep` accepts as a bitset over `slots` slots.
-fn bitset(lists: &[&[u32]], slots: usize, keep: impl Fn(u32) -> bool) -> Vec<u64> {
+fn bitset(lists: &[&[u32]], slots: usize, mut keep: impl FnMut(u32) -> bool) -> Vec<u64> {
     let mut bits = vec![0u64; slots.div_ceil(64)];
     for &slot in lists.iter().flat_map(|l| l.iter()).filter(|&&s| keep(s)) {
         if let Some(word) = bits.get_mut(slot as usize / 64) {
@@ -424,25 +424,48 @@ impl<'s> Candidates<'s> {
         bitset(&self.lists, slots, keep)
     }
 
-    /// The candidate slots, sorted and without repeats, and whether they are exactly the
-    /// matches (a part that cannot tell about some slot leaves it in, to be checked).
-    pub fn slots(&self) -> (Vec<u32>, bool) {
+    /// The candidate slots (of `capacity` slots), sorted and without repeats, and whether they
+    /// are exactly the matches (a part that cannot tell about some slot leaves it in, to be
+    /// checked).
+    pub fn slots(&self, capacity: usize) -> (Vec<u32>, bool) {
         let mut exact = self.exact;
-        let mut out: Vec<u32> = self
-            .listed()
-            .filter(|&slot| match self.others_list(slot) {
-                Some(listed) => listed,
-                None => {
-                    exact = false;
-                    true
+        let mut keep = |slot: u32| match self.others_list(slot) {
+            Some(listed) => listed,
+            None => {
+                exact = false;
+                true
+            }
+        };
+        let listed: usize = self.lists.iter().map(|l| l.len()).sum();
+        let out = if self.lists.len() <= 1 {
+            // One list is sorted and without repeats already.
+            self.listed().filter(|&s| keep(s)).collect()
+        } else if listed >= capacity / DENSE_LISTED {
+            // Many lists of many slots: merged through a bitset, which costs a pass over its
+            // words where sorting would cost a comparison sort of every slot.
+            let bits = bitset(&self.lists, capacity, &mut keep);
+            let mut out = Vec::with_capacity(listed);
+            for (w, &word) in bits.iter().enumerate() {
+                let mut word = word;
+                while word != 0 {
+                    out.push((w * 64) as u32 + word.trailing_zeros());
+                    word &= word - 1;
                 }
-            })
-            .collect();
-        out.sort_unstable();
-        out.dedup();
+            }
+            out
+        } else {
+            let mut out: Vec<u32> = self.listed().filter(|&s| keep(s)).collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        };
         (out, exact)
     }
 }
+
+/// Candidates listed by several lists are merged through a bitset when they are at least one
+/// in this many slots, else sorted.
+const DENSE_LISTED: usize = 64;
 
 /// The indexes of the configured keys.
 pub(crate) struct PayloadIndexes {
@@ -695,7 +718,7 @@ mod tests {
         ];
         let mut idx = PayloadIndexes::new(&keys);
         let all = || rows(&data);
-        let c = |f: Value| idx.candidates(&filter(f), 16, all).map(|c| c.slots().0);
+        let c = |f: Value| idx.candidates(&filter(f), 16, all).map(|c| c.slots(16).0);
         assert_eq!(
             c(json!({"must": [{"key": "color", "match": {"value": "red"}}]})),
             Some(vec![0, 1])
@@ -765,7 +788,7 @@ mod tests {
             16,
             all,
         );
-        assert_eq!(c.map(|c| c.slots().0), Some(vec![0, 1, 9]));
+        assert_eq!(c.map(|c| c.slots(16).0), Some(vec![0, 1, 9]));
     }
 
     #[test]
@@ -791,7 +814,7 @@ mod tests {
         let all = || rows(&data);
         let c = |f: Value| {
             idx.candidates(&filter(json!({"must": [f]})), 16, all)
-                .map(|c| c.slots())
+                .map(|c| c.slots(data.len()))
         };
         let text = |m: Value| c(json!({"key": "t", "match": m}));
         assert_eq!(text(json!({"text": "quick"})), Some((vec![0, 1], true)));
@@ -833,7 +856,7 @@ mod tests {
         let all = || rows(&data);
         let c = |f: Value| {
             let c = idx.candidates(&filter(f), data.len(), all).unwrap();
-            c.slots()
+            c.slots(data.len())
         };
         let both = json!({"must": [
             {"key": "a", "match": {"value": 1}},
@@ -888,7 +911,36 @@ mod tests {
         ]}));
         let c = idx.candidates(&f, data.len(), all).unwrap();
         let expected: Vec<u32> = (0..40).filter(|i| i % 4 == 0).collect();
-        assert_eq!(c.slots(), (expected, true));
+        assert_eq!(c.slots(data.len()), (expected, true));
+    }
+
+    #[test]
+    fn many_lists_merge_alike_through_a_bitset_or_a_sort() {
+        // Several lists (a range over many values, and a multi-valued field listing a slot
+        // twice): merged through a bitset when dense, sorted when sparse; the same slots.
+        let keys: Vec<KeyPath> = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+        let data: Vec<Payload> = (0..2_000)
+            .map(|i| payload(json!({"a": i % 50, "b": [i % 7, i % 11]})))
+            .collect();
+        let idx = PayloadIndexes::new(&keys);
+        let all = || rows(&data);
+        for f in [
+            json!({"must": [{"key": "a", "range": {"lt": 20}}]}),
+            json!({"must": [{"key": "b", "match": {"any": [1, 2, 3]}}]}),
+            json!({"must": [{"key": "a", "range": {"lt": 20}}, {"key": "b", "match": {"any": [1, 2]}}]}),
+        ] {
+            let c = idx.candidates(&filter(f.clone()), data.len(), all).unwrap();
+            let dense = c.slots(data.len());
+            let sparse = c.slots(data.len() * DENSE_LISTED * 64);
+            let expected: Vec<u32> = (0..data.len())
+                .filter(|&i| {
+                    filter(f.clone()).matches(crate::point::PointId::Num(i as u64), &data[i])
+                })
+                .map(|i| i as u32)
+                .collect();
+            assert_eq!(dense, (expected.clone(), true), "{f}");
+            assert_eq!(sparse, (expected, true), "{f}");
+        }
     }
 
     #[test]
@@ -910,6 +962,6 @@ mod tests {
             "500 matches, {} estimated",
             c.len()
         );
-        assert_eq!(c.slots().0.len(), 500);
+        assert_eq!(c.slots(data.len()).0.len(), 500);
     }
 }
