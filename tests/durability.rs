@@ -108,6 +108,53 @@ fn a_second_open_of_the_same_directory_is_refused_until_the_first_closes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The owner record Node processes go by (they have no `flock`): written at open, removed at
+/// close, taken over from a dead process, and respected when another live process holds it.
+#[cfg(unix)]
+#[test]
+fn the_owner_record_names_the_process_and_is_taken_over_only_when_it_is_gone() {
+    let dir = temp_dir("owner");
+    let mut cfg = config(4);
+    cfg.data_dir = Some(dir.clone());
+    let record = dir.join("LOCK.owner");
+    let db = EmbeddedVectorDB::open(cfg.clone()).unwrap();
+    let held = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        held.starts_with(&format!("{} ", std::process::id())),
+        "{held:?}"
+    );
+    drop(db);
+    assert!(!record.exists(), "close removes the record");
+
+    let host = held.split_once(' ').unwrap().1.to_owned();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(&record, format!("{} {host}", child.id())).unwrap(); // `host` ends in a newline
+    let err = EmbeddedVectorDB::open(cfg.clone()).unwrap_err();
+    assert!(matches!(err, Error::AlreadyOpen(_)), "{err}");
+    assert!(
+        err.to_string().contains(&format!("process {}", child.id())),
+        "{err}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The same record, now naming a process that is gone (a crash): taken over.
+    let db = EmbeddedVectorDB::open(cfg).unwrap();
+    let held = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        held.starts_with(&format!("{} ", std::process::id())),
+        "{held:?}"
+    );
+    assert!(
+        db.export_archive().is_ok_and(|a| !a.is_empty()),
+        "the lock's files are not the database's"
+    );
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn opening_with_another_dimension_or_distance_is_a_clear_error() {
     let storage = MemoryStorage::new();

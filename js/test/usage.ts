@@ -6,6 +6,9 @@ import type { ErrorCode, Filter, GrapeError, Metrics } from "../../pkg/index.js"
 export async function everyCall(): Promise<void> {
   await init();
   const db: GrapeDB = await GrapeDB.open({ name: "notes", dimension: 3, storage: "auto", payloadIndexes: ["tag"] });
+  const inNode: GrapeDB = await GrapeDB.open({ dimension: 3, path: "./data/notes", durability: "sync" });
+  const onDisk: "fs" | "opfs" | "indexeddb" | "memory" = inNode.stats().backend;
+  await inNode.close();
   const summary: { inserted: number; updated: number } = db.upsert([
     { id: 1, vector: [1, 0, 0], payload: { tag: "a" } },
     { id: idFromString("note-1"), vector: new Float32Array([0, 1, 0]) },
@@ -27,7 +30,7 @@ export async function everyCall(): Promise<void> {
   const exported = db.exportPoints();
   const points = db.get([1, idFromString("note-1")]);
   const stats = db.stats();
-  const backend: "opfs" | "indexeddb" | "memory" = stats.backend;
+  const backend: "opfs" | "indexeddb" | "memory" | "fs" = stats.backend;
   const report = db.openReport();
   const metrics = db.metrics();
   const text = db.metrics(true);
@@ -44,7 +47,7 @@ export async function everyCall(): Promise<void> {
     const code: ErrorCode = (e as GrapeError).code;
     console.log(code);
   }
-  console.log(summary, uploaded, places, hits[0]?.score, filtered, batches.length, n, next.points.length, exported.points, points[0]?.payload,
+  console.log(onDisk, summary, uploaded, places, hits[0]?.score, filtered, batches.length, n, next.points.length, exported.points, points[0]?.payload,
     backend, report.wal_records_replayed, (metrics as Metrics).queries, typeof text, health.status, bytes, state,
     shutdown.checkpoint?.secs);
   // @ts-expect-error: a misspelt condition is a type error, not a filter that matches nothing

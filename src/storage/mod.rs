@@ -20,11 +20,12 @@ pub(crate) mod chunked;
 mod memory;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+mod owner;
 pub(crate) mod pool;
 
 pub use crate::bytes::Bytes;
 #[cfg(target_arch = "wasm32")]
-pub use browser::{IdbStorage, OpfsStorage};
+pub use browser::{is_node, IdbStorage, NodeFsStorage, OpfsStorage};
 pub use chunked::{ChunkOp, ChunkedStorage, MemoryChunkStore};
 pub use memory::MemoryStorage;
 #[cfg(not(target_arch = "wasm32"))]

@@ -5,10 +5,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::owner::{self, OwnerHost};
 use super::{Bytes, Storage, StorageFile, StorageSpace};
 use crate::error::{Error, Result};
 
-/// Name of the file that carries the directory's exclusive lock.
+/// Name of the file that carries the directory's exclusive lock; the owner record
+/// (`storage/owner.rs`) is named after it, and `list` leaves every such name out.
 const LOCK_FILE: &str = "LOCK";
 
 /// A database directory on the local file system. Immutable files are memory-mapped by
@@ -58,6 +60,84 @@ impl FsStorage {
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+}
+
+/// A held directory: the flock on `LOCK` (its file), and the owner record if claimed.
+struct DirLock {
+    owner: Option<(NativeHost, owner::Claim)>,
+    _file: File,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Before the flock goes: another native process may claim the record once it has it.
+        if let Some((host, claim)) = &self.owner {
+            owner::release(host, claim);
+        }
+    }
+}
+
+/// The owner protocol's operations on the files of a directory.
+struct NativeHost(PathBuf);
+
+impl OwnerHost for NativeHost {
+    fn write(&self, name: &str, content: &[u8]) -> io::Result<()> {
+        fs::write(self.0.join(name), content)
+    }
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        fs::hard_link(self.0.join(from), self.0.join(to))
+    }
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.0.join(name))
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.0.join(from), self.0.join(to))
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.0.join(name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+    fn started(&self) -> Option<u64> {
+        None
+    }
+    fn pid_may_hold(&self) -> bool {
+        false
+    }
+    #[cfg(unix)]
+    fn host(&self) -> String {
+        let mut name = [0u8; 256];
+        // SAFETY: `gethostname` writes at most `name.len()` bytes into the buffer we own; a
+        // name that fills it is cut, and the NUL search below stays within the buffer.
+        // Exercised by every native open (the owner-record test in `tests/durability.rs`).
+        if unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } != 0 {
+            return "localhost".to_owned();
+        }
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        String::from_utf8_lossy(&name[..end]).into_owned()
+    }
+    #[cfg(not(unix))]
+    fn host(&self) -> String {
+        "localhost".to_owned()
+    }
+    #[cfg(unix)]
+    fn alive(&self, pid: u32) -> bool {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return true;
+        };
+        // SAFETY: signal 0 sends nothing; it only checks that the process exists (EPERM: it
+        // exists, owned by someone else). Exercised by the stale-record tests.
+        let sent = unsafe { libc::kill(pid, 0) };
+        sent == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    fn alive(&self, _: u32) -> bool {
+        true
     }
 }
 
@@ -165,7 +245,7 @@ impl Storage for FsStorage {
             let entry = entry?;
             if entry.file_type()?.is_file() {
                 if let Some(name) = entry.file_name().to_str() {
-                    if name != LOCK_FILE {
+                    if !name.starts_with(LOCK_FILE) {
                         names.push(name.to_owned());
                     }
                 }
@@ -202,12 +282,24 @@ impl Storage for FsStorage {
         // An advisory lock on an open file description: a second open in this process or any
         // other fails, and the OS drops it when the file is closed or the process dies.
         match file.try_lock() {
-            Ok(()) => Ok(Box::new(file)),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::AlreadyOpen(self.location())),
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::AlreadyOpen(self.location()))
+            }
             Err(std::fs::TryLockError::Error(e)) => {
-                Err(Error::io("lock", path.display().to_string(), e))
+                return Err(Error::io("lock", path.display().to_string(), e))
             }
         }
+        // The owner record, for Node processes, which cannot see `flock`. A file system
+        // without hard links cannot hold one; Node refuses such a directory (its claim fails),
+        // so natively the flock alone is enough there.
+        let host = NativeHost(self.dir.clone());
+        let owner = match owner::claim(&host, &self.location()) {
+            Ok(claim) => Some((host, claim)),
+            Err(e @ Error::AlreadyOpen(_)) => return Err(e),
+            Err(_) => None,
+        };
+        Ok(Box::new(DirLock { owner, _file: file }))
     }
 
     fn location(&self) -> String {

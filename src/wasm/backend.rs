@@ -1,5 +1,5 @@
-//! The browser storage a database lives in: which one this host offers, and opening the
-//! database in it (OPFS, IndexedDB or memory), from an exported archive if one is given.
+//! The storage a database lives in: which one this host offers, and opening the database in
+//! it (OPFS, IndexedDB, Node's files or memory), from an exported archive if one is given.
 //!
 //! What a host offers is found by feature tests, never by calling and catching: OPFS's
 //! synchronous handles exist only in dedicated workers, and on the main thread the call is not
@@ -13,7 +13,9 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::lock::web_lock;
 use super::options::{OpenOptions, StorageKind};
-use crate::storage::{IdbStorage, MemoryStorage, OpenMode, OpfsStorage, Storage, StorageSpace};
+use crate::storage::{
+    is_node, IdbStorage, MemoryStorage, NodeFsStorage, OpenMode, OpfsStorage, Storage, StorageSpace,
+};
 use crate::{EmbeddedConfig, EmbeddedVectorDB, Error};
 
 /// Where the data lives.
@@ -22,6 +24,7 @@ pub(super) enum Backend {
     Memory,
     Opfs(OpfsStorage),
     Idb(IdbStorage),
+    Fs,
 }
 
 impl Backend {
@@ -29,7 +32,8 @@ impl Backend {
         match self {
             Backend::Opfs(s) => s.set_space(space),
             Backend::Idb(s) => s.set_space(space),
-            Backend::Memory => {}
+            // The disk's space is asked of the file system itself (`Storage::space`).
+            Backend::Memory | Backend::Fs => {}
         }
     }
 
@@ -39,12 +43,13 @@ impl Backend {
             Backend::Memory => "memory",
             Backend::Opfs(_) => "opfs",
             Backend::Idb(_) => "indexeddb",
+            Backend::Fs => "fs",
         }
     }
 
     /// Whether writes outlive the page, so that they are worth flushing before it goes.
     pub(super) fn is_durable(&self) -> bool {
-        matches!(self, Backend::Opfs(_) | Backend::Idb(_))
+        matches!(self, Backend::Opfs(_) | Backend::Idb(_) | Backend::Fs)
     }
 }
 
@@ -60,17 +65,24 @@ fn navigator_storage() -> Option<web_sys::StorageManager> {
     (!storage.is_undefined()).then(|| storage.unchecked_into())
 }
 
-/// The storage `kind` stands for here (`auto`: the best this host has).
-pub(super) fn choose(kind: StorageKind) -> StorageKind {
-    match kind {
-        StorageKind::Auto => auto_storage(),
+/// The storage `options.storage` stands for here (`auto`: the best this host has).
+pub(super) fn choose(options: &OpenOptions) -> StorageKind {
+    match options.storage {
+        StorageKind::Auto => auto_storage(options),
         chosen => chosen,
     }
 }
 
-/// The storage `auto` picks here: OPFS's synchronous handles exist only in dedicated workers.
-fn auto_storage() -> StorageKind {
-    if global_has("FileSystemSyncAccessHandle") && navigator_storage().is_some() {
+/// The storage `auto` picks here: in Node, its files when a `path` says where (a name alone
+/// says nothing about which directory), else memory; in a browser OPFS, whose synchronous
+/// handles exist only in dedicated workers, else IndexedDB.
+fn auto_storage(options: &OpenOptions) -> StorageKind {
+    if is_node() {
+        match options.path {
+            Some(_) => StorageKind::Fs,
+            None => StorageKind::Memory,
+        }
+    } else if global_has("FileSystemSyncAccessHandle") && navigator_storage().is_some() {
         StorageKind::Opfs
     } else if global_has("indexedDB") {
         StorageKind::Indexeddb
@@ -114,6 +126,7 @@ pub(super) async fn open(
         StorageKind::Memory | StorageKind::Auto => (Backend::Memory, None),
         StorageKind::Opfs => open_opfs(options).await?,
         StorageKind::Indexeddb => open_idb(options).await?,
+        StorageKind::Fs => open_fs(options)?,
     };
     let db = open_db(config, storage, options.import.as_deref())?;
     Ok((backend, db))
@@ -134,6 +147,23 @@ async fn open_opfs(options: &OpenOptions) -> Result<(Backend, Option<Arc<dyn Sto
     }
     let s = OpfsStorage::open(&options.name).await?;
     Ok((Backend::Opfs(s.clone()), Some(Arc::new(s))))
+}
+
+fn open_fs(options: &OpenOptions) -> Result<(Backend, Option<Arc<dyn Storage>>), Error> {
+    if !is_node() {
+        return Err(Error::InvalidConfig(
+            "storage \"fs\" needs Node (node:fs); in a browser use \"opfs\", \"indexeddb\" \
+             or \"auto\""
+                .into(),
+        ));
+    }
+    if options.read_only {
+        return Err(Error::InvalidConfig(
+            "readOnly is supported with IndexedDB storage only".into(),
+        ));
+    }
+    let s = NodeFsStorage::create(options.directory())?;
+    Ok((Backend::Fs, Some(Arc::new(s))))
 }
 
 async fn open_idb(options: &OpenOptions) -> Result<(Backend, Option<Arc<dyn Storage>>), Error> {

@@ -1,5 +1,6 @@
 /** Where the database keeps its files. `auto`: OPFS in a dedicated worker, else IndexedDB, else memory. */
-export type StorageKind = "auto" | "opfs" | "indexeddb" | "memory";
+/** "auto": in a browser OPFS in a dedicated worker, else IndexedDB; in Node "fs" when `path` is given, else "memory". */
+export type StorageKind = "auto" | "opfs" | "indexeddb" | "memory" | "fs";
 
 export interface OpenOptions {
   /** Database name (one OPFS directory or IndexedDB database per name). Default "default". */
@@ -7,7 +8,9 @@ export interface OpenOptions {
   dimension: number;
   distance?: "Cosine" | "Dot" | "Euclid" | "Manhattan";
   storage?: StorageKind;
-  /** "batched" (default: durable within flushIntervalMs), "onFlush" (at `flush()`), "sync" (OPFS only: every write). */
+  /** Node only: the database's directory (native format, relative to the working directory); storage "fs" defaults it to `name`. */
+  path?: string;
+  /** "batched" (default: durable within flushIntervalMs), "onFlush" (at `flush()`), "sync" (OPFS and Node's files: every write). */
   durability?: "batched" | "onFlush" | "sync";
   flushIntervalMs?: number;
   /** Open without writing, when another tab or worker holds the database. */
@@ -152,7 +155,7 @@ export interface Stats {
   /** Whether the browser granted persistent storage (`persist: true`). */
   persisted: boolean;
   readOnly: boolean;
-  backend: "opfs" | "indexeddb" | "memory";
+  backend: "opfs" | "indexeddb" | "memory" | "fs";
 }
 
 export interface OpenReport {

@@ -36,15 +36,16 @@ impl Drop for WebLock {
     }
 }
 
-/// The lock an open of database `name` in `kind` needs: none for memory (nothing is shared) or
-/// read-only (nothing is written), else the database's own.
+/// The Web Lock an open of database `name` in `kind` needs: none for memory (nothing is
+/// shared), read-only (nothing is written) or Node's files (whose directory has its owner
+/// record, `storage/owner.rs`), else the database's own.
 pub(super) async fn lock_for(
     name: &str,
     kind: StorageKind,
     read_only: bool,
 ) -> Result<Option<WebLock>, Error> {
     match (kind, read_only) {
-        (StorageKind::Memory, _) | (_, true) => Ok(None),
+        (StorageKind::Memory | StorageKind::Fs, _) | (_, true) => Ok(None),
         _ => web_lock(name).await,
     }
 }

@@ -19,6 +19,8 @@ pub(super) enum StorageKind {
     Opfs,
     Indexeddb,
     Memory,
+    /// Node's file system (`node:fs`), in the directory `path` names.
+    Fs,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
@@ -64,6 +66,9 @@ pub(super) struct OpenOptions {
     distance: Distance,
     #[serde(default)]
     pub(super) storage: StorageKind,
+    /// The directory of a database on Node's file system (`storage: "fs"`, or `"auto"` in
+    /// Node), relative to the working directory.
+    pub(super) path: Option<String>,
     #[serde(default)]
     durability: JsDurability,
     #[serde(default = "default_flush_ms")]
@@ -123,8 +128,8 @@ impl OpenOptions {
             b = b.payload_index(key.clone());
         }
         b = b.hnsw(self.hnsw());
-        // The engine's log durability: only OPFS can fsync a write before returning; the other
-        // modes buffer and become durable at `flush()` (called on a timer for "batched").
+        // The engine's log durability: OPFS and Node's files can fsync a write before
+        // returning; the other modes buffer and become durable at `flush()` (called on a timer for "batched").
         b = b.durability(match self.durability {
             JsDurability::Sync => Durability::Sync,
             _ => Durability::OnFlush,
@@ -153,17 +158,32 @@ impl OpenOptions {
         }
     }
 
-    /// Refuses `durability: "sync"` on a storage that cannot keep the promise: only OPFS writes
-    /// through before returning.
-    pub(super) fn check_durability(&self, kind: StorageKind) -> Result<(), Error> {
-        if self.durability == JsDurability::Sync && kind != StorageKind::Opfs {
+    /// Refuses options the storage `kind` cannot honour: `durability: "sync"` where writes are
+    /// not through before returning (OPFS and Node's files are), and a `path` anywhere but on
+    /// Node's file system.
+    pub(super) fn check_for(&self, kind: StorageKind) -> Result<(), Error> {
+        if self.durability == JsDurability::Sync
+            && !matches!(kind, StorageKind::Opfs | StorageKind::Fs)
+        {
             return Err(Error::InvalidConfig(
-                "durability \"sync\" needs OPFS (a dedicated worker); IndexedDB commits at \
-                 flush(): use \"batched\" or \"onFlush\""
+                "durability \"sync\" needs OPFS (a dedicated worker) or Node's files; IndexedDB \
+                 commits at flush(): use \"batched\" or \"onFlush\""
+                    .into(),
+            ));
+        }
+        if self.path.is_some() && kind != StorageKind::Fs {
+            return Err(Error::InvalidConfig(
+                "path names a directory of Node's file system (storage \"fs\"); in a browser \
+                 a database is found by its name"
                     .into(),
             ));
         }
         Ok(())
+    }
+
+    /// The directory of a database on Node's file system: `path`, else the name.
+    pub(super) fn directory(&self) -> &str {
+        self.path.as_deref().unwrap_or(&self.name)
     }
 
     /// The delay of the flush after a write ("batched"), where the storage outlives the page;

@@ -41,8 +41,8 @@ impl Shared {
     /// `AlreadyOpen`.
     pub(super) async fn open(options: OpenOptions) -> Result<Rc<Shared>, Error> {
         let config = options.config()?;
-        let kind = backend::choose(options.storage);
-        options.check_durability(kind)?;
+        let kind = backend::choose(&options);
+        options.check_for(kind)?;
         let lock = lock_for(&options.name, kind, options.read_only).await?;
         let (backend, db) = match backend::open(&options, config, kind).await {
             Ok(opened) => opened,

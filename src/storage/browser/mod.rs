@@ -1,11 +1,13 @@
-//! Browser backends of the storage trait (WebAssembly only): OPFS through synchronous access
-//! handles in a dedicated worker, and IndexedDB (anywhere) with writes committed by `commit`.
+//! Backends of the storage trait for JS hosts (WebAssembly only): in the browser OPFS through
+//! synchronous access handles in a dedicated worker, and IndexedDB (anywhere) with writes
+//! committed by `commit`; in Node, `node:fs` (`node.rs`).
 //!
-//! Both keep the bytes of the native format: a database exported from one opens in the other
-//! and natively. Their asynchronous parts (opening handles, loading, committing) are `async fn`s
+//! All keep the bytes of the native format: a database exported from one opens in the others
+//! and natively (Node's directory is a native one as it is). Their asynchronous parts (opening handles, loading, committing) are `async fn`s
 //! the JS facade awaits around the synchronous engine.
 
 mod idb;
+mod node;
 mod opfs;
 
 use std::ops::Deref;
@@ -13,6 +15,7 @@ use std::ops::Deref;
 use wasm_bindgen::{JsCast, JsValue};
 
 pub use idb::IdbStorage;
+pub use node::{is_node, NodeFsStorage};
 pub use opfs::OpfsStorage;
 
 /// A JS value shared by the storage trait's `Send + Sync` objects.
@@ -72,4 +75,43 @@ pub(crate) fn js_io_error(e: JsValue) -> std::io::Error {
 /// Awaits a JS promise.
 pub(crate) async fn wait(promise: js_sys::Promise) -> Result<JsValue, JsValue> {
     wasm_bindgen_futures::JsFuture::from(promise).await
+}
+
+/// Fills `buf` from file position `offset` by calls of `read(position, rest)`, each of which may
+/// read less than asked (nothing: the end of the file).
+pub(crate) fn read_fully(
+    offset: u64,
+    buf: &mut [u8],
+    mut read: impl FnMut(f64, &mut [u8]) -> std::io::Result<usize>,
+) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read((offset + done as u64) as f64, &mut buf[done..])? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `data` at file position `offset` by calls of `write(position, rest)`, each of
+/// which may write less than given.
+pub(crate) fn write_fully(
+    offset: u64,
+    data: &[u8],
+    mut write: impl FnMut(f64, &[u8]) -> std::io::Result<usize>,
+) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        match write((offset + done as u64) as f64, &data[done..])? {
+            0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "the file system wrote nothing",
+                ))
+            }
+            n => done += n,
+        }
+    }
+    Ok(())
 }

@@ -15,7 +15,7 @@ use web_sys::{
     FileSystemGetFileOptions, FileSystemReadWriteOptions, FileSystemSyncAccessHandle,
 };
 
-use super::{js_io_error, wait, Js};
+use super::{js_io_error, read_fully, wait, write_fully, Js};
 use crate::error::{Error, Result};
 use crate::storage::pool::{blob_name, Handle, Layout, PooledStorage, DIR_FILE};
 use crate::storage::{io_error, StorageFile};
@@ -57,40 +57,27 @@ impl StorageFile for OpfsFile {
         if offset + buf.len() as u64 > self.len()? {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        let mut done = 0;
-        while done < buf.len() {
+        read_fully(offset, buf, |at, rest| {
             let options = FileSystemReadWriteOptions::new();
-            options.set_at((offset + done as u64) as f64);
+            options.set_at(at);
             let n = self
                 .0
-                .read_with_u8_array_and_options(&mut buf[done..], &options)
-                .map_err(js_io_error)? as usize;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            done += n;
-        }
-        Ok(())
+                .read_with_u8_array_and_options(rest, &options)
+                .map_err(js_io_error)?;
+            Ok(n as usize)
+        })
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let mut done = 0;
-        while done < data.len() {
+        write_fully(offset, data, |at, rest| {
             let options = FileSystemReadWriteOptions::new();
-            options.set_at((offset + done as u64) as f64);
+            options.set_at(at);
             let n = self
                 .0
-                .write_with_u8_array_and_options(&data[done..], &options)
-                .map_err(js_io_error)? as usize;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "OPFS wrote nothing",
-                ));
-            }
-            done += n;
-        }
-        Ok(())
+                .write_with_u8_array_and_options(rest, &options)
+                .map_err(js_io_error)?;
+            Ok(n as usize)
+        })
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
