@@ -1,5 +1,8 @@
 // `GrapeWorkerDB`: a database that lives in a dedicated worker running worker.js, with the
-// methods of `GrapeDB`, each returning a promise. Errors arrive as `Error`s with their `code`.
+// methods of `GrapeDB`, each returning a promise (`RemoteDB`, which GrapeSharedDB in shared.js
+// shares). Errors arrive as `Error`s with their `code`.
+import { errorFromMessage } from "./serve.js";
+
 const calls = new WeakMap();
 
 /** The call channel of `worker`: one listener, answers matched to calls by id. */
@@ -16,7 +19,7 @@ function channel(worker) {
       call.onProgress?.(...progress);
     } else if (error !== undefined) {
       pending.delete(id);
-      call.reject(Object.assign(new Error(error.message), { code: error.code }));
+      call.reject(errorFromMessage(error));
     } else {
       pending.delete(id);
       call.resolve(result);
@@ -37,23 +40,15 @@ function channel(worker) {
   return rpc;
 }
 
-export class GrapeWorkerDB {
+/**
+ * The methods of `GrapeDB`, each returning a promise, over a `call(op, args, onProgress)` that
+ * reaches the database: a worker's (GrapeWorkerDB) or the leading tab's (GrapeSharedDB).
+ */
+export class RemoteDB {
   #call;
 
   constructor(call) {
     this.#call = call;
-  }
-
-  /** Opens (or creates) a database in `worker` (a module worker that imports "grape-vector-db/worker"). */
-  static async open(worker, options) {
-    const rpc = channel(worker);
-    const handle = await rpc("open", undefined, [options]);
-    return new GrapeWorkerDB((op, args, onProgress) => rpc(op, handle, args, onProgress));
-  }
-
-  /** Deletes a closed database's storage, in `worker`. */
-  static destroy(worker, name) {
-    return channel(worker)("destroy", undefined, [name]);
   }
 
   upsert(points) { return this.#call("upsert", [points]); }
@@ -79,4 +74,18 @@ export class GrapeWorkerDB {
   exportBytes() { return this.#call("exportBytes", []); }
   /** `"Ready"`, `"Busy"`, `"Shutting"` or `"Closed"`. */
   state() { return this.#call("state", []); }
+}
+
+export class GrapeWorkerDB extends RemoteDB {
+  /** Opens (or creates) a database in `worker` (a module worker that imports "grape-vector-db/worker"). */
+  static async open(worker, options) {
+    const rpc = channel(worker);
+    const handle = await rpc("open", undefined, [options]);
+    return new GrapeWorkerDB((op, args, onProgress) => rpc(op, handle, args, onProgress));
+  }
+
+  /** Deletes a closed database's storage, in `worker`. */
+  static destroy(worker, name) {
+    return channel(worker)("destroy", undefined, [name]);
+  }
 }

@@ -22,15 +22,8 @@ import type {
   ScrollOptions, ScrollPage, SearchOptions, ShutdownReport, Stats, DatabaseState,
 } from "./grape_vector_db.js";
 
-/**
- * A database in a dedicated worker that runs the package's worker module (a module worker file
- * of one line: `import "grape-vector-db/worker";`): the methods of `GrapeDB`, each returning a
- * promise, with OPFS storage and the database's work off the page's thread.
- */
-export class GrapeWorkerDB {
-  private constructor();
-  static open(worker: Worker, options: OpenOptions): Promise<GrapeWorkerDB>;
-  static destroy(worker: Worker, name: string): Promise<void>;
+/** The methods of `GrapeDB`, each returning a promise: a database held elsewhere. */
+export interface RemoteDB {
   upsert(points: PointInput[]): Promise<{ inserted: number; updated: number }>;
   uploadPoints(
     points: PointInput[],
@@ -53,4 +46,33 @@ export class GrapeWorkerDB {
   close(): Promise<ShutdownReport>;
   exportBytes(): Promise<Uint8Array>;
   state(): Promise<DatabaseState>;
+}
+
+/**
+ * A database in a dedicated worker that runs the package's worker module (a module worker file
+ * of one line: `import "grape-vector-db/worker";`): the methods of `GrapeDB`, each returning a
+ * promise, with OPFS storage and the database's work off the page's thread.
+ */
+export declare class GrapeWorkerDB {
+  private constructor();
+  static open(worker: Worker, options: OpenOptions): Promise<GrapeWorkerDB>;
+  static destroy(worker: Worker, name: string): Promise<void>;
+}
+export interface GrapeWorkerDB extends RemoteDB {}
+
+/**
+ * One database used by every tab of an origin at once: the first tab holds it (Web Lock) and
+ * serves the others over a BroadcastChannel; when that tab closes, the next takes over and
+ * receives the calls still unanswered. Writes resolve once flushed, so an answered write
+ * outlives the tab that held the database. `close()` leaves (the holder closes the database).
+ */
+export declare class GrapeSharedDB {
+  private constructor();
+  static open(options: OpenOptions): Promise<GrapeSharedDB>;
+  /** Whether this tab holds the database now. */
+  readonly isLeader: boolean;
+}
+export interface GrapeSharedDB extends Omit<RemoteDB, "close"> {
+  /** Leaves; the tab that holds the database closes it (its report), another gets `undefined`. */
+  close(): Promise<ShutdownReport | undefined>;
 }

@@ -5,6 +5,7 @@ import initGlue, * as glue from "./grape_vector_db.js";
 
 export * from "./grape_vector_db.js";
 export { GrapeWorkerDB } from "./client.js";
+export { GrapeSharedDB } from "./shared.js";
 
 let loading = null;
 let loaded = false;

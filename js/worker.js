@@ -5,22 +5,10 @@
 // Messages in: {id, op, handle, args}; out: {id, result} | {id, error: {message, code}} |
 // {id, progress: [done, total]}.
 import { GrapeDB } from "./index.js";
-
-/** The methods a client may call on an open database (nothing else is called by name). */
-const METHODS = new Set([
-  "upsert", "uploadPoints", "search", "searchBatch", "get", "delete", "deleteByFilter", "scroll",
-  "exportPoints", "count", "stats", "openReport", "metrics", "health", "flush", "checkpoint",
-  "close", "exportBytes",
-]);
+import { callMethod, closedError, errorMessage } from "./serve.js";
 
 const databases = new Map();
 let nextHandle = 1;
-
-function closedError() {
-  const error = new Error("the database is closed; open it again to use it");
-  error.code = "Closed";
-  return error;
-}
 
 async function answer(id, op, handle, args) {
   if (op === "open") {
@@ -31,16 +19,7 @@ async function answer(id, op, handle, args) {
   if (op === "destroy") return GrapeDB.destroy(args[0]);
   const db = databases.get(handle);
   if (db === undefined) throw closedError();
-  if (op === "state") return db.state;
-  if (!METHODS.has(op)) throw Object.assign(new Error(`no method ${op}`), { code: "InvalidArgument" });
-  if (op === "uploadPoints") {
-    const [points, { reportProgress, ...options } = {}] = args;
-    if (reportProgress) {
-      options.onProgress = (done, total) => self.postMessage({ id, progress: [done, total] });
-    }
-    return db.uploadPoints(points, options);
-  }
-  const result = await db[op](...args);
+  const result = await callMethod(db, op, args, (done, total) => self.postMessage({ id, progress: [done, total] }));
   if (op === "close") databases.delete(handle);
   return result;
 }
@@ -52,6 +31,6 @@ self.addEventListener("message", async (event) => {
     const result = await answer(id, op, handle, args ?? []);
     self.postMessage({ id, result });
   } catch (e) {
-    self.postMessage({ id, error: { message: e?.message ?? String(e), code: e?.code ?? "Error" } });
+    self.postMessage({ id, error: errorMessage(e) });
   }
 });

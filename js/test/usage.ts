@@ -1,6 +1,6 @@
 // Every documented call of the package, type-checked by `tsc --strict` (types.test.mjs) with a
 // `lib` that predates `Symbol.dispose`; `@ts-expect-error` lines must stay errors.
-import { GrapeDB, GrapeWorkerDB, idFromString, init } from "../../pkg/index.js";
+import { GrapeDB, GrapeSharedDB, GrapeWorkerDB, idFromString, init } from "../../pkg/index.js";
 import type { ErrorCode, Filter, GrapeError, Metrics } from "../../pkg/index.js";
 
 export async function everyCall(): Promise<void> {
@@ -65,4 +65,15 @@ export async function inAWorker(worker: Worker): Promise<number> {
   await db.close();
   await GrapeWorkerDB.destroy(worker, "notes");
   return hits.length + (state === "Ready" ? 1 : 0) + (await db.count().catch(() => 0));
+}
+
+export async function inEveryTab(): Promise<number> {
+  const db: GrapeSharedDB = await GrapeSharedDB.open({ name: "notes", dimension: 3 });
+  const leads: boolean = db.isLeader;
+  await db.upsert([{ id: 1, vector: [1, 0, 0] }]);
+  const hits: { id: number | string; score: number }[] = await db.search([1, 0, 0], { limit: 1 });
+  const report = await db.close();
+  // @ts-expect-error: only the tab that held the database gets a report
+  const drained: number = report.operations_drained;
+  return hits.length + (leads ? 1 : 0) + (report?.operations_drained ?? 0) + drained;
 }
