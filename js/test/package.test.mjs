@@ -33,13 +33,19 @@ test("GrapeDB.open loads the module itself in Node", async () => {
   await db.close();
 });
 
-test("the tarball holds the package's files and every path package.json names", () => {
+test("the tarball holds the package's files and every path package.json names, within its size ceiling", () => {
   const manifest = JSON.parse(readFileSync(`${pkg}package.json`, "utf8"));
   const cargo = readFileSync(fileURLToPath(new URL("../../Cargo.toml", import.meta.url)), "utf8");
   assert.equal(manifest.version, cargo.match(/^version = "(.*)"$/m)[1]);
   const [packed] = JSON.parse(
     execFileSync("npm", ["pack", "--dry-run", "--json", pkg], { encoding: "utf8" }),
   );
+  // Issue 18's budget is 250 KiB gzipped for the whole package; it is not met yet, so this
+  // ceiling keeps the package from growing meanwhile: lower it with every diet, never raise it.
+  const ceilingKiB = 385;
+  const packedKiB = packed.size / 1024;
+  console.log(`npm tarball: ${packedKiB.toFixed(1)} KiB gzipped (ceiling ${ceilingKiB}, budget 250)`);
+  assert.ok(packedKiB <= ceilingKiB, `the tarball grew to ${packedKiB.toFixed(1)} KiB, past its ceiling of ${ceilingKiB}`);
   const files = packed.files.map((f) => f.path).sort();
   for (const needed of ["README.md", "LICENSE-MIT", "LICENSE-APACHE", "package.json", "index.js",
     "index.d.ts", "grape_vector_db.js", "grape_vector_db_bg.wasm"]) {
