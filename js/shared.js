@@ -51,10 +51,29 @@ class Tab {
     this.#ready = new Promise((resolve, reject) => { this.#settle = { resolve, reject }; });
     this.#channel = new BroadcastChannel(`grape-vector-db:${name}`);
     this.#channel.onmessage = (event) => this.#receive(event.data ?? {});
+    this.#queue();
+    this.#channel.postMessage({ kind: "hello", from: this.id });
+  }
+
+  /** Lines up for the leader lock. */
+  #queue() {
+    const name = this.#options.name ?? "default";
     navigator.locks
       .request(`grape-vector-db:leader:${name}`, { signal: this.#abort.signal }, () => this.#lead())
       .catch((e) => { if (e?.name !== "AbortError") this.#settle.reject(e); });
-    this.#channel.postMessage({ kind: "hello", from: this.id });
+  }
+
+  /**
+   * Stops leading because the database closed under this tab (GrapeDB closes itself when its
+   * page is hidden for good): lets the next tab take over, and lines up again.
+   */
+  #stepDown() {
+    if (this.db === undefined) return;
+    this.db = undefined;
+    this.#leader = undefined;
+    this.#channel.postMessage({ kind: "gone", from: this.id });
+    this.#abdicate?.();
+    if (!this.#left) this.#queue();
   }
 
   /** Settles once a leader is known (this tab, its database open, or another that answered). */
@@ -107,7 +126,13 @@ class Tab {
   call(op, args, onProgress) {
     if (this.#left) return Promise.reject(closedError());
     if (op === "close") return this.leave();
-    if (this.db !== undefined) return this.#serve(op, args, onProgress);
+    if (this.db !== undefined) {
+      return this.#serve(op, args, onProgress).catch((e) => {
+        if (e?.code !== "Closed" || this.#left) throw e;
+        this.#stepDown();
+        return this.call(op, args, onProgress);
+      });
+    }
     return new Promise((resolve, reject) => {
       const id = this.#nextId++;
       this.#pending.set(id, { op, args, onProgress, resolve, reject });
@@ -161,7 +186,9 @@ class Tab {
       if (op === "close") throw sharedError("a tab closes its own handle only", "InvalidArgument");
       reply({ result: await this.#serve(op, args ?? [], onProgress) });
     } catch (e) {
-      // Stepped down meanwhile: the caller sends the call again to the next leader.
+      // Stepped down, or the database closed under this tab (its page hidden for good): no
+      // answer, and the caller sends the call again to the next leader.
+      if (e?.code === "Closed") this.#stepDown();
       if (this.db === undefined) return;
       reply({ error: errorMessage(e) });
     }

@@ -126,12 +126,16 @@ fn the_owner_record_names_the_process_and_is_taken_over_only_when_it_is_gone() {
     drop(db);
     assert!(!record.exists(), "close removes the record");
 
-    let host = held.split_once(' ').unwrap().1.to_owned();
+    let host = held.split_once(' ').unwrap().1.trim_end().to_owned();
     let mut child = std::process::Command::new("sleep")
         .arg("30")
         .spawn()
         .unwrap();
-    std::fs::write(&record, format!("{} {host}", child.id())).unwrap(); // `host` ends in a newline
+    // A native record (no start): our flock proves its process does not hold the directory.
+    std::fs::write(&record, format!("{} {host}\n", child.id())).unwrap();
+    drop(EmbeddedVectorDB::open(cfg.clone()).unwrap());
+    // A Node record (with its start) of a live process: refused.
+    std::fs::write(&record, format!("{} {host} 1000\n", child.id())).unwrap();
     let err = EmbeddedVectorDB::open(cfg.clone()).unwrap_err();
     assert!(matches!(err, Error::AlreadyOpen(_)), "{err}");
     assert!(
@@ -140,7 +144,7 @@ fn the_owner_record_names_the_process_and_is_taken_over_only_when_it_is_gone() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
-    // The same record, now naming a process that is gone (a crash): taken over.
+    // The same record, now naming a process that is gone (a Node process's crash): taken over.
     let db = EmbeddedVectorDB::open(cfg).unwrap();
     let held = std::fs::read_to_string(&record).unwrap();
     assert!(

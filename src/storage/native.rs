@@ -106,8 +106,8 @@ impl OwnerHost for NativeHost {
     fn started(&self) -> Option<u64> {
         None
     }
-    fn pid_may_hold(&self) -> bool {
-        false
+    fn holds_flock(&self) -> bool {
+        true
     }
     #[cfg(unix)]
     fn host(&self) -> String {

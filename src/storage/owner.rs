@@ -5,8 +5,10 @@
 //! reverse. Both therefore also claim [`OWNER`], a file naming the process (`pid host`), created
 //! atomically (written under a private name, then hard-linked: the link fails if the record
 //! exists, and no reader ever sees it half written). A record whose process is gone from this
-//! host is stale (a crash) and is taken over; one held by a live process, or by another host
-//! (whose processes we cannot see), makes the open fail with [`Error::AlreadyOpen`].
+//! host is stale (a crash) and is taken over, and so, natively, is one a native process wrote
+//! (the `flock` just taken proves that process gone, on hosts that cannot look processes up);
+//! one held by a live process, or by another host (whose processes we cannot see), makes the
+//! open fail with [`Error::AlreadyOpen`].
 
 use std::io;
 
@@ -38,11 +40,11 @@ pub(crate) trait OwnerHost {
     /// it: a record naming our own pid is then ours only if it names our start too (after a
     /// container restarts, its processes get the same pids again).
     fn started(&self) -> Option<u64>;
-    /// Whether a record naming this process's pid (and start, if recorded) may be held by this
-    /// very process: false natively, where the `flock` just taken proves no other open here
-    /// holds the directory; true in Node, where another database object (or worker thread) of
-    /// this process may.
-    fn pid_may_hold(&self) -> bool;
+    /// Whether this process holds the directory's `flock` (natively, taken before the claim).
+    /// Then no other native process holds the directory, nor another open of this one: a record
+    /// written natively (natives write no start) or naming our own pid is stale. Node has no
+    /// `flock`; there another database object (or worker thread) of this process may hold it.
+    fn holds_flock(&self) -> bool;
     /// This machine's name.
     fn host(&self) -> String;
     /// Whether process `pid` of this machine exists (`true` when the host cannot tell).
@@ -95,14 +97,17 @@ impl Record {
     /// Whether the process this record names is gone, as far as `host` (on the same machine)
     /// can tell.
     fn is_stale(&self, host: &dyn OwnerHost, ours: &Record) -> bool {
+        if host.holds_flock() && (self.started.is_none() || self.pid == ours.pid) {
+            return true;
+        }
         if self.pid != ours.pid {
             return !host.alive(self.pid);
         }
-        let same_start = match (self.started, ours.started) {
-            (Some(a), Some(b)) => a.abs_diff(b) <= SAME_START_MS,
-            _ => true,
-        };
-        !(host.pid_may_hold() && same_start)
+        // Our own pid, in Node: ours, unless it names another start (a restarted container).
+        match (self.started, ours.started) {
+            (Some(a), Some(b)) => a.abs_diff(b) > SAME_START_MS,
+            _ => false,
+        }
     }
 }
 
@@ -260,8 +265,8 @@ mod tests {
         fn started(&self) -> Option<u64> {
             self.started
         }
-        fn pid_may_hold(&self) -> bool {
-            self.node
+        fn holds_flock(&self) -> bool {
+            !self.node
         }
         fn host(&self) -> String {
             self.host.to_owned()
@@ -349,6 +354,29 @@ mod tests {
             .borrow_mut()
             .insert(OWNER.into(), b"8 here\n".to_vec());
         claim(&native, "db").unwrap();
+    }
+
+    #[test]
+    fn natively_a_native_record_is_stale_and_a_live_node_record_is_not() {
+        // The flock is ours, so no native process holds the directory, whatever `alive` says
+        // (on Windows it cannot tell); a live Node process (its record has a start) may.
+        let machine = Rc::new(Machine::default());
+        let native = Process {
+            node: false,
+            started: None,
+            ..Process::start(&machine, 8)
+        };
+        Process::start(&machine, 20);
+        let record = |bytes: &[u8]| {
+            machine
+                .files
+                .borrow_mut()
+                .insert(OWNER.into(), bytes.to_vec())
+        };
+        record(b"20 here\n");
+        claim(&native, "db").unwrap();
+        record(b"20 here 1000020\n");
+        assert!(claim(&native, "db").is_err());
     }
 
     #[test]

@@ -387,8 +387,8 @@ impl OwnerHost for NodeHost {
             .and_then(|s| s.as_f64())?;
         Some((js_sys::Date::now() - uptime * 1000.0).max(0.0) as u64)
     }
-    fn pid_may_hold(&self) -> bool {
-        true
+    fn holds_flock(&self) -> bool {
+        false
     }
     fn host(&self) -> String {
         self.host.clone()
