@@ -194,26 +194,32 @@ fn first_beyond(table: &[f32; BITS + 1], worst_key: f32) -> u32 {
     table.partition_point(|&d| d <= worst_distance) as u32
 }
 
+/// A threshold table built on first use, for one margin.
+type Table = OnceLock<[f32; BITS + 1]>;
+
+/// [`first_beyond`] in `table`, built with `margin_sd` on first use.
+#[inline]
+fn beyond(table: &'static Table, margin_sd: f32, worst_key: f32) -> u32 {
+    first_beyond(
+        table.get_or_init(|| cosine_distance_table(margin_sd)),
+        worst_key,
+    )
+}
+
 /// The Hamming distance from which a neighbour is skipped (not scored), given the current worst
 /// result's key: beyond it by [`MARGIN_SD`] standard deviations. `BITS + 1` skips nothing.
 #[inline]
 pub(crate) fn skip_from(worst_key: f32) -> u32 {
-    static TABLE: OnceLock<[f32; BITS + 1]> = OnceLock::new();
-    first_beyond(
-        TABLE.get_or_init(|| cosine_distance_table(MARGIN_SD)),
-        worst_key,
-    )
+    static TABLE: Table = OnceLock::new();
+    beyond(&TABLE, MARGIN_SD, worst_key)
 }
 
 /// The Hamming distance from which a scan in sketch order stops, given the current worst
 /// result's key: the rest are beyond it by [`SCAN_MARGIN_SD`] standard deviations.
 #[inline]
 pub(crate) fn scan_stop_from(worst_key: f32) -> u32 {
-    static TABLE: OnceLock<[f32; BITS + 1]> = OnceLock::new();
-    first_beyond(
-        TABLE.get_or_init(|| cosine_distance_table(SCAN_MARGIN_SD)),
-        worst_key,
-    )
+    static TABLE: Table = OnceLock::new();
+    beyond(&TABLE, SCAN_MARGIN_SD, worst_key)
 }
 
 /// The Hamming distance from which a node a filter refuses is not walked around (its
@@ -223,8 +229,8 @@ pub(crate) fn scan_stop_from(worst_key: f32) -> u32 {
 /// through another, and the wider beam of a walk around makes up the rest.
 #[inline]
 pub(crate) fn walk_around_below(worst_key: f32) -> u32 {
-    static TABLE: OnceLock<[f32; BITS + 1]> = OnceLock::new();
-    first_beyond(TABLE.get_or_init(|| cosine_distance_table(0.0)), worst_key)
+    static TABLE: Table = OnceLock::new();
+    beyond(&TABLE, 0.0, worst_key)
 }
 
 #[cfg(test)]
