@@ -7,6 +7,11 @@
 jobs=${GRAPE_JOBS:-$(nproc 2>/dev/null || echo 2)}
 export GRAPE_DATA=${GRAPE_DATA:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/data}
 
+# A rustup target, added when missing (about 10 s the first time).
+need_target() {
+  rustup target list --installed | grep -qx "$1" || rustup target add "$1"
+}
+
 # The Python peers of the benchmarks (hnswlib, faiss-cpu, usearch, numpy, matplotlib) in
 # target/peers-venv, installed once; exports GRAPE_PEERS_PYTHON, which the benchmarks run.
 peers_venv() {

@@ -42,7 +42,7 @@ test("the tarball holds the package's files and every path package.json names, w
   );
   // Issue 18's budget is 250 KiB gzipped for the whole package; it is not met yet, so this
   // ceiling keeps the package from growing meanwhile: lower it with every diet, never raise it.
-  const ceilingKiB = 385;
+  const ceilingKiB = 368;
   const packedKiB = packed.size / 1024;
   console.log(`npm tarball: ${packedKiB.toFixed(1)} KiB gzipped (ceiling ${ceilingKiB}, budget 250)`);
   assert.ok(packedKiB <= ceilingKiB, `the tarball grew to ${packedKiB.toFixed(1)} KiB, past its ceiling of ${ceilingKiB}`);

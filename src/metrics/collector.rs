@@ -59,20 +59,22 @@ impl MetricsCollector {
     }
 
     pub fn snapshot(&self, io: &IoCounters, db: DatabaseFigures) -> Metrics {
-        let operations = OpKind::ALL
-            .iter()
-            .map(|k| {
-                let latency = self.latency[k.index()].summary();
-                (
-                    k.name().to_owned(),
-                    OperationMetrics {
-                        calls: latency.count,
-                        errors: self.errors_by_op[k.index()].load(Relaxed),
-                        latency,
-                    },
-                )
-            })
-            .collect();
+        // Maps filled by inserts, not `collect`: a collected BTreeMap brings its own sort into
+        // the .wasm.
+        let mut operations = BTreeMap::new();
+        for k in OpKind::ALL {
+            let latency = self.latency[k.index()].summary();
+            let figures = OperationMetrics {
+                calls: latency.count,
+                errors: self.errors_by_op[k.index()].load(Relaxed),
+                latency,
+            };
+            operations.insert(k.name().to_owned(), figures);
+        }
+        let mut errors_by_kind = BTreeMap::new();
+        for (kind, count) in self.errors_by_kind.lock().iter() {
+            errors_by_kind.insert(kind.to_string(), *count);
+        }
         Metrics {
             state: db.state,
             uptime: db.uptime,
@@ -83,12 +85,7 @@ impl MetricsCollector {
             points_deleted: self.points_deleted.load(Relaxed),
             queries: self.queries.load(Relaxed),
             operations,
-            errors_by_kind: self
-                .errors_by_kind
-                .lock()
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
+            errors_by_kind,
             wal_bytes_written: io.wal_bytes_written.load(Relaxed),
             wal_bytes_synced: io.wal_bytes_synced.load(Relaxed),
             wal_size: io.wal_size.load(Relaxed),

@@ -130,16 +130,18 @@ pub(crate) struct CommitPlan {
 impl ChunkedStorage {
     /// The files a store holds: names with their lengths, and chunks by `(name, index)`.
     /// Chunks of files the lengths do not name are ignored (unreachable leftovers).
+    // Not generic, and filled by inserts rather than `collect`: each instantiation of a
+    // BTreeMap built from an iterator carries its own sort, which the .wasm pays for in size.
     pub(crate) fn load(
         location: String,
         chunk_bytes: usize,
-        lens: BTreeMap<String, u64>,
-        chunks: impl IntoIterator<Item = ((String, u32), Vec<u8>)>,
+        lens: &mut dyn Iterator<Item = (String, u64)>,
+        chunks: &mut dyn Iterator<Item = ((String, u32), Vec<u8>)>,
     ) -> ChunkedStorage {
-        let mut files: BTreeMap<String, FileData> = lens
-            .into_iter()
-            .map(|(name, len)| (name, FileData::new(len as usize, chunk_bytes)))
-            .collect();
+        let mut files = BTreeMap::new();
+        for (name, len) in lens {
+            files.insert(name, FileData::new(len as usize, chunk_bytes));
+        }
         for ((name, index), chunk) in chunks {
             let Some(file) = files.get_mut(&name) else {
                 continue;
@@ -150,17 +152,16 @@ impl ChunkedStorage {
                 file.bytes[start..end].copy_from_slice(&chunk[..end - start]);
             }
         }
-        let stored = files.iter().map(|(n, f)| (n.clone(), f.chunks())).collect();
+        let (mut shared, mut stored) = (BTreeMap::new(), BTreeMap::new());
+        for (name, file) in files {
+            stored.insert(name.clone(), file.chunks());
+            shared.insert(name, Arc::new(RwLock::new(file)));
+        }
         ChunkedStorage {
             inner: Arc::new(Inner {
                 location,
                 chunk: chunk_bytes,
-                files: Mutex::new(
-                    files
-                        .into_iter()
-                        .map(|(k, v)| (k, Arc::new(RwLock::new(v))))
-                        .collect(),
-                ),
+                files: Mutex::new(shared),
                 stored: Mutex::new(stored),
                 fresh: Mutex::new(BTreeSet::new()),
                 locked: LockFlag::default(),
@@ -276,12 +277,11 @@ impl ChunkedStorage {
     /// ```
     pub fn open_in(store: &MemoryChunkStore) -> Result<ChunkedStorage> {
         let state = store.state.lock();
-        let chunks = state.chunks.iter().map(|(k, v)| (k.clone(), v.clone()));
         Ok(Self::load(
             "memory chunk store".to_owned(),
             store.chunk,
-            state.lens.clone(),
-            chunks,
+            &mut state.lens.iter().map(|(name, len)| (name.clone(), *len)),
+            &mut state.chunks.iter().map(|(k, v)| (k.clone(), v.clone())),
         ))
     }
 

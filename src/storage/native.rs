@@ -251,7 +251,7 @@ impl Storage for FsStorage {
                 }
             }
         }
-        names.sort();
+        names.sort_unstable();
         Ok(names)
     }
 

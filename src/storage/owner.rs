@@ -278,7 +278,7 @@ mod tests {
 
     fn names(machine: &Machine) -> Vec<String> {
         let mut names: Vec<String> = machine.files.borrow().keys().cloned().collect();
-        names.sort();
+        names.sort_unstable();
         names
     }
 

@@ -38,7 +38,9 @@ pub(super) fn json(value: JsValue, what: &str) -> Result<serde_json::Value, JsVa
         .ok()
         .and_then(|t| t.as_string())
         .ok_or_else(|| bad(what, "not representable as JSON"))?;
-    serde_json::from_str(&text).map_err(|e| bad(what, e))
+    // As bytes: the stored payloads are parsed from bytes, and one reader type in the .wasm
+    // instead of two saves some 20 KB of its code.
+    serde_json::from_slice(text.as_bytes()).map_err(|e| bad(what, e))
 }
 
 pub(super) fn filter_of(value: JsValue) -> Result<Option<Filter>, JsValue> {

@@ -586,7 +586,15 @@ impl PayloadIndexes {
             ));
         }
         let size = |lists: &[&[u32]]| lists.iter().map(|l| l.len()).sum::<usize>();
-        parts.sort_by_key(|(lists, ..)| size(lists));
+        // Narrowest first, by an insertion sort: a part per indexed condition is a handful, and
+        // a std sort instantiated for this tuple would cost the .wasm some 15 KB of code.
+        for i in 1..parts.len() {
+            let mut j = i;
+            while j > 0 && size(&parts[j - 1].0) > size(&parts[j].0) {
+                parts.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         // The lists are exactly the filter's matches (among live slots) when each is exactly
         // its conditions', the filter is nothing but these conditions and no payload changed
         // in place.

@@ -8,7 +8,6 @@
 //! commits as IndexedDB transactions, which are atomic: after a crash the database is exactly at
 //! its last completed commit.
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -155,12 +154,11 @@ impl IdbStorage {
         let file_lens: Array = wait(file_lens).await.map_err(&load)?.unchecked_into();
         let chunk_keys: Array = wait(chunk_keys).await.map_err(&load)?.unchecked_into();
         let chunk_values: Array = wait(chunk_values).await.map_err(&load)?.unchecked_into();
-        let lens: BTreeMap<String, u64> = file_names
+        let mut lens = file_names
             .iter()
             .zip(file_lens.iter())
-            .filter_map(|(name, len)| Some((name.as_string()?, len.as_f64()? as u64)))
-            .collect();
-        let chunks = chunk_keys
+            .filter_map(|(name, len)| Some((name.as_string()?, len.as_f64()? as u64)));
+        let mut chunks = chunk_keys
             .iter()
             .zip(chunk_values.iter())
             .filter_map(|(key, value)| {
@@ -170,7 +168,7 @@ impl IdbStorage {
                 Some(((name, index as u32), chunk.to_vec()))
             });
         Ok(IdbStorage {
-            files: ChunkedStorage::load(format!("indexeddb:{name}"), CHUNK, lens, chunks),
+            files: ChunkedStorage::load(format!("indexeddb:{name}"), CHUNK, &mut lens, &mut chunks),
             db,
             name: name.to_owned(),
         })

@@ -283,7 +283,7 @@ impl Storage for NodeFsStorage {
             .filter_map(|n| n.as_string())
             .filter(|n| !n.starts_with("LOCK"))
             .collect();
-        names.sort();
+        names.sort_unstable();
         Ok(names)
     }
 
