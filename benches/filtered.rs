@@ -186,7 +186,11 @@ fn main() {
             let request = |q: usize, exact: bool| {
                 let mut r = SearchRequest::new(queries.row(q).to_vec(), 10);
                 r.filter = filter.clone();
-                r.params = SearchParams { hnsw_ef: Some(64), exact };
+                r.params = SearchParams {
+                    hnsw_ef: Some(64),
+                    exact,
+                    ..SearchParams::default()
+                };
                 r
             };
             let truth: Vec<HashSet<PointId>> = (0..queries.rows)

@@ -1,11 +1,14 @@
 //! HNSW benchmark beside hnswlib and faiss, measured in the same run on the same vectors.
 //!
 //! `./scripts/bench-hnsw` (sets up the Python peers) or
-//! `cargo bench --bench hnsw -- [--base B] [--query Q] [--gt G] [--m 16] [--ef-construction 200]`
+//! `cargo bench --bench hnsw -- [--base B] [--query Q] [--gt G] [--m 16] [--ef-construction 200]
+//! [--quantization none|sq8]`
 //! with `.npy` (float16/float32; int32 ground truth) or `.fvecs`/`.ivecs` files. Defaults to
 //! `../shared/data/wordnet-minilm` (cosine); without `--gt` the exact top 10 is computed here.
 //! Prints build time (1 thread), index memory, recall@10 and queries/s over `ef` (1 thread), and
-//! the ratio of our queries/s to hnswlib's at equal recall.
+//! the ratio of our queries/s to hnswlib's at equal recall. With `--quantization sq8` the same
+//! graph is also searched through its codes (the `f32` curve walks the vectors, as
+//! `params.quantization.ignore` asks), and the ratio of the two at equal recall is printed.
 
 use grape_testkit as testkit;
 
@@ -14,10 +17,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use grape_vector_db::{
-    EmbeddedConfig, EmbeddedVectorDB, HnswConfig, Point, PointId, SearchParams, SearchRequest,
+    EmbeddedConfig, EmbeddedVectorDB, HnswConfig, Point, PointId, Quantization,
+    QuantizationSearchParams, SearchParams, SearchRequest,
 };
 
 const EFS: [usize; 8] = [16, 24, 32, 48, 64, 96, 128, 256];
+
+/// Recall@10 and queries/s by `ef`.
+type Curve = Vec<(usize, f64, f64)>;
 
 struct Args {
     base: PathBuf,
@@ -28,6 +35,7 @@ struct Args {
     m: usize,
     ef_construction: usize,
     limit_queries: usize,
+    quantization: Quantization,
 }
 
 fn args() -> Option<Args> {
@@ -42,6 +50,7 @@ fn args() -> Option<Args> {
         m: 16,
         ef_construction: 200,
         limit_queries: 1000,
+        quantization: Quantization::None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().expect("flag needs a value");
@@ -61,6 +70,11 @@ fn args() -> Option<Args> {
             "--m" => a.m = value().parse().unwrap(),
             "--ef-construction" => a.ef_construction = value().parse().unwrap(),
             "--queries" => a.limit_queries = value().parse().unwrap(),
+            "--quantization" => {
+                let v = value();
+                a.quantization = serde_json::from_value(serde_json::json!(v))
+                    .unwrap_or_else(|_| panic!("--quantization none|sq8, not {v}"));
+            }
             _ => {} // cargo bench passes `--bench`
         }
     }
@@ -116,6 +130,7 @@ fn filtered(db: &EmbeddedVectorDB, queries: &testkit::Matrix) {
             r.params = SearchParams {
                 hnsw_ef: Some(64),
                 exact,
+                ..SearchParams::default()
             };
             r
         };
@@ -233,6 +248,7 @@ fn main() {
                 ef: 64,
                 full_scan_threshold: 0,
             }))
+            .quantization(args.quantization)
             .build()
             .unwrap()
     };
@@ -289,52 +305,98 @@ fn main() {
         stats.memory.ids as f64 / 1048576.0,
     );
 
-    let mut curve = Vec::new();
+    // The f32 curve walks the vectors (`ignore`: the same graph as the codes'), then, with
+    // quantization, the codes' curve.
+    let modes: &[Quantization] = match args.quantization {
+        Quantization::None => &[Quantization::None],
+        q => &[Quantization::None, q],
+    };
+    // Modes alternate at each ef, each timed best of three rounds, so that the noise of a
+    // shared machine falls on both alike.
+    let mut curves: Vec<(String, Curve)> = modes
+        .iter()
+        .map(|&m| {
+            let name = serde_json::to_value(m).unwrap();
+            (name.as_str().unwrap_or_default().to_owned(), Vec::new())
+        })
+        .collect();
     for ef in EFS {
-        let reqs: Vec<SearchRequest> = (0..queries.rows)
-            .map(|q| {
-                let mut r = SearchRequest::new(queries.row(q).to_vec(), 10);
-                r.params = SearchParams {
-                    hnsw_ef: Some(ef),
-                    exact: false,
-                };
-                r
-            })
-            .collect();
-        let t = Instant::now();
-        let results: Vec<_> = reqs.iter().map(|r| db.search(r).unwrap()).collect();
-        let secs = t.elapsed().as_secs_f64();
-        let hits: usize = results
-            .iter()
-            .zip(&truth)
-            .map(|(r, t)| {
-                let t: HashSet<u32> = t.iter().copied().collect();
-                r.result.iter().filter(|p| t.contains(&num(p.id))).count()
-            })
-            .sum();
-        let recall = hits as f64 / (10 * queries.rows) as f64;
-        let qps = queries.rows as f64 / secs;
-        // All threads: one batch, which the facade splits over its thread pool.
-        let t = Instant::now();
-        db_all.search_batch(&reqs).unwrap();
-        let qps_all = queries.rows as f64 / t.elapsed().as_secs_f64();
-        println!("ours: ef {ef:>4}  recall@10 {recall:.4}  {qps:>8.0} q/s, {qps_all:>8.0} on all threads");
-        testkit::result(
-            "hnsw",
-            "curve_all_threads",
-            qps_all,
-            "queries/s",
-            serde_json::json!({"dataset": dataset, "lib": "ours", "ef": ef, "recall": recall, "threads": cores}),
-        );
-        testkit::result(
-            "hnsw",
-            "curve",
-            qps,
-            "queries/s",
-            serde_json::json!({"dataset": dataset, "lib": "ours", "ef": ef, "recall": recall}),
-        );
-        curve.push((ef, recall, qps));
+        for (&mode, (name, curve)) in modes.iter().zip(&mut curves) {
+            let reqs: Vec<SearchRequest> = (0..queries.rows)
+                .map(|q| {
+                    let mut r = SearchRequest::new(queries.row(q).to_vec(), 10);
+                    r.params = SearchParams {
+                        hnsw_ef: Some(ef),
+                        exact: false,
+                        quantization: Some(QuantizationSearchParams {
+                            ignore: mode == Quantization::None,
+                            ..QuantizationSearchParams::default()
+                        }),
+                    };
+                    r
+                })
+                .collect();
+            let mut secs = f64::INFINITY;
+            let mut results = Vec::new();
+            for _ in 0..3 {
+                let t = Instant::now();
+                results = reqs.iter().map(|r| db.search(r).unwrap()).collect();
+                secs = secs.min(t.elapsed().as_secs_f64());
+            }
+            let hits: usize = results
+                .iter()
+                .zip(&truth)
+                .map(|(r, t)| {
+                    let t: HashSet<u32> = t.iter().copied().collect();
+                    r.result.iter().filter(|p| t.contains(&num(p.id))).count()
+                })
+                .sum();
+            let recall = hits as f64 / (10 * queries.rows) as f64;
+            let qps = queries.rows as f64 / secs;
+            // All threads: one batch, which the facade splits over its thread pool.
+            let t = Instant::now();
+            db_all.search_batch(&reqs).unwrap();
+            let qps_all = queries.rows as f64 / t.elapsed().as_secs_f64();
+            println!("ours ({name}): ef {ef:>4}  recall@10 {recall:.4}  {qps:>8.0} q/s, {qps_all:>8.0} on all threads");
+            testkit::result(
+                "hnsw",
+                "curve_all_threads",
+                qps_all,
+                "queries/s",
+                serde_json::json!({"dataset": dataset, "lib": "ours", "quantization": name, "ef": ef, "recall": recall, "threads": cores}),
+            );
+            testkit::result(
+                "hnsw",
+                "curve",
+                qps,
+                "queries/s",
+                serde_json::json!({"dataset": dataset, "lib": "ours", "quantization": name, "ef": ef, "recall": recall}),
+            );
+            curve.push((ef, recall, qps));
+        }
     }
+    // The codes against the vectors, at the recalls both curves reach.
+    if let [(_, f32_curve), (name, coded)] = &curves[..] {
+        for recall in [0.95, 0.97, 0.98, 0.99] {
+            if let (Some(ours), Some(theirs)) = (
+                qps_at_recall(coded, recall),
+                qps_at_recall(f32_curve, recall),
+            ) {
+                let ratio = ours / theirs;
+                println!(
+                    "at recall@10 {recall}: {name} {ours:.0} q/s vs f32 {theirs:.0} q/s: ratio {ratio:.2}"
+                );
+                testkit::result(
+                    "hnsw",
+                    "quantized_vs_f32",
+                    ratio,
+                    "x",
+                    serde_json::json!({"dataset": dataset, "quantization": name, "recall": recall}),
+                );
+            }
+        }
+    }
+    let curve = curves.swap_remove(0).1;
 
     filtered(&db, &queries);
 

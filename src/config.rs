@@ -44,6 +44,10 @@ pub struct EmbeddedConfig {
     pub log_recovery: LogRecovery,
     /// The HNSW index (default on); `None` for exact search only, and faster upserts.
     pub hnsw: Option<HnswConfig>,
+    /// How the HNSW search holds the vectors it walks by (default: as they are). See
+    /// [`Quantization`].
+    #[serde(default)]
+    pub quantization: Quantization,
     /// Payload keys to index (keyword, integer and bool values), so that filters on them
     /// (`match` value/any, integer `range`) score only matching points. Built in the background
     /// after open (natively, or in the page's idle time), or by the first filtered search if it
@@ -99,6 +103,7 @@ impl EmbeddedConfig {
                 checkpoint_wal_bytes: 64 << 20,
                 log_recovery: LogRecovery::default(),
                 hnsw: Some(HnswConfig::default()),
+                quantization: Quantization::None,
                 payload_indexes: Vec::new(),
                 thread_pool_size: 0,
                 max_memory_mb: None,
@@ -132,6 +137,22 @@ impl EmbeddedConfig {
             return Err(Error::InvalidConfig(
                 "max_search_limit must be at least 1".to_owned(),
             ));
+        }
+        if self.quantization != Quantization::None {
+            if self.hnsw.is_none() {
+                return Err(Error::InvalidConfig(
+                    "quantization speeds up the HNSW index's search: enable hnsw, or leave \
+                     quantization at none"
+                        .to_owned(),
+                ));
+            }
+            if self.distance == Distance::Manhattan {
+                return Err(Error::InvalidConfig(
+                    "quantization supports Cosine, Dot and Euclid distances, not Manhattan: \
+                     leave quantization at none"
+                        .to_owned(),
+                ));
+            }
         }
         if self.checkpoint_wal_bytes == 0 {
             return Err(Error::InvalidConfig(
@@ -417,6 +438,19 @@ impl EmbeddedConfigBuilder {
         self
     }
 
+    /// Sets how the HNSW search holds vectors (default [`Quantization::None`]).
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, Quantization};
+    /// let c = EmbeddedConfig::builder(384).quantization(Quantization::Sq8).build()?;
+    /// assert_eq!(c.quantization, Quantization::Sq8);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn quantization(mut self, quantization: Quantization) -> Self {
+        self.config.quantization = quantization;
+        self
+    }
+
     /// Validates and returns the configuration.
     ///
     /// ```
@@ -456,6 +490,31 @@ impl Default for HnswConfig {
             full_scan_threshold: 10_000,
         }
     }
+}
+
+/// How the HNSW search holds the vectors it walks by.
+///
+/// With [`Quantization::Sq8`] the graph's vectors are also kept as one byte per dimension
+/// (scalar quantization: every component mapped through one range covering the central 99% of
+/// the data); a search walks the graph scoring those codes, a quarter of the memory per
+/// neighbour, then scores its best candidates again with the original vectors, so the scores
+/// it returns are exact and only the choice of candidates is approximate
+/// ([`SearchParams::quantization`](crate::SearchParams::quantization) tunes it per query).
+/// The codes are built from the vectors when the graph is (at open, and as points are
+/// indexed); exact searches and scans use the originals. Cosine, Dot and Euclid.
+///
+/// ```
+/// let q: grape_vector_db::Quantization = serde_json::from_str(r#""sq8""#).unwrap();
+/// assert_eq!(q, grape_vector_db::Quantization::Sq8);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// The `f32` vectors only.
+    #[default]
+    None,
+    /// Scalar quantization to 8 bits per dimension, with re-scoring.
+    Sq8,
 }
 
 /// When an acknowledged write becomes durable.
@@ -522,6 +581,8 @@ pub(crate) struct EngineConfig {
     pub max_search_limit: usize,
     /// The HNSW index, or `None` for exact search only.
     pub hnsw: Option<HnswConfig>,
+    /// How the graph search holds vectors.
+    pub quantization: Quantization,
     /// Payload keys with a value -> slots index.
     pub payload_indexes: Vec<KeyPath>,
 }
@@ -535,6 +596,7 @@ impl EmbeddedConfig {
             max_points: self.max_points,
             max_search_limit: self.max_search_limit,
             hnsw: self.hnsw,
+            quantization: self.quantization,
             payload_indexes: self
                 .payload_indexes
                 .iter()

@@ -52,7 +52,8 @@ pub mod storage;
 mod wasm;
 
 pub use config::{
-    Durability, EmbeddedConfig, EmbeddedConfigBuilder, HnswConfig, LogRecovery, MAX_DIMENSION,
+    Durability, EmbeddedConfig, EmbeddedConfigBuilder, HnswConfig, LogRecovery, Quantization,
+    MAX_DIMENSION,
 };
 pub use db::{EmbeddedVectorDB, UpsertSummary};
 pub use error::{Error, Result};
@@ -66,7 +67,8 @@ pub use metrics::{LatencySummary, Metrics, OperationMetrics};
 pub use persist::{OpenReport, StoredDatabase, StoredFile};
 pub use point::{Distance, Payload, Point, PointId};
 pub use search::{
-    Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,
+    QuantizationSearchParams, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams,
+    SearchRequest, SearchResponse,
 };
 pub use stats::{DatabaseStats, MemoryStats};
 #[cfg(target_arch = "wasm32")]

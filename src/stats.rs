@@ -62,7 +62,7 @@ pub struct MemoryStats {
     pub payloads: usize,
     /// The id maps.
     pub ids: usize,
-    /// The HNSW graph.
+    /// The HNSW graph (with its quantized codes) and the payload indexes.
     pub index: usize,
 }
 

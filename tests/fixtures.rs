@@ -334,8 +334,8 @@ fn check_graph_search(name: &str) {
         let ids = |exact: bool| -> Vec<PointId> {
             let mut req = SearchRequest::new(query.clone(), 5);
             req.params = SearchParams {
-                hnsw_ef: None,
                 exact,
+                ..SearchParams::default()
             };
             db.search(&req)
                 .unwrap()

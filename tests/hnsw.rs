@@ -70,6 +70,7 @@ fn recall(db: &EmbeddedVectorDB, queries: &[Vec<f32>], filter: Option<&Filter>, 
         req.params = SearchParams {
             hnsw_ef: Some(ef),
             exact: false,
+            ..SearchParams::default()
         };
         let approx = db.search(&req).unwrap();
         req.params.exact = true;

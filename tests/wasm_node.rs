@@ -87,6 +87,14 @@ async fn bad_options_are_errors_with_codes() {
         (r#"{"dimension": 3, "durability": "sync"}"#, "InvalidConfig"),
         (r#"{"dimension": 3, "unknownOption": 1}"#, "InvalidConfig"),
         (
+            r#"{"dimension": 3, "quantization": "sq4"}"#,
+            "InvalidConfig",
+        ),
+        (
+            r#"{"dimension": 3, "quantization": "sq8", "hnsw": false}"#,
+            "InvalidConfig",
+        ),
+        (
             r#"{"dimension": 3, "logRecovery": "maybe"}"#,
             "InvalidConfig",
         ),
@@ -122,6 +130,48 @@ async fn export_and_import_bytes() {
     .unwrap();
     let err = GrapeDB::connect(broken).await.err().unwrap();
     assert_eq!(code(&err), "Corrupt");
+}
+
+#[wasm_bindgen_test]
+async fn quantized_search_through_the_js_options() {
+    // Past the full-scan threshold, so the graph and its codes answer.
+    let db = open(r#"{"dimension": 8, "quantization": "sq8", "hnsw": {"fullScanThreshold": 100}}"#)
+        .await
+        .unwrap();
+    db.upsert(points(0, 1_000, 8)).unwrap();
+    let q: Vec<f32> = (0..8)
+        .map(|d| ((7 * 31 + d * 17) % 97) as f32 / 97.0 - 0.5)
+        .collect();
+    // The test points repeat every 97 ids, so ties make ids differ in order: compare scores.
+    let scores = |found: JsValue| {
+        let found: serde_json::Value = serde_json::from_str(&text(&found)).unwrap();
+        let all = found.as_array().unwrap().iter();
+        all.map(|p| p["score"].as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let exact = scores(
+        db.search(q.clone(), Some(js(r#"{"limit": 5, "exact": true}"#)))
+            .unwrap(),
+    );
+    // Re-scored with the vectors: the exact answer's scores.
+    let coded = db.search(q.clone(), Some(js(r#"{"limit": 5}"#))).unwrap();
+    assert_eq!(scores(coded), exact);
+    let tuned = r#"{"limit": 5, "quantization": {"rescore": true, "oversampling": 3}}"#;
+    assert_eq!(
+        scores(db.search(q.clone(), Some(js(tuned))).unwrap()),
+        exact
+    );
+    for (options, complaint) in [
+        (
+            r#"{"quantization": {"oversample": 2}}"#,
+            "unknown field `oversample`",
+        ),
+        (r#"{"quantization": {"oversampling": 0.5}}"#, "at least 1"),
+    ] {
+        let err = db.search(q.clone(), Some(js(options))).unwrap_err();
+        let message = text(&js_sys::Reflect::get(&err, &"message".into()).unwrap());
+        assert!(message.contains(complaint), "{options}: {message}");
+    }
 }
 
 #[wasm_bindgen_test]

@@ -6,7 +6,7 @@ import type { ErrorCode, Filter, GrapeError, Metrics } from "../../pkg/index.js"
 export async function everyCall(): Promise<void> {
   await init();
   const db: GrapeDB = await GrapeDB.open({ name: "notes", dimension: 3, storage: "auto", payloadIndexes: ["tag"] });
-  const inNode: GrapeDB = await GrapeDB.open({ dimension: 3, path: "./data/notes", durability: "sync" });
+  const inNode: GrapeDB = await GrapeDB.open({ dimension: 3, path: "./data/notes", durability: "sync", quantization: "sq8" });
   const onDisk: "fs" | "opfs" | "indexeddb" | "memory" = inNode.stats().backend;
   await inNode.close();
   const summary: { inserted: number; updated: number } = db.upsert([
@@ -23,7 +23,7 @@ export async function everyCall(): Promise<void> {
   const filter: Filter = { must: [{ key: "tag", match: { value: "a" } }, { key: "n", range: { gte: 1, lt: "2026-01-01T00:00:00Z" } }] };
   const hits = db.search([1, 0, 0]);
   const filtered = db.search(new Float32Array(3), { limit: 5, filter, withPayload: true, scoreThreshold: 0.1 });
-  const batches = db.searchBatch([new Float32Array(3)]);
+  const batches = db.searchBatch([new Float32Array(3)], { quantization: { ignore: false, rescore: true, oversampling: 2 } });
   const n: number = db.count() + db.count(filter) + db.delete([1, "936da01f-9abd-4d9d-80c7-02af85c822a8"]) + db.deleteByFilter({ must_not: [{ has_id: [2] }] });
   const page = db.scroll();
   const next = db.scroll({ limit: 10, offset: page.next_page_offset ?? undefined, filter: { should: [{ is_empty: { key: "tag" } }] } });

@@ -47,7 +47,11 @@ pub(crate) type Kernel = fn(&[f32], &[f32]) -> f32;
 /// loaded once for four vectors.
 pub(crate) type Kernel4 = fn(&[f32], [&[f32]; 4]) -> [f32; 4];
 
-/// One implementation of the three kernels.
+/// The dot product of a row of quantization codes (`u8`) and a quantized query (`i8`), exact in
+/// `i32` (a row of 65,000 codes cannot overflow it), so every implementation returns the same.
+pub(crate) type CodeKernel = fn(&[u8], &[i8]) -> i32;
+
+/// One implementation of the kernels.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     /// Name shown in stats and benchmarks (`"avx2+fma"`, `"neon"`, `"simd128"`, `"scalar"`).
@@ -57,6 +61,8 @@ pub(crate) struct Kernels {
     pub l1: Kernel,
     /// The same three, one query against four vectors.
     pub four: Kernels4,
+    /// Quantized vectors' codes against a quantized query (see [`CodeKernel`]).
+    pub code_dot: CodeKernel,
 }
 
 /// The four-vector versions of [`Kernels`]' three kernels.
@@ -94,6 +100,7 @@ pub(crate) const SCALAR: Kernels = Kernels {
     l2_squared: scalar::l2_squared,
     l1: scalar::l1,
     four: kernels4_one_by_one!(scalar::dot, scalar::l2_squared, scalar::l1),
+    code_dot: scalar::code_dot,
 };
 
 /// The fastest kernels this CPU supports, detected once.
@@ -283,6 +290,44 @@ mod tests {
                         k.name
                     );
                 }
+            }
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn code_kernels_are_exact_for_every_length_alignment_and_extreme() {
+        #[cfg(target_arch = "x86_64")]
+        let every_x86 = x86::code_kernels();
+        #[cfg(not(target_arch = "x86_64"))]
+        let every_x86: Vec<CodeKernel> = Vec::new();
+        let kernels: Vec<(&str, CodeKernel)> = all_kernels()
+            .iter()
+            .map(|k| (k.name, k.code_dot))
+            .chain(every_x86.into_iter().map(|k| ("x86", k)))
+            .collect();
+        for (name, code_dot) in kernels {
+            for dim in 0..=1100usize {
+                let offset = dim % 3;
+                let v = values(dim + offset + 1, dim as u64);
+                let w = values(dim + offset + 1, dim as u64 + 99);
+                // Codes over the whole u8 range, queries over the whole i8 range; the first
+                // lengths also take the extremes (255 x -128 everywhere).
+                let codes: Vec<u8> = v.iter().map(|x| ((x + 1.0) * 127.9) as u8).collect();
+                let query: Vec<i8> = w.iter().map(|x| (x * 127.9) as i8).collect();
+                let (mut codes, mut query) = (codes[offset..].to_vec(), query[offset..].to_vec());
+                codes.truncate(dim);
+                query.truncate(dim);
+                if dim < 64 {
+                    codes.fill(255);
+                    query.fill(-128);
+                }
+                let want: i32 = codes
+                    .iter()
+                    .zip(&query)
+                    .map(|(&c, &q)| c as i32 * q as i32)
+                    .sum();
+                assert_eq!(code_dot(&codes, &query), want, "{name} dim {dim}");
             }
         }
     }

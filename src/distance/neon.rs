@@ -10,6 +10,8 @@ pub(super) const KERNELS: Kernels = Kernels {
     l2_squared,
     l1,
     four: kernels4_one_by_one!(dot, l2_squared, l1),
+    // LLVM vectorises the portable loop with NEON's widening multiplies.
+    code_dot: super::scalar::code_dot,
 };
 
 /// Sums `step` over 4-lane blocks with four accumulators, then a scalar tail.

@@ -17,6 +17,7 @@ pub(super) fn avx512_if_supported() -> Option<Kernels> {
                 l2_squared: l2_squared512x4,
                 l1: l1_512x4,
             },
+            code_dot: code_dot_kernel(),
         })
     } else {
         None
@@ -32,10 +33,150 @@ pub(super) fn kernels_if_supported() -> Option<Kernels> {
             l2_squared,
             l1,
             four: kernels4_one_by_one!(dot, l2_squared, l1),
+            code_dot: code_dot_kernel(),
         })
     } else {
         None
     }
+}
+
+/// The best code kernel this CPU has: AVX-512 VNNI (a 64-byte multiply-add of unsigned by
+/// signed bytes into 32-bit sums, one instruction), else AVX2 (every AVX-512 CPU has it), else
+/// the portable one.
+fn code_dot_kernel() -> super::CodeKernel {
+    if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw") {
+        code_dot_vnni
+    } else if is_x86_feature_detected!("avx2") {
+        code_dot_avx2
+    } else {
+        super::scalar::code_dot
+    }
+}
+
+/// Every code kernel this CPU supports, for the tests to check each one.
+#[cfg(test)]
+pub(super) fn code_kernels() -> Vec<super::CodeKernel> {
+    let mut kernels: Vec<super::CodeKernel> = Vec::new();
+    if is_x86_feature_detected!("avx2") {
+        kernels.push(code_dot_avx2);
+    }
+    if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw") {
+        kernels.push(code_dot_vnni);
+    }
+    kernels
+}
+
+fn code_dot_vnni(codes: &[u8], query: &[i8]) -> i32 {
+    // SAFETY: handed out only by `code_dot_kernel`, after checking avx512vnni and avx512bw.
+    unsafe { code_dot_vnni_impl(codes, query) }
+}
+
+/// 64 codes per `vpdpbusd`, which multiplies unsigned codes by signed query bytes and adds
+/// each four products into a 32-bit lane without saturating; the tail through masked loads.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn code_dot_vnni_impl(codes: &[u8], query: &[i8]) -> i32 {
+    let n = codes.len().min(query.len());
+    let (pc, pq) = (codes.as_ptr(), query.as_ptr());
+    let mut acc = [_mm512_setzero_si512(); 2];
+    let mut i = 0;
+    while i + 128 <= n {
+        // SAFETY: i + 128 <= n: the four 64-byte loads are inside their slices (unaligned
+        // loads).
+        unsafe {
+            let (c0, q0) = (
+                _mm512_loadu_si512(pc.add(i).cast()),
+                _mm512_loadu_si512(pq.add(i).cast()),
+            );
+            let (c1, q1) = (
+                _mm512_loadu_si512(pc.add(i + 64).cast()),
+                _mm512_loadu_si512(pq.add(i + 64).cast()),
+            );
+            acc[0] = _mm512_dpbusd_epi32(acc[0], c0, q0);
+            acc[1] = _mm512_dpbusd_epi32(acc[1], c1, q1);
+        }
+        i += 128;
+    }
+    while i < n {
+        let mask: __mmask64 = match n - i {
+            left if left >= 64 => !0,
+            left => (1u64 << left) - 1,
+        };
+        // SAFETY: masked loads touch only the bytes the mask selects, all below n.
+        let (c, q) = unsafe {
+            (
+                _mm512_maskz_loadu_epi8(mask, pc.add(i).cast()),
+                _mm512_maskz_loadu_epi8(mask, pq.add(i).cast()),
+            )
+        };
+        acc[0] = _mm512_dpbusd_epi32(acc[0], c, q);
+        i += 64;
+    }
+    _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1]))
+}
+
+fn code_dot_avx2(codes: &[u8], query: &[i8]) -> i32 {
+    // SAFETY: handed out only by `code_dot_kernel`, after checking avx2.
+    unsafe { code_dot_avx2_impl(codes, query) }
+}
+
+/// 32 codes per iteration: both halves widened to 16 bits (codes unsigned, the query signed)
+/// and multiplied with pairwise sums into 32-bit lanes (`vpmaddwd`), which cannot saturate
+/// (2 x 255 x 128 fits in 16 bits' products summed in 32). `vpmaddubsw` would take 8-bit
+/// inputs directly but saturates at 16 bits for codes above 127.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn code_dot_avx2_impl(codes: &[u8], query: &[i8]) -> i32 {
+    let n = codes.len().min(query.len());
+    let (pc, pq) = (codes.as_ptr(), query.as_ptr());
+    let mut acc = [_mm256_setzero_si256(); 2];
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: i + 32 <= n, so both 32-byte loads are inside their slices; loadu has no
+        // alignment requirement.
+        let (c, q) = unsafe {
+            (
+                _mm256_loadu_si256(pc.add(i).cast()),
+                _mm256_loadu_si256(pq.add(i).cast()),
+            )
+        };
+        let (c_lo, c_hi) = (_mm256_castsi256_si128(c), _mm256_extracti128_si256::<1>(c));
+        let (q_lo, q_hi) = (_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+        let lo = _mm256_madd_epi16(_mm256_cvtepu8_epi16(c_lo), _mm256_cvtepi8_epi16(q_lo));
+        let hi = _mm256_madd_epi16(_mm256_cvtepu8_epi16(c_hi), _mm256_cvtepi8_epi16(q_hi));
+        acc[0] = _mm256_add_epi32(acc[0], lo);
+        acc[1] = _mm256_add_epi32(acc[1], hi);
+        i += 32;
+    }
+    if i + 16 <= n {
+        // SAFETY: i + 16 <= n: both 16-byte loads are inside their slices.
+        let (c, q) = unsafe {
+            (
+                _mm_loadu_si128(pc.add(i).cast()),
+                _mm_loadu_si128(pq.add(i).cast()),
+            )
+        };
+        let part = _mm256_madd_epi16(_mm256_cvtepu8_epi16(c), _mm256_cvtepi8_epi16(q));
+        acc[0] = _mm256_add_epi32(acc[0], part);
+        i += 16;
+    }
+    let sum = _mm256_add_epi32(acc[0], acc[1]);
+    let four = _mm_add_epi32(
+        _mm256_castsi256_si128(sum),
+        _mm256_extracti128_si256::<1>(sum),
+    );
+    let two = _mm_add_epi32(four, _mm_unpackhi_epi64(four, four));
+    let one = _mm_add_epi32(two, _mm_shuffle_epi32::<0b01>(two));
+    let tail: i32 = codes[i..n]
+        .iter()
+        .zip(&query[i..n])
+        .map(|(&c, &q)| i32::from(c) * i32::from(q))
+        .sum();
+    _mm_cvtsi128_si32(one) + tail
 }
 
 // The safe wrappers below are private to this module and handed out only by

@@ -31,6 +31,8 @@ impl Engine {
         // rewrites), and a build is what the compaction is amortised against anyway.
         if let Some(graph) = &self.graph {
             self.graph = Some(Graph::new(graph.params()));
+            // Coded afresh with the new graph, their range chosen from the live points.
+            self.codes = None;
             if !self.defer_indexing {
                 self.index_pending();
             }
@@ -59,7 +61,9 @@ impl Engine {
             vectors: self.vectors.allocated_bytes(),
             mapped: self.vectors.mapped_bytes(),
             payloads: self.payloads.heap_bytes(),
-            index: self.graph.as_ref().map_or(0, Graph::bytes) + self.indexes.bytes(),
+            index: self.graph.as_ref().map_or(0, Graph::bytes)
+                + self.codes.as_ref().map_or(0, |c| c.bytes())
+                + self.indexes.bytes(),
             ids: self.ids.len() * id_entry
                 + self.slot_ids.capacity() * std::mem::size_of::<Option<PointId>>(),
         }

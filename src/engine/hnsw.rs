@@ -46,7 +46,8 @@ pub(crate) struct GraphParams {
     pub sketch_dim: Option<usize>,
 }
 
-/// Distances between stored vectors and queries, as closeness keys (smaller is closer).
+/// Distances between stored vectors and queries, as closeness keys (smaller is closer): what
+/// the graph is built with.
 pub(crate) trait Space {
     fn key_to(&self, query: &[f32], slot: u32) -> f32;
     /// [`Space::key_to`] for four slots at once (faster where the kernel interleaves them).
@@ -54,6 +55,38 @@ pub(crate) trait Space {
     fn vector(&self, slot: u32) -> &[f32];
     /// Hints that `slot`'s vector will be read soon.
     fn prefetch(&self, slot: u32);
+}
+
+/// Closeness keys of nodes to one query: what a search walks the graph with. The vectors
+/// themselves ([`SpaceQuery`]), or their quantized codes (`quantized.rs`), whose keys
+/// approximate the same ones.
+pub(crate) trait Scorer {
+    fn key(&self, slot: u32) -> f32;
+    /// [`Scorer::key`] for four slots at once.
+    fn keys4(&self, slots: [u32; 4]) -> [f32; 4];
+    /// Hints that `slot`'s data will be read soon.
+    fn prefetch(&self, slot: u32);
+}
+
+/// A [`Space`] scoring one query.
+pub(crate) struct SpaceQuery<'a, S> {
+    pub space: &'a S,
+    pub query: &'a [f32],
+}
+
+impl<S: Space> Scorer for SpaceQuery<'_, S> {
+    #[inline]
+    fn key(&self, slot: u32) -> f32 {
+        self.space.key_to(self.query, slot)
+    }
+    #[inline]
+    fn keys4(&self, slots: [u32; 4]) -> [f32; 4] {
+        self.space.keys_to4(self.query, slots)
+    }
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        self.space.prefetch(slot);
+    }
 }
 
 /// How a beam search treats the nodes its filter refuses.
@@ -68,11 +101,10 @@ pub(crate) enum Walk {
     Around,
 }
 
-/// What a beam search looks for: the query vector and, to skip far neighbours, its sketch; and
-/// how it passes the nodes its filter refuses.
+/// How a beam search goes beyond its scorer: the query's sketch, to skip far neighbours, and how
+/// it passes the nodes its filter refuses.
 #[derive(Clone, Copy)]
-struct Query<'a> {
-    vector: &'a [f32],
+struct Query {
     sketch: Option<Sketch>,
     walk: Walk,
 }
@@ -404,13 +436,16 @@ impl Graph {
     ) -> InsertPlan {
         let mut layers = Vec::new();
         if self.entry != NONE {
-            let query = space.vector(slot);
+            let scorer = SpaceQuery {
+                space,
+                query: space.vector(slot),
+            };
             let mut ep = Candidate {
-                key: space.key_to(query, self.entry),
+                key: scorer.key(self.entry),
                 slot: self.entry,
             };
             for layer in (level + 1..=self.max_level).rev() {
-                ep = self.greedy(query, ep, layer, space);
+                ep = self.greedy(&scorer, ep, layer);
             }
             let top = level.min(self.max_level);
             layers = vec![Vec::new(); top as usize + 1];
@@ -418,7 +453,6 @@ impl Graph {
             for layer in (0..=top).rev() {
                 // No sketch skipping while building: the graph stays what it was without.
                 let query = Query {
-                    vector: query,
                     sketch: None,
                     walk: Walk::Through,
                 };
@@ -427,7 +461,7 @@ impl Graph {
                     &entry_points,
                     self.params.ef_construction,
                     layer,
-                    space,
+                    &scorer,
                     live,
                 );
                 layers[layer as usize] = found.clone();
@@ -527,24 +561,18 @@ impl Graph {
         kept
     }
 
-    fn greedy<S: Space>(
-        &self,
-        query: &[f32],
-        mut best: Candidate,
-        layer: u8,
-        space: &S,
-    ) -> Candidate {
+    fn greedy(&self, scorer: &impl Scorer, mut best: Candidate, layer: u8) -> Candidate {
         loop {
             let mut improved = false;
             let neighbours = self.neighbours(best.slot, layer);
             for &n in neighbours.iter().take(PREFETCH_AHEAD) {
-                space.prefetch(n);
+                scorer.prefetch(n);
             }
             for (i, &n) in neighbours.iter().enumerate() {
                 if let Some(&ahead) = neighbours.get(i + PREFETCH_AHEAD) {
-                    space.prefetch(ahead);
+                    scorer.prefetch(ahead);
                 }
-                let key = space.key_to(query, n);
+                let key = scorer.key(n);
                 if key < best.key {
                     best = Candidate { key, slot: n };
                     improved = true;
@@ -562,13 +590,13 @@ impl Graph {
     ///
     /// Kept as one function: it is the hot loop of every search, and its state should stay in
     /// one frame.
-    fn search_layer<S: Space>(
+    fn search_layer(
         &self,
-        query: Query<'_>,
+        query: Query,
         entry_points: &[Candidate],
         ef: usize,
         layer: u8,
-        space: &S,
+        scorer: &impl Scorer,
         admit: &impl Fn(u32) -> bool,
     ) -> (Vec<Candidate>, usize) {
         let view = self.layer(layer);
@@ -665,20 +693,20 @@ impl Graph {
                 // Keys four at a time (see `Kernel4`), the group after next already loading.
                 let count = s.fresh.len();
                 for &n in &s.fresh[..count.min(PREFETCH_GROUPS * 4)] {
-                    space.prefetch(n);
+                    scorer.prefetch(n);
                 }
                 for start in (0..count).step_by(4) {
                     let ahead = (start + PREFETCH_GROUPS * 4).min(count);
                     for &n in &s.fresh[ahead..(ahead + 4).min(count)] {
-                        space.prefetch(n);
+                        scorer.prefetch(n);
                     }
                     let group = &s.fresh[start..(start + 4).min(count)];
                     let mut keys = [0f32; 4];
                     if let Ok(&four) = <&[u32; 4]>::try_from(group) {
-                        keys = space.keys_to4(query.vector, four);
+                        keys = scorer.keys4(four);
                     } else {
                         for (key, &n) in keys.iter_mut().zip(group) {
-                            *key = space.key_to(query.vector, n);
+                            *key = scorer.key(n);
                         }
                     }
                     s.computed += group.len();
@@ -712,13 +740,13 @@ impl Graph {
         })
     }
 
-    /// The `ef` closest admitted nodes to `query`, closest first, and how many distances were
-    /// computed on the way.
-    pub fn search<S: Space>(
+    /// The `ef` closest admitted nodes to `query` as `scorer` keys them (the query's own
+    /// vector, for its sketch), closest first, and how many keys were computed on the way.
+    pub fn search(
         &self,
         query: &[f32],
         ef: usize,
-        space: &S,
+        scorer: &impl Scorer,
         admit: &impl Fn(u32) -> bool,
         walk: Walk,
     ) -> (Vec<Candidate>, usize) {
@@ -726,19 +754,17 @@ impl Graph {
             return (Vec::new(), 0);
         }
         let mut ep = Candidate {
-            key: space.key_to(query, self.entry),
+            key: scorer.key(self.entry),
             slot: self.entry,
         };
         for layer in (1..=self.max_level).rev() {
-            ep = self.greedy(query, ep, layer, space);
+            ep = self.greedy(scorer, ep, layer);
         }
-        let sketch = self.query_sketch(query);
         let query = Query {
-            vector: query,
-            sketch,
+            sketch: self.query_sketch(query),
             walk,
         };
-        self.search_layer(query, &[ep], ef, 0, space, admit)
+        self.search_layer(query, &[ep], ef, 0, scorer, admit)
     }
 
     /// The sketch of a query vector, for graphs that keep sketches of their nodes.
@@ -947,7 +973,11 @@ mod tests {
                     Walk::Through => 32,
                     Walk::Around => around_ef,
                 };
-                let (found, scored) = graph.search(&query, ef, &space, &admit, walk);
+                let scorer = SpaceQuery {
+                    space: &space,
+                    query: &query,
+                };
+                let (found, scored) = graph.search(&query, ef, &scorer, &admit, walk);
                 assert!(
                     found.iter().all(|c| admit(c.slot)),
                     "{walk:?} admitted a refused node"

@@ -3,9 +3,9 @@
 
 use super::arena::ArenaView;
 use super::hnsw::{Graph, GraphParams, Space};
+use super::quantized::Sq8;
 use super::{sketch, Engine};
-use crate::config::EngineConfig;
-use crate::config::HnswConfig;
+use crate::config::{EngineConfig, HnswConfig, Quantization};
 use crate::distance::{self, closeness_key, Kernel, Kernel4};
 use crate::point::{Distance, Payload};
 use crate::search::SearchRequest;
@@ -135,6 +135,44 @@ impl Engine {
     /// computed in parallel (the result does not depend on how they are scheduled or chunked);
     /// returns how many remain.
     pub fn index_pending_up_to(&mut self, max: usize) -> usize {
+        let remaining = self.insert_pending_up_to(max);
+        self.code_graph_nodes();
+        remaining
+    }
+
+    /// Keeps the quantized codes in step with the graph, a row per node: codes the new nodes,
+    /// or all of them when the range is chosen (the first time, and again while the graph is
+    /// small and has doubled since).
+    fn code_graph_nodes(&mut self) {
+        let Some(graph) = self
+            .graph
+            .as_ref()
+            .filter(|_| self.config.quantization != Quantization::None)
+        else {
+            return;
+        };
+        let nodes = graph.len();
+        let vectors = self.vectors.view();
+        let stale = self
+            .codes
+            .as_ref()
+            .is_none_or(|c| c.wants_retraining(nodes));
+        if stale && nodes > 0 {
+            let (distance, dim) = (self.config.distance, self.config.dimension);
+            self.codes = Sq8::train(distance, dim, nodes, |slot| vectors.get(slot));
+        }
+        if let Some(codes) = &mut self.codes {
+            // Room for every slot, indexed or waiting: a bulk load's, in one allocation.
+            if codes.rows() < nodes {
+                codes.reserve(self.slot_ids.len());
+            }
+            for slot in codes.rows()..nodes {
+                codes.push(vectors.get(slot));
+            }
+        }
+    }
+
+    fn insert_pending_up_to(&mut self, max: usize) -> usize {
         let pending = self.unindexed_slots();
         let remaining = pending.len().saturating_sub(max);
         let pending = pending.start..pending.end - remaining;

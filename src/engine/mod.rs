@@ -23,7 +23,7 @@
 //! - `image.rs`: checkpoints: the engine from a segment's image, and its export to a new one.
 //!
 //! Beneath them, the parts the engine is made of: `arena.rs` (vectors by slot), `payloads.rs`
-//! (payloads by slot), `hnsw.rs` and `sketch.rs` (the graph index), `payload_index.rs` (value ->
+//! (payloads by slot), `hnsw.rs` and `sketch.rs` (the graph index), `quantized.rs` (its nodes' codes), `payload_index.rs` (value ->
 //! slots indexes) and `topk.rs` (the k closest candidates).
 
 mod arena;
@@ -34,6 +34,7 @@ mod in_place;
 mod index;
 pub(crate) mod payload_index;
 mod payloads;
+mod quantized;
 mod read;
 mod search;
 mod sketch;
@@ -73,6 +74,9 @@ pub(crate) struct Engine {
     /// One node per slot (dead ones included) when the index is enabled, except for a tail of
     /// slots past `graph.len()` that are not indexed yet (see `defer_indexing`).
     graph: Option<Graph>,
+    /// The graph nodes' quantized codes, one row per node, when the configuration asks for
+    /// them (kept in step by `index.rs`).
+    codes: Option<quantized::Sq8>,
     /// While the log is replayed at open, new points are not inserted into the graph: opening
     /// stays fast, searches scan the few unindexed points exactly, and the next write or
     /// checkpoint indexes them.
@@ -95,6 +99,7 @@ impl Engine {
                 .hnsw
                 .as_ref()
                 .map(|h| Graph::new(index::graph_params(h, &config))),
+            codes: None,
             defer_indexing: false,
             indexes: PayloadIndexes::new(&config.payload_indexes),
             parallel: Box::new(|count, job| (0..count).map(job).collect()),
@@ -142,6 +147,7 @@ mod tests {
             max_points: None,
             max_search_limit: 100,
             hnsw: None,
+            quantization: crate::Quantization::None,
             payload_indexes: Vec::new(),
         })
     }

@@ -1,8 +1,10 @@
 //! Search: each query takes the graph when it applies, else a payload index's candidates, else
 //! the exact scan, which the queries left over share in one pass over the arena.
 
-use super::hnsw::{Graph, Space, Walk, PREFETCH_AHEAD};
+use super::hnsw::{Graph, Scorer, Space, SpaceQuery, Walk, PREFETCH_AHEAD};
+use super::index::ArenaSpace;
 use super::payload_index::Candidates;
+use super::quantized::CodeScorer;
 use super::sketch::{self, Sketch};
 use super::topk::{Candidate, TopK};
 use super::Engine;
@@ -59,6 +61,40 @@ const PRUNED_AROUND_WIDER: f64 = 0.065;
 /// Points sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: usize = 512;
 
+/// What a graph search walks by: the vectors, or their quantized codes. One type for both, so
+/// the beam search, the hottest and largest function, is compiled once for them (the `.wasm`
+/// is size-budgeted); the match is predicted the same way at every call.
+enum Walker<'a> {
+    Vectors(SpaceQuery<'a, ArenaSpace<'a>>),
+    Codes(CodeScorer<'a>),
+}
+
+impl Scorer for Walker<'_> {
+    #[inline]
+    fn key(&self, slot: u32) -> f32 {
+        match self {
+            Walker::Vectors(s) => s.key(slot),
+            Walker::Codes(s) => s.key(slot),
+        }
+    }
+
+    #[inline]
+    fn keys4(&self, slots: [u32; 4]) -> [f32; 4] {
+        match self {
+            Walker::Vectors(s) => s.keys4(slots),
+            Walker::Codes(s) => s.keys4(slots),
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        match self {
+            Walker::Vectors(s) => s.prefetch(slot),
+            Walker::Codes(s) => s.prefetch(slot),
+        }
+    }
+}
+
 /// A validated query, ready for the scan.
 struct PreparedQuery<'a> {
     vector: Vec<f32>,
@@ -68,6 +104,20 @@ struct PreparedQuery<'a> {
     max_key: f32,
     /// `offset + limit`: how many candidates the top-k keeps.
     keep: usize,
+    /// How a graph search uses quantized codes, if the database keeps them.
+    codes: CodeUse,
+}
+
+/// How a query's graph search uses the quantized codes (see `quantized.rs`).
+#[derive(Clone, Copy)]
+struct CodeUse {
+    /// Walk with the vectors instead (`params.quantization.ignore`).
+    ignore: bool,
+    /// Score the best candidates again with the vectors.
+    rescore: bool,
+    /// How many to re-score (`None`: the whole beam, see `QuantizationSearchParams`); the
+    /// beam is at least this wide.
+    rescored: Option<usize>,
 }
 
 /// How a query is answered (see [`Engine::plan`]).
@@ -132,11 +182,31 @@ impl Engine {
             (Some(t), Distance::Euclid) => t * t,
             (Some(t), Distance::Manhattan) => t,
         };
+        let keep = req.limit + req.offset;
+        let quantization = req.params.quantization.unwrap_or_default();
+        let rescored = match quantization.oversampling {
+            None => None,
+            Some(o) if o >= 1.0 => {
+                // Bounded like a result page, so no oversampling asks for a beam beyond reason.
+                let most = keep.max(self.config.max_search_limit);
+                Some(((keep as f64 * o).ceil() as usize).clamp(keep, most))
+            }
+            Some(_) => {
+                return Err(Error::InvalidArgument(
+                    "params.quantization.oversampling must be at least 1".to_owned(),
+                ))
+            }
+        };
         Ok(PreparedQuery {
             vector,
             filter: req.filter.as_ref(),
             max_key,
-            keep: req.limit + req.offset,
+            keep,
+            codes: CodeUse {
+                ignore: quantization.ignore,
+                rescore: quantization.rescore.unwrap_or(true),
+                rescored,
+            },
         })
     }
 
@@ -379,12 +449,33 @@ impl Engine {
         candidates: Option<&Candidates>,
     ) -> Option<(Vec<Candidate>, usize)> {
         let admit = self.admission(q, candidates, walk);
-        let (mut found, mut scored) = if q.filter.is_none() && self.dead == 0 {
-            // Every node is admissible: skip the per-candidate check (a cache miss each).
-            graph.search(&q.vector, ef, &self.space(), &|_| true, walk)
-        } else {
-            graph.search(&q.vector, ef, &self.space(), &admit, walk)
+        // Every node is admissible without a filter or deletions: skip the per-candidate check
+        // (a cache miss each).
+        let all = q.filter.is_none() && self.dead == 0;
+        let codes = self
+            .codes
+            .as_ref()
+            .filter(|c| !q.codes.ignore && c.rows() == graph.len());
+        let prepared = codes.map(|c| (c, c.prepare(&q.vector)));
+        let space = self.space();
+        let walker = match &prepared {
+            Some((codes, query)) => Walker::Codes(codes.scorer(query)),
+            None => Walker::Vectors(SpaceQuery {
+                space: &space,
+                query: &q.vector,
+            }),
         };
+        let ef = match prepared {
+            Some(_) => ef.max(q.codes.rescored.unwrap_or(0)),
+            None => ef,
+        };
+        let (mut found, mut scored) = match all {
+            true => graph.search(&q.vector, ef, &walker, &|_| true, walk),
+            false => graph.search(&q.vector, ef, &walker, &admit, walk),
+        };
+        if prepared.is_some() && q.codes.rescore {
+            scored += self.rescore(q, &mut found);
+        }
         scored += self.score_unindexed(q, &admit, &mut found);
         if found.len() < q.keep {
             return None;
@@ -395,6 +486,39 @@ impl Engine {
             .take(q.keep)
             .collect();
         Some((kept, scored))
+    }
+
+    /// Keeps the best of `found` (candidates keyed by quantized codes, closest first) that `q`
+    /// re-scores, with their keys from the vectors, closest first; returns how many.
+    fn rescore(&self, q: &PreparedQuery, found: &mut Vec<Candidate>) -> usize {
+        found.truncate(q.codes.rescored.unwrap_or(found.len()));
+        let space = self.space();
+        let scorer = SpaceQuery {
+            space: &space,
+            query: &q.vector,
+        };
+        // Scattered vectors: four at a time (their loads interleave), the next four loading.
+        let groups: Vec<[u32; 4]> = found
+            .chunks(4)
+            .map(|g| std::array::from_fn(|i| g.get(i).map_or(g[0].slot, |c| c.slot)))
+            .collect();
+        if let Some(first) = groups.first() {
+            for &s in first {
+                scorer.prefetch(s);
+            }
+        }
+        for (i, (group, cands)) in groups.iter().zip(found.chunks_mut(4)).enumerate() {
+            if let Some(next) = groups.get(i + 1) {
+                for &s in next {
+                    scorer.prefetch(s);
+                }
+            }
+            for (c, key) in cands.iter_mut().zip(scorer.keys4(*group)) {
+                c.key = key;
+            }
+        }
+        found.sort_unstable();
+        found.len()
     }
 
     /// How to answer `q`: the graph applies when it exists, the collection is past the

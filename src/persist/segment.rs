@@ -566,7 +566,7 @@ mod tests {
     use crate::engine::payload_index::PayloadIndexes;
     use crate::engine::{stride_for, Engine};
     use crate::storage::MemoryStorage;
-    use crate::{HnswConfig, Point, PointId, SearchRequest};
+    use crate::{HnswConfig, Point, PointId, Quantization, SearchRequest};
 
     fn config() -> EngineConfig {
         EngineConfig {
@@ -579,6 +579,7 @@ mod tests {
                 full_scan_threshold: 0,
                 ..HnswConfig::default()
             }),
+            quantization: Quantization::None,
             payload_indexes: Vec::new(),
         }
     }

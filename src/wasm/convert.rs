@@ -10,7 +10,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::{Error, Filter, Point, PointId, SearchRequest};
+use crate::{Error, Filter, Point, PointId, QuantizationSearchParams, SearchRequest};
 
 /// A JS `Error` carrying the Rust error's message and its `code`.
 pub(super) fn js_error(e: Error) -> JsValue {
@@ -144,17 +144,56 @@ fn search_option(request: &mut SearchRequest, name: &str, value: JsValue) -> Res
             request.score_threshold = Some(threshold as f32);
         }
         "filter" => request.filter = filter_of(value)?,
+        "quantization" => request.params.quantization = Some(quantization_option(&value)?),
         _ => {
             return Err(bad(
                 "search options",
                 format!(
                     "unknown field `{name}`, expected one of `limit`, `offset`, `filter`, \
-                     `ef`, `exact`, `withPayload`, `withVector`, `scoreThreshold`"
+                     `ef`, `exact`, `withPayload`, `withVector`, `scoreThreshold`, \
+                     `quantization`"
                 ),
             ))
         }
     }
     Ok(())
+}
+
+/// The `quantization` search option, field by field like the others (no JSON round trip).
+fn quantization_option(value: &JsValue) -> Result<QuantizationSearchParams, JsValue> {
+    let mut params = QuantizationSearchParams::default();
+    let Some(object) = value.dyn_ref::<js_sys::Object>() else {
+        return Err(bad("search options", "quantization: expected an object"));
+    };
+    for key in js_sys::Object::keys(object).iter() {
+        let field = Reflect::get(value, &key).unwrap_or(JsValue::UNDEFINED);
+        if field.is_undefined() || field.is_null() {
+            continue;
+        }
+        match key.as_string().unwrap_or_default().as_str() {
+            "ignore" => params.ignore = flag_option("quantization.ignore", &field)?,
+            "rescore" => params.rescore = Some(flag_option("quantization.rescore", &field)?),
+            "oversampling" => {
+                let o = field.as_f64().ok_or_else(|| {
+                    bad(
+                        "search options",
+                        "quantization.oversampling: expected a number",
+                    )
+                })?;
+                params.oversampling = Some(o);
+            }
+            other => {
+                return Err(bad(
+                    "search options",
+                    format!(
+                        "quantization: unknown field `{other}`, expected one of `ignore`, \
+                         `rescore`, `oversampling`"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(params)
 }
 
 fn count_option(name: &str, value: &JsValue) -> Result<usize, JsValue> {

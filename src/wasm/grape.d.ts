@@ -19,6 +19,8 @@ export interface OpenOptions {
   persist?: boolean;
   /** HNSW parameters, or `false` for exact search only. */
   hnsw?: { m?: number; efConstruction?: number; ef?: number; fullScanThreshold?: number } | false;
+  /** "sq8": the graph search walks 8-bit codes of the vectors (a quarter of the memory per step) and scores its best candidates again with the vectors, so scores stay exact. Default "none". Cosine, Dot and Euclid; needs `hnsw`. */
+  quantization?: "none" | "sq8";
   payloadIndexes?: string[];
   maxPoints?: number;
   maxMemoryMb?: number;
@@ -52,6 +54,8 @@ export interface SearchOptions {
   withVector?: boolean;
   /** Keep only points strictly better than this (as Qdrant: a score equal to it is left out). */
   scoreThreshold?: number;
+  /** With `quantization`: walk the vectors instead of the codes (`ignore`), return the codes' estimated scores (`rescore: false`), or re-score `oversampling` times `limit + offset` candidates (at least 1; default: the whole beam, `ef`). */
+  quantization?: { ignore?: boolean; rescore?: boolean; oversampling?: number };
 }
 
 export interface ScoredPoint {

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::convert::{js_error, json};
-use crate::{Distance, Durability, EmbeddedConfig, Error, HnswConfig, LogRecovery};
+use crate::{Distance, Durability, EmbeddedConfig, Error, HnswConfig, LogRecovery, Quantization};
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -78,6 +78,9 @@ pub(super) struct OpenOptions {
     #[serde(default)]
     pub(super) persist: bool,
     hnsw: Option<HnswOption>,
+    /// `"none"` or `"sq8"`, as [`Quantization`].
+    #[serde(default)]
+    quantization: Quantization,
     #[serde(default)]
     payload_indexes: Vec<String>,
     max_points: Option<usize>,
@@ -127,7 +130,7 @@ impl OpenOptions {
         for key in &self.payload_indexes {
             b = b.payload_index(key.clone());
         }
-        b = b.hnsw(self.hnsw());
+        b = b.hnsw(self.hnsw()).quantization(self.quantization);
         // The engine's log durability: OPFS and Node's files can fsync a write before
         // returning; the other modes buffer and become durable at `flush()` (called on a timer for "batched").
         b = b.durability(match self.durability {
@@ -209,6 +212,9 @@ mod tests {
         assert_eq!(config.hnsw.unwrap().m, 8);
         assert_eq!(config.max_points, Some(10));
         assert_eq!(config.durability, Durability::OnFlush);
+        let sq8: OpenOptions =
+            serde_json::from_str(r#"{"dimension": 4, "quantization": "sq8"}"#).unwrap();
+        assert_eq!(sq8.config().unwrap().quantization, Quantization::Sq8);
         let off: OpenOptions = serde_json::from_str(r#"{"dimension": 4, "hnsw": false}"#).unwrap();
         assert!(off.config().unwrap().hnsw.is_none());
         assert!(serde_json::from_str::<OpenOptions>(r#"{"dimension": 4, "typo": 1}"#).is_err());

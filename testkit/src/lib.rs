@@ -181,8 +181,8 @@ pub fn in_cache_scan_ns(data: &Matrix, now_ms: impl Fn() -> f64) -> f64 {
         .map(|q| {
             let mut r = SearchRequest::new(data.row(q).to_vec(), 10);
             r.params = SearchParams {
-                hnsw_ef: None,
                 exact: true,
+                ..SearchParams::default()
             };
             r
         })

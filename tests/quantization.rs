@@ -1,0 +1,270 @@
+//! Quantized (SQ8) graph search against the exact `f32` answer: recall floors for every
+//! distance it supports, with and without filters; re-scored scores equal to the exact ones;
+//! `ignore` equal to a database without codes; reopening, replay and compaction; and the
+//! configurations and parameters it refuses.
+
+use grape_testkit as testkit;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use grape_vector_db::storage::MemoryStorage;
+use grape_vector_db::{
+    Distance, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, HnswConfig, Point, PointId,
+    Quantization, QuantizationSearchParams, SearchParams, SearchRequest, SearchResponse,
+};
+use serde_json::json;
+
+const N: usize = 6_000;
+/// Not a multiple of the codes' 64-byte rows, so their padding is exercised.
+const DIM: usize = 72;
+
+fn config(distance: Distance, quantization: Quantization) -> EmbeddedConfig {
+    EmbeddedConfig::builder(DIM)
+        .distance(distance)
+        .payload_index("tenant")
+        .hnsw(Some(HnswConfig {
+            full_scan_threshold: 1_000,
+            ..HnswConfig::default()
+        }))
+        .quantization(quantization)
+        .build()
+        .unwrap()
+}
+
+fn load(db: &EmbeddedVectorDB, data: &testkit::Matrix, rows: std::ops::Range<usize>) {
+    let points: Vec<Point> = rows
+        .map(|i| {
+            Point::new(i as u64, data.row(i).to_vec())
+                .with_payload(json!({"tenant": format!("t{}", i % 10)}))
+                .unwrap()
+        })
+        .collect();
+    for chunk in points.chunks(1_500) {
+        db.upsert(chunk.to_vec()).unwrap();
+    }
+}
+
+fn request(
+    q: &[f32],
+    filter: Option<&Filter>,
+    quantization: Option<QuantizationSearchParams>,
+) -> SearchRequest {
+    let mut req = SearchRequest::new(q.to_vec(), 10);
+    req.filter = filter.cloned();
+    req.params = SearchParams {
+        quantization,
+        ..SearchParams::default()
+    };
+    req
+}
+
+fn exact(db: &EmbeddedVectorDB, q: &[f32], filter: Option<&Filter>) -> SearchResponse {
+    let mut req = request(q, filter, None);
+    req.params.exact = true;
+    let res = db.search(&req).unwrap();
+    assert!(res.exact);
+    res
+}
+
+/// Recall@10 against the exact answer; also checks that every returned score is the exact
+/// `f32` score of its point, bit for bit.
+fn recall(db: &EmbeddedVectorDB, queries: &[&[f32]], filter: Option<&Filter>) -> f64 {
+    let (mut hits, mut total) = (0, 0);
+    for q in queries {
+        let approx = db.search(&request(q, filter, None)).unwrap();
+        assert!(!approx.exact, "the graph answers");
+        let truth = exact(db, q, filter);
+        let truth_ids: HashSet<PointId> = truth.result.iter().map(|p| p.id).collect();
+        hits += approx
+            .result
+            .iter()
+            .filter(|p| truth_ids.contains(&p.id))
+            .count();
+        total += truth.result.len();
+        for p in &approx.result {
+            let mut one = request(q, Some(&id_filter(p.id)), None);
+            one.params.exact = true;
+            let score = db.search(&one).unwrap().result[0].score;
+            assert_eq!(
+                p.score.to_bits(),
+                score.to_bits(),
+                "re-scored score of {:?}",
+                p.id
+            );
+        }
+    }
+    hits as f64 / total as f64
+}
+
+fn id_filter(id: PointId) -> Filter {
+    Filter::from_json(&json!({"must": [{"has_id": [id]}]})).unwrap()
+}
+
+fn tenant(share_of_ten: u32) -> Filter {
+    let values: Vec<String> = (0..share_of_ten).map(|t| format!("t{t}")).collect();
+    Filter::from_json(&json!({"must": [{"key": "tenant", "match": {"any": values}}]})).unwrap()
+}
+
+#[test]
+fn sq8_recall_holds_against_the_exact_answer_for_every_distance_and_filter() {
+    let data = testkit::clustered(N + 20, DIM, 60, 21);
+    for distance in [Distance::Cosine, Distance::Dot, Distance::Euclid] {
+        let db = EmbeddedVectorDB::open(config(distance, Quantization::Sq8)).unwrap();
+        load(&db, &data, 0..N);
+        let queries: Vec<&[f32]> = (N..N + 20).map(|i| data.row(i)).collect();
+        for (name, filter, floor) in [
+            ("none", None, 0.95),
+            ("90%", Some(tenant(9)), 0.95),
+            ("30%", Some(tenant(3)), 0.93),
+        ] {
+            let r = recall(&db, &queries, filter.as_ref());
+            eprintln!("{distance:?} {name}: recall@10 {r:.3}");
+            assert!(r >= floor, "{distance:?} {name}: recall@10 {r}");
+        }
+    }
+}
+
+#[test]
+fn codes_cost_a_quarter_of_the_vectors_and_ignore_walks_the_vectors_instead() {
+    let data = testkit::clustered(N + 20, DIM, 60, 22);
+    let plain = EmbeddedVectorDB::open(config(Distance::Cosine, Quantization::None)).unwrap();
+    let coded = EmbeddedVectorDB::open(config(Distance::Cosine, Quantization::Sq8)).unwrap();
+    load(&plain, &data, 0..N);
+    load(&coded, &data, 0..N);
+    // A 72-float vector is 80 floats (320 bytes) in the arena; its codes are one 128-byte row
+    // (in a buffer that grows by half again, or to fit a batch).
+    let extra = coded.stats().memory.index - plain.stats().memory.index;
+    assert!(
+        (N * 128..=N * 128 * 3 / 2).contains(&extra),
+        "codes took {extra} bytes"
+    );
+
+    let ignore = QuantizationSearchParams {
+        ignore: true,
+        ..QuantizationSearchParams::default()
+    };
+    let estimates = QuantizationSearchParams {
+        rescore: Some(false),
+        ..QuantizationSearchParams::default()
+    };
+    let mut estimated_differs = false;
+    for i in N..N + 20 {
+        let q = data.row(i);
+        // The graphs are built from the vectors alike: walking the vectors gives the same.
+        let walked = coded.search(&request(q, None, Some(ignore))).unwrap();
+        assert_eq!(walked, plain.search(&request(q, None, None)).unwrap());
+        // Without re-scoring, scores are the codes' estimates: close, not exact.
+        let rescored = coded.search(&request(q, None, None)).unwrap();
+        let estimated = coded.search(&request(q, None, Some(estimates))).unwrap();
+        for p in &estimated.result {
+            let truth = exact(&coded, q, Some(&id_filter(p.id))).result[0].score;
+            assert!((p.score - truth).abs() < 0.05, "{} vs {truth}", p.score);
+            estimated_differs |= p.score != truth;
+        }
+        assert!(rescored.scored > estimated.scored, "re-scoring is counted");
+    }
+    assert!(
+        estimated_differs,
+        "estimates equal to the exact scores: not from the codes"
+    );
+}
+
+#[test]
+fn oversampling_widens_the_rescored_candidates_and_bad_values_are_refused() {
+    let data = testkit::clustered(N, DIM, 60, 23);
+    let db = EmbeddedVectorDB::open(config(Distance::Euclid, Quantization::Sq8)).unwrap();
+    load(&db, &data, 0..N);
+    let q = data.row(7);
+    let scored = |oversampling: f64| {
+        let params = QuantizationSearchParams {
+            oversampling: Some(oversampling),
+            ..QuantizationSearchParams::default()
+        };
+        db.search(&request(q, None, Some(params))).unwrap()
+    };
+    let (one, many) = (scored(1.0), scored(20.0));
+    assert_eq!(one.result.len(), 10);
+    // 200 candidates re-scored, from a beam widened to 200: more keys computed.
+    assert!(
+        many.scored > one.scored + 190,
+        "{} vs {}",
+        many.scored,
+        one.scored
+    );
+    for bad in [0.5, f64::NAN, -1.0] {
+        let params = QuantizationSearchParams {
+            oversampling: Some(bad),
+            ..QuantizationSearchParams::default()
+        };
+        let err = db.search(&request(q, None, Some(params))).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{bad}: {err}");
+    }
+    // A huge oversampling is bounded by the configured page size, not obeyed to exhaustion.
+    assert_eq!(scored(1e300).result.len(), 10);
+}
+
+#[test]
+fn codes_follow_the_graph_through_replay_checkpoints_and_compaction() {
+    let data = testkit::clustered(N + 20, DIM, 60, 24);
+    let queries: Vec<&[f32]> = (N..N + 20).map(|i| data.row(i)).collect();
+    let storage = MemoryStorage::new();
+    let open = || {
+        let config = config(Distance::Cosine, Quantization::Sq8);
+        EmbeddedVectorDB::open_with_storage(config, Arc::new(storage.clone())).unwrap()
+    };
+    let db = open();
+    load(&db, &data, 0..N / 2);
+    drop(db);
+    // Replayed from the log, indexed again, coded again.
+    let db = open();
+    db.checkpoint().unwrap();
+    load(&db, &data, N / 2..N);
+    drop(db);
+    // The first half from the segment (its graph used in place), the rest replayed.
+    let db = open();
+    assert!(recall(&db, &queries, None) >= 0.95);
+    // Half the points deleted: compaction rebuilds the graph, and the codes with it.
+    db.delete((0..N as u64).filter(|i| i % 2 == 0)).unwrap();
+    db.compact().unwrap();
+    assert_eq!(db.stats().tombstones, 0);
+    let r = recall(&db, &queries, None);
+    assert!(r >= 0.95, "after compaction: {r}");
+    let res = db.search(&request(queries[0], None, None)).unwrap();
+    assert!(res
+        .result
+        .iter()
+        .all(|p| matches!(p.id, PointId::Num(i) if i % 2 == 1)));
+}
+
+#[test]
+fn quantization_needs_the_graph_and_a_distance_codes_can_estimate() {
+    let manhattan = EmbeddedConfig::builder(4)
+        .distance(Distance::Manhattan)
+        .quantization(Quantization::Sq8)
+        .build();
+    assert!(matches!(manhattan, Err(Error::InvalidConfig(m)) if m.contains("Manhattan")));
+    let no_graph = EmbeddedConfig::builder(4)
+        .hnsw(None)
+        .quantization(Quantization::Sq8)
+        .build();
+    assert!(matches!(no_graph, Err(Error::InvalidConfig(m)) if m.contains("hnsw")));
+    // Small databases are scanned exactly, codes or not.
+    let db = EmbeddedVectorDB::open(
+        EmbeddedConfig::builder(4)
+            .quantization(Quantization::Sq8)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    db.upsert(vec![
+        Point::new(1, vec![1.0, 0.0, 0.0, 0.0]),
+        Point::new(2, vec![0.0, 1.0, 0.0, 0.0]),
+    ])
+    .unwrap();
+    let res = db
+        .search(&SearchRequest::new(vec![1.0, 0.1, 0.0, 0.0], 1))
+        .unwrap();
+    assert!(res.exact);
+    assert_eq!(res.result[0].id, PointId::Num(1));
+}
