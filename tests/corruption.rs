@@ -410,7 +410,7 @@ fn checkpoint_50_points(
     db.checkpoint().unwrap();
 }
 
-/// Changes section `index` (0-based) of the segment of a version 4 database with `edit`, and
+/// Changes section `index` (0-based) of the segment of a version 5 database with `edit`, and
 /// recomputes that section's checksum and the header's: damage that checksums cannot see, as a
 /// faulty writer or a deliberate edit would leave.
 fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce(&mut [u8])) {
@@ -422,8 +422,9 @@ fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce
     edit(&mut bytes[at..at + len]);
     let crc = testkit::crc32c(&bytes[at..at + len]);
     bytes[d + 16..d + 20].copy_from_slice(&crc.to_le_bytes());
-    let crc = testkit::crc32c(&bytes[..296]);
-    bytes[296..300].copy_from_slice(&crc.to_le_bytes());
+    // The header checksum covers the fixed fields and the eleven descriptors (FORMAT.md).
+    let crc = testkit::crc32c(&bytes[..320]);
+    bytes[320..324].copy_from_slice(&crc.to_le_bytes());
     storage
         .open(&name, OpenMode::Existing)
         .unwrap()

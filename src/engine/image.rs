@@ -9,9 +9,10 @@ use super::hnsw::{Graph, GraphParts, NONE};
 use super::index::graph_params;
 use super::payload_index::{PayloadIndexes, StoredIndexes};
 use super::payloads::{PayloadStore, RawPayloads};
+use super::quantized::{Sq8, StoredCodes};
 use super::{Engine, MAX_SLOTS};
 use crate::bytes::Bytes;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, Quantization};
 use crate::error::{Error, Result};
 use crate::point::{Distance, PointId};
 
@@ -30,6 +31,8 @@ pub(crate) struct Image {
     pub graph: Option<GraphParts>,
     /// The payload indexes the segment stored (none before version 4).
     pub payload_indexes: StoredIndexes,
+    /// The graph nodes' quantized codes, when the segment holds them (version 5 on).
+    pub codes: Option<StoredCodes>,
     /// Size of the whole file.
     pub file_bytes: u64,
 }
@@ -49,6 +52,8 @@ pub(crate) struct ImageSource<'a> {
     pub graph: Option<Graph>,
     /// The payload indexes section, numbered by row.
     pub payload_indexes: Vec<u8>,
+    /// The quantized codes section, by row (empty without codes).
+    pub codes: Vec<u8>,
 }
 
 impl Engine {
@@ -101,6 +106,16 @@ impl Engine {
             graph.complete_sketches(&engine.space());
             engine.graph = Some(graph);
         }
+        // Stored codes are used in place when the configuration still asks for them and they
+        // cover the stored graph; otherwise they are coded afresh (by `index_pending`) or not
+        // at all.
+        let graph_rows = engine.graph.as_ref().map(Graph::len);
+        if let Some(stored) = seg.codes.filter(|c| Some(c.rows) == graph_rows) {
+            if engine.config.quantization == Quantization::Sq8 {
+                let (distance, dim) = (engine.config.distance, engine.config.dimension);
+                engine.codes = Sq8::from_stored(distance, dim, stored);
+            }
+        }
         // A segment written without an index has all its rows unindexed: build the graph now.
         engine.index_pending();
         Ok(engine)
@@ -124,11 +139,19 @@ impl Engine {
             .as_ref()
             .filter(|_| complete)
             .map(|g| g.remapped(&row_of, &self.space()));
+        let codes = match (&self.codes, &self.graph) {
+            (Some(codes), Some(g)) if complete && codes.rows() == g.len() => {
+                let slots: Vec<u32> = self.ids.values().copied().collect();
+                codes.section(&slots)
+            }
+            _ => Vec::new(),
+        };
         ImageSource {
             graph,
             payload_indexes: self
                 .indexes
                 .export(&row_of, || Box::new(self.live_payloads())),
+            codes,
             dim: self.config.dimension,
             stride: self.vectors.stride(),
             distance: self.config.distance,

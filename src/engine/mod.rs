@@ -34,7 +34,7 @@ mod in_place;
 mod index;
 pub(crate) mod payload_index;
 mod payloads;
-mod quantized;
+pub(crate) mod quantized;
 mod read;
 mod search;
 mod sketch;

@@ -19,6 +19,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::hnsw::Scorer;
+use super::in_place::InPlace;
+use crate::bytes::Bytes;
 use crate::distance::{self, CodeKernel};
 use crate::point::Distance;
 
@@ -73,12 +75,31 @@ pub(crate) struct Sq8 {
     step: f32,
     form: Form,
     kernel: CodeKernel,
-    lines: Vec<Line>,
+    /// The rows, used in place from a segment until the first push copies them.
+    lines: InPlace<Line>,
     rows: usize,
     /// Each row's exact squared norm, for Euclid (empty otherwise).
-    norms: Vec<f32>,
+    norms: InPlace<f32>,
     /// How many rows there were when the range was chosen.
     trained_on: usize,
+}
+
+/// The kind of codes a segment's codes section holds (the only one so far).
+pub(crate) const SQ8_KIND: u32 = 1;
+/// Bytes before a codes section's rows: kind, stride, range, training size (FORMAT.md).
+pub(crate) const SECTION_PREAMBLE: usize = 64;
+
+/// A codes section as a segment holds it, checked for its own consistency (`persist`).
+pub(crate) struct StoredCodes {
+    pub rows: usize,
+    pub stride: usize,
+    pub low: f32,
+    pub step: f32,
+    pub trained_on: usize,
+    /// `rows * stride` bytes.
+    pub codes: Bytes,
+    /// `rows` little-endian f32 for Euclid, else empty.
+    pub norms: Bytes,
 }
 
 /// A query prepared for [`Sq8`]: quantized, with what the key formula needs.
@@ -135,11 +156,61 @@ impl Sq8 {
             step,
             form,
             kernel: distance::best().code_dot,
-            lines: Vec::new(),
+            lines: InPlace::Owned(Vec::new()),
             rows: 0,
-            norms: Vec::new(),
+            norms: InPlace::Owned(Vec::new()),
             trained_on: rows,
         })
+    }
+
+    /// The codes a segment stored (see `FORMAT.md`), used in place; `None` when they do not
+    /// fit this database (another distance form, dimension or row count: they are then coded
+    /// afresh).
+    pub fn from_stored(distance: Distance, dim: usize, stored: StoredCodes) -> Option<Sq8> {
+        let mut codes = Sq8::train(distance, dim, 0, |_| &[])?;
+        let rows = stored.rows;
+        let fits = stored.stride == codes.stride
+            && stored.codes.len() == rows * codes.stride
+            && stored.norms.len()
+                == if codes.form == Form::Euclid {
+                    rows * 4
+                } else {
+                    0
+                };
+        if !fits {
+            return None;
+        }
+        codes.low = stored.low;
+        codes.step = stored.step;
+        codes.trained_on = stored.trained_on;
+        codes.rows = rows;
+        codes.lines = InPlace::new(stored.codes);
+        codes.norms = InPlace::new(stored.norms);
+        Some(codes)
+    }
+
+    /// The codes section of a segment whose row `r` is slot `slots[r]` (see `FORMAT.md`).
+    pub fn section(&self, slots: &[u32]) -> Vec<u8> {
+        let norms = match self.form {
+            Form::Euclid => slots.len() * 4,
+            Form::Dot => 0,
+        };
+        let mut out = Vec::with_capacity(SECTION_PREAMBLE + slots.len() * self.stride + norms);
+        out.extend_from_slice(&SQ8_KIND.to_le_bytes());
+        out.extend_from_slice(&(self.stride as u32).to_le_bytes());
+        out.extend_from_slice(&self.low.to_le_bytes());
+        out.extend_from_slice(&self.step.to_le_bytes());
+        out.extend_from_slice(&(self.trained_on as u64).to_le_bytes());
+        out.resize(SECTION_PREAMBLE, 0);
+        for &slot in slots {
+            out.extend_from_slice(self.row(slot));
+        }
+        if self.form == Form::Euclid {
+            for &slot in slots {
+                out.extend_from_slice(&self.norms.slice()[slot as usize].to_le_bytes());
+            }
+        }
+        out
     }
 
     /// Number of rows coded.
@@ -153,9 +224,13 @@ impl Sq8 {
         self.trained_on < RETRAIN_UP_TO && rows >= 2 * self.trained_on.max(1)
     }
 
-    /// Heap bytes held.
+    /// Bytes held on the heap or mapped.
     pub fn bytes(&self) -> usize {
-        self.lines.capacity() * BYTES_PER_LINE + self.norms.capacity() * 4
+        let held = |lines: usize, norms: usize| lines * BYTES_PER_LINE + norms * 4;
+        match (&self.lines, &self.norms) {
+            (InPlace::Owned(l), InPlace::Owned(n)) => held(l.capacity(), n.capacity()),
+            _ => held(self.lines.slice().len(), self.norms.slice().len()),
+        }
     }
 
     /// Makes room for `rows` rows in all: exactly that many when they are more than half as
@@ -165,14 +240,14 @@ impl Sq8 {
     /// the codes' bytes after a bulk load.
     pub fn reserve(&mut self, rows: usize) {
         let per_row = self.stride / BYTES_PER_LINE;
-        let lines = &mut self.lines;
+        let lines = self.lines.owned();
         let wanted = rows * per_row;
         if wanted > lines.capacity() {
             let target = wanted.max(lines.capacity() + lines.capacity() / 2);
             lines.reserve_exact(target - lines.len());
         }
         if self.form == Form::Euclid {
-            let norms = &mut self.norms;
+            let norms = self.norms.owned();
             if rows > norms.capacity() {
                 let target = rows.max(norms.capacity() + norms.capacity() / 2);
                 norms.reserve_exact(target - norms.len());
@@ -185,22 +260,23 @@ impl Sq8 {
         debug_assert_eq!(v.len(), self.dim);
         let start = self.rows * self.stride;
         let lines = self.stride / BYTES_PER_LINE;
-        self.lines
-            .extend(std::iter::repeat_n(Line::zeroed(), lines));
-        let row = &mut bytemuck::cast_slice_mut::<Line, u8>(&mut self.lines)[start..][..self.dim];
+        let owned = self.lines.owned();
+        owned.extend(std::iter::repeat_n(Line::zeroed(), lines));
+        let row = &mut bytemuck::cast_slice_mut::<Line, u8>(owned)[start..][..self.dim];
         let inv = 1.0 / self.step;
         for (code, &x) in row.iter_mut().zip(v) {
             // `as u8` saturates, which clamps components outside the range to its ends.
             *code = ((x - self.low) * inv).round() as u8;
         }
         if self.form == Form::Euclid {
-            self.norms.push(v.iter().map(|x| x * x).sum());
+            self.norms.owned().push(v.iter().map(|x| x * x).sum());
         }
         self.rows += 1;
     }
 
     fn row(&self, slot: u32) -> &[u8] {
-        &bytemuck::cast_slice::<Line, u8>(&self.lines)[slot as usize * self.stride..][..self.stride]
+        let all = bytemuck::cast_slice::<Line, u8>(self.lines.slice());
+        &all[slot as usize * self.stride..][..self.stride]
     }
 
     /// `query` quantized for these codes.
@@ -242,7 +318,7 @@ impl Scorer for CodeScorer<'_> {
         let dot = c.low * q.sum + c.step * q.scale * (c.kernel)(c.row(slot), &q.codes) as f32;
         match c.form {
             Form::Dot => -dot,
-            Form::Euclid => q.norm2 + c.norms[slot as usize] - 2.0 * dot,
+            Form::Euclid => q.norm2 + c.norms.slice()[slot as usize] - 2.0 * dot,
         }
     }
 

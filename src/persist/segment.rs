@@ -6,6 +6,7 @@ use crate::bytes::Bytes;
 use crate::engine::hnsw::{Graph, GraphParams, GraphParts, NONE};
 use crate::engine::image::{Image, ImageSource};
 use crate::engine::payload_index::StoredIndexes;
+use crate::engine::quantized::{StoredCodes, SECTION_PREAMBLE, SQ8_KIND};
 use crate::error::{Error, Result};
 use crate::point::Distance;
 use crate::storage::OpenMode;
@@ -14,15 +15,16 @@ use crate::storage::{io_error, Storage, StorageFile};
 use super::codec::{self, Reader, ID_BYTES};
 
 const MAGIC: &[u8; 8] = b"GRAPESEG";
-pub(crate) const VERSION: u32 = 4;
-/// Header of version 4: fixed fields, graph parameters, ten section descriptors, the header
-/// checksum; padded to a multiple of 64 bytes. (Version 3: the same size, nine sections, no
-/// payload indexes; version 2: 256 bytes, eight sections, no sketches; version 1: 192 bytes,
-/// four sections, no graph.)
-const HEADER_BYTES: u64 = 320;
+pub(crate) const VERSION: u32 = 5;
+/// Header of version 5: fixed fields, graph parameters, eleven section descriptors, the header
+/// checksum; padded to a multiple of 64 bytes. (Versions 4 and 3: 320 bytes, ten and nine
+/// sections, no quantized codes, and version 3 no payload indexes; version 2: 256 bytes, eight
+/// sections, no sketches; version 1: 192 bytes, four sections, no graph.)
+const HEADER_BYTES: u64 = 384;
+const HEADER_BYTES_V3: u64 = 320;
 const HEADER_BYTES_V2: u64 = 256;
 const HEADER_BYTES_V1: u64 = 192;
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "vectors",
     "ids",
     "payload offsets",
@@ -33,6 +35,7 @@ const SECTIONS: [&str; 10] = [
     "graph upper layers",
     "graph sketches",
     "payload indexes",
+    "quantized codes",
 ];
 
 pub(crate) fn file_name(generation: u64) -> String {
@@ -82,7 +85,10 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
         .into_iter()
         .chain(graph_sections(src.graph.as_ref()))
         .map(std::borrow::Cow::Owned)
-        .chain([std::borrow::Cow::Borrowed(src.payload_indexes.as_slice())]);
+        .chain([
+            std::borrow::Cow::Borrowed(src.payload_indexes.as_slice()),
+            std::borrow::Cow::Borrowed(src.codes.as_slice()),
+        ]);
     for section in rest {
         offset = codec::align64(offset);
         file.write_at(offset, &section)
@@ -193,7 +199,7 @@ fn header(src: &ImageSource, sections: &[Descriptor]) -> Vec<u8> {
 }
 
 // Sections by index, in file order (version 1 has the first four, version 2 the first eight,
-// version 3 the first nine).
+// version 3 the first nine, version 4 the first ten).
 const VECTORS: usize = 0;
 const IDS: usize = 1;
 const PAYLOAD_OFFSETS: usize = 2;
@@ -204,6 +210,7 @@ const UPPER_INDEX: usize = 6;
 const UPPER: usize = 7;
 const SKETCHES: usize = 8;
 const PAYLOAD_INDEXES: usize = 9;
+const CODES: usize = 10;
 
 /// Damage in the named file, as [`Error::Corrupt`].
 #[derive(Clone, Copy)]
@@ -254,13 +261,14 @@ fn read_header(bytes: &[u8], damage: Damage) -> Result<Header> {
             damage.0,
             version,
             VERSION,
-            &[(1, 136), (2, 248), (3, 272), (4, 296)],
+            &[(1, 136), (2, 248), (3, 272), (4, 296), (5, 320)],
         ));
     }
     let (header_bytes, section_count) = match version {
         1 => (HEADER_BYTES_V1, 4),
         2 => (HEADER_BYTES_V2, 8),
-        3 => (HEADER_BYTES, 9),
+        3 => (HEADER_BYTES_V3, 9),
+        4 => (HEADER_BYTES_V3, 10),
         _ => (HEADER_BYTES, SECTIONS.len()),
     };
     if bytes.len() < header_bytes as usize {
@@ -479,6 +487,7 @@ pub(crate) fn read(
         })?,
         None => StoredIndexes::default(),
     };
+    let codes = read_codes(&views, &h, rows, distance, damage)?;
     Ok(Image {
         rows,
         last_seq: h.last_seq,
@@ -488,8 +497,66 @@ pub(crate) fn read(
         payload_data: views[PAYLOAD_DATA].clone(),
         graph,
         payload_indexes,
+        codes,
         file_bytes: bytes.len() as u64,
     })
+}
+
+/// The quantized codes section (version 5 on; empty when the database keeps none), checked
+/// against the header: its kind, a stride that fits the dimension, a usable range, its length
+/// and finite norms.
+fn read_codes(
+    views: &[Bytes],
+    h: &Header,
+    rows: usize,
+    distance: Distance,
+    damage: Damage,
+) -> Result<Option<StoredCodes>> {
+    let Some(view) = views.get(CODES).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = |detail: &str| damage.at(h.sections[CODES].at, format!("quantized codes: {detail}"));
+    if view.len() < SECTION_PREAMBLE {
+        return Err(bad("the section is too short"));
+    }
+    let mut r = Reader::new(&view[..SECTION_PREAMBLE], damage.0, h.sections[CODES].at);
+    let (kind, stride) = (r.u32()?, r.u32()? as usize);
+    let (low, step) = (f32::from_bits(r.u32()?), f32::from_bits(r.u32()?));
+    let trained_on = usize::try_from(r.u64()?).map_err(|_| bad("training size too large"))?;
+    if kind != SQ8_KIND {
+        return Err(bad("unknown kind"));
+    }
+    if stride != h.dim.div_ceil(64) * 64 || !(low.is_finite() && step.is_finite() && step > 0.0) {
+        return Err(bad("invalid parameters"));
+    }
+    let norms = match distance {
+        Distance::Euclid => rows.checked_mul(4),
+        Distance::Cosine | Distance::Dot => Some(0),
+        Distance::Manhattan => return Err(bad("Manhattan databases keep no codes")),
+    };
+    let codes = rows.checked_mul(stride);
+    let expected = codes
+        .zip(norms)
+        .and_then(|(c, n)| SECTION_PREAMBLE.checked_add(c)?.checked_add(n));
+    let codes = codes
+        .filter(|_| expected == Some(view.len()))
+        .ok_or_else(|| bad("wrong length"))?;
+    let norms = view.slice(SECTION_PREAMBLE + codes..view.len());
+    let finite = norms
+        .chunks_exact(4)
+        .all(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")).is_finite());
+    if !finite {
+        return Err(bad("a norm is not finite"));
+    }
+    Ok(Some(StoredCodes {
+        rows,
+        stride,
+        low,
+        step,
+        trained_on,
+        codes: view.slice(SECTION_PREAMBLE..SECTION_PREAMBLE + codes),
+        norms,
+    }))
 }
 
 /// Checks the header's figures before section lengths are computed from them; returns the rows.
@@ -515,7 +582,7 @@ fn check_against_manifest(
 }
 
 /// The lengths the header's figures imply, so a section of the wrong size is caught before use.
-fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 10] {
+fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 11] {
     let if_graph = |n: Option<usize>| if h.graph { n } else { Some(0) };
     [
         rows.checked_mul(stride * 4),
@@ -529,6 +596,7 @@ fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 1
         // Checked by `check_sketches`: none, or one per row.
         None,
         // Checked as they are parsed.
+        None,
         None,
     ]
 }
@@ -668,6 +736,7 @@ mod tests {
             rows,
             graph: Some(graph),
             payload_indexes,
+            codes: Vec::new(),
         }
     }
 
@@ -799,7 +868,7 @@ mod tests {
         let bytes = storage.read_all("small.seg").unwrap();
         assert_eq!(len, bytes.len() as u64);
         // Captured from the writer's output: the format (FORMAT.md) is these bytes.
-        assert_eq!((bytes.len(), codec::crc(&bytes)), (1472, 0xc7c4_b68a));
+        assert_eq!((bytes.len(), codec::crc(&bytes)), (1536, 0x795a_00f2));
         // The payload indexes section, by hand from FORMAT.md: one field "n", five integer
         // entries (kind 1, the value, the end of its list), one row each.
         let descriptor = 56 + PAYLOAD_INDEXES * 24;
@@ -813,6 +882,130 @@ mod tests {
         let image = read(&storage, "small.seg", 3, 4, Distance::Cosine).unwrap();
         assert_eq!(image.rows, 5);
         assert_eq!(image.graph.unwrap().sketches.unwrap().len(), 5 * 64);
+    }
+
+    #[test]
+    fn quantized_codes_are_stored_used_in_place_and_recoded_without_them() {
+        for distance in [Distance::Cosine, Distance::Euclid] {
+            let coded = EngineConfig {
+                distance,
+                quantization: Quantization::Sq8,
+                ..config()
+            };
+            let mut engine = Engine::new(coded.clone());
+            let point = |i: u64| {
+                let v = (0..256u64)
+                    .map(|d| {
+                        let h = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                            ^ d.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+                        .wrapping_mul(0x1656_67B1_9E37_79F9);
+                        (h >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                    })
+                    .collect();
+                Point::new(i, v)
+            };
+            engine.upsert((0..1500).map(point).collect()).unwrap();
+            let expected = answers(&engine);
+            let storage = MemoryStorage::new();
+            write(&storage, "coded.seg", &engine.export(7)).unwrap();
+            let read_back = || read(&storage, "coded.seg", 256, 256, distance).unwrap();
+            let image = read_back();
+            let stored = image.codes.as_ref().expect("a codes section");
+            assert_eq!((stored.rows, stored.stride), (1500, 256));
+            let norms = if distance == Distance::Euclid {
+                1500 * 4
+            } else {
+                0
+            };
+            assert_eq!(stored.norms.len(), norms);
+            let reopened = Engine::from_image(coded.clone(), image).unwrap();
+            assert_eq!(
+                answers(&reopened),
+                expected,
+                "{distance:?}: codes read back"
+            );
+            // Without codes in the segment (one written without quantization, or of version
+            // 4), they are made again from the vectors: the same range, the same answers.
+            let mut image = read_back();
+            image.codes = None;
+            let recoded = Engine::from_image(coded.clone(), image).unwrap();
+            assert_eq!(
+                answers(&recoded),
+                expected,
+                "{distance:?}: codes made again"
+            );
+            // A database opened without quantization ignores them.
+            let plain = Engine::from_image(config_for(distance), read_back()).unwrap();
+            assert_eq!(
+                plain.memory().index + 1500 * 256 + norms,
+                reopened.memory().index
+            );
+            // Deleted points leave the segment's codes with their rows.
+            engine.delete(&[PointId::Num(3), PointId::Num(700)]);
+            write(&storage, "coded.seg", &engine.export(8)).unwrap();
+            let image = read_back();
+            assert_eq!(image.codes.as_ref().unwrap().rows, 1498);
+            let reopened = Engine::from_image(coded, image).unwrap();
+            let found = answers(&reopened);
+            let gone = [PointId::Num(3), PointId::Num(700)];
+            assert!(found
+                .iter()
+                .flat_map(|(h, _)| h)
+                .all(|(id, _)| !gone.contains(id)));
+        }
+    }
+
+    fn config_for(distance: Distance) -> EngineConfig {
+        EngineConfig {
+            distance,
+            ..config()
+        }
+    }
+
+    #[test]
+    fn damaged_codes_sections_are_refused() {
+        let mut engine = Engine::new(EngineConfig {
+            quantization: Quantization::Sq8,
+            ..config()
+        });
+        let v = |i: u64| (0..256).map(|d| ((i * 7 + d) % 11) as f32 + 0.5).collect();
+        engine
+            .upsert((0..1100).map(|i| Point::new(i, v(i))).collect())
+            .unwrap();
+        let storage = MemoryStorage::new();
+        write(&storage, "good.seg", &engine.export(1)).unwrap();
+        let good = storage.read_all("good.seg").unwrap().to_vec();
+        let descriptor = 56 + CODES * 24;
+        let at = u64::from_le_bytes(good[descriptor..descriptor + 8].try_into().unwrap()) as usize;
+        // Each damage is given a valid checksum, as a buggy writer would have: only the
+        // section's own checks can catch it.
+        for (what, offset, bytes) in [
+            ("kind", 0, 2u32.to_le_bytes()),
+            ("stride", 4, 128u32.to_le_bytes()),
+            ("step", 12, 0f32.to_le_bytes()),
+            ("low", 8, f32::NAN.to_le_bytes()),
+        ] {
+            let mut bad = good.clone();
+            bad[at + offset..at + offset + 4].copy_from_slice(&bytes);
+            let len = u64::from_le_bytes(bad[descriptor + 8..descriptor + 16].try_into().unwrap());
+            let crc = codec::crc(&bad[at..at + len as usize]);
+            bad[descriptor + 16..descriptor + 20].copy_from_slice(&crc.to_le_bytes());
+            let header_crc = codec::crc(&bad[..320]);
+            bad[320..324].copy_from_slice(&header_crc.to_le_bytes());
+            let name = format!("{what}.seg");
+            storage
+                .open(&name, OpenMode::CreateIfMissing)
+                .unwrap()
+                .write_at(0, &bad)
+                .unwrap();
+            let err = read(&storage, &name, 256, 256, Distance::Cosine)
+                .err()
+                .expect(what);
+            assert!(
+                matches!(&err, Error::Corrupt { detail, .. } if detail.starts_with("quantized codes")),
+                "{what}: {err}"
+            );
+        }
     }
 
     #[test]
