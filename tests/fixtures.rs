@@ -13,7 +13,7 @@ use std::sync::Arc;
 use grape_vector_db::storage::{MemoryStorage, Storage};
 use grape_vector_db::{
     Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Payload, Point, PointId,
-    ScrollRequest, SearchParams, SearchRequest,
+    Quantization, ScrollRequest, SearchParams, SearchRequest,
 };
 use serde_json::{json, Value};
 
@@ -315,10 +315,11 @@ fn check_archive_fixture(name: &str, segment_version: u32) {
 
 /// Searches through the fixture's graph (stored in segments from version 2, built at open from
 /// version 1 rows) find what an exact scan finds: scroll alone never reads the graph sections.
-fn check_graph_search(name: &str) {
+fn check_graph_search(name: &str, quantization: Quantization) {
     let expected = read_expected(name);
     let dir = copy_fixture(name);
     let mut cfg = config(Some(&dir));
+    cfg.quantization = quantization;
     cfg.hnsw = Some(HnswConfig {
         full_scan_threshold: 0,
         ..HnswConfig::default()
@@ -387,6 +388,19 @@ fn segment_v4_with_log_v2_reads_back_and_keeps_working() {
     check_directory_fixture("segment-v4-log-v2", 4, 2);
 }
 
+/// Segment format v5 (SQ8 codes stored) with log v2, written by the commit that introduced
+/// segment v5, opened without quantization: the codes are ignored.
+#[test]
+fn segment_v5_with_log_v2_reads_back_and_keeps_working() {
+    check_directory_fixture("segment-v5-log-v2", 5, 2);
+}
+
+/// Archive format v1 holding a segment v5, exported by the commit that introduced segment v5.
+#[test]
+fn archive_v1_with_segment_v5_imports_and_keeps_working() {
+    check_archive_fixture("archive-v1-segment-v5", 5);
+}
+
 /// Archive format v1 holding a segment v4, exported by the commit that introduced segment v4.
 #[test]
 fn archive_v1_with_segment_v4_imports_and_keeps_working() {
@@ -423,7 +437,12 @@ fn graph_search_on_old_segments_matches_exact_search() {
         "segment-v3-log-v1",
         "segment-v3-log-v2",
         "segment-v4-log-v2",
+        "segment-v5-log-v2",
     ] {
-        check_graph_search(name);
+        check_graph_search(name, Quantization::None);
+    }
+    // Walked through codes: the stored ones (v5) or made at open (older segments).
+    for name in ["segment-v4-log-v2", "segment-v5-log-v2"] {
+        check_graph_search(name, Quantization::Sq8);
     }
 }
