@@ -2,13 +2,14 @@
 //!
 //! `./scripts/bench-hnsw` (sets up the Python peers) or
 //! `cargo bench --bench hnsw -- [--base B] [--query Q] [--gt G] [--m 16] [--ef-construction 200]
-//! [--quantization none|sq8]`
+//! [--quantization none|sq8|binary]`
 //! with `.npy` (float16/float32; int32 ground truth) or `.fvecs`/`.ivecs` files. Defaults to
 //! `../shared/data/wordnet-minilm` (cosine); without `--gt` the exact top 10 is computed here.
 //! Prints build time (1 thread), index memory, recall@10 and queries/s over `ef` (1 thread), and
-//! the ratio of our queries/s to hnswlib's at equal recall. With `--quantization sq8` the same
-//! graph is also searched through its codes (the `f32` curve walks the vectors, as
-//! `params.quantization.ignore` asks), and the ratio of the two at equal recall is printed.
+//! the ratio of our queries/s to hnswlib's at equal recall. With `--quantization sq8` or `binary`
+//! the same graph is also searched through its codes (the `f32` curve walks the vectors, as
+//! `params.quantization.ignore` asks), out to a wider beam (codes need one to reach the recall the
+//! vectors do), and the ratio of the two at equal recall is printed.
 
 use grape_testkit as testkit;
 
@@ -73,7 +74,7 @@ fn args() -> Option<Args> {
             "--quantization" => {
                 let v = value();
                 a.quantization = serde_json::from_value(serde_json::json!(v))
-                    .unwrap_or_else(|_| panic!("--quantization none|sq8, not {v}"));
+                    .unwrap_or_else(|_| panic!("--quantization none|sq8|binary, not {v}"));
             }
             _ => {} // cargo bench passes `--bench`
         }
@@ -320,7 +321,12 @@ fn main() {
             (name.as_str().unwrap_or_default().to_owned(), Vec::new())
         })
         .collect();
-    for ef in EFS {
+    // Codes estimate keys, so their beam must be wider for the recall the vectors reach.
+    let wider: &[usize] = match args.quantization {
+        Quantization::None => &[],
+        _ => &[384, 512],
+    };
+    for &ef in EFS.iter().chain(wider) {
         for (&mode, (name, curve)) in modes.iter().zip(&mut curves) {
             let reqs: Vec<SearchRequest> = (0..queries.rows)
                 .map(|q| {

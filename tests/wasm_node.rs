@@ -134,10 +134,19 @@ async fn export_and_import_bytes() {
 
 #[wasm_bindgen_test]
 async fn quantized_search_through_the_js_options() {
+    // 8 bits tell these vectors apart poorly: binary codes are walked with a wider beam, and
+    // more of it is re-scored to find the exact answer.
+    for (coding, ef, oversampling) in [("sq8", 64, 3), ("binary", 500, 100)] {
+        quantized_search(coding, ef, oversampling).await;
+    }
+}
+
+async fn quantized_search(coding: &str, ef: usize, oversampling: usize) {
     // Past the full-scan threshold, so the graph and its codes answer.
-    let db = open(r#"{"dimension": 8, "quantization": "sq8", "hnsw": {"fullScanThreshold": 100}}"#)
-        .await
-        .unwrap();
+    let options = format!(
+        r#"{{"dimension": 8, "quantization": "{coding}", "hnsw": {{"fullScanThreshold": 100}}}}"#
+    );
+    let db = open(&options).await.unwrap();
     db.upsert(points(0, 1_000, 8)).unwrap();
     let q: Vec<f32> = (0..8)
         .map(|d| ((7 * 31 + d * 17) % 97) as f32 / 97.0 - 0.5)
@@ -154,12 +163,16 @@ async fn quantized_search_through_the_js_options() {
             .unwrap(),
     );
     // Re-scored with the vectors: the exact answer's scores.
-    let coded = db.search(q.clone(), Some(js(r#"{"limit": 5}"#))).unwrap();
-    assert_eq!(scores(coded), exact);
-    let tuned = r#"{"limit": 5, "quantization": {"rescore": true, "oversampling": 3}}"#;
+    let plain = format!(r#"{{"limit": 5, "ef": {ef}}}"#);
+    let coded = db.search(q.clone(), Some(js(&plain))).unwrap();
+    assert_eq!(scores(coded), exact, "{coding}");
+    let tuned = format!(
+        r#"{{"limit": 5, "ef": {ef}, "quantization": {{"rescore": true, "oversampling": {oversampling}}}}}"#
+    );
     assert_eq!(
-        scores(db.search(q.clone(), Some(js(tuned))).unwrap()),
-        exact
+        scores(db.search(q.clone(), Some(js(&tuned))).unwrap()),
+        exact,
+        "{coding}"
     );
     for (options, complaint) in [
         (

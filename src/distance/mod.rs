@@ -51,6 +51,11 @@ pub(crate) type Kernel4 = fn(&[f32], [&[f32]; 4]) -> [f32; 4];
 /// `i32` (a row of 65,000 codes cannot overflow it), so every implementation returns the same.
 pub(crate) type CodeKernel = fn(&[u8], &[i8]) -> i32;
 
+/// A row of binary codes against a query in bit planes: `Σ_j 2^j popcount(bits & plane_j)`,
+/// where `planes` holds the planes one after another, each as long as `bits` (so the plane
+/// count is `planes.len() / bits.len()`). Exact, so every implementation returns the same.
+pub(crate) type BitKernel = fn(&[u64], &[u64]) -> u32;
+
 /// One implementation of the kernels.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
@@ -63,6 +68,8 @@ pub(crate) struct Kernels {
     pub four: Kernels4,
     /// Quantized vectors' codes against a quantized query (see [`CodeKernel`]).
     pub code_dot: CodeKernel,
+    /// Binary codes against a query in bit planes (see [`BitKernel`]).
+    pub bit_dot: BitKernel,
 }
 
 /// The four-vector versions of [`Kernels`]' three kernels.
@@ -101,6 +108,7 @@ pub(crate) const SCALAR: Kernels = Kernels {
     l1: scalar::l1,
     four: kernels4_one_by_one!(scalar::dot, scalar::l2_squared, scalar::l1),
     code_dot: scalar::code_dot,
+    bit_dot: scalar::bit_dot,
 };
 
 /// The fastest kernels this CPU supports, detected once.
@@ -328,6 +336,51 @@ mod tests {
                     .map(|(&c, &q)| c as i32 * q as i32)
                     .sum();
                 assert_eq!(code_dot(&codes, &query), want, "{name} dim {dim}");
+            }
+        }
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn bit_kernels_are_exact_for_every_length_and_plane_count() {
+        #[cfg(target_arch = "x86_64")]
+        let every_x86 = x86::bit_kernels();
+        #[cfg(not(target_arch = "x86_64"))]
+        let every_x86: Vec<BitKernel> = Vec::new();
+        let kernels: Vec<(&str, BitKernel)> = all_kernels()
+            .iter()
+            .map(|k| (k.name, k.bit_dot))
+            .chain(every_x86.into_iter().map(|k| ("x86", k)))
+            .collect();
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let mut word = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for (name, bit_dot) in kernels {
+            for words in 0..=40usize {
+                for planes in [1, 4, 8] {
+                    let bits: Vec<u64> = (0..words).map(|_| word()).collect();
+                    let mut query: Vec<u64> = (0..words * planes).map(|_| word()).collect();
+                    // All ones somewhere, so the largest counts are reached too.
+                    if words % 5 == 0 {
+                        query.fill(u64::MAX);
+                    }
+                    let want: u32 = query
+                        .chunks(words.max(1))
+                        .enumerate()
+                        .map(|(j, plane)| {
+                            let ones: u32 = (0..words * 64)
+                                .filter(|&i| bits[i / 64] & plane[i / 64] & 1 << (i % 64) != 0)
+                                .count() as u32;
+                            ones << j
+                        })
+                        .sum();
+                    let got = bit_dot(&bits, &query);
+                    assert_eq!(got, want, "{name}: {words} words, {planes} planes");
+                }
             }
         }
     }

@@ -12,6 +12,7 @@ pub(super) const KERNELS: Kernels = Kernels {
     four: kernels4_one_by_one!(dot, l2_squared, l1),
     // LLVM vectorises the portable loop with NEON's widening multiplies.
     code_dot: super::scalar::code_dot,
+    bit_dot: super::scalar::bit_dot,
 };
 
 /// Sums `step` over 4-lane blocks with four accumulators, then a scalar tail.

@@ -49,3 +49,25 @@ pub(super) fn code_dot(codes: &[u8], query: &[i8]) -> i32 {
         .sum();
     acc.iter().sum::<i32>() + tail
 }
+
+/// One word at a time; `count_ones` is one instruction where the target has it (WebAssembly's
+/// `i64.popcnt`, NEON's `cnt`; x86 compiles this with `popcnt` enabled, see `x86.rs`).
+#[inline(always)]
+pub(super) fn bit_dot(bits: &[u64], planes: &[u64]) -> u32 {
+    let n = bits.len();
+    if n == 0 {
+        return 0;
+    }
+    planes
+        .chunks_exact(n)
+        .enumerate()
+        .map(|(j, plane)| {
+            let ones: u32 = bits
+                .iter()
+                .zip(plane)
+                .map(|(b, p)| (b & p).count_ones())
+                .sum();
+            ones << j
+        })
+        .sum()
+}

@@ -20,6 +20,7 @@ pub(super) const KERNELS: Kernels = Kernels {
         l1: l1_n,
     },
     code_dot,
+    bit_dot: super::scalar::bit_dot,
 };
 
 /// 16 codes per iteration: widened to 16 bits (codes unsigned, the query signed), multiplied

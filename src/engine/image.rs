@@ -9,10 +9,10 @@ use super::hnsw::{Graph, GraphParts, NONE};
 use super::index::graph_params;
 use super::payload_index::{PayloadIndexes, StoredIndexes};
 use super::payloads::{PayloadStore, RawPayloads};
-use super::quantized::{Sq8, StoredCodes};
+use super::quantized::{Codes, StoredCodes};
 use super::{Engine, MAX_SLOTS};
 use crate::bytes::Bytes;
-use crate::config::{EngineConfig, Quantization};
+use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::point::{Distance, PointId};
 
@@ -111,10 +111,8 @@ impl Engine {
         // at all.
         let graph_rows = engine.graph.as_ref().map(Graph::len);
         if let Some(stored) = seg.codes.filter(|c| Some(c.rows) == graph_rows) {
-            if engine.config.quantization == Quantization::Sq8 {
-                let (distance, dim) = (engine.config.distance, engine.config.dimension);
-                engine.codes = Sq8::from_stored(distance, dim, stored);
-            }
+            let c = &engine.config;
+            engine.codes = Codes::from_stored(c.quantization, c.distance, c.dimension, stored);
         }
         // A segment written without an index has all its rows unindexed: build the graph now.
         engine.index_pending();

@@ -3,7 +3,7 @@
 
 use super::arena::ArenaView;
 use super::hnsw::{Graph, GraphParams, Space};
-use super::quantized::Sq8;
+use super::quantized::Codes;
 use super::{sketch, Engine};
 use crate::config::{EngineConfig, HnswConfig, Quantization};
 use crate::distance::{self, closeness_key, Kernel, Kernel4};
@@ -159,7 +159,8 @@ impl Engine {
             .is_none_or(|c| c.wants_retraining(nodes));
         if stale && nodes > 0 {
             let (distance, dim) = (self.config.distance, self.config.dimension);
-            self.codes = Sq8::train(distance, dim, nodes, |slot| vectors.get(slot));
+            let quantization = self.config.quantization;
+            self.codes = Codes::train(quantization, distance, dim, nodes, |s| vectors.get(s));
         }
         if let Some(codes) = &mut self.codes {
             // Room for every slot, indexed or waiting: a bulk load's, in one allocation.

@@ -76,7 +76,7 @@ pub(crate) struct Engine {
     graph: Option<Graph>,
     /// The graph nodes' quantized codes, one row per node, when the configuration asks for
     /// them (kept in step by `index.rs`).
-    codes: Option<quantized::Sq8>,
+    codes: Option<quantized::Codes>,
     /// While the log is replayed at open, new points are not inserted into the graph: opening
     /// stays fast, searches scan the few unindexed points exactly, and the next write or
     /// checkpoint indexes them.

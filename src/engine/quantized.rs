@@ -1,17 +1,33 @@
-//! Scalar quantization (SQ8) of the graph's vectors: a byte per dimension instead of four, so a
-//! beam search loads a quarter of the memory per neighbour and scores it with integer kernels.
-//! Keys from codes are approximate; the search re-scores its best candidates with the `f32`
-//! originals (`search.rs`), so the scores it returns are exact.
+//! Quantized copies of the graph's vectors, which a beam search walks by instead of the `f32`
+//! originals: less memory per neighbour, scored with integer kernels. Keys from codes are
+//! approximate; the search re-scores its best candidates with the originals (`search.rs`), so
+//! the scores it returns are exact. Two codings ([`Quantization`]):
 //!
-//! Every component maps through one affine range, `x ≈ low + step * code` (codes 0..=255),
-//! chosen to cover the central [`QUANTILE`] of a sample of components (the rest clamp to its
-//! ends, as Qdrant's `quantile` does). A query is quantized per search to `i8` with its own
-//! scale (`q ≈ scale * q8`), so a key is one integer dot product and a few multiplications:
+//! **SQ8**, a byte per dimension. Every component maps through one affine range,
+//! `x ≈ low + step * code` (codes 0..=255), chosen to cover the central [`QUANTILE`] of a
+//! sample of components (the rest clamp to its ends, as Qdrant's `quantile` does). A query is
+//! quantized per search to `i8` with its own scale (`q ≈ scale * q8`), so a key is one integer
+//! dot product and a few multiplications:
 //!
 //! ```text
 //! q·x   ≈ low * Σq + step * scale * Σ q8_i * code_i
 //! |q-x|² ≈ |q|² + |x|² - 2 q·x          (|x|² exact, kept beside the codes)
 //! ```
+//!
+//! **Binary**, a bit per dimension: the signs of `r = x - μ`, the vector's offset from the
+//! mean `μ` of a sample (so the bits split the data, not its common direction). As in RaBitQ
+//! (Gao and Long, SIGMOD 2024), `r` is taken to be `|r|² / |r|₁` times its sign vector `s`
+//! (the multiple for which `r·s` is exact), and the query is kept at [`QUERY_BITS`] bits per
+//! dimension, not one, which is what keeps the estimate close enough to walk by:
+//!
+//! ```text
+//! q·x = q·μ + μ·r + (q-μ)·r,   (q-μ)·r ≈ |r|²/|r|₁ * Σ (q-μ)_i s_i
+//! Σ q̃_i s_i = 2 Σ_{bit i set} q̃_i - Σ q̃_i,   q̃_i = lo + Δ u_i  (u_i < 2^QUERY_BITS)
+//! Σ_{bit i set} u_i = Σ_j 2^j popcount(bits & plane_j)    (plane_j: bit j of every u_i)
+//! ```
+//!
+//! so a key is [`QUERY_BITS`] ANDs and popcounts per 64 dimensions; `q·μ` is one product per
+//! query, and `μ·r`, `|r|²/|r|₁`, the bits' popcount and `|x|²` are kept beside each row.
 //!
 //! Rows are padded with zero codes to whole cache lines, and the prepared query with zeros to
 //! the same length, so kernels see no tail and padding adds nothing.
@@ -21,7 +37,8 @@ use bytemuck::{Pod, Zeroable};
 use super::hnsw::Scorer;
 use super::in_place::InPlace;
 use crate::bytes::Bytes;
-use crate::distance::{self, CodeKernel};
+use crate::config::Quantization;
+use crate::distance::{self, BitKernel, CodeKernel};
 use crate::point::Distance;
 
 const BYTES_PER_LINE: usize = 64;
@@ -31,15 +48,21 @@ const BYTES_PER_LINE: usize = 64;
 #[repr(C, align(64))]
 struct Line([u8; BYTES_PER_LINE]);
 
-/// Share of the sampled components that the range covers (Qdrant's default `quantile`).
+/// Share of the sampled components that the SQ8 range covers (Qdrant's default `quantile`).
 const QUANTILE: f64 = 0.99;
-/// Vectors sampled to choose the range.
+/// Vectors sampled to choose the SQ8 range or the binary mean.
 const TRAIN_SAMPLE: usize = 2_000;
-/// Components of the sampled vectors the range's quantiles are read from.
+/// Components of the sampled vectors the SQ8 range's quantiles are read from.
 const COMPONENT_SAMPLE: usize = 65_536;
-/// Up to this many rows the range is chosen again each time the rows double (see
-/// [`Sq8::wants_retraining`]): an empty database's first points say little of the data to come.
+/// Up to this many rows the coding is chosen again each time the rows double (see
+/// [`Codes::wants_retraining`]): an empty database's first points say little of the data to
+/// come.
 const RETRAIN_UP_TO: usize = 10_000;
+/// Bits per dimension of a query against binary codes. RaBitQ measured 4 to lose almost
+/// nothing against an `f32` query; each bit costs an AND and a popcount per 64 dimensions.
+const QUERY_BITS: usize = 4;
+/// Floats kept beside each binary row: `|r|²/|r|₁`, the popcount of its bits, `μ·r`, `|x|²`.
+const BINARY_SIDE: usize = 4;
 
 /// A `u32` that orders as `x` does among finite floats (the sign bit flipped for positives,
 /// every bit for negatives).
@@ -66,69 +89,159 @@ enum Form {
     Euclid,
 }
 
-/// The codes of rows `0..rows()` (the graph's nodes), with their range.
-pub(crate) struct Sq8 {
+/// How vectors become codes, with what was learnt from the data.
+enum Coder {
+    /// A byte per dimension through one affine range.
+    Sq8 { low: f32, step: f32 },
+    /// A bit per dimension: the signs of the offsets from `mean`.
+    Binary { mean: Vec<f32> },
+}
+
+/// The codes of rows `0..rows()` (the graph's nodes), with their coding.
+pub(crate) struct Codes {
     dim: usize,
-    /// Bytes per row: `dim` rounded up to whole lines.
+    /// Bytes per row: the codes rounded up to whole lines.
     stride: usize,
-    low: f32,
-    step: f32,
     form: Form,
-    kernel: CodeKernel,
+    coder: Coder,
     /// The rows, used in place from a segment until the first push copies them.
     lines: InPlace<Line>,
     rows: usize,
-    /// Each row's exact squared norm, for Euclid (empty otherwise).
-    norms: InPlace<f32>,
-    /// How many rows there were when the range was chosen.
+    /// Floats kept per row beside the codes ([`Codes::side_len`] each): for SQ8 the exact
+    /// squared norm with Euclid (none otherwise), for binary [`BINARY_SIDE`].
+    side: InPlace<f32>,
+    /// How many rows there were when the coding was chosen.
     trained_on: usize,
 }
 
-/// The kind of codes a segment's codes section holds (the only one so far).
+/// The kind of a segment's codes section: SQ8.
 pub(crate) const SQ8_KIND: u32 = 1;
-/// Bytes before a codes section's rows: kind, stride, range, training size (FORMAT.md).
+/// The kind of a segment's codes section: binary.
+pub(crate) const BINARY_KIND: u32 = 2;
+/// Bytes before a codes section's rows: kind, stride, coding, training size (FORMAT.md).
 pub(crate) const SECTION_PREAMBLE: usize = 64;
+
+/// What a stored codes section learnt from the data.
+pub(crate) enum StoredCoder {
+    Sq8 { low: f32, step: f32 },
+    Binary { mean: Vec<f32> },
+}
 
 /// A codes section as a segment holds it, checked for its own consistency (`persist`).
 pub(crate) struct StoredCodes {
     pub rows: usize,
     pub stride: usize,
-    pub low: f32,
-    pub step: f32,
+    pub coder: StoredCoder,
     pub trained_on: usize,
     /// `rows * stride` bytes.
     pub codes: Bytes,
-    /// `rows` little-endian f32 for Euclid, else empty.
-    pub norms: Bytes,
+    /// `rows * side_len` little-endian f32 (see [`side_len`]).
+    pub side: Bytes,
 }
 
-/// A query prepared for [`Sq8`]: quantized, with what the key formula needs.
-pub(crate) struct CodeQuery {
-    codes: Vec<i8>,
-    scale: f32,
-    sum: f32,
-    norm2: f32,
+/// Bytes per row of codes of `dim` dimensions for a section of `kind`.
+pub(crate) fn stride(kind: u32, dim: usize) -> usize {
+    let bytes = match kind {
+        BINARY_KIND => dim.div_ceil(8),
+        _ => dim,
+    };
+    bytes.div_ceil(BYTES_PER_LINE) * BYTES_PER_LINE
 }
 
-impl Sq8 {
-    /// Empty codes whose range covers the components of `rows` vectors (`row(i)` for up to
-    /// [`TRAIN_SAMPLE`] of them, spread evenly); `None` for Manhattan, which codes cannot
-    /// estimate.
+/// Floats kept per row beside the codes of a section of `kind` for `distance`.
+pub(crate) fn side_len(kind: u32, distance: Distance) -> usize {
+    match (kind, distance) {
+        (BINARY_KIND, _) => BINARY_SIDE,
+        (_, Distance::Euclid) => 1,
+        _ => 0,
+    }
+}
+
+/// Bytes of a binary section's mean, between the preamble and the rows: whole lines.
+pub(crate) fn mean_bytes(dim: usize) -> usize {
+    (dim * 4).div_ceil(BYTES_PER_LINE) * BYTES_PER_LINE
+}
+
+/// A query prepared for [`Codes`]: quantized, with what the key formula needs.
+pub(crate) enum CodeQuery {
+    Sq8 {
+        kernel: CodeKernel,
+        codes: Vec<i8>,
+        /// `low * Σq`.
+        offset: f32,
+        /// `step * scale`: one unit of the integer dot product.
+        unit: f32,
+        norm2: f32,
+    },
+    Binary {
+        kernel: BitKernel,
+        /// [`QUERY_BITS`] planes of the query's offsets from the mean, each a row long.
+        planes: Vec<u64>,
+        low: f32,
+        step: f32,
+        /// `Σ q̃_i` over the dimensions.
+        sum: f32,
+        /// `q·μ`.
+        mean_dot: f32,
+        norm2: f32,
+    },
+}
+
+impl Codes {
+    /// Empty codes of `quantization` chosen from the components of `rows` vectors (`row(i)`
+    /// for up to [`TRAIN_SAMPLE`] of them, spread evenly); `None` without quantization, or
+    /// for Manhattan, which codes cannot estimate.
     pub fn train<'a>(
+        quantization: Quantization,
         distance: Distance,
         dim: usize,
         rows: usize,
         row: impl Fn(usize) -> &'a [f32],
-    ) -> Option<Sq8> {
+    ) -> Option<Codes> {
         let form = match distance {
             Distance::Cosine | Distance::Dot => Form::Dot,
             Distance::Euclid => Form::Euclid,
             Distance::Manhattan => return None,
         };
-        // Components of evenly spread vectors, evenly thinned, as keys that sort like the
-        // floats: sorted with the `u32` sort the engine has anyway (a selection over `f32`
-        // would add its own code to the .wasm).
         let every = rows.div_ceil(TRAIN_SAMPLE).max(1);
+        let (coder, kind) = match quantization {
+            Quantization::None => return None,
+            Quantization::Sq8 => (Self::sq8_range(dim, rows, every, row), SQ8_KIND),
+            Quantization::Binary => {
+                let mut mean = vec![0f64; dim];
+                let mut n = 0;
+                for i in (0..rows).step_by(every) {
+                    n += 1;
+                    mean.iter_mut()
+                        .zip(row(i))
+                        .for_each(|(m, &x)| *m += x as f64);
+                }
+                let mean = mean.iter().map(|m| (m / n.max(1) as f64) as f32).collect();
+                (Coder::Binary { mean }, BINARY_KIND)
+            }
+        };
+        Some(Codes {
+            dim,
+            stride: stride(kind, dim),
+            form,
+            coder,
+            lines: InPlace::Owned(Vec::new()),
+            rows: 0,
+            side: InPlace::Owned(Vec::new()),
+            trained_on: rows,
+        })
+    }
+
+    /// The SQ8 range over the components of every `every`th of `rows` vectors.
+    fn sq8_range<'a>(
+        dim: usize,
+        rows: usize,
+        every: usize,
+        row: impl Fn(usize) -> &'a [f32],
+    ) -> Coder {
+        // Components, evenly thinned, as keys that sort like the floats: sorted with the `u32`
+        // sort the engine has anyway (a selection over `f32` would add its own code to the
+        // .wasm).
         let sampled = rows.div_ceil(every) * dim;
         let mut keys: Vec<u32> = (0..rows)
             .step_by(every)
@@ -149,65 +262,86 @@ impl Sq8 {
             true => (high - low) / 255.0,
             false => 1.0,
         };
-        Some(Sq8 {
-            dim,
-            stride: dim.div_ceil(BYTES_PER_LINE) * BYTES_PER_LINE,
-            low,
-            step,
-            form,
-            kernel: distance::best().code_dot,
-            lines: InPlace::Owned(Vec::new()),
-            rows: 0,
-            norms: InPlace::Owned(Vec::new()),
-            trained_on: rows,
-        })
+        Coder::Sq8 { low, step }
     }
 
     /// The codes a segment stored (see `FORMAT.md`), used in place; `None` when they do not
-    /// fit this database (another distance form, dimension or row count: they are then coded
-    /// afresh).
-    pub fn from_stored(distance: Distance, dim: usize, stored: StoredCodes) -> Option<Sq8> {
-        let mut codes = Sq8::train(distance, dim, 0, |_| &[])?;
+    /// fit this database (another coding, distance form, dimension or row count: they are then
+    /// coded afresh).
+    pub fn from_stored(
+        quantization: Quantization,
+        distance: Distance,
+        dim: usize,
+        stored: StoredCodes,
+    ) -> Option<Codes> {
+        let mut codes = Codes::train(quantization, distance, dim, 0, |_| &[])?;
         let rows = stored.rows;
+        codes.coder = match (stored.coder, &codes.coder) {
+            (StoredCoder::Sq8 { low, step }, Coder::Sq8 { .. }) => Coder::Sq8 { low, step },
+            (StoredCoder::Binary { mean }, Coder::Binary { .. }) if mean.len() == dim => {
+                Coder::Binary { mean }
+            }
+            _ => return None,
+        };
         let fits = stored.stride == codes.stride
             && stored.codes.len() == rows * codes.stride
-            && stored.norms.len()
-                == if codes.form == Form::Euclid {
-                    rows * 4
-                } else {
-                    0
-                };
+            && stored.side.len() == rows * codes.side_len() * 4;
         if !fits {
             return None;
         }
-        codes.low = stored.low;
-        codes.step = stored.step;
         codes.trained_on = stored.trained_on;
         codes.rows = rows;
         codes.lines = InPlace::new(stored.codes);
-        codes.norms = InPlace::new(stored.norms);
+        codes.side = InPlace::new(stored.side);
         Some(codes)
+    }
+
+    fn kind(&self) -> u32 {
+        match self.coder {
+            Coder::Sq8 { .. } => SQ8_KIND,
+            Coder::Binary { .. } => BINARY_KIND,
+        }
+    }
+
+    fn side_len(&self) -> usize {
+        match (&self.coder, self.form) {
+            (Coder::Binary { .. }, _) => BINARY_SIDE,
+            (Coder::Sq8 { .. }, Form::Euclid) => 1,
+            (Coder::Sq8 { .. }, Form::Dot) => 0,
+        }
     }
 
     /// The codes section of a segment whose row `r` is slot `slots[r]` (see `FORMAT.md`).
     pub fn section(&self, slots: &[u32]) -> Vec<u8> {
-        let norms = match self.form {
-            Form::Euclid => slots.len() * 4,
-            Form::Dot => 0,
+        let side = self.side_len();
+        let mean = match &self.coder {
+            Coder::Binary { mean } => mean.as_slice(),
+            Coder::Sq8 { .. } => &[],
         };
-        let mut out = Vec::with_capacity(SECTION_PREAMBLE + slots.len() * self.stride + norms);
-        out.extend_from_slice(&SQ8_KIND.to_le_bytes());
+        let mut out = Vec::with_capacity(
+            SECTION_PREAMBLE + mean_bytes(mean.len()) + slots.len() * (self.stride + side * 4),
+        );
+        out.extend_from_slice(&self.kind().to_le_bytes());
         out.extend_from_slice(&(self.stride as u32).to_le_bytes());
-        out.extend_from_slice(&self.low.to_le_bytes());
-        out.extend_from_slice(&self.step.to_le_bytes());
+        let (a, b) = match self.coder {
+            Coder::Sq8 { low, step } => (low, step),
+            Coder::Binary { .. } => (0.0, 0.0),
+        };
+        out.extend_from_slice(&a.to_le_bytes());
+        out.extend_from_slice(&b.to_le_bytes());
         out.extend_from_slice(&(self.trained_on as u64).to_le_bytes());
         out.resize(SECTION_PREAMBLE, 0);
+        if !mean.is_empty() {
+            mean.iter()
+                .for_each(|m| out.extend_from_slice(&m.to_le_bytes()));
+            out.resize(SECTION_PREAMBLE + mean_bytes(mean.len()), 0);
+        }
         for &slot in slots {
             out.extend_from_slice(self.row(slot));
         }
-        if self.form == Form::Euclid {
-            for &slot in slots {
-                out.extend_from_slice(&self.norms.slice()[slot as usize].to_le_bytes());
+        for &slot in slots {
+            for x in self.side(slot) {
+                out.extend_from_slice(&x.to_le_bytes());
             }
         }
         out
@@ -218,7 +352,7 @@ impl Sq8 {
         self.rows
     }
 
-    /// Whether the range should be chosen again now that there are `rows` vectors: it was
+    /// Whether the coding should be chosen again now that there are `rows` vectors: it was
     /// chosen from fewer than [`RETRAIN_UP_TO`] and they have doubled since.
     pub fn wants_retraining(&self, rows: usize) -> bool {
         self.trained_on < RETRAIN_UP_TO && rows >= 2 * self.trained_on.max(1)
@@ -226,10 +360,14 @@ impl Sq8 {
 
     /// Bytes held on the heap or mapped.
     pub fn bytes(&self) -> usize {
-        let held = |lines: usize, norms: usize| lines * BYTES_PER_LINE + norms * 4;
-        match (&self.lines, &self.norms) {
-            (InPlace::Owned(l), InPlace::Owned(n)) => held(l.capacity(), n.capacity()),
-            _ => held(self.lines.slice().len(), self.norms.slice().len()),
+        let held = |lines: usize, side: usize| lines * BYTES_PER_LINE + side * 4;
+        let mean = match &self.coder {
+            Coder::Binary { mean } => mean.capacity() * 4,
+            Coder::Sq8 { .. } => 0,
+        };
+        mean + match (&self.lines, &self.side) {
+            (InPlace::Owned(l), InPlace::Owned(s)) => held(l.capacity(), s.capacity()),
+            _ => held(self.lines.slice().len(), self.side.slice().len()),
         }
     }
 
@@ -239,19 +377,16 @@ impl Sq8 {
     /// one row at a time still grows in amortised constant time). Doubling alone held up to 1.75x
     /// the codes' bytes after a bulk load.
     pub fn reserve(&mut self, rows: usize) {
-        let per_row = self.stride / BYTES_PER_LINE;
-        let lines = self.lines.owned();
-        let wanted = rows * per_row;
-        if wanted > lines.capacity() {
-            let target = wanted.max(lines.capacity() + lines.capacity() / 2);
-            lines.reserve_exact(target - lines.len());
-        }
-        if self.form == Form::Euclid {
-            let norms = self.norms.owned();
-            if rows > norms.capacity() {
-                let target = rows.max(norms.capacity() + norms.capacity() / 2);
-                norms.reserve_exact(target - norms.len());
+        fn grow<T>(v: &mut Vec<T>, wanted: usize) {
+            if wanted > v.capacity() {
+                let target = wanted.max(v.capacity() + v.capacity() / 2);
+                v.reserve_exact(target - v.len());
             }
+        }
+        grow(self.lines.owned(), rows * (self.stride / BYTES_PER_LINE));
+        let side = self.side_len();
+        if side > 0 {
+            grow(self.side.owned(), rows * side);
         }
     }
 
@@ -262,14 +397,38 @@ impl Sq8 {
         let lines = self.stride / BYTES_PER_LINE;
         let owned = self.lines.owned();
         owned.extend(std::iter::repeat_n(Line::zeroed(), lines));
-        let row = &mut bytemuck::cast_slice_mut::<Line, u8>(owned)[start..][..self.dim];
-        let inv = 1.0 / self.step;
-        for (code, &x) in row.iter_mut().zip(v) {
-            // `as u8` saturates, which clamps components outside the range to its ends.
-            *code = ((x - self.low) * inv).round() as u8;
-        }
-        if self.form == Form::Euclid {
-            self.norms.owned().push(v.iter().map(|x| x * x).sum());
+        let row = &mut bytemuck::cast_slice_mut::<Line, u8>(owned)[start..][..self.stride];
+        let norm2 = || v.iter().map(|x| x * x).sum::<f32>();
+        match &self.coder {
+            Coder::Sq8 { low, step } => {
+                let inv = 1.0 / step;
+                for (code, &x) in row.iter_mut().zip(v) {
+                    // `as u8` saturates, which clamps components outside the range to its ends.
+                    *code = ((x - low) * inv).round() as u8;
+                }
+                if self.form == Form::Euclid {
+                    self.side.owned().push(norm2());
+                }
+            }
+            Coder::Binary { mean } => {
+                let (mut l1, mut l2, mut mean_dot, mut ones) = (0f32, 0f32, 0f32, 0u32);
+                for (i, (&x, &m)) in v.iter().zip(mean).enumerate() {
+                    let r = x - m;
+                    if r > 0.0 {
+                        row[i / 8] |= 1 << (i % 8);
+                        ones += 1;
+                    }
+                    l1 += r.abs();
+                    l2 += r * r;
+                    mean_dot += m * r;
+                }
+                let scale = match l1 > 0.0 {
+                    true => l2 / l1,
+                    false => 0.0,
+                };
+                let side = [scale, ones as f32, mean_dot, norm2()];
+                self.side.owned().extend_from_slice(&side);
+            }
         }
         self.rows += 1;
     }
@@ -279,22 +438,63 @@ impl Sq8 {
         &all[slot as usize * self.stride..][..self.stride]
     }
 
+    fn side(&self, slot: u32) -> &[f32] {
+        let n = self.side_len();
+        &self.side.slice()[slot as usize * n..][..n]
+    }
+
     /// `query` quantized for these codes.
     pub fn prepare(&self, query: &[f32]) -> CodeQuery {
-        let max = query.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let scale = match max > 0.0 {
-            true => max / 127.0,
-            false => 1.0,
-        };
-        let mut codes = vec![0i8; self.stride];
-        for (code, &x) in codes.iter_mut().zip(query) {
-            *code = (x / scale).round() as i8;
-        }
-        CodeQuery {
-            codes,
-            scale,
-            sum: query.iter().sum(),
-            norm2: query.iter().map(|x| x * x).sum(),
+        let norm2 = query.iter().map(|x| x * x).sum();
+        match &self.coder {
+            Coder::Sq8 { low, step } => {
+                let max = query.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let scale = match max > 0.0 {
+                    true => max / 127.0,
+                    false => 1.0,
+                };
+                let mut codes = vec![0i8; self.stride];
+                for (code, &x) in codes.iter_mut().zip(query) {
+                    *code = (x / scale).round() as i8;
+                }
+                CodeQuery::Sq8 {
+                    kernel: distance::best().code_dot,
+                    codes,
+                    offset: low * query.iter().sum::<f32>(),
+                    unit: step * scale,
+                    norm2,
+                }
+            }
+            Coder::Binary { mean } => {
+                let centred: Vec<f32> = query.iter().zip(mean).map(|(q, m)| q - m).collect();
+                let (low, high) = centred
+                    .iter()
+                    .fold((f32::MAX, f32::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+                let levels = ((1 << QUERY_BITS) - 1) as f32;
+                let step = match high > low {
+                    true => (high - low) / levels,
+                    false => 1.0,
+                };
+                let words = self.stride / 8;
+                let mut planes = vec![0u64; QUERY_BITS * words];
+                let mut units = 0u32;
+                for (i, &x) in centred.iter().enumerate() {
+                    let u = ((x - low) / step).round() as u32;
+                    units += u;
+                    for (j, plane) in planes.chunks_exact_mut(words).enumerate() {
+                        plane[i / 64] |= u64::from(u >> j & 1) << (i % 64);
+                    }
+                }
+                CodeQuery::Binary {
+                    kernel: distance::best().bit_dot,
+                    planes,
+                    low,
+                    step,
+                    sum: low * self.dim as f32 + step * units as f32,
+                    mean_dot: query.iter().zip(mean).map(|(q, m)| q * m).sum(),
+                    norm2,
+                }
+            }
         }
     }
 
@@ -304,21 +504,52 @@ impl Sq8 {
     }
 }
 
-/// [`Sq8`] keys of one query: the closeness keys the `f32` vectors give (`-dot`, or the squared
-/// distance), approximately.
+/// [`Codes`] keys of one query: the closeness keys the `f32` vectors give (`-dot`, or the
+/// squared distance), approximately.
 pub(crate) struct CodeScorer<'a> {
-    codes: &'a Sq8,
+    codes: &'a Codes,
     query: &'a CodeQuery,
 }
 
 impl Scorer for CodeScorer<'_> {
     #[inline]
     fn key(&self, slot: u32) -> f32 {
-        let (c, q) = (self.codes, self.query);
-        let dot = c.low * q.sum + c.step * q.scale * (c.kernel)(c.row(slot), &q.codes) as f32;
+        let c = self.codes;
+        let (dot, norm2, x_norm2) = match self.query {
+            CodeQuery::Sq8 {
+                kernel,
+                codes,
+                offset,
+                unit,
+                norm2,
+            } => {
+                let dot = offset + unit * kernel(c.row(slot), codes) as f32;
+                let x_norm2 = match c.form {
+                    Form::Euclid => c.side.slice()[slot as usize],
+                    Form::Dot => 0.0,
+                };
+                (dot, *norm2, x_norm2)
+            }
+            CodeQuery::Binary {
+                kernel,
+                planes,
+                low,
+                step,
+                sum,
+                mean_dot,
+                norm2,
+            } => {
+                let &[scale, ones, mean_r, x_norm2] = c.side(slot) else {
+                    unreachable!("binary rows keep {BINARY_SIDE} floats")
+                };
+                let weighted = kernel(bytemuck::cast_slice(c.row(slot)), planes) as f32;
+                let signed = 2.0 * (low * ones + step * weighted) - sum;
+                (mean_dot + mean_r + scale * signed, *norm2, x_norm2)
+            }
+        };
         match c.form {
             Form::Dot => -dot,
-            Form::Euclid => q.norm2 + c.norms.slice()[slot as usize] - 2.0 * dot,
+            Form::Euclid => norm2 + x_norm2 - 2.0 * dot,
         }
     }
 
@@ -329,7 +560,11 @@ impl Scorer for CodeScorer<'_> {
 
     #[inline]
     fn prefetch(&self, slot: u32) {
-        distance::prefetch(self.codes.row(slot));
+        let c = self.codes;
+        distance::prefetch(c.row(slot));
+        if c.side_len() > 0 {
+            distance::prefetch(c.side(slot));
+        }
     }
 }
 
@@ -363,20 +598,26 @@ mod tests {
         }
     }
 
+    fn coded(quantization: Quantization, distance: Distance, rows: &[Vec<f32>]) -> Codes {
+        let dim = rows[0].len();
+        let mut codes =
+            Codes::train(quantization, distance, dim, rows.len(), |i| &rows[i]).expect("a coding");
+        rows.iter().for_each(|v| codes.push(v));
+        assert_eq!(codes.rows(), rows.len());
+        codes
+    }
+
     #[test]
-    fn keys_from_codes_approximate_the_exact_keys_and_rank_alike() {
+    fn sq8_keys_approximate_the_exact_keys() {
         for distance in [Distance::Cosine, Distance::Dot, Distance::Euclid] {
             for dim in [3, 64, 100, 384] {
                 let vectors = unit_vectors(500, dim, dim as u64);
-                let rows: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
-                let mut codes = Sq8::train(distance, dim, rows.len(), |i| rows[i]).unwrap();
-                rows.iter().for_each(|v| codes.push(v));
-                assert_eq!(codes.rows(), 500);
+                let codes = coded(Quantization::Sq8, distance, &vectors);
                 let query = &unit_vectors(1, dim, 7 + dim as u64)[0];
                 let prepared = codes.prepare(query);
                 let scorer = codes.scorer(&prepared);
                 let mut worst = 0f32;
-                for (slot, v) in rows.iter().enumerate() {
+                for (slot, v) in vectors.iter().enumerate() {
                     let err = (scorer.key(slot as u32) - exact_key(distance, query, v)).abs();
                     worst = worst.max(err);
                 }
@@ -387,27 +628,95 @@ mod tests {
                 assert_eq!(four, [0, 1, 2, 3].map(|s| scorer.key(s)));
             }
         }
-        assert!(Sq8::train(Distance::Manhattan, 4, 0, |_| &[]).is_none());
     }
 
     #[test]
-    fn outliers_clamp_to_the_range_and_constant_data_still_codes() {
+    fn binary_keys_approximate_the_exact_keys_within_the_bound_of_one_bit() {
+        for distance in [Distance::Cosine, Distance::Dot, Distance::Euclid] {
+            for dim in [3, 64, 100, 384, 1536] {
+                // An offset common to all vectors, which the mean takes out before the signs.
+                let vectors: Vec<Vec<f32>> = unit_vectors(300, dim, dim as u64)
+                    .into_iter()
+                    .map(|mut v| {
+                        v[0] += 2.0;
+                        v
+                    })
+                    .collect();
+                let codes = coded(Quantization::Binary, distance, &vectors);
+                // The query shares the data's offset, as a query embedded by the same model
+                // does; its 4 bits span the range of its own offsets from the mean.
+                let mut query = unit_vectors(1, dim, 7 + dim as u64).remove(0);
+                query[0] += 2.0;
+                let query = &query;
+                let prepared = codes.prepare(query);
+                let scorer = codes.scorer(&prepared);
+                let mut total = 0f64;
+                for (slot, v) in vectors.iter().enumerate() {
+                    let err = scorer.key(slot as u32) - exact_key(distance, query, v);
+                    total += (err as f64).abs();
+                }
+                // One bit per dimension estimates a dot product of unit vectors to within
+                // about 1/sqrt(dim) (RaBitQ's bound); the query's 4 bits add little.
+                let mean = total / vectors.len() as f64;
+                let bound = 1.5 / (dim as f64).sqrt();
+                assert!(
+                    mean < bound,
+                    "{distance:?} dim {dim}: mean error {mean} > {bound}"
+                );
+                let four = scorer.keys4([0, 1, 2, 3]);
+                assert_eq!(four, [0, 1, 2, 3].map(|s| scorer.key(s)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_stored_vector_is_its_own_nearest_by_binary_codes() {
+        // The estimate is exact for the vector a row was coded from (up to the query's bits),
+        // and others are further: the property a walk by codes relies on to find a point.
+        let dim = 256;
+        let vectors = unit_vectors(400, dim, 11);
+        for distance in [Distance::Cosine, Distance::Euclid] {
+            let codes = coded(Quantization::Binary, distance, &vectors);
+            for (slot, v) in vectors.iter().enumerate().step_by(7) {
+                let prepared = codes.prepare(v);
+                let scorer = codes.scorer(&prepared);
+                let own = scorer.key(slot as u32);
+                let closer = (0..vectors.len() as u32)
+                    .filter(|&s| s != slot as u32 && scorer.key(s) <= own)
+                    .count();
+                assert_eq!(closer, 0, "{distance:?}: row {slot}");
+            }
+        }
+    }
+
+    #[test]
+    fn sq8_outliers_clamp_to_the_range_and_constant_data_still_codes() {
         let mut spread: Vec<Vec<f32>> = (0..1000).map(|i| vec![(i % 100) as f32 / 100.0]).collect();
         spread[0][0] = 1e6;
-        let mut codes = Sq8::train(Distance::Dot, 1, spread.len(), |i| &spread[i]).unwrap();
+        let mut codes = Codes::train(Quantization::Sq8, Distance::Dot, 1, spread.len(), |i| {
+            &spread[i]
+        })
+        .unwrap();
+        let Coder::Sq8 { low, step } = codes.coder else {
+            unreachable!()
+        };
         // The outlier is outside the central 99%: the range ends near 1.0, not at 1e6.
-        assert!(codes.low >= 0.0 && codes.low + 255.0 * codes.step < 1.5);
+        assert!(low >= 0.0 && low + 255.0 * step < 1.5);
         codes.push(&[1e6]);
         codes.push(&[-1e6]);
         assert_eq!(codes.row(0)[0], 255);
         assert_eq!(codes.row(1)[0], 0);
-        let same = [[0.5f32; 4]; 10];
-        let mut codes = Sq8::train(Distance::Euclid, 4, same.len(), |i| &same[i]).unwrap();
-        codes.push(&same[0]);
-        let q = codes.prepare(&[0.5; 4]);
-        assert!(codes.scorer(&q).key(0).abs() < 1e-5);
-        let zero = codes.prepare(&[0.0; 4]);
-        assert!((codes.scorer(&zero).key(0) - 1.0).abs() < 1e-5);
+        let same = vec![vec![0.5f32; 4]; 10];
+        for quantization in [Quantization::Sq8, Quantization::Binary] {
+            let codes = coded(quantization, Distance::Euclid, &same);
+            let q = codes.prepare(&[0.5; 4]);
+            assert!(codes.scorer(&q).key(0).abs() < 1e-5, "{quantization:?}");
+            let zero = codes.prepare(&[0.0; 4]);
+            assert!(
+                (codes.scorer(&zero).key(0) - 1.0).abs() < 1e-5,
+                "{quantization:?}"
+            );
+        }
     }
 
     #[test]
@@ -422,12 +731,79 @@ mod tests {
     }
 
     #[test]
-    fn the_range_is_chosen_again_while_the_rows_double_up_to_a_bound() {
+    fn the_coding_is_chosen_again_while_the_rows_double_up_to_a_bound() {
         let v = [0.5f32; 2];
-        let codes = Sq8::train(Distance::Dot, 2, 10, |_| &v).unwrap();
-        assert!(!codes.wants_retraining(19));
-        assert!(codes.wants_retraining(20));
-        let big = Sq8::train(Distance::Dot, 2, RETRAIN_UP_TO, |_| &v).unwrap();
-        assert!(!big.wants_retraining(100 * RETRAIN_UP_TO));
+        for quantization in [Quantization::Sq8, Quantization::Binary] {
+            let codes = Codes::train(quantization, Distance::Dot, 2, 10, |_| &v).unwrap();
+            assert!(!codes.wants_retraining(19));
+            assert!(codes.wants_retraining(20));
+            let big = Codes::train(quantization, Distance::Dot, 2, RETRAIN_UP_TO, |_| &v).unwrap();
+            assert!(!big.wants_retraining(100 * RETRAIN_UP_TO));
+            assert!(Codes::train(quantization, Distance::Manhattan, 4, 0, |_| &[]).is_none());
+        }
+        assert!(Codes::train(Quantization::None, Distance::Dot, 2, 10, |_| &v).is_none());
+    }
+
+    #[test]
+    fn a_section_read_back_gives_the_same_keys_and_refuses_another_coding() {
+        let vectors = unit_vectors(50, 70, 3);
+        for quantization in [Quantization::Sq8, Quantization::Binary] {
+            for distance in [Distance::Cosine, Distance::Euclid] {
+                let codes = coded(quantization, distance, &vectors);
+                let slots: Vec<u32> = (0..50).rev().collect();
+                let section = codes.section(&slots);
+                let stored = || parse_section_for_test(&section, 70, distance, 50);
+                let back = Codes::from_stored(quantization, distance, 70, stored()).unwrap();
+                let q = &unit_vectors(1, 70, 5)[0];
+                let (a, b) = (codes.prepare(q), back.prepare(q));
+                for (row, &slot) in slots.iter().enumerate() {
+                    let want = codes.scorer(&a).key(slot);
+                    assert_eq!(back.scorer(&b).key(row as u32).to_bits(), want.to_bits());
+                }
+                let other = match quantization {
+                    Quantization::Sq8 => Quantization::Binary,
+                    _ => Quantization::Sq8,
+                };
+                assert!(Codes::from_stored(other, distance, 70, stored()).is_none());
+            }
+        }
+    }
+
+    /// A section split as `persist` does, without its checks (those are tested there).
+    fn parse_section_for_test(
+        section: &[u8],
+        dim: usize,
+        distance: Distance,
+        rows: usize,
+    ) -> StoredCodes {
+        let word = |at: usize| u32::from_le_bytes(section[at..at + 4].try_into().unwrap());
+        let kind = word(0);
+        let mean_len = match kind {
+            BINARY_KIND => mean_bytes(dim),
+            _ => 0,
+        };
+        let coder = match kind {
+            BINARY_KIND => StoredCoder::Binary {
+                mean: section[SECTION_PREAMBLE..][..dim * 4]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+            },
+            _ => StoredCoder::Sq8 {
+                low: f32::from_bits(word(8)),
+                step: f32::from_bits(word(12)),
+            },
+        };
+        let at = SECTION_PREAMBLE + mean_len;
+        let codes_len = rows * stride(kind, dim);
+        let all = Bytes::from(section.to_vec());
+        StoredCodes {
+            rows,
+            stride: word(4) as usize,
+            coder,
+            trained_on: u64::from_le_bytes(section[16..24].try_into().unwrap()) as usize,
+            codes: all.slice(at..at + codes_len),
+            side: all.slice(at + codes_len..at + codes_len + rows * side_len(kind, distance) * 4),
+        }
     }
 }

@@ -6,7 +6,9 @@ use crate::bytes::Bytes;
 use crate::engine::hnsw::{Graph, GraphParams, GraphParts, NONE};
 use crate::engine::image::{Image, ImageSource};
 use crate::engine::payload_index::StoredIndexes;
-use crate::engine::quantized::{StoredCodes, SECTION_PREAMBLE, SQ8_KIND};
+use crate::engine::quantized::{
+    self, StoredCoder, StoredCodes, BINARY_KIND, SECTION_PREAMBLE, SQ8_KIND,
+};
 use crate::error::{Error, Result};
 use crate::point::Distance;
 use crate::storage::OpenMode;
@@ -503,8 +505,8 @@ pub(crate) fn read(
 }
 
 /// The quantized codes section (version 5 on; empty when the database keeps none), checked
-/// against the header: its kind, a stride that fits the dimension, a usable range, its length
-/// and finite norms.
+/// against the header: its kind, a stride that fits the dimension, a usable coding (a finite
+/// range for SQ8, a finite mean for binary), its length and finite side values.
 fn read_codes(
     views: &[Bytes],
     h: &Header,
@@ -523,39 +525,57 @@ fn read_codes(
     let (kind, stride) = (r.u32()?, r.u32()? as usize);
     let (low, step) = (f32::from_bits(r.u32()?), f32::from_bits(r.u32()?));
     let trained_on = usize::try_from(r.u64()?).map_err(|_| bad("training size too large"))?;
-    if kind != SQ8_KIND {
+    if kind != SQ8_KIND && kind != BINARY_KIND {
         return Err(bad("unknown kind"));
     }
-    if stride != h.dim.div_ceil(64) * 64 || !(low.is_finite() && step.is_finite() && step > 0.0) {
+    if distance == Distance::Manhattan {
+        return Err(bad("Manhattan databases keep no codes"));
+    }
+    if stride != quantized::stride(kind, h.dim) {
         return Err(bad("invalid parameters"));
     }
-    let norms = match distance {
-        Distance::Euclid => rows.checked_mul(4),
-        Distance::Cosine | Distance::Dot => Some(0),
-        Distance::Manhattan => return Err(bad("Manhattan databases keep no codes")),
+    let finite = |b: &[u8]| {
+        b.chunks_exact(4)
+            .all(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")).is_finite())
+    };
+    let (coder, mean_len) = match kind {
+        BINARY_KIND => {
+            let mean_len = quantized::mean_bytes(h.dim);
+            let mean = view
+                .get(SECTION_PREAMBLE..SECTION_PREAMBLE + mean_len)
+                .filter(|m| finite(m))
+                .ok_or_else(|| bad("invalid mean"))?;
+            let mean = mean[..h.dim * 4]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect();
+            (StoredCoder::Binary { mean }, mean_len)
+        }
+        _ if low.is_finite() && step.is_finite() && step > 0.0 => {
+            (StoredCoder::Sq8 { low, step }, 0)
+        }
+        _ => return Err(bad("invalid parameters")),
     };
     let codes = rows.checked_mul(stride);
+    let side = rows.checked_mul(quantized::side_len(kind, distance) * 4);
+    let at = SECTION_PREAMBLE + mean_len;
     let expected = codes
-        .zip(norms)
-        .and_then(|(c, n)| SECTION_PREAMBLE.checked_add(c)?.checked_add(n));
+        .zip(side)
+        .and_then(|(c, n)| at.checked_add(c)?.checked_add(n));
     let codes = codes
         .filter(|_| expected == Some(view.len()))
         .ok_or_else(|| bad("wrong length"))?;
-    let norms = view.slice(SECTION_PREAMBLE + codes..view.len());
-    let finite = norms
-        .chunks_exact(4)
-        .all(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")).is_finite());
-    if !finite {
-        return Err(bad("a norm is not finite"));
+    let side = view.slice(at + codes..view.len());
+    if !finite(&side) {
+        return Err(bad("a value beside the codes is not finite"));
     }
     Ok(Some(StoredCodes {
         rows,
         stride,
-        low,
-        step,
+        coder,
         trained_on,
-        codes: view.slice(SECTION_PREAMBLE..SECTION_PREAMBLE + codes),
-        norms,
+        codes: view.slice(at..at + codes),
+        side,
     }))
 }
 
@@ -886,10 +906,13 @@ mod tests {
 
     #[test]
     fn quantized_codes_are_stored_used_in_place_and_recoded_without_them() {
-        for distance in [Distance::Cosine, Distance::Euclid] {
+        let cases = [Quantization::Sq8, Quantization::Binary]
+            .into_iter()
+            .flat_map(|q| [(q, Distance::Cosine), (q, Distance::Euclid)]);
+        for (quantization, distance) in cases {
             let coded = EngineConfig {
                 distance,
-                quantization: Quantization::Sq8,
+                quantization,
                 ..config()
             };
             let mut engine = Engine::new(coded.clone());
@@ -911,18 +934,20 @@ mod tests {
             let read_back = || read(&storage, "coded.seg", 256, 256, distance).unwrap();
             let image = read_back();
             let stored = image.codes.as_ref().expect("a codes section");
-            assert_eq!((stored.rows, stored.stride), (1500, 256));
-            let norms = if distance == Distance::Euclid {
-                1500 * 4
-            } else {
-                0
+            // SQ8: a byte per dimension and the norms for Euclid; binary: 256 bits in one
+            // line, four floats beside each row, and the mean.
+            let (stride, side, mean) = match (quantization, distance) {
+                (Quantization::Sq8, Distance::Euclid) => (256, 4, 0),
+                (Quantization::Sq8, _) => (256, 0, 0),
+                _ => (64, 16, 256 * 4),
             };
-            assert_eq!(stored.norms.len(), norms);
+            assert_eq!((stored.rows, stored.stride), (1500, stride));
+            assert_eq!(stored.side.len(), 1500 * side);
             let reopened = Engine::from_image(coded.clone(), image).unwrap();
             assert_eq!(
                 answers(&reopened),
                 expected,
-                "{distance:?}: codes read back"
+                "{quantization:?} {distance:?}: codes read back"
             );
             // Without codes in the segment (one written without quantization, or of version
             // 4), they are made again from the vectors: the same range, the same answers.
@@ -932,12 +957,12 @@ mod tests {
             assert_eq!(
                 answers(&recoded),
                 expected,
-                "{distance:?}: codes made again"
+                "{quantization:?} {distance:?}: codes made again"
             );
             // A database opened without quantization ignores them.
             let plain = Engine::from_image(config_for(distance), read_back()).unwrap();
             assert_eq!(
-                plain.memory().index + 1500 * 256 + norms,
+                plain.memory().index + 1500 * (stride + side) + mean,
                 reopened.memory().index
             );
             // Deleted points leave the segment's codes with their rows.
@@ -964,8 +989,14 @@ mod tests {
 
     #[test]
     fn damaged_codes_sections_are_refused() {
+        for quantization in [Quantization::Sq8, Quantization::Binary] {
+            refuses_damaged_codes(quantization);
+        }
+    }
+
+    fn refuses_damaged_codes(quantization: Quantization) {
         let mut engine = Engine::new(EngineConfig {
-            quantization: Quantization::Sq8,
+            quantization,
             ..config()
         });
         let v = |i: u64| (0..256).map(|d| ((i * 7 + d) % 11) as f32 + 0.5).collect();
@@ -977,14 +1008,25 @@ mod tests {
         let good = storage.read_all("good.seg").unwrap().to_vec();
         let descriptor = 56 + CODES * 24;
         let at = u64::from_le_bytes(good[descriptor..descriptor + 8].try_into().unwrap()) as usize;
+        let section_len =
+            u64::from_le_bytes(good[descriptor + 8..descriptor + 16].try_into().unwrap()) as usize;
+        let damages = match quantization {
+            Quantization::Binary => [
+                ("kind", 0, 3u32.to_le_bytes()),
+                ("stride", 4, 128u32.to_le_bytes()),
+                ("mean", 64 + 4 * 17, f32::NAN.to_le_bytes()),
+                ("side", section_len - 4, f32::INFINITY.to_le_bytes()),
+            ],
+            _ => [
+                ("kind", 0, 3u32.to_le_bytes()),
+                ("stride", 4, 128u32.to_le_bytes()),
+                ("step", 12, 0f32.to_le_bytes()),
+                ("low", 8, f32::NAN.to_le_bytes()),
+            ],
+        };
         // Each damage is given a valid checksum, as a buggy writer would have: only the
         // section's own checks can catch it.
-        for (what, offset, bytes) in [
-            ("kind", 0, 2u32.to_le_bytes()),
-            ("stride", 4, 128u32.to_le_bytes()),
-            ("step", 12, 0f32.to_le_bytes()),
-            ("low", 8, f32::NAN.to_le_bytes()),
-        ] {
+        for (what, offset, bytes) in damages {
             let mut bad = good.clone();
             bad[at + offset..at + offset + 4].copy_from_slice(&bytes);
             let len = u64::from_le_bytes(bad[descriptor + 8..descriptor + 16].try_into().unwrap());

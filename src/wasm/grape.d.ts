@@ -19,8 +19,8 @@ export interface OpenOptions {
   persist?: boolean;
   /** HNSW parameters, or `false` for exact search only. */
   hnsw?: { m?: number; efConstruction?: number; ef?: number; fullScanThreshold?: number } | false;
-  /** "sq8": the graph search walks 8-bit codes of the vectors (a quarter of the memory per step) and scores its best candidates again with the vectors, so scores stay exact. Default "none". Cosine, Dot and Euclid; needs `hnsw`. */
-  quantization?: "none" | "sq8";
+  /** "sq8": the graph search walks 8-bit codes of the vectors (a quarter of the memory per step) and scores its best candidates again with the vectors, so scores stay exact. "binary": 1-bit codes (a 32nd), for vectors of 768 dimensions and more. Default "none". Cosine, Dot and Euclid; needs `hnsw`. */
+  quantization?: "none" | "sq8" | "binary";
   payloadIndexes?: string[];
   maxPoints?: number;
   maxMemoryMb?: number;

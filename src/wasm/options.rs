@@ -78,7 +78,7 @@ pub(super) struct OpenOptions {
     #[serde(default)]
     pub(super) persist: bool,
     hnsw: Option<HnswOption>,
-    /// `"none"` or `"sq8"`, as [`Quantization`].
+    /// `"none"`, `"sq8"` or `"binary"`, as [`Quantization`].
     #[serde(default)]
     quantization: Quantization,
     #[serde(default)]
@@ -215,6 +215,9 @@ mod tests {
         let sq8: OpenOptions =
             serde_json::from_str(r#"{"dimension": 4, "quantization": "sq8"}"#).unwrap();
         assert_eq!(sq8.config().unwrap().quantization, Quantization::Sq8);
+        let binary: OpenOptions =
+            serde_json::from_str(r#"{"dimension": 4, "quantization": "binary"}"#).unwrap();
+        assert_eq!(binary.config().unwrap().quantization, Quantization::Binary);
         let off: OpenOptions = serde_json::from_str(r#"{"dimension": 4, "hnsw": false}"#).unwrap();
         assert!(off.config().unwrap().hnsw.is_none());
         assert!(serde_json::from_str::<OpenOptions>(r#"{"dimension": 4, "typo": 1}"#).is_err());
