@@ -501,7 +501,8 @@ impl Default for HnswConfig {
 /// it returns are exact and only the choice of candidates is approximate
 /// ([`SearchParams::quantization`](crate::SearchParams::quantization) tunes it per query).
 /// With [`Quantization::Binary`] they are kept as one bit per dimension (the sign of each
-/// component's offset from the data's mean), a 32nd of the `f32` vectors: the roughest
+/// component's offset from the nearest of up to 256 centres trained on the data), a 32nd of
+/// the `f32` vectors: the roughest
 /// estimate, for embeddings of many dimensions (where many points are nearly as close to a
 /// query as its nearest, as in tight clusters, it cannot tell them apart). Its
 /// walk re-scores the whole beam, so give it a wider one ([`SearchParams::hnsw_ef`](crate::SearchParams::hnsw_ef)):

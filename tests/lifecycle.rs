@@ -763,3 +763,38 @@ fn dropping_the_last_handle_releases_the_database_at_once_while_a_background_che
     assert_eq!(again.count(None).unwrap(), 10);
     release.join().unwrap();
 }
+
+#[test]
+fn destroy_deletes_a_closed_database_and_leaves_other_files() {
+    let dir = temp_dir("destroy");
+    let config = || EmbeddedConfig::builder(DIM).data_dir(&dir).build().unwrap();
+    let mut rng = Rng::new(5);
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    db.upsert(points(&mut rng, 0..50)).unwrap();
+    db.checkpoint().unwrap();
+    db.upsert(points(&mut rng, 50..60)).unwrap();
+    let err = EmbeddedVectorDB::destroy(&dir).unwrap_err();
+    assert!(matches!(err, Error::AlreadyOpen(_)), "{err}");
+    assert_eq!(
+        db.count(None).unwrap(),
+        60,
+        "a refused destroy takes nothing"
+    );
+    drop(db);
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    EmbeddedVectorDB::destroy(&dir).unwrap();
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+    let fresh = EmbeddedVectorDB::open(config()).unwrap();
+    assert_eq!(fresh.count(None).unwrap(), 0);
+    assert!(fresh.open_report().created);
+    drop(fresh);
+    std::fs::remove_file(dir.join("notes.txt")).unwrap();
+    EmbeddedVectorDB::destroy(&dir).unwrap();
+    assert!(!dir.exists());
+    // Nothing there: nothing to do.
+    EmbeddedVectorDB::destroy(&dir).unwrap();
+}

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -79,6 +79,34 @@ test("one process at a time holds a directory", async (t) => {
   assert.equal(runChild(dir, `
     const db = await GrapeDB.open({ dimension: 3, path: dir });
     console.log("opened"); await db.close();`), "opened");
+});
+
+test("destroy deletes a closed database and only the database", async (t) => {
+  const dir = freshDir(t);
+  const db = await GrapeDB.open({ dimension: 3, path: dir });
+  db.upsert([point(1), point(2)]);
+  await assert.rejects(GrapeDB.destroy(dir), { code: "AlreadyOpen" });
+  // Another process is refused as well, and the open database lost nothing.
+  const other = runChild(dir, `
+    try { await GrapeDB.destroy(dir); console.log("destroyed"); }
+    catch (e) { console.log(e.code); }`);
+  assert.equal(other, "AlreadyOpen");
+  assert.equal(db.count(), 2);
+  await db.close();
+  await GrapeDB.destroy(dir);
+  assert.equal(existsSync(dir), false);
+  // Nothing there: nothing to do.
+  await GrapeDB.destroy(dir);
+  // Files that are not the database's stay, and so does their directory.
+  const again = await GrapeDB.open({ dimension: 3, path: dir });
+  again.upsert([point(3)]);
+  await again.close();
+  writeFileSync(join(dir, "notes.txt"), "mine");
+  await GrapeDB.destroy(dir);
+  assert.deepEqual(readdirSync(dir), ["notes.txt"]);
+  const fresh = await GrapeDB.open({ dimension: 3, path: dir });
+  assert.equal(fresh.count(), 0);
+  await fresh.close();
 });
 
 test("a record of this pid from an earlier process (a restarted container) is taken over", async (t) => {

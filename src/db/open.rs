@@ -54,6 +54,35 @@ impl EmbeddedVectorDB {
         }
     }
 
+    /// Deletes the database in directory `dir`: its files, then the directory unless other
+    /// files are in it (those stay, so a mistaken path loses nothing but a database). It must
+    /// not be open in any process ([`Error::AlreadyOpen`](crate::Error::AlreadyOpen)); a
+    /// missing directory is nothing to delete. The JS package's `GrapeDB.destroy` does the same
+    /// in Node.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Error, Point};
+    /// let dir = std::env::temp_dir().join(format!("grape-doc-destroy-{}", std::process::id()));
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).data_dir(&dir).build()?)?;
+    /// db.upsert(vec![Point::new(1, vec![1.0, 0.0])])?;
+    /// assert!(matches!(EmbeddedVectorDB::destroy(&dir), Err(Error::AlreadyOpen(_))));
+    /// drop(db);
+    /// EmbeddedVectorDB::destroy(&dir)?;
+    /// assert!(!dir.exists());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn destroy(dir: impl AsRef<std::path::Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        if !dir.exists() {
+            return Ok(());
+        }
+        crate::persist::destroy(&crate::storage::FsStorage::create(dir)?)?;
+        // Refused when other files are in it: they stay, and the directory with them.
+        let _ = std::fs::remove_dir(dir);
+        Ok(())
+    }
+
     /// Opens the database kept in `storage` (any backend of the storage trait), creating it if
     /// the storage is empty. `config.data_dir` is ignored.
     ///

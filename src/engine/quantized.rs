@@ -14,20 +14,24 @@
 //! |q-x|² ≈ |q|² + |x|² - 2 q·x          (|x|² exact, kept beside the codes)
 //! ```
 //!
-//! **Binary**, a bit per dimension: the signs of `r = x - μ`, the vector's offset from the
-//! mean `μ` of a sample (so the bits split the data, not its common direction). As in RaBitQ
-//! (Gao and Long, SIGMOD 2024), `r` is taken to be `|r|² / |r|₁` times its sign vector `s`
-//! (the multiple for which `r·s` is exact), and the query is kept at [`QUERY_BITS`] bits per
-//! dimension, not one, which is what keeps the estimate close enough to walk by:
+//! **Binary**, a bit per dimension: the signs of `r = x - c`, the vector's offset from the
+//! nearest `c` of a few centres trained on a sample (k-means; IVF-RaBitQ's way: the estimate's
+//! error grows with `|r|`, and offsets from one mean are as long as the clusters are apart).
+//! As in RaBitQ (Gao and Long, SIGMOD 2024), `r` is taken to be `|r|² / |r|₁` times its sign
+//! vector `s` (the multiple for which `r·s` is exact). The query is kept at [`QUERY_BITS`] bits
+//! per dimension, not one, which is what keeps the estimate close enough to walk by, and is
+//! quantized once, as its offset from the sample's mean `μ`; each row's centre enters through
+//! terms kept beside the row:
 //!
 //! ```text
-//! q·x = q·μ + μ·r + (q-μ)·r,   (q-μ)·r ≈ |r|²/|r|₁ * Σ (q-μ)_i s_i
+//! q·x = q·c + c·r + (q-c)·r,   (q-c)·r ≈ |r|²/|r|₁ * (Σ (q-μ)_i s_i - Σ (c-μ)_i s_i)
 //! Σ q̃_i s_i = 2 Σ_{bit i set} q̃_i - Σ q̃_i,   q̃_i = lo + Δ u_i  (u_i < 2^QUERY_BITS)
 //! Σ_{bit i set} u_i = Σ_j 2^j popcount(bits & plane_j)    (plane_j: bit j of every u_i)
 //! ```
 //!
-//! so a key is [`QUERY_BITS`] ANDs and popcounts per 64 dimensions; `q·μ` is one product per
-//! query, and `μ·r`, `|r|²/|r|₁`, the bits' popcount and `|x|²` are kept beside each row.
+//! so a key is [`QUERY_BITS`] ANDs and popcounts per 64 dimensions; `q·c` is one product per
+//! centre and query, and `|r|²/|r|₁`, the bits' popcount, `c·r - |r|²/|r|₁ Σ (c-μ)_i s_i`,
+//! `|x|²` and the centre's number are kept beside each row.
 //!
 //! Rows are padded with zero codes to whole cache lines, and the prepared query with zeros to
 //! the same length, so kernels see no tail and padding adds nothing.
@@ -50,8 +54,16 @@ struct Line([u8; BYTES_PER_LINE]);
 
 /// Share of the sampled components that the SQ8 range covers (Qdrant's default `quantile`).
 const QUANTILE: f64 = 0.99;
-/// Vectors sampled to choose the SQ8 range or the binary mean.
+/// Vectors sampled to choose the SQ8 range.
 const TRAIN_SAMPLE: usize = 2_000;
+/// Vectors sampled to train the binary centres (and their mean).
+const CENTRE_SAMPLE: usize = 8_192;
+/// Sampled vectors per binary centre: fewer centres for a smaller sample.
+const POINTS_PER_CENTRE: usize = 32;
+/// The most binary centres: each costs a product per query and per coded row.
+const MAX_CENTRES: usize = 256;
+/// Rounds of k-means from the evenly spread first centres.
+const KMEANS_ROUNDS: usize = 5;
 /// Components of the sampled vectors the SQ8 range's quantiles are read from.
 const COMPONENT_SAMPLE: usize = 65_536;
 /// Up to this many rows the coding is chosen again each time the rows double (see
@@ -61,8 +73,9 @@ const RETRAIN_UP_TO: usize = 10_000;
 /// Bits per dimension of a query against binary codes. RaBitQ measured 4 to lose almost
 /// nothing against an `f32` query; each bit costs an AND and a popcount per 64 dimensions.
 const QUERY_BITS: usize = 4;
-/// Floats kept beside each binary row: `|r|²/|r|₁`, the popcount of its bits, `μ·r`, `|x|²`.
-const BINARY_SIDE: usize = 4;
+/// Floats kept beside each binary row: `|r|²/|r|₁`, the popcount of its bits, the centre's
+/// term `c·r - |r|²/|r|₁ Σ (c-μ)_i s_i`, `|x|²`, and the centre's number.
+const BINARY_SIDE: usize = 5;
 
 /// A `u32` that orders as `x` does among finite floats (the sign bit flipped for positives,
 /// every bit for negatives).
@@ -81,6 +94,25 @@ fn from_sort_key(key: u32) -> f32 {
     })
 }
 
+/// The squared norm of each `dim`-float row of `rows`.
+fn norms(rows: &[f32], dim: usize) -> Vec<f32> {
+    let dot = distance::best().dot;
+    rows.chunks_exact(dim).map(|c| dot(c, c)).collect()
+}
+
+/// The number of the centre nearest to `v` (least `|c|² - 2 v·c`).
+fn nearest_centre(centres: &[f32], norms: &[f32], v: &[f32]) -> usize {
+    let dot = distance::best().dot;
+    let mut best = (0, f32::INFINITY);
+    for (c, (centre, norm)) in centres.chunks_exact(v.len()).zip(norms).enumerate() {
+        let d = norm - 2.0 * dot(v, centre);
+        if d < best.1 {
+            best = (c, d);
+        }
+    }
+    best.0
+}
+
 /// The distances codes can estimate: through a dot product (Cosine over unit vectors, Dot,
 /// and Euclid with norms). Manhattan has no such form; the configuration refuses it.
 #[derive(Clone, Copy, PartialEq)]
@@ -93,8 +125,13 @@ enum Form {
 enum Coder {
     /// A byte per dimension through one affine range.
     Sq8 { low: f32, step: f32 },
-    /// A bit per dimension: the signs of the offsets from `mean`.
-    Binary { mean: Vec<f32> },
+    /// A bit per dimension: the signs of the offsets from the nearest of `centres` (each
+    /// `dim` floats, with their squared norms); queries are quantized around `mean`.
+    Binary {
+        mean: Vec<f32>,
+        centres: Vec<f32>,
+        centre_norms: Vec<f32>,
+    },
 }
 
 /// The codes of rows `0..rows()` (the graph's nodes), with their coding.
@@ -124,7 +161,7 @@ pub(crate) const SECTION_PREAMBLE: usize = 64;
 /// What a stored codes section learnt from the data.
 pub(crate) enum StoredCoder {
     Sq8 { low: f32, step: f32 },
-    Binary { mean: Vec<f32> },
+    Binary { mean: Vec<f32>, centres: Vec<f32> },
 }
 
 /// A codes section as a segment holds it, checked for its own consistency (`persist`).
@@ -157,9 +194,9 @@ pub(crate) fn side_len(kind: u32, distance: Distance) -> usize {
     }
 }
 
-/// Bytes of a binary section's mean, between the preamble and the rows: whole lines.
-pub(crate) fn mean_bytes(dim: usize) -> usize {
-    (dim * 4).div_ceil(BYTES_PER_LINE) * BYTES_PER_LINE
+/// Bytes of `floats` floats of a binary section (its mean, its centres), padded to whole lines.
+pub(crate) fn float_bytes(floats: usize) -> usize {
+    (floats * 4).div_ceil(BYTES_PER_LINE) * BYTES_PER_LINE
 }
 
 /// A query prepared for [`Codes`]: quantized, with what the key formula needs.
@@ -181,8 +218,8 @@ pub(crate) enum CodeQuery {
         step: f32,
         /// `Σ q̃_i` over the dimensions.
         sum: f32,
-        /// `q·μ`.
-        mean_dot: f32,
+        /// `q·c` for every centre `c`.
+        centre_dots: Vec<f32>,
         norm2: f32,
     },
 }
@@ -203,22 +240,13 @@ impl Codes {
             Distance::Euclid => Form::Euclid,
             Distance::Manhattan => return None,
         };
-        let every = rows.div_ceil(TRAIN_SAMPLE).max(1);
         let (coder, kind) = match quantization {
             Quantization::None => return None,
-            Quantization::Sq8 => (Self::sq8_range(dim, rows, every, row), SQ8_KIND),
-            Quantization::Binary => {
-                let mut mean = vec![0f64; dim];
-                let mut n = 0;
-                for i in (0..rows).step_by(every) {
-                    n += 1;
-                    mean.iter_mut()
-                        .zip(row(i))
-                        .for_each(|(m, &x)| *m += x as f64);
-                }
-                let mean = mean.iter().map(|m| (m / n.max(1) as f64) as f32).collect();
-                (Coder::Binary { mean }, BINARY_KIND)
+            Quantization::Sq8 => {
+                let every = rows.div_ceil(TRAIN_SAMPLE).max(1);
+                (Self::sq8_range(dim, rows, every, row), SQ8_KIND)
             }
+            Quantization::Binary => (Self::binary_centres(dim, rows, row), BINARY_KIND),
         };
         Some(Codes {
             dim,
@@ -265,6 +293,56 @@ impl Codes {
         Coder::Sq8 { low, step }
     }
 
+    /// The binary centres: k-means over a sample of the `rows` vectors, from centres spread
+    /// evenly over it (deterministic, so a database codes alike every time).
+    fn binary_centres<'a>(dim: usize, rows: usize, row: impl Fn(usize) -> &'a [f32]) -> Coder {
+        let every = rows.div_ceil(CENTRE_SAMPLE).max(1);
+        let sample: Vec<&[f32]> = (0..rows).step_by(every).map(row).collect();
+        let mut sum = vec![0f64; dim];
+        for v in &sample {
+            sum.iter_mut().zip(*v).for_each(|(s, &x)| *s += x as f64);
+        }
+        let n = sample.len().max(1) as f64;
+        let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+        let k = (sample.len() / POINTS_PER_CENTRE).clamp(1, MAX_CENTRES);
+        let (mut centres, rounds) = match k {
+            1 => (mean.clone(), 0),
+            _ => {
+                let mut spread = Vec::with_capacity(k * dim);
+                (0..k).for_each(|c| spread.extend_from_slice(sample[c * sample.len() / k]));
+                (spread, KMEANS_ROUNDS)
+            }
+        };
+        for _ in 0..rounds {
+            let norms = norms(&centres, dim);
+            let mut sums = vec![0f64; k * dim];
+            let mut counts = vec![0usize; k];
+            for v in &sample {
+                let c = nearest_centre(&centres, &norms, v);
+                counts[c] += 1;
+                let sum = &mut sums[c * dim..][..dim];
+                sum.iter_mut().zip(*v).for_each(|(s, &x)| *s += x as f64);
+            }
+            let sums = sums.chunks_exact(dim).zip(&counts);
+            for (centre, (sum, &n)) in centres.chunks_exact_mut(dim).zip(sums) {
+                // A centre nothing is nearest to stays where it is.
+                if n > 0 {
+                    let n = n as f64;
+                    centre
+                        .iter_mut()
+                        .zip(sum)
+                        .for_each(|(c, s)| *c = (s / n) as f32);
+                }
+            }
+        }
+        let centre_norms = norms(&centres, dim);
+        Coder::Binary {
+            mean,
+            centres,
+            centre_norms,
+        }
+    }
+
     /// The codes a segment stored (see `FORMAT.md`), used in place; `None` when they do not
     /// fit this database (another coding, distance form, dimension or row count: they are then
     /// coded afresh).
@@ -278,8 +356,15 @@ impl Codes {
         let rows = stored.rows;
         codes.coder = match (stored.coder, &codes.coder) {
             (StoredCoder::Sq8 { low, step }, Coder::Sq8 { .. }) => Coder::Sq8 { low, step },
-            (StoredCoder::Binary { mean }, Coder::Binary { .. }) if mean.len() == dim => {
-                Coder::Binary { mean }
+            (StoredCoder::Binary { mean, centres }, Coder::Binary { .. })
+                if mean.len() == dim && !centres.is_empty() && centres.len() % dim == 0 =>
+            {
+                let centre_norms = norms(&centres, dim);
+                Coder::Binary {
+                    mean,
+                    centres,
+                    centre_norms,
+                }
             }
             _ => return None,
         };
@@ -314,27 +399,29 @@ impl Codes {
     /// The codes section of a segment whose row `r` is slot `slots[r]` (see `FORMAT.md`).
     pub fn section(&self, slots: &[u32]) -> Vec<u8> {
         let side = self.side_len();
-        let mean = match &self.coder {
-            Coder::Binary { mean } => mean.as_slice(),
-            Coder::Sq8 { .. } => &[],
+        let (mean, centres) = match &self.coder {
+            Coder::Binary { mean, centres, .. } => (mean.as_slice(), centres.as_slice()),
+            Coder::Sq8 { .. } => (&[][..], &[][..]),
         };
-        let mut out = Vec::with_capacity(
-            SECTION_PREAMBLE + mean_bytes(mean.len()) + slots.len() * (self.stride + side * 4),
-        );
+        let floats = float_bytes(mean.len()) + float_bytes(centres.len());
+        let mut out =
+            Vec::with_capacity(SECTION_PREAMBLE + floats + slots.len() * (self.stride + side * 4));
         out.extend_from_slice(&self.kind().to_le_bytes());
         out.extend_from_slice(&(self.stride as u32).to_le_bytes());
         let (a, b) = match self.coder {
-            Coder::Sq8 { low, step } => (low, step),
-            Coder::Binary { .. } => (0.0, 0.0),
+            Coder::Sq8 { low, step } => (low.to_bits(), step.to_bits()),
+            Coder::Binary { .. } => ((centres.len() / self.dim) as u32, 0),
         };
         out.extend_from_slice(&a.to_le_bytes());
         out.extend_from_slice(&b.to_le_bytes());
         out.extend_from_slice(&(self.trained_on as u64).to_le_bytes());
         out.resize(SECTION_PREAMBLE, 0);
-        if !mean.is_empty() {
-            mean.iter()
+        for floats in [mean, centres].into_iter().filter(|f| !f.is_empty()) {
+            let end = out.len() + float_bytes(floats.len());
+            floats
+                .iter()
                 .for_each(|m| out.extend_from_slice(&m.to_le_bytes()));
-            out.resize(SECTION_PREAMBLE + mean_bytes(mean.len()), 0);
+            out.resize(end, 0);
         }
         for &slot in slots {
             out.extend_from_slice(self.row(slot));
@@ -362,7 +449,11 @@ impl Codes {
     pub fn bytes(&self) -> usize {
         let held = |lines: usize, side: usize| lines * BYTES_PER_LINE + side * 4;
         let mean = match &self.coder {
-            Coder::Binary { mean } => mean.capacity() * 4,
+            Coder::Binary {
+                mean,
+                centres,
+                centre_norms,
+            } => (mean.capacity() + centres.capacity() + centre_norms.capacity()) * 4,
             Coder::Sq8 { .. } => 0,
         };
         mean + match (&self.lines, &self.side) {
@@ -410,23 +501,36 @@ impl Codes {
                     self.side.owned().push(norm2());
                 }
             }
-            Coder::Binary { mean } => {
-                let (mut l1, mut l2, mut mean_dot, mut ones) = (0f32, 0f32, 0f32, 0u32);
-                for (i, (&x, &m)) in v.iter().zip(mean).enumerate() {
-                    let r = x - m;
-                    if r > 0.0 {
-                        row[i / 8] |= 1 << (i % 8);
-                        ones += 1;
-                    }
+            Coder::Binary {
+                mean,
+                centres,
+                centre_norms,
+            } => {
+                let nearest = nearest_centre(centres, centre_norms, v);
+                let centre = &centres[nearest * self.dim..][..self.dim];
+                let (mut l1, mut l2, mut centre_r, mut centre_s, mut ones) =
+                    (0f32, 0f32, 0f32, 0f32, 0u32);
+                for (i, ((&x, &c), &m)) in v.iter().zip(centre).zip(mean).enumerate() {
+                    let r = x - c;
+                    let sign = match r > 0.0 {
+                        true => {
+                            row[i / 8] |= 1 << (i % 8);
+                            ones += 1;
+                            1.0
+                        }
+                        false => -1.0,
+                    };
                     l1 += r.abs();
                     l2 += r * r;
-                    mean_dot += m * r;
+                    centre_r += c * r;
+                    centre_s += (c - m) * sign;
                 }
                 let scale = match l1 > 0.0 {
                     true => l2 / l1,
                     false => 0.0,
                 };
-                let side = [scale, ones as f32, mean_dot, norm2()];
+                let term = centre_r - scale * centre_s;
+                let side = [scale, ones as f32, term, norm2(), nearest as f32];
                 self.side.owned().extend_from_slice(&side);
             }
         }
@@ -465,7 +569,7 @@ impl Codes {
                     norm2,
                 }
             }
-            Coder::Binary { mean } => {
+            Coder::Binary { mean, centres, .. } => {
                 let centred: Vec<f32> = query.iter().zip(mean).map(|(q, m)| q - m).collect();
                 let (low, high) = centred
                     .iter()
@@ -491,7 +595,10 @@ impl Codes {
                     low,
                     step,
                     sum: low * self.dim as f32 + step * units as f32,
-                    mean_dot: query.iter().zip(mean).map(|(q, m)| q * m).sum(),
+                    centre_dots: centres
+                        .chunks_exact(self.dim)
+                        .map(|c| (distance::best().dot)(query, c))
+                        .collect(),
                     norm2,
                 }
             }
@@ -536,15 +643,17 @@ impl Scorer for CodeScorer<'_> {
                 low,
                 step,
                 sum,
-                mean_dot,
+                centre_dots,
                 norm2,
             } => {
-                let &[scale, ones, mean_r, x_norm2] = c.side(slot) else {
+                let &[scale, ones, term, x_norm2, centre] = c.side(slot) else {
                     unreachable!("binary rows keep {BINARY_SIDE} floats")
                 };
                 let weighted = kernel(bytemuck::cast_slice(c.row(slot)), planes) as f32;
                 let signed = 2.0 * (low * ones + step * weighted) - sum;
-                (mean_dot + mean_r + scale * signed, *norm2, x_norm2)
+                // Centre numbers are checked when a segment is read (`persist`).
+                let centre_dot = centre_dots[centre as usize];
+                (centre_dot + term + scale * signed, *norm2, x_norm2)
             }
         };
         match c.form {
@@ -778,23 +887,28 @@ mod tests {
     ) -> StoredCodes {
         let word = |at: usize| u32::from_le_bytes(section[at..at + 4].try_into().unwrap());
         let kind = word(0);
-        let mean_len = match kind {
-            BINARY_KIND => mean_bytes(dim),
-            _ => 0,
+        let floats = |at: usize, n: usize| -> Vec<f32> {
+            section[at..][..n * 4]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()
         };
-        let coder = match kind {
-            BINARY_KIND => StoredCoder::Binary {
-                mean: section[SECTION_PREAMBLE..][..dim * 4]
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                    .collect(),
-            },
-            _ => StoredCoder::Sq8 {
-                low: f32::from_bits(word(8)),
-                step: f32::from_bits(word(12)),
-            },
+        let (coder, floats_len) = match kind {
+            BINARY_KIND => {
+                let k = word(8) as usize;
+                let centres_at = SECTION_PREAMBLE + float_bytes(dim);
+                let coder = StoredCoder::Binary {
+                    mean: floats(SECTION_PREAMBLE, dim),
+                    centres: floats(centres_at, k * dim),
+                };
+                (coder, float_bytes(dim) + float_bytes(k * dim))
+            }
+            _ => {
+                let (low, step) = (f32::from_bits(word(8)), f32::from_bits(word(12)));
+                (StoredCoder::Sq8 { low, step }, 0)
+            }
         };
-        let at = SECTION_PREAMBLE + mean_len;
+        let at = SECTION_PREAMBLE + floats_len;
         let codes_len = rows * stride(kind, dim);
         let all = Bytes::from(section.to_vec());
         StoredCodes {

@@ -5,7 +5,7 @@ use super::manifest::{self, Manifest};
 use super::{segment, wal};
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::storage::{io_error, Storage, StorageFile};
+use crate::storage::{io_error, Storage, StorageFile, LOCK_FILE};
 
 pub(super) fn is_segment(name: &str) -> bool {
     name.starts_with("seg-")
@@ -23,6 +23,41 @@ pub(crate) fn is_database_file(name: &str) -> bool {
             .strip_prefix("wal-")
             .and_then(|n| n.strip_suffix(".log"))
             .is_some_and(hex)
+}
+
+/// Deletes the database in `storage` under its lock (so one open anywhere is refused with
+/// `AlreadyOpen`): its files, then the lock's own file while the claim still keeps others out.
+pub(crate) fn destroy(storage: &dyn Storage) -> Result<()> {
+    let held = storage.lock()?;
+    remove_database(storage)?;
+    // Best effort: a platform that will not remove a file it holds open keeps it, harmlessly.
+    let _ = storage.remove(LOCK_FILE);
+    drop(held);
+    Ok(())
+}
+
+/// Removes the database in `storage`: the manifest first (what remains is no longer a database
+/// an open could mistake for a whole one), then its segments, logs and temp files. Files this
+/// layer does not write are left where they are.
+pub(crate) fn remove_database(storage: &dyn Storage) -> Result<()> {
+    let names = storage
+        .list()
+        .map_err(io_error("list", &storage.location()))?;
+    let ours = |n: &String| {
+        n == super::HEALTH_PROBE
+            || is_database_file(n)
+            || n.strip_suffix(".tmp").is_some_and(is_database_file)
+    };
+    let (manifest, rest): (Vec<&String>, Vec<&String>) = names
+        .iter()
+        .filter(|n| ours(n))
+        .partition(|n| n.as_str() == manifest::NAME);
+    for name in manifest.into_iter().chain(rest) {
+        storage.remove(name).map_err(io_error("remove", name))?;
+    }
+    storage
+        .sync_dir()
+        .map_err(io_error("sync directory", &storage.location()))
 }
 
 /// Removes (best effort) the files that are not `keep`: other generations' segments and logs,
@@ -93,4 +128,36 @@ pub(super) fn stage_generation(
         format,
         segment_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{MemoryStorage, OpenMode};
+
+    #[test]
+    fn removing_a_database_leaves_other_files_alone() {
+        let s = MemoryStorage::new();
+        let ours = [
+            "MANIFEST",
+            "MANIFEST.tmp",
+            "seg-0000000000000003.seg",
+            "seg-0000000000000004.seg.tmp",
+            "wal-0000000000000004.log",
+            "health-probe.tmp",
+        ];
+        let others = ["notes.txt", "seg-mine.seg", "report.tmp", "wal-1.log"];
+        for name in ours.iter().chain(&others) {
+            let file = s.open(name, OpenMode::CreateIfMissing).unwrap();
+            file.write_at(0, b"x").unwrap();
+        }
+        remove_database(&s).unwrap();
+        let mut left = s.list().unwrap();
+        left.sort();
+        let mut want: Vec<String> = others.iter().map(|n| n.to_string()).collect();
+        want.sort();
+        assert_eq!(left, want);
+        // Nothing of ours left: removing again is no error.
+        remove_database(&s).unwrap();
+    }
 }

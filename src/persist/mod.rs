@@ -34,7 +34,11 @@ mod generation;
 mod inspect;
 mod open;
 
-pub(crate) use generation::is_database_file;
+pub(crate) use generation::{destroy, is_database_file};
+
+/// The file a health probe writes; it ends in `.tmp`, so an open after a crash mid-probe
+/// removes it.
+const HEALTH_PROBE: &str = "health-probe.tmp";
 pub use inspect::{StoredDatabase, StoredFile};
 
 use crate::storage::OpenMode;
@@ -138,11 +142,9 @@ impl DatabaseFiles {
         if let Some(why) = self.wal.poisoned() {
             return Err(format!("the write-ahead log refuses writes: {why}"));
         }
-        // Ends in `.tmp`, so an open after a crash mid-probe removes it.
-        const PROBE: &str = "health-probe.tmp";
         let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
         let result = (|| -> std::io::Result<()> {
-            let file = self.storage.open(PROBE, OpenMode::CreateIfMissing)?;
+            let file = self.storage.open(HEALTH_PROBE, OpenMode::CreateIfMissing)?;
             file.set_len(0)?;
             file.write_at(0, &pattern)?;
             file.sync()?;
@@ -153,7 +155,7 @@ impl DatabaseFiles {
             }
             Ok(())
         })();
-        let removed = self.storage.remove(PROBE);
+        let removed = self.storage.remove(HEALTH_PROBE);
         match (result, removed) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(e), _) | (Ok(()), Err(e)) => Err(format!(

@@ -538,18 +538,31 @@ fn read_codes(
         b.chunks_exact(4)
             .all(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")).is_finite())
     };
-    let (coder, mean_len) = match kind {
+    let floats = |at: usize, n: usize, what: &str| -> Result<Vec<f32>> {
+        let bytes = view
+            .get(at..at + quantized::float_bytes(n))
+            .filter(|m| finite(m))
+            .ok_or_else(|| bad(what))?;
+        Ok(bytes[..n * 4]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect())
+    };
+    let (coder, floats_len) = match kind {
         BINARY_KIND => {
-            let mean_len = quantized::mean_bytes(h.dim);
-            let mean = view
-                .get(SECTION_PREAMBLE..SECTION_PREAMBLE + mean_len)
-                .filter(|m| finite(m))
-                .ok_or_else(|| bad("invalid mean"))?;
-            let mean = mean[..h.dim * 4]
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect();
-            (StoredCoder::Binary { mean }, mean_len)
+            // The centres' count is where SQ8 keeps its range's low end.
+            let k = low.to_bits() as usize;
+            if k == 0 {
+                // Codes around one mean, written before the centres (never released): the
+                // graph is coded afresh at open.
+                return Ok(None);
+            }
+            let centres = k.checked_mul(h.dim).ok_or_else(|| bad("invalid centres"))?;
+            let mean = floats(SECTION_PREAMBLE, h.dim, "invalid mean")?;
+            let centres_at = SECTION_PREAMBLE + quantized::float_bytes(h.dim);
+            let centres = floats(centres_at, centres, "invalid centres")?;
+            let len = quantized::float_bytes(h.dim) + quantized::float_bytes(centres.len());
+            (StoredCoder::Binary { mean, centres }, len)
         }
         _ if low.is_finite() && step.is_finite() && step > 0.0 => {
             (StoredCoder::Sq8 { low, step }, 0)
@@ -558,7 +571,7 @@ fn read_codes(
     };
     let codes = rows.checked_mul(stride);
     let side = rows.checked_mul(quantized::side_len(kind, distance) * 4);
-    let at = SECTION_PREAMBLE + mean_len;
+    let at = SECTION_PREAMBLE + floats_len;
     let expected = codes
         .zip(side)
         .and_then(|(c, n)| at.checked_add(c)?.checked_add(n));
@@ -568,6 +581,18 @@ fn read_codes(
     let side = view.slice(at + codes..view.len());
     if !finite(&side) {
         return Err(bad("a value beside the codes is not finite"));
+    }
+    if let StoredCoder::Binary { centres, .. } = &coder {
+        // Each binary row's last float numbers its centre: a search indexes by it.
+        let k = (centres.len() / h.dim) as f32;
+        let row = quantized::side_len(kind, distance) * 4;
+        let numbered = side.chunks_exact(row).all(|r| {
+            let c = f32::from_le_bytes(r[row - 4..].try_into().expect("4 bytes"));
+            c >= 0.0 && c < k && c.fract() == 0.0
+        });
+        if !numbered {
+            return Err(bad("a row's centre does not exist"));
+        }
     }
     Ok(Some(StoredCodes {
         rows,
@@ -935,11 +960,15 @@ mod tests {
             let image = read_back();
             let stored = image.codes.as_ref().expect("a codes section");
             // SQ8: a byte per dimension and the norms for Euclid; binary: 256 bits in one
-            // line, four floats beside each row, and the mean.
-            let (stride, side, mean) = match (quantization, distance) {
-                (Quantization::Sq8, Distance::Euclid) => (256, 4, 0),
-                (Quantization::Sq8, _) => (256, 0, 0),
-                _ => (64, 16, 256 * 4),
+            // line, five floats beside each row, the mean, and the centres with their norms.
+            let (stride, side, mean) = match (quantization, &stored.coder) {
+                (_, StoredCoder::Binary { centres, .. }) => {
+                    let k = centres.len() / 256;
+                    assert!(k > 1, "centres trained");
+                    (64, 20, (256 + k * 256 + k) * 4)
+                }
+                (_, StoredCoder::Sq8 { .. }) if distance == Distance::Euclid => (256, 4, 0),
+                _ => (256, 0, 0),
             };
             assert_eq!((stored.rows, stored.stride), (1500, stride));
             assert_eq!(stored.side.len(), 1500 * side);
@@ -1011,13 +1040,17 @@ mod tests {
         let section_len =
             u64::from_le_bytes(good[descriptor + 8..descriptor + 16].try_into().unwrap()) as usize;
         let damages = match quantization {
-            Quantization::Binary => [
+            Quantization::Binary => vec![
                 ("kind", 0, 3u32.to_le_bytes()),
                 ("stride", 4, 128u32.to_le_bytes()),
+                ("centres", 8, u32::MAX.to_le_bytes()),
                 ("mean", 64 + 4 * 17, f32::NAN.to_le_bytes()),
-                ("side", section_len - 4, f32::INFINITY.to_le_bytes()),
+                ("centre", 64 + 256 * 4 + 4 * 300, f32::NAN.to_le_bytes()),
+                ("side", section_len - 8, f32::INFINITY.to_le_bytes()),
+                ("centre number", section_len - 4, 1e6f32.to_le_bytes()),
+                ("centre number", section_len - 4, 0.5f32.to_le_bytes()),
             ],
-            _ => [
+            _ => vec![
                 ("kind", 0, 3u32.to_le_bytes()),
                 ("stride", 4, 128u32.to_le_bytes()),
                 ("step", 12, 0f32.to_le_bytes()),

@@ -30,6 +30,7 @@ pub use chunked::{ChunkOp, ChunkedStorage, MemoryChunkStore};
 pub use memory::MemoryStorage;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::FsStorage;
+pub(crate) use owner::LOCK_FILE;
 pub use pool::PooledStorage;
 
 /// One file, accessed at byte offsets.

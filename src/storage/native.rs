@@ -5,13 +5,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::owner::{self, OwnerHost};
+use super::owner::{self, OwnerHost, LOCK_FILE};
 use super::{Bytes, Storage, StorageFile, StorageSpace};
 use crate::error::{Error, Result};
-
-/// Name of the file that carries the directory's exclusive lock; the owner record
-/// (`storage/owner.rs`) is named after it, and `list` leaves every such name out.
-const LOCK_FILE: &str = "LOCK";
 
 /// A database directory on the local file system. Immutable files are memory-mapped by
 /// [`Storage::read_all`], so vectors are used in place.

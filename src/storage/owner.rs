@@ -14,8 +14,11 @@ use std::io;
 
 use crate::error::{Error, Result};
 
-/// Name of the owner record, beside `LOCK`: every name starting with `LOCK` is the lock's, never
-/// a database file (`Storage::list` leaves them out).
+/// The file native opens hold their `flock` on. Every name starting with `LOCK` is the lock's,
+/// never a database file (`Storage::list` leaves them out).
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// Name of the owner record, beside [`LOCK_FILE`].
 pub(crate) const OWNER: &str = "LOCK.owner";
 
 /// Attempts at claiming the record: each failed one has seen a record go away or taken a stale

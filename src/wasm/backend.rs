@@ -213,8 +213,12 @@ fn open_db(
 }
 
 /// Deletes the stored database `name` (OPFS directory and IndexedDB database), under its Web
-/// Lock so that no open database loses its files.
+/// Lock so that no open database loses its files; in Node, the database in directory `name`,
+/// under its owner record.
 pub(super) async fn destroy(name: &str) -> Result<(), Error> {
+    if is_node() {
+        return NodeFsStorage::destroy(name);
+    }
     if let Some(lock) = web_lock(name).await? {
         if global_has("FileSystemSyncAccessHandle") || navigator_storage().is_some() {
             OpfsStorage::destroy(name).await?;

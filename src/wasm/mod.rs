@@ -68,7 +68,9 @@ impl GrapeDB {
     }
 
     /// Deletes the stored database `name` (OPFS directory and IndexedDB database). It must not
-    /// be open anywhere.
+    /// be open anywhere (`AlreadyOpen` otherwise). In Node, `name` is the database's directory
+    /// (its `path`): the database's files go, and the directory with them unless other files
+    /// are in it.
     #[wasm_bindgen(js_name = destroy, unchecked_return_type = "Promise<void>")]
     pub fn destroy(name: String) -> Promise {
         future_to_promise(async move {

@@ -11,7 +11,7 @@ use wasm_bindgen::JsCast;
 
 use super::{read_fully, write_fully, Js};
 use crate::error::{Error, Result};
-use crate::storage::owner::{self, OwnerHost};
+use crate::storage::owner::{self, OwnerHost, LOCK_FILE};
 use crate::storage::{Bytes, OpenMode, Storage, StorageFile, StorageSpace};
 
 #[wasm_bindgen]
@@ -67,6 +67,8 @@ extern "C" {
         path: &str,
         options: &JsValue,
     ) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = rmdirSync)]
+    fn rmdir_sync(this: &NodeFs, path: &str) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(method, catch, js_name = statfsSync)]
     fn statfs_sync(this: &NodeFs, path: &str) -> std::result::Result<JsValue, JsValue>;
 }
@@ -138,18 +140,8 @@ impl NodeFsStorage {
     /// Uses directory `path` (relative to the working directory), creating it and its parents
     /// if needed, with their names made durable as native opens make them.
     pub fn create(path: &str) -> Result<NodeFsStorage> {
-        let fs: NodeFs = builtin("node:fs")?.unchecked_into();
-        let node_path = builtin("node:path")?;
-        let resolve: Function = Reflect::get(&node_path, &"resolve".into())
-            .ok()
-            .and_then(|f| f.dyn_into().ok())
-            .ok_or_else(|| Error::InvalidConfig("node:path has no resolve".into()))?;
-        let dir = resolve
-            .call1(&node_path, &path.into())
-            .ok()
-            .and_then(|d| d.as_string())
-            .ok_or_else(|| Error::InvalidConfig(format!("path {path:?} cannot be resolved")))?;
-        let dir = dir.trim_end_matches(['/', '\\']).to_owned();
+        let NodeFsStorage { fs, dir } = Self::resolve(path)?;
+        let fs = fs.0;
         let options = js_sys::Object::new();
         let _ = Reflect::set(&options, &"recursive".into(), &true.into());
         // The first directory created, if any: each created one's parent must be synced for
@@ -171,6 +163,40 @@ impl NodeFsStorage {
             }
         }
         Ok(storage)
+    }
+
+    /// Deletes the database in directory `path`: claims it as an open does (so a database open
+    /// in any process, Node or native, is refused with `AlreadyOpen`), removes the database's
+    /// files, then the directory if nothing else is in it. Other files stay, so a mistaken
+    /// path loses nothing but a database. A missing directory is nothing to delete.
+    pub fn destroy(path: &str) -> Result<()> {
+        let storage = Self::resolve(path)?;
+        match storage.fs.readdir_sync(&storage.dir).map_err(node_io_error) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("list", storage.dir.clone(), e)),
+            Ok(_) => {}
+        }
+        crate::persist::destroy(&storage)?;
+        // Left in place when other files are in it (ENOTEMPTY).
+        let _ = storage.fs.rmdir_sync(&storage.dir);
+        Ok(())
+    }
+
+    /// `node:fs` and `path` made absolute, without a trailing separator.
+    fn resolve(path: &str) -> Result<NodeFsStorage> {
+        let fs: NodeFs = builtin("node:fs")?.unchecked_into();
+        let node_path = builtin("node:path")?;
+        let resolve: Function = Reflect::get(&node_path, &"resolve".into())
+            .ok()
+            .and_then(|f| f.dyn_into().ok())
+            .ok_or_else(|| Error::InvalidConfig("node:path has no resolve".into()))?;
+        let dir = resolve
+            .call1(&node_path, &path.into())
+            .ok()
+            .and_then(|d| d.as_string())
+            .ok_or_else(|| Error::InvalidConfig(format!("path {path:?} cannot be resolved")))?;
+        let dir = dir.trim_end_matches(['/', '\\']).to_owned();
+        Ok(NodeFsStorage { fs: Js(fs), dir })
     }
 
     fn path(&self, name: &str) -> String {
@@ -281,7 +307,7 @@ impl Storage for NodeFsStorage {
         let mut names: Vec<String> = entries
             .iter()
             .filter_map(|n| n.as_string())
-            .filter(|n| !n.starts_with("LOCK"))
+            .filter(|n| !n.starts_with(LOCK_FILE))
             .collect();
         names.sort_unstable();
         Ok(names)
