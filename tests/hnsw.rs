@@ -202,6 +202,45 @@ fn deleted_points_are_never_returned_and_filters_always_hold() {
 }
 
 #[test]
+fn a_repeated_filter_sees_every_write_between_its_searches() {
+    // A filter's candidate bitset is kept between searches (repeated filters are the common
+    // case): each kind of write between two identical searches must show in the second.
+    let data = testkit::clustered(6_000, DIM, 20, 9);
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    load(&db, &data);
+    let tenant = Filter::must([Condition::match_value("tenant", "t3")]);
+    let at = data.row(13).to_vec(); // point 13 is of tenant t3
+    let top = |db: &EmbeddedVectorDB| {
+        let res = db
+            .search(&SearchRequest::new(at.clone(), 5).with_filter(tenant.clone()))
+            .unwrap();
+        assert!(!res.exact, "a tenant of 10% walks the graph");
+        ids(&res)
+    };
+    assert_eq!(top(&db)[0], PointId::Num(13));
+    assert_eq!(top(&db)[0], PointId::Num(13));
+    db.delete([13]).unwrap();
+    assert!(
+        !top(&db).contains(&PointId::Num(13)),
+        "deleted point returned"
+    );
+    db.upsert(vec![Point::new(60_000, at.clone())
+        .with_payload(json!({"tenant": "t3"}))
+        .unwrap()])
+        .unwrap();
+    assert_eq!(top(&db)[0], PointId::Num(60_000), "new point missed");
+    db.set_payload([60_000u64], json!({"tenant": "t4"}))
+        .unwrap();
+    assert!(
+        !top(&db).contains(&PointId::Num(60_000)),
+        "moved point returned"
+    );
+    db.set_payload([60_000u64], json!({"tenant": "t3"}))
+        .unwrap();
+    assert_eq!(top(&db)[0], PointId::Num(60_000), "point moved back missed");
+}
+
+#[test]
 fn reopening_gives_identical_answers() {
     let data = testkit::clustered(3_000, DIM, 10, 9);
     let queries: Vec<SearchRequest> = (0..40)

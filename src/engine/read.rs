@@ -46,7 +46,8 @@ impl Engine {
     ) -> Box<dyn Iterator<Item = usize> + 'a> {
         if let Some(candidates) = filter.and_then(|f| self.index_candidates(f)) {
             let (slots, exact) = candidates.slots(self.slot_ids.len());
-            return Box::new(slots.into_iter().map(|s| s as usize).filter(move |&slot| {
+            let slots = (0..slots.len()).map(move |i| slots[i] as usize);
+            return Box::new(slots.filter(move |&slot| {
                 self.slot_ids[slot].is_some_and(|id| {
                     exact || filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))
                 })

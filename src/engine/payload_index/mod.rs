@@ -13,15 +13,17 @@
 //! rebuilds the indexes from scratch, and a checkpoint stores them without dead slots.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
 use crate::filter::{parse_datetime, words, Condition, Filter, KeyPath, Match, MatchValue, Range};
 use crate::point::Payload;
 
+mod cache;
 mod column;
 mod stored;
+use cache::{Built, Form, Key};
 use column::Column;
 pub(crate) use column::ColumnFilter;
 pub(crate) use stored::StoredIndexes;
@@ -299,7 +301,7 @@ type Lookup<'s, 'f> = (Vec<&'s [u32]>, bool, &'f [Condition]);
 enum Part<'s> {
     /// Any of these holds.
     Columns(Vec<column::Test<'s>>),
-    Bits(Vec<u64>),
+    Bits(Arc<Vec<u64>>),
 }
 
 impl Part<'_> {
@@ -335,6 +337,11 @@ fn lower(word: &str) -> String {
 pub(crate) struct Candidates<'s> {
     lists: Vec<&'s [u32]>,
     others: Vec<Part<'s>>,
+    /// The lists of the other parts, one `Vec` per part: with `lists`, what the candidates
+    /// are built from (see `cache.rs`).
+    others_lists: Vec<Vec<&'s [u32]>>,
+    /// The generation of the indexes holding the lists (see `cache.rs`).
+    generation: u64,
     /// Every live candidate matches the filter: no need to evaluate it (unless a part cannot
     /// tell, see [`Candidates::others_list`]).
     pub exact: bool,
@@ -347,11 +354,19 @@ pub(crate) struct Candidates<'s> {
 const INTERSECTION_SAMPLE: usize = 256;
 
 impl<'s> Candidates<'s> {
-    fn new(lists: Vec<&'s [u32]>, others: Vec<Part<'s>>, exact: bool) -> Self {
+    fn new(
+        lists: Vec<&'s [u32]>,
+        others: Vec<(Part<'s>, Vec<&'s [u32]>)>,
+        exact: bool,
+        generation: u64,
+    ) -> Self {
         let listed: usize = lists.iter().map(|l| l.len()).sum();
+        let (others, others_lists) = others.into_iter().unzip();
         let mut c = Candidates {
             lists,
             others,
+            others_lists,
+            generation,
             exact,
             estimate: listed,
         };
@@ -418,21 +433,71 @@ impl<'s> Candidates<'s> {
         sure.then_some(true)
     }
 
-    /// The slots the narrowest part lists that `keep` accepts, as a bitset over `slots` slots
-    /// (the other parts are left to [`Candidates::others_list`]).
-    pub fn bitset(&self, slots: usize, keep: impl Fn(u32) -> bool) -> Vec<u64> {
-        bitset(&self.lists, slots, keep)
+    /// The candidates as a bitset over `slots` slots: the live slots (those `live` accepts,
+    /// of which `dead` are not) that the narrowest part lists and no other part refuses; and
+    /// whether it is complete, every other part sure of each slot it holds (else
+    /// [`Candidates::others_list`] must still be asked). Shared with the searches before and
+    /// after it on this thread until the next write (see `cache.rs`), so `live` must say exactly which
+    /// slots are live.
+    pub fn bitset(
+        &self,
+        slots: usize,
+        dead: usize,
+        live: impl Fn(u32) -> bool,
+    ) -> (Arc<Vec<u64>>, bool) {
+        let key = self.key(slots, Form::LiveBits(dead));
+        if let Some(Built::Bits(bits, complete)) = cache::find(&key) {
+            return (bits, complete);
+        }
+        let mut complete = true;
+        let keep = |slot: u32| {
+            (dead == 0 || live(slot))
+                && match self.others_list(slot) {
+                    Some(listed) => listed,
+                    None => {
+                        complete = false;
+                        true
+                    }
+                }
+        };
+        let bits = Arc::new(bitset(&self.lists, slots, keep));
+        cache::keep(key, Built::Bits(Arc::clone(&bits), complete));
+        (bits, complete)
+    }
+
+    /// What the candidates are built from (see `cache.rs`).
+    fn key(&self, slots: usize, form: Form) -> Key {
+        let others = self.others_lists.iter().map(Vec::as_slice);
+        let parts = std::iter::once(&self.lists[..]).chain(others);
+        Key::new(self.generation, parts, slots, form)
     }
 
     /// The candidate slots (of `capacity` slots), sorted and without repeats, and whether they
     /// are exactly the matches (a part that cannot tell about some slot leaves it in, to be
     /// checked).
-    pub fn slots(&self, capacity: usize) -> (Vec<u32>, bool) {
-        let mut exact = self.exact;
+    pub fn slots(&self, capacity: usize) -> (Arc<Vec<u32>>, bool) {
+        // Shared with other filters of the same lists (see `cache.rs`): what it holds says
+        // whether the parts were sure, not whether this filter is all in them.
+        let key = self.key(capacity, Form::Slots);
+        let (slots, sure) = match cache::find(&key) {
+            Some(Built::Slots(slots, sure)) => (slots, sure),
+            _ => {
+                let (slots, sure) = self.merged(capacity);
+                let slots = Arc::new(slots);
+                cache::keep(key, Built::Slots(Arc::clone(&slots), sure));
+                (slots, sure)
+            }
+        };
+        (slots, sure && self.exact)
+    }
+
+    /// [`Candidates::slots`], built: the slots, and whether every other part was sure of each.
+    fn merged(&self, capacity: usize) -> (Vec<u32>, bool) {
+        let mut sure = true;
         let mut keep = |slot: u32| match self.others_list(slot) {
             Some(listed) => listed,
             None => {
-                exact = false;
+                sure = false;
                 true
             }
         };
@@ -459,7 +524,7 @@ impl<'s> Candidates<'s> {
             out.dedup();
             out
         };
-        (out, exact)
+        (out, sure)
     }
 }
 
@@ -473,6 +538,8 @@ pub(crate) struct PayloadIndexes {
     /// A live slot's payload changed in place since the last reset: its old values may still
     /// list it, so candidates are a superset of the matches, never exactly them.
     stale: bool,
+    /// Changes at every change to the indexes (see `cache.rs`).
+    generation: u64,
 }
 
 impl PayloadIndexes {
@@ -480,6 +547,7 @@ impl PayloadIndexes {
         PayloadIndexes {
             fields: keys.iter().map(|k| (k.clone(), OnceLock::new())).collect(),
             stale: false,
+            generation: cache::new_generation(),
         }
     }
 
@@ -529,6 +597,7 @@ impl PayloadIndexes {
     /// Records `slot`'s payload in every index already built (the others will see it when
     /// they are built).
     pub fn add(&mut self, slot: u32, payload: &Payload) {
+        self.generation = cache::new_generation();
         for (key, index) in &mut self.fields {
             if let Some(index) = index.get_mut() {
                 index.add(key, slot, payload);
@@ -538,11 +607,13 @@ impl PayloadIndexes {
 
     /// Records that a live slot's payload changed in place (see `stale`).
     pub fn mark_stale(&mut self) {
+        self.generation = cache::new_generation();
         self.stale = true;
     }
 
     /// Forgets every index; they are rebuilt on next use (after slots are renumbered).
     pub fn reset(&mut self) {
+        self.generation = cache::new_generation();
         for (_, index) in &mut self.fields {
             *index = OnceLock::new();
         }
@@ -606,10 +677,10 @@ impl PayloadIndexes {
             && filter.min_should.is_none();
         let mut parts = parts.into_iter();
         let (narrowest, ..) = parts.next()?;
-        let others: Vec<Part> = parts
-            .map(|(lists, _, conditions)| self.part(&lists, conditions, slots))
+        let others: Vec<(Part, Vec<&[u32]>)> = parts
+            .map(|(lists, _, conditions)| (self.part(&lists, conditions, slots), lists))
             .collect();
-        Some(Candidates::new(narrowest, others, exact))
+        Some(Candidates::new(narrowest, others, exact, self.generation))
     }
 
     /// The index of `key`, built first if need be; `None` if `key` is not indexed.
@@ -642,7 +713,15 @@ impl PayloadIndexes {
         };
         match conditions.iter().map(test).collect::<Option<Vec<_>>>() {
             Some(tests) => Part::Columns(tests),
-            None => Part::Bits(bitset(lists, slots, |_| true)),
+            None => {
+                let key = Key::new(self.generation, [lists], slots, Form::Bits);
+                if let Some(Built::Bits(bits, _)) = cache::find(&key) {
+                    return Part::Bits(bits);
+                }
+                let bits = Arc::new(bitset(lists, slots, |_| true));
+                cache::keep(key, Built::Bits(Arc::clone(&bits), true));
+                Part::Bits(bits)
+            }
         }
     }
 
@@ -694,7 +773,8 @@ impl PayloadIndexes {
         }
     }
 
-    /// Bytes held by the built indexes (an estimate).
+    /// Bytes held by the built indexes (an estimate; not the candidates each thread keeps,
+    /// see `cache.rs`).
     pub fn bytes(&self) -> usize {
         self.fields
             .iter()
@@ -709,6 +789,12 @@ mod tests {
     use super::*;
     use crate::filter::tests::{filter, payload};
     use serde_json::json;
+
+    /// The candidates' slots (as the cache shares them) and whether they are exactly the matches.
+    fn listed(c: &Candidates, capacity: usize) -> (Vec<u32>, bool) {
+        let (slots, exact) = c.slots(capacity);
+        (slots.to_vec(), exact)
+    }
 
     /// The payloads of `data` with their slots, as the engine hands them to the indexes.
     fn rows(data: &[Payload]) -> Box<dyn Iterator<Item = (u32, &Payload)> + '_> {
@@ -726,7 +812,10 @@ mod tests {
         ];
         let mut idx = PayloadIndexes::new(&keys);
         let all = || rows(&data);
-        let c = |f: Value| idx.candidates(&filter(f), 16, all).map(|c| c.slots(16).0);
+        let c = |f: Value| {
+            idx.candidates(&filter(f), 16, all)
+                .map(|c| listed(&c, 16).0)
+        };
         assert_eq!(
             c(json!({"must": [{"key": "color", "match": {"value": "red"}}]})),
             Some(vec![0, 1])
@@ -796,7 +885,7 @@ mod tests {
             16,
             all,
         );
-        assert_eq!(c.map(|c| c.slots(16).0), Some(vec![0, 1, 9]));
+        assert_eq!(c.map(|c| listed(&c, 16).0), Some(vec![0, 1, 9]));
     }
 
     #[test]
@@ -822,7 +911,7 @@ mod tests {
         let all = || rows(&data);
         let c = |f: Value| {
             idx.candidates(&filter(json!({"must": [f]})), 16, all)
-                .map(|c| c.slots(data.len()))
+                .map(|c| listed(&c, data.len()))
         };
         let text = |m: Value| c(json!({"key": "t", "match": m}));
         assert_eq!(text(json!({"text": "quick"})), Some((vec![0, 1], true)));
@@ -864,7 +953,7 @@ mod tests {
         let all = || rows(&data);
         let c = |f: Value| {
             let c = idx.candidates(&filter(f), data.len(), all).unwrap();
-            c.slots(data.len())
+            listed(&c, data.len())
         };
         let both = json!({"must": [
             {"key": "a", "match": {"value": 1}},
@@ -919,7 +1008,7 @@ mod tests {
         ]}));
         let c = idx.candidates(&f, data.len(), all).unwrap();
         let expected: Vec<u32> = (0..40).filter(|i| i % 4 == 0).collect();
-        assert_eq!(c.slots(data.len()), (expected, true));
+        assert_eq!(listed(&c, data.len()), (expected, true));
     }
 
     #[test]
@@ -938,8 +1027,8 @@ mod tests {
             json!({"must": [{"key": "a", "range": {"lt": 20}}, {"key": "b", "match": {"any": [1, 2]}}]}),
         ] {
             let c = idx.candidates(&filter(f.clone()), data.len(), all).unwrap();
-            let dense = c.slots(data.len());
-            let sparse = c.slots(data.len() * DENSE_LISTED * 64);
+            let dense = listed(&c, data.len());
+            let sparse = listed(&c, data.len() * DENSE_LISTED * 64);
             let expected: Vec<u32> = (0..data.len())
                 .filter(|&i| {
                     filter(f.clone()).matches(crate::point::PointId::Num(i as u64), &data[i])
@@ -970,6 +1059,92 @@ mod tests {
             "500 matches, {} estimated",
             c.len()
         );
-        assert_eq!(c.slots(data.len()).0.len(), 500);
+        assert_eq!(listed(&c, data.len()).0.len(), 500);
+    }
+
+    #[test]
+    fn a_bitset_is_shared_until_a_write_or_a_death_changes_what_it_holds() {
+        let keys: Vec<KeyPath> = vec!["a".parse().unwrap(), "b".parse().unwrap()];
+        let mut data: Vec<Payload> = (0..1_000)
+            .map(|i| payload(json!({"a": i % 10, "b": i % 7})))
+            .collect();
+        let mut idx = PayloadIndexes::new(&keys);
+        let f = filter(json!({"must": [{"key": "a", "range": {"lt": 3}}]}));
+        let count = |bits: &[u64]| (0..2_000).filter(|&s| has(bits, s)).count();
+        let (first, again) = {
+            let all = || rows(&data);
+            let c = idx.candidates(&f, data.len(), all).unwrap();
+            (
+                c.bitset(data.len(), 0, |_| true),
+                c.bitset(data.len(), 0, |_| true),
+            )
+        };
+        assert!(
+            Arc::ptr_eq(&first.0, &again.0),
+            "the same lists: the same bitset"
+        );
+        assert_eq!((count(&first.0), first.1), (300, true));
+        // A death leaves the dead slot out, in a bitset of its own.
+        let all = || rows(&data);
+        let c = idx.candidates(&f, data.len(), all).unwrap();
+        let without_0 = c.bitset(data.len(), 1, |s| s != 0).0;
+        assert!(!has(&without_0, 0) && count(&without_0) == 299);
+        assert!(Arc::ptr_eq(&first.0, &c.bitset(data.len(), 0, |_| true).0));
+        // Two indexed conditions: the bitset holds what both list, and says it is complete.
+        let both = filter(json!({"must": [
+            {"key": "a", "range": {"lt": 3}},
+            {"key": "b", "match": {"value": 2}}
+        ]}));
+        let c = idx.candidates(&both, data.len(), all).unwrap();
+        let (bits, complete) = c.bitset(data.len(), 0, |_| true);
+        let expected: Vec<u32> = (0..1_000).filter(|i| i % 10 < 3 && i % 7 == 2).collect();
+        let held: Vec<u32> = (0..1_000).filter(|&s| has(&bits, s)).collect();
+        assert_eq!((held, complete), (expected.clone(), true));
+        // And their slot list is kept as well.
+        let (slots, exact) = c.slots(data.len());
+        assert_eq!((slots.to_vec(), exact), (expected, true));
+        assert!(Arc::ptr_eq(&slots, &c.slots(data.len()).0));
+        // A write empties the cache: the new slot is in the next bitset.
+        data.push(payload(json!({"a": 1, "b": 2})));
+        idx.add(1_000, &data[1_000]);
+        let all = || rows(&data);
+        let c = idx.candidates(&f, data.len(), all).unwrap();
+        let after = c.bitset(data.len(), 0, |_| true).0;
+        assert!(has(&after, 1_000) && count(&after) == 301);
+        // No more than eight bitsets' worth are kept.
+        for lt in 1..=10 {
+            let f = filter(json!({"must": [{"key": "a", "range": {"lt": lt}}]}));
+            idx.candidates(&f, data.len(), all)
+                .unwrap()
+                .bitset(data.len(), 0, |_| true);
+        }
+        assert_eq!(cache::kept(), 8);
+    }
+
+    #[test]
+    fn shared_candidates_are_exact_only_for_a_filter_they_answer_whole() {
+        // The same lists answer `color = red` exactly and a filter adding an unindexed
+        // condition only in part: sharing the first's slot list must not make the second exact.
+        let keys: Vec<KeyPath> = vec!["color".parse().unwrap()];
+        let data: Vec<Payload> = (0..1_000)
+            .map(|i| payload(json!({"color": if i % 10 == 0 { "red" } else { "blue" }, "n": i})))
+            .collect();
+        let idx = PayloadIndexes::new(&keys);
+        let all = || rows(&data);
+        let red = filter(json!({"must": [{"key": "color", "match": {"value": "red"}}]}));
+        let red_and_small = filter(json!({"must": [
+            {"key": "color", "match": {"value": "red"}},
+            {"key": "n", "range": {"lt": 10}}
+        ]}));
+        for _ in 0..2 {
+            let whole = idx.candidates(&red, data.len(), all).unwrap();
+            assert!(whole.slots(data.len()).1 && whole.bitset(data.len(), 0, |_| true).1);
+            let part = idx.candidates(&red_and_small, data.len(), all).unwrap();
+            assert!(
+                !part.slots(data.len()).1,
+                "a filter answered in part taken as exact"
+            );
+            assert!(!part.exact);
+        }
     }
 }
