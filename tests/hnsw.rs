@@ -477,6 +477,56 @@ fn a_point_added_at_an_existing_vector_is_found_beside_it() {
     }
 }
 
+#[test]
+fn every_copy_of_a_repeated_vector_is_found() {
+    // Applications store the same text twice (a re-import, a pasted paragraph): its copies
+    // share one vector, and each must stay reachable, with or without a filter refusing the
+    // others. Neighbour selection must not take a copy as covering the points around it.
+    let data = testkit::clustered(6_000, DIM, 20, 5);
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    load(&db, &data);
+    let at = data.row(13).to_vec();
+    let copies: Vec<u64> = (0..40).map(|i| 100_000 + i).collect();
+    for &id in &copies {
+        db.upsert(vec![Point::new(id, at.clone())
+            .with_payload(json!({"copy": id, "tenant": format!("c{id}")}))
+            .unwrap()])
+            .unwrap();
+    }
+    let mut req = SearchRequest::new(at.clone(), 41);
+    req.params.hnsw_ef = Some(64);
+    let res = db.search(&req).unwrap();
+    assert!(!res.exact);
+    let found: HashSet<PointId> = ids(&res).into_iter().collect();
+    for id in copies.iter().copied().chain([13]) {
+        assert!(
+            found.contains(&PointId::Num(id)),
+            "copy {id} missed: {found:?}"
+        );
+    }
+    // The same text stored for several tenants: a search for one tenant walks the graph
+    // around the other tenants' copies (and a deleted one) to its own.
+    let at = data.row(27).to_vec(); // point 27 is of tenant t7
+    for t in 0..5 {
+        db.upsert(vec![Point::new(200_000 + t, at.clone())
+            .with_payload(json!({"tenant": format!("t{t}")}))
+            .unwrap()])
+            .unwrap();
+    }
+    db.delete([200_001]).unwrap();
+    for t in [0, 2, 3, 4, 7] {
+        let req =
+            SearchRequest::new(at.clone(), 3).with_filter(Filter::must([Condition::match_value(
+                "tenant",
+                format!("t{t}"),
+            )]));
+        let res = db.search(&req).unwrap();
+        assert!(!res.exact);
+        let own = if t == 7 { 27 } else { 200_000 + t };
+        assert_eq!(ids(&res)[0], PointId::Num(own), "t{t}: {:?}", ids(&res));
+    }
+}
+
 /// Cosine graphs skip neighbours whose sketch is far from the query's (see `engine/sketch.rs`).
 /// On the same unit vectors dot product builds the same graph without sketches: cosine must
 /// score far fewer vectors for the same recall.

@@ -34,6 +34,9 @@ const PREFETCH_GROUPS: usize = 1;
 /// Levels above this are never drawn (the probability is below 16^-16).
 const MAX_LEVEL: u8 = 16;
 
+/// A node links to at most this many copies of its own vector (see `Graph::select`).
+const COPIES_LINKED: usize = 4;
+
 /// Construction parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct GraphParams {
@@ -502,7 +505,7 @@ impl Graph {
                     }),
             );
             cands.sort_unstable();
-            let chosen = self.select(&cands, self.params.m, space);
+            let chosen = self.select((slot, query), &cands, self.params.m, space);
             let ids: Vec<u32> = chosen.iter().map(|c| c.slot).collect();
             self.set_neighbours(slot, layer, &ids);
             for c in &chosen {
@@ -537,7 +540,7 @@ impl Graph {
         cands.push(Candidate { key, slot: new });
         cands.sort_unstable();
         let kept: Vec<u32> = self
-            .select(&cands, cap, space)
+            .select((node, &base), &cands, cap, space)
             .iter()
             .map(|c| c.slot)
             .collect();
@@ -546,15 +549,48 @@ impl Graph {
 
     /// The neighbour-selection heuristic of the HNSW paper: walk candidates from the closest and
     /// keep one only if it is closer to the base than to every neighbour kept so far, which keeps
-    /// links pointing in diverse directions. `cands` must be sorted, closest first.
-    fn select<S: Space>(&self, cands: &[Candidate], m: usize, space: &S) -> Vec<Candidate> {
-        let mut kept: Vec<Candidate> = Vec::with_capacity(m);
-        for c in cands {
+    /// links pointing in diverse directions. `cands` must be sorted, closest first; `base` is
+    /// the node's slot and vector.
+    ///
+    /// Copies of the base's vector are the exception: a copy is as close to everything as the
+    /// base itself, so it would cover every later candidate, and the copies of a vector stored
+    /// many times would link to one another only and be lost. A node keeps at most
+    /// [`COPIES_LINKED`] copies, those nearest its own slot (so the copies form a lattice that
+    /// reaches each of them whatever their number), and a copy covers nothing.
+    fn select<S: Space>(
+        &self,
+        (slot, base): (u32, &[f32]),
+        cands: &[Candidate],
+        m: usize,
+        space: &S,
+    ) -> Vec<Candidate> {
+        let is_copy: Vec<bool> = cands.iter().map(|c| space.vector(c.slot) == base).collect();
+        let mut kept: Vec<Candidate> = cands
+            .iter()
+            .zip(&is_copy)
+            .filter(|(_, &copy)| copy)
+            .map(|(c, _)| *c)
+            .collect();
+        // The nearest few by selection: copies are rare, and a sort would cost code size in
+        // the browser build.
+        let nearest = COPIES_LINKED.min(m).min(kept.len());
+        for i in 0..nearest {
+            let best = (i..kept.len())
+                .min_by_key(|&j| kept[j].slot.abs_diff(slot))
+                .unwrap_or(i);
+            kept.swap(i, best);
+        }
+        kept.truncate(nearest);
+        let copies = kept.len();
+        for (c, _) in cands.iter().zip(&is_copy).filter(|(_, &copy)| !copy) {
             if kept.len() >= m {
                 break;
             }
             let v = space.vector(c.slot);
-            if kept.iter().all(|k| space.key_to(v, k.slot) > c.key) {
+            if kept[copies..]
+                .iter()
+                .all(|k| space.key_to(v, k.slot) > c.key)
+            {
                 kept.push(*c);
             }
         }
@@ -872,7 +908,7 @@ impl Graph {
             })
             .collect();
         scored.sort_unstable();
-        self.select(&scored, self.capacity(layer), space)
+        self.select((old, base), &scored, self.capacity(layer), space)
             .iter()
             .map(|c| c.slot)
             .collect()
