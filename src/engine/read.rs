@@ -44,7 +44,7 @@ impl Engine {
         &'a self,
         filter: Option<&'a Filter>,
     ) -> Box<dyn Iterator<Item = usize> + 'a> {
-        if let Some(candidates) = filter.and_then(|f| self.index_candidates(f)) {
+        if let Some(candidates) = filter.and_then(|f| self.filter_candidates(f)) {
             let (slots, exact) = candidates.slots(self.slot_ids.len());
             let slots = (0..slots.len()).map(move |i| slots[i] as usize);
             return Box::new(slots.filter(move |&slot| {
@@ -56,7 +56,7 @@ impl Engine {
         Box::new(self.all_matching_slots(filter))
     }
 
-    fn all_matching_slots<'a>(
+    pub(super) fn all_matching_slots<'a>(
         &'a self,
         filter: Option<&'a Filter>,
     ) -> impl Iterator<Item = usize> + 'a {

@@ -148,6 +148,21 @@ impl Engine {
         })
     }
 
+    /// The candidates of `filter`: from the payload indexes, or else, for a filter used
+    /// before, its matches (see `PayloadIndexes::repeated_filter_matches`).
+    pub(super) fn filter_candidates(&self, filter: &Filter) -> Option<Candidates<'_>> {
+        if let Some(c) = self.index_candidates(filter) {
+            return Some(c);
+        }
+        let matches =
+            self.indexes
+                .repeated_filter_matches(filter, self.slot_ids.len(), self.dead, || {
+                    self.all_matching_slots(Some(filter))
+                        .map(|slot| slot as u32)
+                })?;
+        Some(Candidates::of_matches(matches))
+    }
+
     pub(super) fn check_limit(&self, requested: usize) -> Result<()> {
         if requested == 0 {
             return Err(Error::InvalidArgument(
@@ -238,7 +253,7 @@ impl Engine {
     /// A query's answer from an index: the graph when it applies, else the candidates of an
     /// indexed filter. `None` leaves the query to the shared exact scan.
     fn indexed_answer(&self, q: &PreparedQuery, req: &SearchRequest) -> Option<Answer> {
-        let candidates = q.filter.and_then(|f| self.index_candidates(f));
+        let candidates = q.filter.and_then(|f| self.filter_candidates(f));
         match self.plan(q, req, candidates.as_ref()) {
             Plan::Graph(graph, ef, walk) => {
                 match self.approximate(q, graph, ef, walk, candidates.as_ref()) {

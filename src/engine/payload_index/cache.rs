@@ -3,6 +3,10 @@
 //! bitset of 100K candidates was a third of a filtered search's time at 1M points, merging the
 //! lists of a `should` an eighth of a sketched scan's (PERFORMANCE.md).
 //!
+//! A filter that no index narrows has its matches found on its second use (evaluating it on
+//! every payload, as a scan does) and kept as a bitset, so from then on it is searched as an
+//! exact index candidate set would be; used once, it costs nothing more than it did.
+//!
 //! Each thread keeps its own (the engine takes no locks; searches on one thread share it, and
 //! a database serves its searches from a few threads at most). An entry is known by the
 //! generation of the indexes it came from, the lists it was built from (address and length)
@@ -14,9 +18,15 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::Matches;
+use crate::filter::Filter;
+
 /// A thread keeps up to this many bitsets' worth of bytes (a bitset is a bit per slot: 128
 /// KiB at 1M points); a slot list larger than that is not kept.
 const BITSETS_WORTH: usize = 8;
+
+/// A thread keeps at most this many entries (those of filters seen once hold no bytes).
+const MOST_ENTRIES: usize = 64;
 
 /// Separates the parts' lists in a [`Key`] (no list has this address).
 const PART: (usize, usize) = (usize::MAX, 0);
@@ -35,7 +45,7 @@ pub(super) fn new_generation() -> u64 {
 }
 
 /// What an entry was built from.
-#[derive(PartialEq)]
+#[derive(PartialEq, Clone)]
 pub(super) struct Key {
     /// The generation of the indexes holding the lists.
     generation: u64,
@@ -44,6 +54,8 @@ pub(super) struct Key {
     /// The slots the database had.
     slots: usize,
     form: Form,
+    /// The filter whose matches the entry holds (`Form::Matches`).
+    filter: Option<Filter>,
 }
 
 /// How an entry was built.
@@ -55,6 +67,8 @@ pub(super) enum Form {
     LiveBits(usize),
     /// The sorted slots every part lists, dead ones kept.
     Slots,
+    /// The live slots matching a filter, with this many dead slots left out.
+    Matches(usize),
 }
 
 /// A built entry, and whether every part was sure of each slot it holds.
@@ -62,6 +76,10 @@ pub(super) enum Form {
 pub(super) enum Built {
     Bits(Arc<Vec<u64>>, bool),
     Slots(Arc<Vec<u32>>, bool),
+    /// A filter's matches.
+    Matches(Arc<Matches>),
+    /// A filter used once: its matches are found on its next use.
+    Seen,
 }
 
 impl Built {
@@ -69,6 +87,8 @@ impl Built {
         match self {
             Built::Bits(b, _) => b.len() * 8,
             Built::Slots(s, _) => s.len() * 4,
+            Built::Matches(m) => m.bytes(),
+            Built::Seen => 0,
         }
     }
 }
@@ -98,6 +118,19 @@ impl Key {
             lists,
             slots,
             form,
+            filter: None,
+        }
+    }
+
+    /// The key of the live matches of `filter`, with `dead` dead slots among `slots`, in
+    /// indexes of this generation.
+    pub fn of_matches(generation: u64, filter: &Filter, slots: usize, dead: usize) -> Key {
+        Key {
+            generation,
+            lists: Vec::new(),
+            slots,
+            form: Form::Matches(dead),
+            filter: Some(filter.clone()),
         }
     }
 }
@@ -113,19 +146,22 @@ pub(super) fn find(key: &Key) -> Option<Built> {
     })
 }
 
-/// Remembers `built` under `key`, forgetting the least recently used beyond the budget.
+/// Remembers `built` under `key` (instead of what it held), forgetting the least recently
+/// used beyond the budget.
 pub(super) fn keep(key: Key, built: Built) {
     let budget = BITSETS_WORTH * key.slots.div_ceil(64) * 8;
-    if built.bytes() <= budget {
-        RECENT.with_borrow_mut(|recent| {
+    RECENT.with_borrow_mut(|recent| {
+        recent.retain(|(k, _)| *k != key);
+        if built.bytes() <= budget {
             recent.insert(0, (key, built));
             let mut held = 0;
             recent.retain(|(_, b)| {
                 held += b.bytes();
                 held <= budget
             });
-        });
-    }
+            recent.truncate(MOST_ENTRIES);
+        }
+    });
 }
 
 /// How many entries this thread keeps.

@@ -293,6 +293,60 @@ fn has(bits: &[u64], slot: u32) -> bool {
         .is_some_and(|w| w & (1 << (slot % 64)) != 0)
 }
 
+/// The slots set in `bits`, in order; `count` is a hint of how many.
+fn set_slots(bits: &[u64], count: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(count);
+    for (w, &word) in bits.iter().enumerate() {
+        let mut word = word;
+        while word != 0 {
+            out.push((w * 64) as u32 + word.trailing_zeros());
+            word &= word - 1;
+        }
+    }
+    out
+}
+
+/// A filter's live matches, found by evaluating it on every payload, for a filter no index
+/// narrows that is used again (see [`PayloadIndexes::repeated_filter_matches`]).
+pub(crate) struct Matches {
+    bits: Arc<Vec<u64>>,
+    /// The matching slots in order, when they take less room than the bitset (one in 32 slots
+    /// or fewer): a scan of them then needs no pass over the bitset.
+    few: Option<Arc<Vec<u32>>>,
+    count: usize,
+}
+
+impl Matches {
+    /// The `matching` slots of `slots` slots.
+    pub fn new(slots: usize, matching: impl Iterator<Item = u32>) -> Self {
+        let mut bits = vec![0u64; slots.div_ceil(64)];
+        let mut count = 0;
+        for slot in matching {
+            if let Some(word) = bits.get_mut(slot as usize / 64) {
+                *word |= 1 << (slot % 64);
+                count += 1;
+            }
+        }
+        let few = (count * 32 <= slots).then(|| Arc::new(set_slots(&bits, count)));
+        Matches {
+            bits: Arc::new(bits),
+            few,
+            count,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.bits.len() * 8 + self.few.as_ref().map_or(0, |f| f.len() * 4)
+    }
+
+    fn slots(&self) -> Arc<Vec<u32>> {
+        match &self.few {
+            Some(few) => Arc::clone(few),
+            None => Arc::new(set_slots(&self.bits, self.count)),
+        }
+    }
+}
+
 /// An indexed part of a filter: the lists holding its matches, whether they are exactly its
 /// matches, and its conditions (any of which it takes).
 type Lookup<'s, 'f> = (Vec<&'s [u32]>, bool, &'f [Condition]);
@@ -342,6 +396,8 @@ pub(crate) struct Candidates<'s> {
     others_lists: Vec<Vec<&'s [u32]>>,
     /// The generation of the indexes holding the lists (see `cache.rs`).
     generation: u64,
+    /// A filter's matches, when the candidates are those (see [`Candidates::of_matches`]).
+    matches: Option<Arc<Matches>>,
     /// Every live candidate matches the filter: no need to evaluate it (unless a part cannot
     /// tell, see [`Candidates::others_list`]).
     pub exact: bool,
@@ -367,6 +423,7 @@ impl<'s> Candidates<'s> {
             others,
             others_lists,
             generation,
+            matches: None,
             exact,
             estimate: listed,
         };
@@ -382,6 +439,14 @@ impl<'s> Candidates<'s> {
                 .count();
             c.estimate = (listed * pass).div_ceil(sampled.len());
         }
+        c
+    }
+
+    /// Candidates that are exactly a filter's live `matches`.
+    pub fn of_matches(matches: Arc<Matches>) -> Self {
+        let mut c = Candidates::new(Vec::new(), Vec::new(), true, 0);
+        c.estimate = matches.count;
+        c.matches = Some(matches);
         c
     }
 
@@ -445,6 +510,9 @@ impl<'s> Candidates<'s> {
         dead: usize,
         live: impl Fn(u32) -> bool,
     ) -> (Arc<Vec<u64>>, bool) {
+        if let Some(m) = &self.matches {
+            return (Arc::clone(&m.bits), true);
+        }
         let key = self.key(slots, Form::LiveBits(dead));
         if let Some(Built::Bits(bits, complete)) = cache::find(&key) {
             return (bits, complete);
@@ -476,6 +544,9 @@ impl<'s> Candidates<'s> {
     /// are exactly the matches (a part that cannot tell about some slot leaves it in, to be
     /// checked).
     pub fn slots(&self, capacity: usize) -> (Arc<Vec<u32>>, bool) {
+        if let Some(m) = &self.matches {
+            return (m.slots(), true);
+        }
         // Shared with other filters of the same lists (see `cache.rs`): what it holds says
         // whether the parts were sure, not whether this filter is all in them.
         let key = self.key(capacity, Form::Slots);
@@ -508,16 +579,7 @@ impl<'s> Candidates<'s> {
         } else if listed >= capacity / DENSE_LISTED {
             // Many lists of many slots: merged through a bitset, which costs a pass over its
             // words where sorting would cost a comparison sort of every slot.
-            let bits = bitset(&self.lists, capacity, &mut keep);
-            let mut out = Vec::with_capacity(listed);
-            for (w, &word) in bits.iter().enumerate() {
-                let mut word = word;
-                while word != 0 {
-                    out.push((w * 64) as u32 + word.trailing_zeros());
-                    word &= word - 1;
-                }
-            }
-            out
+            set_slots(&bitset(&self.lists, capacity, &mut keep), listed)
         } else {
             let mut out: Vec<u32> = self.listed().filter(|&s| keep(s)).collect();
             out.sort_unstable();
@@ -681,6 +743,33 @@ impl PayloadIndexes {
             .map(|(lists, _, conditions)| (self.part(&lists, conditions, slots), lists))
             .collect();
         Some(Candidates::new(narrowest, others, exact, self.generation))
+    }
+
+    /// The live matches of `filter`, one that no index narrows, among `slots` slots of
+    /// which `dead` are dead: found by `matching` on the filter's second use since the indexes
+    /// last changed (or a point died), then kept in this thread's cache (see `cache.rs`);
+    /// `None` on its first use.
+    pub fn repeated_filter_matches<I: Iterator<Item = u32>>(
+        &self,
+        filter: &Filter,
+        slots: usize,
+        dead: usize,
+        matching: impl FnOnce() -> I,
+    ) -> Option<Arc<Matches>> {
+        let key = Key::of_matches(self.generation, filter, slots, dead);
+        match cache::find(&key) {
+            Some(Built::Matches(m)) => Some(m),
+            // Seen once before (no other entry has a key of this form).
+            Some(_) => {
+                let m = Arc::new(Matches::new(slots, matching()));
+                cache::keep(key, Built::Matches(Arc::clone(&m)));
+                Some(m)
+            }
+            None => {
+                cache::keep(key, Built::Seen);
+                None
+            }
+        }
     }
 
     /// The index of `key`, built first if need be; `None` if `key` is not indexed.
@@ -1146,5 +1235,45 @@ mod tests {
             );
             assert!(!part.exact);
         }
+    }
+
+    #[test]
+    fn an_unindexed_filter_has_its_matches_found_on_its_second_use_until_a_change() {
+        let keys: Vec<KeyPath> = vec!["a".parse().unwrap()];
+        let data: Vec<Payload> = (0..1_000).map(|i| payload(json!({"n": i % 10}))).collect();
+        let mut idx = PayloadIndexes::new(&keys);
+        let f = filter(json!({"must": [{"key": "n", "match": {"value": 3}}]}));
+        let found = std::cell::Cell::new(0);
+        let ask = |idx: &PayloadIndexes, dead: usize, every: u32| {
+            idx.repeated_filter_matches(&f, 1_000, dead, || {
+                found.set(found.get() + 1);
+                (0..1_000).filter(move |i| i % every == 3 % every)
+            })
+        };
+        assert!(ask(&idx, 0, 10).is_none(), "used once: nothing found");
+        assert_eq!(found.get(), 0);
+        let second = ask(&idx, 0, 10).unwrap();
+        assert_eq!((second.count, found.get()), (100, 1));
+        let third = ask(&idx, 0, 10).unwrap();
+        assert!(Arc::ptr_eq(&second, &third) && found.get() == 1);
+        // Candidates made of them are exactly the matches, as a bitset and as slots.
+        let c = Candidates::of_matches(third);
+        let want: Vec<u32> = (0..1_000).filter(|i| i % 10 == 3).collect();
+        assert!(c.exact && c.len() == 100);
+        assert_eq!(*c.slots(1_000).0, want);
+        let (bits, complete) = c.bitset(1_000, 0, |_| unreachable!("no look at liveness"));
+        assert!(complete && (0..1_000).all(|s| has(&bits, s) == (s % 10 == 3)));
+        // A death, then a write: each starts over.
+        assert!(ask(&idx, 1, 10).is_none());
+        idx.add(0, &data[0]);
+        assert!(ask(&idx, 0, 10).is_none());
+        assert!(ask(&idx, 0, 10).is_some() && found.get() == 2);
+        // Few matches are listed beside their bitset, many are not (and read from it).
+        let few = Candidates::of_matches(ask(&idx, 2, 40).or_else(|| ask(&idx, 2, 40)).unwrap());
+        let many = Candidates::of_matches(ask(&idx, 3, 2).or_else(|| ask(&idx, 3, 2)).unwrap());
+        assert!(few.matches.as_ref().unwrap().few.is_some() && few.len() == 25);
+        assert!(many.matches.as_ref().unwrap().few.is_none() && many.len() == 500);
+        let odd: Vec<u32> = (0..1_000).filter(|i| i % 2 == 1).collect();
+        assert_eq!(*many.slots(1_000).0, odd);
     }
 }
