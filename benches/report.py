@@ -42,6 +42,23 @@ for txt in sorted(run.glob("*.txt")):
                     r["dataset"] = current
             results.append(r)
 machine = json.loads((run / "machine.json").read_text()) if (run / "machine.json").exists() else {}
+# Parts neither run now nor carried over from a local earlier run (a fresh clone has none) keep
+# the figures PERFORMANCE.md was last generated from, so running one part never drops the
+# tables of the others.
+committed = repo / "docs" / "perf" / "results.json"
+carried_from_committed = set()
+if committed.exists():
+    old = json.loads(committed.read_text())
+    ran = {r["source"] for r in results}
+    kept = [r for r in old.get("results", []) if r.get("source") not in ran]
+    if kept:
+        results.extend(kept)
+        carried_from_committed = {r["source"] for r in kept}
+        origin = old.get("machine", {})
+        with open(run / "carried-over.txt", "a") as f:
+            for part in sorted(carried_from_committed):
+                f.write(f"{part} from the committed report (run of {origin.get('date', '?')}, "
+                        f"commit {origin.get('commit', '?')})\n")
 (run / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=1))
 
 
@@ -207,8 +224,9 @@ filtered = pick("filtered", "qps")
 if filtered:
     peers = [(lib, label) for lib, label in (("qdrant-edge", "Qdrant Edge"), ("zvec", "zvec"))
              if any(r.get("lib") == lib for r in filtered)]
+    indexed = next((r.get("indexed") for r in filtered if "indexed" in r), True)
     out.append("### Filtered search beside " + " and ".join(l for _, l in peers) +
-               " (one thread, ef 64, payload indexes on)\n")
+               f" (one thread, ef 64, payload indexes {'on' if indexed else 'off'})\n")
     out.append("| data | filter | ours q/s | recall@10 |" +
                "".join(f" {l} q/s | recall@10 | ours / {l} |" for _, l in peers))
     out.append("|" + " --- |" * (4 + 3 * len(peers)))
@@ -235,6 +253,9 @@ if browser:
         b = next((r["value"] for r in pick("browser", name) if r.get("where") != "native"), None)
         out.append(f"| {name.replace('_', ' ')} ({unit}) | {fmt(n)} | {fmt(b)} | {ratio(b, n)} |")
     size = (run / "pkg-size.txt").read_text().strip() if (run / "pkg-size.txt").exists() else ""
+    if not size and "browser" in carried_from_committed:
+        published = (repo / "PERFORMANCE.md").read_text() if (repo / "PERFORMANCE.md").exists() else ""
+        size = next((l[len("Package: "):] for l in published.splitlines() if l.startswith("Package: ")), "")
     if size:
         out.append(f"\nPackage: {size}\n")
 
