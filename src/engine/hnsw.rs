@@ -34,7 +34,8 @@ const PREFETCH_GROUPS: usize = 1;
 /// Levels above this are never drawn (the probability is below 16^-16).
 const MAX_LEVEL: u8 = 16;
 
-/// A node links to at most this many copies of its own vector (see `Graph::select`).
+/// A node links to at most this many copies of its own vector, and to half its list's
+/// capacity at most (see `Graph::select`).
 const COPIES_LINKED: usize = 4;
 
 /// Construction parameters.
@@ -573,7 +574,9 @@ impl Graph {
             .collect();
         // The nearest few by selection: copies are rare, and a sort would cost code size in
         // the browser build.
-        let nearest = COPIES_LINKED.min(m).min(kept.len());
+        // Half the list at most: a node whose list holds only copies would close them off
+        // from the rest of the graph.
+        let nearest = COPIES_LINKED.min(m / 2).min(kept.len());
         for i in 0..nearest {
             let best = (i..kept.len())
                 .min_by_key(|&j| kept[j].slot.abs_diff(slot))
@@ -977,6 +980,64 @@ mod tests {
             graph.commit(slot as u32, plan, &[], &space);
         }
         (graph, space)
+    }
+
+    #[test]
+    fn copies_of_a_vector_stay_linked_to_the_rest_of_a_sparse_graph() {
+        // With two links per node, copies stored first would fill one another's lists and
+        // keep them when later nodes link to them: the copies must still lead to the rest,
+        // be reachable, and be found by a search at their vector.
+        let (dim, n, copies) = (4, 400, 9);
+        let (_, random) = sketched_graph(n, dim, false);
+        let copy = random.vector(7).to_vec();
+        let mut data = copy.repeat(copies);
+        data.extend_from_slice(&random.data);
+        let space = Plain {
+            dim,
+            data,
+            cosine: false,
+        };
+        let mut graph = Graph::new(GraphParams {
+            m: 2,
+            ef_construction: 32,
+            sketch_dim: None,
+        });
+        let levels = graph.draw_levels(copies + n);
+        for (slot, level) in levels.into_iter().enumerate() {
+            let plan = graph.plan(slot as u32, level, &space, &|_| true);
+            graph.commit(slot as u32, plan, &[], &space);
+        }
+        let is_copy = |s: usize| s < copies || s == copies + 7;
+        let reached_from = |start: u32| {
+            let mut seen = vec![false; graph.len()];
+            let mut todo = vec![start];
+            while let Some(node) = todo.pop() {
+                if !std::mem::replace(&mut seen[node as usize], true) {
+                    todo.extend_from_slice(graph.neighbours(node, 0));
+                }
+            }
+            seen
+        };
+        let from_copy = reached_from(4);
+        let beyond = (0..graph.len())
+            .filter(|&s| !is_copy(s) && from_copy[s])
+            .count();
+        assert!(
+            beyond > n / 2,
+            "the copies lead to {beyond} other nodes only"
+        );
+        let from_entry = reached_from(graph.entry);
+        let lost: Vec<usize> = (0..graph.len())
+            .filter(|&s| is_copy(s) && !from_entry[s])
+            .collect();
+        assert!(lost.is_empty(), "copies unreachable on layer 0: {lost:?}");
+        let scorer = SpaceQuery {
+            space: &space,
+            query: &copy,
+        };
+        let (found, _) = graph.search(&copy, 16, &scorer, &|_| true, Walk::Through);
+        let at_copy = found.iter().filter(|c| c.key == 0.0).count();
+        assert_eq!(at_copy, copies + 1, "{found:?}");
     }
 
     #[test]

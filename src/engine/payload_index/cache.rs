@@ -25,8 +25,12 @@ use crate::filter::Filter;
 /// KiB at 1M points); a slot list larger than that is not kept.
 const BITSETS_WORTH: usize = 8;
 
-/// A thread keeps at most this many entries (those of filters seen once hold no bytes).
+/// A thread keeps at most this many entries (those of filters seen once hold no bytes)...
 const MOST_ENTRIES: usize = 64;
+
+/// ... of which at most this many of filters seen once, so that a stream of one-off filters
+/// cannot push out what is kept for the repeated ones.
+const MOST_SEEN: usize = 32;
 
 /// Separates the parts' lists in a [`Key`] (no list has this address).
 const PART: (usize, usize) = (usize::MAX, 0);
@@ -45,7 +49,7 @@ pub(super) fn new_generation() -> u64 {
 }
 
 /// What an entry was built from.
-#[derive(PartialEq, Clone)]
+#[derive(PartialEq)]
 pub(super) struct Key {
     /// The generation of the indexes holding the lists.
     generation: u64,
@@ -154,10 +158,11 @@ pub(super) fn keep(key: Key, built: Built) {
         recent.retain(|(k, _)| *k != key);
         if built.bytes() <= budget {
             recent.insert(0, (key, built));
-            let mut held = 0;
+            let (mut held, mut seen) = (0, 0);
             recent.retain(|(_, b)| {
                 held += b.bytes();
-                held <= budget
+                seen += usize::from(matches!(b, Built::Seen));
+                held <= budget && (seen <= MOST_SEEN || !matches!(b, Built::Seen))
             });
             recent.truncate(MOST_ENTRIES);
         }

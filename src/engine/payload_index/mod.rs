@@ -1238,6 +1238,25 @@ mod tests {
     }
 
     #[test]
+    fn filters_used_once_do_not_push_out_what_repeated_ones_keep() {
+        let keys: Vec<KeyPath> = vec!["a".parse().unwrap()];
+        let data: Vec<Payload> = (0..1_000).map(|i| payload(json!({"a": i % 10}))).collect();
+        let idx = PayloadIndexes::new(&keys);
+        let f = filter(json!({"must": [{"key": "a", "range": {"lt": 3}}]}));
+        let all = || rows(&data);
+        let kept = idx.candidates(&f, data.len(), all).unwrap();
+        let first = kept.bitset(data.len(), 0, |_| true).0;
+        for n in 0..200 {
+            let once = filter(json!({"must": [{"key": "n", "match": {"value": n}}]}));
+            let matching = || -> std::iter::Empty<u32> { unreachable!("used once") };
+            assert!(idx
+                .repeated_filter_matches(&once, 1_000, 0, matching)
+                .is_none());
+        }
+        assert!(Arc::ptr_eq(&first, &kept.bitset(data.len(), 0, |_| true).0));
+    }
+
+    #[test]
     fn an_unindexed_filter_has_its_matches_found_on_its_second_use_until_a_change() {
         let keys: Vec<KeyPath> = vec!["a".parse().unwrap()];
         let data: Vec<Payload> = (0..1_000).map(|i| payload(json!({"n": i % 10}))).collect();
