@@ -969,17 +969,27 @@ mod tests {
             data,
             cosine: sketched,
         };
-        let mut graph = Graph::new(GraphParams {
-            m: 8,
-            ef_construction: 64,
-            sketch_dim: sketched.then_some(dim),
-        });
+        let graph = inserted_one_by_one(
+            GraphParams {
+                m: 8,
+                ef_construction: 64,
+                sketch_dim: sketched.then_some(dim),
+            },
+            &space,
+            n,
+        );
+        (graph, space)
+    }
+
+    /// A graph of `params` over the first `n` points of `space`, inserted one by one.
+    fn inserted_one_by_one(params: GraphParams, space: &Plain, n: usize) -> Graph {
+        let mut graph = Graph::new(params);
         let levels = graph.draw_levels(n);
         for (slot, level) in levels.into_iter().enumerate() {
-            let plan = graph.plan(slot as u32, level, &space, &|_| true);
-            graph.commit(slot as u32, plan, &[], &space);
+            let plan = graph.plan(slot as u32, level, space, &|_| true);
+            graph.commit(slot as u32, plan, &[], space);
         }
-        (graph, space)
+        graph
     }
 
     #[test]
@@ -997,16 +1007,12 @@ mod tests {
             data,
             cosine: false,
         };
-        let mut graph = Graph::new(GraphParams {
+        let params = GraphParams {
             m: 2,
             ef_construction: 32,
             sketch_dim: None,
-        });
-        let levels = graph.draw_levels(copies + n);
-        for (slot, level) in levels.into_iter().enumerate() {
-            let plan = graph.plan(slot as u32, level, &space, &|_| true);
-            graph.commit(slot as u32, plan, &[], &space);
-        }
+        };
+        let graph = inserted_one_by_one(params, &space, copies + n);
         let is_copy = |s: usize| s < copies || s == copies + 7;
         let reached_from = |start: u32| {
             let mut seen = vec![false; graph.len()];
