@@ -533,6 +533,30 @@ impl<'s> Candidates<'s> {
         (bits, complete)
     }
 
+    /// Their bitset (see [`Candidates::bitset`]) if this thread keeps it or they were asked
+    /// for before; else `None`, and they are remembered, so that a filter used once (a range
+    /// of a moving window, say) is not charged a bitset over all its candidates where it
+    /// tests a few thousand of them.
+    pub fn repeated_bitset(
+        &self,
+        slots: usize,
+        dead: usize,
+        live: impl Fn(u32) -> bool,
+    ) -> Option<(Arc<Vec<u64>>, bool)> {
+        if self.matches.is_none() {
+            let key = self.key(slots, Form::LiveBits(dead));
+            match cache::find(&key) {
+                Some(Built::Bits(bits, complete)) => return Some((bits, complete)),
+                Some(_) => {}
+                None => {
+                    cache::keep(key, Built::Seen);
+                    return None;
+                }
+            }
+        }
+        Some(self.bitset(slots, dead, live))
+    }
+
     /// What the candidates are built from (see `cache.rs`).
     fn key(&self, slots: usize, form: Form) -> Key {
         let others = self.others_lists.iter().map(Vec::as_slice);
@@ -1254,6 +1278,35 @@ mod tests {
                 .is_none());
         }
         assert!(Arc::ptr_eq(&first, &kept.bitset(data.len(), 0, |_| true).0));
+    }
+
+    #[test]
+    fn candidates_have_their_bitset_built_when_asked_for_again() {
+        let keys: Vec<KeyPath> = vec!["a".parse().unwrap()];
+        let data: Vec<Payload> = (0..1_000).map(|i| payload(json!({"a": i % 10}))).collect();
+        let mut idx = PayloadIndexes::new(&keys);
+        let f = filter(json!({"must": [{"key": "a", "range": {"lt": 5}}]}));
+        let ask = |idx: &PayloadIndexes| {
+            let all = || rows(&data);
+            let c = idx.candidates(&f, data.len(), all).unwrap();
+            c.repeated_bitset(data.len(), 0, |_| true)
+        };
+        assert!(ask(&idx).is_none(), "asked once: no bitset built");
+        let (second, complete) = ask(&idx).unwrap();
+        assert!(complete && (0..1_000).all(|s| has(&second, s) == (s % 10 < 5)));
+        assert!(Arc::ptr_eq(&second, &ask(&idx).unwrap().0), "then kept");
+        // A bitset built for another reason (a walk around) is used from the first ask.
+        let other = filter(json!({"must": [{"key": "a", "range": {"lt": 2}}]}));
+        let all = || rows(&data);
+        let c = idx.candidates(&other, data.len(), all).unwrap();
+        let built = c.bitset(data.len(), 0, |_| true).0;
+        assert!(Arc::ptr_eq(
+            &built,
+            &c.repeated_bitset(data.len(), 0, |_| true).unwrap().0
+        ));
+        // A write starts over.
+        idx.add(0, &data[0]);
+        assert!(ask(&idx).is_none());
     }
 
     #[test]
