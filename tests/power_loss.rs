@@ -248,6 +248,98 @@ fn explore(layout: Layout, durability: Durability, what: &str) {
     );
 }
 
+/// A destroy cut short: every crash state of it opens with the whole database or an empty
+/// one, or is refused as `Corrupt` with a message that says to destroy it again, after which
+/// it opens empty. Never a database holding part of its points, nor one an open cannot name
+/// the cause of (a manifest naming a removed segment, were the removals durable before the
+/// manifest's).
+#[test]
+fn every_crash_state_of_a_destroy_is_the_whole_database_or_none_of_it() {
+    let seed = env_or("GRAPE_CRASH_SEED", 14);
+    let calls = workload::script(seed, 40);
+    let models = workload::models(&calls);
+    let config = workload::config(Durability::Sync);
+    let storage = RecordingStorage::new();
+    let db =
+        EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone())).unwrap();
+    for (i, call) in calls.iter().enumerate() {
+        call.run(&db, &models[i], &workload::memory)
+            .unwrap_or_else(|e| panic!("call {i} {call:?}: {e}"));
+    }
+    // A segment beside the log, so that a state may hold one without its manifest.
+    db.checkpoint().unwrap();
+    db.upsert(vec![Point::new(1u64 << 41, vec![0.5; DIM])])
+        .unwrap();
+    let whole = contents(&db).unwrap();
+    drop(db);
+    let start = storage.op_count();
+    EmbeddedVectorDB::destroy_with_storage(&storage).unwrap();
+    let ops = storage.ops();
+    assert!(ops.len() > start, "the destroy removed files");
+
+    let mut disk = Disk::new();
+    let mut rng = Rng::new(seed);
+    let mut seen = HashSet::new();
+    let (mut opened_whole, mut opened_empty, mut refused) = (0, 0, 0);
+    let mut failures: Vec<String> = Vec::new();
+    for k in 0..=ops.len() {
+        if k >= start {
+            for state in disk.crash_states(&mut rng) {
+                if !seen.insert(state.fingerprint()) {
+                    continue;
+                }
+                let files = state.storage();
+                let outcome = match EmbeddedVectorDB::open_with_storage(
+                    config.clone(),
+                    Arc::new(files.clone()),
+                ) {
+                    Ok(db) => match contents(&db) {
+                        Ok(got) if got == whole => Ok(&mut opened_whole),
+                        Ok(got) if got.is_empty() => Ok(&mut opened_empty),
+                        Ok(got) => Err(format!("part of the database: {}", diff(&got, &whole))),
+                        Err(e) => Err(format!("reading failed: {e}")),
+                    },
+                    Err(grape_vector_db::Error::Corrupt { detail, .. })
+                        if detail.contains("destroy the database again") =>
+                    {
+                        let again = EmbeddedVectorDB::destroy_with_storage(&files)
+                            .and_then(|()| {
+                                EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(files))
+                            })
+                            .and_then(|db| db.count(None));
+                        match again {
+                            Ok(0) => Ok(&mut refused),
+                            Ok(n) => Err(format!("{n} points after destroying again")),
+                            Err(e) => Err(format!("destroying again: {e}")),
+                        }
+                    }
+                    Err(e) => Err(format!("open failed: {e}")),
+                };
+                match outcome {
+                    Ok(count) => *count += 1,
+                    Err(why) if failures.len() < 8 => failures.push(format!(
+                        "after op {k} of {} ({:?}), {}: {why}",
+                        ops.len(),
+                        ops.get(k.wrapping_sub(1)),
+                        state.label
+                    )),
+                    Err(_) => {}
+                }
+            }
+        }
+        if let Some(op) = ops.get(k) {
+            disk.apply(op);
+        }
+    }
+    println!(
+        "destroy cut short: {} distinct crash states, {opened_whole} whole, {opened_empty} \
+         empty, {refused} refused until destroyed again",
+        seen.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(opened_whole > 0 && opened_empty > 0 && refused > 0);
+}
+
 /// The IndexedDB layout, run natively: files in memory committed in chunks, all changes of a
 /// commit at once (IndexedDB transactions are atomic, so a crash, a closed tab or power loss
 /// leaves the last completed commit). After every call the workload flushes and commits, and

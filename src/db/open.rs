@@ -103,6 +103,29 @@ impl EmbeddedVectorDB {
         Self::start(config, Some(storage))
     }
 
+    /// Deletes the database kept in `storage` (any backend of the storage trait), as
+    /// [`EmbeddedVectorDB::destroy`] does a directory's: under the storage's lock, so an open
+    /// database is refused with `AlreadyOpen`; files the database does not write stay. A
+    /// destroy cut short by a crash leaves the whole database, or one an open refuses as
+    /// `Corrupt` until it is destroyed again, or nothing.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, storage::MemoryStorage};
+    /// let storage = MemoryStorage::new();
+    /// let config = EmbeddedConfig::builder(1).build()?;
+    /// let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone()))?;
+    /// db.upsert(vec![Point::new(1, vec![1.0])])?;
+    /// drop(db);
+    /// EmbeddedVectorDB::destroy_with_storage(&storage)?;
+    /// let again = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage))?;
+    /// assert_eq!(again.count(None)?, 0);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn destroy_with_storage(storage: &dyn Storage) -> Result<()> {
+        crate::persist::destroy(storage)
+    }
+
     /// Opens (reading `storage` if any), warms up if configured, and reports `Ready`.
     fn start(config: EmbeddedConfig, storage: Option<Arc<dyn Storage>>) -> Result<Self> {
         let mut clock = StartupClock::new(config.startup_timeout);

@@ -25,6 +25,14 @@ pub(crate) fn is_database_file(name: &str) -> bool {
             .is_some_and(hex)
 }
 
+/// Whether this layer writes files of this name: the manifest, segments and logs, their temp
+/// files, and the health probe. No other file in the directory is ever removed.
+fn is_ours(name: &str) -> bool {
+    name == super::HEALTH_PROBE
+        || is_database_file(name)
+        || name.strip_suffix(".tmp").is_some_and(is_database_file)
+}
+
 /// Deletes the database in `storage` under its lock (so one open anywhere is refused with
 /// `AlreadyOpen`): its files, then the lock's own file while the claim still keeps others out.
 pub(crate) fn destroy(storage: &dyn Storage) -> Result<()> {
@@ -36,36 +44,39 @@ pub(crate) fn destroy(storage: &dyn Storage) -> Result<()> {
     Ok(())
 }
 
-/// Removes the database in `storage`: the manifest first (what remains is no longer a database
-/// an open could mistake for a whole one), then its segments, logs and temp files. Files this
-/// layer does not write are left where they are.
+/// Removes the database in `storage`: the manifest first, made durable before anything else
+/// goes (what remains is then no longer a database an open could mistake for a whole one, and
+/// a crash cannot leave a manifest naming removed files), then its segments, logs and temp
+/// files. Files this layer does not write are left where they are.
 pub(crate) fn remove_database(storage: &dyn Storage) -> Result<()> {
     let names = storage
         .list()
         .map_err(io_error("list", &storage.location()))?;
-    let ours = |n: &String| {
-        n == super::HEALTH_PROBE
-            || is_database_file(n)
-            || n.strip_suffix(".tmp").is_some_and(is_database_file)
-    };
     let (manifest, rest): (Vec<&String>, Vec<&String>) = names
         .iter()
-        .filter(|n| ours(n))
+        .filter(|n| is_ours(n))
         .partition(|n| n.as_str() == manifest::NAME);
-    for name in manifest.into_iter().chain(rest) {
+    let sync_dir = || {
+        storage
+            .sync_dir()
+            .map_err(io_error("sync directory", &storage.location()))
+    };
+    for name in &manifest {
+        storage.remove(name).map_err(io_error("remove", name))?;
+        sync_dir()?;
+    }
+    for name in rest {
         storage.remove(name).map_err(io_error("remove", name))?;
     }
-    storage
-        .sync_dir()
-        .map_err(io_error("sync directory", &storage.location()))
+    sync_dir()
 }
 
 /// Removes (best effort) the files that are not `keep`: other generations' segments and logs,
-/// and temp files left by an interrupted write.
+/// and our temp files left by an interrupted write (others' files stay, see [`is_ours`]).
 pub(super) fn remove_stale(storage: &dyn Storage, names: &[String], keep: &[&String]) {
     let stale: Vec<&String> = names
         .iter()
-        .filter(|n| (is_database_file(n) || n.ends_with(".tmp")) && n.as_str() != manifest::NAME)
+        .filter(|n| is_ours(n) && n.as_str() != manifest::NAME)
         .filter(|n| !keep.contains(n))
         .collect();
     for name in &stale {
@@ -134,6 +145,38 @@ pub(super) fn stage_generation(
 mod tests {
     use super::*;
     use crate::storage::{MemoryStorage, OpenMode};
+
+    #[test]
+    fn stale_files_are_ours_only() {
+        // An open removes what an interrupted checkpoint or an older generation left, never a
+        // file someone else put in the directory, whatever its name ends with.
+        let s = MemoryStorage::new();
+        let kept = [
+            "MANIFEST",
+            "seg-0000000000000004.seg",
+            "wal-0000000000000004.log",
+        ];
+        let stale = [
+            "MANIFEST.tmp",
+            "seg-0000000000000003.seg",
+            "wal-0000000000000003.log",
+            "seg-0000000000000005.seg.tmp",
+            "health-probe.tmp",
+        ];
+        let others = ["notes.txt", "report.tmp", "seg-mine.seg.tmp", "wal-1.log"];
+        for name in kept.iter().chain(&stale).chain(&others) {
+            let file = s.open(name, OpenMode::CreateIfMissing).unwrap();
+            file.write_at(0, b"x").unwrap();
+        }
+        let names = s.list().unwrap();
+        let (seg, log) = (kept[1].to_owned(), kept[2].to_owned());
+        remove_stale(&s, &names, &[&seg, &log]);
+        let mut left = s.list().unwrap();
+        left.sort();
+        let mut want: Vec<String> = kept.iter().chain(&others).map(|n| n.to_string()).collect();
+        want.sort();
+        assert_eq!(left, want);
+    }
 
     #[test]
     fn removing_a_database_leaves_other_files_alone() {

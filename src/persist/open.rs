@@ -130,7 +130,10 @@ fn find_generation(
                 return Err(Error::Corrupt {
                     file: manifest::NAME.to_owned(),
                     offset: 0,
-                    detail: format!("the manifest is missing but segment {seg} exists"),
+                    detail: format!(
+                        "the manifest is missing but segment {seg} exists (a destroy cut \
+                         short leaves this: destroy the database again to finish it)"
+                    ),
                 });
             }
             let m = Manifest {
