@@ -65,6 +65,8 @@ export interface GrapeWorkerDB extends RemoteDB {}
  * serves the others over a BroadcastChannel; when that tab closes, the next takes over and
  * receives the calls still unanswered. Writes resolve once flushed, so an answered write
  * outlives the tab that held the database. `close()` leaves (the holder closes the database).
+ * Workers may share it too: with `storage: "auto"` it is stored in IndexedDB, which pages and
+ * workers alike can open.
  */
 export declare class GrapeSharedDB {
   private constructor();

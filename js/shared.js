@@ -25,6 +25,17 @@ const OPEN_ATTEMPTS = 50;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * The options every leader opens the database with. With `storage: "auto"` (the default) each
+ * context would pick its own (OPFS in a worker, IndexedDB in a page), and a page taking over from
+ * a worker would open another, empty database: the shared one is in IndexedDB, which pages and
+ * workers alike can open. A `storage` named explicitly is kept (OPFS then works in workers only).
+ */
+function leaderOptions(options) {
+  const auto = (options.storage ?? "auto") === "auto";
+  return auto && typeof indexedDB !== "undefined" ? { ...options, storage: "indexeddb" } : options;
+}
+
 function sharedError(message, code) {
   return Object.assign(new Error(message), { code });
 }
@@ -87,7 +98,7 @@ class Tab {
     let db;
     for (let attempt = 1; ; attempt++) {
       try {
-        db = await GrapeDB.open(this.#options);
+        db = await GrapeDB.open(leaderOptions(this.#options));
         break;
       } catch (e) {
         if (e?.code !== "AlreadyOpen" || attempt === OPEN_ATTEMPTS) {

@@ -2,10 +2,11 @@
 // it and serves the others; a follower writes and another reads; errors keep their code; then
 // the leader's tab is closed while a follower is writing, and every write that was answered is
 // there, served by the tab that took over; a tab opened after that joins the new leader, and a
-// graceful close hands the database on once more. Usage: node tabs.e2e.mjs <base url>; run by
+// graceful close hands the database on once more. Then a worker leads and a page takes over from
+// it when it is terminated. Usage: node tabs.e2e.mjs <base url>; run by
 // scripts/test-e2e.
 import assert from "node:assert/strict";
-import { launch, watchErrors } from "./page-result.mjs";
+import { launch, pageResult, watchErrors } from "./page-result.mjs";
 
 const [base] = process.argv.slice(2);
 assert.ok(base, "usage: node tabs.e2e.mjs <base url>");
@@ -64,4 +65,17 @@ try {
   await browser.close();
 }
 assert.deepEqual(errors, []);
-console.log("shared tabs passed: one leader serves the others, a closed leader's tab loses no answered write");
+
+// A worker leads and a page follows; the worker is terminated and the page takes over the same
+// stored database (a page cannot open the OPFS handles a worker can: both must store alike).
+const shared = await pageResult(`${base}/js/test/browser/tabs-worker.html`);
+assert.deepEqual(shared.result, {
+  worker: { isLeader: true, backend: "indexeddb" },
+  pageLeads: false,
+  served: 20,
+  after: 20,
+  pageLeadsAfter: true,
+  backend: "indexeddb",
+});
+assert.deepEqual(shared.errors, []);
+console.log("shared tabs passed: one leader serves the others, a closed leader's tab or worker loses no answered write");
