@@ -104,9 +104,9 @@ impl EmbeddedVectorDB {
     }
 
     /// Deletes the database kept in `storage` (any backend of the storage trait), as
-    /// [`EmbeddedVectorDB::destroy`] does a directory's: under the storage's lock, so an open
-    /// database is refused with `AlreadyOpen`; files the database does not write stay. A
-    /// destroy cut short by a crash leaves the whole database, or one an open refuses as
+    /// `EmbeddedVectorDB::destroy` does a directory's natively: under the storage's lock, so
+    /// an open database is refused with `AlreadyOpen`; files the database does not write stay.
+    /// A destroy cut short by a crash leaves the whole database, or one an open refuses as
     /// `Corrupt` until it is destroyed again, or nothing.
     ///
     /// ```
