@@ -240,6 +240,12 @@ if filtered:
             row += (f" {fmt(t and t['value'], 0)} | {fmt(t and t['recall'], 3)} | "
                     f"{ratio(o and o['value'], t and t['value'])} |")
         out.append(row)
+    opens = pick("filtered", "open_ms")
+    if opens:
+        times = [(label, next((r["value"] for r in opens if r.get("lib") == lib), None))
+                 for lib, label in [("ours", "ours")] + peers]
+        out.append("\nOpened from files to the first answer: " +
+                   ", ".join(f"{label} {fmt(ms, 0)} ms" for label, ms in times) + ".")
     out.append("")
 
 # --- Browser -----------------------------------------------------------------------------------
