@@ -146,11 +146,27 @@ mod tests {
     use super::*;
     use crate::storage::{MemoryStorage, OpenMode};
 
+    /// A storage holding a byte in each of `names`.
+    fn with_files<'a>(names: impl IntoIterator<Item = &'a &'a str>) -> MemoryStorage {
+        let s = MemoryStorage::new();
+        for name in names {
+            let file = s.open(name, OpenMode::CreateIfMissing).unwrap();
+            file.write_at(0, b"x").unwrap();
+        }
+        s
+    }
+
+    /// The names `s` holds, sorted.
+    fn listed(s: &MemoryStorage) -> Vec<String> {
+        let mut names = s.list().unwrap();
+        names.sort();
+        names
+    }
+
     #[test]
     fn stale_files_are_ours_only() {
         // An open removes what an interrupted checkpoint or an older generation left, never a
         // file someone else put in the directory, whatever its name ends with.
-        let s = MemoryStorage::new();
         let kept = [
             "MANIFEST",
             "seg-0000000000000004.seg",
@@ -164,23 +180,14 @@ mod tests {
             "health-probe.tmp",
         ];
         let others = ["notes.txt", "report.tmp", "seg-mine.seg.tmp", "wal-1.log"];
-        for name in kept.iter().chain(&stale).chain(&others) {
-            let file = s.open(name, OpenMode::CreateIfMissing).unwrap();
-            file.write_at(0, b"x").unwrap();
-        }
-        let names = s.list().unwrap();
+        let s = with_files(kept.iter().chain(&stale).chain(&others));
         let (seg, log) = (kept[1].to_owned(), kept[2].to_owned());
-        remove_stale(&s, &names, &[&seg, &log]);
-        let mut left = s.list().unwrap();
-        left.sort();
-        let mut want: Vec<String> = kept.iter().chain(&others).map(|n| n.to_string()).collect();
-        want.sort();
-        assert_eq!(left, want);
+        remove_stale(&s, &s.list().unwrap(), &[&seg, &log]);
+        assert_eq!(listed(&s), listed(&with_files(kept.iter().chain(&others))));
     }
 
     #[test]
     fn removing_a_database_leaves_other_files_alone() {
-        let s = MemoryStorage::new();
         let ours = [
             "MANIFEST",
             "MANIFEST.tmp",
@@ -190,16 +197,9 @@ mod tests {
             "health-probe.tmp",
         ];
         let others = ["notes.txt", "seg-mine.seg", "report.tmp", "wal-1.log"];
-        for name in ours.iter().chain(&others) {
-            let file = s.open(name, OpenMode::CreateIfMissing).unwrap();
-            file.write_at(0, b"x").unwrap();
-        }
+        let s = with_files(ours.iter().chain(&others));
         remove_database(&s).unwrap();
-        let mut left = s.list().unwrap();
-        left.sort();
-        let mut want: Vec<String> = others.iter().map(|n| n.to_string()).collect();
-        want.sort();
-        assert_eq!(left, want);
+        assert_eq!(listed(&s), listed(&with_files(&others)));
         // Nothing of ours left: removing again is no error.
         remove_database(&s).unwrap();
     }
