@@ -96,14 +96,20 @@ impl Engine {
             self.index_pending();
         }
         self.vectors.reserve(points.len());
+        self.slot_ids.reserve(points.len());
+        self.payloads.reserve(points.len());
         let mut summary = UpsertSummary::default();
-        for point in points {
+        // By reference, and the batch dropped whole at the end: freeing each point's vector
+        // as it is copied would let the id map's nodes, allocated meanwhile, fill the holes,
+        // and they would pin the caller's memory in the heap long after the batch is gone.
+        for point in &points {
             if self.write_point(point) {
                 summary.updated += 1;
             } else {
                 summary.inserted += 1;
             }
         }
+        drop(points);
         if !self.defer_indexing {
             self.index_pending();
         }
@@ -113,21 +119,22 @@ impl Engine {
 
     /// Stores one point of an upsert, in its slot or a new one; returns whether it replaced a
     /// point with the same id.
-    fn write_point(&mut self, point: Point) -> bool {
+    fn write_point(&mut self, point: &Point) -> bool {
         let Point {
             id,
             vector,
             payload,
         } = point;
+        let id = *id;
         let existing = self.ids.get(&id).map(|&s| s as usize);
         // With an index, a changed vector would leave its node's links stale: it moves to
         // a new slot instead, like a vector of the read-only mapped segment.
         let in_place = existing.filter(|&s| self.vectors.is_writable(s) && self.graph.is_none());
         let slot = match in_place {
             Some(slot) => {
-                self.vectors.get_mut(slot).copy_from_slice(&vector);
+                self.vectors.get_mut(slot).copy_from_slice(vector);
                 self.indexes.mark_stale();
-                self.indexes.add(slot as u32, &payload);
+                self.indexes.add(slot as u32, payload);
                 self.payloads.set(slot, payload);
                 slot
             }
@@ -137,9 +144,9 @@ impl Engine {
                 if let Some(old) = existing {
                     self.tombstone(old);
                 }
-                let slot = self.vectors.push(&vector);
+                let slot = self.vectors.push(vector);
                 self.slot_ids.push(Some(id));
-                self.indexes.add(slot as u32, &payload);
+                self.indexes.add(slot as u32, payload);
                 self.payloads.push(payload);
                 self.ids.insert(id, slot as u32);
                 slot
@@ -185,7 +192,7 @@ impl Engine {
     fn tombstone(&mut self, slot: usize) {
         if let Some(id) = self.slot_ids[slot].take() {
             self.ids.remove(&id);
-            self.payloads.set(slot, Payload::new());
+            self.payloads.set(slot, &Payload::new());
             self.dead += 1;
         }
     }
