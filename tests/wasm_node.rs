@@ -390,3 +390,39 @@ async fn upload_points_writes_in_batches_reports_progress_and_yields() {
     }
     done(db.close()).await.unwrap();
 }
+
+/// WebAssembly memory never shrinks, so whatever a load borrows stays with the page: the
+/// memory grown by a load in batches (as apps and `uploadPoints` write) must stay near what
+/// the database holds. The vector arena used to grow by copying into a block 1.5x larger, and
+/// each old block stayed behind: 100K x 384 took 473 MiB of memory for 203 MiB held.
+#[wasm_bindgen_test]
+fn a_load_in_batches_grows_memory_by_little_more_than_it_holds() {
+    use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+    use wasm_bindgen::JsCast;
+    let memory = || {
+        wasm_bindgen::memory()
+            .unchecked_into::<js_sys::WebAssembly::Memory>()
+            .buffer()
+            .unchecked_into::<js_sys::ArrayBuffer>()
+            .byte_length() as f64
+    };
+    let db =
+        EmbeddedVectorDB::open(EmbeddedConfig::builder(384).hnsw(None).build().unwrap()).unwrap();
+    let before = memory();
+    for batch in 0..26u64 {
+        db.upsert(
+            (batch * 1000..(batch + 1) * 1000)
+                .map(|i| Point::new(i, (0..384).map(|d| ((i + d) % 13) as f32 + 1.0).collect()))
+                .collect(),
+        )
+        .unwrap();
+    }
+    let grown = memory() - before;
+    let held = db.stats().memory.total() as f64;
+    assert!(
+        grown <= 1.3 * held,
+        "memory grew {:.1} MiB for {:.1} MiB held",
+        grown / 1048576.0,
+        held / 1048576.0
+    );
+}
