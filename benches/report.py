@@ -258,6 +258,26 @@ if browser:
         n = next((r["value"] for r in pick("browser", name) if r.get("where") == "native"), None)
         b = next((r["value"] for r in pick("browser", name) if r.get("where") != "native"), None)
         out.append(f"| {name.replace('_', ' ')} ({unit}) | {fmt(n)} | {fmt(b)} | {ratio(b, n)} |")
+    sweep = pick("browser", "sweep")
+    sets = [r.get("set") for r in sweep if r.get("where") != "native"]
+    sweep = [r for r in sweep if sets and r.get("set") == sets[0]]
+    if sweep:
+        out.append(f"\nSQ8 on {sets[0]} 100K x 384 (issue 19's browser goal: search with SQ8 within 1.5x of "
+                   "native `f32` at the same recall): one SQ8 database per side, its graph walked by the vectors "
+                   "(`f32`) and by the codes re-scored (`sq8`), alternating at each ef; the fastest ef reaching "
+                   "each recall@10, mean latency in us (ef).\n")
+        out.append("| recall@10 | native f32 | native SQ8 | browser f32 | browser SQ8 | browser SQ8 / native f32 |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+
+        def fastest(native, mode, recall):
+            return min((r for r in sweep if (r.get("where") == "native") == native
+                        and r.get("mode") == mode and r.get("recall", 0) >= recall),
+                       key=lambda r: r["value"], default=None)
+
+        for recall in (0.95, 0.97, 0.98, 0.99):
+            cells = [fastest(n, m, recall) for n, m in ((True, "f32"), (True, "sq8"), (False, "f32"), (False, "sq8"))]
+            shown = [f"{fmt(c['value'])} ({c['ef']})" if c else "–" for c in cells]
+            out.append(f"| {recall} | " + " | ".join(shown) + f" | {ratio(cells[3] and cells[3]['value'], cells[0] and cells[0]['value'])} |")
     size = (run / "pkg-size.txt").read_text().strip() if (run / "pkg-size.txt").exists() else ""
     if not size and "browser" in carried_from_committed:
         published = (repo / "PERFORMANCE.md").read_text() if (repo / "PERFORMANCE.md").exists() else ""

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use grape_testkit::js::*;
 use grape_vector_db::storage::OpfsStorage;
-use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, GrapeDB, Point};
+use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, GrapeDB, Point, Quantization};
 use js_sys::Reflect;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -30,10 +30,11 @@ fn log(line: String) {
     web_sys::console::log_1(&format!("FIGURE {line}").into());
 }
 
-/// The same machine-readable line as `grape_testkit::result` natively (which prints to stdout).
-fn result(name: &str, value: f64, unit: &str) {
+/// The same machine-readable line as `grape_testkit::result` natively (which prints to stdout);
+/// `extra` is more fields, each with its leading comma.
+fn result(name: &str, value: f64, unit: &str, extra: &str) {
     let line = format!(
-        r#"RESULT {{"bench": "browser", "name": "{name}", "value": {value}, "unit": "{unit}", "where": "headless Chromium (wasm, OPFS)"}}"#
+        r#"RESULT {{"bench": "browser", "name": "{name}", "value": {value}, "unit": "{unit}", "where": "headless Chromium (wasm, OPFS)"{extra}}}"#
     );
     web_sys::console::log_1(&line.into());
 }
@@ -67,7 +68,7 @@ async fn browser_figures() {
             .unwrap();
         }
         let build = now_ms() - t;
-        result("build", build, "ms");
+        result("build", build, "ms", "");
         let t = now_ms();
         db.checkpoint().unwrap();
         log(format!(
@@ -86,7 +87,7 @@ async fn browser_figures() {
         done(db.close()).await.unwrap();
     }
     let open_ms = percentile(&mut opens, 0.5);
-    result("open", open_ms, "ms");
+    result("open", open_ms, "ms", "");
     log(format!(
         "open_ms {:.1} (median of 5: Web Lock, OPFS handles, read and verify the segment)",
         percentile(&mut opens, 0.5)
@@ -105,19 +106,121 @@ async fn browser_figures() {
     // Workers' clocks are coarsened (to 100 us without cross-origin isolation): the mean over
     // all queries is the precise figure, the percentiles are rounded.
     let mean = (now_ms() - all) / QUERIES as f64 * 1000.0;
-    result("search_mean", mean, "us");
+    result("search_mean", mean, "us", "");
     log(format!(
         "search_mean_us {mean:.1} p50_us {:.1} p99_us {:.1} ({QUERIES} queries, top 10, ef 64, through the JS API)",
         percentile(&mut latencies, 0.5) * 1000.0,
         percentile(&mut latencies, 0.99) * 1000.0
     ));
     let scan = data::in_cache_scan_ns(&data, now_ms);
-    result("scan_in_cache", scan, "ns/vector");
+    result("scan_in_cache", scan, "ns/vector", "");
     log(format!(
         "scan_ns {scan:.1} (exact search over 512 vectors in cache, per vector)"
     ));
     let stats = text(&db.stats().unwrap());
     log(format!("stats {stats}"));
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy(name.into())).await.unwrap();
+    // The real WordNet set where scripts/bench-wasm serves it (the native side reads the same
+    // files), else the generated data.
+    match option_env!("GRAPE_WORDNET_URL") {
+        Some(url) => {
+            let base = fetch_npy(&format!("{url}/base.f16.npy")).await;
+            let queries = fetch_npy(&format!("{url}/query.f16.npy")).await;
+            sq8_sweep("wordnet-minilm", &base, &queries).await
+        }
+        None => {
+            let (base, queries) = data.split(ROWS);
+            sq8_sweep("generated", &base, &queries).await
+        }
+    }
+}
+
+/// An `.npy` file fetched from `url` (the worker's `fetch`).
+async fn fetch_npy(url: &str) -> data::Matrix {
+    let global = js_sys::global();
+    let fetch: js_sys::Function = Reflect::get(&global, &"fetch".into()).unwrap().into();
+    let response = done(fetch.call1(&global, &url.into()).unwrap().into())
+        .await
+        .unwrap_or_else(|e| panic!("fetching {url}: {e:?}"));
+    let array_buffer: js_sys::Function = Reflect::get(&response, &"arrayBuffer".into())
+        .unwrap()
+        .into();
+    let bytes = done(array_buffer.call0(&response).unwrap().into())
+        .await
+        .unwrap();
+    data::parse_npy(&js_sys::Uint8Array::new(&bytes).to_vec())
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// The same points in an SQ8 database in OPFS, built, checkpointed and opened again through
+/// the JS API, then searched by its vectors and by its codes at every `ef` of the sweep, as
+/// `benches/browser_peer.rs` does natively (`grape_testkit::quantized_sweep`).
+async fn sq8_sweep(set: &str, base: &data::Matrix, queries: &data::Matrix) {
+    let name = "figures-sq8";
+    done(GrapeDB::destroy(name.into())).await.unwrap();
+    let config = EmbeddedConfig::builder(DIM)
+        .durability(Durability::OnFlush)
+        .checkpoint_wal_bytes(1 << 40)
+        .quantization(Quantization::Sq8)
+        .build()
+        .unwrap();
+    {
+        let storage = OpfsStorage::open(name).await.unwrap();
+        let db = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)).unwrap();
+        for start in (0..base.rows).step_by(10_000) {
+            db.upsert(
+                (start..base.rows.min(start + 10_000))
+                    .map(|i| Point::new(i as u64, base.row(i).to_vec()))
+                    .collect(),
+            )
+            .unwrap();
+        }
+        db.checkpoint().unwrap();
+        db.close().unwrap();
+    }
+    let db = open(&format!(
+        r#"{{"name": "{name}", "dimension": {DIM}, "storage": "opfs", "quantization": "sq8"}}"#
+    ))
+    .await
+    .unwrap();
+    let top10 = |q: usize, options: &str| -> Vec<u64> {
+        let found = db
+            .search(queries.row(q).to_vec(), Some(js(options)))
+            .unwrap();
+        js_sys::Array::from(&found)
+            .iter()
+            .map(|p| Reflect::get(&p, &"id".into()).unwrap().as_f64().unwrap() as u64)
+            .collect()
+    };
+    let exact: Vec<Vec<u64>> = (0..queries.rows)
+        .map(|q| top10(q, r#"{"limit": 10, "exact": true}"#))
+        .collect();
+    let sweep = data::quantized_sweep(
+        &exact,
+        |q, ef, quantized| {
+            top10(
+                q,
+                &format!(
+                    r#"{{"limit": 10, "ef": {ef}, "quantization": {{"ignore": {}}}}}"#,
+                    !quantized
+                ),
+            )
+        },
+        now_ms,
+    );
+    for p in sweep {
+        let mode = if p.quantized { "sq8" } else { "f32" };
+        log(format!(
+            "sweep {set} {mode} ef {} recall {:.4} mean_us {:.1}",
+            p.ef, p.recall, p.mean_us
+        ));
+        let extra = format!(
+            r#", "set": "{set}", "mode": "{mode}", "ef": {}, "recall": {}"#,
+            p.ef, p.recall
+        );
+        result("sweep", p.mean_us, "us", &extra);
+    }
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy(name.into())).await.unwrap();
 }

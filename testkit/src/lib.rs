@@ -145,6 +145,17 @@ impl Matrix {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
+
+    /// The first `rows` rows and the rest, as two matrices (a base and its queries).
+    pub fn split(&self, rows: usize) -> (Matrix, Matrix) {
+        let (head, tail) = self.data.split_at(rows * self.dim);
+        let part = |data: &[f32]| Matrix {
+            rows: data.len() / self.dim,
+            dim: self.dim,
+            data: data.to_vec(),
+        };
+        (part(head), part(tail))
+    }
 }
 
 /// `n` vectors around `clusters` random centres: what real embeddings look like to an index
@@ -198,11 +209,68 @@ pub fn in_cache_scan_ns(data: &Matrix, now_ms: impl Fn() -> f64) -> f64 {
     best * 1e6 / (QUERIES * ROWS) as f64
 }
 
+/// One point of [`quantized_sweep`]: a search at `ef`, walked by the vectors or by the codes.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepPoint {
+    pub ef: usize,
+    /// Walked by the quantized codes (re-scored with the vectors), else by the vectors.
+    pub quantized: bool,
+    /// Recall@10 against the exact answer.
+    pub recall: f64,
+    /// Mean latency of a query in microseconds, best of three rounds.
+    pub mean_us: f64,
+}
+
+/// The `ef` values of [`quantized_sweep`]: from below recall 0.95 to above 0.99 on the
+/// generated sets.
+pub const SWEEP_EFS: [usize; 8] = [10, 16, 24, 32, 48, 64, 96, 128];
+
+/// The same graph walked by its vectors and by its quantized codes at each of [`SWEEP_EFS`],
+/// alternating at each `ef` so that both see the same machine: `search(query, ef, quantized)`
+/// returns the ids of the top 10 of query number `query`, `exact[query]` the exact top 10.
+/// Both sides of `scripts/bench-wasm` run this procedure, so their figures pair up at equal
+/// recall (`benches/report.py` pairs them).
+pub fn quantized_sweep(
+    exact: &[Vec<u64>],
+    mut search: impl FnMut(usize, usize, bool) -> Vec<u64>,
+    now_ms: impl Fn() -> f64,
+) -> Vec<SweepPoint> {
+    let mut points = Vec::new();
+    for ef in SWEEP_EFS {
+        for quantized in [false, true] {
+            let (mut best, mut hits) = (f64::MAX, 0);
+            for _ in 0..3 {
+                hits = 0;
+                let t = now_ms();
+                for (q, want) in exact.iter().enumerate() {
+                    hits += search(q, ef, quantized)
+                        .iter()
+                        .filter(|id| want.contains(id))
+                        .count();
+                }
+                best = best.min(now_ms() - t);
+            }
+            points.push(SweepPoint {
+                ef,
+                quantized,
+                recall: hits as f64 / (10 * exact.len()) as f64,
+                mean_us: best * 1000.0 / exact.len() as f64,
+            });
+        }
+    }
+    points
+}
+
 /// Reads a 2-D little-endian `float16`, `float32` or `int32` `.npy` file (the library's own
 /// parser, which `grape import` uses too).
 pub fn read_npy(path: &std::path::Path) -> Result<Matrix, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let v = grape_vector_db::npy::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_npy(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// [`read_npy`] of bytes already read (in a browser: fetched).
+pub fn parse_npy(bytes: &[u8]) -> Result<Matrix, String> {
+    let v = grape_vector_db::npy::parse(bytes).map_err(|e| e.to_string())?;
     Ok(Matrix {
         rows: v.rows,
         dim: v.dim,
