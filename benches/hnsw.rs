@@ -293,7 +293,7 @@ fn main() {
         "memory",
         stats.memory.total() as f64 / 1048576.0,
         "MiB",
-        serde_json::json!({"dataset": dataset, "lib": "ours", "raw_vectors_mib": (base.rows * base.dim * 4) as f64 / 1048576.0, "bytes_per_vector": stats.memory.total() as f64 / base.rows as f64}),
+        serde_json::json!({"dataset": dataset, "lib": "ours", "raw_vectors_mib": (base.rows * base.dim * 4) as f64 / 1048576.0, "bytes_per_vector": stats.memory.total() as f64 / base.rows as f64, "quantization": serde_json::to_value(args.quantization).unwrap()}),
     );
     println!(
         "ours: build {:.1} s on 1 thread, {:.1} s on {cores}; memory {:.1} MiB (vectors {:.1}, \
@@ -402,7 +402,6 @@ fn main() {
             }
         }
     }
-    let curve = curves.swap_remove(0).1;
 
     filtered(&db, &queries);
 
@@ -464,8 +463,12 @@ fn main() {
             );
         }
     }
-    // Our queries/s at the smallest ef reaching each peer's recall, against the peer's.
-    for lib in ["hnswlib", "faiss"] {
+    // Our queries/s at the smallest ef reaching each peer's recall, against the peer's: walking
+    // the vectors, and walking the codes where the run has them.
+    for (lib, (name, curve)) in ["hnswlib", "faiss"]
+        .into_iter()
+        .flat_map(|lib| curves.iter().map(move |c| (lib, c)))
+    {
         let Some(peer) = peers
             .iter()
             .filter(|p| p["lib"] == lib && p["recall"].as_f64().is_some_and(|r| r >= 0.95))
@@ -477,12 +480,12 @@ fn main() {
             peer["recall"].as_f64().unwrap(),
             peer["qps"].as_f64().unwrap(),
         );
-        match qps_at_recall(&curve, peer_recall) {
+        match qps_at_recall(curve, peer_recall) {
             Some(qps) => {
                 println!(
                     "at recall@10 {peer_recall:.4} ({lib}'s smallest ef reaching 0.95: {}): \
-                     ours {qps:.0} q/s (interpolated on our curve) vs {lib} {peer_qps:.0} q/s: \
-                     ratio {:.2}",
+                     ours ({name}) {qps:.0} q/s (interpolated on our curve) vs {lib} \
+                     {peer_qps:.0} q/s: ratio {:.2}",
                     peer["ef"],
                     qps / peer_qps
                 );
@@ -491,10 +494,13 @@ fn main() {
                     "qps_ratio_at_equal_recall",
                     qps / peer_qps,
                     "x",
-                    serde_json::json!({"dataset": dataset, "peer": lib, "recall": peer_recall}),
+                    serde_json::json!({"dataset": dataset, "peer": lib, "recall": peer_recall, "quantization": name}),
                 );
             }
-            None => println!("ours never reached {lib}'s recall {peer_recall:.4}"),
+            None => println!("ours ({name}) never reached {lib}'s recall {peer_recall:.4}"),
+        }
+        if name != "none" {
+            continue;
         }
         if let Some(b) = peers
             .iter()

@@ -95,13 +95,16 @@ if datasets:
     out.append("| data | at recall@10 | ours q/s / hnswlib | ours q/s / faiss | build 1 thread: ours, hnswlib, faiss (s) | build on all threads (s) | memory: ours / raw vectors |")
     out.append("| --- | --- | --- | --- | --- | --- | --- |")
     for ds in datasets:
-        ratios = {p: pick("hnsw", "qps_ratio_at_equal_recall", dataset=ds, peer=p) for p in ("hnswlib", "faiss")}
+        ratios = {p: [r for r in pick("hnsw", "qps_ratio_at_equal_recall", dataset=ds, peer=p)
+                      if r.get("quantization", "none") == "none"] for p in ("hnswlib", "faiss")}
         recall = next((r[0]["recall"] for r in ratios.values() if r), None)
         builds = [one("hnsw", "build_1_thread", dataset=ds, lib=lib) for lib in ("ours", "hnswlib", "faiss")]
         allb = pick("hnsw", "build_all_threads", dataset=ds)
         mem = pick("hnsw", "memory", dataset=ds)
+        codes = mem[-1].get("quantization", "none") if mem else "none"
         mem_txt = (f"{mem[-1]['value']:.0f} MiB / {mem[-1]['raw_vectors_mib']:.0f} MiB "
-                   f"({mem[-1]['bytes_per_vector']:.0f} B/vector)") if mem else "–"
+                   f"({mem[-1]['bytes_per_vector']:.0f} B/vector"
+                   + ("" if codes == "none" else f", {codes} codes included") + ")") if mem else "–"
         out.append(
             f"| {ds} | {fmt(recall, 3) if recall else '–'} | "
             f"{fmt(ratios['hnswlib'][-1]['value'], 2) + 'x' if ratios['hnswlib'] else '–'} | "
@@ -110,10 +113,12 @@ if datasets:
             f"{fmt(allb[-1]['value']) + ' on ' + str(allb[-1]['threads']) if allb else '–'} | {mem_txt} |")
         fig, ax = plt.subplots(figsize=(6, 4))
         for lib in ("ours", "hnswlib", "faiss"):
-            curve = sorted((r["recall"], r["value"]) for r in pick("hnsw", "curve", dataset=ds, lib=lib))
-            if curve:
-                ax.plot([c[0] for c in curve], [c[1] for c in curve], marker="o",
-                        label=lib if lib != "ours" else "Grape Vector DB", color=colors[lib])
+            runs = pick("hnsw", "curve", dataset=ds, lib=lib)
+            for mode in sorted({r.get("quantization", "none") for r in runs}):
+                curve = sorted((r["recall"], r["value"]) for r in runs if r.get("quantization", "none") == mode)
+                label = lib if lib != "ours" else "Grape Vector DB" + ("" if mode == "none" else f" ({mode})")
+                ax.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", label=label,
+                        color=colors[lib], linestyle="-" if mode == "none" else "--")
         ax.set_xlabel("recall@10")
         ax.set_ylabel("queries/s (1 thread)")
         ax.set_yscale("log")
@@ -126,13 +131,30 @@ if datasets:
         plt.close(fig)
         plots.append((name, f"recall vs queries/s, {ds}"))
     out.append("")
+    coded = pick("hnsw", "quantized_vs_f32")
+    if coded:
+        out.append("Quantized (one thread; the same graph walked by its codes and re-scored with the vectors, "
+                   "against walking the vectors, alternating at each ef; and against the peers at their recall):\n")
+        out.append("| data | codes | codes / vectors at recall@10 0.95, 0.97, 0.98, 0.99 | / hnswlib | / faiss | memory held (codes and vectors) |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for ds, mode in sorted({(r["dataset"], r["quantization"]) for r in coded}):
+            by_recall = {r["recall"]: r["value"] for r in coded if r["dataset"] == ds and r["quantization"] == mode}
+            peers = [[r for r in pick("hnsw", "qps_ratio_at_equal_recall", dataset=ds, peer=p)
+                      if r.get("quantization") == mode] for p in ("hnswlib", "faiss")]
+            mem = [r for r in pick("hnsw", "memory", dataset=ds) if r.get("quantization") == mode]
+            out.append(f"| {ds} | {mode} | " + ", ".join(
+                fmt(by_recall.get(x), 2) + ("x" if x in by_recall else "") for x in (0.95, 0.97, 0.98, 0.99)) + " | "
+                + " | ".join(f"{fmt(p[-1]['value'], 2)}x at {p[-1]['recall']:.3f}" if p else "–" for p in peers)
+                + f" | {fmt(mem[-1]['value']) + ' MiB' if mem else '–'} |")
+        out.append("")
     if pick("hnsw", "curve_all_threads"):
         out.append("Queries/s on all threads (ours: one `search_batch` split over the thread pool; hnswlib "
                    "`knn_query(num_threads)`; faiss with OpenMP), at ef 64:\n")
         out.append("| data | ours | hnswlib | faiss | recall@10 (ours) |")
         out.append("| --- | --- | --- | --- | --- |")
         for ds in datasets:
-            row = {lib: pick("hnsw", "curve_all_threads", dataset=ds, lib=lib, ef=64) for lib in ("ours", "hnswlib", "faiss")}
+            row = {lib: [r for r in pick("hnsw", "curve_all_threads", dataset=ds, lib=lib, ef=64)
+                         if r.get("quantization", "none") == "none"] for lib in ("ours", "hnswlib", "faiss")}
             if not row["ours"]:
                 continue
             out.append(f"| {ds} | {fmt(row['ours'][-1]['value'])} | "
