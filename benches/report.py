@@ -270,6 +270,22 @@ if filtered:
                    ", ".join(f"{label} {fmt(ms, 0)} ms" for label, ms in times) + ".")
     out.append("")
 
+# --- Memory in use, by quantization -------------------------------------------------------------
+resident = pick("memory", "rss")
+if resident:
+    out.append(f"### Resident memory of a database in use ({resident[0]['set']} 100K x 384; opened in a fresh "
+               "process, 1,000 queries answered; over the process before the open)\n")
+    out.append("| codes | resident (MiB) | heap | mapped files | of which right after the open | held by `stats()` |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    for r in resident:
+        q = r["quantization"]
+        cells = [one("memory", k, quantization=q) for k in ("anon", "file", "file_at_open", "held")]
+        out.append(f"| {q} | {fmt(r['value'])} | " + " | ".join(fmt(c) for c in cells) + " |")
+    versus = one("memory", "sq8_vs_none")
+    if versus is not None:
+        out.append(f"\nSQ8 / none, resident: {versus:.2f}x (issue 19's goal: 0.35x).")
+    out.append("")
+
 # --- Browser -----------------------------------------------------------------------------------
 browser = pick("browser", "open")
 if browser:

@@ -87,6 +87,21 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// Resident memory of this process by kind, in bytes (Linux; zeros elsewhere): anonymous
+/// (the heap: private, gone only when freed) and file-backed (mapped files' pages in use: the
+/// kernel's page cache, which it may drop under pressure and read again).
+pub fn rss_by_kind() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("RssAnon:"), field("RssFile:"))
+}
+
 /// SplitMix64: tiny, fast and good enough for test data; a seed reproduces a failure.
 pub struct Rng(u64);
 
