@@ -7,8 +7,8 @@ use grape_testkit as testkit;
 use std::time::Instant;
 
 use grape_vector_db::{
-    Durability, EmbeddedConfig, EmbeddedVectorDB, Point, PointId, Quantization,
-    QuantizationSearchParams, SearchParams, SearchRequest,
+    Durability, EmbeddedConfig, EmbeddedVectorDB, PointId, Quantization, QuantizationSearchParams,
+    SearchParams, SearchRequest,
 };
 
 const ROWS: usize = 100_000;
@@ -21,14 +21,7 @@ fn main() {
     {
         let db = EmbeddedVectorDB::open(config.clone()).unwrap();
         let t = Instant::now();
-        for start in (0..ROWS).step_by(10_000) {
-            db.upsert(
-                (start..start + 10_000)
-                    .map(|i| Point::new(i as u64, data.row(i).to_vec()))
-                    .collect(),
-            )
-            .unwrap();
-        }
+        testkit::upsert_rows(&db, &data, ROWS);
         let build = t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
         db.checkpoint().unwrap();
@@ -134,14 +127,7 @@ fn sq8_sweep(set: &str, base: &testkit::Matrix, queries: &testkit::Matrix) {
     let config = config("target/bench-browser-peer-sq8", Quantization::Sq8);
     {
         let db = EmbeddedVectorDB::open(config.clone()).unwrap();
-        for start in (0..base.rows).step_by(10_000) {
-            db.upsert(
-                (start..base.rows.min(start + 10_000))
-                    .map(|i| Point::new(i as u64, base.row(i).to_vec()))
-                    .collect(),
-            )
-            .unwrap();
-        }
+        testkit::upsert_rows(&db, base, base.rows);
         db.checkpoint().unwrap();
         db.close().unwrap();
     }

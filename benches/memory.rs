@@ -13,7 +13,7 @@ use grape_testkit as testkit;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, Quantization, SearchRequest};
+use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Quantization, SearchRequest};
 
 const MODES: [(&str, Quantization); 2] = [("none", Quantization::None), ("sq8", Quantization::Sq8)];
 
@@ -40,14 +40,7 @@ fn main() {
     for (name, quantization) in MODES {
         let dir = root.join(name);
         let db = EmbeddedVectorDB::open(config(&dir, base.dim, quantization)).unwrap();
-        for start in (0..base.rows).step_by(10_000) {
-            db.upsert(
-                (start..base.rows.min(start + 10_000))
-                    .map(|i| Point::new(i as u64, base.row(i).to_vec()))
-                    .collect(),
-            )
-            .unwrap();
-        }
+        testkit::upsert_rows(&db, &base, base.rows);
         db.checkpoint().unwrap();
         db.close().unwrap();
     }

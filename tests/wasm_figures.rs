@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use grape_testkit::js::*;
 use grape_vector_db::storage::OpfsStorage;
-use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, GrapeDB, Point, Quantization};
+use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, GrapeDB, Quantization};
 use js_sys::Reflect;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -59,14 +59,7 @@ async fn browser_figures() {
         let storage = OpfsStorage::open(name).await.unwrap();
         let db = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)).unwrap();
         let t = now_ms();
-        for start in (0..ROWS).step_by(10_000) {
-            db.upsert(
-                (start..start + 10_000)
-                    .map(|i| Point::new(i as u64, data.row(i).to_vec()))
-                    .collect(),
-            )
-            .unwrap();
-        }
+        data::upsert_rows(&db, &data, ROWS);
         let build = now_ms() - t;
         result("build", build, "ms", "");
         let t = now_ms();
@@ -168,14 +161,7 @@ async fn sq8_sweep(set: &str, base: &data::Matrix, queries: &data::Matrix) {
     {
         let storage = OpfsStorage::open(name).await.unwrap();
         let db = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)).unwrap();
-        for start in (0..base.rows).step_by(10_000) {
-            db.upsert(
-                (start..base.rows.min(start + 10_000))
-                    .map(|i| Point::new(i as u64, base.row(i).to_vec()))
-                    .collect(),
-            )
-            .unwrap();
-        }
+        data::upsert_rows(&db, base, base.rows);
         db.checkpoint().unwrap();
         db.close().unwrap();
     }

@@ -224,6 +224,19 @@ pub fn in_cache_scan_ns(data: &Matrix, now_ms: impl Fn() -> f64) -> f64 {
     best * 1e6 / (QUERIES * ROWS) as f64
 }
 
+/// Upserts the first `rows` rows of `m` into `db` as points numbered by their rows, 10,000 to a
+/// call (as an app loading a set would).
+pub fn upsert_rows(db: &grape_vector_db::EmbeddedVectorDB, m: &Matrix, rows: usize) {
+    for start in (0..rows).step_by(10_000) {
+        db.upsert(
+            (start..rows.min(start + 10_000))
+                .map(|i| grape_vector_db::Point::new(i as u64, m.row(i).to_vec()))
+                .collect(),
+        )
+        .unwrap();
+    }
+}
+
 /// One point of [`quantized_sweep`]: a search at `ef`, walked by the vectors or by the codes.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepPoint {
