@@ -402,6 +402,20 @@ impl LifecycleManager {
         }
     }
 
+    /// [`LifecycleManager::busy`] for a job that outlives any one borrow (the browser's indexer,
+    /// which runs across the page's idle slices): `Ready` to `Busy` and whether it did, then
+    /// [`LifecycleManager::end_busy`] from the job that did.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn begin_busy(&self) -> bool {
+        self.transition(DatabaseState::Ready, DatabaseState::Busy)
+    }
+
+    /// Back to `Ready` after [`LifecycleManager::begin_busy`] (not if a close moved on meanwhile).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn end_busy(&self) {
+        self.transition(DatabaseState::Busy, DatabaseState::Ready);
+    }
+
     /// The calls in flight, by kind, for the message of a close that timed out.
     fn describe_in_flight(&self) -> String {
         let parts: Vec<String> = OpKind::ALL

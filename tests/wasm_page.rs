@@ -157,8 +157,13 @@ async fn a_replayed_log_enters_the_graph_in_idle_time() {
     let db = open(options).await.unwrap();
     let mut seen = vec![unindexed(&db)];
     assert!(seen[0] > 0.0, "the replayed points start outside the graph");
+    assert_eq!(
+        db.state(),
+        "Busy",
+        "indexing in the background, as natively"
+    );
     for _ in 0..3_000 {
-        if *seen.last().unwrap() == 0.0 {
+        if *seen.last().unwrap() == 0.0 && db.state() == "Ready" {
             break;
         }
         sleep_ms(10).await;
@@ -169,6 +174,7 @@ async fn a_replayed_log_enters_the_graph_in_idle_time() {
         0.0,
         "still outside the graph: {seen:?}"
     );
+    assert_eq!(db.state(), "Ready", "the indexer is done");
     assert!(
         seen.len() > 2,
         "indexed in several slices, not at once: {seen:?}"

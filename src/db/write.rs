@@ -95,6 +95,19 @@ impl EmbeddedVectorDB {
         self.inner.build_payload_indexes()
     }
 
+    /// Marks the database `Busy` while the browser's indexer has work (from `Ready` only);
+    /// whether it did.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn begin_indexing(&self) -> bool {
+        self.inner.life.begin_busy()
+    }
+
+    /// `Ready` again once the indexer that [`EmbeddedVectorDB::begin_indexing`] marked is done.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn end_indexing(&self) {
+        self.inner.life.end_busy()
+    }
+
     /// Inserts points, replacing any with the same id. The batch is all-or-nothing: if one point
     /// is invalid, none is stored and the error says why.
     ///

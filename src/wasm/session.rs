@@ -142,17 +142,25 @@ impl Shared {
     /// Inserts the points of a replayed log into the graph a few at a time, yielding to the
     /// page between steps (the page has one thread): searches meanwhile scan the points not
     /// yet inserted. Then builds the payload indexes in one step, so that the first filtered
-    /// search does not. Stops when the database closes.
+    /// search does not. The database is `Busy` meanwhile, as natively. Stops when the database
+    /// closes.
     fn index_when_idle(self: &Rc<Self>) {
         /// Points per step: tens of milliseconds of the page's thread.
         const STEP: usize = 16;
+        let busy = self.db.begin_indexing();
         let weak = Rc::downgrade(self);
         wasm_bindgen_futures::spawn_local(async move {
             loop {
                 sleep(0).await;
                 let Some(this) = weak.upgrade() else { return };
                 match this.db.index_replayed(STEP) {
-                    Some(0) => break this.db.build_payload_indexes(),
+                    Some(0) => {
+                        this.db.build_payload_indexes();
+                        if busy {
+                            this.db.end_indexing();
+                        }
+                        return;
+                    }
                     Some(_) => {}
                     None => return,
                 }
