@@ -284,6 +284,19 @@ if resident:
     versus = one("memory", "sq8_vs_none")
     if versus is not None:
         out.append(f"\nSQ8 / none, resident: {versus:.2f}x (issue 19's goal: 0.35x).")
+    limits = sorted({r["limit_mib"] for r in pick("memory", "qps") if r.get("limit_mib")})
+    if pick("memory", "qps"):
+        out.append("\nQueries/s of the same searches, the files' cached pages dropped before the open "
+                   "(which reads every page to verify it): the first round of 1,000, then the best of two more "
+                   "(a round stops after 20 s)"
+                   + (f"; also within a memory limit of {limits[0]:.0f} MiB (a cgroup holding the process "
+                      "and the pages it reads)" if limits else "") + ":\n")
+        out.append("| codes | first, no limit | then | first, limited | then |")
+        out.append("| --- | --- | --- | --- | --- |")
+        for q in sorted({r["quantization"] for r in pick("memory", "qps")}):
+            cells = [one("memory", k, quantization=q, limit_mib=lim)
+                     for lim in (None, limits[0] if limits else -1) for k in ("qps_cold", "qps")]
+            out.append(f"| {q} | " + " | ".join(fmt(c) for c in cells) + " |")
     out.append("")
 
 # --- Browser -----------------------------------------------------------------------------------
