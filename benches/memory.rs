@@ -2,8 +2,8 @@
 //! memory at most 0.35x the `f32` configuration's).
 //!
 //! `cargo bench --bench memory`: builds WordNet 100K x 384 (generated clustered data without
-//! `$GRAPE_DATA`) once without codes and once with SQ8, in files, checkpointed; then, for each,
-//! a fresh process opens it and answers the 1,000 queries at ef 64 (a database an app opens and
+//! `$GRAPE_DATA`) once without codes and once with SQ8, in files, checkpointed; then, for each
+//! configuration (the SQ8 database also with its vectors kept on disk), a fresh process opens it and answers the 1,000 queries at ef 64 (a database an app opens and
 //! searches), and reports its resident memory over the process before the open: in all, on the
 //! heap (anonymous) and in mapped files (the segment's pages the search touched, which the
 //! kernel may reclaim), beside what `stats()` counts as held.
@@ -22,7 +22,13 @@ use std::time::Instant;
 
 use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Quantization, SearchRequest};
 
-const MODES: [(&str, Quantization); 2] = [("none", Quantization::None), ("sq8", Quantization::Sq8)];
+/// Each configuration measured: its name, the database it opens (built once per quantization),
+/// its quantization and whether it keeps its vectors on disk.
+const MODES: [(&str, &str, Quantization, bool); 3] = [
+    ("none", "none", Quantization::None, false),
+    ("sq8", "sq8", Quantization::Sq8, false),
+    ("sq8-on-disk", "sq8", Quantization::Sq8, true),
+];
 
 /// The memory limit of the constrained runs, as a share of what the `f32` database holds.
 const LIMIT_SHARE: f64 = 0.6;
@@ -49,20 +55,20 @@ fn main() {
             ("generated", base, path)
         }
     };
-    for (name, quantization) in MODES {
+    for (name, _, quantization, _) in MODES.iter().filter(|m| m.0 == m.1) {
         let dir = root.join(name);
-        let db = EmbeddedVectorDB::open(config(&dir, base.dim, quantization)).unwrap();
+        let db = EmbeddedVectorDB::open(config(&dir, base.dim, *quantization, false)).unwrap();
         testkit::upsert_rows(&db, &base, base.rows);
         db.checkpoint().unwrap();
         db.close().unwrap();
     }
     drop(base);
-    let run = |name: &str, limit: Option<&Cgroup>| {
-        drop_cached_pages(&root.join(name));
+    let run = |(name, dir, _, _): (&str, &str, Quantization, bool), limit: Option<&Cgroup>| {
+        drop_cached_pages(&root.join(dir));
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
             .args(["--child", name])
-            .arg(root.join(name))
+            .arg(root.join(dir))
             .arg(&queries);
         if let Some(cgroup) = limit {
             command.arg(cgroup.procs());
@@ -79,8 +85,9 @@ fn main() {
     };
     let mut held_f32 = 0.0;
     let mut totals = Vec::new();
-    for (name, _) in MODES {
-        let figures = run(name, None);
+    for mode in MODES {
+        let name = mode.0;
+        let figures = run(mode, None);
         let mib = |k: &str| figures[k].as_f64().unwrap() / 1048576.0;
         println!(
             "{set}, {name}: resident {:.1} MiB over the empty process (heap {:.1}, mapped files \
@@ -109,22 +116,25 @@ fn main() {
         }
         totals.push(mib("rss"));
     }
-    println!(
-        "sq8 / none: resident {:.2}x (goal: <= 0.35x)",
-        totals[1] / totals[0]
-    );
-    testkit::result(
-        "memory",
-        "sq8_vs_none",
-        totals[1] / totals[0],
-        "x",
-        serde_json::json!({"set": set}),
-    );
+    for (i, (name, ..)) in MODES.iter().enumerate().skip(1) {
+        println!(
+            "{name} / none: resident {:.2}x (goal for sq8: <= 0.35x)",
+            totals[i] / totals[0]
+        );
+        testkit::result(
+            "memory",
+            "vs_none",
+            totals[i] / totals[0],
+            "x",
+            serde_json::json!({"set": set, "quantization": name}),
+        );
+    }
     let limit_mib = (held_f32 * LIMIT_SHARE).round();
     match Cgroup::create(limit_mib as u64 * 1048576) {
         Ok(cgroup) => {
-            for (name, _) in MODES {
-                let figures = run(name, Some(&cgroup));
+            for mode in MODES {
+                let name = mode.0;
+                let figures = run(mode, Some(&cgroup));
                 println!(
                     "{set}, {name}, within {limit_mib} MiB: {:.1} queries/s in the first round, then \
                      {:.1}",
@@ -151,10 +161,11 @@ fn result_qps(set: &str, name: &str, limit_mib: Option<f64>, figures: &serde_jso
     }
 }
 
-fn config(dir: &Path, dim: usize, quantization: Quantization) -> EmbeddedConfig {
+fn config(dir: &Path, dim: usize, quantization: Quantization, on_disk: bool) -> EmbeddedConfig {
     EmbeddedConfig::builder(dim)
         .data_dir(dir)
         .quantization(quantization)
+        .vectors_on_disk(on_disk)
         .thread_pool_size(1)
         .build()
         .unwrap()
@@ -220,9 +231,9 @@ fn child(mode: &str, dir: &Path, queries: &Path, procs: Option<&String>) {
         std::fs::write(procs, std::process::id().to_string()).unwrap();
     }
     let queries = testkit::read_npy(queries).unwrap();
-    let quantization = MODES.iter().find(|m| m.0 == mode).unwrap().1;
+    let (_, _, quantization, on_disk) = *MODES.iter().find(|m| m.0 == mode).unwrap();
     let (rss, (anon, file)) = (testkit::rss_bytes(), testkit::rss_by_kind());
-    let db = EmbeddedVectorDB::open(config(dir, queries.dim, quantization)).unwrap();
+    let db = EmbeddedVectorDB::open(config(dir, queries.dim, quantization, on_disk)).unwrap();
     let file_open = testkit::rss_by_kind().1.saturating_sub(file);
     let requests: Vec<SearchRequest> = (0..queries.rows)
         .map(|q| SearchRequest::new(queries.row(q).to_vec(), 10))

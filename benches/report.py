@@ -281,9 +281,10 @@ if resident:
         q = r["quantization"]
         cells = [one("memory", k, quantization=q) for k in ("anon", "file", "file_at_open", "held")]
         out.append(f"| {q} | {fmt(r['value'])} | " + " | ".join(fmt(c) for c in cells) + " |")
-    versus = one("memory", "sq8_vs_none")
-    if versus is not None:
-        out.append(f"\nSQ8 / none, resident: {versus:.2f}x (issue 19's goal: 0.35x).")
+    versus = [(r["quantization"], r["value"]) for r in pick("memory", "vs_none")]
+    if versus:
+        out.append("\nResident over `none`: " + ", ".join(f"{q} {v:.2f}x" for q, v in versus)
+                   + " (issue 19's goal for SQ8: 0.35x).")
     limits = sorted({r["limit_mib"] for r in pick("memory", "qps") if r.get("limit_mib")})
     if pick("memory", "qps"):
         out.append("\nQueries/s of the same searches, the files' cached pages dropped before the open "

@@ -48,6 +48,14 @@ pub struct EmbeddedConfig {
     /// [`Quantization`].
     #[serde(default)]
     pub quantization: Quantization,
+    /// With quantization: leave the original vectors of the last checkpoint in its file and
+    /// read each one only when a search re-scores it (Qdrant's `on_disk` for vectors), so that
+    /// resident memory is about the codes and the graph. Searches pay a read per re-scored
+    /// vector (see `PERFORMANCE.md`); points written since the last checkpoint stay in memory
+    /// until the next one. Default off: the vectors are mapped, and become resident as they
+    /// are used.
+    #[serde(default)]
+    pub vectors_on_disk: bool,
     /// Payload keys to index (keyword, integer and bool values), so that filters on them
     /// (`match` value/any, integer `range`) score only matching points. Built in the background
     /// after open (natively, or in the page's idle time), or by the first filtered search if it
@@ -104,6 +112,7 @@ impl EmbeddedConfig {
                 log_recovery: LogRecovery::default(),
                 hnsw: Some(HnswConfig::default()),
                 quantization: Quantization::None,
+                vectors_on_disk: false,
                 payload_indexes: Vec::new(),
                 thread_pool_size: 0,
                 max_memory_mb: None,
@@ -153,6 +162,13 @@ impl EmbeddedConfig {
                         .to_owned(),
                 ));
             }
+        }
+        if self.vectors_on_disk && self.quantization == Quantization::None {
+            return Err(Error::InvalidConfig(
+                "vectors_on_disk needs quantization (sq8 or binary): the search walks the codes \
+                 in memory and reads the vectors from disk only to re-score its best candidates"
+                    .to_owned(),
+            ));
         }
         if self.checkpoint_wal_bytes == 0 {
             return Err(Error::InvalidConfig(
@@ -451,6 +467,24 @@ impl EmbeddedConfigBuilder {
         self
     }
 
+    /// Keeps the original vectors on disk, read only to re-score (needs quantization; see
+    /// [`EmbeddedConfig::vectors_on_disk`]).
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, Quantization};
+    /// let c = EmbeddedConfig::builder(384)
+    ///     .quantization(Quantization::Sq8)
+    ///     .vectors_on_disk(true)
+    ///     .build()?;
+    /// assert!(c.vectors_on_disk);
+    /// assert!(EmbeddedConfig::builder(384).vectors_on_disk(true).build().is_err());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn vectors_on_disk(mut self, on_disk: bool) -> Self {
+        self.config.vectors_on_disk = on_disk;
+        self
+    }
+
     /// Validates and returns the configuration.
     ///
     /// ```
@@ -594,6 +628,8 @@ pub(crate) struct EngineConfig {
     pub hnsw: Option<HnswConfig>,
     /// How the graph search holds vectors.
     pub quantization: Quantization,
+    /// Whether the segment's vectors are read on demand rather than through its mapping.
+    pub vectors_on_disk: bool,
     /// Payload keys with a value -> slots index.
     pub payload_indexes: Vec<KeyPath>,
 }
@@ -608,6 +644,7 @@ impl EmbeddedConfig {
             max_search_limit: self.max_search_limit,
             hnsw: self.hnsw,
             quantization: self.quantization,
+            vectors_on_disk: self.vectors_on_disk,
             payload_indexes: self
                 .payload_indexes
                 .iter()

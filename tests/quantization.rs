@@ -1,13 +1,15 @@
 //! Quantized (SQ8 and binary) graph search against the exact `f32` answer: recall floors for
 //! every distance they support, with and without filters; re-scored scores equal to the exact ones;
-//! `ignore` equal to a database without codes; reopening, replay and compaction; and the
-//! configurations and parameters it refuses.
+//! `ignore` equal to a database without codes; reopening, replay and compaction; vectors kept
+//! on disk; and the configurations and parameters it refuses.
 
 use grape_testkit as testkit;
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
+use grape_testkit::faulty::FaultyStorage;
 use grape_vector_db::storage::MemoryStorage;
 use grape_vector_db::{
     Distance, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, HnswConfig, Point, PointId,
@@ -21,7 +23,12 @@ const N: usize = 6_000;
 const DIM: usize = 72;
 
 fn config(distance: Distance, quantization: Quantization) -> EmbeddedConfig {
+    config_on_disk(distance, quantization, false)
+}
+
+fn config_on_disk(distance: Distance, quantization: Quantization, on_disk: bool) -> EmbeddedConfig {
     EmbeddedConfig::builder(DIM)
+        .vectors_on_disk(on_disk)
         .distance(distance)
         .payload_index("tenant")
         .hnsw(Some(HnswConfig {
@@ -240,19 +247,22 @@ fn codes_follow_the_graph_through_replay_checkpoints_and_compaction() {
     let data = testkit::clustered(N + 20, DIM, 60, 24);
     let queries: Vec<&[f32]> = (N..N + 20).map(|i| data.row(i)).collect();
     for (quantization, ef) in CODINGS {
-        codes_follow_the_graph(quantization, ef, &queries, &data);
+        for on_disk in [false, true] {
+            codes_follow_the_graph(quantization, ef, on_disk, &queries, &data);
+        }
     }
 }
 
 fn codes_follow_the_graph(
     quantization: Quantization,
     ef: Option<usize>,
+    on_disk: bool,
     queries: &[&[f32]],
     data: &testkit::Matrix,
 ) {
     let storage = MemoryStorage::new();
     let open = || {
-        let config = config(Distance::Cosine, quantization);
+        let config = config_on_disk(Distance::Cosine, quantization, on_disk);
         EmbeddedVectorDB::open_with_storage(config, Arc::new(storage.clone())).unwrap()
     };
     let db = open();
@@ -278,6 +288,68 @@ fn codes_follow_the_graph(
         .result
         .iter()
         .all(|p| matches!(p.id, PointId::Num(i) if i % 2 == 1)));
+}
+
+/// Vectors kept on disk: searches re-score by reading the segment file (counted), with the
+/// answers and scores of the same database whose vectors are mapped; points written since the
+/// checkpoint are re-scored from memory; a read that fails fails the search with the file's
+/// name, and the next search after the disk recovers succeeds.
+#[test]
+fn vectors_on_disk_are_read_to_re_score_with_the_mapped_answers() {
+    let data = testkit::clustered(N + 20, DIM, 60, 31);
+    let queries: Vec<&[f32]> = (N..N + 20).map(|i| data.row(i)).collect();
+    for (quantization, ef) in CODINGS {
+        let storage = FaultyStorage::new();
+        let open = |on_disk| {
+            let config = config_on_disk(Distance::Cosine, quantization, on_disk);
+            EmbeddedVectorDB::open_with_storage(config, Arc::new(storage.clone())).unwrap()
+        };
+        let db = open(false);
+        load(&db, &data, 0..N - 500);
+        db.checkpoint().unwrap();
+        load(&db, &data, N - 500..N);
+        let answers = |db: &EmbeddedVectorDB| -> Vec<Vec<(PointId, u32)>> {
+            let mut all = Vec::new();
+            for q in &queries {
+                let mut req = request(q, None, None);
+                req.params.hnsw_ef = ef;
+                let res = db.search(&req).unwrap();
+                all.push(
+                    res.result
+                        .iter()
+                        .map(|p| (p.id, p.score.to_bits()))
+                        .collect(),
+                );
+            }
+            all
+        };
+        let mapped = answers(&db);
+        drop(db);
+        let db = open(true);
+        let before = storage.reads.load(SeqCst);
+        assert_eq!(answers(&db), mapped, "{quantization:?}");
+        let reads = storage.reads.load(SeqCst) - before;
+        assert!(
+            reads >= queries.len() * 10,
+            "{quantization:?}: {reads} reads for {} queries",
+            queries.len()
+        );
+        assert!(recall(&db, &queries, None, ef) >= 0.95);
+        storage.fail_reads.store(true, SeqCst);
+        let failed = db.search(&request(queries[0], None, None));
+        assert!(
+            matches!(&failed, Err(Error::Io { file, .. }) if file.starts_with("seg-")),
+            "{failed:?}"
+        );
+        storage.fail_reads.store(false, SeqCst);
+        assert_eq!(
+            answers(&db),
+            mapped,
+            "{quantization:?} after the disk recovered"
+        );
+    }
+    let on_disk_alone = EmbeddedConfig::builder(4).vectors_on_disk(true).build();
+    assert!(matches!(on_disk_alone, Err(Error::InvalidConfig(m)) if m.contains("quantization")));
 }
 
 #[test]

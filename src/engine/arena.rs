@@ -19,6 +19,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::bytes::Bytes;
+use crate::error::Result;
 
 const FLOATS_PER_LINE: usize = 16;
 
@@ -34,6 +35,31 @@ pub(crate) fn stride_for(dim: usize) -> usize {
 
 /// Bytes an owned chunk holds at most: small beside a database, large beside a row.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// Reads rows of the base without touching its mapping: the persistence layer implements it
+/// over the segment file (positional reads) for databases that keep their vectors on disk
+/// (`EngineConfig::vectors_on_disk`). Read so, a row passes through the operating system's
+/// cache into a buffer of ours and never becomes a resident page of the process.
+pub(crate) trait RowReader: Send + Sync {
+    /// Fills `out` (`dim` floats) with base row `row`.
+    fn read_row(&self, row: usize, out: &mut [f32]) -> Result<()>;
+}
+
+/// Copies of some rows, one cache-line-aligned row each, from [`VectorArena::read_rows`].
+pub(crate) struct RowCopies {
+    lines: Vec<Line>,
+    stride: usize,
+    dim: usize,
+}
+
+impl RowCopies {
+    /// The `i`-th row copied.
+    #[inline]
+    pub fn get(&self, i: usize) -> &[f32] {
+        let floats: &[f32] = bytemuck::cast_slice(&self.lines);
+        &floats[i * self.stride..i * self.stride + self.dim]
+    }
+}
 
 /// The arena's rows as plain slices; see [`VectorArena::view`].
 #[derive(Clone, Copy)]
@@ -77,6 +103,8 @@ pub(crate) struct VectorArena {
     chunks: Vec<Vec<Line>>,
     chunk_shift: u32,
     rows: usize,
+    /// Where base rows are read when they are to stay out of memory (see [`RowReader`]).
+    reader: Option<Box<dyn RowReader>>,
 }
 
 impl VectorArena {
@@ -91,6 +119,7 @@ impl VectorArena {
             chunks: Vec::new(),
             chunk_shift: rows_per_chunk.ilog2(),
             rows: 0,
+            reader: None,
         }
     }
 
@@ -118,6 +147,38 @@ impl VectorArena {
 
     pub fn stride(&self) -> usize {
         self.stride
+    }
+
+    /// Reads base rows through `reader` in [`VectorArena::read_rows`] from now on.
+    pub fn set_reader(&mut self, reader: Box<dyn RowReader>) {
+        self.reader = Some(reader);
+    }
+
+    /// Whether base rows are read through a [`RowReader`] rather than their mapping.
+    pub fn reads_base(&self) -> bool {
+        self.reader.is_some() && self.base_rows > 0
+    }
+
+    /// Copies of the rows of `slots`, in order: base rows through the reader when there is
+    /// one (a read each), the others from memory.
+    pub fn read_rows(&self, slots: impl ExactSizeIterator<Item = u32>) -> Result<RowCopies> {
+        let per_row = self.lines_per_row();
+        let mut copies = RowCopies {
+            lines: vec![Line::zeroed(); slots.len() * per_row],
+            stride: self.stride,
+            dim: self.dim,
+        };
+        let floats: &mut [f32] = bytemuck::cast_slice_mut(&mut copies.lines);
+        for (row, slot) in floats.chunks_exact_mut(self.stride).zip(slots) {
+            let out = &mut row[..self.dim];
+            match &self.reader {
+                Some(reader) if (slot as usize) < self.base_rows => {
+                    reader.read_row(slot as usize, out)?
+                }
+                _ => out.copy_from_slice(self.get(slot as usize)),
+            }
+        }
+        Ok(copies)
     }
 
     fn lines_per_row(&self) -> usize {

@@ -4,7 +4,7 @@
 //! which owns their meaning; `persist/segment.rs` owns the bytes, so the dependency runs one way:
 //! persistence depends on the engine, never the reverse.
 
-use super::arena::VectorArena;
+use super::arena::{RowReader, VectorArena};
 use super::hnsw::{Graph, GraphParts, NONE};
 use super::index::graph_params;
 use super::payload_index::{PayloadIndexes, StoredIndexes};
@@ -23,6 +23,9 @@ pub(crate) struct Image {
     pub last_seq: u64,
     /// `rows * stride` little-endian f32, rows padded to `stride` floats.
     pub vectors: Bytes,
+    /// The same rows read from the file, when they are to stay on disk (the configuration's
+    /// `vectors_on_disk`): re-scoring reads them here instead of through `vectors`' mapping.
+    pub vectors_reader: Option<Box<dyn RowReader>>,
     pub ids: Vec<PointId>,
     /// `rows + 1` u64 offsets into `payload_data`.
     pub payload_offsets: Bytes,
@@ -83,6 +86,9 @@ impl Engine {
         }
         engine.slot_ids = seg.ids.into_iter().map(Some).collect();
         engine.vectors = VectorArena::with_base(engine.config.dimension, seg.vectors, rows);
+        if let Some(reader) = seg.vectors_reader {
+            engine.vectors.set_reader(reader);
+        }
         engine.indexes =
             PayloadIndexes::with_stored(&engine.config.payload_indexes, seg.payload_indexes);
         engine.payloads = PayloadStore::with_raw(

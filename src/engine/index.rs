@@ -69,7 +69,8 @@ impl Engine {
     }
 
     /// Makes the first queries as fast as the rest: indexes points still outside the graph,
-    /// builds the payload indexes, reads a word of every page of the vectors and of the graph
+    /// builds the payload indexes, reads a word of every page of the vectors (unless they are
+    /// kept on disk) and of the graph
     /// (faulting in mapped files) and runs a few searches through the upper layers. Returns a
     /// checksum of what it read, so the reads cannot be optimised away.
     pub fn warm_up(&mut self) -> u64 {
@@ -79,7 +80,12 @@ impl Engine {
         let slots = self.slot_ids.len();
         let rows_per_page = (PAGE / (self.vectors.stride() * 4)).max(1);
         let mut sum = 0u64;
-        for slot in (0..slots).step_by(rows_per_page) {
+        // Vectors kept on disk are to stay there: the search walks the codes.
+        let warmed = match self.vectors.reads_base() {
+            true => 0,
+            false => slots,
+        };
+        for slot in (0..warmed).step_by(rows_per_page) {
             sum = sum.wrapping_add(u64::from(self.vectors.get(slot)[0].to_bits()));
         }
         if let Some(graph) = &self.graph {

@@ -46,8 +46,8 @@ use std::collections::BTreeMap;
 use crate::config::EngineConfig;
 use crate::distance::{self, Kernel, Kernel4};
 use crate::point::PointId;
-pub(crate) use arena::stride_for;
 use arena::VectorArena;
+pub(crate) use arena::{stride_for, RowReader};
 use hnsw::{Graph, InsertPlan};
 use payload_index::PayloadIndexes;
 use payloads::PayloadStore;
@@ -148,6 +148,7 @@ mod tests {
             max_search_limit: 100,
             hnsw: None,
             quantization: crate::Quantization::None,
+            vectors_on_disk: false,
             payload_indexes: Vec::new(),
         })
     }

@@ -243,7 +243,7 @@ impl Engine {
             .iter()
             .zip(reqs)
             .map(|(q, r)| self.indexed_answer(q, r))
-            .collect();
+            .collect::<Result<_>>()?;
         self.scan_unanswered(&queries, &mut answers);
         Ok(reqs
             .iter()
@@ -253,12 +253,13 @@ impl Engine {
     }
 
     /// A query's answer from an index: the graph when it applies, else the candidates of an
-    /// indexed filter. `None` leaves the query to the shared exact scan.
-    fn indexed_answer(&self, q: &PreparedQuery, req: &SearchRequest) -> Option<Answer> {
+    /// indexed filter. `None` leaves the query to the shared exact scan. Fails only when
+    /// vectors kept on disk cannot be read.
+    fn indexed_answer(&self, q: &PreparedQuery, req: &SearchRequest) -> Result<Option<Answer>> {
         let candidates = q.filter.and_then(|f| self.filter_candidates(f));
-        match self.plan(q, req, candidates.as_ref()) {
+        Ok(match self.plan(q, req, candidates.as_ref()) {
             Plan::Graph(graph, ef, walk) => {
-                match self.approximate(q, graph, ef, walk, candidates.as_ref()) {
+                match self.approximate(q, graph, ef, walk, candidates.as_ref())? {
                     Some((found, scored)) => Some((found, scored, false)),
                     None => candidates.map(|c| self.scan_candidates(q, &c, None)),
                 }
@@ -266,7 +267,7 @@ impl Engine {
             Plan::SketchScan(graph) => candidates.map(|c| self.scan_candidates(q, &c, Some(graph))),
             // An indexed filter: score its candidates only.
             Plan::Scan => candidates.map(|c| self.scan_candidates(q, &c, None)),
-        }
+        })
     }
 
     /// Scores an indexed filter's candidates: all of them, or with `graph`'s sketches the
@@ -476,7 +477,7 @@ impl Engine {
         ef: usize,
         walk: Walk,
         candidates: Option<&Candidates>,
-    ) -> Option<(Vec<Candidate>, usize)> {
+    ) -> Result<Option<(Vec<Candidate>, usize)>> {
         let admit = self.admission(q, candidates, walk);
         // Every node is admissible without a filter or deletions: skip the per-candidate check
         // (a cache miss each).
@@ -503,24 +504,38 @@ impl Engine {
             false => graph.search(&q.vector, ef, &walker, &admit, walk),
         };
         if prepared.is_some() && q.codes.rescore {
-            scored += self.rescore(q, &mut found);
+            scored += self.rescore(q, &mut found)?;
         }
         scored += self.score_unindexed(q, &admit, &mut found);
         if found.len() < q.keep {
-            return None;
+            return Ok(None);
         }
         let kept = found
             .into_iter()
             .filter(|c| c.key < q.max_key)
             .take(q.keep)
             .collect();
-        Some((kept, scored))
+        Ok(Some((kept, scored)))
     }
 
     /// Keeps the best of `found` (candidates keyed by quantized codes, closest first) that `q`
     /// re-scores, with their keys from the vectors, closest first; returns how many.
-    fn rescore(&self, q: &PreparedQuery, found: &mut Vec<Candidate>) -> usize {
+    fn rescore(&self, q: &PreparedQuery, found: &mut Vec<Candidate>) -> Result<usize> {
         found.truncate(q.codes.rescored.unwrap_or(found.len()));
+        if self.vectors.reads_base() {
+            // Vectors kept on disk: read the candidates' rows, then score the copies.
+            let rows = self.vectors.read_rows(found.iter().map(|c| c.slot))?;
+            for (i, cands) in found.chunks_mut(4).enumerate() {
+                let last = cands.len() - 1;
+                let group = std::array::from_fn(|j| rows.get(4 * i + j.min(last)));
+                let raw = (self.kernel4)(&q.vector, group);
+                for (c, raw) in cands.iter_mut().zip(raw) {
+                    c.key = closeness_key(self.config.distance, raw);
+                }
+            }
+            found.sort_unstable();
+            return Ok(found.len());
+        }
         let space = self.space();
         let scorer = SpaceQuery {
             space: &space,
@@ -547,7 +562,7 @@ impl Engine {
             }
         }
         found.sort_unstable();
-        found.len()
+        Ok(found.len())
     }
 
     /// How to answer `q`: the graph applies when it exists, the collection is past the

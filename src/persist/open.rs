@@ -46,6 +46,7 @@ impl DatabaseFiles {
                     config.dimension,
                     stride_for(config.dimension),
                     config.distance,
+                    config.vectors_on_disk,
                 )?;
                 report.segment_points = seg.rows;
                 io.segment_size.store(seg.file_bytes, Relaxed);

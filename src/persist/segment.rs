@@ -9,6 +9,7 @@ use crate::engine::payload_index::StoredIndexes;
 use crate::engine::quantized::{
     self, StoredCoder, StoredCodes, BINARY_KIND, SECTION_PREAMBLE, SQ8_KIND,
 };
+use crate::engine::RowReader;
 use crate::error::{Error, Result};
 use crate::point::Distance;
 use crate::storage::OpenMode;
@@ -322,6 +323,7 @@ fn section_views(
     h: &Header,
     expected: &[Option<usize>],
     damage: Damage,
+    file: Option<&dyn StorageFile>,
 ) -> Result<Vec<Bytes>> {
     let mut views = Vec::with_capacity(h.sections.len());
     for (i, s) in h.sections.iter().enumerate() {
@@ -335,12 +337,55 @@ fn section_views(
         if expected[i].is_some_and(|e| e != range.len()) {
             return Err(damage.at(s.at, format!("{what} section has the wrong length")));
         }
-        if codec::crc(&bytes[range.clone()]) != s.crc {
+        // The vectors of a database that keeps them on disk are checked through reads, so
+        // that the check leaves no page of them resident.
+        let crc = match file {
+            Some(file) if i == VECTORS => crc_by_reads(file, damage.0, range.clone())?,
+            _ => codec::crc(&bytes[range.clone()]),
+        };
+        if crc != s.crc {
             return Err(damage.at(s.at, format!("{what} section checksum mismatch")));
         }
         views.push(bytes.slice(range));
     }
     Ok(views)
+}
+
+/// The CRC-32C of `range` of `file`, read a MiB at a time.
+fn crc_by_reads(file: &dyn StorageFile, name: &str, range: std::ops::Range<usize>) -> Result<u32> {
+    let mut buf = vec![0u8; range.len().min(1 << 20)];
+    let mut crc = 0;
+    let mut at = range.start;
+    while at < range.end {
+        let part = &mut buf[..(range.end - at).min(1 << 20)];
+        file.read_at(at as u64, part)
+            .map_err(io_error("read", name))?;
+        crc = crate::checksum::crc32c_append(crc, part);
+        at += part.len();
+    }
+    Ok(crc)
+}
+
+/// A segment's vectors read from its file, row by row: what a database that keeps its vectors
+/// on disk re-scores with.
+struct FileRows {
+    file: Box<dyn StorageFile>,
+    name: String,
+    /// Where the vectors section starts.
+    at: u64,
+    row_bytes: u64,
+}
+
+impl RowReader for FileRows {
+    fn read_row(&self, row: usize, out: &mut [f32]) -> Result<()> {
+        // The section holds little-endian floats, as every target of this crate is.
+        self.file
+            .read_at(
+                self.at + row as u64 * self.row_bytes,
+                bytemuck::cast_slice_mut(out),
+            )
+            .map_err(io_error("read", &self.name))
+    }
 }
 
 /// The graph of the graph sections, after checking that it is sound: the upper blocks tile
@@ -459,19 +504,30 @@ fn check_upper_links(
 }
 
 /// Maps a segment and checks its header, every section's bounds, length and checksum, the
-/// graph's soundness and the payload offsets, before anything is used.
+/// graph's soundness and the payload offsets, before anything is used. With `vectors_on_disk`
+/// the vectors are checked and later read through the file rather than the mapping.
 pub(crate) fn read(
     storage: &dyn Storage,
     name: &str,
     dim: usize,
     stride: usize,
     distance: Distance,
+    vectors_on_disk: bool,
 ) -> Result<Image> {
     let bytes = storage.read_all(name).map_err(io_error("read", name))?;
     let damage = Damage(name);
     let h = read_header(&bytes, damage)?;
     let rows = check_against_manifest(&h, dim, distance, damage)?;
-    let views = section_views(&bytes, &h, &expected_lengths(&h, rows, stride), damage)?;
+    let file = match vectors_on_disk {
+        true => Some(
+            storage
+                .open(name, OpenMode::Existing)
+                .map_err(io_error("open", name))?,
+        ),
+        false => None,
+    };
+    let expected = expected_lengths(&h, rows, stride);
+    let views = section_views(&bytes, &h, &expected, damage, file.as_deref())?;
     check_sketches(&views, &h, rows, damage)?;
     let graph = if h.graph {
         Some(read_graph(&views, &h, rows, damage)?)
@@ -494,6 +550,14 @@ pub(crate) fn read(
         rows,
         last_seq: h.last_seq,
         vectors: views[VECTORS].clone(),
+        vectors_reader: file.map(|file| -> Box<dyn RowReader> {
+            Box::new(FileRows {
+                file,
+                name: name.to_owned(),
+                at: h.sections[VECTORS].at,
+                row_bytes: (stride * 4) as u64,
+            })
+        }),
         ids,
         payload_offsets: views[PAYLOAD_OFFSETS].clone(),
         payload_data: views[PAYLOAD_DATA].clone(),
@@ -693,6 +757,7 @@ mod tests {
                 ..HnswConfig::default()
             }),
             quantization: Quantization::None,
+            vectors_on_disk: false,
             payload_indexes: Vec::new(),
         }
     }
@@ -795,6 +860,7 @@ mod tests {
             config.dimension,
             stride_for(config.dimension),
             config.distance,
+            config.vectors_on_disk,
         )
         .unwrap();
         Engine::from_image(config, image).unwrap()
@@ -904,6 +970,35 @@ mod tests {
     }
 
     #[test]
+    fn vectors_kept_on_disk_are_checked_by_reads_and_read_row_by_row() {
+        let vectors: Vec<[f32; 3]> = (0..5).map(|i| [i as f32, 2.0, -1.0]).collect();
+        let storage = MemoryStorage::new();
+        write(&storage, "v.seg", &small_source(&vectors)).unwrap();
+        let image = read(&storage, "v.seg", 3, 4, Distance::Cosine, true).unwrap();
+        let reader = image.vectors_reader.expect("a reader on disk");
+        let mut row = [0f32; 3];
+        reader.read_row(4, &mut row).unwrap();
+        assert_eq!(row, vectors[4]);
+        // A flipped bit in the vectors is found by the reads, as by the mapping.
+        let mut bad = storage.read_all("v.seg").unwrap().to_vec();
+        bad[HEADER_BYTES as usize + 4 * 4 + 5] ^= 1;
+        storage.remove("v.seg").unwrap();
+        storage
+            .open("v.seg", OpenMode::CreateIfMissing)
+            .unwrap()
+            .write_at(0, &bad)
+            .unwrap();
+        for on_disk in [false, true] {
+            let refused = read(&storage, "v.seg", 3, 4, Distance::Cosine, on_disk);
+            assert!(
+                matches!(&refused, Err(Error::Corrupt { detail, .. }) if detail.contains("vectors section checksum")),
+                "{:?}",
+                refused.err()
+            );
+        }
+    }
+
+    #[test]
     fn written_bytes_are_unchanged() {
         let vectors: Vec<[f32; 3]> = (0..5)
             .map(|i| [i as f32, 1.0 - i as f32 * 0.25, -0.5])
@@ -924,7 +1019,7 @@ mod tests {
         }
         expected.extend(0..5);
         assert_eq!(&bytes[at as usize..], &u32_bytes(&expected)[..]);
-        let image = read(&storage, "small.seg", 3, 4, Distance::Cosine).unwrap();
+        let image = read(&storage, "small.seg", 3, 4, Distance::Cosine, false).unwrap();
         assert_eq!(image.rows, 5);
         assert_eq!(image.graph.unwrap().sketches.unwrap().len(), 5 * 64);
     }
@@ -956,7 +1051,7 @@ mod tests {
             let expected = answers(&engine);
             let storage = MemoryStorage::new();
             write(&storage, "coded.seg", &engine.export(7)).unwrap();
-            let read_back = || read(&storage, "coded.seg", 256, 256, distance).unwrap();
+            let read_back = || read(&storage, "coded.seg", 256, 256, distance, false).unwrap();
             let image = read_back();
             let stored = image.codes.as_ref().expect("a codes section");
             // SQ8: a byte per dimension and the norms for Euclid; binary: 256 bits in one
@@ -1073,7 +1168,7 @@ mod tests {
                 .unwrap()
                 .write_at(0, &bad)
                 .unwrap();
-            read(&storage, &name, 256, 256, Distance::Cosine)
+            read(&storage, &name, 256, 256, Distance::Cosine, false)
         };
         for (what, offset, bytes) in damages {
             let err = changed(what, offset, bytes).err().expect(what);
@@ -1107,7 +1202,8 @@ mod tests {
             .unwrap();
         let storage = MemoryStorage::new();
         write(&storage, "v3.seg", &engine.export(7)).unwrap();
-        let read_back = |name: &str| read(&storage, name, 256, 256, Distance::Cosine).unwrap();
+        let read_back =
+            |name: &str| read(&storage, name, 256, 256, Distance::Cosine, false).unwrap();
         let v3 = read_back("v3.seg");
         let sketches = v3.graph.as_ref().unwrap().sketches.as_ref().unwrap();
         assert_eq!(sketches.len(), 2000 * 64);

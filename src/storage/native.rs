@@ -231,7 +231,8 @@ impl Storage for FsStorage {
         // this crate never writes after creating them, and the directory is under our exclusive
         // lock. Another program changing them behind our back is outside the contract, as with
         // every database that maps its files. Exercised by every reopen test.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
+        // Not populated: a database that keeps its vectors on disk never touches their pages.
+        let map = unsafe { memmap2::MmapOptions::new().map(&file)? };
         Ok(Bytes::new(map))
     }
 

@@ -1,5 +1,5 @@
 //! A storage backend that fails or stalls on command, wrapping `MemoryStorage`: how tests cause
-//! full disks, failed fsyncs, read-only media and writes that hang.
+//! full disks, failed fsyncs, failed reads, read-only media and writes that hang.
 
 use grape_vector_db::storage::OpenMode;
 use std::io;
@@ -17,6 +17,10 @@ pub struct FaultyStorage {
     pub fail_syncs: Arc<AtomicBool>,
     /// Writes fail with `PermissionDenied`, writing nothing.
     pub read_only: Arc<AtomicBool>,
+    /// Positional reads fail as on a failing disk (whole-file reads still succeed).
+    pub fail_reads: Arc<AtomicBool>,
+    /// Positional reads so far.
+    pub reads: Arc<AtomicUsize>,
     /// While set, writes wait (see `stall_writes`).
     stall: Arc<(Mutex<bool>, Condvar)>,
     /// Writes waiting on the stall now.
@@ -67,6 +71,12 @@ impl StorageFile for FaultyFile {
         self.inner.len()
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.storage.reads.fetch_add(1, SeqCst);
+        if self.storage.fail_reads.load(SeqCst) {
+            return Err(io::Error::other(
+                "input/output error (simulated by the test)",
+            ));
+        }
         self.inner.read_at(offset, buf)
     }
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
