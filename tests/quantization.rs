@@ -348,6 +348,28 @@ fn vectors_on_disk_are_read_to_re_score_with_the_mapped_answers() {
             "{quantization:?} after the disk recovered"
         );
     }
+    // The same through a directory: the file read row by row is a real one.
+    let dir = std::env::temp_dir().join(format!("grape-test-on-disk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let open = |on_disk| {
+        let config = EmbeddedConfig {
+            data_dir: Some(dir.clone()),
+            ..config_on_disk(Distance::Cosine, Quantization::Sq8, on_disk)
+        };
+        EmbeddedVectorDB::open(config).unwrap()
+    };
+    let db = open(false);
+    load(&db, &data, 0..N);
+    db.checkpoint().unwrap();
+    let mapped = db.search(&request(queries[0], None, None)).unwrap();
+    db.close().unwrap();
+    let db = open(true);
+    assert_eq!(
+        db.search(&request(queries[0], None, None)).unwrap().result,
+        mapped.result
+    );
+    db.close().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     let on_disk_alone = EmbeddedConfig::builder(4).vectors_on_disk(true).build();
     assert!(matches!(on_disk_alone, Err(Error::InvalidConfig(m)) if m.contains("quantization")));
 }

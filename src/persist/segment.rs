@@ -337,11 +337,11 @@ fn section_views(
         if expected[i].is_some_and(|e| e != range.len()) {
             return Err(damage.at(s.at, format!("{what} section has the wrong length")));
         }
-        // The vectors of a database that keeps them on disk are checked through reads, so
-        // that the check leaves no page of them resident.
+        // A database that keeps its vectors on disk is checked through reads, so that the
+        // check leaves resident only the pages its searches then use, not the vectors.
         let crc = match file {
-            Some(file) if i == VECTORS => crc_by_reads(file, damage.0, range.clone())?,
-            _ => codec::crc(&bytes[range.clone()]),
+            Some(file) => crc_by_reads(file, damage.0, range.clone())?,
+            None => codec::crc(&bytes[range.clone()]),
         };
         if crc != s.crc {
             return Err(damage.at(s.at, format!("{what} section checksum mismatch")));
@@ -551,6 +551,9 @@ pub(crate) fn read(
         last_seq: h.last_seq,
         vectors: views[VECTORS].clone(),
         vectors_reader: file.map(|file| -> Box<dyn RowReader> {
+            // Read ahead, the open's check above was quicker; a row at a time, read-ahead
+            // only evicts pages (measured within a memory limit: +49% queries/s without it).
+            file.advise_random_reads();
             Box::new(FileRows {
                 file,
                 name: name.to_owned(),

@@ -61,6 +61,11 @@ pub trait StorageFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes everything written so far durable (fsync).
     fn sync(&self) -> io::Result<()>;
+    /// Says that reads from now on land at random places, a row at a time (a database that
+    /// keeps its vectors on disk re-scoring): a backend that reads ahead should stop, since
+    /// what it would read ahead is never used and evicts cached pages that are. Advice only:
+    /// the default does nothing.
+    fn advise_random_reads(&self) {}
 }
 
 /// Whether [`Storage::open`] may create the file.

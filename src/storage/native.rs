@@ -169,6 +169,17 @@ impl StorageFile for FsFile {
     fn sync(&self) -> io::Result<()> {
         self.0.sync_data()
     }
+
+    fn advise_random_reads(&self) {
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is open for the whole call; the advice changes no memory
+            // of this process. Exercised by every open of a directory with vectors on disk
+            // (tests/quantization.rs, benches/memory.rs).
+            unsafe { libc::posix_fadvise(self.0.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+        }
+    }
 }
 
 #[cfg(windows)]
