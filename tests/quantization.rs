@@ -374,6 +374,49 @@ fn vectors_on_disk_are_read_to_re_score_with_the_mapped_answers() {
     assert!(matches!(on_disk_alone, Err(Error::InvalidConfig(m)) if m.contains("quantization")));
 }
 
+/// With vectors on disk, a checkpoint in a running process moves the vectors written since open
+/// out of memory (the engine is rebuilt over the segment just written, as a reopen would),
+/// with the same answers; writes go on after it. Mapped, the vectors stay where they were.
+#[test]
+fn a_checkpoint_moves_the_vectors_written_since_open_to_disk() {
+    let data = testkit::clustered(N + 20, DIM, 60, 37);
+    let queries: Vec<&[f32]> = (N..N + 20).map(|i| data.row(i)).collect();
+    for on_disk in [false, true] {
+        let storage = FaultyStorage::new();
+        let config = config_on_disk(Distance::Cosine, Quantization::Sq8, on_disk);
+        let db = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage.clone())).unwrap();
+        load(&db, &data, 0..N);
+        let answers = |db: &EmbeddedVectorDB| -> Vec<Vec<(PointId, u32)>> {
+            let search = |q: &&[f32]| db.search(&request(q, None, None)).unwrap().result;
+            let scored = |p: &grape_vector_db::ScoredPoint| (p.id, p.score.to_bits());
+            queries
+                .iter()
+                .map(|q| search(q).iter().map(scored).collect())
+                .collect()
+        };
+        let before = answers(&db);
+        assert!(db.stats().memory.vectors > 0);
+        db.checkpoint().unwrap();
+        let held = db.stats().memory.vectors;
+        assert_eq!(
+            held == 0,
+            on_disk,
+            "vectors in memory after the checkpoint: {held}"
+        );
+        let reads = storage.reads.load(SeqCst);
+        assert_eq!(answers(&db), before, "on disk: {on_disk}");
+        assert_eq!(storage.reads.load(SeqCst) > reads, on_disk);
+        // Writes after the swap: a point of the segment replaced, another deleted.
+        let moved = data.row(N + 1).to_vec();
+        db.upsert(vec![Point::new(0u64, moved.clone())]).unwrap();
+        db.delete([1u64]).unwrap();
+        let found = db.search(&request(&moved, None, None)).unwrap().result;
+        assert_eq!(found[0].id, PointId::Num(0));
+        assert!(found.iter().all(|p| p.id != PointId::Num(1)));
+        assert_eq!(db.count(None).unwrap(), N - 1);
+    }
+}
+
 #[test]
 fn quantization_needs_the_graph_and_a_distance_codes_can_estimate() {
     for (quantization, _) in CODINGS {

@@ -1,6 +1,8 @@
 //! Maintenance: flush, checkpoint and compact, and copies of the whole database (snapshots into
 //! a directory or any storage, archives as one byte string).
 
+use super::threads::engine_parallel_map;
+use super::write::return_free_memory;
 use super::EmbeddedVectorDB;
 use crate::error::Result;
 use crate::lifecycle::OpKind;
@@ -29,7 +31,12 @@ impl EmbeddedVectorDB {
             self.inner.engine.write().compact();
             let engine = self.lock_for_export();
             match files.as_mut() {
-                Some(files) => files.checkpoint(&engine),
+                Some(files) => {
+                    files.checkpoint(&engine)?;
+                    drop(engine);
+                    self.rebase_onto_segment(files);
+                    Ok(())
+                }
                 None => Ok(()),
             }
         })
@@ -58,10 +65,35 @@ impl EmbeddedVectorDB {
             let mut files = self.inner.files.lock();
             let _busy = self.inner.life.busy();
             match files.as_mut() {
-                Some(files) => files.checkpoint(&self.lock_for_export()),
+                Some(files) => {
+                    files.checkpoint(&self.lock_for_export())?;
+                    self.rebase_onto_segment(files);
+                    Ok(())
+                }
                 None => Ok(()),
             }
         })
+    }
+
+    /// After a checkpoint, with vectors kept on disk: swaps the engine for one over the
+    /// segment just written, as a reopen would build it, so that the vectors written since
+    /// open leave memory for the file (read only to re-score). The caller holds `files`, so no
+    /// write came in between; searches run on the old engine until the swap. A failure (the
+    /// new segment unreadable) keeps the old engine, which is whole: only memory is lost.
+    pub(super) fn rebase_onto_segment(&self, files: &DatabaseFiles) {
+        if !self.inner.config.vectors_on_disk {
+            return;
+        }
+        let Ok(mut fresh) = files.engine_from_segment(self.inner.config.engine_config()) else {
+            return;
+        };
+        fresh.set_parallel_map(engine_parallel_map(self.inner.threads));
+        fresh.set_deferred_indexing(true);
+        let old = std::mem::replace(&mut *self.inner.engine.write(), fresh);
+        // Freed outside the lock, and handed back: the old engine held every vector written
+        // since open.
+        drop(old);
+        return_free_memory();
     }
 
     /// Makes every acknowledged write durable now (fsync), whatever the durability mode.

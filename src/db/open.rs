@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::threads::{build_threads, parallel_map};
+use super::threads::{build_threads, engine_parallel_map};
 use super::{EmbeddedVectorDB, Inner};
 use crate::config::EmbeddedConfig;
 use crate::engine::Engine;
@@ -150,9 +150,7 @@ impl EmbeddedVectorDB {
             ),
         };
         let threads = build_threads(config.thread_pool_size);
-        engine.set_parallel_map(Box::new(move |count, job| {
-            parallel_map(threads, count, job)
-        }));
+        engine.set_parallel_map(engine_parallel_map(threads));
         if config.enable_warmup {
             engine.warm_up();
             clock.report.warmup = clock.lap("warmup")?;

@@ -1,6 +1,8 @@
 //! The threads of one database: how many the configuration means, and the scoped parallel map
 //! that graph building and large search batches share.
 
+use crate::engine::ParallelMap;
+
 /// How many threads the configured `thread_pool_size` means (0: all cores). Asked
 /// once at open: the system call behind `available_parallelism` costs more than inserting a
 /// point into a small graph. In wasm (no threads here) it is always 1.
@@ -16,6 +18,11 @@ pub(super) fn build_threads(configured: usize) -> usize {
         n => n,
     };
     threads
+}
+
+/// The engine's parallel map (see [`ParallelMap`]) over `threads` threads.
+pub(super) fn engine_parallel_map(threads: usize) -> ParallelMap {
+    Box::new(move |count, job| parallel_map(threads, count, job))
 }
 
 /// Runs the engine's independent jobs (graph insertion plans) on `threads` threads, each taking

@@ -31,7 +31,7 @@ const RETURN_MEMORY_AFTER: usize = 16 << 20;
 /// one large upsert the caller's freed vectors stayed resident: WordNet's 100K x 384 points in
 /// one batch left 394 MiB resident for 185 MiB held, 243 MiB after this. Other allocators
 /// return such memory themselves, and WebAssembly memory never shrinks.
-fn return_free_memory() {
+pub(super) fn return_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions and is thread-safe (it takes each arena's lock
     // in turn); it only releases pages no allocation uses. Exercised by tests/memory.rs.
@@ -178,7 +178,9 @@ impl EmbeddedVectorDB {
             // The write is already durable in the log; a failed automatic checkpoint is retried
             // later (after the log grows further) and reported by an explicit `checkpoint()`.
             Some(files) => {
-                let _ = files.auto_checkpoint(&self.lock_for_export());
+                if files.auto_checkpoint(&self.lock_for_export()).is_ok() {
+                    self.rebase_onto_segment(files);
+                }
             }
             None => drop(self.lock_indexed()),
         }

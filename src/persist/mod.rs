@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Durability, LogRecovery};
+use crate::config::{Durability, EngineConfig, LogRecovery};
 use crate::engine::{Engine, UpsertSummary};
 use crate::error::{Error, Result};
 use crate::lifecycle::StartupReport;
@@ -252,6 +252,17 @@ impl DatabaseFiles {
         let _ = self.storage.remove(&old_seg);
         let _ = self.storage.sync_dir();
         Ok(())
+    }
+
+    /// An engine over the current generation's segment, as an open with an empty log builds
+    /// it. Right after a checkpoint (the caller holding these files, so no write came since)
+    /// that is the state the checkpoint wrote.
+    pub fn engine_from_segment(&self, config: EngineConfig) -> Result<Engine> {
+        let name = segment::file_name(self.manifest.generation);
+        let stride = crate::engine::stride_for(config.dimension);
+        let (dim, distance, on_disk) = (config.dimension, config.distance, config.vectors_on_disk);
+        let seg = segment::read(&*self.storage, &name, dim, stride, distance, on_disk)?;
+        Engine::from_image(config, seg)
     }
 
     /// Writes a consistent copy of the engine's state into the empty directory `dest`; on
