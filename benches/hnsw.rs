@@ -2,14 +2,17 @@
 //!
 //! `./scripts/bench-hnsw` (sets up the Python peers) or
 //! `cargo bench --bench hnsw -- [--base B] [--query Q] [--gt G] [--m 16] [--ef-construction 200]
-//! [--quantization none|sq8|binary]`
+//! [--quantization none|sq8|binary] [--vectors-on-disk] [--oversampling X]`
 //! with `.npy` (float16/float32; int32 ground truth) or `.fvecs`/`.ivecs` files. Defaults to
 //! `../shared/data/wordnet-minilm` (cosine); without `--gt` the exact top 10 is computed here.
 //! Prints build time (1 thread), index memory, recall@10 and queries/s over `ef` (1 thread), and
 //! the ratio of our queries/s to hnswlib's at equal recall. With `--quantization sq8` or `binary`
 //! the same graph is also searched through its codes (the `f32` curve walks the vectors, as
 //! `params.quantization.ignore` asks), out to a wider beam (codes need one to reach the recall the
-//! vectors do), and the ratio of the two at equal recall is printed.
+//! vectors do), and the ratio of the two at equal recall is printed. `--vectors-on-disk` builds
+//! the one-thread database in a directory with its vectors kept on disk (moved there by a
+//! checkpoint), so the codes re-score by reading the file; `--oversampling` re-scores that many
+//! times the limit instead of the whole beam.
 
 use grape_testkit as testkit;
 
@@ -37,6 +40,8 @@ struct Args {
     ef_construction: usize,
     limit_queries: usize,
     quantization: Quantization,
+    vectors_on_disk: bool,
+    oversampling: Option<f64>,
 }
 
 fn args() -> Option<Args> {
@@ -52,6 +57,8 @@ fn args() -> Option<Args> {
         ef_construction: 200,
         limit_queries: 1000,
         quantization: Quantization::None,
+        vectors_on_disk: false,
+        oversampling: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().expect("flag needs a value");
@@ -76,6 +83,8 @@ fn args() -> Option<Args> {
                 a.quantization = serde_json::from_value(serde_json::json!(v))
                     .unwrap_or_else(|_| panic!("--quantization none|sq8|binary, not {v}"));
             }
+            "--vectors-on-disk" => a.vectors_on_disk = true,
+            "--oversampling" => a.oversampling = Some(value().parse().unwrap()),
             _ => {} // cargo bench passes `--bench`
         }
     }
@@ -267,10 +276,22 @@ fn main() {
     let db_all = EmbeddedVectorDB::open(config(0)).unwrap();
     db_all.upsert(points.clone()).unwrap();
     let build_all = t.elapsed();
-    let db = EmbeddedVectorDB::open(config(1)).unwrap();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-hnsw-db");
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = match args.vectors_on_disk {
+        true => EmbeddedConfig {
+            data_dir: Some(dir.clone()),
+            vectors_on_disk: true,
+            ..config(1)
+        },
+        false => config(1),
+    };
+    let db = EmbeddedVectorDB::open(db).unwrap();
     let t = Instant::now();
     db.upsert(points).unwrap();
     let build = t.elapsed();
+    // The checkpoint moves the vectors to the segment file, read from there to re-score.
+    db.checkpoint().unwrap();
     let stats = db.stats();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tag = serde_json::json!({"dataset": dataset, "lib": "ours"});
@@ -312,13 +333,17 @@ fn main() {
         Quantization::None => &[Quantization::None],
         q => &[Quantization::None, q],
     };
+    let on_disk = |name: &str| match args.vectors_on_disk && name != "none" {
+        true => format!("{name}-on-disk"),
+        false => name.to_owned(),
+    };
     // Modes alternate at each ef, each timed best of three rounds, so that the noise of a
     // shared machine falls on both alike.
     let mut curves: Vec<(String, Curve)> = modes
         .iter()
         .map(|&m| {
             let name = serde_json::to_value(m).unwrap();
-            (name.as_str().unwrap_or_default().to_owned(), Vec::new())
+            (on_disk(name.as_str().unwrap_or_default()), Vec::new())
         })
         .collect();
     // Codes estimate keys, so their beam must be wider for the recall the vectors reach.
@@ -336,6 +361,7 @@ fn main() {
                         exact: false,
                         quantization: Some(QuantizationSearchParams {
                             ignore: mode == Quantization::None,
+                            oversampling: args.oversampling,
                             ..QuantizationSearchParams::default()
                         }),
                     };
