@@ -125,6 +125,14 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Where the graph's sketches lie (a test looks whether they are still the segment's).
+    #[cfg(test)]
+    pub fn sketches_at(&self) -> *const u8 {
+        self.graph
+            .as_ref()
+            .map_or(std::ptr::null(), |g| g.sketches().as_ptr().cast())
+    }
+
     /// The live points in id order, as a new segment stores them, with the graph renumbered to
     /// match. Callers index pending slots first; if some remain, the segment is written without
     /// a graph (and the next open rebuilds it) rather than with an incomplete one.

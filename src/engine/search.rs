@@ -499,9 +499,16 @@ impl Engine {
             Some(_) => ef.max(q.codes.rescored.unwrap_or(0)),
             None => ef,
         };
+        // With vectors kept on disk (memory before speed), a walk by codes loads no sketch:
+        // sketches would be 64 resident bytes a node, and natively codes walk about as fast
+        // without them (PERFORMANCE.md).
+        let sketch_of = match prepared.is_some() && self.config.vectors_on_disk {
+            true => None,
+            false => Some(&q.vector[..]),
+        };
         let (mut found, mut scored) = match all {
-            true => graph.search(&q.vector, ef, &walker, &|_| true, walk),
-            false => graph.search(&q.vector, ef, &walker, &admit, walk),
+            true => graph.search(sketch_of, ef, &walker, &|_| true, walk),
+            false => graph.search(sketch_of, ef, &walker, &admit, walk),
         };
         if prepared.is_some() && q.codes.rescore {
             scored += self.rescore(q, &mut found)?;

@@ -1210,7 +1210,13 @@ mod tests {
         let v3 = read_back("v3.seg");
         let sketches = v3.graph.as_ref().unwrap().sketches.as_ref().unwrap();
         assert_eq!(sketches.len(), 2000 * 64);
+        let stored_at = sketches.as_ptr();
         let from_v3 = Engine::from_image(config(), v3).unwrap();
+        assert_eq!(
+            from_v3.sketches_at(),
+            stored_at,
+            "stored sketches are used in place, not copied"
+        );
         let expected = answers(&from_v3);
         assert_eq!(
             answers(&engine),
