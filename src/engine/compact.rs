@@ -2,7 +2,6 @@
 
 use super::hnsw::Graph;
 use super::Engine;
-use crate::point::PointId;
 use crate::stats::MemoryStats;
 
 /// Tombstones are compacted away automatically once there are more of them than live points and
@@ -12,20 +11,15 @@ const AUTO_COMPACT_MIN_DEAD: usize = 1024;
 impl Engine {
     /// Removes tombstones: live points move down to fill the gaps, keeping their relative order.
     pub fn compact(&mut self) {
-        if self.dead == 0 {
+        if self.ids.dead() == 0 {
             return;
         }
         self.indexes.reset();
-        let live = |slot: usize| self.slot_ids[slot].is_some();
+        let ids = &self.ids;
+        let live = |slot: usize| ids.is_live(slot as u32);
         self.vectors.retain(live);
         self.payloads.retain(live);
-        self.slot_ids.retain(Option::is_some);
-        self.slot_ids.shrink_to_fit();
-        for (slot, id) in self.slot_ids.iter().enumerate() {
-            let id = id.expect("only live slots were kept");
-            self.ids.insert(id, slot as u32);
-        }
-        self.dead = 0;
+        self.ids.compact();
         // Rebuild the graph over the live points: when half the nodes are gone, patching their
         // neighbours' lists leaves too many holes (measured: recall@10 0.25 after two rounds of
         // rewrites), and a build is what the compaction is amortised against anyway.
@@ -42,7 +36,8 @@ impl Engine {
     /// Compacts once tombstones outnumber live points (and pass the minimum): after deletes,
     /// and after upserts, which leave a tombstone per replaced point when there is an index.
     pub(super) fn maybe_compact(&mut self) {
-        if self.dead >= AUTO_COMPACT_MIN_DEAD && self.dead > self.len() {
+        let dead = self.ids.dead();
+        if dead >= AUTO_COMPACT_MIN_DEAD && dead > self.len() {
             self.compact();
         }
     }
@@ -51,12 +46,10 @@ impl Engine {
     /// and the segment's graph only patches the lists that lose dead neighbours (fine for a few,
     /// not for many).
     pub fn export_wants_compaction(&self) -> bool {
-        self.dead * 10 > self.slot_ids.len()
+        self.ids.dead() * 10 > self.ids.slots()
     }
 
     pub fn memory(&self) -> MemoryStats {
-        // A BTreeMap entry costs its key and value plus roughly one pointer of node overhead.
-        let id_entry = std::mem::size_of::<(PointId, u32)>() + std::mem::size_of::<usize>();
         MemoryStats {
             vectors: self.vectors.allocated_bytes(),
             mapped: self.vectors.mapped_bytes(),
@@ -64,8 +57,7 @@ impl Engine {
             index: self.graph.as_ref().map_or(0, Graph::bytes)
                 + self.codes.as_ref().map_or(0, |c| c.bytes())
                 + self.indexes.bytes(),
-            ids: self.ids.len() * id_entry
-                + self.slot_ids.capacity() * std::mem::size_of::<Option<PointId>>(),
+            ids: self.ids.heap_bytes(),
         }
     }
 
@@ -97,7 +89,7 @@ mod tests {
         let doomed: Vec<PointId> = (0..n).filter(|i| i % 3 != 0).map(PointId::Num).collect();
         assert_eq!(e.delete(&doomed), doomed.len());
         assert_eq!(e.tombstones(), 0, "auto-compaction ran");
-        assert_eq!(e.slot_ids.len(), e.len());
+        assert_eq!(e.ids.slots(), e.len());
         for i in (0..n).step_by(3) {
             let r = &e.get(&[PointId::Num(i)])[0];
             assert_eq!(r.vector.as_deref(), Some(&[i as f32, 0.0][..]));

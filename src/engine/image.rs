@@ -10,7 +10,7 @@ use super::index::graph_params;
 use super::payload_index::{PayloadIndexes, StoredIndexes};
 use super::payloads::{PayloadStore, RawPayloads};
 use super::quantized::{Codes, StoredCodes};
-use super::{Engine, MAX_SLOTS};
+use super::{Engine, IdMap, MAX_SLOTS};
 use crate::bytes::Bytes;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
@@ -71,20 +71,11 @@ impl Engine {
             )));
         }
         // A `max_points` below `rows` (lowered since) keeps the points; it refuses new ones.
-        engine.ids = seg
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(slot, &id)| (id, slot as u32))
-            .collect();
-        if engine.ids.len() != rows {
-            return Err(Error::Corrupt {
-                file: "segment".to_owned(),
-                offset: 0,
-                detail: "the ids section repeats an id".to_owned(),
-            });
-        }
-        engine.slot_ids = seg.ids.into_iter().map(Some).collect();
+        engine.ids = IdMap::from_rows(seg.ids).ok_or_else(|| Error::Corrupt {
+            file: "segment".to_owned(),
+            offset: 0,
+            detail: "the ids section repeats an id".to_owned(),
+        })?;
         engine.vectors = VectorArena::with_base(engine.config.dimension, seg.vectors, rows);
         if let Some(reader) = seg.vectors_reader {
             engine.vectors.set_reader(reader);
@@ -142,8 +133,8 @@ impl Engine {
             "export before index_pending"
         );
         let complete = self.unindexed_slots().is_empty();
-        let mut row_of = vec![NONE; self.slot_ids.len()];
-        for (row, &slot) in self.ids.values().enumerate() {
+        let mut row_of = vec![NONE; self.ids.slots()];
+        for (row, (_, slot)) in self.ids.by_id(None).enumerate() {
             row_of[slot as usize] = row as u32;
         }
         let graph = self
@@ -153,7 +144,7 @@ impl Engine {
             .map(|g| g.remapped(&row_of, &self.space()));
         let codes = match (&self.codes, &self.graph) {
             (Some(codes), Some(g)) if complete && codes.rows() == g.len() => {
-                let slots: Vec<u32> = self.ids.values().copied().collect();
+                let slots: Vec<u32> = self.ids.by_id(None).map(|(_, slot)| slot).collect();
                 codes.section(&slots)
             }
             _ => Vec::new(),
@@ -170,8 +161,8 @@ impl Engine {
             last_seq,
             rows: self
                 .ids
-                .iter()
-                .map(|(&id, &slot)| {
+                .by_id(None)
+                .map(|(id, slot)| {
                     let slot = slot as usize;
                     (id, self.vectors.get(slot), self.payloads.json(slot))
                 })

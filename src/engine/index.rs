@@ -61,10 +61,8 @@ pub(super) fn graph_params(h: &HnswConfig, config: &EngineConfig) -> GraphParams
 impl Engine {
     /// Live slots with their payloads, for building payload indexes.
     pub(super) fn live_payloads(&self) -> impl Iterator<Item = (u32, &Payload)> + '_ {
-        self.slot_ids
+        self.ids
             .iter()
-            .enumerate()
-            .filter(|(_, id)| id.is_some())
             .map(|(slot, _)| (slot as u32, self.payloads.get(slot)))
     }
 
@@ -77,7 +75,7 @@ impl Engine {
         self.index_pending();
         self.build_payload_indexes();
         const PAGE: usize = 4096;
-        let slots = self.slot_ids.len();
+        let slots = self.ids.slots();
         let rows_per_page = (PAGE / (self.vectors.stride() * 4)).max(1);
         let mut sum = 0u64;
         // Vectors kept on disk are to stay there: the search walks the codes.
@@ -128,8 +126,8 @@ impl Engine {
 
     /// Slots past the end of the graph, waiting to be indexed: `graph.len()..slots`.
     pub(super) fn unindexed_slots(&self) -> std::ops::Range<usize> {
-        let indexed = self.graph.as_ref().map_or(self.slot_ids.len(), Graph::len);
-        indexed..self.slot_ids.len()
+        let indexed = self.graph.as_ref().map_or(self.ids.slots(), Graph::len);
+        indexed..self.ids.slots()
     }
 
     /// Inserts every unindexed slot into the graph.
@@ -171,7 +169,7 @@ impl Engine {
         if let Some(codes) = &mut self.codes {
             // Room for every slot, indexed or waiting: a bulk load's, in one allocation.
             if codes.rows() < nodes {
-                codes.reserve(self.slot_ids.len());
+                codes.reserve(self.ids.slots());
             }
             for slot in codes.rows()..nodes {
                 codes.push(vectors.get(slot));
@@ -193,10 +191,10 @@ impl Engine {
             distance: self.config.distance,
         };
         let slots: Vec<u32> = pending.map(|s| s as u32).collect();
-        let slot_ids = &self.slot_ids;
+        let ids = &self.ids;
         // Without tombstones every node is live: skip the per-candidate lookup.
-        let all_live = self.dead == 0;
-        let live = |s: u32| all_live || slot_ids[s as usize].is_some();
+        let all_live = ids.dead() == 0;
+        let live = |s: u32| all_live || ids.is_live(s);
         for batch in slots.chunks(INSERT_BATCH) {
             let levels = graph.draw_levels(batch.len());
             let plans = {

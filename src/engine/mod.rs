@@ -7,8 +7,8 @@
 //! once.
 //!
 //! Points live in *slots*: slot `s` has its vector in the arena at row `s`, its id in
-//! `slot_ids[s]` and its payload in `payloads[s]`. Deleting a point turns its slot into a
-//! tombstone (`slot_ids[s] == None`); [`Engine::compact`] squeezes tombstones out, which happens
+//! `ids.id_at(s)` and its payload in `payloads[s]`. Deleting a point turns its slot into a
+//! tombstone (`ids.id_at(s) == None`); [`Engine::compact`] squeezes tombstones out, which happens
 //! on its own once they outnumber live points.
 //!
 //! ## Files
@@ -22,13 +22,15 @@
 //! - `compact.rs`: compaction of tombstones and memory accounting.
 //! - `image.rs`: checkpoints: the engine from a segment's image, and its export to a new one.
 //!
-//! Beneath them, the parts the engine is made of: `arena.rs` (vectors by slot), `payloads.rs`
-//! (payloads by slot), `hnsw.rs` and `sketch.rs` (the graph index), `quantized.rs` (its nodes' codes), `payload_index.rs` (value ->
-//! slots indexes) and `topk.rs` (the k closest candidates).
+//! Beneath them, the parts the engine is made of: `arena.rs` (vectors by slot), `ids.rs` (ids
+//! by slot and slots by id), `payloads.rs` (payloads by slot), `hnsw.rs` and `sketch.rs` (the
+//! graph index), `quantized.rs` (its nodes' codes), `payload_index/` (value -> slots indexes)
+//! and `topk.rs` (the k closest candidates).
 
 mod arena;
 mod compact;
 pub(crate) mod hnsw;
+mod ids;
 pub(crate) mod image;
 mod in_place;
 mod index;
@@ -41,14 +43,13 @@ mod sketch;
 mod topk;
 mod write;
 
-use std::collections::BTreeMap;
-
 use crate::config::EngineConfig;
 use crate::distance::{self, Kernel, Kernel4};
 use crate::point::PointId;
 use arena::VectorArena;
 pub(crate) use arena::{stride_for, RowReader};
 use hnsw::{Graph, InsertPlan};
+use ids::IdMap;
 use payload_index::PayloadIndexes;
 use payloads::PayloadStore;
 pub use write::UpsertSummary;
@@ -67,10 +68,9 @@ pub(crate) struct Engine {
     kernel: Kernel,
     kernel4: Kernel4,
     vectors: VectorArena,
-    slot_ids: Vec<Option<PointId>>,
+    /// Which point is in which slot, and which slots are live.
+    ids: IdMap,
     payloads: PayloadStore,
-    ids: BTreeMap<PointId, u32>,
-    dead: usize,
     /// One node per slot (dead ones included) when the index is enabled, except for a tail of
     /// slots past `graph.len()` that are not indexed yet (see `defer_indexing`).
     graph: Option<Graph>,
@@ -91,10 +91,8 @@ impl Engine {
             kernel: distance::best().for_distance(config.distance),
             kernel4: distance::best().for_distance4(config.distance),
             vectors: VectorArena::new(config.dimension),
-            slot_ids: Vec::new(),
+            ids: IdMap::new(),
             payloads: PayloadStore::new(),
-            ids: BTreeMap::new(),
-            dead: 0,
             graph: config
                 .hnsw
                 .as_ref()
@@ -123,12 +121,12 @@ impl Engine {
 
     /// Whether a point with this id is stored.
     pub fn contains(&self, id: PointId) -> bool {
-        self.ids.contains_key(&id)
+        self.ids.contains(id)
     }
 
     /// Number of tombstoned slots awaiting compaction.
     pub fn tombstones(&self) -> usize {
-        self.dead
+        self.ids.dead()
     }
 }
 

@@ -11,7 +11,10 @@ impl Engine {
     /// The point in a live slot, with its payload and vector when asked for.
     pub(super) fn record(&self, slot: usize, with_payload: bool, with_vector: bool) -> Record {
         Record {
-            id: self.slot_ids[slot].expect("records are made for live slots only"),
+            id: self
+                .ids
+                .id_at(slot)
+                .expect("records are made for live slots only"),
             payload: with_payload.then(|| self.payloads.get(slot).clone()),
             vector: with_vector.then(|| self.vectors.get(slot).to_vec()),
         }
@@ -21,8 +24,8 @@ impl Engine {
     /// stored are skipped (as Qdrant).
     pub fn get(&self, ids: &[PointId]) -> Vec<Record> {
         ids.iter()
-            .filter_map(|id| self.ids.get(id))
-            .map(|&slot| self.record(slot as usize, true, true))
+            .filter_map(|&id| self.ids.slot_of(id))
+            .map(|slot| self.record(slot as usize, true, true))
             .collect()
     }
 
@@ -31,7 +34,7 @@ impl Engine {
     pub fn matching_ids(&self, filter: &Filter) -> Vec<PointId> {
         let mut ids: Vec<PointId> = self
             .matching_slots(Some(filter))
-            .filter_map(|slot| self.slot_ids[slot])
+            .filter_map(|slot| self.ids.id_at(slot))
             .collect();
         ids.sort_unstable();
         ids
@@ -45,10 +48,10 @@ impl Engine {
         filter: Option<&'a Filter>,
     ) -> Box<dyn Iterator<Item = usize> + 'a> {
         if let Some(candidates) = filter.and_then(|f| self.filter_candidates(f)) {
-            let (slots, exact) = candidates.slots(self.slot_ids.len());
+            let (slots, exact) = candidates.slots(self.ids.slots());
             let slots = (0..slots.len()).map(move |i| slots[i] as usize);
             return Box::new(slots.filter(move |&slot| {
-                self.slot_ids[slot].is_some_and(|id| {
+                self.ids.id_at(slot).is_some_and(|id| {
                     exact || filter.is_none_or(|f| f.matches(id, self.payloads.get(slot)))
                 })
             }));
@@ -60,15 +63,11 @@ impl Engine {
         &'a self,
         filter: Option<&'a Filter>,
     ) -> impl Iterator<Item = usize> + 'a {
-        self.slot_ids
-            .iter()
-            .enumerate()
-            .filter_map(move |(slot, id)| {
-                let id = (*id)?;
-                filter
-                    .is_none_or(|f| f.matches(id, self.payloads.get(slot)))
-                    .then_some(slot)
-            })
+        self.ids.iter().filter_map(move |(slot, id)| {
+            filter
+                .is_none_or(|f| f.matches(id, self.payloads.get(slot)))
+                .then_some(slot)
+        })
     }
 
     /// Number of points matching `filter` (all points when `None`).
@@ -82,37 +81,31 @@ impl Engine {
     /// One page of points in id order.
     pub fn scroll(&self, req: &ScrollRequest) -> Result<ScrollResponse> {
         self.check_limit(req.limit)?;
-        let start = req
-            .offset
-            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
-        let mut matching =
-            self.ids
-                .range((start, std::ops::Bound::Unbounded))
-                .filter(|(&id, &slot)| {
-                    req.filter
-                        .as_ref()
-                        .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize)))
-                });
+        let mut matching = self.ids.by_id(req.offset).filter(|&(id, slot)| {
+            req.filter
+                .as_ref()
+                .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize)))
+        });
         let points = matching
             .by_ref()
             .take(req.limit)
-            .map(|(_, &slot)| self.record(slot as usize, req.with_payload, req.with_vector))
+            .map(|(_, slot)| self.record(slot as usize, req.with_payload, req.with_vector))
             .collect();
         Ok(ScrollResponse {
             points,
-            next_page_offset: matching.next().map(|(&id, _)| id),
+            next_page_offset: matching.next().map(|(id, _)| id),
         })
     }
 
     /// The `k`-th live point (counting from the `k % slots`-th slot onwards), with its vector:
     /// the health check searches for it.
     pub fn sample_live(&self, k: usize) -> Option<(PointId, Vec<f32>)> {
-        let slots = self.slot_ids.len();
-        if self.ids.is_empty() || slots == 0 {
+        let slots = self.ids.slots();
+        if self.ids.len() == 0 || slots == 0 {
             return None;
         }
         (0..slots)
             .map(|i| (k + i) % slots)
-            .find_map(|s| self.slot_ids[s].map(|id| (id, self.vectors.get(s).to_vec())))
+            .find_map(|s| Some((self.ids.id_at(s)?, self.vectors.get(s).to_vec())))
     }
 }

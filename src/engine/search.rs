@@ -145,9 +145,8 @@ impl Engine {
     /// Slots that may match `filter`, from the payload indexes, when an indexed `must`
     /// condition narrows it down (the whole filter must still be checked on each).
     pub(super) fn index_candidates(&self, filter: &Filter) -> Option<Candidates<'_>> {
-        self.indexes.candidates(filter, self.slot_ids.len(), || {
-            Box::new(self.live_payloads())
-        })
+        self.indexes
+            .candidates(filter, self.ids.slots(), || Box::new(self.live_payloads()))
     }
 
     /// The candidates of `filter`: from the payload indexes, or else, for a filter used
@@ -156,12 +155,15 @@ impl Engine {
         if let Some(c) = self.index_candidates(filter) {
             return Some(c);
         }
-        let matches =
-            self.indexes
-                .repeated_filter_matches(filter, self.slot_ids.len(), self.dead, || {
-                    self.all_matching_slots(Some(filter))
-                        .map(|slot| slot as u32)
-                })?;
+        let matches = self.indexes.repeated_filter_matches(
+            filter,
+            self.ids.slots(),
+            self.ids.dead(),
+            || {
+                self.all_matching_slots(Some(filter))
+                    .map(|slot| slot as u32)
+            },
+        )?;
         Some(Candidates::of_matches(matches))
     }
 
@@ -273,7 +275,7 @@ impl Engine {
     /// Scores an indexed filter's candidates: all of them, or with `graph`'s sketches the
     /// plausible ones only (then the answer is not exact).
     fn scan_candidates(&self, q: &PreparedQuery, c: &Candidates, graph: Option<&Graph>) -> Answer {
-        let (slots, exact) = c.slots(self.slot_ids.len());
+        let (slots, exact) = c.slots(self.ids.slots());
         match graph.and_then(|g| Some((g, g.query_sketch(&q.vector)?))) {
             Some((g, sketch)) => {
                 let (found, scored) = self.scan_by_sketch(q, &slots, exact, g.sketches(), &sketch);
@@ -325,12 +327,12 @@ impl Engine {
     /// without deletions need no look at the slot (a load each, for most of a sketched scan's
     /// time).
     fn candidates_need_checks(&self, exact: bool) -> bool {
-        !exact || self.dead > 0
+        !exact || self.ids.dead() > 0
     }
 
     /// Whether an index candidate is live and, unless the candidates are `exact`, matches.
     fn candidate_passes(&self, q: &PreparedQuery, slot: u32, exact: bool) -> bool {
-        self.slot_ids[slot as usize].is_some_and(|id| {
+        self.ids.id_at(slot as usize).is_some_and(|id| {
             exact
                 || q.filter
                     .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize)))
@@ -442,8 +444,7 @@ impl Engine {
         let mut scored = vec![0usize; queries.len()];
         let distance = self.config.distance;
         let vectors = self.vectors.view();
-        for (slot, id) in self.slot_ids.iter().enumerate() {
-            let Some(id) = *id else { continue };
+        for (slot, id) in self.ids.iter() {
             let v = vectors.get(slot);
             for ((q, top), scored) in queries.iter().zip(&mut tops).zip(&mut scored) {
                 if q.filter
@@ -481,7 +482,7 @@ impl Engine {
         let admit = self.admission(q, candidates, walk);
         // Every node is admissible without a filter or deletions: skip the per-candidate check
         // (a cache miss each).
-        let all = q.filter.is_none() && self.dead == 0;
+        let all = q.filter.is_none() && self.ids.dead() == 0;
         let codes = self
             .codes
             .as_ref()
@@ -637,8 +638,8 @@ impl Engine {
         candidates: Option<&'a Candidates<'a>>,
         walk: Walk,
     ) -> impl Fn(u32) -> bool + 'a {
-        let live = |slot: u32| self.slot_ids[slot as usize].is_some();
-        let slots = self.slot_ids.len();
+        let live = |slot: u32| self.ids.is_live(slot);
+        let slots = self.ids.slots();
         // Walking through refused nodes, the filter passes most nodes: a bitset of its
         // candidates costs a write for each of them, its columns a load for each node the walk
         // reaches. A filter used again has its bitset kept: then a bit test is the cheaper
@@ -646,7 +647,7 @@ impl Engine {
         let kept = match walk {
             Walk::Through => candidates
                 .filter(|c| c.exact)
-                .and_then(|c| c.repeated_bitset(slots, self.dead, live))
+                .and_then(|c| c.repeated_bitset(slots, self.ids.dead(), live))
                 .filter(|(_, complete)| *complete),
             Walk::Around => None,
         };
@@ -662,7 +663,7 @@ impl Engine {
         // candidate set admits with a bit test alone: no look at the slot's id or its values
         // (a cache miss each).
         let candidates = candidates.filter(|_| columns.is_none());
-        let bits = kept.or_else(|| candidates.map(|c| c.bitset(slots, self.dead, live)));
+        let bits = kept.or_else(|| candidates.map(|c| c.bitset(slots, self.ids.dead(), live)));
         // An exact candidate set in a complete bitset: the bit is the answer, a test small
         // enough to be inlined into the walk (calling the general test below was 17% of a
         // walk's time at 25% of WordNet).
@@ -670,7 +671,7 @@ impl Engine {
             (Some((b, true)), Some(c)) if c.exact => Some(Arc::clone(b)),
             _ => None,
         };
-        let dead = self.dead;
+        let dead = self.ids.dead();
         let general: Box<dyn Fn(u32) -> bool + 'a> = Box::new(move |slot: u32| {
             if let Some(c) = &columns {
                 if dead > 0 && !live(slot) {
@@ -696,7 +697,7 @@ impl Engine {
                     _ => {}
                 }
             }
-            match self.slot_ids[slot as usize] {
+            match self.ids.id_at(slot as usize) {
                 Some(id) => q
                     .filter
                     .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize))),
@@ -737,7 +738,7 @@ impl Engine {
     /// by a multiplicative hash (an even stride would alias with periodic payloads, such as a
     /// field derived from the insertion order).
     fn estimate_selectivity(&self, filter: &Filter) -> f64 {
-        let slots = self.slot_ids.len() as u64;
+        let slots = self.ids.slots() as u64;
         if slots == 0 {
             return 0.0;
         }
@@ -748,7 +749,7 @@ impl Engine {
             } else {
                 (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16) % slots
             } as usize;
-            if let Some(id) = self.slot_ids[slot] {
+            if let Some(id) = self.ids.id_at(slot) {
                 seen += 1;
                 matched += usize::from(filter.matches(id, self.payloads.get(slot)));
             }

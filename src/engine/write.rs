@@ -70,7 +70,7 @@ impl Engine {
         let mut new_ids: Vec<PointId> = points
             .iter()
             .map(|p| p.id)
-            .filter(|id| !self.ids.contains_key(id))
+            .filter(|&id| !self.ids.contains(id))
             .collect();
         new_ids.sort_unstable();
         new_ids.dedup();
@@ -79,7 +79,7 @@ impl Engine {
         // points were written). Replacing a point of a mapped segment takes a new slot, so
         // count every point against the slots.
         let over = !new_ids.is_empty() && live_after > max;
-        if over || self.slot_ids.len().saturating_add(points.len()) > MAX_SLOTS {
+        if over || self.ids.slots().saturating_add(points.len()) > MAX_SLOTS {
             return Err(Error::LimitExceeded {
                 limit: "max_points",
                 max,
@@ -96,7 +96,7 @@ impl Engine {
             self.index_pending();
         }
         self.vectors.reserve(points.len());
-        self.slot_ids.reserve(points.len());
+        self.ids.reserve(points.len());
         self.payloads.reserve(points.len());
         let mut summary = UpsertSummary::default();
         // By reference, and the batch dropped whole at the end: freeing each point's vector
@@ -126,7 +126,7 @@ impl Engine {
             payload,
         } = point;
         let id = *id;
-        let existing = self.ids.get(&id).map(|&s| s as usize);
+        let existing = self.ids.slot_of(id).map(|s| s as usize);
         // With an index, a changed vector would leave its node's links stale: it moves to
         // a new slot instead, like a vector of the read-only mapped segment.
         let in_place = existing.filter(|&s| self.vectors.is_writable(s) && self.graph.is_none());
@@ -145,10 +145,10 @@ impl Engine {
                     self.tombstone(old);
                 }
                 let slot = self.vectors.push(vector);
-                self.slot_ids.push(Some(id));
+                let pushed = self.ids.push(id);
+                debug_assert_eq!(pushed as usize, slot, "ids and vectors share slots");
                 self.indexes.add(slot as u32, payload);
                 self.payloads.push(payload);
-                self.ids.insert(id, slot as u32);
                 slot
             }
         };
@@ -168,7 +168,7 @@ impl Engine {
 
     /// Fails with [`Error::UnknownId`] naming the first id that is not stored.
     pub fn check_known(&self, ids: &[PointId]) -> Result<()> {
-        match ids.iter().find(|id| !self.ids.contains_key(id)) {
+        match ids.iter().find(|&&id| !self.ids.contains(id)) {
             Some(id) => Err(Error::UnknownId(id.to_string())),
             None => Ok(()),
         }
@@ -178,7 +178,7 @@ impl Engine {
     /// ids not stored are skipped (callers check with [`Engine::check_known`] first).
     pub fn apply_set_payload(&mut self, ids: &[PointId], payload: &Payload) {
         for id in ids {
-            if let Some(&slot) = self.ids.get(id) {
+            if let Some(slot) = self.ids.slot_of(*id) {
                 let target = self.payloads.get_mut(slot as usize);
                 for (k, v) in payload {
                     target.insert(k.clone(), v.clone());
@@ -190,10 +190,8 @@ impl Engine {
     }
 
     fn tombstone(&mut self, slot: usize) {
-        if let Some(id) = self.slot_ids[slot].take() {
-            self.ids.remove(&id);
+        if self.ids.remove(slot).is_some() {
             self.payloads.set(slot, &Payload::new());
-            self.dead += 1;
         }
     }
 
@@ -201,7 +199,7 @@ impl Engine {
     pub fn delete(&mut self, ids: &[PointId]) -> usize {
         let before = self.len();
         for id in ids {
-            if let Some(&slot) = self.ids.get(id) {
+            if let Some(slot) = self.ids.slot_of(*id) {
                 self.tombstone(slot as usize);
             }
         }
