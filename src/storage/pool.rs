@@ -243,11 +243,37 @@ impl PooledStorage {
         Ok(())
     }
 
-    /// Returns a blob to the pool, emptied.
+    /// Returns a blob to the pool, emptied, or left as it is while a handle to the removed
+    /// file is still open: as on a disk, a file removed stays readable through the handles
+    /// open on it (an engine reads the vectors of the segment it was opened over until it is
+    /// swapped for one over the next), and the blob is emptied when it is taken again.
     fn release(state: &mut DirState, blob: u32) -> io::Result<()> {
-        state.blobs[&blob].set_len(0)?;
+        if !Self::in_use(state, blob) {
+            state.blobs[&blob].set_len(0)?;
+        }
         state.spare.push(blob);
         Ok(())
+    }
+
+    /// Whether a handle other than the pool's is open on `blob`.
+    fn in_use(state: &DirState, blob: u32) -> bool {
+        Arc::strong_count(&state.blobs[&blob]) > 1
+    }
+
+    /// A spare blob on which no handle is open, emptied, taken out of the spares.
+    fn take_spare(state: &mut DirState) -> io::Result<u32> {
+        let Some(at) = state.spare.iter().rposition(|&b| !Self::in_use(state, b)) else {
+            return Err(io::Error::other(
+                "no spare blob open in the pool; reopen the database",
+            ));
+        };
+        let blob = state.spare[at];
+        // Emptied now if it was released while in use.
+        if state.blobs[&blob].len()? > 0 {
+            state.blobs[&blob].set_len(0)?;
+        }
+        state.spare.remove(at);
+        Ok(blob)
     }
 }
 
@@ -278,11 +304,7 @@ impl Storage for PooledStorage {
         let blob = match state.files.get(name) {
             Some(&b) => b,
             None if mode == OpenMode::CreateIfMissing => {
-                let Some(b) = state.spare.pop() else {
-                    return Err(io::Error::other(
-                        "no spare blob open in the pool; reopen the database",
-                    ));
-                };
+                let b = Self::take_spare(&mut state)?;
                 state.files.insert(name.to_owned(), b);
                 if let Err(e) = self.write_dir(&mut state) {
                     state.files.remove(name);
@@ -423,5 +445,37 @@ mod tests {
         drop(pool);
         let blobs = backing.list().unwrap().len() - 1;
         assert!(blobs <= SPARES + 1, "{blobs} blobs");
+    }
+
+    #[test]
+    fn a_removed_file_stays_readable_while_a_handle_is_open_on_it() {
+        let backing = MemoryStorage::new();
+        let pool = PooledStorage::open_in(&backing).unwrap();
+        let old = pool.open("seg-1", OpenMode::CreateIfMissing).unwrap();
+        old.write_at(0, b"vectors").unwrap();
+        pool.remove("seg-1").unwrap();
+        // Files come and go meanwhile, more than there are spares: none takes the blob.
+        for i in 0..3 * SPARES {
+            let f = pool
+                .open(&format!("f{i}"), OpenMode::CreateIfMissing)
+                .unwrap();
+            f.write_at(0, b"other bytes").unwrap();
+            drop(f);
+            pool.remove(&format!("f{i}")).unwrap();
+        }
+        let mut read = [0u8; 7];
+        old.read_at(0, &mut read).unwrap();
+        assert_eq!(&read, b"vectors");
+        // Once the handle is gone, the blob is taken again, and emptied first.
+        drop(old);
+        let mut fresh = Vec::new();
+        for i in 0..SPARES {
+            let f = pool
+                .open(&format!("g{i}"), OpenMode::CreateIfMissing)
+                .unwrap();
+            fresh.push(f.len().unwrap());
+        }
+        assert_eq!(fresh, vec![0; SPARES], "every blob taken was empty");
+        assert!(pool.open("one more", OpenMode::CreateIfMissing).is_err());
     }
 }
