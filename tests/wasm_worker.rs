@@ -117,6 +117,41 @@ async fn damage_before_synced_records_is_refused_unless_salvaging() {
 }
 
 #[wasm_bindgen_test]
+async fn vectors_on_disk_in_opfs_are_read_on_first_use() {
+    let options = r#"{"name": "w-on-disk", "dimension": 32, "storage": "opfs", "quantization": "sq8", "vectorsOnDisk": true, "hnsw": {"fullScanThreshold": 100}}"#;
+    let q: Vec<f32> = (0..32)
+        .map(|d| ((10 * 31 + d * 17) % 97) as f32 / 97.0 - 0.5)
+        .collect();
+    let search = |db: &GrapeDB| text(&db.search(q.clone(), Some(js(r#"{"limit": 5}"#))).unwrap());
+    let memory = |db: &GrapeDB| -> serde_json::Value {
+        let stats: serde_json::Value = serde_json::from_str(&text(&db.stats().unwrap())).unwrap();
+        stats["memory"].clone()
+    };
+    let db = open(options).await.unwrap();
+    db.upsert(points(0, 2_000, 32)).unwrap();
+    let before = search(&db);
+    let held = memory(&db)["vectors"].as_u64().unwrap();
+    assert!(held >= 2_000 * 32 * 4, "{held}");
+    // The checkpoint moves the vectors to the segment, read from OPFS from then on.
+    done(db.checkpoint()).await.unwrap();
+    let after = memory(&db);
+    assert!(after["vectors"].as_u64().unwrap() < held / 4, "{after}");
+    assert_eq!(after["mapped"], 0, "{after}");
+    assert_eq!(search(&db), before);
+    db.upsert(points(2_000, 100, 32)).unwrap();
+    let grown = search(&db);
+    done(db.close()).await.unwrap();
+
+    let db = open(options).await.unwrap();
+    assert_eq!(db.count(None).unwrap(), 2_100);
+    assert_eq!(search(&db), grown);
+    let got = text(&db.get(js("[5]")).unwrap());
+    assert!(got.contains(r#""vector":["#), "{got}");
+    done(db.close()).await.unwrap();
+    done(GrapeDB::destroy("w-on-disk".into())).await.unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn checkpoints_reuse_the_pool_of_opfs_files() {
     let config = EmbeddedConfig::builder(8).build().unwrap();
     {

@@ -28,7 +28,7 @@ impl EmbeddedVectorDB {
         self.call(OpKind::Compact, || {
             let mut files = self.inner.files.lock();
             let _busy = self.inner.life.busy();
-            self.inner.engine.write().compact();
+            self.inner.engine.write().compact()?;
             let engine = self.lock_for_export();
             match files.as_mut() {
                 Some(files) => {

@@ -90,7 +90,7 @@ impl EmbeddedVectorDB {
     /// ```
     pub fn get<I: Into<PointId>>(&self, ids: impl IntoIterator<Item = I>) -> Result<Vec<Record>> {
         self.call(OpKind::Get, || {
-            Ok(self.inner.engine.read().get(&collect_ids(ids)))
+            self.inner.engine.read().get(&collect_ids(ids))
         })
     }
 

@@ -43,7 +43,7 @@ pub(super) fn return_free_memory() {
 impl Inner {
     /// Inserts up to `max` points still outside the graph (a log replayed at open) into it,
     /// holding the locks as a write does; returns how many remain, or `None` once the database
-    /// is closing (or closed, and its engine emptied).
+    /// is closing (or closed, and its engine emptied) or its vectors on disk cannot be read.
     pub(super) fn index_replayed(&self, max: usize) -> Option<usize> {
         let closing = || {
             matches!(
@@ -58,9 +58,11 @@ impl Inner {
         if closing() {
             return None;
         }
-        let remaining = self.engine.write().index_pending_up_to(max);
+        // A failed read of vectors kept on disk stops the background work too: the next
+        // write retries, and searches meanwhile scan the rest exactly.
+        let remaining = self.engine.write().index_pending_up_to(max).ok();
         drop(files);
-        Some(remaining)
+        remaining
     }
 
     /// Builds the payload indexes not built yet, under the read lock (searches continue);
@@ -195,7 +197,8 @@ impl EmbeddedVectorDB {
         let mut busy = None;
         loop {
             let mut engine = self.inner.engine.write();
-            if engine.index_pending_up_to(INDEX_CHUNK) == 0 {
+            // A failed read leaves the rest unindexed (scanned exactly) rather than looping.
+            if !matches!(engine.index_pending_up_to(INDEX_CHUNK), Ok(n) if n > 0) {
                 return engine;
             }
             // A bulk load or a graph rebuild: more chunks follow.
@@ -211,7 +214,9 @@ impl EmbeddedVectorDB {
     pub(super) fn lock_for_export(&self) -> RwLockReadGuard<'_, Engine> {
         let mut engine = self.lock_indexed();
         if engine.export_wants_compaction() {
-            engine.compact();
+            // Optional: a failed read of vectors kept on disk leaves the tombstones, and the
+            // export, which reads them too, reports it.
+            let _ = engine.compact();
             drop(engine);
             engine = self.lock_indexed();
         }

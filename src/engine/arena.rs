@@ -6,8 +6,10 @@
 //! only the first `dim` floats of a row.
 //!
 //! The first `base_rows` rows may live in a *base*: the vectors section of a mapped segment,
-//! laid out exactly like these rows, used in place (zero-copy open). Base rows are read-only;
-//! rows appended after open live in `chunks`, owned and writable.
+//! laid out exactly like these rows, used in place (zero-copy open). Where the segment cannot
+//! be mapped (the browser) and its vectors are to stay on disk, the base is read instead a few
+//! rows at a time, on first use, through a [`RowReader`] (see [`LazyBase`]). Base rows are
+//! read-only; rows appended after open live in `chunks`, owned and writable.
 //!
 //! Owned rows are kept in chunks of a fixed number of rows (about a MiB each), never in one
 //! growing block: growing a block copies it, and both copies exist for a moment. Only the first
@@ -16,10 +18,13 @@
 //! each growth left its old block behind: 100K x 384 vectors loaded 1,000 at a time took 473
 //! MiB of wasm memory for 203 MiB held.
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::OnceLock;
+
 use bytemuck::{Pod, Zeroable};
 
 use crate::bytes::Bytes;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 const FLOATS_PER_LINE: usize = 16;
 
@@ -41,8 +46,70 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// (`EngineConfig::vectors_on_disk`). Read so, a row passes through the operating system's
 /// cache into a buffer of ours and never becomes a resident page of the process.
 pub(crate) trait RowReader: Send + Sync {
-    /// Fills `out` (`dim` floats) with base row `row`.
+    /// Fills `out` with the floats of the base from the start of row `row` on: `dim` of them
+    /// for one vector, or whole rows (`stride` floats each) for several.
     fn read_row(&self, row: usize, out: &mut [f32]) -> Result<()>;
+}
+
+/// Bytes of base rows read at a time into a lazy base: a page, as a mapping would fault in.
+const LAZY_BLOCK_BYTES: usize = 4096;
+
+/// Base rows that are not in memory and cannot be mapped, read through the arena's
+/// [`RowReader`] a block at a time on first use and kept until the engine is rebuilt (after
+/// the next checkpoint, by the facade). Reads happen deep in graph walks and inserts, which
+/// cannot fail; so a failed read gives a row of zeros and is counted, and each operation that
+/// may read checks the count before it returns or commits anything (see
+/// [`VectorArena::failed_since`]).
+struct LazyBase {
+    blocks: Vec<OnceLock<Box<[Line]>>>,
+    rows_per_block: usize,
+    loaded_lines: AtomicUsize,
+    failures: AtomicUsize,
+    first_failure: OnceLock<Error>,
+    zeros: Box<[f32]>,
+}
+
+impl LazyBase {
+    fn new(rows: usize, stride: usize) -> Self {
+        let rows_per_block = (LAZY_BLOCK_BYTES / (stride * 4)).max(1);
+        LazyBase {
+            blocks: (0..rows.div_ceil(rows_per_block))
+                .map(|_| OnceLock::new())
+                .collect(),
+            rows_per_block,
+            loaded_lines: AtomicUsize::new(0),
+            failures: AtomicUsize::new(0),
+            first_failure: OnceLock::new(),
+            zeros: vec![0.0; stride].into_boxed_slice(),
+        }
+    }
+
+    /// Base row `slot` (of `rows`), its block read first if need be.
+    fn row(&self, reader: &dyn RowReader, slot: usize, rows: usize, stride: usize) -> &[f32] {
+        let b = slot / self.rows_per_block;
+        let block = match self.blocks[b].get() {
+            Some(block) => block,
+            None => {
+                let first = b * self.rows_per_block;
+                let n = self.rows_per_block.min(rows - first);
+                let mut lines = vec![Line::zeroed(); n * stride / FLOATS_PER_LINE];
+                if let Err(e) = reader.read_row(first, bytemuck::cast_slice_mut(&mut lines)) {
+                    self.failures.fetch_add(1, Relaxed);
+                    let _ = self.first_failure.set(e);
+                    return &self.zeros;
+                }
+                // Another thread may have read it meanwhile: the first copy stays.
+                if self.blocks[b].set(lines.into_boxed_slice()).is_ok() {
+                    self.loaded_lines
+                        .fetch_add(n * stride / FLOATS_PER_LINE, Relaxed);
+                }
+                self.blocks[b].get().expect("set just above")
+            }
+        };
+        let floats: &[f32] = bytemuck::cast_slice(block);
+        let start = (slot % self.rows_per_block) * stride;
+        &floats[start..start + stride]
+    }
 }
 
 /// Copies of some rows, one cache-line-aligned row each, from [`VectorArena::read_rows`].
@@ -65,6 +132,8 @@ impl RowCopies {
 #[derive(Clone, Copy)]
 pub(crate) struct ArenaView<'a> {
     base: &'a [f32],
+    /// The base when it is read on first use, with its reader.
+    lazy: Option<(&'a LazyBase, &'a dyn RowReader)>,
     chunks: &'a [Vec<Line>],
     base_rows: usize,
     /// log2 of the rows per chunk.
@@ -78,6 +147,9 @@ impl<'a> ArenaView<'a> {
     #[inline(always)]
     pub fn get(&self, slot: usize) -> &'a [f32] {
         let (floats, row): (&[f32], usize) = if slot < self.base_rows {
+            if let Some((lazy, reader)) = self.lazy {
+                return &lazy.row(reader, slot, self.base_rows, self.stride)[..self.dim];
+            }
             (self.base, slot)
         } else {
             let row = slot - self.base_rows;
@@ -105,6 +177,8 @@ pub(crate) struct VectorArena {
     rows: usize,
     /// Where base rows are read when they are to stay out of memory (see [`RowReader`]).
     reader: Option<Box<dyn RowReader>>,
+    /// The base rows read on first use, when the base is not in memory.
+    lazy: Option<LazyBase>,
 }
 
 impl VectorArena {
@@ -120,6 +194,51 @@ impl VectorArena {
             chunk_shift: rows_per_chunk.ilog2(),
             rows: 0,
             reader: None,
+            lazy: None,
+        }
+    }
+
+    /// An arena whose first `rows` rows are not in memory: they are read through `reader` on
+    /// first use (see [`LazyBase`]), and re-scoring reads them as [`Self::set_reader`] says.
+    pub fn lazy(dim: usize, rows: usize, reader: Box<dyn RowReader>) -> Self {
+        let mut arena = VectorArena::new(dim);
+        arena.lazy = Some(LazyBase::new(rows, arena.stride));
+        arena.reader = Some(reader);
+        arena.base_rows = rows;
+        arena.rows = rows;
+        arena
+    }
+
+    /// How many reads of a lazy base have failed so far: an operation notes it before it
+    /// starts and passes it to [`Self::failed_since`] before it returns or commits anything.
+    pub fn read_failures(&self) -> usize {
+        self.lazy
+            .as_ref()
+            .map_or(0, |lazy| lazy.failures.load(Relaxed))
+    }
+
+    /// Fails with the first read error if a read of a lazy base failed since `before` (its
+    /// rows read as zeros meanwhile).
+    pub fn failed_since(&self, before: usize) -> Result<()> {
+        match &self.lazy {
+            Some(lazy) if lazy.failures.load(Relaxed) > before => Err(lazy
+                .first_failure
+                .get()
+                .cloned()
+                .expect("a failure is set before it is counted")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Copies the vector in `slot` into `out` (`dim` floats): a base row kept on disk is read
+    /// through the reader without being kept (a checkpoint streams every row so).
+    pub fn copy_row(&self, slot: usize, out: &mut [f32]) -> Result<()> {
+        match &self.reader {
+            Some(reader) if slot < self.base_rows => reader.read_row(slot, out),
+            _ => {
+                out.copy_from_slice(self.get(slot));
+                Ok(())
+            }
         }
     }
 
@@ -223,6 +342,7 @@ impl VectorArena {
     pub fn view(&self) -> ArenaView<'_> {
         ArenaView {
             base: self.base.as_ref().map_or(&[], |b| bytemuck::cast_slice(b)),
+            lazy: self.lazy.as_ref().zip(self.reader.as_deref()),
             chunks: &self.chunks,
             base_rows: self.base_rows,
             chunk_shift: self.chunk_shift,
@@ -270,21 +390,30 @@ impl VectorArena {
     }
 
     /// Keeps only the rows for which `keep(slot)` holds, in order, all in owned memory (the base
-    /// is released). Used by compaction.
-    pub fn retain(&mut self, keep: impl Fn(usize) -> bool) {
+    /// is released). Used by compaction; fails, changing nothing, if a row kept on disk cannot
+    /// be read.
+    pub fn retain(&mut self, keep: impl Fn(usize) -> bool) -> Result<()> {
         let mut kept = VectorArena::new(self.dim);
         kept.reserve((0..self.rows).filter(|&s| keep(s)).count());
+        let mut row = vec![0.0; self.dim];
         for slot in (0..self.rows).filter(|&s| keep(s)) {
-            kept.push(self.get(slot));
+            self.copy_row(slot, &mut row)?;
+            kept.push(&row);
         }
         *self = kept;
+        Ok(())
     }
 
     /// Bytes of owned memory, including spare capacity (mapped base rows are not counted: they
     /// are the operating system's page cache, shared and evictable).
     pub fn allocated_bytes(&self) -> usize {
+        let lazy = self.lazy.as_ref().map_or(0, |lazy| {
+            lazy.loaded_lines.load(Relaxed) * std::mem::size_of::<Line>()
+                + lazy.blocks.capacity() * std::mem::size_of::<OnceLock<Box<[Line]>>>()
+        });
         self.chunks.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Line>()
             + self.chunks.capacity() * std::mem::size_of::<Vec<Line>>()
+            + lazy
     }
 
     /// Bytes of the mapped base.
@@ -309,7 +438,7 @@ mod tests {
         }
         let floats: &[f32] = bytemuck::cast_slice(&a.chunks[0]);
         assert!(floats[3..16].iter().all(|&x| x == 0.0));
-        a.retain(|s| s == 0 || s == 4);
+        a.retain(|s| s == 0 || s == 4).unwrap();
         assert_eq!(a.rows, 2);
         assert_eq!(a.get(1), &[4.0, 1.0, 2.0]);
     }
@@ -383,7 +512,7 @@ mod tests {
         a.push(&[7.0, 8.0, 9.0]);
         assert_eq!(a.get(1), &[10.0, 11.0, 12.0]);
         assert_eq!(a.get(2), &[7.0, 8.0, 9.0]);
-        a.retain(|s| s != 0);
+        a.retain(|s| s != 0).unwrap();
         assert!(a.base.is_none());
         assert_eq!(a.get(0), &[10.0, 11.0, 12.0]);
         assert_eq!(a.get(1), &[7.0, 8.0, 9.0]);

@@ -2,6 +2,7 @@
 
 use super::hnsw::Graph;
 use super::Engine;
+use crate::error::Result;
 use crate::stats::MemoryStats;
 
 /// Tombstones are compacted away automatically once there are more of them than live points and
@@ -10,14 +11,15 @@ const AUTO_COMPACT_MIN_DEAD: usize = 1024;
 
 impl Engine {
     /// Removes tombstones: live points move down to fill the gaps, keeping their relative order.
-    pub fn compact(&mut self) {
+    /// Fails, changing nothing, if vectors kept on disk cannot be read.
+    pub fn compact(&mut self) -> Result<()> {
         if self.ids.dead() == 0 {
-            return;
+            return Ok(());
         }
-        self.indexes.reset();
         let ids = &self.ids;
         let live = |slot: usize| ids.is_live(slot as u32);
-        self.vectors.retain(live);
+        self.vectors.retain(live)?;
+        self.indexes.reset();
         self.payloads.retain(live);
         self.ids.compact();
         // Rebuild the graph over the live points: when half the nodes are gone, patching their
@@ -27,18 +29,22 @@ impl Engine {
             self.graph = Some(Graph::new(graph.params()));
             // Coded afresh with the new graph, their range chosen from the live points.
             self.codes = None;
+            // Every vector is in memory now: no read can fail.
             if !self.defer_indexing {
-                self.index_pending();
+                let _ = self.index_pending();
             }
         }
+        Ok(())
     }
 
     /// Compacts once tombstones outnumber live points (and pass the minimum): after deletes,
     /// and after upserts, which leave a tombstone per replaced point when there is an index.
+    /// If vectors kept on disk cannot be read, the tombstones wait for the next try (or the
+    /// checkpoint's compaction, which reports the error).
     pub(super) fn maybe_compact(&mut self) {
         let dead = self.ids.dead();
         if dead >= AUTO_COMPACT_MIN_DEAD && dead > self.len() {
-            self.compact();
+            let _ = self.compact();
         }
     }
 
@@ -91,7 +97,7 @@ mod tests {
         assert_eq!(e.tombstones(), 0, "auto-compaction ran");
         assert_eq!(e.ids.slots(), e.len());
         for i in (0..n).step_by(3) {
-            let r = &e.get(&[PointId::Num(i)])[0];
+            let r = &e.get(&[PointId::Num(i)]).unwrap()[0];
             assert_eq!(r.vector.as_deref(), Some(&[i as f32, 0.0][..]));
             assert_eq!(r.payload.as_ref().unwrap()["i"], json!(i));
         }
@@ -116,11 +122,15 @@ mod tests {
         assert!(e.check_known(&[PointId::Num(2)]).is_err());
         e.apply_set_payload(&[PointId::Num(1)], json!({"t": "y"}).as_object().unwrap());
         assert_eq!(
-            e.get(&[PointId::Num(1)])[0].payload.as_ref().unwrap().len(),
+            e.get(&[PointId::Num(1)]).unwrap()[0]
+                .payload
+                .as_ref()
+                .unwrap()
+                .len(),
             3
         );
         e.delete(&[PointId::Num(1)]);
-        e.compact();
+        e.compact().unwrap();
         assert!(e.memory().payloads < base + 100);
     }
 }

@@ -21,11 +21,7 @@ use crate::point::{Distance, PointId};
 pub(crate) struct Image {
     pub rows: usize,
     pub last_seq: u64,
-    /// `rows * stride` little-endian f32, rows padded to `stride` floats.
-    pub vectors: Bytes,
-    /// The same rows read from the file, when they are to stay on disk (the configuration's
-    /// `vectors_on_disk`): re-scoring reads them here instead of through `vectors`' mapping.
-    pub vectors_reader: Option<Box<dyn RowReader>>,
+    pub vectors: ImageVectors,
     pub ids: Vec<PointId>,
     /// `rows + 1` u64 offsets into `payload_data`.
     pub payload_offsets: Bytes,
@@ -40,8 +36,24 @@ pub(crate) struct Image {
     pub file_bytes: u64,
 }
 
-/// One row to write: id, vector (`dim` floats) and payload JSON.
-pub(crate) type ImageRow<'a> = (PointId, &'a [f32], std::borrow::Cow<'a, [u8]>);
+/// A segment's vectors as the engine gets them.
+pub(crate) enum ImageVectors {
+    /// `rows * stride` little-endian f32 (rows padded to `stride` floats) used in place, with a
+    /// reader of the same rows from the file when they are to stay on disk (the
+    /// configuration's `vectors_on_disk`): re-scoring reads there instead of through the
+    /// mapping.
+    InPlace(Bytes, Option<Box<dyn RowReader>>),
+    /// Not in memory (kept on disk where the file cannot be mapped): every row is read through
+    /// the reader, on first use.
+    OnDisk(Box<dyn RowReader>),
+}
+
+/// One row to write: id and payload JSON (its vector comes from [`ImageSource::vectors`]).
+pub(crate) type ImageRow<'a> = (PointId, std::borrow::Cow<'a, [u8]>);
+
+/// Copies row `row`'s vector (`dim` floats) into the buffer: a row kept on disk is read then,
+/// so a checkpoint streams the vectors rather than holding them all.
+pub(crate) type VectorSource<'a> = Box<dyn Fn(usize, &mut [f32]) -> Result<()> + 'a>;
 
 /// What a checkpoint is to hold, from [`Engine::export`]: the rows to write, in slot order of
 /// the new segment.
@@ -51,6 +63,7 @@ pub(crate) struct ImageSource<'a> {
     pub distance: Distance,
     pub last_seq: u64,
     pub rows: Vec<ImageRow<'a>>,
+    pub vectors: VectorSource<'a>,
     /// The graph, numbered by row.
     pub graph: Option<Graph>,
     /// The payload indexes section, numbered by row.
@@ -76,10 +89,17 @@ impl Engine {
             offset: 0,
             detail: "the ids section repeats an id".to_owned(),
         })?;
-        engine.vectors = VectorArena::with_base(engine.config.dimension, seg.vectors, rows);
-        if let Some(reader) = seg.vectors_reader {
-            engine.vectors.set_reader(reader);
-        }
+        let dim = engine.config.dimension;
+        engine.vectors = match seg.vectors {
+            ImageVectors::InPlace(base, reader) => {
+                let mut arena = VectorArena::with_base(dim, base, rows);
+                if let Some(reader) = reader {
+                    arena.set_reader(reader);
+                }
+                arena
+            }
+            ImageVectors::OnDisk(reader) => VectorArena::lazy(dim, rows, reader),
+        };
         engine.indexes =
             PayloadIndexes::with_stored(&engine.config.payload_indexes, seg.payload_indexes);
         engine.payloads = PayloadStore::with_raw(
@@ -112,7 +132,7 @@ impl Engine {
             engine.codes = Codes::from_stored(c.quantization, c.distance, c.dimension, stored);
         }
         // A segment written without an index has all its rows unindexed: build the graph now.
-        engine.index_pending();
+        engine.index_pending()?;
         Ok(engine)
     }
 
@@ -127,7 +147,10 @@ impl Engine {
     /// The live points in id order, as a new segment stores them, with the graph renumbered to
     /// match. Callers index pending slots first; if some remain, the segment is written without
     /// a graph (and the next open rebuilds it) rather than with an incomplete one.
-    pub fn export(&self, last_seq: u64) -> ImageSource<'_> {
+    ///
+    /// Fails if vectors kept on disk cannot be read (the graph's renumbering may read some).
+    pub fn export(&self, last_seq: u64) -> Result<ImageSource<'_>> {
+        let failures = self.vectors.read_failures();
         debug_assert!(
             self.unindexed_slots().is_empty(),
             "export before index_pending"
@@ -142,14 +165,19 @@ impl Engine {
             .as_ref()
             .filter(|_| complete)
             .map(|g| g.remapped(&row_of, &self.space()));
+        self.vectors.failed_since(failures)?;
         let codes = match (&self.codes, &self.graph) {
-            (Some(codes), Some(g)) if complete && codes.rows() == g.len() => {
-                let slots: Vec<u32> = self.ids.by_id(None).map(|(_, slot)| slot).collect();
-                codes.section(&slots)
-            }
+            (Some(codes), Some(g)) if complete && codes.rows() == g.len() => codes.section(
+                &self
+                    .ids
+                    .by_id(None)
+                    .map(|(_, slot)| slot)
+                    .collect::<Vec<_>>(),
+            ),
             _ => Vec::new(),
         };
-        ImageSource {
+        let slots: Vec<u32> = self.ids.by_id(None).map(|(_, slot)| slot).collect();
+        Ok(ImageSource {
             graph,
             payload_indexes: self
                 .indexes
@@ -162,11 +190,9 @@ impl Engine {
             rows: self
                 .ids
                 .by_id(None)
-                .map(|(id, slot)| {
-                    let slot = slot as usize;
-                    (id, self.vectors.get(slot), self.payloads.json(slot))
-                })
+                .map(|(id, slot)| (id, self.payloads.json(slot as usize)))
                 .collect(),
-        }
+            vectors: Box::new(move |row, out| self.vectors.copy_row(slots[row] as usize, out)),
+        })
     }
 }

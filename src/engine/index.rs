@@ -7,6 +7,7 @@ use super::quantized::Codes;
 use super::{sketch, Engine};
 use crate::config::{EngineConfig, HnswConfig, Quantization};
 use crate::distance::{self, closeness_key, Kernel, Kernel4};
+use crate::error::Result;
 use crate::point::{Distance, Payload};
 use crate::search::SearchRequest;
 
@@ -72,7 +73,8 @@ impl Engine {
     /// (faulting in mapped files) and runs a few searches through the upper layers. Returns a
     /// checksum of what it read, so the reads cannot be optimised away.
     pub fn warm_up(&mut self) -> u64 {
-        self.index_pending();
+        // A failed read leaves the rest to be searched exactly, and the next write retries.
+        let _ = self.index_pending();
         self.build_payload_indexes();
         const PAGE: usize = 4096;
         let slots = self.ids.slots();
@@ -131,14 +133,15 @@ impl Engine {
     }
 
     /// Inserts every unindexed slot into the graph.
-    pub fn index_pending(&mut self) {
-        self.index_pending_up_to(usize::MAX);
+    pub fn index_pending(&mut self) -> Result<()> {
+        self.index_pending_up_to(usize::MAX).map(drop)
     }
 
     /// Inserts up to `max` unindexed slots into the graph, in batches whose plans may be
     /// computed in parallel (the result does not depend on how they are scheduled or chunked);
-    /// returns how many remain.
-    pub fn index_pending_up_to(&mut self, max: usize) -> usize {
+    /// returns how many remain. Fails if vectors kept on disk cannot be read: the slots not
+    /// inserted stay unindexed (searched exactly) until the next try.
+    pub fn index_pending_up_to(&mut self, max: usize) -> Result<usize> {
         let remaining = self.insert_pending_up_to(max);
         self.code_graph_nodes();
         remaining
@@ -156,6 +159,7 @@ impl Engine {
             return;
         };
         let nodes = graph.len();
+        let failures = self.vectors.read_failures();
         let vectors = self.vectors.view();
         let stale = self
             .codes
@@ -175,15 +179,22 @@ impl Engine {
                 codes.push(vectors.get(slot));
             }
         }
+        // Codes of rows that could not be read are wrong: the graph walks the vectors until
+        // the next try codes them afresh.
+        if self.vectors.failed_since(failures).is_err() {
+            self.codes = None;
+        }
     }
 
-    fn insert_pending_up_to(&mut self, max: usize) -> usize {
+    fn insert_pending_up_to(&mut self, max: usize) -> Result<usize> {
         let pending = self.unindexed_slots();
         let remaining = pending.len().saturating_sub(max);
         let pending = pending.start..pending.end - remaining;
         let Some(graph) = self.graph.as_mut() else {
-            return 0;
+            return Ok(0);
         };
+        let vectors = &self.vectors;
+        let failures = vectors.read_failures();
         let space = ArenaSpace {
             vectors: self.vectors.view(),
             kernel: self.kernel,
@@ -203,11 +214,14 @@ impl Engine {
                     graph.plan(batch[i], levels[i], &space, &live)
                 })
             };
+            // Plans made with rows that could not be read are not committed.
+            vectors.failed_since(failures)?;
             for (i, plan) in plans.into_iter().enumerate() {
                 graph.commit(batch[i], plan, &batch[..i], &space);
             }
         }
-        remaining
+        vectors.failed_since(failures)?;
+        Ok(remaining)
     }
 
     /// The engine's vectors as the graph sees them.

@@ -21,12 +21,16 @@ impl Engine {
     }
 
     /// The points with these ids, payload and vector included, in the order asked; ids not
-    /// stored are skipped (as Qdrant).
-    pub fn get(&self, ids: &[PointId]) -> Vec<Record> {
-        ids.iter()
+    /// stored are skipped (as Qdrant). Fails if vectors kept on disk cannot be read.
+    pub fn get(&self, ids: &[PointId]) -> Result<Vec<Record>> {
+        let failures = self.vectors.read_failures();
+        let records = ids
+            .iter()
             .filter_map(|&id| self.ids.slot_of(id))
             .map(|slot| self.record(slot as usize, true, true))
-            .collect()
+            .collect();
+        self.vectors.failed_since(failures)?;
+        Ok(records)
     }
 
     /// The ids of the points matching `filter`, in id order (delete-by-filter resolves to
@@ -86,11 +90,13 @@ impl Engine {
                 .as_ref()
                 .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize)))
         });
+        let failures = self.vectors.read_failures();
         let points = matching
             .by_ref()
             .take(req.limit)
             .map(|(_, slot)| self.record(slot as usize, req.with_payload, req.with_vector))
             .collect();
+        self.vectors.failed_since(failures)?;
         Ok(ScrollResponse {
             points,
             next_page_offset: matching.next().map(|(id, _)| id),
@@ -104,8 +110,10 @@ impl Engine {
         if self.ids.len() == 0 || slots == 0 {
             return None;
         }
-        (0..slots)
+        let failures = self.vectors.read_failures();
+        let sample = (0..slots)
             .map(|i| (k + i) % slots)
-            .find_map(|s| Some((self.ids.id_at(s)?, self.vectors.get(s).to_vec())))
+            .find_map(|s| Some((self.ids.id_at(s)?, self.vectors.get(s).to_vec())));
+        sample.filter(|_| self.vectors.failed_since(failures).is_ok())
     }
 }

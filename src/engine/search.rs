@@ -237,6 +237,7 @@ impl Engine {
     /// Searches for several queries. Each uses the HNSW index when it applies (see
     /// [`Engine::approximate`]); the others share one exact pass over the arena.
     pub fn search_batch(&self, reqs: &[SearchRequest]) -> Result<Vec<SearchResponse>> {
+        let failures = self.vectors.read_failures();
         let queries = reqs
             .iter()
             .map(|r| self.prepare(r))
@@ -247,11 +248,14 @@ impl Engine {
             .map(|(q, r)| self.indexed_answer(q, r))
             .collect::<Result<_>>()?;
         self.scan_unanswered(&queries, &mut answers);
-        Ok(reqs
+        let responses = reqs
             .iter()
             .zip(answers)
             .map(|(req, answer)| self.response(req, answer.expect("every query was answered")))
-            .collect())
+            .collect();
+        // Rows kept on disk that could not be read were scored as zeros: no answer then.
+        self.vectors.failed_since(failures)?;
+        Ok(responses)
     }
 
     /// A query's answer from an index: the graph when it applies, else the candidates of an

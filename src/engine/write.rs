@@ -92,8 +92,10 @@ impl Engine {
     /// Inserts new points and replaces existing ones; the batch must have passed
     /// [`Engine::validate_upsert`].
     pub fn apply_upsert(&mut self, points: Vec<Point>) -> UpsertSummary {
+        // The batch is in the log already: if vectors kept on disk cannot be read, its points
+        // wait outside the graph (searched exactly) for the next try.
         if !self.defer_indexing {
-            self.index_pending();
+            let _ = self.index_pending();
         }
         self.vectors.reserve(points.len());
         self.ids.reserve(points.len());
@@ -111,7 +113,7 @@ impl Engine {
         }
         drop(points);
         if !self.defer_indexing {
-            self.index_pending();
+            let _ = self.index_pending();
         }
         self.maybe_compact();
         summary
@@ -247,7 +249,7 @@ mod tests {
             }
         );
         assert_eq!(e.len(), 1);
-        let r = &e.get(&[PointId::Num(1)])[0];
+        let r = &e.get(&[PointId::Num(1)]).unwrap()[0];
         assert_eq!(r.vector.as_deref(), Some(&[0.0, 2.0][..]));
         assert_eq!(
             r.payload.as_ref().unwrap(),

@@ -120,7 +120,7 @@ pub(super) fn stage_generation(
     let segment_bytes = match segment {
         Some((engine, last_seq)) => {
             let seg_name = segment::file_name(manifest.generation);
-            segment::write(storage, &seg_name, &engine.export(last_seq))?
+            segment::write(storage, &seg_name, &engine.export(last_seq)?)?
         }
         None => 0,
     };

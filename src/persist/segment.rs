@@ -4,7 +4,7 @@
 
 use crate::bytes::Bytes;
 use crate::engine::hnsw::{Graph, GraphParams, GraphParts, NONE};
-use crate::engine::image::{Image, ImageSource};
+use crate::engine::image::{Image, ImageSource, ImageVectors};
 use crate::engine::payload_index::StoredIndexes;
 use crate::engine::quantized::{
     self, StoredCoder, StoredCodes, BINARY_KIND, SECTION_PREAMBLE, SQ8_KIND,
@@ -127,10 +127,10 @@ fn write_vectors(file: &dyn StorageFile, tmp: &str, src: &ImageSource) -> Result
         Ok(())
     };
     let mut chunk = Vec::with_capacity(1 << 20);
-    let pad = vec![0f32; src.stride - src.dim];
-    for (_, v, _) in &src.rows {
-        codec::put_f32s(&mut chunk, v);
-        codec::put_f32s(&mut chunk, &pad);
+    let mut row = vec![0f32; src.stride];
+    for i in 0..src.rows.len() {
+        (src.vectors)(i, &mut row[..src.dim])?;
+        codec::put_f32s(&mut chunk, &row);
         if chunk.len() >= 1 << 20 {
             flush(&mut chunk)?;
         }
@@ -145,7 +145,7 @@ fn row_sections(src: &ImageSource) -> [Vec<u8>; 3] {
     let mut ids = Vec::with_capacity(rows * ID_BYTES);
     let mut offsets = Vec::with_capacity((rows + 1) * 8);
     let mut data = Vec::new();
-    for (id, _, payload) in &src.rows {
+    for (id, payload) in &src.rows {
         codec::put_id(&mut ids, *id);
         codec::put_u64(&mut offsets, data.len() as u64);
         data.extend_from_slice(payload);
@@ -326,29 +326,74 @@ fn section_views(
     file: Option<&dyn StorageFile>,
 ) -> Result<Vec<Bytes>> {
     let mut views = Vec::with_capacity(h.sections.len());
-    for (i, s) in h.sections.iter().enumerate() {
-        let what = SECTIONS[i];
-        let range = usize::try_from(s.at)
-            .ok()
-            .zip(usize::try_from(s.len).ok())
-            .and_then(|(a, l)| Some(a..a.checked_add(l)?))
-            .filter(|r| r.end <= bytes.len() && r.start % 64 == 0)
-            .ok_or_else(|| damage.at(s.at, format!("{what} section lies outside the file")))?;
-        if expected[i].is_some_and(|e| e != range.len()) {
-            return Err(damage.at(s.at, format!("{what} section has the wrong length")));
-        }
+    for i in 0..h.sections.len() {
+        let range = section_range(h, i, bytes.len() as u64, expected, damage)?;
         // A database that keeps its vectors on disk is checked through reads, so that the
         // check leaves resident only the pages its searches then use, not the vectors.
         let crc = match file {
             Some(file) => crc_by_reads(file, damage.0, range.clone())?,
             None => codec::crc(&bytes[range.clone()]),
         };
-        if crc != s.crc {
-            return Err(damage.at(s.at, format!("{what} section checksum mismatch")));
-        }
+        check_crc(h, i, crc, damage)?;
         views.push(bytes.slice(range));
     }
     Ok(views)
+}
+
+/// The sections of a segment that cannot be mapped, read one by one, all but the vectors,
+/// which stay on disk (checked by reads; an empty view stands for them).
+fn section_copies(
+    file: &dyn StorageFile,
+    file_len: u64,
+    h: &Header,
+    expected: &[Option<usize>],
+    damage: Damage,
+) -> Result<Vec<Bytes>> {
+    let mut views = Vec::with_capacity(h.sections.len());
+    for i in 0..h.sections.len() {
+        let range = section_range(h, i, file_len, expected, damage)?;
+        if i == VECTORS {
+            check_crc(h, i, crc_by_reads(file, damage.0, range)?, damage)?;
+            views.push(Bytes::from(Vec::new()));
+            continue;
+        }
+        let copy = Bytes::read_aligned(range.len(), |buf| file.read_at(range.start as u64, buf))
+            .map_err(io_error("read", damage.0))?;
+        check_crc(h, i, codec::crc(&copy), damage)?;
+        views.push(copy);
+    }
+    Ok(views)
+}
+
+/// Section `i`'s bytes in the file, checked to lie inside it, aligned, of the expected length.
+fn section_range(
+    h: &Header,
+    i: usize,
+    file_len: u64,
+    expected: &[Option<usize>],
+    damage: Damage,
+) -> Result<std::ops::Range<usize>> {
+    let (s, what) = (&h.sections[i], SECTIONS[i]);
+    let range = usize::try_from(s.at)
+        .ok()
+        .zip(usize::try_from(s.len).ok())
+        .and_then(|(a, l)| Some(a..a.checked_add(l)?))
+        .filter(|r| r.end as u64 <= file_len && r.start % 64 == 0)
+        .ok_or_else(|| damage.at(s.at, format!("{what} section lies outside the file")))?;
+    if expected[i].is_some_and(|e| e != range.len()) {
+        return Err(damage.at(s.at, format!("{what} section has the wrong length")));
+    }
+    Ok(range)
+}
+
+fn check_crc(h: &Header, i: usize, crc: u32, damage: Damage) -> Result<()> {
+    match crc == h.sections[i].crc {
+        true => Ok(()),
+        false => Err(damage.at(
+            h.sections[i].at,
+            format!("{} section checksum mismatch", SECTIONS[i]),
+        )),
+    }
 }
 
 /// The CRC-32C of `range` of `file`, read a MiB at a time.
@@ -514,10 +559,7 @@ pub(crate) fn read(
     distance: Distance,
     vectors_on_disk: bool,
 ) -> Result<Image> {
-    let bytes = storage.read_all(name).map_err(io_error("read", name))?;
     let damage = Damage(name);
-    let h = read_header(&bytes, damage)?;
-    let rows = check_against_manifest(&h, dim, distance, damage)?;
     let file = match vectors_on_disk {
         true => Some(
             storage
@@ -526,8 +568,29 @@ pub(crate) fn read(
         ),
         false => None,
     };
+    // Vectors to stay on disk where the file cannot be mapped: read the other sections only.
+    let unmapped = vectors_on_disk && !storage.maps_files();
+    let (bytes, file_len) = match file.as_deref().filter(|_| unmapped) {
+        Some(file) => {
+            let len = file.len().map_err(io_error("read", name))?;
+            let head =
+                Bytes::read_aligned(len.min(HEADER_BYTES) as usize, |buf| file.read_at(0, buf))
+                    .map_err(io_error("read", name))?;
+            (head, len)
+        }
+        None => {
+            let bytes = storage.read_all(name).map_err(io_error("read", name))?;
+            let len = bytes.len() as u64;
+            (bytes, len)
+        }
+    };
+    let h = read_header(&bytes, damage)?;
+    let rows = check_against_manifest(&h, dim, distance, damage)?;
     let expected = expected_lengths(&h, rows, stride);
-    let views = section_views(&bytes, &h, &expected, damage, file.as_deref())?;
+    let views = match file.as_deref().filter(|_| unmapped) {
+        Some(file) => section_copies(file, file_len, &h, &expected, damage)?,
+        None => section_views(&bytes, &h, &expected, damage, file.as_deref())?,
+    };
     check_sketches(&views, &h, rows, damage)?;
     let graph = if h.graph {
         Some(read_graph(&views, &h, rows, damage)?)
@@ -538,7 +601,7 @@ pub(crate) fn read(
     // read only for the payloads asked for) are read from the file too when the vectors stay
     // on disk: read through the mapping, their pages would stay resident (2.4 MiB for 100K).
     let section = |i: usize| -> Result<std::borrow::Cow<'_, [u8]>> {
-        let Some(file) = file.as_deref() else {
+        let Some(file) = file.as_deref().filter(|_| !unmapped) else {
             return Ok(std::borrow::Cow::Borrowed(&views[i]));
         };
         let mut copy = vec![0u8; views[i].len()];
@@ -563,25 +626,30 @@ pub(crate) fn read(
     Ok(Image {
         rows,
         last_seq: h.last_seq,
-        vectors: views[VECTORS].clone(),
-        vectors_reader: file.map(|file| -> Box<dyn RowReader> {
-            // Read ahead, the open's check above was quicker; a row at a time, read-ahead
-            // only evicts pages (measured within a memory limit: +49% queries/s without it).
-            file.advise_random_reads();
-            Box::new(FileRows {
-                file,
-                name: name.to_owned(),
-                at: h.sections[VECTORS].at,
-                row_bytes: (stride * 4) as u64,
-            })
-        }),
+        vectors: {
+            let reader = file.map(|file| -> Box<dyn RowReader> {
+                // Read ahead, the open's check above was quicker; a row at a time, read-ahead
+                // only evicts pages (measured within a memory limit: +49% queries/s without it).
+                file.advise_random_reads();
+                Box::new(FileRows {
+                    file,
+                    name: name.to_owned(),
+                    at: h.sections[VECTORS].at,
+                    row_bytes: (stride * 4) as u64,
+                })
+            });
+            match (reader, unmapped) {
+                (Some(reader), true) => ImageVectors::OnDisk(reader),
+                (reader, _) => ImageVectors::InPlace(views[VECTORS].clone(), reader),
+            }
+        },
         ids,
         payload_offsets: views[PAYLOAD_OFFSETS].clone(),
         payload_data: views[PAYLOAD_DATA].clone(),
         graph,
         payload_indexes,
         codes,
-        file_bytes: bytes.len() as u64,
+        file_bytes: file_len,
     })
 }
 
@@ -840,17 +908,15 @@ mod tests {
             upper,
             sketches: Some(Bytes::from(sketches)),
         });
-        let rows = vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
+        let rows = (0..vectors.len())
+            .map(|i| {
                 let id = if i == 4 {
                     PointId::Uuid(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210)
                 } else {
                     PointId::Num(10 + i as u64)
                 };
                 let payload = format!("{{\"n\":{i}}}").into_bytes();
-                (id, &v[..], std::borrow::Cow::Owned(payload))
+                (id, std::borrow::Cow::Owned(payload))
             })
             .collect();
         let payloads: Vec<crate::Payload> = (0..5)
@@ -866,6 +932,10 @@ mod tests {
             distance: Distance::Cosine,
             last_seq: 99,
             rows,
+            vectors: Box::new(|row, out: &mut [f32]| {
+                out.copy_from_slice(&vectors[row]);
+                Ok(())
+            }),
             graph: Some(graph),
             payload_indexes,
             codes: Vec::new(),
@@ -875,7 +945,7 @@ mod tests {
     /// Writes `engine` to a segment and opens an engine over it with `config`.
     fn round_trip(engine: &Engine, config: EngineConfig) -> Engine {
         let storage = MemoryStorage::new();
-        write(&storage, "s.seg", &engine.export(1)).unwrap();
+        write(&storage, "s.seg", &engine.export(1).unwrap()).unwrap();
         let image = read(
             &storage,
             "s.seg",
@@ -997,26 +1067,43 @@ mod tests {
         let storage = MemoryStorage::new();
         write(&storage, "v.seg", &small_source(&vectors)).unwrap();
         let image = read(&storage, "v.seg", 3, 4, Distance::Cosine, true).unwrap();
-        let reader = image.vectors_reader.expect("a reader on disk");
+        // A storage that cannot map files: the other sections are read, the vectors are not.
+        assert!(!storage.maps_files());
+        let ImageVectors::OnDisk(reader) = image.vectors else {
+            panic!("the vectors were read into memory");
+        };
+        assert_eq!(image.ids.len(), 5);
         let mut row = [0f32; 3];
         reader.read_row(4, &mut row).unwrap();
         assert_eq!(row, vectors[4]);
-        // A flipped bit in the vectors is found by the reads, as by the mapping.
-        let mut bad = storage.read_all("v.seg").unwrap().to_vec();
-        bad[HEADER_BYTES as usize + 4 * 4 + 5] ^= 1;
-        storage.remove("v.seg").unwrap();
-        storage
-            .open("v.seg", OpenMode::CreateIfMissing)
-            .unwrap()
-            .write_at(0, &bad)
-            .unwrap();
-        for on_disk in [false, true] {
-            let refused = read(&storage, "v.seg", 3, 4, Distance::Cosine, on_disk);
-            assert!(
-                matches!(&refused, Err(Error::Corrupt { detail, .. }) if detail.contains("vectors section checksum")),
-                "{:?}",
-                refused.err()
-            );
+        // Two rows at once, padding included.
+        let mut rows = [0f32; 8];
+        reader.read_row(1, &mut rows).unwrap();
+        assert_eq!(rows, [1.0, 2.0, -1.0, 0.0, 2.0, 2.0, -1.0, 0.0]);
+        let good = storage.read_all("v.seg").unwrap().to_vec();
+        let ids_at = read_header(&good, Damage("v.seg")).unwrap().sections[IDS].at as usize;
+        // A flipped bit in the vectors is found by the reads, as by the mapping, and one in
+        // another section by the copy read of it.
+        for (at, section) in [
+            (HEADER_BYTES as usize + 4 * 4 + 5, "vectors"),
+            (ids_at, "ids"),
+        ] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            storage.remove("v.seg").unwrap();
+            storage
+                .open("v.seg", OpenMode::CreateIfMissing)
+                .unwrap()
+                .write_at(0, &bad)
+                .unwrap();
+            for on_disk in [false, true] {
+                let refused = read(&storage, "v.seg", 3, 4, Distance::Cosine, on_disk);
+                assert!(
+                    matches!(&refused, Err(Error::Corrupt { detail, .. }) if detail.contains(&format!("{section} section checksum"))),
+                    "{:?}",
+                    refused.err()
+                );
+            }
         }
     }
 
@@ -1072,7 +1159,7 @@ mod tests {
             engine.upsert((0..1500).map(point).collect()).unwrap();
             let expected = answers(&engine);
             let storage = MemoryStorage::new();
-            write(&storage, "coded.seg", &engine.export(7)).unwrap();
+            write(&storage, "coded.seg", &engine.export(7).unwrap()).unwrap();
             let read_back = || read(&storage, "coded.seg", 256, 256, distance, false).unwrap();
             let image = read_back();
             let stored = image.codes.as_ref().expect("a codes section");
@@ -1113,7 +1200,7 @@ mod tests {
             );
             // Deleted points leave the segment's codes with their rows.
             engine.delete(&[PointId::Num(3), PointId::Num(700)]);
-            write(&storage, "coded.seg", &engine.export(8)).unwrap();
+            write(&storage, "coded.seg", &engine.export(8).unwrap()).unwrap();
             let image = read_back();
             assert_eq!(image.codes.as_ref().unwrap().rows, 1498);
             let reopened = Engine::from_image(coded, image).unwrap();
@@ -1150,7 +1237,7 @@ mod tests {
             .upsert((0..1100).map(|i| Point::new(i, v(i))).collect())
             .unwrap();
         let storage = MemoryStorage::new();
-        write(&storage, "good.seg", &engine.export(1)).unwrap();
+        write(&storage, "good.seg", &engine.export(1).unwrap()).unwrap();
         let good = storage.read_all("good.seg").unwrap().to_vec();
         let descriptor = 56 + CODES * 24;
         let at = u64::from_le_bytes(good[descriptor..descriptor + 8].try_into().unwrap()) as usize;
@@ -1223,7 +1310,7 @@ mod tests {
             )
             .unwrap();
         let storage = MemoryStorage::new();
-        write(&storage, "v3.seg", &engine.export(7)).unwrap();
+        write(&storage, "v3.seg", &engine.export(7).unwrap()).unwrap();
         let read_back =
             |name: &str| read(&storage, name, 256, 256, Distance::Cosine, false).unwrap();
         let v3 = read_back("v3.seg");

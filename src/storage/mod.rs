@@ -104,6 +104,18 @@ pub trait Storage: Send + Sync {
     /// The whole content of a file, without copying where the backend can (a memory map).
     /// The file must not change while the bytes are alive: only immutable files are read so.
     fn read_all(&self, name: &str) -> io::Result<Bytes>;
+    /// Whether [`Storage::read_all`] maps files rather than copying them. A database that
+    /// keeps its vectors on disk (`EmbeddedConfig::vectors_on_disk`) reads a segment whole
+    /// where it is mapped, and otherwise reads every section but the vectors, so that they
+    /// stay out of memory. `false` by default.
+    ///
+    /// ```
+    /// use grape_vector_db::storage::{MemoryStorage, Storage};
+    /// assert!(!MemoryStorage::new().maps_files());
+    /// ```
+    fn maps_files(&self) -> bool {
+        false
+    }
     /// Names of the files in the directory.
     fn list(&self) -> io::Result<Vec<String>>;
     /// Deletes a file; deleting a missing file is not an error.

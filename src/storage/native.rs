@@ -232,6 +232,10 @@ impl Storage for FsStorage {
         Ok(Box::new(FsFile(file)))
     }
 
+    fn maps_files(&self) -> bool {
+        true
+    }
+
     fn read_all(&self, name: &str) -> io::Result<Bytes> {
         let file = File::open(self.path(name))?;
         if file.metadata()?.len() == 0 {

@@ -21,6 +21,8 @@ export interface OpenOptions {
   hnsw?: { m?: number; efConstruction?: number; ef?: number; fullScanThreshold?: number } | false;
   /** "sq8": the graph search walks 8-bit codes of the vectors (a quarter of the memory per step) and scores its best candidates again with the vectors, so scores stay exact. "binary": 1-bit codes (a 32nd), for vectors of 768 dimensions and more. Default "none". Cosine, Dot and Euclid; needs `hnsw`. */
   quantization?: "none" | "sq8" | "binary";
+  /** With `quantization`: keep the vectors of the last checkpoint in storage (OPFS, IndexedDB, Node's files) and read a vector only when it is needed (re-scoring, inserts, checkpoints), so that memory holds the codes and the graph but not the vectors. Default false. */
+  vectorsOnDisk?: boolean;
   payloadIndexes?: string[];
   maxPoints?: number;
   maxMemoryMb?: number;

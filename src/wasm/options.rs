@@ -81,6 +81,10 @@ pub(super) struct OpenOptions {
     /// `"none"`, `"sq8"` or `"binary"`, as [`Quantization`].
     #[serde(default)]
     quantization: Quantization,
+    /// Keep the vectors of the last checkpoint in storage, read only when needed (with
+    /// `quantization`), as `EmbeddedConfig::vectors_on_disk`.
+    #[serde(default)]
+    vectors_on_disk: bool,
     #[serde(default)]
     payload_indexes: Vec<String>,
     max_points: Option<usize>,
@@ -130,7 +134,10 @@ impl OpenOptions {
         for key in &self.payload_indexes {
             b = b.payload_index(key.clone());
         }
-        b = b.hnsw(self.hnsw()).quantization(self.quantization);
+        b = b
+            .hnsw(self.hnsw())
+            .quantization(self.quantization)
+            .vectors_on_disk(self.vectors_on_disk);
         // The engine's log durability: OPFS and Node's files can fsync a write before
         // returning; the other modes buffer and become durable at `flush()` (called on a timer for "batched").
         b = b.durability(match self.durability {
@@ -218,6 +225,14 @@ mod tests {
         let binary: OpenOptions =
             serde_json::from_str(r#"{"dimension": 4, "quantization": "binary"}"#).unwrap();
         assert_eq!(binary.config().unwrap().quantization, Quantization::Binary);
+        let on_disk: OpenOptions = serde_json::from_str(
+            r#"{"dimension": 4, "quantization": "sq8", "vectorsOnDisk": true}"#,
+        )
+        .unwrap();
+        assert!(on_disk.config().unwrap().vectors_on_disk);
+        let alone: OpenOptions =
+            serde_json::from_str(r#"{"dimension": 4, "vectorsOnDisk": true}"#).unwrap();
+        assert!(matches!(alone.config(), Err(Error::InvalidConfig(_))));
         let off: OpenOptions = serde_json::from_str(r#"{"dimension": 4, "hnsw": false}"#).unwrap();
         assert!(off.config().unwrap().hnsw.is_none());
         assert!(serde_json::from_str::<OpenOptions>(r#"{"dimension": 4, "typo": 1}"#).is_err());
