@@ -53,6 +53,30 @@ test("a database on Node's files is there for the next process", async (t) => {
   assert.deepEqual(JSON.parse(seen), [49, 20, 0]);
 });
 
+test("vectors kept on Node's files are read when needed, with the answers of vectors held", async (t) => {
+  const dir = freshDir(t);
+  const options = { dimension: 16, path: dir, quantization: "sq8", vectorsOnDisk: true,
+    hnsw: { fullScanThreshold: 100 } };
+  const vector = (i) => Array.from({ length: 16 }, (_, d) => ((i * 31 + d * 17) % 97) / 97 - 0.5);
+  const db = await GrapeDB.open(options);
+  db.upsert(Array.from({ length: 3000 }, (_, i) => ({ id: i, vector: vector(i) })));
+  const search = (db) => JSON.stringify(db.search(vector(5000), { limit: 5 }));
+  const before = search(db);
+  const held = db.stats().memory.vectors;
+  await db.checkpoint();
+  const after = db.stats().memory;
+  assert.ok(after.vectors < held / 4, `${after.vectors} bytes of vectors held, ${held} before`);
+  assert.equal(after.mapped, 0);
+  assert.equal(search(db), before);
+  await db.close();
+  const seen = runChild(dir, `
+    const db = await GrapeDB.open(${JSON.stringify(options)});
+    console.log(JSON.stringify([db.count(), JSON.stringify(db.search(${JSON.stringify(vector(5000))}, { limit: 5 })),
+      db.get([42])[0].vector.length]));
+    await db.close();`);
+  assert.deepEqual(JSON.parse(seen), [3000, before, 16]);
+});
+
 test("storage \"auto\" in Node uses files when a path is given, memory without", async (t) => {
   const dir = freshDir(t);
   const onDisk = await GrapeDB.open({ dimension: 3, storage: "auto", path: dir });

@@ -6,7 +6,7 @@ import type { ErrorCode, Filter, GrapeError, Metrics } from "../../pkg/index.js"
 export async function everyCall(): Promise<void> {
   await init();
   const db: GrapeDB = await GrapeDB.open({ name: "notes", dimension: 3, storage: "auto", payloadIndexes: ["tag"] });
-  const inNode: GrapeDB = await GrapeDB.open({ dimension: 3, path: "./data/notes", durability: "sync", quantization: "sq8" });
+  const inNode: GrapeDB = await GrapeDB.open({ dimension: 3, path: "./data/notes", durability: "sync", quantization: "sq8", vectorsOnDisk: true });
   const onDisk: "fs" | "opfs" | "indexeddb" | "memory" = inNode.stats().backend;
   await inNode.close();
   const summary: { inserted: number; updated: number } = db.upsert([
