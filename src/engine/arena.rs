@@ -18,7 +18,8 @@
 //! each growth left its old block behind: 100K x 384 vectors loaded 1,000 at a time took 473
 //! MiB of wasm memory for 203 MiB held.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::OnceLock;
 
 use bytemuck::{Pod, Zeroable};
@@ -94,8 +95,10 @@ impl LazyBase {
                 let n = self.rows_per_block.min(rows - first);
                 let mut lines = vec![Line::zeroed(); n * stride / FLOATS_PER_LINE];
                 if let Err(e) = reader.read_row(first, bytemuck::cast_slice_mut(&mut lines)) {
-                    self.failures.fetch_add(1, Relaxed);
+                    // Set before it is counted (released with the count), so whoever sees the
+                    // count finds an error to report.
                     let _ = self.first_failure.set(e);
+                    self.failures.fetch_add(1, Release);
                     return &self.zeros;
                 }
                 // Another thread may have read it meanwhile: the first copy stays.
@@ -214,14 +217,14 @@ impl VectorArena {
     pub fn read_failures(&self) -> usize {
         self.lazy
             .as_ref()
-            .map_or(0, |lazy| lazy.failures.load(Relaxed))
+            .map_or(0, |lazy| lazy.failures.load(Acquire))
     }
 
     /// Fails with the first read error if a read of a lazy base failed since `before` (its
     /// rows read as zeros meanwhile).
     pub fn failed_since(&self, before: usize) -> Result<()> {
         match &self.lazy {
-            Some(lazy) if lazy.failures.load(Relaxed) > before => Err(lazy
+            Some(lazy) if lazy.failures.load(Acquire) > before => Err(lazy
                 .first_failure
                 .get()
                 .cloned()
@@ -516,6 +519,72 @@ mod tests {
         assert!(a.base.is_none());
         assert_eq!(a.get(0), &[10.0, 11.0, 12.0]);
         assert_eq!(a.get(1), &[7.0, 8.0, 9.0]);
+    }
+
+    /// Base rows in memory, read as a file would be; reads fail while `failing` is set.
+    struct Rows {
+        floats: Vec<f32>,
+        failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        reads: std::sync::Arc<AtomicUsize>,
+    }
+
+    impl RowReader for Rows {
+        fn read_row(&self, row: usize, out: &mut [f32]) -> Result<()> {
+            self.reads.fetch_add(1, Relaxed);
+            if self.failing.load(Relaxed) {
+                return Err(Error::io(
+                    "read",
+                    "seg-1",
+                    std::io::Error::other("bad sector"),
+                ));
+            }
+            let at = row * stride_for(3);
+            out.copy_from_slice(&self.floats[at..at + out.len()]);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_lazy_base_reads_a_block_on_first_use_and_reports_failed_reads() {
+        let rows = 1000;
+        let floats: Vec<f32> = bytemuck::cast_slice(&base_bytes(rows, 3)).to_vec();
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reads = std::sync::Arc::new(AtomicUsize::new(0));
+        let reader = Rows {
+            floats,
+            failing: failing.clone(),
+            reads: reads.clone(),
+        };
+        let mut a = VectorArena::lazy(3, rows, Box::new(reader));
+        let bookkeeping = a.allocated_bytes();
+        assert_eq!(a.mapped_bytes(), 0);
+        assert_eq!(a.get(5), &[50.0, 51.0, 52.0]);
+        // 4 KiB blocks of 16-float rows: 64 rows a block, read once.
+        assert_eq!(a.get(63), &[630.0, 631.0, 632.0]);
+        assert_eq!(reads.load(Relaxed), 1);
+        assert_eq!(a.allocated_bytes(), bookkeeping + 4096);
+        a.push(&[1.0, 2.0, 3.0]);
+        assert_eq!(a.get(rows), &[1.0, 2.0, 3.0]);
+
+        let before = a.read_failures();
+        failing.store(true, Relaxed);
+        assert_eq!(a.get(999), &[0.0; 3], "a failed read gives zeros");
+        assert_eq!(a.get(5), &[50.0, 51.0, 52.0], "a block read stays");
+        let err = a.failed_since(before).unwrap_err();
+        assert!(err.to_string().contains("bad sector"), "{err}");
+        assert!(a.retain(|_| true).is_err());
+        assert!(a.lazy.is_some(), "a failed compaction changes nothing");
+        assert_eq!(a.get(rows), &[1.0, 2.0, 3.0]);
+        failing.store(false, Relaxed);
+        // Not kept: the block is read again once the disk answers.
+        let before = a.read_failures();
+        assert_eq!(a.get(999), &[9990.0, 9991.0, 9992.0]);
+        assert!(a.failed_since(before).is_ok());
+        let mut row = [0.0; 3];
+        a.copy_row(998, &mut row).unwrap();
+        assert_eq!(row, [9980.0, 9981.0, 9982.0]);
+        a.retain(|s| s % 2 == 0).unwrap();
+        assert_eq!(a.get(499), &[9980.0, 9981.0, 9982.0]);
     }
 
     #[test]
