@@ -170,14 +170,34 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn export_archive(&self) -> Result<Vec<u8>> {
+        let mut archive = Vec::new();
+        self.export_archive_to(&mut archive)?;
+        Ok(archive)
+    }
+
+    /// Writes the archive of [`EmbeddedVectorDB::export_archive`] to `out` (a file, a socket)
+    /// file by file, in pieces of a megabyte, rather than as one byte string: for a database
+    /// of gigabytes. The snapshot is taken in memory first.
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// db.upsert(vec![Point::new(7, vec![1.0, 0.5])])?;
+    /// let mut out = Vec::new();
+    /// db.export_archive_to(&mut out)?; // a `File`, natively
+    /// assert!(out.starts_with(b"GRAPEPAK"));
+    /// assert_eq!(out.len(), db.export_archive()?.len());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn export_archive_to(&self, out: &mut dyn std::io::Write) -> Result<()> {
         let copy = crate::storage::MemoryStorage::new();
         self.snapshot_to(&copy)?;
-        crate::persist::archive::pack(&copy)
+        crate::persist::archive::pack(&copy, out)
     }
 
     /// Writes the database packed by [`EmbeddedVectorDB::export_archive`] into the empty
-    /// `dest`; then open `dest`. A damaged archive is refused (`Error::Corrupt`) before anything
-    /// is written.
+    /// `dest`; then open `dest`. A damaged archive is refused (`Error::Corrupt`) and leaves
+    /// nothing in `dest`.
     ///
     /// ```
     /// use grape_vector_db::{EmbeddedVectorDB, Error, storage::MemoryStorage};
@@ -186,5 +206,38 @@ impl EmbeddedVectorDB {
     /// ```
     pub fn import_archive(archive: &[u8], dest: &dyn Storage) -> Result<()> {
         crate::persist::archive::unpack(archive, dest)
+    }
+
+    /// [`EmbeddedVectorDB::import_archive`] reading the archive from `source` (a file, a
+    /// download) a megabyte at a time, so that it is never whole in memory. Each file is
+    /// written as its bytes arrive and takes its name only once the archive's checksum holds:
+    /// a damaged, truncated or failed import leaves nothing in `dest`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB, Point, storage::MemoryStorage};
+    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).build()?)?;
+    /// db.upsert(vec![Point::new(7, vec![1.0, 0.5])])?;
+    /// let mut file = Vec::new(); // any `std::io::Write`, such as a `File`
+    /// db.export_archive_to(&mut file)?;
+    /// let dest = MemoryStorage::new();
+    /// EmbeddedVectorDB::import_archive_from(&mut file.as_slice(), &dest)?;
+    /// let copy = EmbeddedVectorDB::open_with_storage(db.config().clone(), Arc::new(dest))?;
+    /// assert_eq!(copy.count(None)?, 1);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn import_archive_from(source: &mut dyn std::io::Read, dest: &dyn Storage) -> Result<()> {
+        let mut unpacker = crate::persist::archive::Unpacker::new(dest)?;
+        let mut piece = vec![0; 1 << 20];
+        loop {
+            let n = match source.read(&mut piece) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(crate::storage::io_error("read", "the archive")(e)),
+            };
+            unpacker.push(&piece[..n])?;
+        }
+        unpacker.finish()
     }
 }

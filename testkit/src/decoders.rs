@@ -155,11 +155,29 @@ pub fn log(data: &[u8]) {
     open_and_exercise(seed_with("wal-", data), salvage);
 }
 
-/// An archive (`export_archive` bytes), imported and opened.
+/// An archive (`export_archive` bytes), imported as a stream in pieces of a size the input
+/// chooses, and opened; an import refused must leave nothing behind.
 pub fn archive(data: &[u8]) {
     let dest = MemoryStorage::new();
-    if EmbeddedVectorDB::import_archive(data, &dest).is_ok() {
-        open_and_exercise(dest, config());
+    let mut source = Pieces(data, 1 + data.len() % 251);
+    match EmbeddedVectorDB::import_archive_from(&mut source, &dest) {
+        Ok(()) => open_and_exercise(dest, config()),
+        Err(e) => {
+            let left = dest.list().expect("memory lists");
+            assert!(left.is_empty(), "a refused import ({e}) left {left:?}");
+        }
+    }
+}
+
+/// A reader of `.0` giving at most `.1` bytes a read, as a download arrives.
+pub struct Pieces<'a>(pub &'a [u8], pub usize);
+
+impl std::io::Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.0.len()).min(self.1);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
     }
 }
 

@@ -140,7 +140,16 @@ impl Call {
             Call::ExportImport => {
                 let bytes = db.export_archive()?;
                 let copy = new_storage();
-                EmbeddedVectorDB::import_archive(&bytes, &*copy)?;
+                // Read in pieces of a few kilobytes, as a download arrives: files span pieces.
+                let mut source = crate::decoders::Pieces(&bytes, 4000);
+                if let Err(e) = EmbeddedVectorDB::import_archive_from(&mut source, &*copy) {
+                    let left = copy.list();
+                    assert!(
+                        left.as_ref().map_or(true, Vec::is_empty),
+                        "a failed import ({e}) left files: {left:?}"
+                    );
+                    return Err(e);
+                }
                 check_copy(db, copy, model)
             }
         }
