@@ -31,10 +31,16 @@ function channel(worker) {
     for (const call of pending.values()) call.reject(error);
     pending.clear();
   });
-  rpc = (op, handle, args, onProgress) => new Promise((resolve, reject) => {
+  rpc = (op, handle, args, onProgress, transfer = []) => new Promise((resolve, reject) => {
     const id = nextId++;
     pending.set(id, { resolve, reject, onProgress });
-    worker.postMessage({ id, op, handle, args });
+    try {
+      worker.postMessage({ id, op, handle, args }, transfer);
+    } catch (e) {
+      pending.delete(id);
+      reject(Object.assign(new Error(`${op}: ${e?.message ?? e} (it cannot be sent to the worker)`),
+        { code: "InvalidArgument" }));
+    }
   });
   calls.set(worker, rpc);
   return rpc;
@@ -80,7 +86,20 @@ export class GrapeWorkerDB extends RemoteDB {
   /** Opens (or creates) a database in `worker` (a module worker that imports "grape-vector-db/worker"). */
   static async open(worker, options) {
     const rpc = channel(worker);
-    const handle = await rpc("open", undefined, [options]);
+    // An archive to import crosses as a stream, moved rather than copied, so that the page
+    // never holds it whole: a Response gives its body (a stream cannot be cloned, only moved).
+    let transfer = [];
+    let source = options?.import;
+    if (typeof Response !== "undefined" && source instanceof Response) {
+      if (!source.ok) {
+        throw Object.assign(new Error(`open: import is a response of HTTP status ${source.status}`),
+          { code: "InvalidArgument" });
+      }
+      source = source.body;
+      options = { ...options, import: source };
+    }
+    if (typeof ReadableStream !== "undefined" && source instanceof ReadableStream) transfer = [source];
+    const handle = await rpc("open", undefined, [options], undefined, transfer);
     return new GrapeWorkerDB((op, args, onProgress) => rpc(op, handle, args, onProgress));
   }
 

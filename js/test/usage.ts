@@ -38,6 +38,10 @@ export async function everyCall(): Promise<void> {
   await db.flush();
   await db.checkpoint();
   const bytes: Uint8Array = db.exportBytes();
+  const blob: Blob = await (await fetch("/notes.grape")).blob();
+  for (const source of [bytes, blob, blob.stream(), await fetch("/notes.grape")]) {
+    await (await GrapeDB.open({ name: "copy", dimension: 3, import: source })).close();
+  }
   const state: "Ready" | "Busy" | "Shutting" | "Closed" = db.state;
   const shutdown = await db.close();
   await GrapeDB.destroy("notes");

@@ -171,7 +171,7 @@ impl EmbeddedVectorDB {
     /// ```
     pub fn export_archive(&self) -> Result<Vec<u8>> {
         let mut archive = Vec::new();
-        self.export_archive_to(&mut archive)?;
+        self.pack_snapshot(&mut archive)?;
         Ok(archive)
     }
 
@@ -190,6 +190,12 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn export_archive_to(&self, out: &mut dyn std::io::Write) -> Result<()> {
+        self.pack_snapshot(out)
+    }
+
+    /// A snapshot in memory, packed into `out`. Generic, so that `export_archive` (the
+    /// browser's `exportBytes`) packs into its `Vec` without the machinery of `dyn Write`.
+    fn pack_snapshot<W: std::io::Write + ?Sized>(&self, out: &mut W) -> Result<()> {
         let copy = crate::storage::MemoryStorage::new();
         self.snapshot_to(&copy)?;
         crate::persist::archive::pack(&copy, out)

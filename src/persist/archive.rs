@@ -27,8 +27,9 @@ const MAX_NAME: usize = 64;
 const MAX_MANIFEST: u64 = 1 << 20;
 
 /// Writes every file of `storage` (a database directory, not open for writing) to `out` as
-/// one archive, each file in pieces of [`PIECE`] bytes.
-pub(crate) fn pack(storage: &dyn Storage, out: &mut dyn Write) -> Result<()> {
+/// one archive, each file in pieces of [`PIECE`] bytes. Generic, so that packing into a `Vec`
+/// (the browser's only use) does not bring in the machinery of `dyn Write`.
+pub(crate) fn pack<W: Write + ?Sized>(storage: &dyn Storage, out: &mut W) -> Result<()> {
     let names = storage
         .list()
         .map_err(io_error("list", &storage.location()))?;

@@ -7,12 +7,13 @@
 
 use std::sync::Arc;
 
-use js_sys::Reflect;
-use wasm_bindgen::JsCast;
+use js_sys::{Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use super::lock::web_lock;
 use super::options::{OpenOptions, StorageKind};
+use crate::persist::archive::Unpacker;
 use crate::storage::{
     is_node, IdbStorage, MemoryStorage, NodeFsStorage, OpenMode, OpfsStorage, Storage, StorageSpace,
 };
@@ -128,7 +129,7 @@ pub(super) async fn open(
         StorageKind::Indexeddb => open_idb(options).await?,
         StorageKind::Fs => open_fs(options)?,
     };
-    let db = open_db(config, storage, options.import.as_deref())?;
+    let db = open_db(config, storage, options.import.as_ref()).await?;
     Ok((backend, db))
 }
 
@@ -196,10 +197,10 @@ fn private_copy(s: &IdbStorage) -> Result<MemoryStorage, Error> {
 
 /// The database in `storage` (none: memory only), `archive` imported into it first; an archive
 /// without a storage gets one in memory.
-fn open_db(
+async fn open_db(
     config: EmbeddedConfig,
     storage: Option<Arc<dyn Storage>>,
-    archive: Option<&[u8]>,
+    archive: Option<&JsValue>,
 ) -> Result<EmbeddedVectorDB, Error> {
     let storage: Arc<dyn Storage> = match (storage, archive) {
         (Some(storage), _) => storage,
@@ -207,9 +208,155 @@ fn open_db(
         (None, None) => return EmbeddedVectorDB::open(config),
     };
     if let Some(archive) = archive {
-        EmbeddedVectorDB::import_archive(archive, &*storage)?;
+        import(archive, &*storage).await?;
     }
     EmbeddedVectorDB::open_with_storage(config, storage)
+}
+
+/// Bytes copied into WebAssembly memory at a time from an archive given whole.
+const PIECE: u32 = 1 << 20;
+
+/// Unpacks the archive `source` into `storage` piece by piece, so that it is never whole in
+/// WebAssembly memory: bytes (`Uint8Array`, `ArrayBuffer`) a megabyte at a time, anything
+/// readable (`ReadableStream`, `Response`, `Blob`, an async iterable of bytes) as its pieces
+/// arrive. A stream given up on is cancelled.
+async fn import(source: &JsValue, storage: &dyn Storage) -> Result<(), Error> {
+    let mut unpacker = Unpacker::new(storage)?;
+    let mut piece = Vec::new();
+    let mut push = |bytes: &Uint8Array| {
+        piece.resize(bytes.length() as usize, 0);
+        bytes.copy_to(&mut piece);
+        unpacker.push(&piece)
+    };
+    if let Some(bytes) = whole_bytes(source) {
+        for at in (0..bytes.length()).step_by(PIECE as usize) {
+            push(&bytes.subarray(at, at.saturating_add(PIECE).min(bytes.length())))?;
+        }
+    } else {
+        let (pieces, next) = pieces_of(source)?;
+        // A source that failed is left as it is; one we refuse is cancelled (below).
+        while let Some(bytes) = read_piece(&pieces, &next).await? {
+            if let Err(e) = push(&bytes) {
+                // Stop the download: nothing more of it will be read.
+                for stop in ["cancel", "return"] {
+                    if let Ok(f) = Reflect::get(&pieces, &stop.into()) {
+                        if let Some(f) = f.dyn_ref::<js_sys::Function>() {
+                            let _ = f.call0(&pieces);
+                            break;
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    unpacker.finish()
+}
+
+/// `source` as bytes, when it is bytes.
+fn whole_bytes(source: &JsValue) -> Option<Uint8Array> {
+    if let Some(bytes) = source.dyn_ref::<Uint8Array>() {
+        return Some(bytes.clone());
+    }
+    source
+        .dyn_ref::<js_sys::ArrayBuffer>()
+        .map(|buffer| Uint8Array::new(buffer))
+}
+
+/// A reader of `source`'s pieces and its method that promises the next (`{done, value}`): a
+/// `ReadableStream`'s reader, a `Response`'s or a `Blob`'s stream, or an async iterator.
+fn pieces_of(source: &JsValue) -> Result<(JsValue, js_sys::Function), Error> {
+    let method = |target: &JsValue, name: &JsValue| {
+        Reflect::get(target, name)
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+    };
+    let refused = |what: String| {
+        Error::InvalidArgument(format!(
+            "open: import {what}; give the archive as a Uint8Array, an ArrayBuffer, a Blob, a \
+             ReadableStream, a Response or an async iterable of Uint8Arrays"
+        ))
+    };
+    let mut stream = source.clone();
+    let is_response = Reflect::has(source, &"body".into()).unwrap_or(false)
+        && Reflect::has(source, &"status".into()).unwrap_or(false);
+    if is_response {
+        if Reflect::get(source, &"ok".into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            == Some(false)
+        {
+            let status = Reflect::get(source, &"status".into())
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or_default();
+            return Err(refused(format!("is a response of HTTP status {status}")));
+        }
+        stream = Reflect::get(source, &"body".into()).unwrap_or_default();
+        if stream.is_null() {
+            return Err(refused("is a response without a body".into()));
+        }
+    } else if let Some(blob_stream) = method(source, &"stream".into()) {
+        stream = blob_stream
+            .call0(source)
+            .map_err(|e| refused(format!("could not be read ({})", describe(&e))))?;
+    }
+    if let Some(get_reader) = method(&stream, &"getReader".into()) {
+        let reader = get_reader
+            .call0(&stream)
+            .map_err(|e| refused(format!("could not be read ({})", describe(&e))))?;
+        let read =
+            method(&reader, &"read".into()).ok_or_else(|| refused("has no reader".into()))?;
+        return Ok((reader, read));
+    }
+    if let Some(iterate) = method(&stream, &js_sys::Symbol::async_iterator().into()) {
+        let iterator = iterate
+            .call0(&stream)
+            .map_err(|e| refused(format!("could not be read ({})", describe(&e))))?;
+        let next = method(&iterator, &"next".into())
+            .ok_or_else(|| refused("is an async iterable without next()".into()))?;
+        return Ok((iterator, next));
+    }
+    Err(refused(format!(
+        "is a {}",
+        source.js_typeof().as_string().unwrap_or_default()
+    )))
+}
+
+/// The next piece from `pieces` (`None` at the end).
+async fn read_piece(
+    pieces: &JsValue,
+    next: &js_sys::Function,
+) -> Result<Option<Uint8Array>, Error> {
+    let failed = |e: JsValue| Error::io("read", "the archive", std::io::Error::other(describe(&e)));
+    let promise = next.call0(pieces).map_err(failed)?;
+    let step = JsFuture::from(js_sys::Promise::resolve(&promise))
+        .await
+        .map_err(failed)?;
+    if Reflect::get(&step, &"done".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        == Some(true)
+    {
+        return Ok(None);
+    }
+    let value = Reflect::get(&step, &"value".into()).unwrap_or_default();
+    whole_bytes(&value).map(Some).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "open: import gave a piece that is not bytes but a {}; a stream of the archive \
+             gives Uint8Arrays",
+            value.js_typeof().as_string().unwrap_or_default()
+        ))
+    })
+}
+
+/// A JS error's message, for ours.
+fn describe(e: &JsValue) -> String {
+    Reflect::get(e, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// Deletes the stored database `name` (OPFS directory and IndexedDB database), under its Web

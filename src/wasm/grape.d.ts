@@ -27,8 +27,16 @@ export interface OpenOptions {
   maxPoints?: number;
   maxMemoryMb?: number;
   enableWarmup?: boolean;
-  /** A database exported by `exportBytes()` (or natively by `export_archive`), opened into an empty storage. */
-  import?: Uint8Array;
+  /**
+   * A database exported by `exportBytes()` (or natively by `export_archive`), imported into an
+   * empty storage and opened. A stream (a `fetch` Response, a `Blob` or `File`, a
+   * `ReadableStream`, any async iterable of bytes such as Node's `fs.createReadStream`) is read
+   * piece by piece as it arrives, so an archive larger than memory can be imported; bytes are
+   * copied in a megabyte at a time. Each file takes its name only once the archive's checksum
+   * holds: a damaged or interrupted import leaves nothing. Through `GrapeWorkerDB`: bytes, a
+   * Blob, a Response or a ReadableStream (moved to the worker).
+   */
+  import?: Uint8Array | ArrayBuffer | Blob | ReadableStream<Uint8Array> | Response | AsyncIterable<Uint8Array>;
   /** A log damaged before its end: "strict" (default) refuses to open (`Corrupt`); "salvage" opens with the records before the damage (see `openReport().wal_damaged_at`). */
   logRecovery?: "strict" | "salvage";
 }

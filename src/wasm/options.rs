@@ -3,7 +3,7 @@
 //! The JS names (camelCase, `hnsw: false`, `durability: "batched"`) are the npm package's; the
 //! engine knows only its own config, so the mapping is written once, here, and unit-tested.
 
-use js_sys::{Reflect, Uint8Array};
+use js_sys::Reflect;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -93,9 +93,10 @@ pub(super) struct OpenOptions {
     enable_warmup: bool,
     #[serde(default)]
     log_recovery: JsLogRecovery,
-    /// Read separately (a `Uint8Array`), see [`OpenOptions::from_js`].
+    /// The archive to import, as given (bytes, a `Blob`, a stream...): read separately, see
+    /// [`OpenOptions::from_js`], and piece by piece by `backend::import`.
     #[serde(skip)]
-    pub(super) import: Option<Vec<u8>>,
+    pub(super) import: Option<JsValue>,
 }
 
 fn default_name() -> String {
@@ -112,8 +113,7 @@ impl OpenOptions {
     pub(super) fn from_js(options: JsValue) -> Result<OpenOptions, JsValue> {
         let import = Reflect::get(&options, &"import".into())
             .ok()
-            .and_then(|v| v.dyn_into::<Uint8Array>().ok())
-            .map(|a| a.to_vec());
+            .filter(|v| !v.is_undefined() && !v.is_null());
         let rest = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
         let _ = Reflect::delete_property(&rest, &"import".into());
         let mut options: OpenOptions =

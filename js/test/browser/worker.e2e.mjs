@@ -1,6 +1,6 @@
 // GrapeWorkerDB in Chromium: worker.html opens a database in a module worker running the
 // package's worker.js (OPFS there), uploads with progress, searches, gets an error with its
-// code, closes and reopens from storage. Usage: node worker.e2e.mjs <base url>; run by
+// code, closes and reopens from storage, imports an archive streamed to the worker. Usage: node worker.e2e.mjs <base url>; run by
 // scripts/test-e2e, which serves the repository and installs playwright-core in www/e2e.
 import assert from "node:assert/strict";
 import { pageResult } from "./page-result.mjs";
@@ -19,6 +19,7 @@ assert.deepEqual(result, {
   afterClose: "Closed",
   reopened: 50,
   state: "Ready",
+  imported: [50, 50, "Corrupt", 0],
 });
 assert.deepEqual(errors, []);
-console.log("worker module passed: upload with progress, search, errors with codes, reopen from OPFS");
+console.log("worker module passed: upload with progress, search, errors with codes, reopen from OPFS, imports streamed in");
