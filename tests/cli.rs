@@ -137,6 +137,46 @@ fn create_import_query_count_scroll_export_info_compact_snapshot() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// A database moved as one archive file: the same points in the copy; a damaged archive, or a
+/// directory that already holds a database, is refused and changes nothing.
+#[test]
+fn export_and_import_an_archive() {
+    let root = temp("archive");
+    let points =
+        (0..40u64).map(|i| json!({"id": i, "vector": [1.0, i as f32], "payload": {"i": i}}));
+    let db = imported(&root, "cosine", points);
+    let archive = root.join("db.grape");
+    ok(&["export", s(&db), "--archive", s(&archive)]);
+    let copy = root.join("copy");
+    ok(&["import", s(&copy), "--archive", s(&archive)]);
+    assert_eq!(ok(&["export", s(&copy)]), ok(&["export", s(&db)]));
+
+    let out = grape(&["import", s(&copy), "--archive", s(&archive)]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let damaged = root.join("damaged.grape");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let elsewhere = root.join("elsewhere");
+    let out = grape(&["import", s(&elsewhere), "--archive", s(&damaged)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checksum mismatch"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "LOCK" && n != "OWNER")
+        .collect();
+    assert!(left.is_empty(), "a refused import left {left:?}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 #[test]
 fn npy_vectors_with_payload_lines() {
     let root = temp("npy");

@@ -11,7 +11,11 @@ usage: grape <command> <dir> [arguments]
   create <dir> --dimension N [--distance cosine|dot|euclid|manhattan] [--no-index]
   import <dir> <points.jsonl>          Qdrant points, one {\"id\", \"vector\", \"payload\"} a line
   import <dir> --npy <vectors.npy> [--payloads <payloads.jsonl>] [--first-id N]
+  import <dir> --archive <db.grape>    a whole database exported by export --archive (or by JS
+                                       exportBytes()), into an empty or new directory
   export <dir> [<points.jsonl>]        every point as Qdrant points JSONL (stdout without a file)
+  export <dir> --archive <db.grape>    the whole database as one file, for GrapeDB.open({ import })
+                                       in a browser or Node, or import --archive elsewhere
   query  <dir> <request>               Qdrant's query request: {\"query\": [...], \"filter\": ..., \"limit\": 10}
   count  <dir> [<request>]             Qdrant's count request: {\"filter\": ...}
   scroll <dir> [<request>]             Qdrant's scroll request: {\"filter\": ..., \"limit\": 10, \"offset\": id}

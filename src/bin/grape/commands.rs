@@ -103,7 +103,10 @@ fn stored(args: &Args) -> Result<StoredDatabase, String> {
 }
 
 fn import(args: &Args) -> Done {
-    args.only(&["--npy", "--payloads", "--first-id"])?;
+    args.only(&["--npy", "--payloads", "--first-id", "--archive"])?;
+    if let Some(archive) = args.option("--archive") {
+        return import_archive(args, archive);
+    }
     let db = open(args)?;
     match (args.option("--npy"), args.positional.as_slice()) {
         (Some(npy), []) => import_npy(args, &db, npy)?,
@@ -116,6 +119,28 @@ fn import(args: &Args) -> Done {
         }
         _ => return Err("give a points file, or --npy with a vectors file".to_owned()),
     }
+    db.close().map_err(|e| e.to_string())?;
+    Ok(None)
+}
+
+/// A whole database from an archive (`grape export --archive`, JS `exportBytes()`), read as a
+/// stream into the empty (or new) directory; a damaged archive leaves nothing there.
+fn import_archive(args: &Args, archive: &str) -> Done {
+    if !args.positional.is_empty() || args.option("--npy").is_some() {
+        return Err("--archive takes the whole database: no points file or --npy with it".into());
+    }
+    std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let storage = FsStorage::create(&args.dir).map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(archive).map_err(|e| format!("{archive}: {e}"))?;
+    EmbeddedVectorDB::import_archive_from(&mut BufReader::new(file), &storage)
+        .map_err(|e| format!("{archive}: {e}"))?;
+    drop(storage);
+    let db = open(args)?;
+    eprintln!(
+        "imported {} points into {}",
+        db.count(None).map_err(|e| e.to_string())?,
+        args.dir.display()
+    );
     db.close().map_err(|e| e.to_string())?;
     Ok(None)
 }
@@ -166,8 +191,14 @@ fn import_npy(args: &Args, db: &EmbeddedVectorDB, npy: &str) -> Result<(), Strin
 }
 
 fn export(args: &Args) -> Done {
-    args.only(&[])?;
+    args.only(&["--archive"])?;
     let db = open(args)?;
+    if let Some(archive) = args.option("--archive") {
+        if !args.positional.is_empty() {
+            return Err("--archive writes the whole database: no points file with it".into());
+        }
+        return export_archive(&db, archive);
+    }
     let written = match args.positional.as_slice() {
         [] => jsonl::export_points(&db, &mut std::io::stdout().lock())?,
         [file] => {
@@ -177,6 +208,25 @@ fn export(args: &Args) -> Done {
         _ => return Err("export takes at most one output file".to_owned()),
     };
     eprintln!("exported {written} points");
+    Ok(None)
+}
+
+/// The whole database as one archive file, written as a stream; removed again if it fails.
+fn export_archive(db: &EmbeddedVectorDB, archive: &str) -> Done {
+    let file = std::fs::File::create(archive).map_err(|e| format!("{archive}: {e}"))?;
+    let mut out = std::io::BufWriter::new(file);
+    if let Err(e) = db.export_archive_to(&mut out) {
+        drop(out);
+        let _ = std::fs::remove_file(archive);
+        return Err(format!("{archive}: {e}"));
+    }
+    let bytes = out.into_inner().map_err(|e| format!("{archive}: {e}"))?;
+    bytes.sync_all().map_err(|e| format!("{archive}: {e}"))?;
+    eprintln!(
+        "archive of {} points written to {archive} ({:.1} MiB)",
+        db.count(None).map_err(|e| e.to_string())?,
+        bytes.metadata().map_or(0, |m| m.len()) as f64 / (1 << 20) as f64
+    );
     Ok(None)
 }
 
