@@ -89,6 +89,9 @@ fn main() {
     );
     println!("FIGURE scan_ns {scan:.1} (exact search over 512 vectors in cache, per vector)");
     drop(db);
+    if let Some(dir) = std::env::var_os("GRAPE_MILLION_DIR") {
+        million(std::path::Path::new(&dir));
+    }
     // The sweep runs on the real WordNet set where it is (scripts/bench-wasm then serves it to
     // the browser too): quantization is judged on real embeddings, whose structure the
     // generated clusters' isotropic noise lacks.
@@ -132,18 +135,7 @@ fn sq8_sweep(set: &str, base: &testkit::Matrix, queries: &testkit::Matrix) {
         db.close().unwrap();
     }
     let db = EmbeddedVectorDB::open(config).unwrap();
-    let top10 = |q: usize, params: SearchParams| -> Vec<u64> {
-        let mut request = SearchRequest::new(queries.row(q).to_vec(), 10);
-        request.params = params;
-        let found = db.search(&request).unwrap().result;
-        found
-            .iter()
-            .map(|p| match p.id {
-                PointId::Num(id) => id,
-                PointId::Uuid(_) => unreachable!("numeric ids only"),
-            })
-            .collect()
-    };
+    let top10 = |q: usize, params: SearchParams| top10(&db, queries.row(q), params);
     let exact: Vec<Vec<u64>> = (0..queries.rows)
         .map(|q| {
             let exact = SearchParams {
@@ -183,4 +175,149 @@ fn sq8_sweep(set: &str, base: &testkit::Matrix, queries: &testkit::Matrix) {
             serde_json::json!({"where": "native", "set": set, "mode": mode, "ef": p.ef, "recall": p.recall}),
         );
     }
+}
+
+/// Rows of the million set and its queries.
+const MILLION: usize = 1_000_000;
+const MILLION_QUERIES: usize = 1000;
+
+/// Issue 19's browser goal at scale: a 1M x 384 SQ8 database built natively, exported as one
+/// archive that the browser imports into OPFS as it downloads and searches with its vectors
+/// on disk (`tests/wasm_figures.rs`, `million_in_opfs`), beside its queries and their exact
+/// top 10 (ids as float32, exact below 2^24). Built once into `dir` (the build takes minutes)
+/// and reused while `million.grape` is there; then the same searches here, one thread.
+/// Generated data: a thousand clusters of a thousand points, the neighbourhoods of the 100K
+/// set's hundred clusters.
+fn million(dir: &std::path::Path) {
+    let archive = dir.join("million.grape");
+    let db_dir = dir.join("db");
+    let config = EmbeddedConfig::builder(DIM)
+        .data_dir(&db_dir)
+        .durability(Durability::OnFlush)
+        .checkpoint_wal_bytes(1 << 40)
+        .quantization(Quantization::Sq8)
+        .vectors_on_disk(true)
+        .build()
+        .unwrap();
+    if archive.exists() {
+        println!("FIGURE million: reusing {}", archive.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let data = testkit::clustered(MILLION + MILLION_QUERIES, DIM, MILLION / 1000, 7);
+        let (base, queries) = data.split(MILLION);
+        drop(data);
+        let db = EmbeddedVectorDB::open(config.clone()).unwrap();
+        let t = Instant::now();
+        testkit::upsert_rows(&db, &base, MILLION);
+        db.checkpoint().unwrap();
+        println!(
+            "FIGURE million build_s {:.0} (two threads, with the checkpoint)",
+            t.elapsed().as_secs_f64()
+        );
+        drop(base);
+        // The exact answers, on both cores.
+        let exact: Vec<f32> = std::thread::scope(|scope| {
+            let halves: Vec<_> = [0..MILLION_QUERIES / 2, MILLION_QUERIES / 2..MILLION_QUERIES]
+                .into_iter()
+                .map(|range| {
+                    let (db, queries) = (&db, &queries);
+                    scope.spawn(move || {
+                        range
+                            .flat_map(|q| {
+                                let params = SearchParams {
+                                    exact: true,
+                                    ..SearchParams::default()
+                                };
+                                top10(db, queries.row(q), params)
+                            })
+                            .map(|id| id as f32)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let exact = testkit::Matrix {
+            rows: MILLION_QUERIES,
+            dim: 10,
+            data: exact,
+        };
+        testkit::write_npy(&dir.join("queries.npy"), &queries);
+        testkit::write_npy(&dir.join("exact.npy"), &exact);
+        let t = Instant::now();
+        let partial = dir.join("million.grape.partial");
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).unwrap());
+        db.export_archive_to(&mut out).unwrap();
+        drop(out);
+        std::fs::rename(&partial, &archive).unwrap();
+        println!(
+            "FIGURE million archive_mib {:.0} (exported in {:.1} s)",
+            std::fs::metadata(&archive).unwrap().len() as f64 / (1 << 20) as f64,
+            t.elapsed().as_secs_f64()
+        );
+        db.close().unwrap();
+    }
+    let queries = testkit::read_npy(&dir.join("queries.npy")).unwrap();
+    let exact = testkit::read_npy(&dir.join("exact.npy")).unwrap();
+    let rss = testkit::rss_bytes();
+    let t = Instant::now();
+    let db = EmbeddedVectorDB::open(config).unwrap();
+    println!(
+        "FIGURE million native open_ms {:.0} resident_mib {:.0}",
+        t.elapsed().as_secs_f64() * 1000.0,
+        testkit::rss_bytes().saturating_sub(rss) as f64 / (1 << 20) as f64
+    );
+    for (ef, oversampling) in testkit::million_sweep() {
+        let params = SearchParams {
+            hnsw_ef: Some(ef),
+            quantization: oversampling.map(|o| QuantizationSearchParams {
+                oversampling: Some(o),
+                ..QuantizationSearchParams::default()
+            }),
+            ..SearchParams::default()
+        };
+        let t = Instant::now();
+        let hits: usize = (0..queries.rows)
+            .map(|q| {
+                let want = exact.row(q);
+                top10(&db, queries.row(q), params)
+                    .iter()
+                    .filter(|&&id| want.contains(&(id as f32)))
+                    .count()
+            })
+            .sum();
+        let mean_us = t.elapsed().as_secs_f64() * 1e6 / queries.rows as f64;
+        let recall = hits as f64 / (10 * queries.rows) as f64;
+        let rescored = oversampling.map_or("the beam".to_owned(), |o| format!("{o}x limit"));
+        println!(
+            "FIGURE million native ef {ef} rescoring {rescored} recall {recall:.4} mean_us {mean_us:.1}"
+        );
+        testkit::result(
+            "browser",
+            "million",
+            mean_us,
+            "us",
+            serde_json::json!({"where": "native", "ef": ef, "oversampling": oversampling, "recall": recall}),
+        );
+    }
+    println!(
+        "FIGURE million native resident_mib {:.0} after the searches",
+        testkit::rss_bytes().saturating_sub(rss) as f64 / (1 << 20) as f64
+    );
+}
+
+/// The numeric ids of the top 10 of `query` in `db`.
+fn top10(db: &EmbeddedVectorDB, query: &[f32], params: SearchParams) -> Vec<u64> {
+    let mut request = SearchRequest::new(query.to_vec(), 10);
+    request.params = params;
+    db.search(&request)
+        .unwrap()
+        .result
+        .iter()
+        .map(|p| match p.id {
+            PointId::Num(id) => id,
+            PointId::Uuid(_) => unreachable!("numeric ids only"),
+        })
+        .collect()
 }

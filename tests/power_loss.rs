@@ -2,7 +2,7 @@
 //! changes persisted in order or in any subset: see `testkit::power_loss`) must open, hold what
 //! was acknowledged, and take one more write that survives a reopen. With `Durability::Sync`,
 //! exactly the acknowledged writes, the call in flight all or nothing, over native files and
-//! over the OPFS layout; with `OnFlush`, a prefix of the calls reaching at least the last flush;
+//! over the OPFS layout (also with SQ8 and the vectors left on disk); with `OnFlush`, a prefix of the calls reaching at least the last flush;
 //! and the IndexedDB layout after every commit.
 //!
 //! 3,000 distinct states per explorer by default; `GRAPE_CRASH_STATES=N` checks up to N (a
@@ -57,12 +57,12 @@ impl Layout {
     }
 }
 
-fn record(seed: u64, layout: Layout, durability: Durability) -> Run {
+fn record(seed: u64, layout: Layout, config: &EmbeddedConfig) -> Run {
     let calls = workload::script(seed, 120);
     let models = workload::models(&calls);
     let storage = RecordingStorage::new();
-    let config = workload::config(durability);
-    let db = EmbeddedVectorDB::open_with_storage(config, layout.over(storage.clone())).unwrap();
+    let db =
+        EmbeddedVectorDB::open_with_storage(config.clone(), layout.over(storage.clone())).unwrap();
     let mut spans = Vec::new();
     for (i, call) in calls.iter().enumerate() {
         let start = storage.op_count();
@@ -80,7 +80,7 @@ fn record(seed: u64, layout: Layout, durability: Durability) -> Run {
             .iter()
             .map(|c| matches!(c, Call::Flush | Call::Checkpoint | Call::Compact))
             .collect(),
-        durability,
+        durability: config.durability,
     }
 }
 
@@ -165,7 +165,7 @@ fn sample(mut keys: Vec<Key>, n: usize, rng: &mut Rng) -> Vec<Key> {
 
 #[test]
 fn every_crash_state_opens_with_exactly_the_acknowledged_writes() {
-    explore(Layout::Files, Durability::Sync, "files");
+    explore(Layout::Files, workload::config(Durability::Sync), "files");
 }
 
 /// With `Durability::OnFlush`, records reach the log together at a flush (here: explicit
@@ -175,21 +175,43 @@ fn every_crash_state_opens_with_exactly_the_acknowledged_writes() {
 /// they were never synced) are a torn tail, not damage.
 #[test]
 fn every_crash_state_of_an_on_flush_workload_holds_a_prefix_at_least_to_the_last_flush() {
-    explore(Layout::Files, Durability::OnFlush, "files, on flush");
+    explore(
+        Layout::Files,
+        workload::config(Durability::OnFlush),
+        "files, on flush",
+    );
 }
 
 /// The OPFS backend's layout, run natively over the recorded disk: its blob files and its
 /// directory file torn, lost or zeroed like any other (a tab closed mid-flush, or power loss).
 #[test]
 fn every_crash_state_of_the_opfs_layout_opens_with_exactly_the_acknowledged_writes() {
-    explore(Layout::Pool, Durability::Sync, "OPFS layout");
+    explore(
+        Layout::Pool,
+        workload::config(Durability::Sync),
+        "OPFS layout",
+    );
 }
 
-fn explore(layout: Layout, durability: Durability, what: &str) {
+/// The browser's configuration for large sets: the OPFS layout, SQ8 codes, and the vectors of
+/// the last checkpoint left in their segment, read on first use (the recorded disk cannot be
+/// mapped, as OPFS cannot). A crash state's segment is then read twice over: at the open's
+/// checks, and again by every search, read and write that needs a vector.
+#[test]
+fn every_crash_state_of_the_opfs_layout_with_vectors_on_disk_opens_with_exactly_the_acknowledged_writes(
+) {
+    let config = EmbeddedConfig {
+        quantization: grape_vector_db::Quantization::Sq8,
+        vectors_on_disk: true,
+        ..workload::config(Durability::Sync)
+    };
+    explore(Layout::Pool, config, "OPFS layout, SQ8, vectors on disk");
+}
+
+fn explore(layout: Layout, config: EmbeddedConfig, what: &str) {
     let seed = env_or("GRAPE_CRASH_SEED", 14);
     let budget = env_or("GRAPE_CRASH_STATES", 3000) as usize;
-    let run = record(seed, layout, durability);
-    let config = workload::config(durability);
+    let run = record(seed, layout, &config);
 
     // First pass: the distinct states (files and what they may hold); then a reproducible
     // sample of at most `budget` of them, checked in the second pass. The weak model's states

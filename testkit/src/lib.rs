@@ -237,6 +237,15 @@ pub fn upsert_rows(db: &grape_vector_db::EmbeddedVectorDB, m: &Matrix, rows: usi
     }
 }
 
+/// The searches of issue 19's million figure, the same on both sides of `scripts/bench-wasm`
+/// (`benches/browser_peer.rs` natively, `tests/wasm_figures.rs` in the browser): each `ef`,
+/// re-scoring the whole beam (the default; `None`) or 3x `limit` (fewer vectors read).
+pub fn million_sweep() -> impl Iterator<Item = (usize, Option<f64>)> {
+    [None, Some(3.0)]
+        .into_iter()
+        .flat_map(|o| [32, 48, 64, 96, 128, 192].map(|ef| (ef, o)))
+}
+
 /// One point of [`quantized_sweep`]: a search at `ef`, walked by the vectors or by the codes.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepPoint {
