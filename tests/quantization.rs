@@ -425,6 +425,20 @@ fn where_files_cannot_be_mapped_vectors_on_disk_are_read_on_first_use() {
         load(db, &data, N - 500..N);
     }
     assert_eq!(answers(&lazy), answers(&held), "after writes");
+    // The rows those inserts read (most of the base) were let go past their budget, as are
+    // those of an exact scan: what stays held is a fraction of the base.
+    let exact = |db: &EmbeddedVectorDB| {
+        let mut r = request(queries[0], None, None);
+        r.params.exact = true;
+        db.search(&r).unwrap().result
+    };
+    assert_eq!(exact(&lazy), exact(&held));
+    let (base, now) = (held_memory.mapped, lazy.stats().memory.vectors);
+    let written = 500 * DIM * 4;
+    assert!(
+        now < written + base / 4,
+        "{now} bytes of vectors held after the writes and a scan, for a base of {base}"
+    );
     let ids = [0u64, 7, N as u64 - 1].map(PointId::Num);
     assert_eq!(lazy.get(ids).unwrap(), held.get(ids).unwrap());
     // A checkpoint streams every row from the file to the next segment.

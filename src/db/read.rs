@@ -33,6 +33,17 @@ impl EmbeddedVectorDB {
         })
     }
 
+    /// Lets go of the rows that reads took from vectors kept on disk, once they pass their
+    /// budget (`VectorArena::release_reads`). Reads take them under the read lock; letting go
+    /// needs the write lock, taken only if it is free, so that no read waits for it.
+    fn release_reads(&self) {
+        if self.inner.engine.read().holds_too_many_reads() {
+            if let Some(mut engine) = self.inner.engine.try_write() {
+                engine.release_reads();
+            }
+        }
+    }
+
     /// Several searches in one pass over the data (much cheaper than one call each).
     ///
     /// ```
@@ -70,6 +81,8 @@ impl EmbeddedVectorDB {
             }
             all
         };
+        drop(engine);
+        self.release_reads();
         self.inner
             .metrics
             .queries
@@ -90,7 +103,9 @@ impl EmbeddedVectorDB {
     /// ```
     pub fn get<I: Into<PointId>>(&self, ids: impl IntoIterator<Item = I>) -> Result<Vec<Record>> {
         self.call(OpKind::Get, || {
-            self.inner.engine.read().get(&collect_ids(ids))
+            let records = self.inner.engine.read().get(&collect_ids(ids));
+            self.release_reads();
+            records
         })
     }
 
@@ -127,6 +142,10 @@ impl EmbeddedVectorDB {
     /// # Ok::<(), grape_vector_db::Error>(())
     /// ```
     pub fn scroll(&self, request: &ScrollRequest) -> Result<ScrollResponse> {
-        self.call(OpKind::Scroll, || self.inner.engine.read().scroll(request))
+        self.call(OpKind::Scroll, || {
+            let page = self.inner.engine.read().scroll(request);
+            self.release_reads();
+            page
+        })
     }
 }

@@ -94,11 +94,7 @@ impl LazyBase {
                 let first = b * self.rows_per_block;
                 let n = self.rows_per_block.min(rows - first);
                 let mut lines = vec![Line::zeroed(); n * stride / FLOATS_PER_LINE];
-                if let Err(e) = reader.read_row(first, bytemuck::cast_slice_mut(&mut lines)) {
-                    // Set before it is counted (released with the count), so whoever sees the
-                    // count finds an error to report.
-                    let _ = self.first_failure.set(e);
-                    self.failures.fetch_add(1, Release);
+                if !self.read(reader, first, &mut lines) {
                     return &self.zeros;
                 }
                 // Another thread may have read it meanwhile: the first copy stays.
@@ -113,7 +109,43 @@ impl LazyBase {
         let start = (slot % self.rows_per_block) * stride;
         &floats[start..start + stride]
     }
+
+    /// Reads whole rows from `first` on into `lines`; whether it could. A failed read is
+    /// counted and leaves zeros.
+    fn read(&self, reader: &dyn RowReader, first: usize, lines: &mut [Line]) -> bool {
+        match reader.read_row(first, bytemuck::cast_slice_mut(lines)) {
+            Ok(()) => true,
+            Err(e) => {
+                lines.fill(Line::zeroed());
+                // Set before it is counted (released with the count), so whoever sees the
+                // count finds an error to report.
+                let _ = self.first_failure.set(e);
+                self.failures.fetch_add(1, Release);
+                false
+            }
+        }
+    }
+
+    /// Whether `slot`'s block is held.
+    fn holds(&self, slot: usize) -> bool {
+        self.blocks[slot / self.rows_per_block].get().is_some()
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.loaded_lines.load(Relaxed) * std::mem::size_of::<Line>()
+    }
 }
+
+/// The most bytes of a lazy base's rows held before they are let go: a sixteenth of the base,
+/// from 256 KiB to 64 MiB. Graph inserts read the rows around each new point (several MiB for
+/// the first ones into a large database), so without a bound a few hundred writes would hold
+/// most of a base that was to stay on disk.
+fn held_reads_budget(base_bytes: usize) -> usize {
+    (base_bytes / 16).clamp(256 << 10, 64 << 20)
+}
+
+/// Bytes of base rows an exact scan reads at a time into a buffer of its own (not kept).
+const SCAN_WINDOW_BYTES: usize = 256 << 10;
 
 /// Copies of some rows, one cache-line-aligned row each, from [`VectorArena::read_rows`].
 pub(crate) struct RowCopies {
@@ -407,6 +439,66 @@ impl VectorArena {
         Ok(())
     }
 
+    /// Whether the base is read on first use (kept on disk, not mapped).
+    pub fn reads_base_lazily(&self) -> bool {
+        self.lazy.is_some()
+    }
+
+    /// Whether the base rows read on first use hold more than their budget (see
+    /// [`Self::release_reads`]); always false without a lazy base.
+    pub fn holds_too_many_reads(&self) -> bool {
+        self.lazy.as_ref().is_some_and(|lazy| {
+            lazy.held_bytes() > held_reads_budget(self.base_rows * self.stride * 4)
+        })
+    }
+
+    /// Lets go of the base rows read on first use when they hold more than their budget (a
+    /// sixteenth of the base, at most 64 MiB); they are read again when next needed. So a
+    /// database that keeps its vectors on disk stays about its codes and graph in memory
+    /// however many writes link to old rows. Needs `&mut`: no row read is borrowed.
+    pub fn release_reads(&mut self) {
+        if !self.holds_too_many_reads() {
+            return;
+        }
+        if let Some(lazy) = &mut self.lazy {
+            lazy.blocks.iter_mut().for_each(|block| drop(block.take()));
+            lazy.loaded_lines.store(0, Relaxed);
+        }
+    }
+
+    /// Calls `f` with each `(slot, item)` of `items` (in ascending slots, for speed) and the
+    /// slot's vector. Base rows kept on disk and not held are read a window at a time into a
+    /// buffer of this call, not kept: an exact scan reads a database on disk through once
+    /// without holding it. A failed read gives zeros, counted as for any read of the base.
+    pub fn scan_rows<T>(
+        &self,
+        items: impl Iterator<Item = (usize, T)>,
+        mut f: impl FnMut(usize, T, &[f32]),
+    ) {
+        let view = self.view();
+        let (Some(lazy), Some(reader)) = (&self.lazy, self.reader.as_deref()) else {
+            items.for_each(|(slot, item)| f(slot, item, view.get(slot)));
+            return;
+        };
+        let per_window = (SCAN_WINDOW_BYTES / (self.stride * 4)).max(1);
+        let mut window = Vec::new();
+        let mut in_window = 0..0;
+        for (slot, item) in items {
+            if slot >= self.base_rows || lazy.holds(slot) {
+                f(slot, item, view.get(slot));
+                continue;
+            }
+            if !in_window.contains(&slot) {
+                in_window = slot..(slot + per_window).min(self.base_rows);
+                window.resize(in_window.len() * self.lines_per_row(), Line::zeroed());
+                lazy.read(reader, slot, &mut window);
+            }
+            let floats: &[f32] = bytemuck::cast_slice(&window);
+            let start = (slot - in_window.start) * self.stride;
+            f(slot, item, &floats[start..start + self.dim]);
+        }
+    }
+
     /// Bytes of owned memory, including spare capacity (mapped base rows are not counted: they
     /// are the operating system's page cache, shared and evictable).
     pub fn allocated_bytes(&self) -> usize {
@@ -585,6 +677,66 @@ mod tests {
         assert_eq!(row, [9980.0, 9981.0, 9982.0]);
         a.retain(|s| s % 2 == 0).unwrap();
         assert_eq!(a.get(499), &[9980.0, 9981.0, 9982.0]);
+    }
+
+    /// Rows read on first use are let go past their budget (here 256 KiB, the least) and read
+    /// again when next needed; a scan reads the base through a window of its own, holding
+    /// nothing, and gives the rows a lookup gives.
+    #[test]
+    fn reads_of_a_lazy_base_are_let_go_past_their_budget_and_scans_hold_none() {
+        let rows = 20_000; // 1.28 MB of 64-byte rows: a budget of 256 KiB
+        let floats: Vec<f32> = bytemuck::cast_slice(&base_bytes(rows, 3)).to_vec();
+        let reads = std::sync::Arc::new(AtomicUsize::new(0));
+        let reader = Rows {
+            floats,
+            failing: Default::default(),
+            reads: reads.clone(),
+        };
+        let mut a = VectorArena::lazy(3, rows, Box::new(reader));
+        a.push(&[1.0, 2.0, 3.0]);
+        let bookkeeping = a.allocated_bytes();
+        let mut seen = 0;
+        a.scan_rows((0..=rows).map(|s| (s, ())), |slot, (), v| {
+            let want = if slot == rows {
+                [1.0, 2.0, 3.0]
+            } else {
+                [
+                    slot as f32 * 10.0,
+                    slot as f32 * 10.0 + 1.0,
+                    slot as f32 * 10.0 + 2.0,
+                ]
+            };
+            assert_eq!(v, want, "slot {slot}");
+            seen += 1;
+        });
+        assert_eq!(seen, rows + 1);
+        assert_eq!(a.allocated_bytes(), bookkeeping, "a scan holds nothing");
+        // 256 KiB windows of 64-byte rows: 4,096 rows a read.
+        assert_eq!(reads.load(Relaxed), rows.div_ceil(4096));
+
+        // 64 blocks of 4 KiB: within the budget, kept.
+        for slot in (0..64 * 64).step_by(64) {
+            a.get(slot);
+        }
+        assert!(!a.holds_too_many_reads());
+        a.release_reads();
+        assert_eq!(a.allocated_bytes(), bookkeeping + 64 * 4096);
+        // Past it (65 more blocks), let go; read again when needed.
+        for slot in (64 * 64..129 * 64).step_by(64) {
+            a.get(slot);
+        }
+        assert!(a.holds_too_many_reads());
+        a.release_reads();
+        assert_eq!(a.allocated_bytes(), bookkeeping);
+        let before = reads.load(Relaxed);
+        assert_eq!(a.get(70), &[700.0, 701.0, 702.0]);
+        assert_eq!(reads.load(Relaxed), before + 1);
+        // A block held is used by a scan as it is, without a read.
+        let before = reads.load(Relaxed);
+        a.scan_rows([(70, ())].into_iter(), |_, (), v| {
+            assert_eq!(v, [700.0, 701.0, 702.0])
+        });
+        assert_eq!(reads.load(Relaxed), before);
     }
 
     #[test]

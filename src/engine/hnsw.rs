@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::in_place::InPlace;
+use super::in_place::{room_for, InPlace};
 use super::sketch::{self, Sketch, Sketcher};
 use super::topk::Candidate;
 use crate::bytes::Bytes;
@@ -414,8 +414,11 @@ impl Graph {
     fn push_node(&mut self, level: u8) {
         let stride = self.stride0();
         let links = self.links0.owned();
+        room_for(links, stride);
         links.resize(links.len() + stride, 0);
+        room_for(&mut self.levels, 1);
         self.levels.push(level);
+        room_for(&mut self.upper_at, 1);
         if level > 0 {
             self.upper_at.push(self.upper.len() as u32);
             self.upper
@@ -491,7 +494,9 @@ impl Graph {
         self.push_node(level);
         if let Some(s) = &mut self.sketches {
             let sketch = s.sketcher.sketch(space.vector(slot));
-            s.per_node.owned().push(sketch);
+            let per_node = s.per_node.owned();
+            room_for(per_node, 1);
+            per_node.push(sketch);
         }
         if self.entry == NONE {
             self.entry = slot;

@@ -32,13 +32,29 @@ impl<T: bytemuck::Pod> InPlace<T> {
         }
     }
 
+    /// The section as an owned, writable copy, taken on the first call. The copy has room for
+    /// an eighth more: the write that needs it is usually the first of many that append, and
+    /// growing a full copy at once would hold the section three times over for a moment (the
+    /// original, the copy, the grown copy), which WebAssembly memory keeps for good.
     pub fn owned(&mut self) -> &mut Vec<T> {
         if let InPlace::Mapped(b) = self {
-            *self = InPlace::Owned(bytemuck::cast_slice(b).to_vec());
+            let slice: &[T] = bytemuck::cast_slice(b);
+            let mut owned = Vec::with_capacity(slice.len() + slice.len() / 8);
+            owned.extend_from_slice(slice);
+            *self = InPlace::Owned(owned);
         }
         match self {
             InPlace::Owned(v) => v,
             InPlace::Mapped(_) => unreachable!("converted above"),
         }
+    }
+}
+
+/// Makes room in `v` for `additional` more, growing by an eighth (not doubling) when it is
+/// full: the graph's lists grow a node at a time, and at a million nodes doubling would
+/// reserve (and, in WebAssembly, keep) hundreds of MiB ahead of need.
+pub(super) fn room_for<T>(v: &mut Vec<T>, additional: usize) {
+    if v.len() + additional > v.capacity() {
+        v.reserve_exact(additional.max(v.len() / 8));
     }
 }

@@ -15,6 +15,9 @@ use crate::search::SearchRequest;
 /// threads busy, small enough that nodes of one batch rarely need each other as neighbours
 /// (they are linked to each other anyway, see `Graph::commit`).
 const INSERT_BATCH: usize = 64;
+/// The same over vectors kept on disk and read on first use, so that the rows a batch reads
+/// stay few between the checks of their budget.
+const LAZY_INSERT_BATCH: usize = 8;
 
 /// The engine's vectors as seen by the graph: closeness keys through the chosen kernel.
 pub(super) struct ArenaSpace<'a> {
@@ -193,20 +196,27 @@ impl Engine {
         let Some(graph) = self.graph.as_mut() else {
             return Ok(0);
         };
-        let vectors = &self.vectors;
-        let failures = vectors.read_failures();
-        let space = ArenaSpace {
-            vectors: self.vectors.view(),
-            kernel: self.kernel,
-            kernel4: self.kernel4,
-            distance: self.config.distance,
-        };
+        let failures = self.vectors.read_failures();
         let slots: Vec<u32> = pending.map(|s| s as u32).collect();
         let ids = &self.ids;
         // Without tombstones every node is live: skip the per-candidate lookup.
         let all_live = ids.dead() == 0;
         let live = |s: u32| all_live || ids.is_live(s);
-        for batch in slots.chunks(INSERT_BATCH) {
+        // Over vectors kept on disk, the rows each insert reads are let go between small
+        // batches once they pass their budget (`VectorArena::release_reads`).
+        let batch_size = match self.vectors.reads_base_lazily() {
+            true => LAZY_INSERT_BATCH,
+            false => INSERT_BATCH,
+        };
+        for batch in slots.chunks(batch_size) {
+            self.vectors.release_reads();
+            let vectors = &self.vectors;
+            let space = ArenaSpace {
+                vectors: vectors.view(),
+                kernel: self.kernel,
+                kernel4: self.kernel4,
+                distance: self.config.distance,
+            };
             let levels = graph.draw_levels(batch.len());
             let plans = {
                 let graph = &*graph;
@@ -220,7 +230,8 @@ impl Engine {
                 graph.commit(batch[i], plan, &batch[..i], &space);
             }
         }
-        vectors.failed_since(failures)?;
+        self.vectors.release_reads();
+        self.vectors.failed_since(failures)?;
         Ok(remaining)
     }
 

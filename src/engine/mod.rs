@@ -114,6 +114,18 @@ impl Engine {
         &self.config
     }
 
+    /// Whether rows read from vectors kept on disk hold more than their budget; then
+    /// [`Engine::release_reads`] lets them go.
+    pub fn holds_too_many_reads(&self) -> bool {
+        self.vectors.holds_too_many_reads()
+    }
+
+    /// Lets go of rows read from vectors kept on disk past their budget (read again when next
+    /// needed); see `VectorArena::release_reads`.
+    pub fn release_reads(&mut self) {
+        self.vectors.release_reads();
+    }
+
     /// Number of live points.
     pub fn len(&self) -> usize {
         self.ids.len()

@@ -141,12 +141,20 @@ pub(crate) struct Codes {
     stride: usize,
     form: Form,
     coder: Coder,
-    /// The rows, used in place from a segment until the first push copies them.
-    lines: InPlace<Line>,
+    /// Rows `0..base_rows`: a segment's, used in place and never copied (a row's code does
+    /// not change; a coding chosen again codes every row afresh into `lines`).
+    base: InPlace<Line>,
+    base_rows: usize,
+    /// Rows `base_rows..rows`, coded since. Kept apart so that the first write after opening a
+    /// large database does not copy every code (a million rows: 366 MiB, held twice over while
+    /// it is copied, in WebAssembly memory that never shrinks).
+    lines: Vec<Line>,
     rows: usize,
     /// Floats kept per row beside the codes ([`Codes::side_len`] each): for SQ8 the exact
-    /// squared norm with Euclid (none otherwise), for binary [`BINARY_SIDE`].
-    side: InPlace<f32>,
+    /// squared norm with Euclid (none otherwise), for binary [`BINARY_SIDE`]; the base's
+    /// and the rest's, as for the codes.
+    side_base: InPlace<f32>,
+    side: Vec<f32>,
     /// How many rows there were when the coding was chosen.
     trained_on: usize,
 }
@@ -253,9 +261,12 @@ impl Codes {
             stride: stride(kind, dim),
             form,
             coder,
-            lines: InPlace::Owned(Vec::new()),
+            base: InPlace::Owned(Vec::new()),
+            base_rows: 0,
+            lines: Vec::new(),
             rows: 0,
-            side: InPlace::Owned(Vec::new()),
+            side_base: InPlace::Owned(Vec::new()),
+            side: Vec::new(),
             trained_on: rows,
         })
     }
@@ -376,8 +387,9 @@ impl Codes {
         }
         codes.trained_on = stored.trained_on;
         codes.rows = rows;
-        codes.lines = InPlace::new(stored.codes);
-        codes.side = InPlace::new(stored.side);
+        codes.base_rows = rows;
+        codes.base = InPlace::new(stored.codes);
+        codes.side_base = InPlace::new(stored.side);
         Some(codes)
     }
 
@@ -456,10 +468,8 @@ impl Codes {
             } => (mean.capacity() + centres.capacity() + centre_norms.capacity()) * 4,
             Coder::Sq8 { .. } => 0,
         };
-        mean + match (&self.lines, &self.side) {
-            (InPlace::Owned(l), InPlace::Owned(s)) => held(l.capacity(), s.capacity()),
-            _ => held(self.lines.slice().len(), self.side.slice().len()),
-        }
+        mean + held(self.base.slice().len(), self.side_base.slice().len())
+            + held(self.lines.capacity(), self.side.capacity())
     }
 
     /// Makes room for `rows` rows in all: exactly that many when they are more than half as
@@ -474,21 +484,23 @@ impl Codes {
                 v.reserve_exact(target - v.len());
             }
         }
-        grow(self.lines.owned(), rows * (self.stride / BYTES_PER_LINE));
+        let rows = rows.saturating_sub(self.base_rows);
+        grow(&mut self.lines, rows * (self.stride / BYTES_PER_LINE));
         let side = self.side_len();
         if side > 0 {
-            grow(self.side.owned(), rows * side);
+            grow(&mut self.side, rows * side);
         }
     }
 
     /// Appends the codes of `v`, the next row.
     pub fn push(&mut self, v: &[f32]) {
         debug_assert_eq!(v.len(), self.dim);
-        let start = self.rows * self.stride;
+        let start = (self.rows - self.base_rows) * self.stride;
         let lines = self.stride / BYTES_PER_LINE;
-        let owned = self.lines.owned();
-        owned.extend(std::iter::repeat_n(Line::zeroed(), lines));
-        let row = &mut bytemuck::cast_slice_mut::<Line, u8>(owned)[start..][..self.stride];
+        self.lines
+            .extend(std::iter::repeat_n(Line::zeroed(), lines));
+        let row =
+            &mut bytemuck::cast_slice_mut::<Line, u8>(&mut self.lines)[start..][..self.stride];
         let norm2 = || v.iter().map(|x| x * x).sum::<f32>();
         match &self.coder {
             Coder::Sq8 { low, step } => {
@@ -498,7 +510,7 @@ impl Codes {
                     *code = ((x - low) * inv).round() as u8;
                 }
                 if self.form == Form::Euclid {
-                    self.side.owned().push(norm2());
+                    self.side.push(norm2());
                 }
             }
             Coder::Binary {
@@ -531,20 +543,29 @@ impl Codes {
                 };
                 let term = centre_r - scale * centre_s;
                 let side = [scale, ones as f32, term, norm2(), nearest as f32];
-                self.side.owned().extend_from_slice(&side);
+                self.side.extend_from_slice(&side);
             }
         }
         self.rows += 1;
     }
 
+    #[inline]
     fn row(&self, slot: u32) -> &[u8] {
-        let all = bytemuck::cast_slice::<Line, u8>(self.lines.slice());
-        &all[slot as usize * self.stride..][..self.stride]
+        let (lines, row) = match (slot as usize).checked_sub(self.base_rows) {
+            None => (self.base.slice(), slot as usize),
+            Some(row) => (self.lines.as_slice(), row),
+        };
+        &bytemuck::cast_slice::<Line, u8>(lines)[row * self.stride..][..self.stride]
     }
 
+    #[inline]
     fn side(&self, slot: u32) -> &[f32] {
         let n = self.side_len();
-        &self.side.slice()[slot as usize * n..][..n]
+        let (side, row) = match (slot as usize).checked_sub(self.base_rows) {
+            None => (self.side_base.slice(), slot as usize),
+            Some(row) => (self.side.as_slice(), row),
+        };
+        &side[row * n..][..n]
     }
 
     /// `query` quantized for these codes.
@@ -632,7 +653,7 @@ impl Scorer for CodeScorer<'_> {
             } => {
                 let dot = offset + unit * kernel(c.row(slot), codes) as f32;
                 let x_norm2 = match c.form {
-                    Form::Euclid => c.side.slice()[slot as usize],
+                    Form::Euclid => c.side(slot)[0],
                     Form::Dot => 0.0,
                 };
                 (dot, *norm2, x_norm2)

@@ -447,9 +447,8 @@ impl Engine {
         let mut tops: Vec<TopK> = queries.iter().map(|q| TopK::new(q.keep)).collect();
         let mut scored = vec![0usize; queries.len()];
         let distance = self.config.distance;
-        let vectors = self.vectors.view();
-        for (slot, id) in self.ids.iter() {
-            let v = vectors.get(slot);
+        // Vectors kept on disk are read through once, not held (`scan_rows`).
+        self.vectors.scan_rows(self.ids.iter(), |slot, id, v| {
             for ((q, top), scored) in queries.iter().zip(&mut tops).zip(&mut scored) {
                 if q.filter
                     .is_some_and(|f| !f.matches(id, self.payloads.get(slot)))
@@ -465,7 +464,7 @@ impl Engine {
                     });
                 }
             }
-        }
+        });
         tops.into_iter()
             .map(TopK::into_sorted)
             .zip(scored)
