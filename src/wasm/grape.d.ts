@@ -31,7 +31,8 @@ export interface OpenOptions {
    * A database exported by `exportBytes()` (or natively by `export_archive`), imported into an
    * empty storage and opened. A stream (a `fetch` Response, a `Blob` or `File`, a
    * `ReadableStream`, any async iterable of bytes such as Node's `fs.createReadStream`) is read
-   * piece by piece as it arrives, so an archive larger than memory can be imported; bytes are
+   * piece by piece as it arrives, so an archive larger than memory can be imported into OPFS
+   * or Node's files (IndexedDB keeps an open database's files in memory); bytes are
    * copied in a megabyte at a time. Each file takes its name only once the archive's checksum
    * holds: a damaged or interrupted import leaves nothing. Through `GrapeWorkerDB`: bytes, a
    * Blob, a Response or a ReadableStream (moved to the worker).
