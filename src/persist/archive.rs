@@ -126,14 +126,7 @@ enum Sink {
 impl<'a> Unpacker<'a> {
     /// Takes `dest`'s lock and checks that it is empty (`Error::InvalidArgument` otherwise).
     pub(crate) fn new(dest: &'a dyn Storage) -> Result<Unpacker<'a>> {
-        let lock = dest.lock()?;
-        let existing = dest.list().map_err(io_error("list", &dest.location()))?;
-        if !existing.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "import destination {} is not empty",
-                dest.location()
-            )));
-        }
+        let lock = super::lock_empty(dest, "import")?;
         Ok(Unpacker {
             dest,
             _lock: lock,

@@ -268,14 +268,7 @@ impl DatabaseFiles {
     /// Writes a consistent copy of the engine's state into the empty directory `dest`; on
     /// failure, what it wrote is removed.
     pub fn snapshot(engine: &Engine, last_seq: u64, dest: &dyn Storage) -> Result<()> {
-        let _lock = dest.lock()?;
-        let names = dest.list().map_err(io_error("list", &dest.location()))?;
-        if !names.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "snapshot destination {} is not empty",
-                dest.location()
-            )));
-        }
+        let _lock = lock_empty(dest, "snapshot")?;
         let config = engine.config();
         let manifest = Manifest {
             dimension: config.dimension,
@@ -320,4 +313,19 @@ pub(crate) fn apply(engine: &mut Engine, op: WalOp) -> Applied {
             Applied::PayloadSet
         }
     }
+}
+
+/// Takes the lock of `dest`, the destination of a `what` (a snapshot, an import), and checks
+/// that it holds no file (`Error::InvalidArgument` otherwise): a copy never mixes with
+/// another database.
+pub(crate) fn lock_empty(dest: &dyn Storage, what: &str) -> Result<Box<dyn Send + Sync>> {
+    let lock = dest.lock()?;
+    let names = dest.list().map_err(io_error("list", &dest.location()))?;
+    if !names.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{what} destination {} is not empty",
+            dest.location()
+        )));
+    }
+    Ok(lock)
 }
