@@ -348,6 +348,11 @@ if browser:
             rescored = "beam" if b.get("oversampling") is None else f"{b['oversampling']:g}x limit"
             out.append(f"| {b.get('ef')} | {rescored} | {b.get('recall', 0):.4f} | {fmt(n and n['value'])} | "
                        f"{fmt(b['value'])} | {ratio(b['value'], n and n['value'])} |")
+        writes = pick("browser", "million_write")
+        if writes:
+            w = writes[0]
+            out.append(f"\nThen 1,000 writes, one point a call: {fmt(w['value'], 2)} ms each; WebAssembly memory "
+                       f"after them {fmt(w.get('wasm_memory_mib'))} MiB (vectors held {fmt(w.get('vectors_held_mib'))} MiB).")
     size = (run / "pkg-size.txt").read_text().strip() if (run / "pkg-size.txt").exists() else ""
     if not size and "browser" in carried_from_committed:
         published = (repo / "PERFORMANCE.md").read_text() if (repo / "PERFORMANCE.md").exists() else ""
