@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+mod bm25;
 mod bytes;
 mod checksum;
 mod clock;
@@ -51,6 +52,7 @@ pub mod storage;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
+pub use bm25::{Bm25, Bm25Config};
 pub use config::{
     Durability, EmbeddedConfig, EmbeddedConfigBuilder, HnswConfig, LogRecovery, Quantization,
     MAX_DIMENSION,
@@ -65,7 +67,7 @@ pub use health::{CheckStatus, HealthCheck, HealthChecker, HealthStatus, HealthTh
 pub use lifecycle::{DatabaseState, LifecycleManager, ShutdownHook, ShutdownReport, StartupReport};
 pub use metrics::{LatencySummary, Metrics, OperationMetrics};
 pub use persist::{OpenReport, StoredDatabase, StoredFile};
-pub use point::{Distance, Payload, Point, PointId};
+pub use point::{Distance, Payload, Point, PointId, SparseVector};
 pub use search::{
     QuantizationSearchParams, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams,
     SearchRequest, SearchResponse,

@@ -332,9 +332,159 @@ impl Point {
     }
 }
 
+/// A sparse vector in Qdrant's shape: the indices of its non-zero components and their values,
+/// `{"indices": [6, 42], "values": [0.5, 1.25]}`. Two sparse vectors score by their dot product
+/// over the indices they share; BM25 and learned sparse models (SPLADE) produce them.
+///
+/// [`SparseVector::new`] checks what Qdrant checks (as many values as indices, no index twice)
+/// and that every value is finite, and sorts the pairs by index, which is how they are stored.
+///
+/// ```
+/// use grape_vector_db::SparseVector;
+///
+/// let a = SparseVector::new(vec![42, 6], vec![1.25, 0.5])?;
+/// assert_eq!(a.indices(), &[6, 42]); // sorted by index, values along
+/// let b = SparseVector::new(vec![6, 7], vec![2.0, 3.0])?;
+/// assert_eq!(a.dot(&b), Some(1.0)); // only index 6 is shared
+/// assert!(SparseVector::new(vec![1, 1], vec![1.0, 2.0]).is_err());
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SparseVector {
+    indices: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl SparseVector {
+    /// A sparse vector from its indices and their values, in any order.
+    pub fn new(indices: Vec<u32>, values: Vec<f32>) -> Result<Self> {
+        if indices.len() != values.len() {
+            return Err(Error::InvalidArgument(format!(
+                "a sparse vector has {} indices and {} values; they must be as many",
+                indices.len(),
+                values.len()
+            )));
+        }
+        if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFiniteComponent { index, value });
+        }
+        let mut pairs: Vec<(u32, f32)> = indices.into_iter().zip(values).collect();
+        pairs.sort_unstable_by_key(|&(i, _)| i);
+        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::InvalidArgument(format!(
+                "a sparse vector names index {} twice; indices must be unique",
+                w[0].0
+            )));
+        }
+        Ok(SparseVector {
+            indices: pairs.iter().map(|p| p.0).collect(),
+            values: pairs.iter().map(|p| p.1).collect(),
+        })
+    }
+
+    /// A sparse vector from indices known to be ascending and unique, and finite values.
+    pub(crate) fn from_sorted(indices: Vec<u32>, values: Vec<f32>) -> Self {
+        debug_assert!(indices.windows(2).all(|w| w[0] < w[1]) && indices.len() == values.len());
+        SparseVector { indices, values }
+    }
+
+    /// The indices of the non-zero components, ascending.
+    pub fn indices(&self) -> &[u32] {
+        &self.indices
+    }
+
+    /// The values, in the order of [`SparseVector::indices`].
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Number of components stored.
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Whether no component is stored.
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// The dot product over the shared indices, or `None` when they share none (Qdrant returns
+    /// no such point from a sparse search, rather than a score of 0).
+    pub fn dot(&self, other: &SparseVector) -> Option<f32> {
+        sparse_dot(&self.indices, &self.values, &other.indices, &other.values)
+    }
+}
+
+/// [`SparseVector::dot`] over sorted index/value slices, as the index stores them.
+pub(crate) fn sparse_dot(ai: &[u32], av: &[f32], bi: &[u32], bv: &[f32]) -> Option<f32> {
+    let (mut i, mut j, mut sum, mut shared) = (0, 0, 0f32, false);
+    while i < ai.len() && j < bi.len() {
+        match ai[i].cmp(&bi[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                sum += av[i] * bv[j];
+                shared = true;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    shared.then_some(sum)
+}
+
+impl<'de> Deserialize<'de> for SparseVector {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Shape {
+            indices: Vec<u32>,
+            values: Vec<f32>,
+        }
+        let s = Shape::deserialize(deserializer)?;
+        SparseVector::new(s.indices, s.values).map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_vectors_read_qdrants_json_and_refuse_what_it_refuses() {
+        let v: SparseVector =
+            serde_json::from_str(r#"{"indices": [9, 2], "values": [0.5, -1.0]}"#).unwrap();
+        assert_eq!((v.indices(), v.values()), (&[2, 9][..], &[-1.0, 0.5][..]));
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"indices":[2,9],"values":[-1.0,0.5]}"#
+        );
+        let empty: SparseVector = serde_json::from_str(r#"{"indices": [], "values": []}"#).unwrap();
+        assert!(empty.is_empty() && empty.dot(&v).is_none());
+        for (json, needle) in [
+            (r#"{"indices": [1, 1], "values": [1, 2]}"#, "twice"),
+            (r#"{"indices": [1], "values": [1, 2]}"#, "as many"),
+            (r#"{"indices": [-1], "values": [1]}"#, "invalid value"),
+            (
+                r#"{"indices": [1], "values": [1], "x": 1}"#,
+                "unknown field",
+            ),
+            (r#"{"values": [1]}"#, "missing field"),
+        ] {
+            let e = serde_json::from_str::<SparseVector>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{json}: {e}");
+        }
+        assert!(matches!(
+            SparseVector::new(vec![1, 2], vec![1.0, f32::NAN]),
+            Err(Error::NonFiniteComponent { index: 1, .. })
+        ));
+        // Shared indices only, including one whose product is 0.
+        let a = SparseVector::new(vec![1, 5, 7], vec![2.0, 0.0, 1.0]).unwrap();
+        let b = SparseVector::new(vec![0, 5, 7, 8], vec![1.0, 3.0, 4.0, 1.0]).unwrap();
+        assert_eq!((a.dot(&b), a.len()), (Some(4.0), 3));
+    }
 
     #[test]
     fn ids_from_names_are_the_uuids_python_derives() {

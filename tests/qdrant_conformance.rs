@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use grape_vector_db::{
-    Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, ScrollRequest, SearchParams,
-    SearchRequest,
+    Bm25, Bm25Config, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, ScrollRequest,
+    SearchParams, SearchRequest,
 };
 use serde_json::{json, Value};
 use testkit::conformance::{self, Kind};
@@ -296,13 +296,14 @@ fn same_hits(a: &[Value], b: &[Value], limit: usize) -> bool {
     true
 }
 
-fn ask_oracle(python: &Path, cases: &Value) -> Vec<Vec<Value>> {
+/// What `script` (in `tests/qdrant`) answers to `cases`.
+fn ask<T: serde::de::DeserializeOwned>(python: &Path, script: &str, cases: &Value) -> T {
     let dir = std::env::temp_dir().join(format!("grape-conformance-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("cases.json");
     std::fs::write(&file, serde_json::to_vec(cases).unwrap()).unwrap();
     let out = Command::new(python)
-        .arg(root().join("tests/qdrant/oracle.py"))
+        .arg(root().join("tests/qdrant").join(script))
         .arg(&file)
         .output()
         .expect("the oracle runs");
@@ -322,17 +323,24 @@ struct Tally {
     examples: Vec<String>,
 }
 
-#[test]
-fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
-    let python = match oracle_python() {
-        Ok(python) => python,
+/// The oracle's Python; `None` (after saying why) when there is none and none is required.
+fn python_or_skip() -> Option<PathBuf> {
+    match oracle_python() {
+        Ok(python) => Some(python),
         Err(why) if std::env::var_os("GRAPE_REQUIRE_ORACLES").is_some() => {
             panic!("GRAPE_REQUIRE_ORACLES is set but {why}")
         }
         Err(why) => {
             eprintln!("skipped: {why}");
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
+    let Some(python) = python_or_skip() else {
+        return;
     };
     let queries: usize = std::env::var("GRAPE_CONFORMANCE_QUERIES")
         .ok()
@@ -368,7 +376,7 @@ fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
             })
         })
         .collect();
-    let theirs = ask_oracle(&python, &Value::Array(cases));
+    let theirs: Vec<Vec<Value>> = ask(&python, "oracle.py", &Value::Array(cases));
     std::fs::remove_dir_all(&scratch).unwrap();
 
     let mut tally: BTreeMap<Kind, Tally> = BTreeMap::new();
@@ -469,4 +477,100 @@ fn filters_counts_scrolls_and_searches_agree_with_qdrant() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// A text of words from many scripts and cases, joined by the separators Qdrant's word
+/// tokenizer splits on (and some it does not: letters and digits of other scripts).
+fn text(rng: &mut Rng) -> String {
+    const WORDS: &[&str] = &[
+        "the",
+        "The",
+        "THE",
+        "fox",
+        "Fox",
+        "jumps",
+        "naïve",
+        "Café",
+        "über",
+        "STRASSE",
+        "straße",
+        "ΣΟΦΙΑ",
+        "σοφία",
+        "ΟΔΟΣ",
+        "Ὀδυσσεύς",
+        "Москва",
+        "МОСКВА",
+        "東京",
+        "日本語のテキスト",
+        "한국어",
+        "İstanbul",
+        "ǅemal",
+        "x1",
+        "42",
+        "3",
+        "٣٤",
+        "e",
+        "I",
+        "a",
+        "ﬁne",
+        "Ⅻ",
+        "½",
+    ];
+    const GLUE: &[&str] = &[
+        " ", "  ", ", ", ". ", "-", "_", "'", "’", "\n", "\t", "/", "(", ")", "…", " — ", "🙂",
+        "@", "#", "=",
+    ];
+    let n = rng.below(30);
+    let mut s = String::new();
+    for i in 0..n {
+        if i > 0 || rng.below(4) == 0 {
+            s.push_str(GLUE[rng.below(GLUE.len())]);
+        }
+        s.push_str(WORDS[rng.below(WORDS.len())]);
+    }
+    s
+}
+
+/// A sparse vector as the oracle writes it: indices and their values.
+type Pairs = (Vec<u32>, Vec<f32>);
+
+#[test]
+fn bm25_vectors_are_qdrants() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let mut rng = Rng::new(25);
+    for config in [
+        Bm25Config::default(),
+        Bm25Config {
+            k: 0.9,
+            b: 0.4,
+            avg_len: 12.5,
+        },
+    ] {
+        let documents: Vec<String> = (0..400).map(|_| text(&mut rng)).collect();
+        let queries: Vec<String> = (0..100).map(|_| text(&mut rng)).collect();
+        let case = json!({
+            "config": {"k": config.k, "b": config.b, "avg_len": config.avg_len},
+            "documents": documents,
+            "queries": queries,
+        });
+        let theirs: BTreeMap<String, Vec<Pairs>> = ask(&python, "bm25_oracle.py", &case);
+        let bm25 = Bm25::new(config).unwrap();
+        for (kind, texts) in [("documents", &documents), ("queries", &queries)] {
+            for (text, (indices, values)) in texts.iter().zip(&theirs[kind]) {
+                let ours = match kind {
+                    "documents" => bm25.embed_document(text),
+                    _ => bm25.embed_query(text),
+                };
+                assert_eq!(ours.indices(), &indices[..], "{kind} {text:?}");
+                for (a, b) in ours.values().iter().zip(values) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * b.abs(),
+                        "{kind} {text:?}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
 }
