@@ -1,5 +1,6 @@
 //! [`EmbeddedConfig`]: everything chosen when a database is opened, validated in one place.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,6 +62,12 @@ pub struct EmbeddedConfig {
     /// after open (natively, or in the page's idle time), or by the first filtered search if it
     /// comes first.
     pub payload_indexes: Vec<String>,
+    /// Sparse vectors by name (Qdrant's `sparse_vectors`), which points may carry beside their
+    /// dense vector and [`EmbeddedVectorDB::query`](crate::EmbeddedVectorDB::query) searches
+    /// by name. Held in memory only in this version: a database with a `data_dir` refuses
+    /// them (their log records and segment section are the next step of issue 20).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sparse_vectors: BTreeMap<String, SparseVectorConfig>,
     /// Threads for parallel work: building the HNSW graph during large upserts and answering
     /// large `search_batch` calls (0, the default: all cores; 1: the calling thread only).
     /// Single searches always run on the calling thread: call from several threads at once.
@@ -114,6 +121,7 @@ impl EmbeddedConfig {
                 quantization: Quantization::None,
                 vectors_on_disk: false,
                 payload_indexes: Vec::new(),
+                sparse_vectors: BTreeMap::new(),
                 thread_pool_size: 0,
                 max_memory_mb: None,
                 enable_warmup: false,
@@ -195,6 +203,17 @@ impl EmbeddedConfig {
         for key in &self.payload_indexes {
             key.parse::<KeyPath>()
                 .map_err(|e| Error::InvalidConfig(format!("payload_indexes: {e}")))?;
+        }
+        for name in self.sparse_vectors.keys() {
+            if name.is_empty() {
+                return Err(Error::InvalidConfig(
+                    "sparse_vectors: a sparse vector needs a name (\"\" is the dense vector's)"
+                        .to_owned(),
+                ));
+            }
+        }
+        if self.data_dir.is_some() {
+            crate::persist::refuse_sparse(&self.sparse_vectors, "a data_dir")?;
         }
         if self.max_memory_mb == Some(0) {
             return Err(Error::InvalidConfig(
@@ -333,6 +352,22 @@ impl EmbeddedConfigBuilder {
     /// ```
     pub fn payload_index(mut self, key: impl Into<String>) -> Self {
         self.config.payload_indexes.push(key.into());
+        self
+    }
+
+    /// Declares a sparse vector named `name`, which points may carry (Qdrant's
+    /// `sparse_vectors`).
+    ///
+    /// ```
+    /// use grape_vector_db::{EmbeddedConfig, Modifier, SparseVectorConfig};
+    /// let c = EmbeddedConfig::builder(2)
+    ///     .sparse_vector("text", SparseVectorConfig { modifier: Modifier::Idf })
+    ///     .build()?;
+    /// assert_eq!(c.sparse_vectors["text"].modifier, Modifier::Idf);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn sparse_vector(mut self, name: impl Into<String>, config: SparseVectorConfig) -> Self {
+        self.config.sparse_vectors.insert(name.into(), config);
         self
     }
 
@@ -617,6 +652,40 @@ pub enum LogRecovery {
     Salvage,
 }
 
+/// How a sparse vector is searched (Qdrant's `SparseVectorParams`).
+///
+/// ```
+/// use grape_vector_db::{Modifier, SparseVectorConfig};
+/// let c: SparseVectorConfig = serde_json::from_str(r#"{"modifier": "idf"}"#)?;
+/// assert_eq!(c.modifier, Modifier::Idf);
+/// assert_eq!(SparseVectorConfig::default().modifier, Modifier::None);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SparseVectorConfig {
+    /// What a search does to the query's values first.
+    pub modifier: Modifier,
+}
+
+/// What a sparse search does to the query's values (Qdrant's `modifier`).
+///
+/// ```
+/// let m: grape_vector_db::Modifier = serde_json::from_str(r#""none""#).unwrap();
+/// assert_eq!(m, grape_vector_db::Modifier::None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modifier {
+    /// The values as given.
+    #[default]
+    None,
+    /// Each value times its index's inverse document frequency among the stored vectors,
+    /// `ln(1 + (N - n + 0.5) / (n + 0.5))`: what BM25 needs (see [`Bm25`](crate::Bm25)),
+    /// kept current as points come and go.
+    Idf,
+}
+
 /// What the engine holds and how it may grow: the engine's part of an [`EmbeddedConfig`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EngineConfig {
@@ -632,6 +701,8 @@ pub(crate) struct EngineConfig {
     pub vectors_on_disk: bool,
     /// Payload keys with a value -> slots index.
     pub payload_indexes: Vec<KeyPath>,
+    /// Sparse vectors by name.
+    pub sparse_vectors: BTreeMap<String, SparseVectorConfig>,
 }
 
 impl EmbeddedConfig {
@@ -650,6 +721,7 @@ impl EmbeddedConfig {
                 .iter()
                 .filter_map(|k| k.parse().ok())
                 .collect(),
+            sparse_vectors: self.sparse_vectors.clone(),
         }
     }
 }

@@ -54,8 +54,8 @@ mod wasm;
 
 pub use bm25::{Bm25, Bm25Config};
 pub use config::{
-    Durability, EmbeddedConfig, EmbeddedConfigBuilder, HnswConfig, LogRecovery, Quantization,
-    MAX_DIMENSION,
+    Durability, EmbeddedConfig, EmbeddedConfigBuilder, HnswConfig, LogRecovery, Modifier,
+    Quantization, SparseVectorConfig, MAX_DIMENSION,
 };
 pub use db::{EmbeddedVectorDB, UpsertSummary};
 pub use error::{Error, Result};
@@ -69,8 +69,8 @@ pub use metrics::{LatencySummary, Metrics, OperationMetrics};
 pub use persist::{OpenReport, StoredDatabase, StoredFile};
 pub use point::{Distance, Payload, Point, PointId, SparseVector};
 pub use search::{
-    QuantizationSearchParams, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams,
-    SearchRequest, SearchResponse,
+    QuantizationSearchParams, QueryRequest, QueryResponse, QueryVector, Record, ScoredPoint,
+    ScrollRequest, ScrollResponse, SearchParams, SearchRequest, SearchResponse,
 };
 pub use stats::{DatabaseStats, MemoryStats};
 #[cfg(target_arch = "wasm32")]

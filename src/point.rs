@@ -3,6 +3,7 @@
 //! The JSON shapes are Qdrant's, so points exported from one load into the other unchanged:
 //! `{"id": 7, "vector": [0.1, 0.2], "payload": {"color": "red"}}`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -259,15 +260,114 @@ impl Distance {
 /// assert_eq!(p, same);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     /// The point's id; upserting an existing id replaces that point.
     pub id: PointId,
     /// The vector; its length must equal the database's dimension.
     pub vector: Vec<f32>,
+    /// The point's sparse vectors by name (each declared in
+    /// [`EmbeddedConfig::sparse_vectors`](crate::EmbeddedConfig::sparse_vectors)); in JSON they
+    /// sit beside the dense vector, named `""`, as in Qdrant:
+    /// `"vector": {"": [0.5, 0.5], "text": {"indices": [3], "values": [1.0]}}`.
+    pub sparse_vectors: BTreeMap<String, SparseVector>,
     /// The payload (missing in JSON means empty).
-    #[serde(default)]
     pub payload: Payload,
+}
+
+/// A point's `vector` in JSON: the dense vector alone, or vectors by name.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum VectorShape<'a> {
+    Dense(std::borrow::Cow<'a, [f32]>),
+    Named(BTreeMap<String, NamedVector<'a>>),
+}
+
+/// One named vector of a point in JSON.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum NamedVector<'a> {
+    Dense(std::borrow::Cow<'a, [f32]>),
+    Sparse(std::borrow::Cow<'a, SparseVector>),
+}
+
+impl Serialize for Point {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let vector = match self.sparse_vectors.is_empty() {
+            true => VectorShape::Dense((&self.vector[..]).into()),
+            false => VectorShape::Named(
+                std::iter::once((String::new(), NamedVector::Dense((&self.vector[..]).into())))
+                    .chain(self.sparse_vectors.iter().map(|(name, v)| {
+                        (
+                            name.clone(),
+                            NamedVector::Sparse(std::borrow::Cow::Borrowed(v)),
+                        )
+                    }))
+                    .collect(),
+            ),
+        };
+        let mut s = serializer.serialize_struct("Point", 3)?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("vector", &vector)?;
+        s.serialize_field("payload", &self.payload)?;
+        s.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Point {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Shape<'a> {
+            id: PointId,
+            #[serde(borrow)]
+            vector: VectorShape<'a>,
+            #[serde(default)]
+            payload: Payload,
+        }
+        let shape = Shape::deserialize(deserializer)?;
+        let (vector, sparse_vectors) = vectors_of(shape.vector).map_err(de::Error::custom)?;
+        Ok(Point {
+            id: shape.id,
+            vector,
+            sparse_vectors,
+            payload: shape.payload,
+        })
+    }
+}
+
+/// The dense vector and the sparse ones of a point's `vector`.
+fn vectors_of(shape: VectorShape<'_>) -> Result<(Vec<f32>, BTreeMap<String, SparseVector>)> {
+    let named = match shape {
+        VectorShape::Dense(v) => return Ok((v.into_owned(), BTreeMap::new())),
+        VectorShape::Named(named) => named,
+    };
+    let (mut dense, mut sparse) = (None, BTreeMap::new());
+    for (name, v) in named {
+        match (name.is_empty(), v) {
+            (true, NamedVector::Dense(v)) => dense = Some(v.into_owned()),
+            (false, NamedVector::Sparse(v)) => {
+                sparse.insert(name, v.into_owned());
+            }
+            (true, NamedVector::Sparse(_)) => {
+                return Err(Error::MalformedRequest(
+                    "point: vector \"\" is the dense vector, an array of numbers".to_owned(),
+                ))
+            }
+            (false, NamedVector::Dense(_)) => {
+                return Err(Error::MalformedRequest(format!(
+                    "point: vector {name:?} is dense, but a database holds one dense vector, \
+                     named \"\" (named dense vectors are not supported yet)"
+                )))
+            }
+        }
+    }
+    let dense = dense.ok_or_else(|| {
+        Error::MalformedRequest(
+            "point: vectors by name need the dense vector under \"\"".to_owned(),
+        )
+    })?;
+    Ok((dense, sparse))
 }
 
 impl Point {
@@ -281,6 +381,7 @@ impl Point {
         Point {
             id: id.into(),
             vector,
+            sparse_vectors: BTreeMap::new(),
             payload: Payload::new(),
         }
     }
@@ -304,14 +405,35 @@ impl Point {
         let id = PointId::from_json(obj.get("id").ok_or_else(|| malformed("missing \"id\""))?)?;
         let vector = obj
             .get("vector")
-            .and_then(|v| v.as_array())
-            .and_then(|items| items.iter().map(|x| x.as_f64().map(|f| f as f32)).collect())
-            .ok_or_else(|| malformed("\"vector\" must be an array of numbers"))?;
-        let point = Point::new(id, vector);
+            .ok_or_else(|| malformed("missing \"vector\""))?;
+        let vector = VectorShape::deserialize(vector).map_err(|_| {
+            malformed(
+                "\"vector\" must be an array of numbers, or vectors by name \
+                 ({\"\": [numbers], \"name\": {\"indices\": [...], \"values\": [...]}})",
+            )
+        })?;
+        let (vector, sparse_vectors) = vectors_of(vector)?;
+        let point = Point {
+            sparse_vectors,
+            ..Point::new(id, vector)
+        };
         match obj.get("payload") {
             None | Some(serde_json::Value::Null) => Ok(point),
             Some(payload) => point.with_payload(payload.clone()),
         }
+    }
+
+    /// Adds the sparse vector named `name`.
+    ///
+    /// ```
+    /// use grape_vector_db::{Point, SparseVector};
+    /// let p = Point::new(1, vec![1.0]).with_sparse("text", SparseVector::new(vec![7], vec![0.5])?);
+    /// assert_eq!(p.sparse_vectors["text"].indices(), &[7]);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn with_sparse(mut self, name: impl Into<String>, vector: SparseVector) -> Self {
+        self.sparse_vectors.insert(name.into(), vector);
+        self
     }
 
     /// Sets the payload, which must be a JSON object.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::filter::Filter;
-use crate::point::{Payload, PointId};
+use crate::point::{Payload, PointId, SparseVector};
 
 fn default_limit() -> usize {
     10
@@ -293,4 +293,108 @@ pub struct ScrollResponse {
     pub points: Vec<Record>,
     /// The id to start the next page at, or `None` after the last page.
     pub next_page_offset: Option<PointId>,
+}
+
+/// A request of Qdrant's Query API (`POST /collections/{name}/points/query`), in its JSON shape:
+/// the nearest points to `query`, a dense vector or a sparse one named by `using`.
+///
+/// ```
+/// use grape_vector_db::{QueryRequest, QueryVector};
+/// let q: QueryRequest = serde_json::from_value(serde_json::json!({
+///     "query": {"indices": [3, 8], "values": [1.0, 0.5]}, "using": "text", "limit": 5
+/// }))?;
+/// assert!(matches!(q.query, QueryVector::Sparse(_)));
+/// assert_eq!((q.using.as_deref(), q.limit), (Some("text"), 5));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// What to search for.
+    pub query: QueryVector,
+    /// The vector searched: a sparse vector's name, or `""` (the default) for the dense one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub using: Option<String>,
+    /// How many results to return (default 10).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// How many of the best results to skip first.
+    #[serde(default)]
+    pub offset: usize,
+    /// Only points matching this filter are considered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    /// Keep only results scoring strictly better than this (see
+    /// [`SearchRequest::score_threshold`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_threshold: Option<f32>,
+    /// Return each result's payload.
+    #[serde(default)]
+    pub with_payload: bool,
+    /// Return each result's dense vector.
+    #[serde(default)]
+    pub with_vector: bool,
+    /// Search tuning of a dense query.
+    #[serde(default)]
+    pub params: SearchParams,
+}
+
+impl QueryRequest {
+    /// A request for the `limit` points whose sparse vector `using` has the largest dot
+    /// products with `vector`.
+    ///
+    /// ```
+    /// use grape_vector_db::{QueryRequest, SparseVector};
+    /// let q = QueryRequest::sparse("text", SparseVector::new(vec![1], vec![1.0])?, 3);
+    /// assert_eq!(q.limit, 3);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn sparse(using: impl Into<String>, vector: SparseVector, limit: usize) -> Self {
+        QueryRequest {
+            query: QueryVector::Sparse(vector),
+            using: Some(using.into()),
+            limit,
+            offset: 0,
+            filter: None,
+            score_threshold: None,
+            with_payload: false,
+            with_vector: false,
+            params: SearchParams::default(),
+        }
+    }
+
+    /// The same request as a [`SearchRequest`], when it queries the dense vector.
+    pub(crate) fn as_dense_search(&self) -> Option<SearchRequest> {
+        let QueryVector::Dense(vector) = &self.query else {
+            return None;
+        };
+        Some(SearchRequest {
+            vector: vector.clone(),
+            limit: self.limit,
+            offset: self.offset,
+            filter: self.filter.clone(),
+            score_threshold: self.score_threshold,
+            with_payload: self.with_payload,
+            with_vector: self.with_vector,
+            params: self.params,
+        })
+    }
+}
+
+/// The `query` of a [`QueryRequest`]: a dense vector (an array of numbers) or a sparse one
+/// (`{"indices": [...], "values": [...]}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueryVector {
+    /// Nearest by the database's distance.
+    Dense(Vec<f32>),
+    /// Largest dot products with a sparse vector.
+    Sparse(SparseVector),
+}
+
+/// The answer to a [`QueryRequest`], in Qdrant's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryResponse {
+    /// The results, best first.
+    pub points: Vec<ScoredPoint>,
 }

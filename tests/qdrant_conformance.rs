@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use grape_vector_db::{
-    Bm25, Bm25Config, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, ScrollRequest,
-    SearchParams, SearchRequest,
+    Bm25, Bm25Config, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Modifier, Point, PointId,
+    QueryRequest, ScrollRequest, SearchParams, SearchRequest, SparseVector, SparseVectorConfig,
 };
 use serde_json::{json, Value};
 use testkit::conformance::{self, Kind};
@@ -572,5 +572,147 @@ fn bm25_vectors_are_qdrants() {
                 }
             }
         }
+    }
+}
+
+/// A sparse vector of random indices and values of either sign (what a learned sparse model
+/// gives), over few indices so that vectors overlap.
+fn random_sparse(rng: &mut Rng) -> SparseVector {
+    let mut pairs = BTreeMap::new();
+    for _ in 0..1 + rng.below(8) {
+        pairs.insert(rng.below(40) as u32, (rng.below(33) as f32 - 12.0) / 8.0);
+    }
+    SparseVector::new(
+        pairs.keys().copied().collect(),
+        pairs.values().copied().collect(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn sparse_queries_agree_with_qdrant() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let bm25 = Bm25::new(Bm25Config::default()).unwrap();
+    let mut rng = Rng::new(20_20);
+    for modifier in [Modifier::Idf, Modifier::None] {
+        let name = "text";
+        let ids: Vec<Value> = (0..POINTS)
+            .map(|i| match i % 9 {
+                0 => json!(format!("{:08x}-0000-4000-8000-{:012x}", i * 7, i)),
+                _ => json!(i * 3 + 1),
+            })
+            .collect();
+        // BM25 documents under IDF; signed random vectors without it. Some points have none,
+        // some are written twice (the second replaces the first) and some are deleted: the
+        // document frequencies must follow.
+        let make = |rng: &mut Rng, id: &Value| {
+            let mut vectors = json!({"": [1.0]});
+            if !rng.chance(0.1) {
+                let v = match modifier {
+                    Modifier::Idf => bm25.embed_document(&text(rng)),
+                    Modifier::None => random_sparse(rng),
+                };
+                vectors[name] = json!(v);
+            }
+            json!({"id": id, "vector": vectors, "payload": conformance::payload(rng)})
+        };
+        let mut points: Vec<Value> = ids.iter().map(|id| make(&mut rng, id)).collect();
+        for _ in 0..30 {
+            let id = ids[rng.below(ids.len())].clone();
+            points.push(make(&mut rng, &id));
+        }
+        let deletes: Vec<Value> = (0..20).map(|_| ids[rng.below(ids.len())].clone()).collect();
+        let mut queries = Vec::new();
+        while queries.len() < 300 {
+            let mut kinds = Vec::new();
+            let filter = rng
+                .chance(0.4)
+                .then(|| conformance::filter(&mut rng, &ids, 0, &mut kinds));
+            // Qdrant's side has no dense vector here, so `has_vector: ""` would differ; and
+            // `has_vector` of a sparse vector's name is not evaluated yet (issue 20).
+            if !kinds
+                .iter()
+                .all(|k| AGREED.contains(k) && *k != "has_vector")
+            {
+                continue;
+            }
+            let vector = match modifier {
+                Modifier::Idf => bm25.embed_query(&text(&mut rng)),
+                Modifier::None => random_sparse(&mut rng),
+            };
+            let score_threshold = rng.chance(0.2).then(|| rng.below(20) as f32 / 4.0);
+            let limit = 1 + rng.below(2 * LIMIT);
+            queries.push(json!({
+                "kind": "sparse", "using": name, "vector": vector, "filter": filter,
+                "limit": limit, "score_threshold": score_threshold,
+            }));
+        }
+        let modifier_name = serde_json::to_value(modifier).unwrap();
+        let case = json!([{
+            "sparse": {name: modifier_name},
+            "text_keys": ["desc"],
+            "points": points,
+            "deletes": deletes,
+            "queries": queries,
+        }]);
+        let theirs: Vec<Vec<Value>> = ask(&python, "oracle.py", &case);
+
+        let config = EmbeddedConfig::builder(1)
+            .distance(Distance::Dot)
+            .sparse_vector(name, SparseVectorConfig { modifier })
+            .build()
+            .unwrap();
+        let db = EmbeddedVectorDB::open(config).unwrap();
+        for p in &points {
+            db.upsert(vec![Point::from_json(p).unwrap()]).unwrap();
+        }
+        let deletes: Vec<PointId> = deletes
+            .iter()
+            .map(|id| serde_json::from_value(id.clone()).unwrap())
+            .collect();
+        db.delete(deletes).unwrap();
+        let mut disagreements = Vec::new();
+        for (q, their) in queries.iter().zip(&theirs[0]) {
+            let limit = q["limit"].as_u64().unwrap() as usize;
+            let request = json!({
+                "query": q["vector"], "using": name, "limit": limit, "filter": q["filter"],
+                "score_threshold": q["score_threshold"],
+            });
+            let answer = serde_json::from_value::<QueryRequest>(request)
+                .map_err(|e| e.to_string())
+                .and_then(|r| db.query(&r).map_err(|e| e.to_string()));
+            let ours = match answer {
+                Ok(r) => {
+                    json!({"hits": r.points.iter().map(|p| json!([p.id, p.score])).collect::<Vec<_>>()})
+                }
+                Err(e) => json!({ "error": e }),
+            };
+            let agree = match (ours.get("hits"), their.get("hits")) {
+                (Some(Value::Array(a)), Some(Value::Array(b))) => {
+                    // Qdrant's filtered path returns points of score 0, its unfiltered path does
+                    // not; ours never does. Compare without them: on a full page of Qdrant's,
+                    // on as many of our hits as are left of it.
+                    let nonzero: Vec<Value> = b.iter().filter(|h| h[1] != 0.0).cloned().collect();
+                    let a = match b.len() == limit {
+                        true => &a[..a.len().min(nonzero.len())],
+                        false => &a[..],
+                    };
+                    same_hits(a, &nonzero, limit)
+                }
+                _ => ours.get("error").is_some() && their.get("error").is_some(),
+            };
+            if !agree {
+                disagreements.push(format!("{q}\n  ours   {ours}\n  Qdrant {their}"));
+            }
+        }
+        assert!(
+            disagreements.is_empty(),
+            "{modifier:?}: {} of {} sparse queries disagree with Qdrant, e.g.\n{}",
+            disagreements.len(),
+            queries.len(),
+            disagreements[..disagreements.len().min(3)].join("\n")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Compaction, which squeezes tombstones out of the slots, and memory accounting.
 
 use super::hnsw::Graph;
+use super::sparse::SparseIndex;
 use super::Engine;
 use crate::error::Result;
 use crate::stats::MemoryStats;
@@ -19,6 +20,12 @@ impl Engine {
         let ids = &self.ids;
         let live = |slot: usize| ids.is_live(slot as u32);
         self.vectors.retain(live)?;
+        let kept: Vec<u32> = (0..ids.slots() as u32)
+            .filter(|&s| ids.is_live(s))
+            .collect();
+        for index in self.sparse.values_mut() {
+            *index = index.rebuilt(kept.iter().copied());
+        }
         self.indexes.reset();
         self.payloads.retain(live);
         self.ids.compact();
@@ -62,7 +69,8 @@ impl Engine {
             payloads: self.payloads.heap_bytes(),
             index: self.graph.as_ref().map_or(0, Graph::bytes)
                 + self.codes.as_ref().map_or(0, |c| c.bytes())
-                + self.indexes.bytes(),
+                + self.indexes.bytes()
+                + self.sparse.values().map(SparseIndex::bytes).sum::<usize>(),
             ids: self.ids.heap_bytes(),
         }
     }

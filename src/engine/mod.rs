@@ -18,14 +18,15 @@
 //! - `write.rs`: validation and writes: upserts, payload updates, deletes.
 //! - `read.rs`: points by id, counts, scrolling and filter matches.
 //! - `search.rs`: the search paths: the graph, a payload index's candidates, the exact scan.
+//! - `query.rs`: queries of a sparse vector, by its inverted index.
 //! - `index.rs`: the graph over the arena: deferred indexing and warming up.
 //! - `compact.rs`: compaction of tombstones and memory accounting.
 //! - `image.rs`: checkpoints: the engine from a segment's image, and its export to a new one.
 //!
 //! Beneath them, the parts the engine is made of: `arena.rs` (vectors by slot), `ids.rs` (ids
 //! by slot and slots by id), `payloads.rs` (payloads by slot), `hnsw.rs` and `sketch.rs` (the
-//! graph index), `quantized.rs` (its nodes' codes), `payload_index/` (value -> slots indexes)
-//! and `topk.rs` (the k closest candidates).
+//! graph index), `quantized.rs` (its nodes' codes), `payload_index/` (value -> slots indexes),
+//! `sparse.rs` (a sparse vector's inverted index) and `topk.rs` (the k closest candidates).
 
 mod arena;
 mod compact;
@@ -37,9 +38,11 @@ mod index;
 pub(crate) mod payload_index;
 mod payloads;
 pub(crate) mod quantized;
+mod query;
 mod read;
 mod search;
 mod sketch;
+pub(crate) mod sparse;
 mod topk;
 mod write;
 
@@ -52,6 +55,8 @@ use hnsw::{Graph, InsertPlan};
 use ids::IdMap;
 use payload_index::PayloadIndexes;
 use payloads::PayloadStore;
+use sparse::SparseIndex;
+use std::collections::BTreeMap;
 pub use write::UpsertSummary;
 
 /// Runs `count` independent jobs and returns their results in order. The engine itself is
@@ -82,6 +87,8 @@ pub(crate) struct Engine {
     /// checkpoint indexes them.
     defer_indexing: bool,
     indexes: PayloadIndexes,
+    /// One index per configured sparse vector, by name, over the same slots.
+    sparse: BTreeMap<String, SparseIndex>,
     parallel: ParallelMap,
 }
 
@@ -100,6 +107,11 @@ impl Engine {
             codes: None,
             defer_indexing: false,
             indexes: PayloadIndexes::new(&config.payload_indexes),
+            sparse: config
+                .sparse_vectors
+                .keys()
+                .map(|name| (name.clone(), SparseIndex::new()))
+                .collect(),
             parallel: Box::new(|count, job| (0..count).map(job).collect()),
             config,
         }
@@ -160,6 +172,7 @@ mod tests {
             quantization: crate::Quantization::None,
             vectors_on_disk: false,
             payload_indexes: Vec::new(),
+            sparse_vectors: Default::default(),
         })
     }
 

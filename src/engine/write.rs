@@ -66,6 +66,13 @@ impl Engine {
     fn validate_upsert_within(&self, points: &[Point], max: usize) -> Result<()> {
         for p in points {
             self.check_vector(&p.vector)?;
+            if let Some(name) = p
+                .sparse_vectors
+                .keys()
+                .find(|n| !self.sparse.contains_key(*n))
+            {
+                return Err(self.unknown_sparse(name));
+            }
         }
         let mut new_ids: Vec<PointId> = points
             .iter()
@@ -125,13 +132,17 @@ impl Engine {
         let Point {
             id,
             vector,
+            sparse_vectors,
             payload,
         } = point;
         let id = *id;
         let existing = self.ids.slot_of(id).map(|s| s as usize);
         // With an index, a changed vector would leave its node's links stale: it moves to
         // a new slot instead, like a vector of the read-only mapped segment.
-        let in_place = existing.filter(|&s| self.vectors.is_writable(s) && self.graph.is_none());
+        // Posting lists are sorted by slot, so a point with sparse vectors moves too.
+        let in_place = existing.filter(|&s| {
+            self.vectors.is_writable(s) && self.graph.is_none() && self.sparse.is_empty()
+        });
         let slot = match in_place {
             Some(slot) => {
                 self.vectors.get_mut(slot).copy_from_slice(vector);
@@ -149,6 +160,12 @@ impl Engine {
                 let slot = self.vectors.push(vector);
                 let pushed = self.ids.push(id);
                 debug_assert_eq!(pushed as usize, slot, "ids and vectors share slots");
+                for (name, index) in &mut self.sparse {
+                    let v = sparse_vectors.get(name);
+                    let (indices, values) =
+                        v.map_or((&[][..], &[][..]), |v| (v.indices(), v.values()));
+                    index.push(pushed, indices, values);
+                }
                 self.indexes.add(slot as u32, payload);
                 self.payloads.push(payload);
                 slot
@@ -166,6 +183,18 @@ impl Engine {
     pub fn upsert(&mut self, points: Vec<Point>) -> Result<UpsertSummary> {
         self.validate_upsert(&points)?;
         Ok(self.apply_upsert(points))
+    }
+
+    /// The error for a sparse vector name the configuration does not declare.
+    pub(super) fn unknown_sparse(&self, name: &str) -> Error {
+        let known: Vec<&str> = self.sparse.keys().map(String::as_str).collect();
+        Error::InvalidArgument(format!(
+            "no sparse vector named {name:?}: the database declares {}",
+            match known.is_empty() {
+                true => "none (EmbeddedConfig::sparse_vectors)".to_owned(),
+                false => format!("{known:?}"),
+            }
+        ))
     }
 
     /// Fails with [`Error::UnknownId`] naming the first id that is not stored.
@@ -194,6 +223,9 @@ impl Engine {
     fn tombstone(&mut self, slot: usize) {
         if self.ids.remove(slot).is_some() {
             self.payloads.set(slot, &Payload::new());
+            for index in self.sparse.values_mut() {
+                index.remove(slot as u32);
+            }
         }
     }
 

@@ -849,6 +849,7 @@ mod tests {
             quantization: Quantization::None,
             vectors_on_disk: false,
             payload_indexes: Vec::new(),
+            sparse_vectors: Default::default(),
         }
     }
 

@@ -180,9 +180,12 @@ impl LogFormat {
                     let id = r.id()?;
                     let vector = r.f32s(dim)?;
                     let payload = decode_payload(&mut r)?;
+                    // Sparse vectors are held in memory only in this version (a database with
+                    // them has no log: `EmbeddedConfig::validate`).
                     points.push(Point {
                         id,
                         vector,
+                        sparse_vectors: Default::default(),
                         payload,
                     });
                 }

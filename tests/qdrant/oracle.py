@@ -10,6 +10,10 @@ CASES.json is a list of collections, each
      "points_file": a `grape export` file (validated with qdrant-client's REST models),
      "queries": [{"kind": "count" | "scroll" | "search", "filter": {Qdrant filter JSON} | null,
                   "vector": [...], "limit": n, "score_threshold": x | null}, ...]}
+or, for sparse vectors, "sparse": {name: "idf" | "none"} (no dense vector on Qdrant's side;
+points carry {"": [dense], name: {"indices", "values"}}), "deletes": [id, ...] applied after
+the upsert, and queries {"kind": "sparse", "using": name, "vector": {"indices", "values"},
+"offset": n, ...}
 and the answer is, per collection, one entry per query: {"count": n}, {"ids": [...]},
 {"hits": [[id, score], ...]} or {"error": message} when Qdrant refuses the request.
 
@@ -188,6 +192,22 @@ def answer(shard, query):
                 )
             )
             return {"hits": [[point_id(h.id), h.score] for h in hits]}
+        if kind == "sparse":
+            v = query["vector"]
+            hits = shard.query(
+                q.QueryRequest(
+                    limit=query["limit"],
+                    offset=query.get("offset", 0),
+                    query=q.Query.Nearest(
+                        q.SparseVector(indices=v["indices"], values=v["values"]),
+                        using=query["using"],
+                    ),
+                    filter=flt,
+                    score_threshold=query.get("score_threshold"),
+                    with_payload=False,
+                )
+            )
+            return {"hits": [[point_id(h.id), h.score] for h in hits]}
         raise Unsupported(f"query kind {kind}")
     except Unsupported:
         raise
@@ -213,14 +233,41 @@ def exported(path):
     return lines
 
 
+def point(p, sparse):
+    """A point of the case: its dense vector, or its sparse vectors by name."""
+    if sparse is None:
+        return q.Point(point_id(p["id"]), p["vector"], p.get("payload") or {})
+    vectors = {
+        name: q.SparseVector(indices=v["indices"], values=v["values"])
+        for name, v in p["vector"].items()
+        if name != ""
+    }
+    return q.Point(point_id(p["id"]), vectors, p.get("payload") or {})
+
+
 def collection(case, scratch):
     path = tempfile.mkdtemp(dir=scratch)
-    config = q.EdgeConfig(
-        vectors=q.EdgeVectorParams(
-            size=case["dimension"], distance=getattr(q.Distance, case["distance"])
-        ),
-        wal_enabled=False,
-    )
+    sparse = case.get("sparse")  # {name: "idf" | "none"}: sparse vectors only, no dense one
+    if sparse is None:
+        config = q.EdgeConfig(
+            vectors=q.EdgeVectorParams(
+                size=case["dimension"], distance=getattr(q.Distance, case["distance"])
+            ),
+            wal_enabled=False,
+        )
+    else:
+        modifiers = {"idf": q.Modifier.Idf, "none": getattr(q.Modifier, "None")}
+        config = q.EdgeConfig(
+            vectors={},
+            sparse_vectors={
+                name: q.EdgeSparseVectorParams(modifier=modifiers[m])
+                for name, m in sparse.items()
+            },
+            # Qdrant's IDF counts deleted points until its optimizer vacuums them (ours counts
+            # live points only): vacuum after any delete, and compare with that.
+            optimizers=q.EdgeOptimizersConfig(deleted_threshold=0.0, vacuum_min_vector_number=1),
+            wal_enabled=False,
+        )
     shard = q.EdgeShard.create(path, config)
     try:
         for key in case.get("text_keys", []):
@@ -228,11 +275,14 @@ def collection(case, scratch):
             params = q.TextIndexParams(phrase_matching=True)
             shard.update(q.UpdateOperation.create_field_index(key, params))
         points = [
-            q.Point(point_id(p["id"]), p["vector"], p.get("payload") or {})
-            for p in exported(case.get("points_file")) or case["points"]
+            point(p, sparse) for p in exported(case.get("points_file")) or case["points"]
         ]
         for start in range(0, len(points), 500):
             shard.update(q.UpdateOperation.upsert_points(points[start : start + 500]))
+        deletes = [point_id(i) for i in case.get("deletes", [])]
+        if deletes:
+            shard.update(q.UpdateOperation.delete_points(deletes))
+            shard.optimize()
         return [answer(shard, query) for query in case["queries"]]
     finally:
         shard.close()

@@ -1,0 +1,89 @@
+//! Queries of a sparse vector (Qdrant's Query API with `using` a sparse vector's name): its
+//! inverted index (`sparse.rs`) finds the largest dot products among the points the filter
+//! admits, after the configured modifier (IDF) has weighted the query.
+
+use super::sparse::SparseIndex;
+use super::Engine;
+use crate::config::Modifier;
+use crate::error::{Error, Result};
+use crate::point::SparseVector;
+use crate::search::{QueryRequest, Record, ScoredPoint};
+
+impl Engine {
+    /// The best points for a sparse `vector` of the vector named `using`, as `req` asks
+    /// (filter, paging, threshold, payloads).
+    pub fn query_sparse(
+        &self,
+        using: &str,
+        vector: &SparseVector,
+        req: &QueryRequest,
+    ) -> Result<Vec<ScoredPoint>> {
+        let index = self
+            .sparse
+            .get(using)
+            .ok_or_else(|| self.unknown_sparse(using))?;
+        let keep = req.limit.saturating_add(req.offset);
+        self.check_limit(keep)?;
+        if req.score_threshold.is_some_and(f32::is_nan) {
+            return Err(Error::InvalidArgument("score_threshold is NaN".to_owned()));
+        }
+        let weights = self.weights(using, index, vector);
+        let admit = |slot: u32| match (req.filter.as_ref(), self.ids.id_at(slot as usize)) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(f), Some(id)) => f.matches(id, self.payloads.get(slot as usize)),
+        };
+        let (found, _) = index.search(vector.indices(), &weights, keep, &admit);
+        Ok(found
+            .into_iter()
+            .skip(req.offset)
+            .map(|c| (c.slot, -c.key))
+            // Strictly better, as Qdrant's `score_threshold`.
+            .take_while(|&(_, score)| req.score_threshold.is_none_or(|t| score > t))
+            .map(|(slot, score)| {
+                let Record {
+                    id,
+                    payload,
+                    vector,
+                } = self.record(slot as usize, req.with_payload, req.with_vector);
+                ScoredPoint {
+                    id,
+                    score,
+                    payload,
+                    vector,
+                }
+            })
+            .collect())
+    }
+
+    /// The query's values, weighted as the vector's modifier says.
+    fn weights(&self, using: &str, index: &SparseIndex, vector: &SparseVector) -> Vec<f32> {
+        match self.config.sparse_vectors[using].modifier {
+            Modifier::None => vector.values().to_vec(),
+            Modifier::Idf => vector
+                .indices()
+                .iter()
+                .zip(vector.values())
+                .map(|(&i, &v)| v * idf(index.live(), index.document_frequency(i)))
+                .collect(),
+        }
+    }
+}
+
+/// Qdrant's inverse document frequency of an index found in `n` of `total` vectors.
+fn idf(total: usize, n: usize) -> f32 {
+    let (total, n) = (total as f64, n as f64);
+    ((total - n + 0.5) / (n + 0.5)).ln_1p() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idf_is_qdrants() {
+        // Qdrant Edge scored a query value of 1 at these weights (3 points, 1 or 2 with it).
+        assert!((idf(3, 1) - 0.980_829_2).abs() < 1e-6);
+        assert!((idf(3, 2) - 0.470_003_6).abs() < 1e-6);
+    }
+}
