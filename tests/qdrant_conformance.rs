@@ -298,7 +298,10 @@ fn same_hits(a: &[Value], b: &[Value], limit: usize) -> bool {
 
 /// What `script` (in `tests/qdrant`) answers to `cases`.
 fn ask<T: serde::de::DeserializeOwned>(python: &Path, script: &str, cases: &Value) -> T {
-    let dir = std::env::temp_dir().join(format!("grape-conformance-{}", std::process::id()));
+    // The tests of this file run at once: each call has a directory of its own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("grape-conformance-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("cases.json");
     std::fs::write(&file, serde_json::to_vec(cases).unwrap()).unwrap();
