@@ -64,8 +64,9 @@ pub struct EmbeddedConfig {
     pub payload_indexes: Vec<String>,
     /// Sparse vectors by name (Qdrant's `sparse_vectors`), which points may carry beside their
     /// dense vector and [`EmbeddedVectorDB::query`](crate::EmbeddedVectorDB::query) searches
-    /// by name. Held in memory only in this version: a database with a `data_dir` refuses
-    /// them (their log records and segment section are the next step of issue 20).
+    /// by name. Stored with the rest (log records, a segment section); a database that holds
+    /// a sparse vector refuses to open without its declaration, and one may be added to an
+    /// existing database (its points then have none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sparse_vectors: BTreeMap<String, SparseVectorConfig>,
     /// Threads for parallel work: building the HNSW graph during large upserts and answering
@@ -211,9 +212,6 @@ impl EmbeddedConfig {
                         .to_owned(),
                 ));
             }
-        }
-        if self.data_dir.is_some() {
-            crate::persist::refuse_sparse(&self.sparse_vectors, "a data_dir")?;
         }
         if self.max_memory_mb == Some(0) {
             return Err(Error::InvalidConfig(

@@ -391,6 +391,37 @@ fn a_payload_index_naming_no_row_behind_valid_checksums_is_refused() {
     );
 }
 
+#[test]
+fn sparse_vectors_out_of_order_behind_valid_checksums_are_refused() {
+    // Posting lists are built from the stored rows at open, and a search walks them in order
+    // of index: a row whose indices are not ascending is damage, refused at open.
+    let storage = MemoryStorage::new();
+    let config = EmbeddedConfig::builder(3)
+        .distance(Distance::Euclid)
+        .sparse_vector("s", grape_vector_db::SparseVectorConfig::default())
+        .build()
+        .unwrap();
+    let db =
+        EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(storage.clone())).unwrap();
+    let v = grape_vector_db::SparseVector::new(vec![3, 7], vec![1.0, 2.0]).unwrap();
+    db.upsert(vec![Point::new(1, vec![1.0, 0.0, 0.0]).with_sparse("s", v)])
+        .unwrap();
+    db.checkpoint().unwrap();
+    drop(db);
+    // Section 12, sparse vectors: count, name "s" (padded), entries, two starts, then the
+    // indices 3 and 7, swapped here.
+    edit_segment_section(&storage, 11, |section| {
+        let indices = 4 + 4 + 4 + 8 + 16;
+        assert_eq!(section[indices..indices + 8], [3, 0, 0, 0, 7, 0, 0, 0]);
+        section[indices..indices + 8].copy_from_slice(&[7, 0, 0, 0, 3, 0, 0, 0]);
+    });
+    let err = EmbeddedVectorDB::open_with_storage(config, Arc::new(storage)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { detail, .. } if detail.contains("not ascending")),
+        "{err:?}"
+    );
+}
+
 /// A database of 50 points of dimension 3 (with `payload(i)`), checkpointed into a segment.
 fn checkpoint_50_points(
     storage: &MemoryStorage,
@@ -410,7 +441,7 @@ fn checkpoint_50_points(
     db.checkpoint().unwrap();
 }
 
-/// Changes section `index` (0-based) of the segment of a version 5 database with `edit`, and
+/// Changes section `index` (0-based) of the segment of a version 6 database with `edit`, and
 /// recomputes that section's checksum and the header's: damage that checksums cannot see, as a
 /// faulty writer or a deliberate edit would leave.
 fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce(&mut [u8])) {
@@ -422,9 +453,9 @@ fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce
     edit(&mut bytes[at..at + len]);
     let crc = testkit::crc32c(&bytes[at..at + len]);
     bytes[d + 16..d + 20].copy_from_slice(&crc.to_le_bytes());
-    // The header checksum covers the fixed fields and the eleven descriptors (FORMAT.md).
-    let crc = testkit::crc32c(&bytes[..320]);
-    bytes[320..324].copy_from_slice(&crc.to_le_bytes());
+    // The header checksum covers the fixed fields and the twelve descriptors (FORMAT.md).
+    let crc = testkit::crc32c(&bytes[..344]);
+    bytes[344..348].copy_from_slice(&crc.to_le_bytes());
     storage
         .open(&name, OpenMode::Existing)
         .unwrap()

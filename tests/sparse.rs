@@ -77,13 +77,6 @@ fn compaction_replacements_and_deletes_answer_as_a_fresh_database() {
 
 #[test]
 fn misuse_is_a_typed_error() {
-    let dir = std::env::temp_dir().join(format!("grape-sparse-{}", std::process::id()));
-    let with_dir = EmbeddedConfig::builder(2)
-        .data_dir(&dir)
-        .sparse_vector("text", SparseVectorConfig::default())
-        .build();
-    assert!(matches!(with_dir, Err(Error::InvalidConfig(m)) if m.contains("memory only")));
-    assert!(!dir.exists());
     let db = EmbeddedVectorDB::open(config()).unwrap();
     let v = SparseVector::new(vec![1], vec![1.0]).unwrap();
     let unknown = db.upsert(vec![
@@ -122,9 +115,118 @@ fn misuse_is_a_typed_error() {
             .len(),
         1
     );
-    // Storing would lose the sparse vectors: refused until they have a format.
-    let snapshot = db.snapshot(&dir);
-    assert!(matches!(snapshot, Err(Error::InvalidConfig(m)) if m.contains("memory only")));
-    assert!(db.export_archive().is_err());
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every stored form holds the sparse vectors: the log, a segment, a segment with a log after
+/// it, a snapshot and an archive; and the declaration is checked against them at open.
+#[test]
+fn sparse_vectors_are_stored_and_declarations_checked() {
+    let bm25 = Bm25::new(Bm25Config::default()).unwrap();
+    let mut rng = Rng::new(21);
+    let root = std::env::temp_dir().join(format!("grape-sparse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dir = root.join("db");
+    let on_disk = |extra: Option<&str>| {
+        let mut b = EmbeddedConfig::builder(2).data_dir(&dir).sparse_vector(
+            "text",
+            SparseVectorConfig {
+                modifier: Modifier::Idf,
+            },
+        );
+        if let Some(name) = extra {
+            b = b.sparse_vector(name, SparseVectorConfig::default());
+        }
+        b.build().unwrap()
+    };
+    let queries: Vec<QueryRequest> = (0..50)
+        .map(|_| QueryRequest::sparse("text", bm25.embed_query(&sentence(&mut rng)), 10))
+        .collect();
+    let answers = |db: &EmbeddedVectorDB| -> Vec<Vec<(PointId, f32)>> {
+        queries
+            .iter()
+            .map(|q| {
+                db.query(q)
+                    .unwrap()
+                    .points
+                    .iter()
+                    .map(|p| (p.id, p.score))
+                    .collect()
+            })
+            .collect()
+    };
+    let mut batch = |first: u64| -> Vec<Point> {
+        (first..first + 300)
+            .map(|i| {
+                Point::new(i, vec![1.0, i as f32])
+                    .with_sparse("text", bm25.embed_document(&sentence(&mut rng)))
+            })
+            .collect()
+    };
+    let db = EmbeddedVectorDB::open(on_disk(None)).unwrap();
+    db.upsert(batch(0)).unwrap();
+    db.delete((0..300u64).step_by(7)).unwrap();
+    let expected = answers(&db);
+    assert!(expected.iter().all(|a| !a.is_empty()));
+    drop(db);
+    // The log alone.
+    let db = EmbeddedVectorDB::open(on_disk(None)).unwrap();
+    assert_eq!(answers(&db), expected);
+    // A segment, then a segment and a log.
+    db.checkpoint().unwrap();
+    drop(db);
+    let db = EmbeddedVectorDB::open(on_disk(None)).unwrap();
+    assert_eq!(answers(&db), expected);
+    db.upsert(batch(1000)).unwrap();
+    let expected = answers(&db);
+    drop(db);
+    let db = EmbeddedVectorDB::open(on_disk(None)).unwrap();
+    assert_eq!(answers(&db), expected);
+    // A snapshot and an archive.
+    db.snapshot(root.join("snapshot")).unwrap();
+    let copy = EmbeddedVectorDB::open(EmbeddedConfig {
+        data_dir: Some(root.join("snapshot")),
+        ..on_disk(None)
+    })
+    .unwrap();
+    assert_eq!(answers(&copy), expected);
+    drop(copy);
+    let archive = db.export_archive().unwrap();
+    let dest = grape_vector_db::storage::MemoryStorage::new();
+    EmbeddedVectorDB::import_archive(&archive, &dest).unwrap();
+    let copy = EmbeddedVectorDB::open_with_storage(
+        EmbeddedConfig {
+            data_dir: None,
+            ..on_disk(None)
+        },
+        std::sync::Arc::new(dest),
+    )
+    .unwrap();
+    assert_eq!(answers(&copy), expected);
+    drop((copy, db));
+    // Opening without the declaration would lose them: refused, from the log and from a
+    // segment alike.
+    let undeclared = || EmbeddedConfig {
+        sparse_vectors: Default::default(),
+        ..on_disk(None)
+    };
+    let refused = EmbeddedVectorDB::open(undeclared());
+    assert!(matches!(refused, Err(Error::InvalidConfig(m)) if m.contains("\"text\"")));
+    let db = EmbeddedVectorDB::open(on_disk(None)).unwrap();
+    db.checkpoint().unwrap();
+    drop(db);
+    let refused = EmbeddedVectorDB::open(undeclared());
+    assert!(matches!(refused, Err(Error::InvalidConfig(m)) if m.contains("\"text\"")));
+    // A sparse vector declared later: the stored points have none of it.
+    let db = EmbeddedVectorDB::open(on_disk(Some("title"))).unwrap();
+    assert_eq!(answers(&db), expected);
+    let title = QueryRequest::sparse("title", SparseVector::new(vec![1], vec![1.0]).unwrap(), 5);
+    assert!(db.query(&title).unwrap().points.is_empty());
+    db.upsert(vec![Point::new(1, vec![1.0, 0.0]).with_sparse(
+        "title",
+        SparseVector::new(vec![1], vec![2.0]).unwrap(),
+    )])
+    .unwrap();
+    assert_eq!(db.query(&title).unwrap().points[0].score, 2.0);
+    drop(db);
+    std::fs::remove_dir_all(&root).unwrap();
 }

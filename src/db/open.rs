@@ -100,7 +100,6 @@ impl EmbeddedVectorDB {
     /// ```
     pub fn open_with_storage(config: EmbeddedConfig, storage: Arc<dyn Storage>) -> Result<Self> {
         config.validate()?;
-        crate::persist::refuse_sparse(&config.sparse_vectors, "a storage backend")?;
         Self::start(config, Some(storage))
     }
 

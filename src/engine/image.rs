@@ -10,6 +10,7 @@ use super::index::graph_params;
 use super::payload_index::{PayloadIndexes, StoredIndexes};
 use super::payloads::{PayloadStore, RawPayloads};
 use super::quantized::{Codes, StoredCodes};
+use super::sparse::{self, SparseIndex, StoredSparse};
 use super::{Engine, IdMap, MAX_SLOTS};
 use crate::bytes::Bytes;
 use crate::config::EngineConfig;
@@ -32,6 +33,8 @@ pub(crate) struct Image {
     pub payload_indexes: StoredIndexes,
     /// The graph nodes' quantized codes, when the segment holds them (version 5 on).
     pub codes: Option<StoredCodes>,
+    /// The rows' sparse vectors by name (version 6 on).
+    pub sparse: Vec<StoredSparse>,
     /// Size of the whole file.
     pub file_bytes: u64,
 }
@@ -70,6 +73,8 @@ pub(crate) struct ImageSource<'a> {
     pub payload_indexes: Vec<u8>,
     /// The quantized codes section, by row (empty without codes).
     pub codes: Vec<u8>,
+    /// The sparse vectors section, by row (empty without sparse vectors).
+    pub sparse: Vec<u8>,
 }
 
 impl Engine {
@@ -102,6 +107,17 @@ impl Engine {
         };
         engine.indexes =
             PayloadIndexes::with_stored(&engine.config.payload_indexes, seg.payload_indexes);
+        for stored in &seg.sparse {
+            let index = engine
+                .sparse
+                .get_mut(&stored.name)
+                .ok_or_else(|| super::write::undeclared_sparse(&stored.name))?;
+            *index = SparseIndex::from_stored(stored);
+        }
+        // Sparse vectors declared since the checkpoint: its rows have none.
+        for index in engine.sparse.values_mut() {
+            index.extend_to(rows);
+        }
         engine.payloads = PayloadStore::with_raw(
             rows,
             RawPayloads {
@@ -177,7 +193,12 @@ impl Engine {
             _ => Vec::new(),
         };
         let slots: Vec<u32> = self.ids.by_id(None).map(|(_, slot)| slot).collect();
+        let sparse = match self.sparse.is_empty() {
+            true => Vec::new(),
+            false => sparse::section(&self.sparse, &slots),
+        };
         Ok(ImageSource {
+            sparse,
             graph,
             payload_indexes: self
                 .indexes

@@ -20,7 +20,7 @@
 //! Removed slots (deleted or overwritten points) stay in the lists until the engine compacts
 //! (`rebuilt`), and are skipped; the document frequencies that IDF needs count live slots only.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::topk::{Candidate, TopK};
 use crate::point::sparse_dot;
@@ -247,6 +247,161 @@ impl SparseIndex {
     }
 }
 
+/// The sparse vectors section of a segment: the vectors of `slots` (the segment's rows, in
+/// order) under each index, by name (FORMAT.md):
+///
+/// ```text
+/// count u32, then per sparse vector, in name order:
+///   name_len u32 | name (UTF-8), zero-padded to 4 bytes | entries u64
+///   starts (rows + 1) x u64 | indices entries x u32 | values entries x f32
+/// ```
+pub(crate) fn section(indexes: &BTreeMap<String, SparseIndex>, slots: &[u32]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(indexes.len() as u32).to_le_bytes());
+    for (name, index) in indexes {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.resize(out.len().next_multiple_of(4), 0);
+        let entries: usize = slots.iter().map(|&s| index.get(s).0.len()).sum();
+        out.extend_from_slice(&(entries as u64).to_le_bytes());
+        let mut start = 0u64;
+        out.extend_from_slice(&start.to_le_bytes());
+        for &slot in slots {
+            start += index.get(slot).0.len() as u64;
+            out.extend_from_slice(&start.to_le_bytes());
+        }
+        for &slot in slots {
+            index
+                .get(slot)
+                .0
+                .iter()
+                .for_each(|i| out.extend_from_slice(&i.to_le_bytes()));
+        }
+        for &slot in slots {
+            index
+                .get(slot)
+                .1
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
+    }
+    out
+}
+
+/// One sparse vector of a segment's rows, as read back from its section.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct StoredSparse {
+    pub name: String,
+    /// Row `r`'s entries are `starts[r]..starts[r + 1]`.
+    pub starts: Vec<usize>,
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+impl StoredSparse {
+    /// Reads a sparse vectors [`section`] of `rows` rows, checking everything a search relies
+    /// on (names unique and not empty, starts ascending within the entries, each row's indices
+    /// ascending, values finite); an error is the offset of the damage and what it is.
+    pub fn parse(bytes: &[u8], rows: usize) -> std::result::Result<Vec<Self>, (usize, String)> {
+        if bytes.is_empty() {
+            return Ok(Vec::new()); // no sparse vectors (and version 5 and before)
+        }
+        let mut at = 0usize;
+        let mut take = |n: usize, what: &str| -> std::result::Result<&[u8], (usize, String)> {
+            let piece = at
+                .checked_add(n)
+                .and_then(|end| bytes.get(at..end))
+                .ok_or_else(|| (at, format!("sparse vectors: {what} runs past the section")))?;
+            at += n;
+            Ok(piece)
+        };
+        let word = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+        let long = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let count = word(take(4, "the count")?);
+        let mut stored: Vec<StoredSparse> = Vec::new();
+        for _ in 0..count {
+            let name_len = word(take(4, "a name's length")?) as usize;
+            let name = take(name_len.next_multiple_of(4), "a name")?;
+            let name = std::str::from_utf8(&name[..name_len])
+                .ok()
+                .filter(|n| !n.is_empty() && !stored.iter().any(|s| s.name == *n))
+                .ok_or_else(|| {
+                    (
+                        0,
+                        "sparse vectors: a name is empty, repeated or not UTF-8".to_owned(),
+                    )
+                })?
+                .to_owned();
+            let entries = usize::try_from(long(take(8, "the entry count")?))
+                .map_err(|_| (0, "sparse vectors: too many entries".to_owned()))?;
+            let bad = |what: &str| (0, format!("sparse vectors: {name}: {what}"));
+            let starts_bytes = rows
+                .checked_add(1)
+                .and_then(|n| n.checked_mul(8))
+                .ok_or_else(|| bad("too many rows"))?;
+            let starts: Vec<usize> = take(starts_bytes, "the starts")?
+                .chunks_exact(8)
+                .map(|b| usize::try_from(long(b)).unwrap_or(usize::MAX))
+                .collect();
+            let sound = starts.first() == Some(&0)
+                && starts.last() == Some(&entries)
+                && starts.windows(2).all(|w| w[0] <= w[1]);
+            if !sound {
+                return Err(bad("row starts are out of order"));
+            }
+            let n = entries
+                .checked_mul(4)
+                .ok_or_else(|| bad("too many entries"))?;
+            let indices: Vec<u32> = take(n, "the indices")?.chunks_exact(4).map(word).collect();
+            let values: Vec<f32> = take(n, "the values")?
+                .chunks_exact(4)
+                .map(|b| f32::from_bits(word(b)))
+                .collect();
+            if !starts
+                .windows(2)
+                .all(|w| indices[w[0]..w[1]].windows(2).all(|p| p[0] < p[1]))
+            {
+                return Err(bad("a row's indices are not ascending"));
+            }
+            if !values.iter().all(|v| v.is_finite()) {
+                return Err(bad("a value is not finite"));
+            }
+            stored.push(StoredSparse {
+                name,
+                starts,
+                indices,
+                values,
+            });
+        }
+        if at != bytes.len() {
+            return Err((at, "sparse vectors: bytes after the last vector".to_owned()));
+        }
+        Ok(stored)
+    }
+}
+
+impl SparseIndex {
+    /// The index of a segment's rows (slots 0, 1, ...).
+    pub fn from_stored(stored: &StoredSparse) -> SparseIndex {
+        let mut index = SparseIndex::new();
+        for (row, w) in stored.starts.windows(2).enumerate() {
+            index.push(
+                row as u32,
+                &stored.indices[w[0]..w[1]],
+                &stored.values[w[0]..w[1]],
+            );
+        }
+        index
+    }
+
+    /// Makes the index know `slots` slots, those it did not know getting no vector.
+    pub fn extend_to(&mut self, slots: usize) {
+        if slots > self.slots() {
+            self.push(slots as u32 - 1, &[], &[]);
+        }
+    }
+}
+
 /// Whether a score bounded by `bound` cannot beat `floor`. The bound sums the terms in another
 /// order (and width) than the score, so it is trusted only past a margin of rounding.
 fn below_floor(bound: f64, floor: f64) -> bool {
@@ -423,6 +578,49 @@ mod tests {
         let (found, _) = fresh.search(&[3], &[2.0], 10, &|_| true);
         assert_eq!((found.len(), found[0].slot, found[0].key), (1, 1, -2.0));
         assert!(index.bytes() > 0);
+    }
+
+    #[test]
+    fn a_section_reads_back_the_same_vectors_and_refuses_damage() {
+        let mut text = SparseIndex::new();
+        text.push(0, &[1, 9], &[0.5, 2.0]);
+        text.push(2, &[3], &[-1.0]);
+        text.push(3, &[1], &[4.0]);
+        let mut other = SparseIndex::new();
+        other.extend_to(4);
+        let indexes = BTreeMap::from([("text".to_owned(), text), ("ab".to_owned(), other)]);
+        // Rows in another order than the slots, one slot left out.
+        let bytes = section(&indexes, &[3, 0, 2]);
+        let stored = StoredSparse::parse(&bytes, 3).unwrap();
+        assert_eq!(stored.len(), 2);
+        let text = SparseIndex::from_stored(&stored[1]);
+        assert_eq!(
+            (stored[1].name.as_str(), text.slots(), text.live()),
+            ("text", 3, 3)
+        );
+        assert_eq!(text.get(0), (&[1][..], &[4.0][..]));
+        assert_eq!(text.get(1), (&[1, 9][..], &[0.5, 2.0][..]));
+        assert_eq!(text.get(2), (&[3][..], &[-1.0][..]));
+        assert_eq!(SparseIndex::from_stored(&stored[0]).live(), 0);
+        assert_eq!(StoredSparse::parse(&[], 3).unwrap(), Vec::new());
+        // Every cut is refused, and so is a wrong row count.
+        for cut in 0..bytes.len() {
+            assert!(
+                StoredSparse::parse(&bytes[..cut], 3).is_err() || cut == 0,
+                "cut {cut}"
+            );
+        }
+        assert!(StoredSparse::parse(&bytes, 2).is_err());
+        // A flipped bit either still reads as sound vectors or is refused; never a panic.
+        for i in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[i / 8] ^= 1 << (i % 8);
+            if let Ok(stored) = StoredSparse::parse(&damaged, 3) {
+                stored
+                    .iter()
+                    .for_each(|s| drop(SparseIndex::from_stored(s)));
+            }
+        }
     }
 
     #[test]

@@ -24,6 +24,15 @@ pub struct UpsertSummary {
     pub updated: usize,
 }
 
+/// The error for stored sparse vectors (in a segment or the log) whose name the configuration
+/// does not declare: opening without them would lose them.
+pub(super) fn undeclared_sparse(name: &str) -> Error {
+    Error::InvalidConfig(format!(
+        "the database holds sparse vectors named {name:?}, which the configuration does not \
+         declare: declare it in EmbeddedConfig::sparse_vectors to open it"
+    ))
+}
+
 impl Engine {
     /// Checks a vector against the database's dimension and distance.
     pub(super) fn check_vector(&self, v: &[f32]) -> Result<()> {
@@ -60,6 +69,10 @@ impl Engine {
     /// `max_points` lowered since does not refuse them (new writes are refused while over it);
     /// only what the engine cannot hold at all does.
     pub fn validate_logged_upsert(&self, points: &[Point]) -> Result<()> {
+        let names = points.iter().flat_map(|p| p.sparse_vectors.keys());
+        if let Some(name) = names.into_iter().find(|n| !self.sparse.contains_key(*n)) {
+            return Err(undeclared_sparse(name));
+        }
         self.validate_upsert_within(points, MAX_SLOTS)
     }
 

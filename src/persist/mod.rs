@@ -268,9 +268,8 @@ impl DatabaseFiles {
     /// Writes a consistent copy of the engine's state into the empty directory `dest`; on
     /// failure, what it wrote is removed.
     pub fn snapshot(engine: &Engine, last_seq: u64, dest: &dyn Storage) -> Result<()> {
-        let config = engine.config();
-        refuse_sparse(&config.sparse_vectors, "a snapshot or an archive")?;
         let _lock = lock_empty(dest, "snapshot")?;
+        let config = engine.config();
         let manifest = Manifest {
             dimension: config.dimension,
             distance: config.distance,
@@ -329,18 +328,4 @@ pub(crate) fn lock_empty(dest: &dyn Storage, what: &str) -> Result<Box<dyn Send 
         )));
     }
     Ok(lock)
-}
-/// Refuses to store a database with sparse vectors in `what`: their log records and segment
-/// section are the next step of issue 20, and storing the rest would lose them.
-pub(crate) fn refuse_sparse(
-    sparse: &std::collections::BTreeMap<String, crate::SparseVectorConfig>,
-    what: &str,
-) -> Result<()> {
-    match sparse.is_empty() {
-        true => Ok(()),
-        false => Err(Error::InvalidConfig(format!(
-            "sparse_vectors are held in memory only in this version, so {what} cannot hold \
-             them yet (storing them is the next step of issue 20)"
-        ))),
-    }
 }

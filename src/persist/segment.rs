@@ -9,6 +9,7 @@ use crate::engine::payload_index::StoredIndexes;
 use crate::engine::quantized::{
     self, StoredCoder, StoredCodes, BINARY_KIND, SECTION_PREAMBLE, SQ8_KIND,
 };
+use crate::engine::sparse::StoredSparse;
 use crate::engine::RowReader;
 use crate::error::{Error, Result};
 use crate::point::Distance;
@@ -18,16 +19,17 @@ use crate::storage::{io_error, Storage, StorageFile};
 use super::codec::{self, Reader, ID_BYTES};
 
 const MAGIC: &[u8; 8] = b"GRAPESEG";
-pub(crate) const VERSION: u32 = 5;
-/// Header of version 5: fixed fields, graph parameters, eleven section descriptors, the header
-/// checksum; padded to a multiple of 64 bytes. (Versions 4 and 3: 320 bytes, ten and nine
+pub(crate) const VERSION: u32 = 6;
+/// Header of version 6: fixed fields, graph parameters, twelve section descriptors, the header
+/// checksum; padded to a multiple of 64 bytes. (Version 5: the same size, eleven sections, no
+/// sparse vectors; versions 4 and 3: 320 bytes, ten and nine
 /// sections, no quantized codes, and version 3 no payload indexes; version 2: 256 bytes, eight
 /// sections, no sketches; version 1: 192 bytes, four sections, no graph.)
 const HEADER_BYTES: u64 = 384;
 const HEADER_BYTES_V3: u64 = 320;
 const HEADER_BYTES_V2: u64 = 256;
 const HEADER_BYTES_V1: u64 = 192;
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "vectors",
     "ids",
     "payload offsets",
@@ -39,6 +41,7 @@ const SECTIONS: [&str; 11] = [
     "graph sketches",
     "payload indexes",
     "quantized codes",
+    "sparse vectors",
 ];
 
 pub(crate) fn file_name(generation: u64) -> String {
@@ -91,6 +94,7 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
         .chain([
             std::borrow::Cow::Borrowed(src.payload_indexes.as_slice()),
             std::borrow::Cow::Borrowed(src.codes.as_slice()),
+            std::borrow::Cow::Borrowed(src.sparse.as_slice()),
         ]);
     for section in rest {
         offset = codec::align64(offset);
@@ -202,7 +206,7 @@ fn header(src: &ImageSource, sections: &[Descriptor]) -> Vec<u8> {
 }
 
 // Sections by index, in file order (version 1 has the first four, version 2 the first eight,
-// version 3 the first nine, version 4 the first ten).
+// version 3 the first nine, version 4 the first ten, version 5 the first eleven).
 const VECTORS: usize = 0;
 const IDS: usize = 1;
 const PAYLOAD_OFFSETS: usize = 2;
@@ -214,6 +218,7 @@ const UPPER: usize = 7;
 const SKETCHES: usize = 8;
 const PAYLOAD_INDEXES: usize = 9;
 const CODES: usize = 10;
+const SPARSE: usize = 11;
 
 /// Damage in the named file, as [`Error::Corrupt`].
 #[derive(Clone, Copy)]
@@ -264,7 +269,7 @@ fn read_header(bytes: &[u8], damage: Damage) -> Result<Header> {
             damage.0,
             version,
             VERSION,
-            &[(1, 136), (2, 248), (3, 272), (4, 296), (5, 320)],
+            &[(1, 136), (2, 248), (3, 272), (4, 296), (5, 320), (6, 344)],
         ));
     }
     let (header_bytes, section_count) = match version {
@@ -272,6 +277,7 @@ fn read_header(bytes: &[u8], damage: Damage) -> Result<Header> {
         2 => (HEADER_BYTES_V2, 8),
         3 => (HEADER_BYTES_V3, 9),
         4 => (HEADER_BYTES_V3, 10),
+        5 => (HEADER_BYTES, 11),
         _ => (HEADER_BYTES, SECTIONS.len()),
     };
     if bytes.len() < header_bytes as usize {
@@ -623,6 +629,11 @@ pub(crate) fn read(
         None => StoredIndexes::default(),
     };
     let codes = read_codes(&views, &h, rows, distance, damage)?;
+    let sparse = match views.get(SPARSE) {
+        Some(view) => StoredSparse::parse(view, rows)
+            .map_err(|(offset, detail)| damage.at(h.sections[SPARSE].at + offset as u64, detail))?,
+        None => Vec::new(),
+    };
     Ok(Image {
         rows,
         last_seq: h.last_seq,
@@ -649,6 +660,7 @@ pub(crate) fn read(
         graph,
         payload_indexes,
         codes,
+        sparse,
         file_bytes: file_len,
     })
 }
@@ -776,7 +788,7 @@ fn check_against_manifest(
 }
 
 /// The lengths the header's figures imply, so a section of the wrong size is caught before use.
-fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 11] {
+fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 12] {
     let if_graph = |n: Option<usize>| if h.graph { n } else { Some(0) };
     [
         rows.checked_mul(stride * 4),
@@ -790,6 +802,7 @@ fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 1
         // Checked by `check_sketches`: none, or one per row.
         None,
         // Checked as they are parsed.
+        None,
         None,
         None,
     ]
@@ -940,6 +953,7 @@ mod tests {
             graph: Some(graph),
             payload_indexes,
             codes: Vec::new(),
+            sparse: Vec::new(),
         }
     }
 
@@ -1117,8 +1131,9 @@ mod tests {
         let len = write(&storage, "small.seg", &small_source(&vectors)).unwrap();
         let bytes = storage.read_all("small.seg").unwrap();
         assert_eq!(len, bytes.len() as u64);
-        // Captured from the writer's output: the format (FORMAT.md) is these bytes.
-        assert_eq!((bytes.len(), codec::crc(&bytes)), (1536, 0x795a_00f2));
+        // Captured from the writer's output: the format (FORMAT.md) is these bytes. (Version 6
+        // changed only the version, the twelfth descriptor and the header checksum.)
+        assert_eq!((bytes.len(), codec::crc(&bytes)), (1536, 0xe82c_926c));
         // The payload indexes section, by hand from FORMAT.md: one field "n", five integer
         // entries (kind 1, the value, the end of its list), one row each.
         let descriptor = 56 + PAYLOAD_INDEXES * 24;
@@ -1270,8 +1285,9 @@ mod tests {
             let len = u64::from_le_bytes(bad[descriptor + 8..descriptor + 16].try_into().unwrap());
             let crc = codec::crc(&bad[at..at + len as usize]);
             bad[descriptor + 16..descriptor + 20].copy_from_slice(&crc.to_le_bytes());
-            let header_crc = codec::crc(&bad[..320]);
-            bad[320..324].copy_from_slice(&header_crc.to_le_bytes());
+            let header_end = 56 + SECTIONS.len() * 24;
+            let header_crc = codec::crc(&bad[..header_end]);
+            bad[header_end..header_end + 4].copy_from_slice(&header_crc.to_le_bytes());
             let name = format!("{what}.seg");
             storage
                 .open(&name, OpenMode::CreateIfMissing)

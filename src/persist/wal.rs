@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::metrics::IoCounters;
-use crate::point::{Payload, Point, PointId};
+use crate::point::{Payload, Point, PointId, SparseVector};
 use crate::storage::{io_error, Storage, StorageFile};
+use std::collections::BTreeMap;
 
 use super::codec::{self, Reader, ID_BYTES};
 use super::LogRecovery;
@@ -25,6 +26,10 @@ const RECORD_PREFIX: usize = 8;
 const KIND_UPSERT: u8 = 1;
 const KIND_DELETE: u8 = 2;
 const KIND_SET_PAYLOAD: u8 = 3;
+/// An upsert whose points carry sparse vectors: each point as in [`KIND_UPSERT`], then its
+/// sparse vectors by name. Batches without any are still written as [`KIND_UPSERT`], so such
+/// logs stay readable by the versions before sparse vectors.
+const KIND_UPSERT_SPARSE: u8 = 4;
 
 /// One logged change. Delete-by-filter is logged as the ids it resolved to, so replay does not
 /// depend on payloads evaluating the same way later.
@@ -56,6 +61,39 @@ fn decode_payload(r: &mut Reader) -> Result<Payload> {
         return Ok(Payload::new());
     }
     serde_json::from_slice(raw).map_err(|e| r.corrupt(format!("payload is not a JSON object: {e}")))
+}
+
+/// `count u32`, then per sparse vector: `name_len u32 | name | entries u32 | indices u32s |
+/// values f32s`.
+fn encode_sparse(out: &mut Vec<u8>, vectors: &BTreeMap<String, SparseVector>) {
+    codec::put_u32(out, vectors.len() as u32);
+    for (name, v) in vectors {
+        codec::put_u32(out, name.len() as u32);
+        out.extend_from_slice(name.as_bytes());
+        codec::put_u32(out, v.len() as u32);
+        v.indices().iter().for_each(|&i| codec::put_u32(out, i));
+        codec::put_f32s(out, v.values());
+    }
+}
+
+fn decode_sparse(r: &mut Reader) -> Result<BTreeMap<String, SparseVector>> {
+    let n = r.count(12)?;
+    let mut vectors = BTreeMap::new();
+    for _ in 0..n {
+        let len = r.count(1)?;
+        let name = std::str::from_utf8(r.bytes(len)?)
+            .map_err(|_| r.corrupt("a sparse vector's name is not UTF-8"))?
+            .to_owned();
+        let entries = r.count(8)?;
+        let indices = (0..entries).map(|_| r.u32()).collect::<Result<Vec<_>>>()?;
+        let values = r.f32s(entries)?;
+        let v = SparseVector::new(indices, values)
+            .map_err(|e| r.corrupt(format!("sparse vector {name:?}: {e}")))?;
+        if vectors.insert(name, v).is_some() {
+            return Err(r.corrupt("a point names a sparse vector twice"));
+        }
+    }
+    Ok(vectors)
 }
 
 /// The format of one log file, read from its header: how its records are checked.
@@ -111,6 +149,9 @@ impl LogFormat {
     pub fn encode(self, seq: u64, durable: u64, op: &WalOp) -> Vec<u8> {
         let mut out = vec![0u8; RECORD_PREFIX];
         let (kind, ids) = match op {
+            WalOp::Upsert(points) if points.iter().any(|p| !p.sparse_vectors.is_empty()) => {
+                (KIND_UPSERT_SPARSE, &[][..])
+            }
             WalOp::Upsert(_) => (KIND_UPSERT, &[][..]),
             WalOp::Delete(ids) => (KIND_DELETE, &ids[..]),
             WalOp::SetPayload(ids, _) => (KIND_SET_PAYLOAD, &ids[..]),
@@ -127,6 +168,9 @@ impl LogFormat {
                     codec::put_id(&mut out, p.id);
                     codec::put_f32s(&mut out, &p.vector);
                     encode_payload(&mut out, &p.payload);
+                    if kind == KIND_UPSERT_SPARSE {
+                        encode_sparse(&mut out, &p.sparse_vectors);
+                    }
                 }
             }
             WalOp::Delete(_) | WalOp::SetPayload(..) => {
@@ -173,19 +217,22 @@ impl LogFormat {
             r.u64()?; // the durable mark, used only when the log is damaged
         }
         let op = match kind {
-            KIND_UPSERT => {
-                let n = r.count(ID_BYTES + dim * 4 + 4)?;
+            KIND_UPSERT | KIND_UPSERT_SPARSE => {
+                let sparse = kind == KIND_UPSERT_SPARSE;
+                let n = r.count(ID_BYTES + dim * 4 + 4 + if sparse { 4 } else { 0 })?;
                 let mut points = Vec::with_capacity(n);
                 for _ in 0..n {
                     let id = r.id()?;
                     let vector = r.f32s(dim)?;
                     let payload = decode_payload(&mut r)?;
-                    // Sparse vectors are held in memory only in this version (a database with
-                    // them has no log: `EmbeddedConfig::validate`).
+                    let sparse_vectors = match sparse {
+                        true => decode_sparse(&mut r)?,
+                        false => Default::default(),
+                    };
                     points.push(Point {
                         id,
                         vector,
-                        sparse_vectors: Default::default(),
+                        sparse_vectors,
                         payload,
                     });
                 }
