@@ -275,8 +275,10 @@ pub struct Point {
     pub payload: Payload,
 }
 
-/// A point's `vector` in JSON: the dense vector alone, or vectors by name.
-#[derive(Serialize, Deserialize)]
+/// A point's `vector` as JSON is written: the dense vector alone, or vectors by name. (Read
+/// by hand from a `serde_json::Value`, [`vectors_of`]: serde's untagged reading would add
+/// kilobytes to the wasm module.)
+#[derive(Serialize)]
 #[serde(untagged)]
 enum VectorShape<'a> {
     Dense(std::borrow::Cow<'a, [f32]>),
@@ -284,7 +286,7 @@ enum VectorShape<'a> {
 }
 
 /// One named vector of a point in JSON.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(untagged)]
 enum NamedVector<'a> {
     Dense(std::borrow::Cow<'a, [f32]>),
@@ -318,15 +320,14 @@ impl Serialize for Point {
 impl<'de> Deserialize<'de> for Point {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         #[derive(Deserialize)]
-        struct Shape<'a> {
+        struct Shape {
             id: PointId,
-            #[serde(borrow)]
-            vector: VectorShape<'a>,
+            vector: serde_json::Value,
             #[serde(default)]
             payload: Payload,
         }
         let shape = Shape::deserialize(deserializer)?;
-        let (vector, sparse_vectors) = vectors_of(shape.vector).map_err(de::Error::custom)?;
+        let (vector, sparse_vectors) = vectors_of(&shape.vector).map_err(de::Error::custom)?;
         Ok(Point {
             id: shape.id,
             vector,
@@ -336,38 +337,54 @@ impl<'de> Deserialize<'de> for Point {
     }
 }
 
-/// The dense vector and the sparse ones of a point's `vector`.
-fn vectors_of(shape: VectorShape<'_>) -> Result<(Vec<f32>, BTreeMap<String, SparseVector>)> {
-    let named = match shape {
-        VectorShape::Dense(v) => return Ok((v.into_owned(), BTreeMap::new())),
-        VectorShape::Named(named) => named,
+/// The dense vector and the sparse ones of a point's `vector`: an array of numbers, or an
+/// object of vectors by name, the dense one under `""`.
+fn vectors_of(value: &serde_json::Value) -> Result<(Vec<f32>, BTreeMap<String, SparseVector>)> {
+    use serde_json::Value;
+    let malformed = |what: String| Error::MalformedRequest(format!("point: {what}"));
+    let dense = |v: &Value| -> Option<Vec<f32>> {
+        v.as_array()?
+            .iter()
+            .map(|x| x.as_f64().map(|f| f as f32))
+            .collect()
     };
-    let (mut dense, mut sparse) = (None, BTreeMap::new());
+    let named = match value {
+        Value::Array(_) => {
+            let v = dense(value)
+                .ok_or_else(|| malformed("\"vector\" must be an array of numbers".to_owned()))?;
+            return Ok((v, BTreeMap::new()));
+        }
+        Value::Object(named) => named,
+        _ => {
+            return Err(malformed(
+                "\"vector\" must be an array of numbers, or vectors by name \
+                 ({\"\": [numbers], \"name\": {\"indices\": [...], \"values\": [...]}})"
+                    .to_owned(),
+            ))
+        }
+    };
+    let (mut found, mut sparse) = (None, BTreeMap::new());
     for (name, v) in named {
-        match (name.is_empty(), v) {
-            (true, NamedVector::Dense(v)) => dense = Some(v.into_owned()),
-            (false, NamedVector::Sparse(v)) => {
-                sparse.insert(name, v.into_owned());
-            }
-            (true, NamedVector::Sparse(_)) => {
-                return Err(Error::MalformedRequest(
-                    "point: vector \"\" is the dense vector, an array of numbers".to_owned(),
-                ))
-            }
-            (false, NamedVector::Dense(_)) => {
-                return Err(Error::MalformedRequest(format!(
-                    "point: vector {name:?} is dense, but a database holds one dense vector, \
-                     named \"\" (named dense vectors are not supported yet)"
-                )))
-            }
+        if name.is_empty() {
+            found = Some(dense(v).ok_or_else(|| {
+                malformed("vector \"\" is the dense vector, an array of numbers".to_owned())
+            })?);
+        } else if v.is_array() {
+            return Err(malformed(format!(
+                "vector {name:?} is dense, but a database holds one dense vector, named \"\" \
+                 (named dense vectors are not supported yet)"
+            )));
+        } else {
+            let v = SparseVector::from_json(v).map_err(|e| match e {
+                Error::MalformedRequest(m) => malformed(format!("vector {name:?}: {m}")),
+                e => e,
+            })?;
+            sparse.insert(name.clone(), v);
         }
     }
-    let dense = dense.ok_or_else(|| {
-        Error::MalformedRequest(
-            "point: vectors by name need the dense vector under \"\"".to_owned(),
-        )
-    })?;
-    Ok((dense, sparse))
+    let found = found
+        .ok_or_else(|| malformed("vectors by name need the dense vector under \"\"".to_owned()))?;
+    Ok((found, sparse))
 }
 
 impl Point {
@@ -406,12 +423,6 @@ impl Point {
         let vector = obj
             .get("vector")
             .ok_or_else(|| malformed("missing \"vector\""))?;
-        let vector = VectorShape::deserialize(vector).map_err(|_| {
-            malformed(
-                "\"vector\" must be an array of numbers, or vectors by name \
-                 ({\"\": [numbers], \"name\": {\"indices\": [...], \"values\": [...]}})",
-            )
-        })?;
         let (vector, sparse_vectors) = vectors_of(vector)?;
         let point = Point {
             sparse_vectors,
@@ -490,17 +501,26 @@ impl SparseVector {
         if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(Error::NonFiniteComponent { index, value });
         }
-        let mut pairs: Vec<(u32, f32)> = indices.into_iter().zip(values).collect();
-        pairs.sort_unstable_by_key(|&(i, _)| i);
-        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+        // Each pair packed in a u64, index high: sorting the words sorts by index, with the
+        // sort of integers the crate has anyway (a sort by key is kilobytes more of wasm).
+        let mut pairs: Vec<u64> = indices
+            .iter()
+            .zip(&values)
+            .map(|(&i, v)| (u64::from(i) << 32) | u64::from(v.to_bits()))
+            .collect();
+        if !indices.is_sorted() {
+            pairs.sort_unstable();
+        }
+        let index = |p: u64| (p >> 32) as u32;
+        if let Some(w) = pairs.windows(2).find(|w| index(w[0]) == index(w[1])) {
             return Err(Error::InvalidArgument(format!(
                 "a sparse vector names index {} twice; indices must be unique",
-                w[0].0
+                index(w[0])
             )));
         }
         Ok(SparseVector {
-            indices: pairs.iter().map(|p| p.0).collect(),
-            values: pairs.iter().map(|p| p.1).collect(),
+            indices: pairs.iter().map(|&p| index(p)).collect(),
+            values: pairs.iter().map(|&p| f32::from_bits(p as u32)).collect(),
         })
     }
 
@@ -508,6 +528,48 @@ impl SparseVector {
     pub(crate) fn from_sorted(indices: Vec<u32>, values: Vec<f32>) -> Self {
         debug_assert!(indices.windows(2).all(|w| w[0] < w[1]) && indices.len() == values.len());
         SparseVector { indices, values }
+    }
+
+    /// Reads Qdrant's JSON shape `{"indices": [...], "values": [...]}` by hand, with typed
+    /// errors (`MalformedRequest` for the shape, then those of [`SparseVector::new`]).
+    ///
+    /// ```
+    /// use grape_vector_db::SparseVector;
+    /// let v = SparseVector::from_json(&serde_json::json!({"indices": [2], "values": [0.5]}))?;
+    /// assert_eq!(v.values(), &[0.5]);
+    /// assert!(SparseVector::from_json(&serde_json::json!([1, 2])).is_err());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        let shape = || {
+            Error::MalformedRequest(
+                "a sparse vector is {\"indices\": [unsigned integers], \"values\": [numbers]}"
+                    .to_owned(),
+            )
+        };
+        let obj = value
+            .as_object()
+            .filter(|o| o.len() == 2)
+            .ok_or_else(shape)?;
+        let indices = obj
+            .get("indices")
+            .and_then(|v| v.as_array())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_u64().and_then(|i| u32::try_from(i).ok()))
+                    .collect::<Option<Vec<u32>>>()
+            })
+            .ok_or_else(shape)?;
+        let values = obj
+            .get("values")
+            .and_then(|v| v.as_array())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_f64().map(|f| f as f32))
+                    .collect::<Option<Vec<f32>>>()
+            })
+            .ok_or_else(shape)?;
+        SparseVector::new(indices, values)
     }
 
     /// The indices of the non-zero components, ascending.

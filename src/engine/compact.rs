@@ -1,7 +1,6 @@
 //! Compaction, which squeezes tombstones out of the slots, and memory accounting.
 
 use super::hnsw::Graph;
-use super::sparse::SparseIndex;
 use super::Engine;
 use crate::error::Result;
 use crate::stats::MemoryStats;
@@ -23,7 +22,7 @@ impl Engine {
         let kept: Vec<u32> = (0..ids.slots() as u32)
             .filter(|&s| ids.is_live(s))
             .collect();
-        for index in self.sparse.values_mut() {
+        for (_, index) in self.sparse.iter_mut() {
             *index = index.rebuilt(kept.iter().copied());
         }
         self.indexes.reset();
@@ -70,7 +69,7 @@ impl Engine {
             index: self.graph.as_ref().map_or(0, Graph::bytes)
                 + self.codes.as_ref().map_or(0, |c| c.bytes())
                 + self.indexes.bytes()
-                + self.sparse.values().map(SparseIndex::bytes).sum::<usize>(),
+                + self.sparse.iter().map(|(_, i)| i.bytes()).sum::<usize>(),
             ids: self.ids.heap_bytes(),
         }
     }

@@ -115,7 +115,7 @@ impl Engine {
             *index = SparseIndex::from_stored(stored);
         }
         // Sparse vectors declared since the checkpoint: its rows have none.
-        for index in engine.sparse.values_mut() {
+        for (_, index) in engine.sparse.iter_mut() {
             index.extend_to(rows);
         }
         engine.payloads = PayloadStore::with_raw(

@@ -55,8 +55,7 @@ use hnsw::{Graph, InsertPlan};
 use ids::IdMap;
 use payload_index::PayloadIndexes;
 use payloads::PayloadStore;
-use sparse::SparseIndex;
-use std::collections::BTreeMap;
+use sparse::SparseIndexes;
 pub use write::UpsertSummary;
 
 /// Runs `count` independent jobs and returns their results in order. The engine itself is
@@ -88,7 +87,7 @@ pub(crate) struct Engine {
     defer_indexing: bool,
     indexes: PayloadIndexes,
     /// One index per configured sparse vector, by name, over the same slots.
-    sparse: BTreeMap<String, SparseIndex>,
+    sparse: SparseIndexes,
     parallel: ParallelMap,
 }
 
@@ -107,11 +106,7 @@ impl Engine {
             codes: None,
             defer_indexing: false,
             indexes: PayloadIndexes::new(&config.payload_indexes),
-            sparse: config
-                .sparse_vectors
-                .keys()
-                .map(|name| (name.clone(), SparseIndex::new()))
-                .collect(),
+            sparse: SparseIndexes::new(config.sparse_vectors.keys()),
             parallel: Box::new(|count, job| (0..count).map(job).collect()),
             config,
         }

@@ -20,7 +20,7 @@
 //! Removed slots (deleted or overwritten points) stay in the lists until the engine compacts
 //! (`rebuilt`), and are skipped; the document frequencies that IDF needs count live slots only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::topk::{Candidate, TopK};
 use crate::point::sparse_dot;
@@ -247,6 +247,46 @@ impl SparseIndex {
     }
 }
 
+/// The indexes of the declared sparse vectors, in name order. A list rather than a map: a
+/// database declares a few, and a map's code is kilobytes of wasm.
+#[derive(Debug, Default)]
+pub(crate) struct SparseIndexes(Vec<(String, SparseIndex)>);
+
+impl SparseIndexes {
+    /// Empty indexes for these names (ascending).
+    pub fn new<'a>(names: impl Iterator<Item = &'a String>) -> Self {
+        SparseIndexes(names.map(|n| (n.clone(), SparseIndex::new())).collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&SparseIndex> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, i)| i)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut SparseIndex> {
+        self.0.iter_mut().find(|(n, _)| n == name).map(|(_, i)| i)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &SparseIndex)> {
+        self.0.iter().map(|(n, i)| (n.as_str(), i))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut SparseIndex)> {
+        self.0.iter_mut().map(|(n, i)| (n.as_str(), i))
+    }
+}
+
 /// The sparse vectors section of a segment: the vectors of `slots` (the segment's rows, in
 /// order) under each index, by name (FORMAT.md):
 ///
@@ -255,10 +295,10 @@ impl SparseIndex {
 ///   name_len u32 | name (UTF-8), zero-padded to 4 bytes | entries u64
 ///   starts (rows + 1) x u64 | indices entries x u32 | values entries x f32
 /// ```
-pub(crate) fn section(indexes: &BTreeMap<String, SparseIndex>, slots: &[u32]) -> Vec<u8> {
+pub(crate) fn section(indexes: &SparseIndexes, slots: &[u32]) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&(indexes.len() as u32).to_le_bytes());
-    for (name, index) in indexes {
+    out.extend_from_slice(&(indexes.0.len() as u32).to_le_bytes());
+    for (name, index) in indexes.iter() {
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
         out.resize(out.len().next_multiple_of(4), 0);
@@ -588,7 +628,7 @@ mod tests {
         text.push(3, &[1], &[4.0]);
         let mut other = SparseIndex::new();
         other.extend_to(4);
-        let indexes = BTreeMap::from([("text".to_owned(), text), ("ab".to_owned(), other)]);
+        let indexes = SparseIndexes(vec![("ab".to_owned(), other), ("text".to_owned(), text)]);
         // Rows in another order than the slots, one slot left out.
         let bytes = section(&indexes, &[3, 0, 2]);
         let stored = StoredSparse::parse(&bytes, 3).unwrap();

@@ -70,7 +70,7 @@ impl Engine {
     /// only what the engine cannot hold at all does.
     pub fn validate_logged_upsert(&self, points: &[Point]) -> Result<()> {
         let names = points.iter().flat_map(|p| p.sparse_vectors.keys());
-        if let Some(name) = names.into_iter().find(|n| !self.sparse.contains_key(*n)) {
+        if let Some(name) = names.into_iter().find(|n| !self.sparse.contains(n)) {
             return Err(undeclared_sparse(name));
         }
         self.validate_upsert_within(points, MAX_SLOTS)
@@ -79,11 +79,7 @@ impl Engine {
     fn validate_upsert_within(&self, points: &[Point], max: usize) -> Result<()> {
         for p in points {
             self.check_vector(&p.vector)?;
-            if let Some(name) = p
-                .sparse_vectors
-                .keys()
-                .find(|n| !self.sparse.contains_key(*n))
-            {
+            if let Some(name) = p.sparse_vectors.keys().find(|n| !self.sparse.contains(n)) {
                 return Err(self.unknown_sparse(name));
             }
         }
@@ -173,7 +169,7 @@ impl Engine {
                 let slot = self.vectors.push(vector);
                 let pushed = self.ids.push(id);
                 debug_assert_eq!(pushed as usize, slot, "ids and vectors share slots");
-                for (name, index) in &mut self.sparse {
+                for (name, index) in self.sparse.iter_mut() {
                     let v = sparse_vectors.get(name);
                     let (indices, values) =
                         v.map_or((&[][..], &[][..]), |v| (v.indices(), v.values()));
@@ -200,7 +196,7 @@ impl Engine {
 
     /// The error for a sparse vector name the configuration does not declare.
     pub(super) fn unknown_sparse(&self, name: &str) -> Error {
-        let known: Vec<&str> = self.sparse.keys().map(String::as_str).collect();
+        let known: Vec<&str> = self.sparse.names().collect();
         Error::InvalidArgument(format!(
             "no sparse vector named {name:?}: the database declares {}",
             match known.is_empty() {
@@ -236,7 +232,7 @@ impl Engine {
     fn tombstone(&mut self, slot: usize) {
         if self.ids.remove(slot).is_some() {
             self.payloads.set(slot, &Payload::new());
-            for index in self.sparse.values_mut() {
+            for (_, index) in self.sparse.iter_mut() {
                 index.remove(slot as u32);
             }
         }
