@@ -280,7 +280,7 @@ pub struct Point {
 /// kilobytes to the wasm module.)
 #[derive(Serialize)]
 #[serde(untagged)]
-enum VectorShape<'a> {
+pub(crate) enum VectorShape<'a> {
     Dense(std::borrow::Cow<'a, [f32]>),
     Named(BTreeMap<String, NamedVector<'a>>),
 }
@@ -288,9 +288,24 @@ enum VectorShape<'a> {
 /// One named vector of a point in JSON.
 #[derive(Serialize)]
 #[serde(untagged)]
-enum NamedVector<'a> {
+pub(crate) enum NamedVector<'a> {
     Dense(std::borrow::Cow<'a, [f32]>),
     Sparse(std::borrow::Cow<'a, SparseVector>),
+}
+
+impl<'a> VectorShape<'a> {
+    /// The dense vector under `""` and the sparse ones by name.
+    pub(crate) fn named(dense: &'a [f32], sparse: &'a BTreeMap<String, SparseVector>) -> Self {
+        let mut named = BTreeMap::new();
+        named.insert(String::new(), NamedVector::Dense(dense.into()));
+        for (name, v) in sparse {
+            named.insert(
+                name.clone(),
+                NamedVector::Sparse(std::borrow::Cow::Borrowed(v)),
+            );
+        }
+        VectorShape::Named(named)
+    }
 }
 
 impl Serialize for Point {
@@ -298,16 +313,7 @@ impl Serialize for Point {
         use serde::ser::SerializeStruct;
         let vector = match self.sparse_vectors.is_empty() {
             true => VectorShape::Dense((&self.vector[..]).into()),
-            false => VectorShape::Named(
-                std::iter::once((String::new(), NamedVector::Dense((&self.vector[..]).into())))
-                    .chain(self.sparse_vectors.iter().map(|(name, v)| {
-                        (
-                            name.clone(),
-                            NamedVector::Sparse(std::borrow::Cow::Borrowed(v)),
-                        )
-                    }))
-                    .collect(),
-            ),
+            false => VectorShape::named(&self.vector, &self.sparse_vectors),
         };
         let mut s = serializer.serialize_struct("Point", 3)?;
         s.serialize_field("id", &self.id)?;
@@ -339,7 +345,9 @@ impl<'de> Deserialize<'de> for Point {
 
 /// The dense vector and the sparse ones of a point's `vector`: an array of numbers, or an
 /// object of vectors by name, the dense one under `""`.
-fn vectors_of(value: &serde_json::Value) -> Result<(Vec<f32>, BTreeMap<String, SparseVector>)> {
+pub(crate) fn vectors_of(
+    value: &serde_json::Value,
+) -> Result<(Vec<f32>, BTreeMap<String, SparseVector>)> {
     use serde_json::Value;
     let malformed = |what: String| Error::MalformedRequest(format!("point: {what}"));
     let dense = |v: &Value| -> Option<Vec<f32>> {

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::filter::Filter;
-use crate::point::{Payload, PointId, SparseVector};
+use std::collections::BTreeMap;
+
+use crate::point::{vectors_of, Payload, PointId, SparseVector, VectorShape};
 
 fn default_limit() -> usize {
     10
@@ -181,21 +183,62 @@ pub struct QuantizationSearchParams {
 ///
 /// ```
 /// use grape_vector_db::{PointId, ScoredPoint};
-/// let p = ScoredPoint { id: PointId::Num(3), score: 0.9, payload: None, vector: None };
+/// let p = ScoredPoint { id: PointId::Num(3), score: 0.9, payload: None, vector: None, sparse_vectors: None };
 /// assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"id":3,"score":0.9}"#);
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScoredPoint {
     /// The point's id.
     pub id: PointId,
     /// Similarity (Cosine, Dot: higher is closer) or distance (Euclid, Manhattan: lower is closer).
     pub score: f32,
     /// The payload, when requested.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Payload>,
     /// The stored vector, when requested.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+    /// The point's sparse vectors by name, when vectors are requested from a database that
+    /// declares some; in JSON they sit beside the dense vector, named `""`, as in Qdrant.
+    pub sparse_vectors: Option<BTreeMap<String, SparseVector>>,
+}
+
+impl Serialize for ScoredPoint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("id", &self.id)?;
+        m.serialize_entry("score", &self.score)?;
+        if let Some(payload) = &self.payload {
+            m.serialize_entry("payload", payload)?;
+        }
+        if let Some(vector) = vector_json(self.vector.as_deref(), self.sparse_vectors.as_ref()) {
+            m.serialize_entry("vector", &vector)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ScoredPoint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Shape {
+            id: PointId,
+            score: f32,
+            #[serde(default)]
+            payload: Option<Payload>,
+            #[serde(default)]
+            vector: Option<serde_json::Value>,
+        }
+        let s = Shape::deserialize(deserializer)?;
+        let (vector, sparse_vectors) =
+            vector_of_json(s.vector).map_err(serde::de::Error::custom)?;
+        Ok(ScoredPoint {
+            id: s.id,
+            score: s.score,
+            payload: s.payload,
+            vector,
+            sparse_vectors,
+        })
+    }
 }
 
 /// The answer to one [`SearchRequest`].
@@ -223,19 +266,84 @@ pub struct SearchResponse {
 ///
 /// ```
 /// use grape_vector_db::{PointId, Record};
-/// let r = Record { id: PointId::Num(1), payload: None, vector: Some(vec![1.0]) };
+/// let r = Record { id: PointId::Num(1), payload: None, vector: Some(vec![1.0]), sparse_vectors: None };
 /// assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"id":1,"vector":[1.0]}"#);
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// The point's id.
     pub id: PointId,
     /// The payload, when requested.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Payload>,
     /// The vector, when requested.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+    /// The point's sparse vectors by name, when vectors are requested from a database that
+    /// declares some (see [`ScoredPoint::sparse_vectors`]).
+    pub sparse_vectors: Option<BTreeMap<String, SparseVector>>,
+}
+
+impl Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("id", &self.id)?;
+        if let Some(payload) = &self.payload {
+            m.serialize_entry("payload", payload)?;
+        }
+        if let Some(vector) = vector_json(self.vector.as_deref(), self.sparse_vectors.as_ref()) {
+            m.serialize_entry("vector", &vector)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Shape {
+            id: PointId,
+            #[serde(default)]
+            payload: Option<Payload>,
+            #[serde(default)]
+            vector: Option<serde_json::Value>,
+        }
+        let s = Shape::deserialize(deserializer)?;
+        let (vector, sparse_vectors) =
+            vector_of_json(s.vector).map_err(serde::de::Error::custom)?;
+        Ok(Record {
+            id: s.id,
+            payload: s.payload,
+            vector,
+            sparse_vectors,
+        })
+    }
+}
+
+/// A result's `vector` in JSON: the dense vector alone, or (with sparse vectors) all by name.
+fn vector_json<'a>(
+    dense: Option<&'a [f32]>,
+    sparse: Option<&'a BTreeMap<String, SparseVector>>,
+) -> Option<VectorShape<'a>> {
+    match (dense, sparse) {
+        (None, _) => None,
+        (Some(v), None) => Some(VectorShape::Dense(v.into())),
+        (Some(v), Some(sparse)) => Some(VectorShape::named(v, sparse)),
+    }
+}
+
+/// A result's dense vector and sparse ones, as read back from JSON.
+type ResultVectors = (Option<Vec<f32>>, Option<BTreeMap<String, SparseVector>>);
+
+/// The `vector` of a result read back from JSON.
+fn vector_of_json(vector: Option<serde_json::Value>) -> crate::error::Result<ResultVectors> {
+    match vector {
+        None | Some(serde_json::Value::Null) => Ok((None, None)),
+        Some(v) => {
+            let named = v.is_object();
+            let (dense, sparse) = vectors_of(&v)?;
+            Ok((Some(dense), named.then_some(sparse)))
+        }
+    }
 }
 
 /// A page of points in id order, as Qdrant's scroll.

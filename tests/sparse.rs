@@ -230,3 +230,45 @@ fn sparse_vectors_are_stored_and_declarations_checked() {
     drop(db);
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn points_come_back_with_their_sparse_vectors_in_qdrants_shape() {
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    let v = SparseVector::new(vec![9, 2], vec![0.5, 1.5]).unwrap();
+    db.upsert(vec![
+        Point::new(1, vec![1.0, 0.0]).with_sparse("text", v.clone()),
+        Point::new(2, vec![0.0, 1.0]),
+    ])
+    .unwrap();
+    let records = db.get([1u64, 2]).unwrap();
+    assert_eq!(
+        serde_json::to_value(&records).unwrap(),
+        serde_json::json!([
+            {"id": 1, "payload": {}, "vector": {"": [1.0, 0.0], "text": {"indices": [2, 9], "values": [1.5, 0.5]}}},
+            {"id": 2, "payload": {}, "vector": {"": [0.0, 1.0]}},
+        ])
+    );
+    // Read back as they were written, and a point read back upserts unchanged.
+    let json = serde_json::to_string(&records).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Vec<grape_vector_db::Record>>(&json).unwrap(),
+        records
+    );
+    let p = Point::from_json(&serde_json::to_value(&records[0]).unwrap()).unwrap();
+    assert_eq!(p.sparse_vectors["text"], v);
+    let mut q = QueryRequest::sparse("text", v, 1);
+    q.with_vector = true;
+    let hit = &db.query(&q).unwrap().points[0];
+    assert_eq!(
+        hit.sparse_vectors.as_ref().unwrap()["text"].indices(),
+        &[2, 9]
+    );
+    // A database without sparse vectors keeps the plain array.
+    let plain = EmbeddedVectorDB::open(EmbeddedConfig::builder(1).build().unwrap()).unwrap();
+    plain.upsert(vec![Point::new(1, vec![1.0])]).unwrap();
+    let json = serde_json::to_value(plain.get([1u64]).unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"id": 1, "payload": {}, "vector": [1.0]}])
+    );
+}

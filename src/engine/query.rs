@@ -45,12 +45,14 @@ impl Engine {
                     id,
                     payload,
                     vector,
+                    sparse_vectors,
                 } = self.record(slot as usize, req.with_payload, req.with_vector);
                 ScoredPoint {
                     id,
                     score,
                     payload,
                     vector,
+                    sparse_vectors,
                 }
             })
             .collect())

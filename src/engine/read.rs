@@ -4,8 +4,9 @@
 use super::Engine;
 use crate::error::Result;
 use crate::filter::Filter;
-use crate::point::PointId;
+use crate::point::{PointId, SparseVector};
 use crate::search::{Record, ScrollRequest, ScrollResponse};
+use std::collections::BTreeMap;
 
 impl Engine {
     /// The point in a live slot, with its payload and vector when asked for.
@@ -17,6 +18,17 @@ impl Engine {
                 .expect("records are made for live slots only"),
             payload: with_payload.then(|| self.payloads.get(slot).clone()),
             vector: with_vector.then(|| self.vectors.get(slot).to_vec()),
+            sparse_vectors: (with_vector && !self.sparse.is_empty()).then(|| {
+                let mut vectors = BTreeMap::new();
+                for (name, index) in self.sparse.iter() {
+                    let (indices, values) = index.get(slot as u32);
+                    if !indices.is_empty() {
+                        let v = SparseVector::from_sorted(indices.to_vec(), values.to_vec());
+                        vectors.insert(name.to_owned(), v);
+                    }
+                }
+                vectors
+            }),
         }
     }
 

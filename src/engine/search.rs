@@ -775,12 +775,14 @@ impl Engine {
             id,
             payload,
             vector,
+            sparse_vectors,
         } = self.record(c.slot as usize, req.with_payload, req.with_vector);
         ScoredPoint {
             id,
             score: score_from_raw(distance, raw),
             payload,
             vector,
+            sparse_vectors,
         }
     }
 }

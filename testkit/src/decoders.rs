@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use grape_vector_db::storage::{MemoryStorage, PooledStorage, Storage};
 use grape_vector_db::{
-    Condition, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, PointId, Range,
-    ScrollRequest, SearchRequest,
+    Condition, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Point, PointId, QueryRequest,
+    Range, ScrollRequest, SearchRequest, SparseVector, SparseVectorConfig,
 };
 use serde_json::Value;
 
@@ -35,6 +35,7 @@ pub fn config() -> EmbeddedConfig {
         .distance(Distance::Cosine)
         .payload_index("tag")
         .payload_index("i")
+        .sparse_vector("s", SparseVectorConfig::default())
         .build()
         .expect("valid configuration")
 }
@@ -53,9 +54,12 @@ fn fill(storage: Arc<dyn Storage>) {
         EmbeddedVectorDB::open_with_storage(config(), storage).expect("a fresh database opens");
     let point = |i: u64| {
         let v = vec![i as f32 + 1.0, (i % 3) as f32, (i % 5) as f32 - 2.0, 0.5];
+        let sparse = SparseVector::new(vec![i as u32 % 7, 9], vec![1.0, i as f32 * 0.5])
+            .expect("ascending, finite");
         Point::new(i, v)
             .with_payload(serde_json::json!({"i": i, "tag": format!("t{}", i % 3), "xs": [i]}))
             .expect("an object")
+            .with_sparse("s", sparse)
     };
     db.upsert((0..40).map(point).collect()).expect("upsert");
     db.checkpoint().expect("checkpoint");
@@ -102,6 +106,8 @@ fn exercise(db: &EmbeddedVectorDB) {
         let _ = db.count(Some(&filter));
         let _ = db.search(&SearchRequest::new(vec![1.0, 0.5, -0.5, 0.25], 5).with_filter(filter));
     }
+    let sparse = SparseVector::new(vec![1, 9], vec![1.0, 0.5]).expect("ascending, finite");
+    let _ = db.query(&QueryRequest::sparse("s", sparse, 5));
     let _ = db.upsert(vec![Point::new(1000, vec![0.1, 0.2, 0.3, 0.4])]);
     let _ = db.checkpoint();
 }

@@ -7,15 +7,22 @@ use std::sync::Arc;
 
 use grape_vector_db::storage::{MemoryStorage, Storage};
 use grape_vector_db::{
-    Distance, Durability, EmbeddedConfig, EmbeddedVectorDB, Payload, Point, PointId, Result,
-    ScrollRequest,
+    Distance, Durability, EmbeddedConfig, EmbeddedVectorDB, Modifier, Payload, Point, PointId,
+    Result, ScrollRequest, SparseVector, SparseVectorConfig,
 };
 use serde_json::{json, Value};
 
 use crate::Rng;
 
-/// Every point of a database: id -> (vector, payload).
-pub type Contents = BTreeMap<PointId, (Vec<f32>, Payload)>;
+/// Every point of a database: id -> (vector, payload, sparse vectors).
+pub type Contents = BTreeMap<PointId, (Vec<f32>, Payload, Sparse)>;
+
+/// A point's sparse vectors by name.
+pub type Sparse = BTreeMap<String, SparseVector>;
+
+/// The workload's sparse vector (IDF-weighted, as BM25's): its log records and segment
+/// section go through every crash state and fault too.
+pub const SPARSE: &str = "s";
 
 /// Dimension of the workload's vectors (small: states are many).
 pub const DIM: usize = 4;
@@ -25,6 +32,12 @@ pub const DIM: usize = 4;
 pub fn config(durability: Durability) -> EmbeddedConfig {
     EmbeddedConfig::builder(DIM)
         .distance(Distance::Euclid)
+        .sparse_vector(
+            SPARSE,
+            SparseVectorConfig {
+                modifier: Modifier::Idf,
+            },
+        )
         .durability(durability)
         .checkpoint_wal_bytes(1500)
         .build()
@@ -43,7 +56,10 @@ pub fn contents(db: &EmbeddedVectorDB) -> Result<Contents> {
         let page = db.scroll(&req)?;
         for r in page.points {
             let vector = r.vector.expect("asked for vectors");
-            out.insert(r.id, (vector, r.payload.unwrap_or_default()));
+            let sparse = r
+                .sparse_vectors
+                .expect("the workload declares a sparse vector");
+            out.insert(r.id, (vector, r.payload.unwrap_or_default(), sparse));
         }
         match page.next_page_offset {
             Some(next) => req.offset = Some(next),
@@ -81,7 +97,8 @@ impl Call {
         match self {
             Call::Upsert(points) => {
                 for p in points {
-                    model.insert(p.id, (p.vector.clone(), p.payload.clone()));
+                    let sparse = p.sparse_vectors.clone();
+                    model.insert(p.id, (p.vector.clone(), p.payload.clone(), sparse));
                 }
             }
             Call::Delete(ids) => {
@@ -91,7 +108,7 @@ impl Call {
             }
             Call::SetPayload(ids, payload) => {
                 for &id in ids {
-                    if let Some((_, p)) = model.get_mut(&PointId::Num(id)) {
+                    if let Some((_, p, _)) = model.get_mut(&PointId::Num(id)) {
                         for (k, v) in payload.as_object().expect("an object") {
                             p.insert(k.clone(), v.clone());
                         }
@@ -183,9 +200,20 @@ fn point(rng: &mut Rng, id: u64) -> Point {
         2 => json!({"i": id, "text": "lorem ipsum dolor ".repeat(1 + rng.below(30))}),
         _ => json!({"i": id, "nested": {"list": [1, "two", null], "f": rng.unit()}}),
     };
-    Point::new(id, vector)
+    let point = Point::new(id, vector)
         .with_payload(payload)
-        .expect("an object payload")
+        .expect("an object payload");
+    match rng.below(2) {
+        0 => point,
+        _ => {
+            let indices: Vec<u32> = (0..1 + rng.below(6))
+                .map(|i| (i * 50 + rng.below(50)) as u32)
+                .collect();
+            let values = indices.iter().map(|_| rng.unit() as f32 + 0.1).collect();
+            let v = SparseVector::new(indices, values).expect("ascending, finite");
+            point.with_sparse(SPARSE, v)
+        }
+    }
 }
 
 /// A seeded mix of every kind of call: batched and single upserts (new ids and replacements),
