@@ -404,22 +404,40 @@ pub struct ScrollResponse {
 }
 
 /// A request of Qdrant's Query API (`POST /collections/{name}/points/query`), in its JSON shape:
-/// the nearest points to `query`, a dense vector or a sparse one named by `using`.
+/// the nearest points to `query`, a dense vector or a sparse one named by `using`; or, with
+/// `prefetch`, the candidates of sub-queries fused (`{"fusion": "rrf"}` or `"dbsf"`) or
+/// re-scored by `query`.
 ///
 /// ```
-/// use grape_vector_db::{QueryRequest, QueryVector};
+/// use grape_vector_db::{Query, QueryRequest, QueryVector, Fusion};
 /// let q: QueryRequest = serde_json::from_value(serde_json::json!({
 ///     "query": {"indices": [3, 8], "values": [1.0, 0.5]}, "using": "text", "limit": 5
 /// }))?;
-/// assert!(matches!(q.query, QueryVector::Sparse(_)));
+/// assert!(matches!(q.query, Some(Query::Vector(QueryVector::Sparse(_)))));
 /// assert_eq!((q.using.as_deref(), q.limit), (Some("text"), 5));
+/// let hybrid: QueryRequest = serde_json::from_value(serde_json::json!({
+///     "prefetch": [
+///         {"query": [0.1, 0.9], "limit": 20},
+///         {"query": {"indices": [3], "values": [1.0]}, "using": "text", "limit": 20}
+///     ],
+///     "query": {"fusion": "rrf"}
+/// }))?;
+/// assert_eq!((hybrid.prefetch.len(), hybrid.query), (2, Some(Query::Fusion { fusion: Fusion::Rrf })));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
-    /// What to search for.
-    pub query: QueryVector,
+    /// Sub-queries whose results `query` fuses or re-scores (one object or a list in JSON).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub prefetch: Vec<Prefetch>,
+    /// What to search for, or how to combine the prefetched results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<Query>,
     /// The vector searched: a sparse vector's name, or `""` (the default) for the dense one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub using: Option<String>,
@@ -429,7 +447,7 @@ pub struct QueryRequest {
     /// How many of the best results to skip first.
     #[serde(default)]
     pub offset: usize,
-    /// Only points matching this filter are considered.
+    /// Only points matching this filter are considered, here and in every prefetch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
     /// Keep only results scoring strictly better than this (see
@@ -439,12 +457,58 @@ pub struct QueryRequest {
     /// Return each result's payload.
     #[serde(default)]
     pub with_payload: bool,
-    /// Return each result's dense vector.
+    /// Return each result's vectors.
     #[serde(default)]
     pub with_vector: bool,
     /// Search tuning of a dense query.
     #[serde(default)]
     pub params: SearchParams,
+}
+
+/// A sub-query of a [`QueryRequest`] (Qdrant's `prefetch`): its best `limit` points are the
+/// candidates of the query above it. Prefetches nest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prefetch {
+    /// Sub-queries of this one.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub prefetch: Vec<Prefetch>,
+    /// What to search for, or how to combine its own prefetches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<Query>,
+    /// The vector searched (see [`QueryRequest::using`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub using: Option<String>,
+    /// Only points matching this filter (and every filter above) are candidates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    /// How many candidates it passes up (default 10).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Keep only candidates scoring strictly better than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_threshold: Option<f32>,
+    /// Search tuning of a dense query.
+    #[serde(default)]
+    pub params: SearchParams,
+}
+
+/// `prefetch` as Qdrant takes it: one object or a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Prefetch>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Box<Prefetch>),
+        Many(Vec<Prefetch>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![*p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 impl QueryRequest {
@@ -459,7 +523,8 @@ impl QueryRequest {
     /// ```
     pub fn sparse(using: impl Into<String>, vector: SparseVector, limit: usize) -> Self {
         QueryRequest {
-            query: QueryVector::Sparse(vector),
+            prefetch: Vec::new(),
+            query: Some(Query::Vector(QueryVector::Sparse(vector))),
             using: Some(using.into()),
             limit,
             offset: 0,
@@ -470,26 +535,50 @@ impl QueryRequest {
             params: SearchParams::default(),
         }
     }
+}
 
-    /// The same request as a [`SearchRequest`], when it queries the dense vector.
-    pub(crate) fn as_dense_search(&self) -> Option<SearchRequest> {
-        let QueryVector::Dense(vector) = &self.query else {
-            return None;
-        };
-        Some(SearchRequest {
-            vector: vector.clone(),
-            limit: self.limit,
-            offset: self.offset,
-            filter: self.filter.clone(),
-            score_threshold: self.score_threshold,
-            with_payload: self.with_payload,
-            with_vector: self.with_vector,
-            params: self.params,
-        })
+/// The `query` of a [`QueryRequest`] or a [`Prefetch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Query {
+    /// The nearest points to a vector (`[...]` or `{"indices", "values"}`).
+    Vector(QueryVector),
+    /// The same, written `{"nearest": vector}`.
+    Nearest {
+        /// The vector.
+        nearest: QueryVector,
+    },
+    /// The prefetches' results combined (`{"fusion": "rrf"}`).
+    Fusion {
+        /// How.
+        fusion: Fusion,
+    },
+}
+
+impl Query {
+    /// The vector of a nearest-points query.
+    pub(crate) fn vector(&self) -> Option<&QueryVector> {
+        match self {
+            Query::Vector(v) | Query::Nearest { nearest: v } => Some(v),
+            Query::Fusion { .. } => None,
+        }
     }
 }
 
-/// The `query` of a [`QueryRequest`]: a dense vector (an array of numbers) or a sparse one
+/// How prefetched results are combined, as Qdrant does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Reciprocal rank fusion: a point scores `Σ 1 / (rank + 2)` over the lists it is in
+    /// (ranks from 0), so agreement between lists counts, not their scales.
+    Rrf,
+    /// Distribution-based score fusion: each list's scores are mapped to `0..1` by its mean
+    /// `μ` and sample standard deviation `σ`, `(s - (μ - 3σ)) / 6σ` (a list of equal scores
+    /// gives 0.5), then summed.
+    Dbsf,
+}
+
+/// A nearest-points query's vector: a dense vector (an array of numbers) or a sparse one
 /// (`{"indices": [...], "values": [...]}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -4,7 +4,7 @@
 
 use grape_testkit::Rng;
 use grape_vector_db::{
-    Bm25, Bm25Config, EmbeddedConfig, EmbeddedVectorDB, Error, Modifier, Point, PointId,
+    Bm25, Bm25Config, EmbeddedConfig, EmbeddedVectorDB, Error, Modifier, Point, PointId, Query,
     QueryRequest, QueryVector, SparseVector, SparseVectorConfig,
 };
 
@@ -90,7 +90,7 @@ fn misuse_is_a_typed_error() {
     .unwrap();
     let ask = |query: QueryVector, using: Option<&str>| {
         let mut q = QueryRequest::sparse("text", v.clone(), 3);
-        q.query = query;
+        q.query = Some(Query::Vector(query));
         q.using = using.map(str::to_owned);
         db.query(&q)
     };

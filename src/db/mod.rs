@@ -15,6 +15,7 @@ mod lifecycle;
 mod maintenance;
 mod observe;
 mod open;
+mod query;
 mod read;
 mod threads;
 mod write;

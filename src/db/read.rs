@@ -5,14 +5,11 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::threads::parallel_map;
 use super::{collect_ids, EmbeddedVectorDB};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::filter::Filter;
 use crate::lifecycle::OpKind;
 use crate::point::PointId;
-use crate::search::{
-    QueryRequest, QueryResponse, QueryVector, Record, ScrollRequest, ScrollResponse, SearchRequest,
-    SearchResponse,
-};
+use crate::search::{Record, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse};
 
 /// Searches in a batch from which `search_batch` spreads the work over the thread pool.
 const PARALLEL_BATCH: usize = 8;
@@ -36,63 +33,10 @@ impl EmbeddedVectorDB {
         })
     }
 
-    /// Qdrant's Query API: the nearest points to a dense vector (as [`EmbeddedVectorDB::search`]),
-    /// or the points whose sparse vector `using` has the largest dot products with a sparse
-    /// query, found exactly by its inverted index. As in Qdrant, a point scoring 0 (without
-    /// that sparse vector, sharing no index with the query, or whose products cancel out) is
-    /// not returned.
-    ///
-    /// ```
-    /// use grape_vector_db::{
-    ///     Bm25, Bm25Config, EmbeddedConfig, EmbeddedVectorDB, Modifier, Point, PointId,
-    ///     QueryRequest, SparseVectorConfig,
-    /// };
-    /// let idf = SparseVectorConfig { modifier: Modifier::Idf };
-    /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).sparse_vector("text", idf).build()?)?;
-    /// let bm25 = Bm25::new(Bm25Config::default())?;
-    /// let texts = ["a red apple", "a green pear", "red wine and red grapes"];
-    /// db.upsert(texts.iter().enumerate().map(|(i, t)| {
-    ///     Point::new(i as u64, vec![1.0, i as f32]).with_sparse("text", bm25.embed_document(t))
-    /// }).collect())?;
-    /// let found = db.query(&QueryRequest::sparse("text", bm25.embed_query("red grapes"), 2))?;
-    /// let ids: Vec<PointId> = found.points.iter().map(|p| p.id).collect();
-    /// assert_eq!(ids, vec![PointId::Num(2), PointId::Num(0)]);
-    /// # Ok::<(), grape_vector_db::Error>(())
-    /// ```
-    pub fn query(&self, request: &QueryRequest) -> Result<QueryResponse> {
-        let using = request.using.as_deref().unwrap_or("");
-        let points = match (&request.query, using) {
-            (QueryVector::Dense(_), "") => {
-                let search = request.as_dense_search().expect("a dense query");
-                self.search(&search)?.result
-            }
-            (QueryVector::Sparse(v), name) if !name.is_empty() => {
-                self.call(OpKind::Search, || {
-                    let points = self.inner.engine.read().query_sparse(name, v, request);
-                    self.release_reads();
-                    points
-                })?
-            }
-            (QueryVector::Dense(_), name) => {
-                return Err(Error::InvalidArgument(format!(
-                    "query is a dense vector but using names {name:?}: dense queries search \
-                     the vector \"\" (leave using out)"
-                )))
-            }
-            (QueryVector::Sparse(_), _) => {
-                return Err(Error::InvalidArgument(
-                    "query is a sparse vector: name the sparse vector to search in using"
-                        .to_owned(),
-                ))
-            }
-        };
-        Ok(QueryResponse { points })
-    }
-
     /// Lets go of the rows that reads took from vectors kept on disk, once they pass their
     /// budget (`VectorArena::release_reads`). Reads take them under the read lock; letting go
     /// needs the write lock, taken only if it is free, so that no read waits for it.
-    fn release_reads(&self) {
+    pub(super) fn release_reads(&self) {
         if self.inner.engine.read().holds_too_many_reads() {
             if let Some(mut engine) = self.inner.engine.try_write() {
                 engine.release_reads();

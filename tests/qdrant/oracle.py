@@ -13,7 +13,9 @@ CASES.json is a list of collections, each
 or, for sparse vectors, "sparse": {name: "idf" | "none"} (no dense vector on Qdrant's side;
 points carry {"": [dense], name: {"indices", "values"}}), "deletes": [id, ...] applied after
 the upsert, and queries {"kind": "sparse", "using": name, "vector": {"indices", "values"},
-"offset": n, ...}
+"offset": n, ...}; with "dimension" and "distance" as well, the dense vector too, and queries
+{"kind": "hybrid", "prefetch": [{"query": dense or sparse, "using", "limit", "filter"}, ...],
+"query": {"fusion": "rrf" | "dbsf"} or a dense vector, "filter", "limit", ...}
 and the answer is, per collection, one entry per query: {"count": n}, {"ids": [...]},
 {"hits": [[id, score], ...]} or {"error": message} when Qdrant refuses the request.
 
@@ -208,6 +210,26 @@ def answer(shard, query):
                 )
             )
             return {"hits": [[point_id(h.id), h.score] for h in hits]}
+        if kind == "hybrid":
+            prefetches = [
+                q.Prefetch(
+                    query=nearest(p["query"], p.get("using")),
+                    limit=p["limit"],
+                    filter=filter_(p.get("filter")),
+                )
+                for p in query["prefetch"]
+            ]
+            hits = shard.query(
+                q.QueryRequest(
+                    prefetches=prefetches,
+                    query=fused(query["query"]),
+                    limit=query["limit"],
+                    filter=flt,
+                    score_threshold=query.get("score_threshold"),
+                    with_payload=False,
+                )
+            )
+            return {"hits": [[point_id(h.id), h.score] for h in hits]}
         raise Unsupported(f"query kind {kind}")
     except Unsupported:
         raise
@@ -233,8 +255,9 @@ def exported(path):
     return lines
 
 
-def point(p, sparse):
-    """A point of the case: its dense vector, or its sparse vectors by name."""
+def point(p, sparse, dense):
+    """A point of the case: its dense vector, or its vectors by name (the dense one under ""
+    only when the case has a dense vector)."""
     if sparse is None:
         return q.Point(point_id(p["id"]), p["vector"], p.get("payload") or {})
     vectors = {
@@ -242,7 +265,23 @@ def point(p, sparse):
         for name, v in p["vector"].items()
         if name != ""
     }
+    if dense:
+        vectors[""] = p["vector"][""]
     return q.Point(point_id(p["id"]), vectors, p.get("payload") or {})
+
+
+def nearest(v, using):
+    """A nearest query: a dense vector (a list) or a sparse one (indices and values)."""
+    if isinstance(v, list):
+        return q.Query.Nearest(v)
+    return q.Query.Nearest(q.SparseVector(indices=v["indices"], values=v["values"]), using=using)
+
+
+def fused(query):
+    """The query of a request with prefetches: a fusion, or a vector to re-score by."""
+    if isinstance(query, dict) and "fusion" in query:
+        return {"rrf": q.Fusion.Rrf(k=2), "dbsf": q.Fusion.Dbsf()}[query["fusion"]]
+    return nearest(query, None)
 
 
 def collection(case, scratch):
@@ -257,8 +296,13 @@ def collection(case, scratch):
         )
     else:
         modifiers = {"idf": q.Modifier.Idf, "none": getattr(q.Modifier, "None")}
+        dense = {}
+        if "dimension" in case:
+            dense[""] = q.EdgeVectorParams(
+                size=case["dimension"], distance=getattr(q.Distance, case["distance"])
+            )
         config = q.EdgeConfig(
-            vectors={},
+            vectors=dense,
             sparse_vectors={
                 name: q.EdgeSparseVectorParams(modifier=modifiers[m])
                 for name, m in sparse.items()
@@ -275,7 +319,8 @@ def collection(case, scratch):
             params = q.TextIndexParams(phrase_matching=True)
             shard.update(q.UpdateOperation.create_field_index(key, params))
         points = [
-            point(p, sparse) for p in exported(case.get("points_file")) or case["points"]
+            point(p, sparse, "dimension" in case)
+            for p in exported(case.get("points_file")) or case["points"]
         ]
         for start in range(0, len(points), 500):
             shard.update(q.UpdateOperation.upsert_points(points[start : start + 500]))
