@@ -1,5 +1,7 @@
 //! BM25 as sparse vectors, the way Qdrant computes them (issue 20): text in, a
 //! [`SparseVector`] out, to store under a sparse vector whose IDF the database keeps up to date.
+//! Use it directly, or declare the sparse vector with `bm25` (`SparseVectorConfig::bm25`) and
+//! give the database the text itself, in points and queries.
 //!
 //! A text is split into words on everything that is not a letter or a digit and lower-cased:
 //! Qdrant's `word` tokenizer, the same words as the full-text filter. A word's index is the
@@ -20,8 +22,6 @@
 //! Unlike Qdrant's `Bm25` model, whose default language is English, there is no stemming and
 //! no stop words: the vectors equal Qdrant's with `stemmer: disabled` and no stop words, which
 //! the conformance test (`tests/qdrant_conformance.rs`) checks on generated text.
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -107,22 +107,19 @@ impl Bm25 {
     /// The vector of a stored text: each distinct word's saturated, length-normalised
     /// frequency. A text without words gives an empty vector.
     pub fn embed_document(&self, text: &str) -> SparseVector {
-        let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
-        let mut length = 0u32;
-        for word in words(text) {
-            *counts.entry(word_index(word)).or_default() += 1;
-            length += 1;
-        }
+        // Sorted word indices, counted in runs: no map (and a sort the crate has anyway).
+        let mut words: Vec<u32> = words(text).map(word_index).collect();
+        let length = words.len();
+        words.sort_unstable();
         let Bm25Config { k, b, avg_len } = self.config;
         let norm = k * (1.0 - b + b * length as f32 / avg_len);
-        let values = counts
-            .values()
-            .map(|&tf| {
-                let tf = tf as f32;
-                tf * (k + 1.0) / (tf + norm)
-            })
-            .collect();
-        SparseVector::from_sorted(counts.into_keys().collect(), values)
+        let (mut indices, mut values) = (Vec::new(), Vec::new());
+        for run in words.chunk_by(|a, b| a == b) {
+            let tf = run.len() as f32;
+            indices.push(run[0]);
+            values.push(tf * (k + 1.0) / (tf + norm));
+        }
+        SparseVector::from_sorted(indices, values)
     }
 
     /// The vector of a query: 1 for each distinct word.

@@ -205,7 +205,15 @@ impl EmbeddedConfig {
             key.parse::<KeyPath>()
                 .map_err(|e| Error::InvalidConfig(format!("payload_indexes: {e}")))?;
         }
-        for name in self.sparse_vectors.keys() {
+        for (name, sparse) in &self.sparse_vectors {
+            if let Some(bm25) = sparse.bm25 {
+                crate::Bm25::new(bm25).map_err(|e| match e {
+                    Error::InvalidConfig(m) => {
+                        Error::InvalidConfig(format!("sparse_vectors.{name}: {m}"))
+                    }
+                    e => e,
+                })?;
+            }
             if name.is_empty() {
                 return Err(Error::InvalidConfig(
                     "sparse_vectors: a sparse vector needs a name (\"\" is the dense vector's)"
@@ -359,7 +367,7 @@ impl EmbeddedConfigBuilder {
     /// ```
     /// use grape_vector_db::{EmbeddedConfig, Modifier, SparseVectorConfig};
     /// let c = EmbeddedConfig::builder(2)
-    ///     .sparse_vector("text", SparseVectorConfig { modifier: Modifier::Idf })
+    ///     .sparse_vector("text", SparseVectorConfig { modifier: Modifier::Idf, bm25: None })
     ///     .build()?;
     /// assert_eq!(c.sparse_vectors["text"].modifier, Modifier::Idf);
     /// # Ok::<(), grape_vector_db::Error>(())
@@ -659,11 +667,32 @@ pub enum LogRecovery {
 /// assert_eq!(SparseVectorConfig::default().modifier, Modifier::None);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SparseVectorConfig {
     /// What a search does to the query's values first.
     pub modifier: Modifier,
+    /// Text may stand for this vector: points and queries give it as a document
+    /// (`{"text": "..."}`, Qdrant's shape, `"model": "qdrant/bm25"` optional), which the
+    /// database turns into a BM25 sparse vector with these parameters ([`Bm25`](crate::Bm25)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bm25: Option<crate::Bm25Config>,
+}
+
+impl SparseVectorConfig {
+    /// BM25 built in: text in, with the IDF modifier and Qdrant's default parameters.
+    ///
+    /// ```
+    /// use grape_vector_db::{Modifier, SparseVectorConfig};
+    /// let c = SparseVectorConfig::bm25();
+    /// assert_eq!((c.modifier, c.bm25.unwrap().k), (Modifier::Idf, 1.2));
+    /// ```
+    pub fn bm25() -> Self {
+        SparseVectorConfig {
+            modifier: Modifier::Idf,
+            bm25: Some(crate::Bm25Config::default()),
+        }
+    }
 }
 
 /// What a sparse search does to the query's values (Qdrant's `modifier`).

@@ -69,8 +69,8 @@ pub use metrics::{LatencySummary, Metrics, OperationMetrics};
 pub use persist::{OpenReport, StoredDatabase, StoredFile};
 pub use point::{Distance, Payload, Point, PointId, SparseVector};
 pub use search::{
-    Fusion, Prefetch, QuantizationSearchParams, Query, QueryRequest, QueryResponse, QueryVector,
-    Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest,
+    Document, Fusion, Prefetch, QuantizationSearchParams, Query, QueryRequest, QueryResponse,
+    QueryVector, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest,
     SearchResponse,
 };
 pub use stats::{DatabaseStats, MemoryStats};

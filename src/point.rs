@@ -271,6 +271,10 @@ pub struct Point {
     /// sit beside the dense vector, named `""`, as in Qdrant:
     /// `"vector": {"": [0.5, 0.5], "text": {"indices": [3], "values": [1.0]}}`.
     pub sparse_vectors: BTreeMap<String, SparseVector>,
+    /// Texts standing for sparse vectors declared with BM25 (`SparseVectorConfig::bm25`), by
+    /// name: the upsert turns each into its vector. In JSON, Qdrant's document shape under the
+    /// vector's name: `{"text": "...", "model": "qdrant/bm25"}` (`model` optional).
+    pub documents: BTreeMap<String, String>,
     /// The payload (missing in JSON means empty).
     pub payload: Payload,
 }
@@ -291,6 +295,7 @@ pub(crate) enum VectorShape<'a> {
 pub(crate) enum NamedVector<'a> {
     Dense(std::borrow::Cow<'a, [f32]>),
     Sparse(std::borrow::Cow<'a, SparseVector>),
+    Document { text: &'a str },
 }
 
 impl<'a> VectorShape<'a> {
@@ -311,9 +316,17 @@ impl<'a> VectorShape<'a> {
 impl Serialize for Point {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let vector = match self.sparse_vectors.is_empty() {
+        let vector = match self.sparse_vectors.is_empty() && self.documents.is_empty() {
             true => VectorShape::Dense((&self.vector[..]).into()),
-            false => VectorShape::named(&self.vector, &self.sparse_vectors),
+            false => {
+                let mut named = VectorShape::named(&self.vector, &self.sparse_vectors);
+                if let VectorShape::Named(map) = &mut named {
+                    for (name, text) in &self.documents {
+                        map.insert(name.clone(), NamedVector::Document { text });
+                    }
+                }
+                named
+            }
         };
         let mut s = serializer.serialize_struct("Point", 3)?;
         s.serialize_field("id", &self.id)?;
@@ -333,11 +346,13 @@ impl<'de> Deserialize<'de> for Point {
             payload: Payload,
         }
         let shape = Shape::deserialize(deserializer)?;
-        let (vector, sparse_vectors) = vectors_of(&shape.vector).map_err(de::Error::custom)?;
+        let (vector, sparse_vectors, documents) =
+            vectors_of(&shape.vector).map_err(de::Error::custom)?;
         Ok(Point {
             id: shape.id,
             vector,
             sparse_vectors,
+            documents,
             payload: shape.payload,
         })
     }
@@ -345,9 +360,7 @@ impl<'de> Deserialize<'de> for Point {
 
 /// The dense vector and the sparse ones of a point's `vector`: an array of numbers, or an
 /// object of vectors by name, the dense one under `""`.
-pub(crate) fn vectors_of(
-    value: &serde_json::Value,
-) -> Result<(Vec<f32>, BTreeMap<String, SparseVector>)> {
+pub(crate) fn vectors_of(value: &serde_json::Value) -> Result<Vectors> {
     use serde_json::Value;
     let malformed = |what: String| Error::MalformedRequest(format!("point: {what}"));
     let dense = |v: &Value| -> Option<Vec<f32>> {
@@ -360,7 +373,7 @@ pub(crate) fn vectors_of(
         Value::Array(_) => {
             let v = dense(value)
                 .ok_or_else(|| malformed("\"vector\" must be an array of numbers".to_owned()))?;
-            return Ok((v, BTreeMap::new()));
+            return Ok((v, BTreeMap::new(), BTreeMap::new()));
         }
         Value::Object(named) => named,
         _ => {
@@ -371,7 +384,7 @@ pub(crate) fn vectors_of(
             ))
         }
     };
-    let (mut found, mut sparse) = (None, BTreeMap::new());
+    let (mut found, mut sparse, mut documents) = (None, BTreeMap::new(), BTreeMap::new());
     for (name, v) in named {
         if name.is_empty() {
             found = Some(dense(v).ok_or_else(|| {
@@ -382,6 +395,8 @@ pub(crate) fn vectors_of(
                 "vector {name:?} is dense, but a database holds one dense vector, named \"\" \
                  (named dense vectors are not supported yet)"
             )));
+        } else if let Some(text) = document_of(v)? {
+            documents.insert(name.clone(), text);
         } else {
             let v = SparseVector::from_json(v).map_err(|e| match e {
                 Error::MalformedRequest(m) => malformed(format!("vector {name:?}: {m}")),
@@ -392,7 +407,52 @@ pub(crate) fn vectors_of(
     }
     let found = found
         .ok_or_else(|| malformed("vectors by name need the dense vector under \"\"".to_owned()))?;
-    Ok((found, sparse))
+    Ok((found, sparse, documents))
+}
+
+/// A point's vectors as read from JSON: the dense one, sparse ones and documents by name.
+pub(crate) type Vectors = (
+    Vec<f32>,
+    BTreeMap<String, SparseVector>,
+    BTreeMap<String, String>,
+);
+
+/// The model that turns documents into vectors here (Qdrant's name for it).
+pub(crate) const BM25_MODEL: &str = "qdrant/bm25";
+
+/// Refuses a document model other than BM25, the only one here.
+pub(crate) fn check_model(model: &str) -> Result<()> {
+    match model.eq_ignore_ascii_case(BM25_MODEL) {
+        true => Ok(()),
+        false => Err(Error::InvalidArgument(format!(
+            "document model {model:?} is not available: text is turned into vectors by \
+             {BM25_MODEL:?} only, for sparse vectors declared with bm25"
+        ))),
+    }
+}
+
+/// The text of a document in Qdrant's shape (`{"text": "...", "model": "qdrant/bm25"}`), or
+/// `None` when `value` is not one (no `"text"` key).
+pub(crate) fn document_of(value: &serde_json::Value) -> Result<Option<String>> {
+    let Some(obj) = value.as_object().filter(|o| o.contains_key("text")) else {
+        return Ok(None);
+    };
+    let bad = |what: &str| Error::MalformedRequest(format!("document: {what}"));
+    let text = obj["text"]
+        .as_str()
+        .ok_or_else(|| bad("\"text\" must be a string"))?;
+    if let Some(m) = obj.get("model") {
+        check_model(
+            m.as_str()
+                .ok_or_else(|| bad("\"model\" must be a string"))?,
+        )?;
+    }
+    if let Some(k) = obj.keys().find(|k| *k != "text" && *k != "model") {
+        return Err(bad(&format!(
+            "unknown field {k:?} (a document is {{\"text\", \"model\"}})"
+        )));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 impl Point {
@@ -407,6 +467,7 @@ impl Point {
             id: id.into(),
             vector,
             sparse_vectors: BTreeMap::new(),
+            documents: BTreeMap::new(),
             payload: Payload::new(),
         }
     }
@@ -431,9 +492,10 @@ impl Point {
         let vector = obj
             .get("vector")
             .ok_or_else(|| malformed("missing \"vector\""))?;
-        let (vector, sparse_vectors) = vectors_of(vector)?;
+        let (vector, sparse_vectors, documents) = vectors_of(vector)?;
         let point = Point {
             sparse_vectors,
+            documents,
             ..Point::new(id, vector)
         };
         match obj.get("payload") {
@@ -452,6 +514,19 @@ impl Point {
     /// ```
     pub fn with_sparse(mut self, name: impl Into<String>, vector: SparseVector) -> Self {
         self.sparse_vectors.insert(name.into(), vector);
+        self
+    }
+
+    /// Adds a text standing for the sparse vector named `name`, declared with BM25
+    /// ([`SparseVectorConfig::bm25`](crate::SparseVectorConfig::bm25)): the upsert turns it into
+    /// the vector.
+    ///
+    /// ```
+    /// let p = grape_vector_db::Point::new(1, vec![1.0]).with_text("text", "red grapes");
+    /// assert_eq!(p.documents["text"], "red grapes");
+    /// ```
+    pub fn with_text(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
+        self.documents.insert(name.into(), text.into());
         self
     }
 

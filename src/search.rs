@@ -340,7 +340,7 @@ fn vector_of_json(vector: Option<serde_json::Value>) -> crate::error::Result<Res
         None | Some(serde_json::Value::Null) => Ok((None, None)),
         Some(v) => {
             let named = v.is_object();
-            let (dense, sparse) = vectors_of(&v)?;
+            let (dense, sparse, _) = vectors_of(&v)?;
             Ok((Some(dense), named.then_some(sparse)))
         }
     }
@@ -587,6 +587,19 @@ pub enum QueryVector {
     Dense(Vec<f32>),
     /// Largest dot products with a sparse vector.
     Sparse(SparseVector),
+    /// Text, for a sparse vector declared with BM25: searched as its BM25 query vector.
+    Document(Document),
+}
+
+/// Text standing for a vector, in Qdrant's shape: `{"text": "...", "model": "qdrant/bm25"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// The text.
+    pub text: String,
+    /// The model that turns it into a vector: only `"qdrant/bm25"` (the default) here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// The answer to a [`QueryRequest`], in Qdrant's shape.

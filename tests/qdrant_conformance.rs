@@ -664,7 +664,13 @@ fn sparse_queries_agree_with_qdrant() {
 
         let config = EmbeddedConfig::builder(1)
             .distance(Distance::Dot)
-            .sparse_vector(name, SparseVectorConfig { modifier })
+            .sparse_vector(
+                name,
+                SparseVectorConfig {
+                    modifier,
+                    bm25: None,
+                },
+            )
             .build()
             .unwrap();
         let db = EmbeddedVectorDB::open(config).unwrap();
@@ -804,6 +810,7 @@ fn hybrid_queries_agree_with_qdrant() {
             name,
             SparseVectorConfig {
                 modifier: Modifier::Idf,
+                bm25: None,
             },
         )
         .build()

@@ -19,6 +19,7 @@ fn config() -> EmbeddedConfig {
             "text",
             SparseVectorConfig {
                 modifier: Modifier::Idf,
+                bm25: None,
             },
         )
         .build()
@@ -131,6 +132,7 @@ fn sparse_vectors_are_stored_and_declarations_checked() {
             "text",
             SparseVectorConfig {
                 modifier: Modifier::Idf,
+                bm25: None,
             },
         );
         if let Some(name) = extra {
@@ -271,4 +273,94 @@ fn points_come_back_with_their_sparse_vectors_in_qdrants_shape() {
         json,
         serde_json::json!([{"id": 1, "payload": {}, "vector": [1.0]}])
     );
+}
+
+/// BM25 built in: points and queries give text (Qdrant's document shape), the database makes
+/// the vectors, and the answers are those of the vectors made by hand.
+#[test]
+fn text_in_bm25_out() {
+    let bm25 = Bm25::new(Bm25Config::default()).unwrap();
+    let built_in = EmbeddedVectorDB::open(
+        EmbeddedConfig::builder(2)
+            .sparse_vector("text", SparseVectorConfig::bm25())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let by_hand = EmbeddedVectorDB::open(config()).unwrap();
+    let mut rng = Rng::new(22);
+    let texts: Vec<String> = (0..500).map(|_| sentence(&mut rng)).collect();
+    let points: Vec<Point> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Point::from_json(&serde_json::json!({
+                "id": i, "vector": {"": [1.0, i as f32], "text": {"text": t, "model": "qdrant/bm25"}}
+            }))
+            .unwrap()
+        })
+        .collect();
+    built_in.upsert(points).unwrap();
+    by_hand
+        .upsert(
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    Point::new(i as u64, vec![1.0, i as f32])
+                        .with_sparse("text", bm25.embed_document(t))
+                })
+                .collect(),
+        )
+        .unwrap();
+    for _ in 0..50 {
+        let text = sentence(&mut rng);
+        let q: QueryRequest = serde_json::from_value(serde_json::json!({
+            "query": {"text": text}, "using": "text", "limit": 10
+        }))
+        .unwrap();
+        let manual = QueryRequest::sparse("text", bm25.embed_query(&text), 10);
+        assert_eq!(built_in.query(&q).unwrap(), by_hand.query(&manual).unwrap());
+    }
+    // What is stored is the vector.
+    let stored = &built_in.get([3u64]).unwrap()[0];
+    assert_eq!(
+        stored.sparse_vectors.as_ref().unwrap()["text"],
+        bm25.embed_document(&texts[3])
+    );
+    // Text where no model applies, another model, or text and a vector at once: refused.
+    let text_for = |name: &str, model: &str| serde_json::json!({"id": 9000, "vector": {"": [1.0, 0.0], name: {"text": "x", "model": model}}});
+    assert!(matches!(
+        Point::from_json(&text_for("text", "openai/text-embedding-3")),
+        Err(Error::InvalidArgument(m)) if m.contains("qdrant/bm25")
+    ));
+    let no_model = by_hand.upsert(vec![
+        Point::from_json(&text_for("text", "qdrant/bm25")).unwrap()
+    ]);
+    assert!(matches!(no_model, Err(Error::InvalidArgument(m)) if m.contains("takes no text")));
+    let twice = Point::new(1, vec![1.0, 0.0])
+        .with_sparse("text", SparseVector::new(vec![1], vec![1.0]).unwrap())
+        .with_text("text", "red");
+    assert!(
+        matches!(built_in.upsert(vec![twice]), Err(Error::InvalidArgument(m)) if m.contains("twice"))
+    );
+    let dense_text: QueryRequest =
+        serde_json::from_value(serde_json::json!({"query": {"text": "red"}})).unwrap();
+    assert!(matches!(
+        built_in.query(&dense_text),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(EmbeddedConfig::builder(2)
+        .sparse_vector(
+            "text",
+            SparseVectorConfig {
+                bm25: Some(Bm25Config {
+                    b: 2.0,
+                    ..Bm25Config::default()
+                }),
+                ..SparseVectorConfig::bm25()
+            }
+        )
+        .build()
+        .is_err());
 }

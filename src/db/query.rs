@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::filter::{Condition, Filter};
 use crate::lifecycle::OpKind;
-use crate::point::PointId;
+use crate::point::{check_model, PointId};
 use crate::search::{
     Fusion, Prefetch, Query, QueryRequest, QueryResponse, QueryVector, ScoredPoint, SearchParams,
     SearchRequest,
@@ -44,7 +44,7 @@ impl EmbeddedVectorDB {
     ///     Bm25, Bm25Config, EmbeddedConfig, EmbeddedVectorDB, Modifier, Point, PointId,
     ///     QueryRequest, SparseVectorConfig,
     /// };
-    /// let idf = SparseVectorConfig { modifier: Modifier::Idf };
+    /// let idf = SparseVectorConfig { modifier: Modifier::Idf, bm25: None };
     /// let db = EmbeddedVectorDB::open(EmbeddedConfig::builder(2).sparse_vector("text", idf).build()?)?;
     /// let bm25 = Bm25::new(Bm25Config::default())?;
     /// let texts = ["a red apple", "a green pear", "red wine and red grapes"];
@@ -222,15 +222,30 @@ fn nearest(
             let mut answers = engine.search_batch(std::slice::from_ref(&request))?;
             Ok(answers.pop().expect("one answer per request").result)
         }
-        (QueryVector::Sparse(v), name) if !name.is_empty() => {
+        (QueryVector::Sparse(_) | QueryVector::Document(_), name) if !name.is_empty() => {
             let request = QueryRequest {
                 filter: stage.filter.clone(),
                 score_threshold: stage.score_threshold,
                 limit: page.limit.min(stage.limit),
                 ..page.clone()
             };
-            engine.query_sparse(name, v, &request)
+            let made;
+            let sparse = match vector {
+                QueryVector::Document(d) => {
+                    d.model.as_deref().map_or(Ok(()), check_model)?;
+                    made = engine.bm25_of(name)?.embed_query(&d.text);
+                    &made
+                }
+                QueryVector::Sparse(v) => v,
+                QueryVector::Dense(_) => unreachable!("matched above"),
+            };
+            engine.query_sparse(name, sparse, &request)
         }
+        (QueryVector::Document(_), _) => Err(Error::InvalidArgument(
+            "query is text: name the sparse vector declared with bm25 in using (the dense \
+             vector has no embedding model here)"
+                .to_owned(),
+        )),
         (QueryVector::Dense(_), name) => Err(Error::InvalidArgument(format!(
             "query is a dense vector but using names {name:?}: dense queries search the \
              vector \"\" (leave using out)"

@@ -127,6 +127,8 @@ impl EmbeddedVectorDB {
             let n = points.len() as u64;
             let vector_bytes: usize = points.iter().map(|p| p.vector.len() * 4).sum();
             let applied = self.write(|engine| {
+                let mut points = points;
+                engine.embed_documents(&mut points)?;
                 engine.validate_upsert(&points)?;
                 self.check_memory_budget(engine, &points)?;
                 Ok(Some(WalOp::Upsert(points)))

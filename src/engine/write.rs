@@ -2,6 +2,7 @@
 //! `compact.rs` to squeeze out).
 
 use super::{payloads, Engine, MAX_SLOTS};
+use crate::bm25::Bm25;
 use crate::distance;
 use crate::error::{Error, Result};
 use crate::point::{Distance, Payload, Point, PointId};
@@ -143,6 +144,7 @@ impl Engine {
             vector,
             sparse_vectors,
             payload,
+            documents: _, // turned into sparse vectors by `embed_documents`
         } = point;
         let id = *id;
         let existing = self.ids.slot_of(id).map(|s| s as usize);
@@ -192,6 +194,40 @@ impl Engine {
     pub fn upsert(&mut self, points: Vec<Point>) -> Result<UpsertSummary> {
         self.validate_upsert(&points)?;
         Ok(self.apply_upsert(points))
+    }
+
+    /// Turns each point's documents into the sparse vectors they stand for (BM25), so that what
+    /// is checked, logged and stored is the vector, never the text.
+    pub fn embed_documents(&self, points: &mut [Point]) -> Result<()> {
+        for p in points.iter_mut().filter(|p| !p.documents.is_empty()) {
+            for (name, text) in std::mem::take(&mut p.documents) {
+                let bm25 = self.bm25_of(&name)?;
+                if p.sparse_vectors.contains_key(&name) {
+                    return Err(Error::InvalidArgument(format!(
+                        "point {} gives sparse vector {name:?} twice, as a vector and as text",
+                        p.id
+                    )));
+                }
+                p.sparse_vectors.insert(name, bm25.embed_document(&text));
+            }
+        }
+        Ok(())
+    }
+
+    /// The BM25 model of the sparse vector `name`, which must be declared with one.
+    pub fn bm25_of(&self, name: &str) -> Result<Bm25> {
+        let config = self
+            .config
+            .sparse_vectors
+            .get(name)
+            .ok_or_else(|| self.unknown_sparse(name))?;
+        let bm25 = config.bm25.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "sparse vector {name:?} takes no text: declare it with bm25 \
+                 (SparseVectorConfig::bm25), or give its vector"
+            ))
+        })?;
+        Bm25::new(bm25)
     }
 
     /// The error for a sparse vector name the configuration does not declare.

@@ -233,6 +233,8 @@ impl LogFormat {
                         id,
                         vector,
                         sparse_vectors,
+                        // Documents are turned into sparse vectors before they are logged.
+                        documents: Default::default(),
                         payload,
                     });
                 }

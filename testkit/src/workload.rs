@@ -36,6 +36,7 @@ pub fn config(durability: Durability) -> EmbeddedConfig {
             SPARSE,
             SparseVectorConfig {
                 modifier: Modifier::Idf,
+                bm25: None,
             },
         )
         .durability(durability)
