@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use grape_vector_db::storage::{MemoryStorage, Storage};
 use grape_vector_db::{
-    Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Payload, Point, PointId,
-    Quantization, ScrollRequest, SearchParams, SearchRequest,
+    Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Modifier, Payload, Point,
+    PointId, Quantization, QueryRequest, ScrollRequest, SearchParams, SearchRequest, SparseVector,
+    SparseVectorConfig,
 };
 use serde_json::{json, Value};
 
@@ -25,6 +26,47 @@ struct Expected {
     points: Model,
     segment_points: usize,
     wal_records_replayed: usize,
+    /// Sparse queries of vector "text" and their answers, ids and score bits (segment v6 on).
+    sparse: Vec<(SparseVector, Vec<(PointId, u32)>)>,
+}
+
+/// The answers to the fixture's sparse queries, as its writer recorded them.
+fn sparse_answers(
+    db: &EmbeddedVectorDB,
+    queries: &[(SparseVector, Vec<(PointId, u32)>)],
+) -> Vec<Vec<(PointId, u32)>> {
+    queries
+        .iter()
+        .map(|(v, _)| {
+            let hits = db
+                .query(&QueryRequest::sparse("text", v.clone(), 50))
+                .unwrap()
+                .points;
+            hits.iter().map(|h| (h.id, h.score.to_bits())).collect()
+        })
+        .collect()
+}
+
+/// The answers match, but for the order of tied points (by slot: a checkpoint renumbers them).
+fn assert_sparse(db: &EmbeddedVectorDB, expected: &Expected, context: &str) {
+    let ties_by_id = |mut hits: Vec<(PointId, u32)>| {
+        hits.sort_by(|a, b| {
+            f32::from_bits(b.1)
+                .total_cmp(&f32::from_bits(a.1))
+                .then(a.0.cmp(&b.0))
+        });
+        hits
+    };
+    let want: Vec<_> = expected
+        .sparse
+        .iter()
+        .map(|(_, hits)| ties_by_id(hits.clone()))
+        .collect();
+    let got: Vec<_> = sparse_answers(db, &expected.sparse)
+        .into_iter()
+        .map(ties_by_id)
+        .collect();
+    assert_eq!(got, want, "{context}: sparse queries");
 }
 
 fn fixture_dir(name: &str) -> PathBuf {
@@ -64,8 +106,15 @@ fn copy_fixture(name: &str) -> PathBuf {
 const INDEXED_KEYS: [&str; 6] = ["rank", "name", "tags", "text", "stage", "meta.flags[]"];
 
 fn config(dir: Option<&Path>) -> EmbeddedConfig {
+    // Segment v6 fixtures hold the sparse vector "text"; older ones give their rows none.
+    let idf = SparseVectorConfig {
+        modifier: Modifier::Idf,
+        bm25: None,
+    };
     let builder = INDEXED_KEYS.iter().fold(
-        EmbeddedConfig::builder(4).distance(Distance::Euclid),
+        EmbeddedConfig::builder(4)
+            .distance(Distance::Euclid)
+            .sparse_vector("text", idf),
         |builder, key| builder.payload_index(*key),
     );
     match dir {
@@ -105,10 +154,26 @@ fn read_expected(name: &str) -> Expected {
         );
     }
     let count = |key: &str| json["open_report"][key].as_u64().unwrap() as usize;
+    let sparse = json["sparse_queries"]
+        .as_array()
+        .map_or_else(Vec::new, |queries| {
+            queries
+                .iter()
+                .map(|q| {
+                    let v: SparseVector = serde_json::from_value(q["query"].clone()).unwrap();
+                    let hits = q["hits"].as_array().unwrap().iter().map(|h| {
+                        let id: PointId = serde_json::from_value(h[0].clone()).unwrap();
+                        (id, u32::try_from(h[1].as_u64().unwrap()).unwrap())
+                    });
+                    (v, hits.collect())
+                })
+                .collect()
+        });
     Expected {
         points,
         segment_points: count("segment_points"),
         wal_records_replayed: count("wal_records_replayed"),
+        sparse,
     }
 }
 
@@ -236,9 +301,11 @@ fn check_directory_bytes(name: &str, segment_version: u32, log_version: u32) {
     }
     let log = named("wal-");
     assert_eq!(version(&log, b"GRAPEWAL", "log"), log_version);
+    // From segment v6 on, the fixture's upsert carries sparse vectors: a record of kind 4.
+    let upsert = if segment_version >= 6 { 4 } else { 1 };
     assert_eq!(
         log_record_kinds(&log, log_version),
-        [1, 2, 3],
+        [upsert, 2, 3],
         "{name}: log records"
     );
     named("expected.json");
@@ -265,6 +332,7 @@ fn check_lifecycle(name: &str, open: impl Fn() -> EmbeddedVectorDB) {
     assert_eq!(report.wal_bytes_truncated, 0, "{name}");
     assert_contents(&db, &expected.points, &format!("{name}, first open"));
     assert_filters(&db, &expected.points, &format!("{name}, first open"));
+    assert_sparse(&db, &expected, &format!("{name}, first open"));
 
     let added = new_point();
     db.upsert(vec![added.clone()]).unwrap();
@@ -281,6 +349,11 @@ fn check_lifecycle(name: &str, open: impl Fn() -> EmbeddedVectorDB) {
     );
     assert_contents(&db, &points, &format!("{name}, after a write and a reopen"));
     assert_filters(&db, &points, &format!("{name}, after a write and a reopen"));
+    assert_sparse(
+        &db,
+        &expected,
+        &format!("{name}, after a write and a reopen"),
+    );
     db.checkpoint().unwrap();
     drop(db);
 
@@ -290,6 +363,7 @@ fn check_lifecycle(name: &str, open: impl Fn() -> EmbeddedVectorDB) {
     assert_eq!(report.wal_records_replayed, 0, "{name}");
     assert_contents(&db, &points, &format!("{name}, after a checkpoint"));
     assert_filters(&db, &points, &format!("{name}, after a checkpoint"));
+    assert_sparse(&db, &expected, &format!("{name}, after a checkpoint"));
 }
 
 fn check_directory_fixture(name: &str, segment_version: u32, log_version: u32) {
@@ -388,6 +462,21 @@ fn segment_v4_with_log_v2_reads_back_and_keeps_working() {
     check_directory_fixture("segment-v4-log-v2", 4, 2);
 }
 
+/// Segment format v6 (sparse vectors stored) with log v2 (an upsert of kind 4, carrying them),
+/// written by the commit that introduced segment v6: sparse queries answer as they did there.
+#[test]
+fn segment_v6_with_log_v2_reads_back_and_keeps_working() {
+    check_directory_fixture("segment-v6-log-v2", 6, 2);
+    assert!(!read_expected("segment-v6-log-v2").sparse.is_empty());
+}
+
+/// Archive format v1 holding a segment v6, exported by the commit that introduced segment v6.
+#[test]
+fn archive_v1_with_segment_v6_imports_and_keeps_working() {
+    check_archive_fixture("archive-v1-segment-v6", 6);
+    assert!(!read_expected("archive-v1-segment-v6").sparse.is_empty());
+}
+
 /// Segment format v5 (SQ8 codes stored) with log v2, written by the commit that introduced
 /// segment v5, opened without quantization: the codes are ignored.
 #[test]
@@ -438,11 +527,16 @@ fn graph_search_on_old_segments_matches_exact_search() {
         "segment-v3-log-v2",
         "segment-v4-log-v2",
         "segment-v5-log-v2",
+        "segment-v6-log-v2",
     ] {
         check_graph_search(name, Quantization::None);
     }
-    // Walked through codes: the stored ones (v5) or made at open (older segments).
-    for name in ["segment-v4-log-v2", "segment-v5-log-v2"] {
+    // Walked through codes: the stored ones (v5 on) or made at open (older segments).
+    for name in [
+        "segment-v4-log-v2",
+        "segment-v5-log-v2",
+        "segment-v6-log-v2",
+    ] {
         check_graph_search(name, Quantization::Sq8);
     }
 }
