@@ -188,6 +188,38 @@ impl SparseIndex {
         if k == 0 {
             return (Vec::new(), 0);
         }
+        // A floor before the walk: the slots of the short lists of the strongest indices
+        // (rare words, for BM25) are scored first, so that the lists of common words can be
+        // skipped from the start rather than once the walk has found `k` good slots. The walk
+        // then passes over those slots.
+        let mut seeded: Vec<u32> = Vec::new();
+        for l in lists.iter().rev().take(SEED_LISTS) {
+            if l.slots.len() <= SEED_LIST_LEN && seeded.len() + l.slots.len() <= SEED_LIST_LEN {
+                seeded.extend_from_slice(l.slots);
+            }
+        }
+        seeded.sort_unstable();
+        seeded.dedup();
+        for &slot in &seeded {
+            if self.removed[slot as usize] || !admit(slot) {
+                continue;
+            }
+            scored += 1;
+            if let Some(score) = self.score(slot, indices, weights) {
+                top.push(Candidate { key: -score, slot });
+            }
+        }
+        let lists_len = lists.len();
+        let raise = |top: &TopK, floor: &mut f64, first: &mut usize| {
+            if let Some(worst) = top.worst_when_full() {
+                *floor = f64::from(-worst);
+                while *first < lists_len && below_floor(below[*first + 1], *floor) {
+                    *first += 1;
+                }
+            }
+        };
+        raise(&top, &mut floor, &mut first);
+        let mut next_seeded = 0;
         while let Some(slot) = lists[first..].iter().filter_map(List::current).min() {
             let mut partial = 0f64;
             for l in &mut lists[first..] {
@@ -195,6 +227,13 @@ impl SparseIndex {
                     partial += f64::from(l.weight * l.values[l.at]);
                     l.at += 1;
                 }
+            }
+            // Slots arrive in increasing order: the seeded ones are passed by a cursor.
+            while seeded.get(next_seeded).is_some_and(|&s| s < slot) {
+                next_seeded += 1;
+            }
+            if seeded.get(next_seeded) == Some(&slot) {
+                continue;
             }
             let mut reachable = true;
             for i in (0..first).rev() {
@@ -218,16 +257,10 @@ impl SparseIndex {
             let Some(score) = self.score(slot, indices, weights) else {
                 continue;
             };
-            let key = -score;
-            if top.admits(key) {
-                top.push(Candidate { key, slot });
-                if let Some(worst) = top.worst_when_full() {
-                    floor = f64::from(-worst);
-                    while first < lists.len() && below_floor(below[first + 1], floor) {
-                        first += 1;
-                    }
-                }
-            }
+            // `push` orders equal scores by slot, as a scan in slot order would: the seeded
+            // slots came first, out of that order.
+            top.push(Candidate { key: -score, slot });
+            raise(&top, &mut floor, &mut first);
         }
         (top.into_sorted(), scored)
     }
@@ -441,6 +474,15 @@ impl SparseIndex {
         }
     }
 }
+
+/// How many of the strongest query indices seed the floor, and the most slots they may bring.
+/// Measured on the WordNet passages (BM25, top 10, one thread, A/B in one run): seeding 2
+/// lists of up to 256 slots took p50 from 131 to 102 us (p99 unchanged, 735 and 729 us); up to
+/// 4,096 slots it was slower than none (182 against 111 us): scoring long lists costs more than
+/// the floor saves.
+const SEED_LISTS: usize = 2;
+/// See [`SEED_LISTS`].
+const SEED_LIST_LEN: usize = 256;
 
 /// Whether a score bounded by `bound` cannot beat `floor`. The bound sums the terms in another
 /// order (and width) than the score, so it is trusted only past a margin of rounding.
