@@ -581,10 +581,14 @@ fn bm25_vectors_are_qdrants() {
 /// A sparse vector of random indices and values of either sign (what a learned sparse model
 /// gives), over few indices so that vectors overlap.
 fn random_sparse(rng: &mut Rng) -> SparseVector {
-    let mut pairs = BTreeMap::new();
-    for _ in 0..1 + rng.below(8) {
-        pairs.insert(rng.below(40) as u32, (rng.below(33) as f32 - 12.0) / 8.0);
-    }
+    sparse_of(
+        (0..1 + rng.below(8)).map(|_| (rng.below(40) as u32, (rng.below(33) as f32 - 12.0) / 8.0)),
+    )
+}
+
+/// A sparse vector of these pairs (an index given twice keeps its last value).
+fn sparse_of(pairs: impl Iterator<Item = (u32, f32)>) -> SparseVector {
+    let pairs: BTreeMap<u32, f32> = pairs.collect();
     SparseVector::new(
         pairs.keys().copied().collect(),
         pairs.values().copied().collect(),
@@ -742,15 +746,7 @@ fn continuous(rng: &mut Rng) -> Vec<f32> {
 
 /// A sparse vector of continuous positive values over few indices (see [`continuous`]).
 fn continuous_sparse(rng: &mut Rng) -> SparseVector {
-    let mut pairs = BTreeMap::new();
-    for _ in 0..1 + rng.below(6) {
-        pairs.insert(rng.below(30) as u32, rng.unit() as f32 + 0.01);
-    }
-    SparseVector::new(
-        pairs.keys().copied().collect(),
-        pairs.values().copied().collect(),
-    )
-    .unwrap()
+    sparse_of((0..1 + rng.below(6)).map(|_| (rng.below(30) as u32, rng.unit() as f32 + 0.01)))
 }
 
 #[test]
