@@ -693,15 +693,7 @@ fn sparse_queries_agree_with_qdrant() {
                 "query": q["vector"], "using": name, "limit": limit, "filter": q["filter"],
                 "score_threshold": q["score_threshold"],
             });
-            let answer = serde_json::from_value::<QueryRequest>(request)
-                .map_err(|e| e.to_string())
-                .and_then(|r| db.query(&r).map_err(|e| e.to_string()));
-            let ours = match answer {
-                Ok(r) => {
-                    json!({"hits": r.points.iter().map(|p| json!([p.id, p.score])).collect::<Vec<_>>()})
-                }
-                Err(e) => json!({ "error": e }),
-            };
+            let ours = our_query_answer(&db, request);
             let agree = match (ours.get("hits"), their.get("hits")) {
                 (Some(Value::Array(a)), Some(Value::Array(b))) => {
                     // Qdrant's filtered path returns points of score 0, its unfiltered path does
@@ -727,6 +719,19 @@ fn sparse_queries_agree_with_qdrant() {
             queries.len(),
             disagreements[..disagreements.len().min(3)].join("\n")
         );
+    }
+}
+
+/// Our answer to a Query API request given as JSON, in the oracle's shape: hits or an error.
+fn our_query_answer(db: &EmbeddedVectorDB, request: Value) -> Value {
+    let answer = serde_json::from_value::<QueryRequest>(request)
+        .map_err(|e| e.to_string())
+        .and_then(|r| db.query(&r).map_err(|e| e.to_string()));
+    match answer {
+        Ok(r) => {
+            json!({"hits": r.points.iter().map(|p| json!([p.id, p.score])).collect::<Vec<_>>()})
+        }
+        Err(e) => json!({ "error": e }),
     }
 }
 
@@ -822,15 +827,7 @@ fn hybrid_queries_agree_with_qdrant() {
         let mut request = q.clone();
         request.as_object_mut().unwrap().remove("kind");
         let limit = q["limit"].as_u64().unwrap() as usize;
-        let answer = serde_json::from_value::<QueryRequest>(request)
-            .map_err(|e| e.to_string())
-            .and_then(|r| db.query(&r).map_err(|e| e.to_string()));
-        let ours = match answer {
-            Ok(r) => {
-                json!({"hits": r.points.iter().map(|p| json!([p.id, p.score])).collect::<Vec<_>>()})
-            }
-            Err(e) => json!({ "error": e }),
-        };
+        let ours = our_query_answer(&db, request);
         // Qdrant appears to join the request's filter to a prefetch's by concatenating their
         // clauses, so two `should` lists become one (either clause of either filter will do);
         // ours requires both filters. Such queries are counted, not required to agree.
