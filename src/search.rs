@@ -497,18 +497,16 @@ pub struct Prefetch {
     pub params: SearchParams,
 }
 
-/// `prefetch` as Qdrant takes it: one object or a list.
+/// `prefetch` as Qdrant takes it: one object or a list. (Read through a `serde_json::Value`
+/// rather than serde's untagged enums, whose buffering adds kilobytes to the wasm module and
+/// whose errors name no field.)
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Prefetch>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(Box<Prefetch>),
-        Many(Vec<Prefetch>),
+    use serde::de::Error as _;
+    let one = |v| serde_json::from_value::<Prefetch>(v).map_err(D::Error::custom);
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(many) => many.into_iter().map(one).collect(),
+        v => Ok(vec![one(v)?]),
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(p) => vec![*p],
-        OneOrMany::Many(v) => v,
-    })
 }
 
 impl QueryRequest {
@@ -538,7 +536,16 @@ impl QueryRequest {
 }
 
 /// The `query` of a [`QueryRequest`] or a [`Prefetch`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// ```
+/// use grape_vector_db::{Fusion, Query};
+/// let q: Query = serde_json::from_str(r#"{"fusion": "rrf"}"#)?;
+/// assert_eq!(q, Query::Fusion { fusion: Fusion::Rrf });
+/// let e = serde_json::from_str::<Query>(r#"{"recommend": {"positive": [1]}}"#).unwrap_err();
+/// assert!(e.to_string().contains("`recommend` is not supported"));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Query {
     /// The nearest points to a vector (`[...]` or `{"indices", "values"}`).
@@ -556,8 +563,52 @@ pub enum Query {
 }
 
 impl Query {
+    /// Reads a query from Qdrant's JSON shapes: a vector, `{"nearest": vector}` or
+    /// `{"fusion": "rrf" | "dbsf"}`, with an error (`MalformedRequest`) that names what is wrong.
+    ///
+    /// ```
+    /// use grape_vector_db::{Query, QueryVector};
+    /// let q = Query::from_json(&serde_json::json!({"nearest": [0.5, 0.5]}))?;
+    /// assert_eq!(q.vector(), Some(&QueryVector::Dense(vec![0.5, 0.5])));
+    /// assert!(Query::from_json(&serde_json::json!({"fusion": "max"})).is_err());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn from_json(value: &serde_json::Value) -> crate::Result<Query> {
+        let malformed = |what: String| crate::Error::MalformedRequest(format!("query: {what}"));
+        let Some(obj) = value.as_object().filter(|o| o.len() == 1) else {
+            return QueryVector::from_json(value).map(Query::Vector);
+        };
+        let (key, inner) = obj.iter().next().expect("one entry");
+        match key.as_str() {
+            "nearest" => QueryVector::from_json(inner).map(|nearest| Query::Nearest { nearest }),
+            "fusion" => match inner.as_str() {
+                Some("rrf") => Ok(Query::Fusion {
+                    fusion: Fusion::Rrf,
+                }),
+                Some("dbsf") => Ok(Query::Fusion {
+                    fusion: Fusion::Dbsf,
+                }),
+                _ => Err(malformed(format!(
+                    "unknown fusion {inner}, expected \"rrf\" or \"dbsf\""
+                ))),
+            },
+            "text" => QueryVector::from_json(value).map(Query::Vector),
+            "recommend" | "discover" | "context" | "order_by" | "formula" | "sample" | "rrf" => {
+                Err(malformed(format!(
+                    "`{key}` is not supported here; a query is a vector, {{\"nearest\": \
+                     vector}} or {{\"fusion\": \"rrf\" | \"dbsf\"}}"
+                )))
+            }
+            _ => Err(malformed(format!(
+                "unknown field `{key}`; a query is a vector ([numbers], {{\"indices\", \
+                 \"values\"}} or {{\"text\"}}), {{\"nearest\": vector}} or {{\"fusion\": \
+                 \"rrf\" | \"dbsf\"}}"
+            ))),
+        }
+    }
+
     /// The vector of a nearest-points query.
-    pub(crate) fn vector(&self) -> Option<&QueryVector> {
+    pub fn vector(&self) -> Option<&QueryVector> {
         match self {
             Query::Vector(v) | Query::Nearest { nearest: v } => Some(v),
             Query::Fusion { .. } => None,
@@ -580,7 +631,7 @@ pub enum Fusion {
 
 /// A nearest-points query's vector: a dense vector (an array of numbers) or a sparse one
 /// (`{"indices": [...], "values": [...]}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum QueryVector {
     /// Nearest by the database's distance.
@@ -590,6 +641,58 @@ pub enum QueryVector {
     /// Text, for a sparse vector declared with BM25: searched as its BM25 query vector.
     Document(Document),
 }
+
+impl QueryVector {
+    /// Reads a query's vector: `[numbers]`, `{"indices": [...], "values": [...]}` or
+    /// `{"text": "...", "model": "qdrant/bm25"}`, with typed errors.
+    ///
+    /// ```
+    /// use grape_vector_db::QueryVector;
+    /// let v = QueryVector::from_json(&serde_json::json!({"text": "red grapes"}))?;
+    /// assert!(matches!(v, QueryVector::Document(_)));
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn from_json(value: &serde_json::Value) -> crate::Result<QueryVector> {
+        use serde_json::Value;
+        match value {
+            Value::Array(numbers) => numbers
+                .iter()
+                .map(|x| x.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .map(QueryVector::Dense)
+                .ok_or_else(|| {
+                    crate::Error::MalformedRequest(
+                        "query: a dense vector is an array of numbers".to_owned(),
+                    )
+                }),
+            Value::Object(obj) => match crate::point::document_of(value)? {
+                Some(text) => Ok(QueryVector::Document(Document {
+                    text,
+                    model: obj.get("model").and_then(|m| m.as_str()).map(str::to_owned),
+                })),
+                None => SparseVector::from_json(value).map(QueryVector::Sparse),
+            },
+            _ => Err(crate::Error::MalformedRequest(format!(
+                "query: expected a vector ([numbers], {{\"indices\", \"values\"}} or \
+                 {{\"text\"}}), found {value}"
+            ))),
+        }
+    }
+}
+
+/// [`Query`] and [`QueryVector`] from any serde format, through their `from_json`.
+macro_rules! deserialize_through_json {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                use serde::de::Error as _;
+                <$t>::from_json(&serde_json::Value::deserialize(d)?)
+                    .map_err(|e| D::Error::custom(e.to_string()))
+            }
+        }
+    )*};
+}
+deserialize_through_json!(Query, QueryVector);
 
 /// Text standing for a vector, in Qdrant's shape: `{"text": "...", "model": "qdrant/bm25"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -118,6 +118,41 @@ fn misuse_is_a_typed_error() {
     );
 }
 
+/// A malformed Query API request is refused with a message naming what is wrong, at every
+/// level of its prefetches, in the JSON users write.
+#[test]
+fn malformed_query_json_says_what_is_wrong() {
+    let refused = |json: &str, says: &str| {
+        let e = serde_json::from_str::<QueryRequest>(json).expect_err(json);
+        assert!(e.to_string().contains(says), "{json}: {e}");
+    };
+    refused(r#"{"query": {"nearst": [1, 2]}}"#, "unknown field `nearst`");
+    refused(r#"{"query": {"fusion": "max"}}"#, "unknown fusion \"max\"");
+    refused(
+        r#"{"query": {"recommend": {}}}"#,
+        "`recommend` is not supported",
+    );
+    refused(r#"{"query": [1, "a"]}"#, "array of numbers");
+    refused(
+        r#"{"query": {"indices": [1], "values": [1, 2]}}"#,
+        "indices",
+    );
+    refused(
+        r#"{"query": {"text": "a", "model": "bert"}}"#,
+        "\"bert\" is not available",
+    );
+    refused(
+        r#"{"prefetch": [{"query": [1, 0]}, {"query": {"nearest": 3}}], "query": {"fusion": "rrf"}}"#,
+        "expected a vector",
+    );
+    refused(r#"{"prefetch": {"limt": 3}}"#, "unknown field `limt`");
+    let ok: QueryRequest = serde_json::from_str(
+        r#"{"prefetch": {"query": {"text": "red"}, "using": "text"}, "query": {"nearest": [1, 0]}}"#,
+    )
+    .unwrap();
+    assert_eq!(ok.prefetch.len(), 1);
+}
+
 /// Every stored form holds the sparse vectors: the log, a segment, a segment with a log after
 /// it, a snapshot and an archive; and the declaration is checked against them at open.
 #[test]
