@@ -64,6 +64,7 @@ export class RemoteDB {
   }
   search(query, options) { return this.#call("search", [query, options]); }
   searchBatch(queries, options) { return this.#call("searchBatch", [queries, options]); }
+  query(request) { return this.#call("query", [request]); }
   get(ids) { return this.#call("get", [ids]); }
   delete(ids) { return this.#call("delete", [ids]); }
   deleteByFilter(filter) { return this.#call("deleteByFilter", [filter]); }

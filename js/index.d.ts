@@ -18,8 +18,9 @@ export function init(
 export function idFromString(key: string): string;
 
 import type {
-  Filter, HealthStatus, Metrics, OpenOptions, OpenReport, PointInput, PointRecord, ScoredPoint,
-  ScrollOptions, ScrollPage, SearchOptions, ShutdownReport, Stats, DatabaseState,
+  Filter, HealthStatus, Metrics, OpenOptions, OpenReport, PointInput, PointRecord, QueryRequest,
+  QueryResponse, ScoredPoint, ScrollOptions, ScrollPage, SearchOptions, ShutdownReport, Stats,
+  DatabaseState,
 } from "./grape_vector_db.js";
 
 /** The methods of `GrapeDB`, each returning a promise: a database held elsewhere. */
@@ -31,6 +32,7 @@ export interface RemoteDB {
   ): Promise<{ inserted: number; updated: number }>;
   search(query: Float32Array | number[], options?: SearchOptions): Promise<ScoredPoint[]>;
   searchBatch(queries: Float32Array[], options?: SearchOptions): Promise<ScoredPoint[][]>;
+  query(request: QueryRequest): Promise<QueryResponse>;
   get(ids: (number | string)[]): Promise<PointRecord[]>;
   delete(ids: (number | string)[]): Promise<number>;
   deleteByFilter(filter: Filter): Promise<number>;

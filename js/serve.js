@@ -3,7 +3,7 @@
 
 /** The methods a caller may name (nothing else is called by name). */
 const METHODS = new Set([
-  "upsert", "uploadPoints", "search", "searchBatch", "get", "delete", "deleteByFilter", "scroll",
+  "upsert", "uploadPoints", "search", "searchBatch", "query", "get", "delete", "deleteByFilter", "scroll",
   "exportPoints", "count", "stats", "openReport", "metrics", "health", "flush", "checkpoint",
   "close", "exportBytes",
 ]);

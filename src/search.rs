@@ -425,88 +425,178 @@ pub struct ScrollResponse {
 /// assert_eq!((hybrid.prefetch.len(), hybrid.query), (2, Some(Query::Fusion { fusion: Fusion::Rrf })));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueryRequest {
     /// Sub-queries whose results `query` fuses or re-scores (one object or a list in JSON).
-    #[serde(
-        default,
-        deserialize_with = "one_or_many",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prefetch: Vec<Prefetch>,
     /// What to search for, or how to combine the prefetched results.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<Query>,
     /// The vector searched: a sparse vector's name, or `""` (the default) for the dense one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub using: Option<String>,
     /// How many results to return (default 10).
-    #[serde(default = "default_limit")]
     pub limit: usize,
     /// How many of the best results to skip first.
-    #[serde(default)]
     pub offset: usize,
     /// Only points matching this filter are considered, here and in every prefetch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
     /// Keep only results scoring strictly better than this (see
     /// [`SearchRequest::score_threshold`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub score_threshold: Option<f32>,
     /// Return each result's payload.
-    #[serde(default)]
     pub with_payload: bool,
     /// Return each result's vectors.
-    #[serde(default)]
     pub with_vector: bool,
     /// Search tuning of a dense query.
-    #[serde(default)]
     pub params: SearchParams,
 }
 
 /// A sub-query of a [`QueryRequest`] (Qdrant's `prefetch`): its best `limit` points are the
 /// candidates of the query above it. Prefetches nest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prefetch {
     /// Sub-queries of this one.
-    #[serde(
-        default,
-        deserialize_with = "one_or_many",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prefetch: Vec<Prefetch>,
     /// What to search for, or how to combine its own prefetches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<Query>,
     /// The vector searched (see [`QueryRequest::using`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub using: Option<String>,
     /// Only points matching this filter (and every filter above) are candidates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
     /// How many candidates it passes up (default 10).
-    #[serde(default = "default_limit")]
     pub limit: usize,
     /// Keep only candidates scoring strictly better than this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub score_threshold: Option<f32>,
     /// Search tuning of a dense query.
-    #[serde(default)]
     pub params: SearchParams,
 }
 
-/// `prefetch` as Qdrant takes it: one object or a list. (Read through a `serde_json::Value`
-/// rather than serde's untagged enums, whose buffering adds kilobytes to the wasm module and
-/// whose errors name no field.)
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Prefetch>, D::Error> {
-    use serde::de::Error as _;
-    let one = |v| serde_json::from_value::<Prefetch>(v).map_err(D::Error::custom);
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Array(many) => many.into_iter().map(one).collect(),
-        v => Ok(vec![one(v)?]),
+impl QueryRequest {
+    /// Reads a request from Qdrant's JSON (as `serde_json::from_value` does), with an error
+    /// (`MalformedRequest`) naming the field that is wrong, at any depth of its prefetches.
+    /// (By hand: serde's derived readers for these shapes would add kilobytes to the wasm
+    /// module, where every request is read from JSON.)
+    ///
+    /// ```
+    /// use grape_vector_db::QueryRequest;
+    /// let q = QueryRequest::from_json(&serde_json::json!({"query": [1.0, 0.0], "limit": 3}))?;
+    /// assert_eq!(q.limit, 3);
+    /// assert!(QueryRequest::from_json(&serde_json::json!({"limt": 3})).is_err());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn from_json(value: &serde_json::Value) -> crate::Result<QueryRequest> {
+        read_query(value, true)
     }
+}
+
+impl Prefetch {
+    /// Reads a prefetch from Qdrant's JSON, as [`QueryRequest::from_json`].
+    ///
+    /// ```
+    /// use grape_vector_db::Prefetch;
+    /// let p = Prefetch::from_json(&serde_json::json!({"query": [1.0], "limit": 20}))?;
+    /// assert_eq!(p.limit, 20);
+    /// assert!(Prefetch::from_json(&serde_json::json!({"with_payload": true})).is_err());
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn from_json(value: &serde_json::Value) -> crate::Result<Prefetch> {
+        let r = read_query(value, false)?;
+        Ok(Prefetch {
+            prefetch: r.prefetch,
+            query: r.query,
+            using: r.using,
+            filter: r.filter,
+            limit: r.limit,
+            score_threshold: r.score_threshold,
+            params: r.params,
+        })
+    }
+}
+
+/// The fields of a request (`top`) or of a prefetch, which has no `offset`, `with_payload`
+/// or `with_vector`.
+fn read_query(value: &serde_json::Value, top: bool) -> crate::Result<QueryRequest> {
+    let at = if top { "query request" } else { "prefetch" };
+    let malformed = |what: String| crate::Error::MalformedRequest(format!("{at}: {what}"));
+    let obj = value
+        .as_object()
+        .ok_or_else(|| malformed(format!("expected an object, found {value}")))?;
+    let count = |k: &str, v: &serde_json::Value| {
+        v.as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| malformed(format!("`{k}` must be a non-negative integer")))
+    };
+    let flag = |k: &str, v: &serde_json::Value| {
+        v.as_bool()
+            .ok_or_else(|| malformed(format!("`{k}` must be true or false")))
+    };
+    let mut r = QueryRequest::sparse("", SparseVector::default(), default_limit());
+    r.query = None;
+    r.using = None;
+    for (key, v) in obj {
+        if v.is_null() {
+            continue; // as serde reads an optional field
+        }
+        match key.as_str() {
+            "prefetch" => {
+                r.prefetch = match v {
+                    serde_json::Value::Array(many) => many
+                        .iter()
+                        .map(Prefetch::from_json)
+                        .collect::<crate::Result<_>>()?,
+                    one => vec![Prefetch::from_json(one)?],
+                }
+            }
+            "query" => r.query = Some(Query::from_json(v)?),
+            "using" => {
+                r.using = Some(
+                    v.as_str()
+                        .ok_or_else(|| malformed("`using` must be a vector's name".to_owned()))?
+                        .to_owned(),
+                )
+            }
+            "limit" => r.limit = count(key, v)?,
+            "offset" if top => r.offset = count(key, v)?,
+            "filter" => r.filter = Some(Filter::from_json(v)?),
+            "score_threshold" => {
+                let t = v
+                    .as_f64()
+                    .ok_or_else(|| malformed("`score_threshold` must be a number".to_owned()))?;
+                r.score_threshold = Some(t as f32);
+            }
+            "with_payload" if top => r.with_payload = flag(key, v)?,
+            "with_vector" if top => r.with_vector = flag(key, v)?,
+            "params" => {
+                r.params = serde_json::from_value(v.clone())
+                    .map_err(|e| malformed(format!("params: {e}")))?
+            }
+            _ => {
+                let expected = match top {
+                    true => {
+                        "`prefetch`, `query`, `using`, `limit`, `offset`, `filter`, \
+                             `score_threshold`, `with_payload`, `with_vector`, `params`"
+                    }
+                    false => {
+                        "`prefetch`, `query`, `using`, `limit`, `filter`, \
+                              `score_threshold`, `params`"
+                    }
+                };
+                return Err(malformed(format!(
+                    "unknown field `{key}`, expected one of {expected}"
+                )));
+            }
+        }
+    }
+    Ok(r)
 }
 
 impl QueryRequest {
@@ -686,13 +776,16 @@ macro_rules! deserialize_through_json {
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 use serde::de::Error as _;
-                <$t>::from_json(&serde_json::Value::deserialize(d)?)
-                    .map_err(|e| D::Error::custom(e.to_string()))
+                <$t>::from_json(&serde_json::Value::deserialize(d)?).map_err(|e| match e {
+                    // Its message alone: the error of a parser says it is malformed.
+                    crate::Error::MalformedRequest(m) => D::Error::custom(m),
+                    e => D::Error::custom(e),
+                })
             }
         }
     )*};
 }
-deserialize_through_json!(Query, QueryVector);
+deserialize_through_json!(QueryRequest, Prefetch, Query, QueryVector);
 
 /// Text standing for a vector, in Qdrant's shape: `{"text": "...", "model": "qdrant/bm25"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 // Every documented call of the package, type-checked by `tsc --strict` (types.test.mjs) with a
 // `lib` that predates `Symbol.dispose`; `@ts-expect-error` lines must stay errors.
 import { GrapeDB, GrapeSharedDB, GrapeWorkerDB, idFromString, init } from "../../pkg/index.js";
-import type { ErrorCode, Filter, GrapeError, Metrics } from "../../pkg/index.js";
+import type { ErrorCode, Filter, GrapeError, Metrics, QueryResponse } from "../../pkg/index.js";
 
 export async function everyCall(): Promise<void> {
   await init();
@@ -56,6 +56,22 @@ export async function everyCall(): Promise<void> {
     shutdown.checkpoint?.secs);
   // @ts-expect-error: a misspelt condition is a type error, not a filter that matches nothing
   db.count({ must: [{ key: "tag", mach: { value: "a" } }] });
+  const words: GrapeDB = await GrapeDB.open({ dimension: 3, sparseVectors: { text: { bm25: true }, tags: { modifier: "idf" }, tuned: { bm25: { k: 1.5, avgLen: 20 } } } });
+  words.upsert([{ id: 1, vector: { "": new Float32Array(3), text: { text: "red grapes" }, tags: { indices: Uint32Array.of(4), values: [1] } } }]);
+  const bm25: QueryResponse = words.query({ query: { text: "grapes" }, using: "text", limit: 5, with_payload: true });
+  const hybrid = words.query({
+    prefetch: [{ query: [1, 0, 0], limit: 20, params: { hnsw_ef: 64 } }, { query: { text: "grapes", model: "qdrant/bm25" }, using: "text", limit: 20 }],
+    query: { fusion: "rrf" },
+    filter,
+    score_threshold: 0,
+  });
+  const vectors = hybrid.points[0]?.vector;
+  const sparseBack = vectors !== undefined && !Array.isArray(vectors) ? vectors.tags : undefined;
+  // @ts-expect-error: Qdrant's fusions are "rrf" and "dbsf"
+  words.query({ query: { fusion: "max" } });
+  // @ts-expect-error: the Query API takes Qdrant's snake_case names
+  words.query({ query: [1, 0, 0], withPayload: true });
+  console.log(bm25.points.length, sparseBack);
   // @ts-expect-error: states are a closed set
   const wrong: typeof db.state = "Open";
   console.log(wrong);
@@ -65,10 +81,11 @@ export async function inAWorker(worker: Worker): Promise<number> {
   const db = await GrapeWorkerDB.open(worker, { name: "notes", dimension: 3 });
   await db.uploadPoints([{ id: 1, vector: [1, 0, 0] }], { onProgress: (done, total) => console.log(done / total) });
   const hits: { id: number | string; score: number }[] = await db.search([1, 0, 0], { limit: 1 });
+  const found: QueryResponse = await db.query({ query: [1, 0, 0], limit: 1 });
   const state: "Ready" | "Busy" | "Shutting" | "Closed" = await db.state();
   await db.close();
   await GrapeWorkerDB.destroy(worker, "notes");
-  return hits.length + (state === "Ready" ? 1 : 0) + (await db.count().catch(() => 0));
+  return hits.length + found.points.length + (state === "Ready" ? 1 : 0) + (await db.count().catch(() => 0));
 }
 
 export async function inEveryTab(): Promise<number> {

@@ -5,7 +5,7 @@
 //! is refused with the same error in both languages. Search options are the one exception:
 //! they come with every search, so they are read field by field (with the same refusals).
 
-use js_sys::{Array, Float32Array, Reflect};
+use js_sys::{Array, Float32Array, Float64Array, Reflect};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -41,6 +41,72 @@ pub(super) fn json(value: JsValue, what: &str) -> Result<serde_json::Value, JsVa
     // As bytes: the stored payloads are parsed from bytes, and one reader type in the .wasm
     // instead of two saves some 20 KB of its code.
     serde_json::from_slice(text.as_bytes()).map_err(|e| bad(what, e))
+}
+
+/// A JS value as JSON, with typed arrays as arrays of numbers: `JSON.stringify` writes a
+/// `Float32Array` as an object of indices, and the vectors of queries and of named points are
+/// typed arrays more often than not. Arrays and objects are walked, numbers, text and booleans
+/// taken as they are; anything with a `toJSON` (a `Date`) goes through [`json`].
+pub(super) fn json_with_vectors(value: &JsValue, what: &str) -> Result<serde_json::Value, JsValue> {
+    use serde_json::Value;
+    let numbers = js_sys::ArrayBuffer::is_view(value)
+        && !(value.is_instance_of::<js_sys::DataView>()
+            || value.is_instance_of::<js_sys::BigInt64Array>()
+            || value.is_instance_of::<js_sys::BigUint64Array>());
+    if numbers {
+        // A typed array of numbers (`Float32Array` values, `Uint32Array` indices), copied out
+        // at once. (A `Float64Array` cannot be made of BigInts: those go to JSON, which
+        // refuses them.)
+        return Ok(Float64Array::new(value)
+            .to_vec()
+            .into_iter()
+            .map(number)
+            .collect());
+    }
+    if let Some(n) = value.as_f64() {
+        return Ok(number(n));
+    }
+    if let Some(text) = value.as_string() {
+        return Ok(Value::String(text));
+    }
+    if let Some(flag) = value.as_bool() {
+        return Ok(Value::Bool(flag));
+    }
+    if value.is_null() || value.is_undefined() {
+        return Ok(Value::Null);
+    }
+    if let Some(items) = value.dyn_ref::<Array>() {
+        return items.iter().map(|v| json_with_vectors(&v, what)).collect();
+    }
+    let Some(object) = value.dyn_ref::<js_sys::Object>() else {
+        return json(value.clone(), what);
+    };
+    if Reflect::has(object, &"toJSON".into()).unwrap_or(false) {
+        return json(value.clone(), what);
+    }
+    let mut fields = serde_json::Map::new();
+    for entry in js_sys::Object::entries(object).iter() {
+        let entry: Array = entry.unchecked_into();
+        let field = entry.get(1);
+        // As JSON.stringify: a field whose value is undefined is not there.
+        if !field.is_undefined() {
+            let key = entry.get(0).as_string().unwrap_or_default();
+            fields.insert(key, json_with_vectors(&field, what)?);
+        }
+    }
+    Ok(Value::Object(fields))
+}
+
+/// A JS number as JSON text would give it: integers as integers, NaN and infinities as null.
+fn number(n: f64) -> serde_json::Value {
+    if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER {
+        match n >= 0.0 {
+            true => (n as u64).into(),
+            false => (n as i64).into(),
+        }
+    } else {
+        serde_json::Number::from_f64(n).map_or(serde_json::Value::Null, Into::into)
+    }
 }
 
 pub(super) fn filter_of(value: JsValue) -> Result<Option<Filter>, JsValue> {
@@ -82,6 +148,10 @@ pub(super) fn points_of(value: JsValue) -> Result<Vec<Point>, JsValue> {
             let vector = Reflect::get(&item, &"vector".into()).unwrap_or(JsValue::UNDEFINED);
             match vector.dyn_ref::<Float32Array>() {
                 Some(typed) => typed_point(&item, typed),
+                // Vectors by name, which may hold typed arrays.
+                None if vector.is_object() && !Array::is_array(&vector) => {
+                    Point::from_json(&json_with_vectors(&item, "point")?).map_err(js_error)
+                }
                 None => Point::from_json(&json(item, "point")?).map_err(js_error),
             }
         })

@@ -24,6 +24,8 @@ export interface OpenOptions {
   /** With `quantization`: keep the vectors of the last checkpoint in storage (OPFS, IndexedDB, Node's files) and read a vector only when it is needed (re-scoring, inserts, checkpoints), so that memory holds the codes and the graph but not the vectors. Default false. */
   vectorsOnDisk?: boolean;
   payloadIndexes?: string[];
+  /** Sparse vectors by name, beside the dense one (which is named `""` among a point's vectors): `{ text: { bm25: true } }`. */
+  sparseVectors?: Record<string, SparseVectorOptions>;
   maxPoints?: number;
   maxMemoryMb?: number;
   enableWarmup?: boolean;
@@ -44,9 +46,84 @@ export interface OpenOptions {
 
 export interface PointInput {
   id: number | string;
-  vector: Float32Array | number[];
+  /** The dense vector, or vectors by name: `{ "": dense, text: { indices, values } }` (sparse) or `{ text: { text: "..." } }` (BM25). */
+  vector: Float32Array | number[] | Record<string, Float32Array | number[] | SparseVector | Document>;
   payload?: Record<string, unknown>;
 }
+
+/** How a sparse vector is declared and searched (Qdrant's `SparseVectorParams`, plus BM25 built in). */
+export interface SparseVectorOptions {
+  /** "idf": each query value is weighted by its index's inverse document frequency among the stored points, kept current. Default "idf" with `bm25`, else "none". */
+  modifier?: "none" | "idf";
+  /** Text may stand for this vector (`{ text: "..." }` in points and queries): the database turns it into a BM25 vector (Qdrant's `qdrant/bm25`: k 1.2, b 0.75, avgLen 256 words unless given). */
+  bm25?: boolean | { k?: number; b?: number; avgLen?: number };
+}
+
+/** Qdrant's sparse vector: unique indices (unsigned 32-bit) and their values, in any order. */
+export interface SparseVector {
+  indices: number[] | Uint32Array;
+  values: number[] | Float32Array;
+}
+
+/** Text standing for a vector declared with `bm25`, in Qdrant's shape. */
+export interface Document {
+  text: string;
+  /** Only "qdrant/bm25" (the default). */
+  model?: "qdrant/bm25";
+}
+
+/** A query's vector: dense, sparse, or a text for a vector declared with `bm25`. */
+export type QueryVector = Float32Array | number[] | SparseVector | Document;
+
+/** What a Query API request or prefetch asks: the nearest points to a vector, or its prefetches' results fused. */
+export type Query = QueryVector | { nearest: QueryVector } | { fusion: "rrf" | "dbsf" };
+
+/** A sub-query whose best `limit` points are the candidates of the query above it (Qdrant's `prefetch`). */
+export interface Prefetch {
+  prefetch?: Prefetch | Prefetch[];
+  query?: Query;
+  /** The vector searched: a sparse vector's name, or "" (the default) for the dense one. */
+  using?: string;
+  /** ANDed with the filters above it. */
+  filter?: Filter;
+  /** How many candidates it passes up (default 10). */
+  limit?: number;
+  score_threshold?: number;
+  params?: QueryParams;
+}
+
+/** Search tuning of a dense query, in Qdrant's names. */
+export interface QueryParams {
+  hnsw_ef?: number;
+  exact?: boolean;
+  quantization?: { ignore?: boolean; rescore?: boolean; oversampling?: number };
+}
+
+/** Qdrant's Query API request, in Qdrant's JSON: `{ prefetch: [...], query: { fusion: "rrf" }, limit: 10 }`. */
+export interface QueryRequest {
+  prefetch?: Prefetch | Prefetch[];
+  query?: Query;
+  /** The vector searched: a sparse vector's name, or "" (the default) for the dense one. */
+  using?: string;
+  /** Default 10. */
+  limit?: number;
+  offset?: number;
+  /** Applies here and in every prefetch. */
+  filter?: Filter;
+  score_threshold?: number;
+  /** Default false, as in Qdrant. */
+  with_payload?: boolean;
+  /** Default false. */
+  with_vector?: boolean;
+  params?: QueryParams;
+}
+
+export interface QueryResponse {
+  points: ScoredPoint[];
+}
+
+/** A point's vectors as returned: the dense one, or by name when the database declares sparse vectors. */
+export type VectorsOut = number[] | Record<string, number[] | { indices: number[]; values: number[] }>;
 
 export interface SearchOptions {
   /** How many points to return (default 10). */
@@ -73,13 +150,13 @@ export interface ScoredPoint {
   id: number | string;
   score: number;
   payload?: Record<string, unknown>;
-  vector?: number[];
+  vector?: VectorsOut;
 }
 
 export interface PointRecord {
   id: number | string;
   payload?: Record<string, unknown>;
-  vector?: number[];
+  vector?: VectorsOut;
 }
 
 /** A filter in Qdrant's JSON shape; conditions combine with `must` (all), `should` (at least one), `must_not` (none) and `min_should`. */

@@ -24,9 +24,10 @@ use js_sys::{Array, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use crate::{Error, SearchRequest};
+use crate::{Error, QueryRequest, SearchRequest};
 use convert::{
-    bad, filter_of, ids_of, js_error, json, points_of, search_template, to_js, vector_of,
+    bad, filter_of, ids_of, js_error, json, json_with_vectors, points_of, search_template, to_js,
+    vector_of,
 };
 use options::OpenOptions;
 use session::Shared;
@@ -178,6 +179,23 @@ impl GrapeDB {
         let found = self.shared.db.search_batch(&requests).map_err(js_error)?;
         let results: Vec<_> = found.into_iter().map(|r| r.result).collect();
         to_js(&results)
+    }
+
+    /// Qdrant's Query API, in Qdrant's JSON (snake_case, as `scroll`): the nearest points to a
+    /// dense vector, a sparse one (`{ indices, values }`) or a text (`{ text }`, for a sparse
+    /// vector declared with `bm25`) in the vector `using` names; or, with `prefetch`, its
+    /// sub-queries' results fused (`query: { fusion: "rrf" | "dbsf" }`) or re-scored by
+    /// `query`. Vectors may be typed arrays. Returns `{ points }` (payloads only with
+    /// `with_payload: true`, as in Qdrant).
+    #[wasm_bindgen(unchecked_return_type = "QueryResponse")]
+    pub fn query(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "QueryRequest")] request: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let request: QueryRequest =
+            serde_json::from_value(json_with_vectors(&request, "db.query")?)
+                .map_err(|e| bad("db.query", e))?;
+        to_js(&self.shared.db.query(&request).map_err(js_error)?)
     }
 
     /// The points with these ids (payload and vector), in order; missing ids are left out.

@@ -9,7 +9,12 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::convert::{js_error, json};
-use crate::{Distance, Durability, EmbeddedConfig, Error, HnswConfig, LogRecovery, Quantization};
+use std::collections::BTreeMap;
+
+use crate::{
+    Bm25Config, Distance, Durability, EmbeddedConfig, Error, HnswConfig, LogRecovery, Modifier,
+    Quantization, SparseVectorConfig,
+};
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +61,62 @@ struct HnswOptions {
     full_scan_threshold: Option<usize>,
 }
 
+/// BM25's parameters from `{ k, b, avgLen }`, each optional (by hand: a derived reader costs
+/// the wasm module more than these lines).
+fn bm25_options(given: &serde_json::Value) -> Result<Bm25Config, String> {
+    let fields = given.as_object().ok_or("expected true or an object")?;
+    let mut c = Bm25Config::default();
+    for (key, v) in fields {
+        let slot = match key.as_str() {
+            "k" => &mut c.k,
+            "b" => &mut c.b,
+            "avgLen" => &mut c.avg_len,
+            _ => {
+                return Err(format!(
+                    "unknown field `{key}`, expected `k`, `b` or `avgLen`"
+                ))
+            }
+        };
+        *slot = v
+            .as_f64()
+            .ok_or_else(|| format!("`{key}` must be a number"))? as f32;
+    }
+    Ok(c)
+}
+
+/// A sparse vector's declaration: `{ modifier?: "none" | "idf", bm25?: true | { k, b, avgLen } }`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SparseOptions {
+    /// Default: `"idf"` with `bm25` (what BM25 needs), else `"none"`, as Qdrant's.
+    modifier: Option<Modifier>,
+    /// `true`, or `{ k, b, avgLen }`: read in [`SparseOptions::config`], so that a
+    /// misspelt parameter is named (serde's untagged enums say only that nothing matched).
+    bm25: Option<serde_json::Value>,
+}
+
+impl SparseOptions {
+    fn config(&self, name: &str) -> Result<SparseVectorConfig, Error> {
+        let bm25 = match &self.bm25 {
+            None | Some(serde_json::Value::Bool(false)) => None,
+            Some(serde_json::Value::Bool(true)) => Some(Bm25Config::default()),
+            Some(given) => Some(bm25_options(given).map_err(|e| {
+                Error::InvalidConfig(format!(
+                    "open options: sparseVectors.{name}.bm25: {e} (true, or {{ k, b, avgLen }})"
+                ))
+            })?),
+        };
+        let implied = match bm25 {
+            Some(_) => Modifier::Idf,
+            None => Modifier::None,
+        };
+        Ok(SparseVectorConfig {
+            modifier: self.modifier.unwrap_or(implied),
+            bm25,
+        })
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct OpenOptions {
@@ -87,6 +148,9 @@ pub(super) struct OpenOptions {
     vectors_on_disk: bool,
     #[serde(default)]
     payload_indexes: Vec<String>,
+    /// Sparse vectors by name, beside the dense one (see [`SparseOptions`]).
+    #[serde(default)]
+    sparse_vectors: BTreeMap<String, SparseOptions>,
     max_points: Option<usize>,
     max_memory_mb: Option<usize>,
     #[serde(default)]
@@ -133,6 +197,9 @@ impl OpenOptions {
         }
         for key in &self.payload_indexes {
             b = b.payload_index(key.clone());
+        }
+        for (name, sparse) in &self.sparse_vectors {
+            b = b.sparse_vector(name.clone(), sparse.config(name)?);
         }
         b = b
             .hnsw(self.hnsw())
@@ -236,5 +303,31 @@ mod tests {
         let off: OpenOptions = serde_json::from_str(r#"{"dimension": 4, "hnsw": false}"#).unwrap();
         assert!(off.config().unwrap().hnsw.is_none());
         assert!(serde_json::from_str::<OpenOptions>(r#"{"dimension": 4, "typo": 1}"#).is_err());
+        let sparse: OpenOptions = serde_json::from_str(
+            r#"{"dimension": 4, "sparseVectors": {"words": {"bm25": true}, "tags": {},
+                "idf": {"modifier": "idf"}, "tuned": {"bm25": {"k": 1.5, "avgLen": 20}}}}"#,
+        )
+        .unwrap();
+        let declared = sparse.config().unwrap().sparse_vectors;
+        assert_eq!(declared["words"], SparseVectorConfig::bm25());
+        assert_eq!(declared["tags"], SparseVectorConfig::default());
+        assert_eq!(declared["idf"].modifier, Modifier::Idf);
+        let tuned = declared["tuned"].bm25.unwrap();
+        assert_eq!((tuned.k, tuned.b, tuned.avg_len), (1.5, 0.75, 20.0));
+        assert!(serde_json::from_str::<OpenOptions>(
+            r#"{"dimension": 4, "sparseVectors": {"w": {"modifier": "bm25"}}}"#
+        )
+        .is_err());
+        let misspelt: OpenOptions = serde_json::from_str(
+            r#"{"dimension": 4, "sparseVectors": {"w": {"bm25": {"k1": 1}}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(misspelt.config(), Err(Error::InvalidConfig(m))
+            if m.contains("sparseVectors.w.bm25: unknown field `k1`")));
+        let negative: OpenOptions = serde_json::from_str(
+            r#"{"dimension": 4, "sparseVectors": {"w": {"bm25": {"k": -1}}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(negative.config(), Err(Error::InvalidConfig(_))));
     }
 }
