@@ -160,10 +160,21 @@ async function main() {
   };
 
   const find = async () => {
-    const { points, matching, ms } = await call("findText", { words: $("words").value.trim(), pos: $("pos").value });
-    const shown = points.length < matching ? `, the first ${points.length} shown` : "";
-    $("find-summary").textContent = `${matching.toLocaleString()} passage${matching === 1 ? "" : "s"} match${matching === 1 ? "es" : ""} (${fmtMs(ms)}${shown}); click one for its nearest neighbours`;
-    $("found").replaceChildren(...points.map((p) => item(p, { onClick: showNeighbours })));
+    const words = $("words").value.trim();
+    const mode = $("mode").value;
+    const { points, matching, ms, fusedWith } = await call("findText", { words, mode, pos: $("pos").value });
+    const plural = (n, one, many) => `${n.toLocaleString()} ${n === 1 ? one : many}`;
+    const ranked = !words ? "" : mode === "hybrid"
+      ? `; the best ${points.length} by words and meaning (BM25 and the vectors, fused by RRF)`
+      : `; the best ${points.length} ranked by BM25`;
+    $("find-summary").textContent = words
+      ? `${plural(matching, "passage shares", "passages share")} a word with the query${ranked} (${fmtMs(ms)}); click one for its nearest neighbours`
+      : `${plural(matching, "passage", "passages")}, the first ${points.length} shown (${fmtMs(ms)}); click one for its nearest neighbours`;
+    $("fused-with").hidden = !fusedWith;
+    $("fused-with").textContent = fusedWith ? `Meaning: the nearest passages to the best word match, “${fusedWith}”.` : "";
+    $("found").replaceChildren(...points.map((p) => item(p, { score: p.score, onClick: showNeighbours })));
+    // What the list shows now (the end-to-end test waits for it).
+    document.body.dataset.found = words ? `${mode}:${words}` : "all";
   };
 
   const remove = async (point) => {
@@ -178,6 +189,7 @@ async function main() {
   };
 
   $("find-form").addEventListener("submit", (e) => { e.preventDefault(); find().catch(showError); });
+  $("mode").addEventListener("change", () => find().catch(showError));
   $("pos").addEventListener("change", () => {
     find().catch(showError);
     if (state.selected) showNeighbours(state.selected).catch(showError);

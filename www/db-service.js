@@ -2,8 +2,17 @@
 // use OPFS, on the main thread (IndexedDB). `handle(op, args, progress)` answers the page's calls.
 import { GrapeDB } from "../pkg/index.js";
 
-const NAME = "wordnet-demo";
+// The name carries the layout: "wordnet-demo" (before BM25) is replaced, see "open".
+const NAME = "wordnet-demo-bm25";
+const OLD_NAMES = ["wordnet-demo"];
 const DIM = 384;
+/**
+ * BM25 over the glosses: Qdrant's k and b, and their mean length in words (Qdrant's default,
+ * 256, is meant for long documents; a gloss is about 15 words).
+ */
+export const BM25 = { k: 1.2, b: 0.75, avgLen: 15 };
+/** How many candidates each side of a hybrid query passes to the fusion. */
+const CANDIDATES = 50;
 let db = null;
 let passages = null;
 
@@ -16,8 +25,17 @@ async function loadPassages() {
   return passages;
 }
 
-function pointOf(id, vector, passage) {
-  return { id, vector, payload: { text: passage.text, lemma: passage.lemma, pos: passage.pos } };
+/** A passage as a point: its embedding, and its text as the BM25 vector "words". */
+function pointOf(id, vector, passage, extra = {}) {
+  return {
+    id,
+    vector: { "": vector, words: { text: passage.text } },
+    payload: { text: passage.text, lemma: passage.lemma, pos: passage.pos, ...extra },
+  };
+}
+
+function posFilter(pos) {
+  return pos ? { must: [{ key: "pos", match: { value: pos } }] } : undefined;
 }
 
 export async function handle(op, args = {}, progress = () => {}) {
@@ -26,8 +44,11 @@ export async function handle(op, args = {}, progress = () => {}) {
       const start = performance.now();
       db = await GrapeDB.open({
         name: NAME, dimension: DIM, distance: "Cosine", storage: args.storage,
-        payloadIndexes: ["pos"], persist: true,
+        payloadIndexes: ["pos"], persist: true, sparseVectors: { words: { bm25: BM25 } },
       });
+      // A visitor of the demo before BM25 has its passages under the old name, without the
+      // words' vectors: this visit imports them anew, so the old copy only takes space.
+      for (const old of OLD_NAMES) await GrapeDB.destroy(old).catch(() => {});
       const openMs = performance.now() - start;
       return { openMs, count: db.count(), stats: db.stats(), report: db.openReport() };
     }
@@ -58,28 +79,50 @@ export async function handle(op, args = {}, progress = () => {}) {
       return { count: db.count(), seconds, rate: items.length / seconds };
     }
     case "findText": {
-      const must = [];
-      if (args.words) must.push({ key: "text", match: { text: args.words } });
-      if (args.pos) must.push({ key: "pos", match: { value: args.pos } });
+      // Ranked by BM25 over the passages' words; "hybrid" fuses that list with the nearest
+      // passages (by meaning) to the best word match, by reciprocal rank fusion.
+      const filter = posFilter(args.pos);
+      const limit = args.limit ?? 20;
       const start = performance.now();
-      const page = db.scroll({ limit: args.limit ?? 20, filter: { must } });
-      const matching = db.count({ must });
-      return { points: page.points, matching, ms: performance.now() - start };
+      if (!args.words) {
+        const page = db.scroll({ limit, filter });
+        return { points: page.points, matching: db.count(filter), ms: performance.now() - start };
+      }
+      const words = { query: { text: args.words }, using: "words" };
+      let points = db.query({ ...words, limit, filter, with_payload: true }).points;
+      let fusedWith = null;
+      if (args.mode === "hybrid" && points.length > 0) {
+        const [best] = db.get([points[0].id]);
+        fusedWith = best.payload.text;
+        points = db.query({
+          prefetch: [
+            { ...words, limit: CANDIDATES },
+            { query: new Float32Array(best.vector[""]), limit: CANDIDATES },
+          ],
+          query: { fusion: "rrf" },
+          limit,
+          filter,
+          with_payload: true,
+        }).points;
+      }
+      const ms = performance.now() - start;
+      // Every passage sharing a word with the query has a BM25 score.
+      const must = [{ key: "text", match: { text_any: args.words } }, ...(filter?.must ?? [])];
+      return { points, matching: db.count({ must }), ms, fusedWith };
     }
     case "neighbours": {
       const [record] = db.get([args.id]);
       if (!record) throw new Error(`passage ${args.id} does not exist (deleted?)`);
-      const filter = args.pos ? { must: [{ key: "pos", match: { value: args.pos } }] } : undefined;
       const start = performance.now();
-      const results = db.search(new Float32Array(record.vector), { limit: args.limit ?? 10, filter });
+      const results = db.search(new Float32Array(record.vector[""]), { limit: args.limit ?? 10, filter: posFilter(args.pos) });
       return { source: record, results, ms: performance.now() - start };
     }
     case "add": {
       const [near] = db.get([args.nearId]);
       if (!near) throw new Error("select a passage first: the new one is placed at its vector");
       const id = args.id;
-      db.upsert([{ id, vector: new Float32Array(near.vector),
-        payload: { text: args.text, lemma: args.text.split(":")[0], pos: near.payload.pos, added: true } }]);
+      const passage = { text: args.text, lemma: args.text.split(":")[0], pos: near.payload.pos };
+      db.upsert([pointOf(id, new Float32Array(near.vector[""]), passage, { added: true })]);
       // A user's edit: durable before the page says it is done (bulk imports rely on the timer).
       await db.flush();
       return { id, count: db.count() };
