@@ -7,8 +7,8 @@ use grape_testkit as testkit;
 use std::time::Instant;
 
 use grape_vector_db::{
-    Durability, EmbeddedConfig, EmbeddedVectorDB, PointId, Quantization, QuantizationSearchParams,
-    SearchParams, SearchRequest,
+    Durability, EmbeddedConfig, EmbeddedVectorDB, Point, PointId, Quantization,
+    QuantizationSearchParams, QueryRequest, SearchParams, SearchRequest, SparseVectorConfig,
 };
 
 const ROWS: usize = 100_000;
@@ -16,6 +16,10 @@ const DIM: usize = 384;
 const QUERIES: usize = 1000;
 
 fn main() {
+    // `--sparse`: issue 20's figures only (scripts/bench-wasm runs everything).
+    if std::env::args().any(|a| a == "--sparse") {
+        return sparse();
+    }
     let data = testkit::clustered(ROWS + QUERIES, DIM, 100, 42);
     let config = config("target/bench-browser-peer", Quantization::None);
     {
@@ -95,6 +99,7 @@ fn main() {
     // The sweep runs on the real WordNet set where it is (scripts/bench-wasm then serves it to
     // the browser too): quantization is judged on real embeddings, whose structure the
     // generated clusters' isotropic noise lacks.
+    sparse();
     match testkit::wordnet_vectors() {
         Some((base, queries)) => sq8_sweep(
             "wordnet-minilm",
@@ -320,4 +325,94 @@ fn top10(db: &EmbeddedVectorDB, query: &[f32], params: SearchParams) -> Vec<u64>
             PointId::Uuid(_) => unreachable!("numeric ids only"),
         })
         .collect()
+}
+
+/// What `tests/wasm_figures.rs` (`sparse_in_the_browser`) does through the JS API, here through
+/// the Rust API: the WordNet passages with their vectors and BM25 text in memory, built on one
+/// thread, then the mean latency of BM25, dense and hybrid queries.
+fn sparse() {
+    let Some(dir) = testkit::wordnet_dir() else {
+        println!("sparse skipped: no WordNet passages ($GRAPE_DATA/wordnet-minilm)");
+        return;
+    };
+    let texts = testkit::read_lines(&dir.join("base.txt")).unwrap();
+    let queries = testkit::read_lines(&dir.join("query.txt")).unwrap();
+    let base = testkit::read_npy(&dir.join("base.f16.npy")).unwrap();
+    let vectors = testkit::read_npy(&dir.join("query.f16.npy")).unwrap();
+    let (n, count) = (texts.len().min(base.rows), queries.len().min(vectors.rows));
+    let db = EmbeddedVectorDB::open(
+        EmbeddedConfig::builder(base.dim)
+            .thread_pool_size(1)
+            .sparse_vector("text", SparseVectorConfig::bm25())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    for (start, chunk) in texts[..n].chunks(1000).enumerate() {
+        let batch = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, text)| {
+                let i = start * 1000 + k;
+                Point::new(i as u64, base.row(i).to_vec()).with_text("text", text.as_str())
+            })
+            .collect();
+        db.upsert(batch).unwrap();
+    }
+    let build = t.elapsed().as_secs_f64() * 1000.0;
+    let native = serde_json::json!({"where": "native"});
+    testkit::result("browser", "sparse_build", build, "ms", native.clone());
+    println!("FIGURE sparse_build_ms {build:.0} ({n} passages with their vectors and BM25 text, HNSW too)");
+    let request =
+        |json: serde_json::Value| -> QueryRequest { serde_json::from_value(json).unwrap() };
+    let bm25: Vec<QueryRequest> = (0..count)
+        .map(|i| {
+            request(
+                serde_json::json!({"query": {"text": queries[i]}, "using": "text", "limit": 10}),
+            )
+        })
+        .collect();
+    let hybrid: Vec<QueryRequest> = (0..count)
+        .map(|i| {
+            request(serde_json::json!({
+                "prefetch": [{"query": vectors.row(i), "limit": 20, "params": {"hnsw_ef": 64}},
+                             {"query": {"text": queries[i]}, "using": "text", "limit": 20}],
+                "query": {"fusion": "rrf"}, "limit": 10,
+            }))
+        })
+        .collect();
+    let dense: Vec<SearchRequest> = (0..count)
+        .map(|i| {
+            let mut r = SearchRequest::new(vectors.row(i).to_vec(), 10);
+            r.params.hnsw_ef = Some(64);
+            r
+        })
+        .collect();
+    let mean_us = |run: &mut dyn FnMut(usize)| {
+        let t = Instant::now();
+        (0..count).for_each(&mut *run);
+        t.elapsed().as_secs_f64() / count as f64 * 1e6
+    };
+    let figures = [
+        ("bm25", mean_us(&mut |i| drop(db.query(&bm25[i]).unwrap()))),
+        (
+            "dense",
+            mean_us(&mut |i| drop(db.search(&dense[i]).unwrap())),
+        ),
+        (
+            "hybrid",
+            mean_us(&mut |i| drop(db.query(&hybrid[i]).unwrap())),
+        ),
+    ];
+    for (name, mean) in figures {
+        testkit::result(
+            "browser",
+            &format!("{name}_mean"),
+            mean,
+            "us",
+            native.clone(),
+        );
+        println!("FIGURE sparse_{name}_mean_us {mean:.1} ({count} queries, top 10)");
+    }
 }

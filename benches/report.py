@@ -270,6 +270,22 @@ if filtered:
                    ", ".join(f"{label} {fmt(ms, 0)} ms" for label, ms in times) + ".")
     out.append("")
 
+# --- Sparse and hybrid retrieval beside Qdrant Edge -------------------------------------------
+if pick("sparse", "sparse_p50"):
+    out.append("### Sparse and hybrid retrieval: WordNet passages (100K, BM25 of their text), one thread, beside Qdrant Edge\n")
+    build, index = one("sparse", "bm25_build", lib="ours"), one("sparse", "bm25_index", lib="ours")
+    peer_build = one("sparse", "build_with_dense", lib="qdrant-edge")
+    out.append(f"BM25 index built in {fmt(build, 2)} s (text in), {fmt(index)} MiB; Qdrant Edge's BM25 "
+               f"embedding, upsert and optimize (its dense HNSW too): {fmt(peer_build, 2)} s.\n")
+    out.append("| query (top 10) | ours p50 / p99 (us) | Qdrant Edge p50 / p99 (us) | p50: Qdrant / ours | p99: Qdrant / ours |")
+    out.append("| --- | --- | --- | --- | --- |")
+    for name, label in (("sparse", "BM25 (text in)"), ("dense", "dense, ef 64"),
+                        ("hybrid", "hybrid: dense + BM25 prefetches of 20, RRF")):
+        o50, o99 = one("sparse", f"{name}_p50", lib="ours"), one("sparse", f"{name}_p99", lib="ours")
+        t50, t99 = one("sparse", f"{name}_p50", lib="qdrant-edge"), one("sparse", f"{name}_p99", lib="qdrant-edge")
+        out.append(f"| {label} | {fmt(o50)} / {fmt(o99)} | {fmt(t50)} / {fmt(t99)} | {ratio(t50, o50)} | {ratio(t99, o99)} |")
+    out.append("")
+
 # --- Memory in use, by quantization -------------------------------------------------------------
 resident = pick("memory", "rss")
 if resident:
@@ -310,6 +326,16 @@ if browser:
         n = next((r["value"] for r in pick("browser", name) if r.get("where") == "native"), None)
         b = next((r["value"] for r in pick("browser", name) if r.get("where") != "native"), None)
         out.append(f"| {name.replace('_', ' ')} ({unit}) | {fmt(n)} | {fmt(b)} | {ratio(b, n)} |")
+    if pick("browser", "bm25_mean"):
+        out.append("\nSparse and hybrid on the WordNet passages (100K with their BM25 text, memory storage; "
+                   "the browser through the JS API, `db.query`; means over the queries):\n")
+        out.append("| figure | native | browser | browser / native |")
+        out.append("| --- | --- | --- | --- |")
+        for name, label in (("sparse_build", "build: vectors, BM25 text, HNSW (ms)"), ("bm25_mean", "BM25 query (us)"),
+                            ("dense_mean", "dense query, ef 64 (us)"), ("hybrid_mean", "hybrid query, RRF (us)")):
+            n = next((r["value"] for r in pick("browser", name) if r.get("where") == "native"), None)
+            b = next((r["value"] for r in pick("browser", name) if r.get("where") != "native"), None)
+            out.append(f"| {label} | {fmt(n)} | {fmt(b)} | {ratio(b, n)} |")
     sweep = pick("browser", "sweep")
     sets = [r.get("set") for r in sweep if r.get("where") != "native"]
     sweep = [r for r in sweep if sets and r.get("set") == sets[0]]

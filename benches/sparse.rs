@@ -43,16 +43,8 @@ fn main() {
         println!("sparse: no WordNet passages ($GRAPE_DATA/wordnet-minilm): skipped");
         return;
     };
-    let texts: Vec<String> = std::fs::read_to_string(dir.join("base.txt"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let queries: Vec<String> = std::fs::read_to_string(dir.join("query.txt"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let texts = testkit::read_lines(&dir.join("base.txt")).unwrap();
+    let queries = testkit::read_lines(&dir.join("query.txt")).unwrap();
     let base = testkit::read_matrix(&dir.join("base.f16.npy")).unwrap();
     let qvecs = testkit::read_matrix(&dir.join("query.f16.npy")).unwrap();
     let n = texts.len().min(base.rows);

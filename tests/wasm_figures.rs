@@ -12,6 +12,7 @@ use grape_testkit::js::*;
 use grape_vector_db::storage::OpfsStorage;
 use grape_vector_db::{Durability, EmbeddedConfig, EmbeddedVectorDB, GrapeDB, Quantization};
 use js_sys::Reflect;
+use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -129,13 +130,18 @@ async fn browser_figures() {
     }
 }
 
-/// An `.npy` file fetched from `url` (the worker's `fetch`).
-async fn fetch_npy(url: &str) -> data::Matrix {
+/// The response to a GET of `url` (the worker's `fetch`).
+async fn fetch_response(url: &str) -> JsValue {
     let global = js_sys::global();
     let fetch: js_sys::Function = Reflect::get(&global, &"fetch".into()).unwrap().into();
-    let response = done(fetch.call1(&global, &url.into()).unwrap().into())
+    done(fetch.call1(&global, &url.into()).unwrap().into())
         .await
-        .unwrap_or_else(|e| panic!("fetching {url}: {e:?}"));
+        .unwrap_or_else(|e| panic!("fetching {url}: {e:?}"))
+}
+
+/// An `.npy` file fetched from `url`.
+async fn fetch_npy(url: &str) -> data::Matrix {
+    let response = fetch_response(url).await;
     let array_buffer: js_sys::Function = Reflect::get(&response, &"arrayBuffer".into())
         .unwrap()
         .into();
@@ -239,17 +245,8 @@ async fn million_in_opfs() {
         ))
     };
     let before = wasm_memory_mib();
-    let global = js_sys::global();
-    let fetch: js_sys::Function = Reflect::get(&global, &"fetch".into()).unwrap().into();
     let t = now_ms();
-    let response = done(
-        fetch
-            .call1(&global, &format!("{url}/million.grape").into())
-            .unwrap()
-            .into(),
-    )
-    .await
-    .unwrap();
+    let response = fetch_response(&format!("{url}/million.grape")).await;
     let with_import = options();
     Reflect::set(&with_import, &"import".into(), &response).unwrap();
     let db = GrapeDB::connect(with_import).await.unwrap();
@@ -348,4 +345,120 @@ async fn million_in_opfs() {
     assert_eq!(db.count(None).unwrap(), 1_000_000 + WRITES as usize);
     done(db.close()).await.unwrap();
     done(GrapeDB::destroy(name.into())).await.unwrap();
+}
+
+/// Issue 20's figures in the browser, beside `benches/browser_peer.rs --sparse` natively: the
+/// WordNet passages (text and MiniLM vectors, served by `scripts/bench-wasm`) put in a database
+/// with a BM25 vector through the JS API (`upsert` of points `{"": vector, text: {text}}`), then
+/// BM25, dense and hybrid queries through `db.query` and `db.search`, one at a time. Means over
+/// all queries: a worker's clock is coarsened to 100 us, so percentiles are rounded.
+#[wasm_bindgen_test]
+#[ignore]
+async fn sparse_in_the_browser() {
+    let Some(url) = option_env!("GRAPE_WORDNET_URL") else {
+        log("sparse skipped: GRAPE_WORDNET_URL was not set at build time".into());
+        return;
+    };
+    let texts = fetch_text(&format!("{url}/base.txt")).await;
+    let queries = fetch_text(&format!("{url}/query.txt")).await;
+    let base = fetch_npy(&format!("{url}/base.f16.npy")).await;
+    let vectors = fetch_npy(&format!("{url}/query.f16.npy")).await;
+    let n = texts.len().min(base.rows);
+    let count = queries.len().min(vectors.rows);
+    let db = open(&format!(
+        r#"{{"dimension": {}, "storage": "memory", "sparseVectors": {{"text": {{"bm25": true}}}}}}"#,
+        base.dim
+    ))
+    .await
+    .unwrap();
+    let t = now_ms();
+    for (start, chunk) in texts[..n].chunks(1000).enumerate() {
+        let batch = js_sys::Array::new();
+        for (k, text) in chunk.iter().enumerate() {
+            let i = start * 1000 + k;
+            let named = js_sys::Object::new();
+            let dense = js_sys::Float32Array::from(base.row(i));
+            Reflect::set(&named, &"".into(), &dense).unwrap();
+            let document = js_sys::Object::new();
+            Reflect::set(&document, &"text".into(), &text.as_str().into()).unwrap();
+            Reflect::set(&named, &"text".into(), &document).unwrap();
+            let point = js_sys::Object::new();
+            Reflect::set(&point, &"id".into(), &(i as u32).into()).unwrap();
+            Reflect::set(&point, &"vector".into(), &named).unwrap();
+            batch.push(&point);
+        }
+        db.upsert(batch.into()).unwrap();
+    }
+    let build = now_ms() - t;
+    result("sparse_build", build, "ms", "");
+    log(format!(
+        "sparse_build_ms {build:.0} ({n} passages with their vectors and BM25 text, HNSW too)"
+    ));
+    let query_js = |json: serde_json::Value| js(&json.to_string());
+    let bm25: Vec<JsValue> = (0..count)
+        .map(|i| {
+            query_js(
+                serde_json::json!({"query": {"text": queries[i]}, "using": "text", "limit": 10}),
+            )
+        })
+        .collect();
+    let hybrid: Vec<JsValue> = (0..count)
+        .map(|i| {
+            let request = query_js(serde_json::json!({
+                "prefetch": [{"limit": 20, "params": {"hnsw_ef": 64}},
+                             {"query": {"text": queries[i]}, "using": "text", "limit": 20}],
+                "query": {"fusion": "rrf"}, "limit": 10,
+            }));
+            // The dense prefetch's vector as a typed array, as an app passes an embedding.
+            let prefetch =
+                js_sys::Array::from(&Reflect::get(&request, &"prefetch".into()).unwrap());
+            let dense = js_sys::Float32Array::from(vectors.row(i));
+            Reflect::set(&prefetch.get(0), &"query".into(), &dense).unwrap();
+            request
+        })
+        .collect();
+    let search = js(r#"{"limit": 10, "ef": 64, "withPayload": false}"#);
+    let mean_us = |run: &mut dyn FnMut(usize)| {
+        let t = now_ms();
+        (0..count).for_each(&mut *run);
+        (now_ms() - t) / count as f64 * 1000.0
+    };
+    let figures = [
+        (
+            "bm25",
+            mean_us(&mut |i| drop(db.query(bm25[i].clone()).unwrap())),
+        ),
+        (
+            "dense",
+            mean_us(&mut |i| {
+                drop(
+                    db.search(vectors.row(i).to_vec(), Some(search.clone()))
+                        .unwrap(),
+                )
+            }),
+        ),
+        (
+            "hybrid",
+            mean_us(&mut |i| drop(db.query(hybrid[i].clone()).unwrap())),
+        ),
+    ];
+    for (name, mean) in figures {
+        result(&format!("{name}_mean"), mean, "us", "");
+        log(format!(
+            "sparse_{name}_mean_us {mean:.1} ({count} queries, top 10, through the JS API)"
+        ));
+    }
+    done(db.close()).await.unwrap();
+}
+
+/// The lines of a text file fetched from `url`.
+async fn fetch_text(url: &str) -> Vec<String> {
+    let response = fetch_response(url).await;
+    let read: js_sys::Function = Reflect::get(&response, &"text".into()).unwrap().into();
+    let text = done(read.call0(&response).unwrap().into()).await.unwrap();
+    text.as_string()
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }

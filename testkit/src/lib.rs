@@ -368,6 +368,14 @@ pub fn wordnet_vectors() -> Option<(PathBuf, PathBuf)> {
     wordnet_dir().map(|d| (d.join("base.f16.npy"), d.join("query.f16.npy")))
 }
 
+/// The lines of a text file (`base.txt`, `query.txt`: one passage a line).
+pub fn read_lines(path: &std::path::Path) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
 /// The real WordNet/MiniLM set in `$GRAPE_DATA` (default: `shared/data` beside the repository,
 /// as the scripts set it), or `None` (with a note on stderr) when it is absent.
 pub fn wordnet_dir() -> Option<PathBuf> {
