@@ -300,7 +300,7 @@ fn a_damaged_version_field_is_corruption_a_newer_version_is_unsupported() {
     // A manifest written by a newer release (its checksum holds): unsupported.
     let newer = copy(&storage);
     let mut bytes = storage.read_all("MANIFEST").unwrap().to_vec();
-    bytes[8] = 2;
+    bytes[8] = 3;
     let crc = testkit::crc32c(&bytes[..32]);
     bytes[32..36].copy_from_slice(&crc.to_le_bytes());
     newer
@@ -310,7 +310,7 @@ fn a_damaged_version_field_is_corruption_a_newer_version_is_unsupported() {
         .unwrap();
     let err = EmbeddedVectorDB::open_with_storage(config(), Arc::new(newer)).unwrap_err();
     assert!(
-        matches!(err, Error::UnsupportedFormat { found: 2, .. }),
+        matches!(err, Error::UnsupportedFormat { found: 3, .. }),
         "{err:?}"
     );
 }

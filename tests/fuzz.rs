@@ -189,7 +189,13 @@ fn put_crc(b: &mut [u8], from: usize, to: usize, at: usize) {
 /// stopping at a checksum mismatch.
 fn fix_checksums(target: &str, b: &mut [u8]) {
     match target {
-        "manifest" => put_crc(b, 0, 32, 32),
+        "manifest" => {
+            put_crc(b, 0, 32, 32);
+            // Version 2: the sparse declarations after the first 48 bytes, then their checksum.
+            if u32_at(b, 8) == Some(2) && b.len() >= 52 {
+                put_crc(b, 48, b.len() - 4, b.len() - 4);
+            }
+        }
         "segment" => {
             let (sections, table, crc_at) = match u32_at(b, 8) {
                 Some(1) => (4, 40, 136),

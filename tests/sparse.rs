@@ -154,7 +154,8 @@ fn malformed_query_json_says_what_is_wrong() {
 }
 
 /// Every stored form holds the sparse vectors: the log, a segment, a segment with a log after
-/// it, a snapshot and an archive; and the declaration is checked against them at open.
+/// it, a snapshot and an archive; the manifest holds their declaration, which a later open
+/// may leave out but not change.
 #[test]
 fn sparse_vectors_are_stored_and_declarations_checked() {
     let bm25 = Bm25::new(Bm25Config::default()).unwrap();
@@ -240,19 +241,27 @@ fn sparse_vectors_are_stored_and_declarations_checked() {
     .unwrap();
     assert_eq!(answers(&copy), expected);
     drop((copy, db));
-    // Opening without the declaration would lose them: refused, from the log and from a
-    // segment alike.
+    // The manifest keeps the declaration: an open that declares nothing (the `grape` CLI, an
+    // app's next version) searches them as declared, from the log and from a segment alike;
+    // one that declares them otherwise is refused, as their index was made for the stored one.
     let undeclared = || EmbeddedConfig {
         sparse_vectors: Default::default(),
         ..on_disk(None)
     };
-    let refused = EmbeddedVectorDB::open(undeclared());
-    assert!(matches!(refused, Err(Error::InvalidConfig(m)) if m.contains("\"text\"")));
-    let db = EmbeddedVectorDB::open(on_disk(None)).unwrap();
-    db.checkpoint().unwrap();
-    drop(db);
-    let refused = EmbeddedVectorDB::open(undeclared());
-    assert!(matches!(refused, Err(Error::InvalidConfig(m)) if m.contains("\"text\"")));
+    let otherwise = || EmbeddedConfig {
+        sparse_vectors: [("text".to_owned(), SparseVectorConfig::default())].into(),
+        ..on_disk(None)
+    };
+    for checkpoint in [false, true] {
+        let db = EmbeddedVectorDB::open(undeclared()).unwrap();
+        assert_eq!(answers(&db), expected);
+        if checkpoint {
+            db.checkpoint().unwrap();
+        }
+        drop(db);
+        let refused = EmbeddedVectorDB::open(otherwise());
+        assert!(matches!(refused, Err(Error::InvalidConfig(m)) if m.contains("\"text\"")));
+    }
     // A sparse vector declared later: the stored points have none of it.
     let db = EmbeddedVectorDB::open(on_disk(Some("title"))).unwrap();
     assert_eq!(answers(&db), expected);

@@ -46,8 +46,9 @@ test("the tarball holds the package's files and every path package.json names, w
   // 366.8 -> 371.7 KiB; its codes stored in segments: 375.3; vectors kept on disk: 387.6 -> 390.0;
   // the id map and payload cells: -2.4; vectors on disk where files cannot be mapped: 397.8;
   // the streaming import: 403.3; vectors on disk kept there under writes: 405.2; sparse
-  // vectors and BM25: 427.1; the Query API in JS, which links the query engine: 458.2).
-  const ceilingKiB = 459;
+  // vectors and BM25: 427.1; the Query API in JS, which links the query engine: 458.2; the
+  // manifest's sparse declarations: 461.3).
+  const ceilingKiB = 462;
   const packedKiB = packed.size / 1024;
   console.log(`npm tarball: ${packedKiB.toFixed(1)} KiB gzipped (ceiling ${ceilingKiB}, budget 250)`);
   assert.ok(packedKiB <= ceilingKiB, `the tarball grew to ${packedKiB.toFixed(1)} KiB, past its ceiling of ${ceilingKiB}`);

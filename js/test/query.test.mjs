@@ -149,5 +149,10 @@ test("sparse vectors and their BM25 index outlive the process on Node's files", 
   db = await GrapeDB.open(options);
   assert.deepEqual(ask(db), [2, 1], "read from the segment");
   await db.close();
-  await assert.rejects(GrapeDB.open({ dimension: 2, path: dir }), (e) => e.code === "InvalidConfig");
+  // The database keeps the declaration: opened without it, it searches as declared; declared
+  // otherwise, it refuses to open.
+  db = await GrapeDB.open({ dimension: 2, path: dir });
+  assert.deepEqual(ask(db), [2, 1], "declared by the database itself");
+  await db.close();
+  await assert.rejects(GrapeDB.open({ ...options, sparseVectors: { words: {} } }), (e) => e.code === "InvalidConfig");
 });

@@ -1,10 +1,14 @@
 //! The manifest: which segment and which log make up the database, replaced atomically.
 //! See FORMAT.md for the bytes.
 
+use std::collections::BTreeMap;
+
+use crate::config::{Modifier, SparseVectorConfig};
 use crate::error::{Error, Result};
 use crate::point::Distance;
 use crate::storage::OpenMode;
 use crate::storage::{io_error, Storage};
+use crate::Bm25Config;
 
 use super::codec::{self, Reader};
 use super::segment::{distance_code, distance_from_code};
@@ -13,11 +17,14 @@ pub(crate) const NAME: &str = "MANIFEST";
 /// The next manifest, written in full before it is renamed over [`NAME`].
 pub(crate) const TMP: &str = "MANIFEST.tmp";
 const MAGIC: &[u8; 8] = b"GRAPEMAN";
-pub(crate) const VERSION: u32 = 1;
+/// Version 2 adds the declarations of sparse vectors after version 1's bytes; a database
+/// without sparse vectors still writes version 1, which older readers open.
+pub(crate) const VERSION: u32 = 2;
+/// The size of version 1, and of version 2's first part (the same fields).
 pub(crate) const BYTES: usize = 48;
 
 /// The database's identity and current files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Manifest {
     pub dimension: usize,
     pub distance: Distance,
@@ -25,13 +32,18 @@ pub(crate) struct Manifest {
     pub generation: u64,
     /// Whether `seg-<generation>` exists (a new database has only a log).
     pub has_segment: bool,
+    /// The sparse vectors declared, by name: how they are searched and turned from text,
+    /// which no point carries, so that an open that declares none (the `grape` CLI, a later
+    /// version of an app) searches them as they were declared.
+    pub sparse: BTreeMap<String, SparseVectorConfig>,
 }
 
 impl Manifest {
     fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(BYTES);
         b.extend_from_slice(MAGIC);
-        codec::put_u32(&mut b, VERSION);
+        let version = if self.sparse.is_empty() { 1 } else { VERSION };
+        codec::put_u32(&mut b, version);
         codec::put_u32(&mut b, self.dimension as u32);
         b.push(distance_code(self.distance));
         b.push(u8::from(self.has_segment));
@@ -40,7 +52,90 @@ impl Manifest {
         let crc = codec::crc(&b);
         codec::put_u32(&mut b, crc);
         b.resize(BYTES, 0);
+        if version >= 2 {
+            // The declarations, then their checksum: u32 count; per declaration its name (u32
+            // length, UTF-8), modifier (u8), BM25 flag (u8) and parameters (3 x f32).
+            let start = b.len();
+            codec::put_u32(&mut b, self.sparse.len() as u32);
+            for (name, c) in &self.sparse {
+                codec::put_u32(&mut b, name.len() as u32);
+                b.extend_from_slice(name.as_bytes());
+                b.push(match c.modifier {
+                    Modifier::None => 0,
+                    Modifier::Idf => 1,
+                });
+                b.push(u8::from(c.bm25.is_some()));
+                let p = c.bm25.unwrap_or(Bm25Config {
+                    k: 0.0,
+                    b: 0.0,
+                    avg_len: 0.0,
+                });
+                codec::put_f32s(&mut b, &[p.k, p.b, p.avg_len]);
+            }
+            let crc = codec::crc(&b[start..]);
+            codec::put_u32(&mut b, crc);
+        }
         b
+    }
+
+    /// Version 2's declarations, after the first [`BYTES`].
+    fn read_sparse(bytes: &[u8]) -> Result<BTreeMap<String, SparseVectorConfig>> {
+        let corrupt = |offset: usize, detail: String| Error::Corrupt {
+            file: NAME.to_owned(),
+            offset: offset as u64,
+            detail,
+        };
+        let rest = &bytes[BYTES..];
+        let Some(body) = rest.len().checked_sub(4).map(|n| &rest[..n]) else {
+            return Err(corrupt(
+                BYTES,
+                "the sparse declarations are cut short".into(),
+            ));
+        };
+        if codec::crc(body).to_le_bytes() != rest[body.len()..] {
+            return Err(corrupt(
+                bytes.len() - 4,
+                "sparse declarations checksum mismatch".into(),
+            ));
+        }
+        let mut r = Reader::new(body, NAME, BYTES as u64);
+        let mut sparse = BTreeMap::new();
+        for _ in 0..r.count(18)? {
+            let at = BYTES + r.position();
+            let len = r.count(1)?;
+            let name = std::str::from_utf8(r.bytes(len)?)
+                .map_err(|_| corrupt(at, "a sparse vector's name is not UTF-8".into()))?;
+            let modifier = match r.u8()? {
+                0 => Modifier::None,
+                1 => Modifier::Idf,
+                m => return Err(corrupt(at, format!("unknown modifier code {m}"))),
+            };
+            let has_bm25 = r.u8()?;
+            let p = r.f32s(3)?;
+            let bm25 = match has_bm25 {
+                0 => None,
+                1 => Some(Bm25Config {
+                    k: p[0],
+                    b: p[1],
+                    avg_len: p[2],
+                }),
+                f => return Err(corrupt(at, format!("invalid BM25 flag {f}"))),
+            };
+            let c = SparseVectorConfig { modifier, bm25 };
+            if name.is_empty() || sparse.insert(name.to_owned(), c).is_some() {
+                return Err(corrupt(
+                    at,
+                    format!("sparse vector name {name:?} is empty or repeated"),
+                ));
+            }
+        }
+        if !r.is_empty() {
+            return Err(corrupt(
+                BYTES + r.position(),
+                "bytes after the sparse declarations".into(),
+            ));
+        }
+        Ok(sparse)
     }
 
     /// Reads the manifest, or `None` if the directory (whose files are `names`) has none.
@@ -64,10 +159,10 @@ impl Manifest {
                 NAME,
                 version,
                 VERSION,
-                &[(1, 32)],
+                &[(1, 32), (2, 32)],
             ));
         }
-        if bytes.len() != BYTES {
+        if bytes.len() < BYTES || (version == 1 && bytes.len() != BYTES) {
             return Err(corrupt(0, "the manifest has the wrong size"));
         }
         let mut r = Reader::new(&bytes[12..], NAME, 12);
@@ -84,11 +179,16 @@ impl Manifest {
         if has_segment > 1 || dimension == 0 {
             return Err(corrupt(17, "invalid field"));
         }
+        let sparse = match version {
+            1 => BTreeMap::new(),
+            _ => Self::read_sparse(&bytes)?,
+        };
         Ok(Some(Manifest {
             dimension,
             distance,
             generation,
             has_segment: has_segment == 1,
+            sparse,
         }))
     }
 
@@ -110,5 +210,99 @@ impl Manifest {
         storage
             .sync_dir()
             .map_err(io_error("sync", &storage.location()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    fn written(m: &Manifest) -> (MemoryStorage, Vec<u8>) {
+        let storage = MemoryStorage::new();
+        m.stage(&storage).unwrap();
+        Manifest::commit(&storage).unwrap();
+        let bytes = storage.read_all(NAME).unwrap().to_vec();
+        (storage, bytes)
+    }
+
+    fn read_bytes(bytes: &[u8]) -> Result<Option<Manifest>> {
+        let storage = MemoryStorage::new();
+        let file = storage.open(NAME, OpenMode::CreateIfMissing).unwrap();
+        file.write_at(0, bytes).unwrap();
+        Manifest::read(&storage, &[NAME.to_owned()])
+    }
+
+    fn declaring() -> Manifest {
+        let tuned = Bm25Config {
+            k: 1.5,
+            b: 0.5,
+            avg_len: 15.0,
+        };
+        Manifest {
+            dimension: 384,
+            distance: Distance::Cosine,
+            generation: 7,
+            has_segment: true,
+            sparse: [
+                ("tags".to_owned(), SparseVectorConfig::default()),
+                (
+                    "words ✓".to_owned(),
+                    SparseVectorConfig {
+                        modifier: Modifier::Idf,
+                        bm25: Some(tuned),
+                    },
+                ),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn declarations_round_trip_and_a_manifest_without_them_stays_version_1() {
+        let m = declaring();
+        let (storage, bytes) = written(&m);
+        assert_eq!(bytes[8..12], 2u32.to_le_bytes());
+        assert_eq!(
+            Manifest::read(&storage, &[NAME.to_owned()]).unwrap(),
+            Some(m)
+        );
+        let plain = Manifest {
+            sparse: BTreeMap::new(),
+            ..declaring()
+        };
+        let (storage, bytes) = written(&plain);
+        assert_eq!(
+            (bytes.len(), &bytes[8..12]),
+            (BYTES, &1u32.to_le_bytes()[..])
+        );
+        assert_eq!(
+            Manifest::read(&storage, &[NAME.to_owned()]).unwrap(),
+            Some(plain)
+        );
+    }
+
+    #[test]
+    fn every_flipped_bit_and_cut_of_the_declarations_is_refused() {
+        let original = declaring();
+        let (_, bytes) = written(&original);
+        for at in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= 1 << bit;
+                match read_bytes(&damaged) {
+                    Err(Error::Corrupt { .. } | Error::UnsupportedFormat { .. }) => {}
+                    // The first part's padding (36..48) is outside its checksum, and unread.
+                    Ok(Some(m)) if (36..BYTES).contains(&at) => assert_eq!(m, original),
+                    other => panic!("byte {at} bit {bit}: {other:?}"),
+                }
+            }
+        }
+        for cut in 0..bytes.len() {
+            assert!(
+                matches!(read_bytes(&bytes[..cut]), Err(Error::Corrupt { .. })),
+                "cut at {cut}"
+            );
+        }
     }
 }

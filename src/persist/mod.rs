@@ -210,7 +210,7 @@ impl DatabaseFiles {
         let next = Manifest {
             generation: self.manifest.generation + 1,
             has_segment: true,
-            ..self.manifest
+            ..self.manifest.clone()
         };
         let staged = stage_generation(&*self.storage, Some((engine, self.last_seq())), &next);
         let staged = match staged {
@@ -275,6 +275,7 @@ impl DatabaseFiles {
             distance: config.distance,
             generation: 1,
             has_segment: true,
+            sparse: config.sparse_vectors.clone(),
         };
         let written = stage_generation(dest, Some((engine, last_seq)), &manifest)
             .and_then(|_| Manifest::commit(dest));

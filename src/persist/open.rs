@@ -22,7 +22,7 @@ impl DatabaseFiles {
     /// released on every error path, as the guard is dropped).
     pub fn open(
         storage: Arc<dyn Storage>,
-        config: EngineConfig,
+        mut config: EngineConfig,
         options: FileOptions,
         clock: &mut StartupClock,
     ) -> Result<(DatabaseFiles, Engine, OpenReport)> {
@@ -36,6 +36,8 @@ impl DatabaseFiles {
         clock.report.lock = clock.lap("lock")?;
         let mut report = OpenReport::default();
         let found = find_generation(&*storage, &config, &mut report)?;
+        // The sparse vectors as stored and as declared now: an open need not declare again.
+        config.sparse_vectors = found.manifest.sparse.clone();
         clock.report.manifest = clock.lap("manifest")?;
 
         let (mut engine, segment_seq) = match found.manifest.has_segment {
@@ -108,6 +110,39 @@ struct FoundGeneration {
     names: Vec<String>,
 }
 
+/// The manifest with the sparse vectors `config` declares beside those it names, written
+/// (same generation) when some are new; a name declared otherwise than stored is refused, as
+/// its stored values and index were made for the stored declaration.
+fn declare(storage: &dyn Storage, stored: Manifest, config: &EngineConfig) -> Result<Manifest> {
+    let mut m = stored;
+    let mut added = false;
+    for (name, declared) in &config.sparse_vectors {
+        match m.sparse.get(name) {
+            Some(was) if was != declared => {
+                // As JSON: the float formatting of `Debug` would cost the wasm module kilobytes.
+                let json = |c| serde_json::to_string(c).unwrap_or_default();
+                return Err(Error::InvalidConfig(format!(
+                    "{} stores sparse vector {name:?} declared as {}, but the configuration \
+                     declares it as {} (leave it out to use it as stored)",
+                    storage.location(),
+                    json(was),
+                    json(declared)
+                )));
+            }
+            Some(_) => {}
+            None => {
+                m.sparse.insert(name.clone(), *declared);
+                added = true;
+            }
+        }
+    }
+    if added {
+        m.stage(storage)?;
+        Manifest::commit(storage)?;
+    }
+    Ok(m)
+}
+
 /// Reads the manifest, or creates the database in an empty storage, and checks that the files
 /// it names exist and that it holds the configured dimension and distance.
 fn find_generation(
@@ -125,7 +160,7 @@ fn find_generation(
                 m.dimension, m.distance, config.dimension, config.distance
             )));
         }
-        Some(m) => (m, None),
+        Some(m) => (declare(storage, m, config)?, None),
         None => {
             if let Some(seg) = names.iter().find(|n| is_segment(n)) {
                 return Err(Error::Corrupt {
@@ -142,6 +177,7 @@ fn find_generation(
                 distance: config.distance,
                 generation: 1,
                 has_segment: false,
+                sparse: config.sparse_vectors.clone(),
             };
             // Nothing names these files until the manifest is committed: an interrupted
             // creation leaves no database, and the next open starts again.
