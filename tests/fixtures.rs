@@ -13,8 +13,8 @@ use std::sync::Arc;
 use grape_vector_db::storage::{MemoryStorage, Storage};
 use grape_vector_db::{
     Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Modifier, Payload, Point,
-    PointId, Quantization, QueryRequest, ScrollRequest, SearchParams, SearchRequest, SparseVector,
-    SparseVectorConfig,
+    PointId, Quantization, Query, QueryRequest, QueryVector, ScrollRequest, SearchParams,
+    SearchRequest, SparseVector, SparseVectorConfig,
 };
 use serde_json::{json, Value};
 
@@ -26,22 +26,24 @@ struct Expected {
     points: Model,
     segment_points: usize,
     wal_records_replayed: usize,
-    /// Sparse queries of vector "text" and their answers, ids and score bits (segment v6 on).
-    sparse: Vec<(SparseVector, Vec<(PointId, u32)>)>,
+    /// Queries of a sparse vector (`using`: "text" unless named; from manifest v2 on also text
+    /// queries of the BM25 vector "words") and their answers, ids and score bits (segment v6 on).
+    sparse: Vec<SparseQuery>,
 }
 
+/// A recorded sparse query: the vector searched, the query, its answer.
+type SparseQuery = (String, QueryVector, Vec<(PointId, u32)>);
+
 /// The answers to the fixture's sparse queries, as its writer recorded them.
-fn sparse_answers(
-    db: &EmbeddedVectorDB,
-    queries: &[(SparseVector, Vec<(PointId, u32)>)],
-) -> Vec<Vec<(PointId, u32)>> {
+fn sparse_answers(db: &EmbeddedVectorDB, queries: &[SparseQuery]) -> Vec<Vec<(PointId, u32)>> {
     queries
         .iter()
-        .map(|(v, _)| {
-            let hits = db
-                .query(&QueryRequest::sparse("text", v.clone(), 50))
-                .unwrap()
-                .points;
+        .map(|(using, query, _)| {
+            let request = QueryRequest {
+                query: Some(Query::Vector(query.clone())),
+                ..QueryRequest::sparse(using.as_str(), SparseVector::default(), 50)
+            };
+            let hits = db.query(&request).unwrap().points;
             hits.iter().map(|h| (h.id, h.score.to_bits())).collect()
         })
         .collect()
@@ -60,7 +62,7 @@ fn assert_sparse(db: &EmbeddedVectorDB, expected: &Expected, context: &str) {
     let want: Vec<_> = expected
         .sparse
         .iter()
-        .map(|(_, hits)| ties_by_id(hits.clone()))
+        .map(|(_, _, hits)| ties_by_id(hits.clone()))
         .collect();
     let got: Vec<_> = sparse_answers(db, &expected.sparse)
         .into_iter()
@@ -160,12 +162,13 @@ fn read_expected(name: &str) -> Expected {
             queries
                 .iter()
                 .map(|q| {
-                    let v: SparseVector = serde_json::from_value(q["query"].clone()).unwrap();
+                    let using = q["using"].as_str().unwrap_or("text").to_owned();
+                    let v = QueryVector::from_json(&q["query"]).unwrap();
                     let hits = q["hits"].as_array().unwrap().iter().map(|h| {
                         let id: PointId = serde_json::from_value(h[0].clone()).unwrap();
                         (id, u32::try_from(h[1].as_u64().unwrap()).unwrap())
                     });
-                    (v, hits.collect())
+                    (using, v, hits.collect())
                 })
                 .collect()
         });
@@ -293,7 +296,12 @@ fn check_directory_bytes(name: &str, segment_version: u32, log_version: u32) {
         std::fs::read(dir.join(found[0])).unwrap()
     };
     assert_eq!(files.len(), 4, "{name}: {files:?}");
-    assert_eq!(version(&named("MANIFEST"), b"GRAPEMAN", "MANIFEST"), 1);
+    // Fixture names say the manifest's version from version 2 on.
+    let manifest = if name.contains("manifest-v2") { 2 } else { 1 };
+    assert_eq!(
+        version(&named("MANIFEST"), b"GRAPEMAN", "MANIFEST"),
+        manifest
+    );
     let segment = named("seg-");
     assert_eq!(version(&segment, b"GRAPESEG", "segment"), segment_version);
     if segment_version >= 2 {
@@ -539,4 +547,59 @@ fn graph_search_on_old_segments_matches_exact_search() {
     ] {
         check_graph_search(name, Quantization::Sq8);
     }
+}
+
+/// A configuration that declares no sparse vector: a manifest v2 declares them itself.
+fn undeclared(dir: Option<&Path>) -> EmbeddedConfig {
+    EmbeddedConfig {
+        sparse_vectors: BTreeMap::new(),
+        ..config(dir)
+    }
+}
+
+/// Manifest v2 (the sparse vectors' declarations: "text" with IDF, "words" with BM25 at k 1.5,
+/// b 0.5, avg_len 12), written by the commit that introduced it, opened by a configuration that
+/// declares no sparse vector: the sparse and the text queries answer as they did there; a
+/// configuration that declares "words" otherwise is refused.
+#[test]
+fn manifest_v2_with_segment_v6_declares_its_sparse_vectors() {
+    let name = "manifest-v2-segment-v6";
+    check_directory_bytes(name, 6, 2);
+    assert!(read_expected(name)
+        .sparse
+        .iter()
+        .any(|(using, ..)| using == "words"));
+    let dir = copy_fixture(name);
+    check_lifecycle(name, || {
+        EmbeddedVectorDB::open(undeclared(Some(&dir))).unwrap()
+    });
+    let otherwise = EmbeddedConfig {
+        sparse_vectors: [("words".to_owned(), SparseVectorConfig::bm25())].into(),
+        ..config(Some(&dir))
+    };
+    let refused = EmbeddedVectorDB::open(otherwise);
+    assert!(
+        matches!(refused, Err(grape_vector_db::Error::InvalidConfig(m)) if m.contains("words"))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Archive format v1 holding a manifest v2, exported by the commit that introduced it.
+#[test]
+fn archive_v1_with_manifest_v2_imports_and_keeps_working() {
+    let name = "archive-v1-manifest-v2";
+    let bytes = std::fs::read(fixture_dir(name).join("archive.grapepak")).unwrap();
+    let storage = MemoryStorage::new();
+    EmbeddedVectorDB::import_archive(&bytes, &storage).unwrap();
+    assert_eq!(
+        version(
+            &storage.read_all("MANIFEST").unwrap(),
+            b"GRAPEMAN",
+            "MANIFEST"
+        ),
+        2
+    );
+    check_lifecycle(name, || {
+        EmbeddedVectorDB::open_with_storage(undeclared(None), Arc::new(storage.clone())).unwrap()
+    });
 }
