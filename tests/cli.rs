@@ -280,3 +280,94 @@ fn bad_usage_is_explained() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `limt`"));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Sparse vectors from the shell: `create --sparse` declares them (kept in the manifest, so
+/// every later command opens the database as declared), `import` takes points carrying text
+/// and sparse vectors by name, and `query` runs Qdrant's Query API: BM25, a sparse vector, and
+/// a hybrid fusion. The older search request's `vector` still stands for `query`.
+#[test]
+fn sparse_vectors_and_hybrid_queries_from_the_shell() {
+    let root = temp("sparse");
+    let db = root.join("db");
+    ok(&[
+        "create",
+        s(&db),
+        "--dimension",
+        "2",
+        "--distance",
+        "dot",
+        "--sparse",
+        "words=bm25,tags",
+    ]);
+    let texts = [
+        "red grapes and red wine",
+        "a green pear",
+        "grapes of wrath",
+        "a red apple",
+    ];
+    let lines: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"id": i, "vector": {"": [1.0, i as f32], "words": {"text": t},
+                   "tags": {"indices": [i, 10], "values": [1.0, 0.5]}},
+                   "payload": {"text": t}})
+            .to_string()
+        })
+        .collect();
+    let file = root.join("points.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(&["import", s(&db), s(&file)]);
+    let info = json_of(&["info", s(&db)]);
+    assert_eq!(info["sparse_vectors"]["words"]["modifier"], "idf");
+    assert_eq!(info["sparse_vectors"]["tags"]["modifier"], "none");
+    let ids = |answer: &Value| -> Vec<u64> {
+        answer["result"]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_u64().unwrap())
+            .collect()
+    };
+    let bm25 = json_of(&[
+        "query",
+        s(&db),
+        r#"{"query": {"text": "red grapes"}, "using": "words", "limit": 3, "with_payload": true}"#,
+    ]);
+    assert_eq!(ids(&bm25), [0, 2, 3]);
+    assert_eq!(bm25["result"]["points"][0]["payload"]["text"], texts[0]);
+    let tags = json_of(&[
+        "query",
+        s(&db),
+        r#"{"query": {"indices": [2], "values": [3.0]}, "using": "tags"}"#,
+    ]);
+    assert_eq!(ids(&tags), [2]);
+    let hybrid = json_of(&[
+        "query",
+        s(&db),
+        r#"{"prefetch": [{"query": [0, 1], "limit": 2}, {"query": {"text": "pear"}, "using": "words"}],
+            "query": {"fusion": "rrf"}, "limit": 3}"#,
+    ]);
+    // Dense: 3 then 2 (dot product with [0, 1]); words: 1 alone. RRF: 3 and 1, both first
+    // in their lists, tie, and keep the order of the prefetches; then 2.
+    assert_eq!(ids(&hybrid), [3, 1, 2]);
+    let legacy = json_of(&["query", s(&db), r#"{"vector": [0, 1], "limit": 1}"#]);
+    assert_eq!(ids(&legacy), [3]);
+    let out = grape(&[
+        "query",
+        s(&db),
+        r#"{"query": {"text": "red"}, "using": "body"}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("body"));
+    let out = grape(&[
+        "create",
+        s(&root.join("bad")),
+        "--dimension",
+        "2",
+        "--sparse",
+        "w=bm52",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sparse vector kind"));
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -25,12 +25,15 @@ use crate::storage::{io_error, OpenMode, Storage};
 /// assert!(stored.files.iter().any(|f| f.name.starts_with("wal-") && f.format_version == Some(2)));
 /// # Ok::<(), grape_vector_db::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredDatabase {
     /// Vector dimension.
     pub dimension: usize,
     /// Distance function.
     pub distance: Distance,
+    /// The sparse vectors declared, by name (an open that declares none uses these).
+    #[serde(default)]
+    pub sparse_vectors: std::collections::BTreeMap<String, crate::SparseVectorConfig>,
     /// The current generation (bumped by every checkpoint).
     pub generation: u64,
     /// The manifest, the current segment (if any) and log.
@@ -66,6 +69,7 @@ impl StoredDatabase {
         Ok(Some(StoredDatabase {
             dimension: m.dimension,
             distance: m.distance,
+            sparse_vectors: m.sparse,
             generation: m.generation,
             files,
         }))

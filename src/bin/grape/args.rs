@@ -9,6 +9,7 @@ grape: inspect and change a Grape Vector DB database (requests and answers in Qd
 usage: grape <command> <dir> [arguments]
 
   create <dir> --dimension N [--distance cosine|dot|euclid|manhattan] [--no-index]
+         [--sparse name[=idf|bm25],...]  sparse vectors beside the dense one; bm25 takes text
   import <dir> <points.jsonl>          Qdrant points, one {\"id\", \"vector\", \"payload\"} a line
   import <dir> --npy <vectors.npy> [--payloads <payloads.jsonl>] [--first-id N]
   import <dir> --archive <db.grape>    a whole database exported by export --archive (or by JS
@@ -16,7 +17,9 @@ usage: grape <command> <dir> [arguments]
   export <dir> [<points.jsonl>]        every point as Qdrant points JSONL (stdout without a file)
   export <dir> --archive <db.grape>    the whole database as one file, for GrapeDB.open({ import })
                                        in a browser or Node, or import --archive elsewhere
-  query  <dir> <request>               Qdrant's query request: {\"query\": [...], \"filter\": ..., \"limit\": 10}
+  query  <dir> <request>               Qdrant's query request: {\"query\": [...], \"filter\": ..., \"limit\": 10};
+                                       sparse ({\"indices\", \"values\"}) or text ({\"text\"}) with
+                                       \"using\", and \"prefetch\" with {\"fusion\": \"rrf\" | \"dbsf\"}
   count  <dir> [<request>]             Qdrant's count request: {\"filter\": ...}
   scroll <dir> [<request>]             Qdrant's scroll request: {\"filter\": ..., \"limit\": 10, \"offset\": id}
   info   <dir>                         dimension, distance, files and their format versions, counts

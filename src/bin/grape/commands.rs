@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use grape_vector_db::storage::{FsStorage, MemoryStorage, OpenMode, Storage};
 use grape_vector_db::{
-    CheckStatus, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Point,
-    ScrollRequest, SearchRequest, StoredDatabase,
+    CheckStatus, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, HnswConfig, Modifier, Point,
+    QueryRequest, ScrollRequest, SparseVectorConfig, StoredDatabase,
 };
 use serde_json::{json, Map, Value};
 
@@ -38,7 +38,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
 type Done = Result<Option<ExitCode>, String>;
 
 fn create(args: &Args) -> Done {
-    args.only(&["--dimension", "--distance", "--no-index"])?;
+    args.only(&["--dimension", "--distance", "--no-index", "--sparse"])?;
     let dimension = args
         .option("--dimension")
         .ok_or("--dimension is required")?
@@ -63,6 +63,27 @@ fn create(args: &Args) -> Done {
         .data_dir(&args.dir);
     if args.switch("--no-index") {
         builder = builder.hnsw(None);
+    }
+    for declared in args
+        .option("--sparse")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+    {
+        let (name, kind) = declared.split_once('=').unwrap_or((declared, "none"));
+        let config = match kind {
+            "none" => SparseVectorConfig::default(),
+            "idf" => SparseVectorConfig {
+                modifier: Modifier::Idf,
+                bm25: None,
+            },
+            "bm25" => SparseVectorConfig::bm25(),
+            other => {
+                return Err(format!(
+                    "unknown sparse vector kind {other:?} in --sparse {declared} (none, idf, bm25)"
+                ))
+            }
+        };
+        builder = builder.sparse_vector(name.trim(), config);
     }
     let db = EmbeddedVectorDB::open(builder.build().map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
@@ -258,28 +279,23 @@ fn respond(result: Value, started: Instant) -> Done {
     Ok(None)
 }
 
-/// Qdrant's query request (`query` a vector or `{"nearest": vector}`; the older search
-/// request's `vector` too) as a search.
+/// Qdrant's query request (a dense, sparse or text `query` with `using`, or `prefetch` fused
+/// or re-scored: `EmbeddedVectorDB::query`); the older search request's `vector` stands for
+/// `query`.
 fn query(args: &Args) -> Done {
     args.only(&[])?;
     let mut map = request(args)?;
     let started = Instant::now();
-    let vector = match (map.remove("query"), map.remove("vector")) {
-        (Some(Value::Object(mut q)), None) => q
-            .remove("nearest")
-            .filter(|_| q.is_empty())
-            .ok_or("only a nearest-vector query is supported: {\"query\": [..]}")?,
-        (Some(v), None) | (None, Some(v)) => v,
-        (None, None) => return Err("the request needs \"query\": [vector]".to_owned()),
-        (Some(_), Some(_)) => return Err("give \"query\" or \"vector\", not both".to_owned()),
-    };
-    map.insert("vector".to_owned(), vector);
-    map.entry("limit").or_insert(json!(10));
-    let request: SearchRequest =
-        serde_json::from_value(Value::Object(map)).map_err(|e| e.to_string())?;
+    if let Some(vector) = map.remove("vector") {
+        if map.contains_key("query") {
+            return Err("give \"query\" or \"vector\", not both".to_owned());
+        }
+        map.insert("query".to_owned(), vector);
+    }
+    let request = QueryRequest::from_json(&Value::Object(map)).map_err(|e| e.to_string())?;
     let db = open(args)?;
-    let found = db.search(&request).map_err(|e| e.to_string())?;
-    respond(json!({"points": found.result}), started)
+    let found = db.query(&request).map_err(|e| e.to_string())?;
+    respond(json!({"points": found.points}), started)
 }
 
 fn count(args: &Args) -> Done {
