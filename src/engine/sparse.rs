@@ -13,6 +13,11 @@
 //! the candidate's partial score plus their remaining bounds still reaches `θ`. As `θ` rises,
 //! more lists become non-essential, which is what makes long lists of common terms cheap.
 //!
+//! The essential lists are read a window of slots at a time, each in a tight loop adding into
+//! one accumulator per slot of the window; the window's slots are then taken in order from a
+//! bitmap. Stepping every essential list for every candidate instead cost the queries of many
+//! common words (the long tail of BM25 over short texts) most of their time.
+//!
 //! Scores of the candidates kept are computed again from the slot's stored vector, in index
 //! order, so a score does not depend on which path (this search, a filtered scan, a re-score of
 //! a prefetch) found it.
