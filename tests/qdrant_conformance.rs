@@ -634,15 +634,15 @@ fn sparse_queries_agree_with_qdrant() {
         let mut queries = Vec::new();
         while queries.len() < 300 {
             let mut kinds = Vec::new();
-            let filter = rng
+            let mut filter = rng
                 .chance(0.4)
                 .then(|| conformance::filter(&mut rng, &ids, 0, &mut kinds));
-            // Qdrant's side has no dense vector here, so `has_vector: ""` would differ; and
-            // `has_vector` of a sparse vector's name is not evaluated yet (issue 20).
-            if !kinds
-                .iter()
-                .all(|k| AGREED.contains(k) && *k != "has_vector")
-            {
+            // `has_vector` of the sparse vector in place of the generator's "other"; Qdrant's
+            // side has no dense vector here, so `has_vector: ""` would differ.
+            let names_dense = filter
+                .as_mut()
+                .is_some_and(|f| name_the_sparse_vector(f, name));
+            if names_dense || !kinds.iter().all(|k| AGREED.contains(k)) {
                 continue;
             }
             let vector = match modifier {
@@ -656,6 +656,12 @@ fn sparse_queries_agree_with_qdrant() {
                 "limit": limit, "score_threshold": score_threshold,
             }));
         }
+        let naming = format!(r#""has_vector":"{name}""#);
+        let named = queries
+            .iter()
+            .filter(|q| q["filter"].to_string().contains(&naming))
+            .count();
+        assert!(named >= 5, "only {named} queries test has_vector of {name}");
         let modifier_name = serde_json::to_value(modifier).unwrap();
         let case = json!([{
             "sparse": {name: modifier_name},
@@ -853,4 +859,32 @@ fn hybrid_queries_agree_with_qdrant() {
         queries.len(),
         disagreements[..disagreements.len().min(3)].join("\n")
     );
+}
+
+/// Puts the sparse vector `name` in each `has_vector: "other"` of a generated filter (found
+/// anywhere in it); whether it names `""`, the dense vector.
+fn name_the_sparse_vector(filter: &mut Value, name: &str) -> bool {
+    // Every part is visited (not `any`, which would stop at the first `""`).
+    let mut dense = false;
+    match filter {
+        Value::Object(map) => {
+            if let Some(Value::String(vector)) = map.get_mut("has_vector") {
+                match vector.as_str() {
+                    "" => dense = true,
+                    "other" => *vector = name.to_owned(),
+                    _ => {}
+                }
+            }
+            for v in map.values_mut() {
+                dense |= name_the_sparse_vector(v, name);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                dense |= name_the_sparse_vector(v, name);
+            }
+        }
+        _ => {}
+    }
+    dense
 }

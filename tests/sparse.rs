@@ -4,9 +4,11 @@
 
 use grape_testkit::Rng;
 use grape_vector_db::{
-    Bm25, Bm25Config, EmbeddedConfig, EmbeddedVectorDB, Error, Modifier, Point, PointId, Query,
-    QueryRequest, QueryVector, SparseVector, SparseVectorConfig,
+    Bm25, Bm25Config, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, Modifier, Point, PointId,
+    Query, QueryRequest, QueryVector, ScrollRequest, SearchRequest, SparseVector,
+    SparseVectorConfig,
 };
+use serde_json::{json, Value};
 
 const WORDS: &[&str] = &[
     "red", "green", "blue", "apple", "pear", "grape", "wine", "juice", "tree", "leaf", "seed",
@@ -151,6 +153,67 @@ fn malformed_query_json_says_what_is_wrong() {
     )
     .unwrap();
     assert_eq!(ok.prefetch.len(), 1);
+}
+
+/// `has_vector` of a sparse vector's name matches the points that have one, in every path a
+/// filter takes: count, scroll, a dense search, a sparse query, a delete; nested in a boolean
+/// filter too. `""` is every point's dense vector; an undeclared name matches nothing.
+#[test]
+fn has_vector_names_a_sparse_vector() {
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    let v = SparseVector::new(vec![1, 2], vec![1.0, 0.5]).unwrap();
+    db.upsert(
+        (0..30u64)
+            .map(|i| match i % 3 {
+                0 => Point::new(i, vec![1.0, i as f32]),
+                _ => Point::new(i, vec![1.0, i as f32]).with_sparse("text", v.clone()),
+            })
+            .collect(),
+    )
+    .unwrap();
+    let filter = |json: Value| Filter::from_json(&json).unwrap();
+    let has = filter(json!({"must": [{"has_vector": "text"}]}));
+    let lacks = filter(json!({"must_not": [{"has_vector": "text"}]}));
+    let nested = filter(json!({"should": [{"must": [{"has_vector": "text"}]}, {"has_id": [0]}]}));
+    assert_eq!(db.count(Some(&has)).unwrap(), 20);
+    assert_eq!(db.count(Some(&lacks)).unwrap(), 10);
+    assert_eq!(db.count(Some(&nested)).unwrap(), 21);
+    assert_eq!(
+        db.count(Some(&filter(json!({"must": [{"has_vector": ""}]}))))
+            .unwrap(),
+        30
+    );
+    assert_eq!(
+        db.count(Some(&filter(json!({"must": [{"has_vector": "body"}]}))))
+            .unwrap(),
+        0
+    );
+    let page = db
+        .scroll(&ScrollRequest {
+            limit: 100,
+            filter: Some(lacks.clone()),
+            ..ScrollRequest::default()
+        })
+        .unwrap();
+    assert!(page
+        .points
+        .iter()
+        .all(|p| matches!(p.id, PointId::Num(n) if n % 3 == 0)));
+    let dense = db
+        .search(&SearchRequest::new(vec![1.0, 0.0], 30).with_filter(lacks.clone()))
+        .unwrap();
+    assert_eq!(dense.result.len(), 10);
+    let mut sparse = QueryRequest::sparse("text", v.clone(), 30);
+    sparse.filter = Some(has.clone());
+    assert_eq!(db.query(&sparse).unwrap().points.len(), 20);
+    sparse.filter = Some(lacks.clone());
+    assert!(db.query(&sparse).unwrap().points.is_empty());
+    // Replaced without the vector, a point no longer has it; deleted, it is gone.
+    db.upsert(vec![Point::new(1u64, vec![1.0, 1.0])]).unwrap();
+    assert_eq!(db.count(Some(&has)).unwrap(), 19);
+    assert_eq!(db.delete_by_filter(&has).unwrap(), 19);
+    assert_eq!(db.count(None).unwrap(), 11);
+    assert_eq!(db.count(Some(&has)).unwrap(), 0);
 }
 
 /// Every stored form holds the sparse vectors: the log, a segment, a segment with a log after

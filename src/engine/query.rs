@@ -2,14 +2,64 @@
 //! inverted index (`sparse.rs`) finds the largest dot products among the points the filter
 //! admits, after the configured modifier (IDF) has weighted the query.
 
+use std::borrow::Cow;
+
 use super::sparse::SparseIndex;
 use super::Engine;
 use crate::config::Modifier;
 use crate::error::{Error, Result};
+use crate::filter::{Condition, Filter};
 use crate::point::SparseVector;
 use crate::search::{QueryRequest, Record, ScoredPoint};
 
 impl Engine {
+    /// `filter` with each `has_vector` of a sparse vector's name replaced by the ids of the
+    /// live points that have one (a non-empty vector of that name): conditions are evaluated
+    /// on a point's id and payload alone. Borrowed as it is when it names none (the usual
+    /// case); otherwise the walk over the index's slots costs one pass per such condition.
+    pub fn with_vectors_resolved<'f>(&self, filter: &'f Filter) -> Cow<'f, Filter> {
+        if !self.names_sparse(filter) {
+            return Cow::Borrowed(filter);
+        }
+        let mut resolved = filter.clone();
+        self.resolve(&mut resolved);
+        Cow::Owned(resolved)
+    }
+
+    /// Whether `filter` has a `has_vector` of a sparse vector's name (nested filters apart:
+    /// their array elements have no vectors).
+    pub(super) fn names_sparse(&self, filter: &Filter) -> bool {
+        parts(filter).any(|c| match c {
+            Condition::HasVector(name) => self.sparse.get(name).is_some(),
+            Condition::Filter(inner) => self.names_sparse(inner),
+            _ => false,
+        })
+    }
+
+    fn resolve(&self, filter: &mut Filter) {
+        let Filter {
+            must,
+            should,
+            must_not,
+            min_should,
+        } = filter;
+        let min = min_should.iter_mut().flat_map(|m| m.conditions.iter_mut());
+        for c in must.iter_mut().chain(should).chain(must_not).chain(min) {
+            match c {
+                Condition::HasVector(name) => {
+                    if let Some(index) = self.sparse.get(name) {
+                        let with = (0..index.slots() as u32)
+                            .filter(|&slot| !index.get(slot).0.is_empty())
+                            .filter_map(|slot| self.ids.id_at(slot as usize));
+                        *c = Condition::has_id(with);
+                    }
+                }
+                Condition::Filter(inner) => self.resolve(inner),
+                _ => {}
+            }
+        }
+    }
+
     /// The best points for a sparse `vector` of the vector named `using`, as `req` asks
     /// (filter, paging, threshold, payloads).
     pub fn query_sparse(
@@ -28,7 +78,8 @@ impl Engine {
             return Err(Error::InvalidArgument("score_threshold is NaN".to_owned()));
         }
         let weights = self.weights(using, index, vector);
-        let admit = |slot: u32| match (req.filter.as_ref(), self.ids.id_at(slot as usize)) {
+        let filter = req.filter.as_ref().map(|f| self.with_vectors_resolved(f));
+        let admit = |slot: u32| match (filter.as_deref(), self.ids.id_at(slot as usize)) {
             (_, None) => false,
             (None, Some(_)) => true,
             (Some(f), Some(id)) => f.matches(id, self.payloads.get(slot as usize)),
@@ -76,6 +127,17 @@ impl Engine {
 fn idf(total: usize, n: usize) -> f32 {
     let (total, n) = (total as f64, n as f64);
     ((total - n + 0.5) / (n + 0.5)).ln_1p() as f32
+}
+
+/// The top-level conditions of a filter, every clause's.
+fn parts(filter: &Filter) -> impl Iterator<Item = &Condition> {
+    let min = filter.min_should.iter().flat_map(|m| &m.conditions);
+    filter
+        .must
+        .iter()
+        .chain(&filter.should)
+        .chain(&filter.must_not)
+        .chain(min)
 }
 
 #[cfg(test)]

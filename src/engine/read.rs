@@ -48,6 +48,7 @@ impl Engine {
     /// The ids of the points matching `filter`, in id order (delete-by-filter resolves to
     /// these, so the log records ids rather than a filter).
     pub fn matching_ids(&self, filter: &Filter) -> Vec<PointId> {
+        let filter = &*self.with_vectors_resolved(filter);
         let mut ids: Vec<PointId> = self
             .matching_slots(Some(filter))
             .filter_map(|slot| self.ids.id_at(slot))
@@ -90,16 +91,19 @@ impl Engine {
     pub fn count(&self, filter: Option<&Filter>) -> usize {
         match filter {
             None => self.len(),
-            Some(f) => self.matching_slots(Some(f)).count(),
+            Some(f) => self
+                .matching_slots(Some(&self.with_vectors_resolved(f)))
+                .count(),
         }
     }
 
     /// One page of points in id order.
     pub fn scroll(&self, req: &ScrollRequest) -> Result<ScrollResponse> {
         self.check_limit(req.limit)?;
+        let filter = req.filter.as_ref().map(|f| self.with_vectors_resolved(f));
         let mut matching = self.ids.by_id(req.offset).filter(|&(id, slot)| {
-            req.filter
-                .as_ref()
+            filter
+                .as_deref()
                 .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize)))
         });
         let failures = self.vectors.read_failures();

@@ -237,6 +237,26 @@ impl Engine {
     /// Searches for several queries. Each uses the HNSW index when it applies (see
     /// [`Engine::approximate`]); the others share one exact pass over the arena.
     pub fn search_batch(&self, reqs: &[SearchRequest]) -> Result<Vec<SearchResponse>> {
+        // `has_vector` of a sparse vector's name, resolved to ids first (rare: copies).
+        let resolved: Vec<SearchRequest>;
+        let names_sparse =
+            |r: &SearchRequest| r.filter.as_ref().is_some_and(|f| self.names_sparse(f));
+        let reqs = match reqs.iter().any(names_sparse) {
+            false => reqs,
+            true => {
+                resolved = reqs
+                    .iter()
+                    .map(|r| SearchRequest {
+                        filter: r
+                            .filter
+                            .as_ref()
+                            .map(|f| self.with_vectors_resolved(f).into_owned()),
+                        ..r.clone()
+                    })
+                    .collect();
+                &resolved
+            }
+        };
         let failures = self.vectors.read_failures();
         let queries = reqs
             .iter()

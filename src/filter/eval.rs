@@ -64,7 +64,9 @@ impl Condition {
                 other => other.is_null(),
             }),
             Condition::HasId(ids) => id.is_some_and(|id| ids.binary_search(&id).is_ok()),
-            // Every point has the one unnamed vector; nested elements have none.
+            // Every point has the dense vector; nested elements have none. A sparse vector's
+            // name arrives here already replaced by the ids of the points that have one
+            // (`Engine::with_vectors_resolved`): a payload alone cannot tell.
             Condition::HasVector(name) => id.is_some() && name.is_empty(),
             // Only objects reached through the array are tested (a lone object is not an
             // array of one), each on its own.

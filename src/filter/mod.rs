@@ -52,7 +52,9 @@
 //!   `geo_polygon` (strictly inside the exterior ring, outside every hole): on values that are
 //!   objects with numeric `lon` and `lat`. Rings need 4 points or more, the last equal to the
 //!   first; coordinates outside -180..180 / -90..90 are refused.
-//! - `has_vector`: `""` names the one vector every point has; other names match nothing.
+//! - `has_vector`: `""` names the dense vector every point has, a sparse vector's name the
+//!   points with a non-empty one (resolved to their ids by the engine, which holds them); other
+//!   names match nothing.
 //! - `values_count`: each value the key reaches is counted on its own (an array counts its
 //!   elements, nulls included; `null` counts 0; anything else 1), and one must be within the
 //!   bounds; a missing field counts 0.
