@@ -468,7 +468,8 @@ pub struct Prefetch {
     /// The vector searched (see [`QueryRequest::using`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub using: Option<String>,
-    /// Only points matching this filter (and every filter above) are candidates.
+    /// Only points matching this filter, merged with every filter above as Qdrant merges them
+    /// (each clause's conditions joined: two `should` lists become one), are candidates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
     /// How many candidates it passes up (default 10).

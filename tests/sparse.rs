@@ -216,6 +216,52 @@ fn has_vector_names_a_sparse_vector() {
     assert_eq!(db.count(Some(&has)).unwrap(), 0);
 }
 
+/// The request's filter joins each prefetch's as Qdrant merges filters (`Filter::merge_owned`):
+/// the clauses' conditions in one list each, so two `should` lists become one; and a re-score
+/// takes the prefetched points as they are, without applying the request's filter again.
+#[test]
+fn filters_merge_into_prefetches_as_in_qdrant() {
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    db.upsert(
+        (0..12u64)
+            .map(|i| {
+                Point::new(i, vec![1.0, i as f32])
+                    .with_payload(json!({"c": i % 3}))
+                    .unwrap()
+            })
+            .collect(),
+    )
+    .unwrap();
+    let classes = |request: Value| -> Vec<u64> {
+        let request: QueryRequest = serde_json::from_value(request).unwrap();
+        let mut c: Vec<u64> = db
+            .query(&request)
+            .unwrap()
+            .points
+            .iter()
+            .map(|p| match p.id {
+                PointId::Num(n) => n % 3,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    let prefetch = json!({"query": [1.0, 1.0], "limit": 12, "filter": {"should": [{"key": "c", "match": {"value": 1}}]}});
+    let request_should = json!({"should": [{"key": "c", "match": {"value": 2}}]});
+    // Either `should` will do: classes 1 and 2, though no point is in both.
+    for query in [json!({"fusion": "rrf"}), json!([1.0, 0.0])] {
+        let merged =
+            json!({"prefetch": prefetch, "query": query, "filter": request_should, "limit": 12});
+        assert_eq!(classes(merged), [1, 2], "{query}");
+    }
+    // `must` clauses still both hold.
+    let both_must = json!({"prefetch": {"query": [1.0, 1.0], "limit": 12, "filter": {"must": [{"key": "c", "match": {"value": 1}}]}},
+                           "query": {"fusion": "rrf"}, "filter": {"must": [{"key": "c", "match": {"value": 2}}]}});
+    assert!(classes(both_must).is_empty());
+}
+
 /// Every stored form holds the sparse vectors: the log, a segment, a segment with a log after
 /// it, a snapshot and an archive; the manifest holds their declaration, which a later open
 /// may leave out but not change.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::EmbeddedVectorDB;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::filter::{Condition, Filter};
+use crate::filter::{Condition, Filter, MinShould};
 use crate::lifecycle::OpKind;
 use crate::point::{check_model, PointId};
 use crate::search::{
@@ -37,7 +37,8 @@ impl EmbeddedVectorDB {
     /// that sparse vector, sharing no index with the query or whose products cancel out, is
     /// not returned); or, with `prefetch`, the best of its sub-queries' results fused by
     /// [`Fusion`](crate::Fusion) or re-scored exactly by the query's vector. The request's
-    /// filter applies at every level.
+    /// filter applies at every level, merged into each prefetch's as Qdrant merges them: their
+    /// clauses' conditions joined (two `should` lists become one).
     ///
     /// ```
     /// use grape_vector_db::{
@@ -157,10 +158,12 @@ fn run(engine: &Engine, stage: &Stage) -> Result<Vec<(PointId, f32)>> {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let candidates = Filter::must([Condition::has_id(ids)]);
+            // The candidates alone: each already passed this stage's filter, merged into its
+            // prefetch's (as Qdrant re-scores: by ids, the filter not applied again, which
+            // matters where merged `should` lists let in what this stage's alone would not).
             let rescore = Stage {
                 prefetch: &[],
-                filter: both(stage.filter.as_ref(), Some(&candidates)),
+                filter: Some(Filter::must([Condition::has_id(ids)])),
                 params: SearchParams {
                     exact: true,
                     ..stage.params
@@ -256,15 +259,28 @@ fn nearest(
     }
 }
 
-/// Both filters (either may be absent).
+/// A filter and the one above it, merged as Qdrant merges them (`Filter::merge_owned` in its
+/// `lib/segment`): each clause's conditions joined into one list, so that two `should` lists
+/// become one (a condition of either will do), and `min_should`'s conditions joined with the
+/// larger of the two counts. Either may be absent.
 fn both(a: Option<&Filter>, b: Option<&Filter>) -> Option<Filter> {
     match (a, b) {
         (None, None) => None,
         (Some(f), None) | (None, Some(f)) => Some(f.clone()),
-        (Some(a), Some(b)) => Some(Filter::must([
-            Condition::Filter(Box::new(a.clone())),
-            Condition::Filter(Box::new(b.clone())),
-        ])),
+        (Some(a), Some(b)) => {
+            let mut merged = a.clone();
+            merged.must.extend(b.must.iter().cloned());
+            merged.should.extend(b.should.iter().cloned());
+            merged.must_not.extend(b.must_not.iter().cloned());
+            merged.min_should = match (&a.min_should, &b.min_should) {
+                (Some(x), Some(y)) => Some(MinShould {
+                    conditions: x.conditions.iter().chain(&y.conditions).cloned().collect(),
+                    min_count: x.min_count.max(y.min_count),
+                }),
+                (x, y) => x.clone().or_else(|| y.clone()),
+            };
+            Some(merged)
+        }
     }
 }
 

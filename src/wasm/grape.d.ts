@@ -84,7 +84,7 @@ export interface Prefetch {
   query?: Query;
   /** The vector searched: a sparse vector's name, or "" (the default) for the dense one. */
   using?: string;
-  /** ANDed with the filters above it. */
+  /** Merged with the filters above it as Qdrant merges them: each clause's conditions joined (two `should` lists become one). */
   filter?: Filter;
   /** How many candidates it passes up (default 10). */
   limit?: number;
