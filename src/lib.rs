@@ -70,8 +70,8 @@ pub use persist::{OpenReport, StoredDatabase, StoredFile};
 pub use point::{Distance, Payload, Point, PointId, SparseVector};
 pub use search::{
     Document, Fusion, Prefetch, QuantizationSearchParams, Query, QueryRequest, QueryResponse,
-    QueryVector, Record, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams, SearchRequest,
-    SearchResponse,
+    QueryVector, Record, Rrf, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams,
+    SearchRequest, SearchResponse,
 };
 pub use stats::{DatabaseStats, MemoryStats};
 #[cfg(target_arch = "wasm32")]

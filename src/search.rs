@@ -651,6 +651,72 @@ pub enum Query {
         /// How.
         fusion: Fusion,
     },
+    /// Reciprocal rank fusion with its parameters (`{"rrf": {"k": 60, "weights": [..]}}`).
+    Rrf {
+        /// Its parameters.
+        rrf: Rrf,
+    },
+}
+
+/// The parameters of reciprocal rank fusion, as Qdrant's `{"rrf": {...}}` query takes them: a
+/// point at rank `r` (from 0) of a list of weight `w` scores `1 / ((r + 1) / w + k - 1)`,
+/// which is `1 / (r + k)` at weight 1.
+///
+/// ```
+/// use grape_vector_db::{Query, Rrf};
+/// let q: Query = serde_json::from_str(r#"{"rrf": {"k": 60, "weights": [3.0, 1.0]}}"#)?;
+/// assert_eq!(q, Query::Rrf { rrf: Rrf { k: Some(60), weights: Some(vec![3.0, 1.0]) } });
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Rrf {
+    /// The rank constant, at least 1 (default 2, as `{"fusion": "rrf"}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<u32>,
+    /// One weight per prefetch, in their order, each above 0 (default: all 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<f32>>,
+}
+
+impl Rrf {
+    /// Reads `{"k": .., "weights": [..]}` (both optional).
+    fn from_json(value: &serde_json::Value) -> crate::Result<Rrf> {
+        let malformed = |what: &str| crate::Error::MalformedRequest(format!("query: rrf: {what}"));
+        let obj = value
+            .as_object()
+            .ok_or_else(|| malformed("expected {\"k\": .., \"weights\": [..]}"))?;
+        let mut rrf = Rrf::default();
+        for (key, v) in obj {
+            match key.as_str() {
+                "k" => {
+                    let k = v
+                        .as_u64()
+                        .and_then(|k| u32::try_from(k).ok())
+                        .filter(|&k| k >= 1)
+                        .ok_or_else(|| malformed("`k` must be an integer of at least 1"))?;
+                    rrf.k = Some(k);
+                }
+                "weights" => {
+                    let weights = v
+                        .as_array()
+                        .and_then(|a| {
+                            a.iter()
+                                .map(|w| w.as_f64().map(|w| w as f32))
+                                .collect::<Option<Vec<f32>>>()
+                        })
+                        .filter(|ws| ws.iter().all(|w| w.is_finite() && *w > 0.0))
+                        .ok_or_else(|| malformed("`weights` must be numbers above 0"))?;
+                    rrf.weights = Some(weights);
+                }
+                _ => {
+                    return Err(malformed(&format!(
+                        "unknown field `{key}`, expected `k` or `weights`"
+                    )))
+                }
+            }
+        }
+        Ok(rrf)
+    }
 }
 
 impl Query {
@@ -684,10 +750,11 @@ impl Query {
                 ))),
             },
             "text" => QueryVector::from_json(value).map(Query::Vector),
-            "recommend" | "discover" | "context" | "order_by" | "formula" | "sample" | "rrf" => {
+            "rrf" => Rrf::from_json(inner).map(|rrf| Query::Rrf { rrf }),
+            "recommend" | "discover" | "context" | "order_by" | "formula" | "sample" | "mmr" => {
                 Err(malformed(format!(
                     "`{key}` is not supported here; a query is a vector, {{\"nearest\": \
-                     vector}} or {{\"fusion\": \"rrf\" | \"dbsf\"}}"
+                     vector}}, {{\"fusion\": \"rrf\" | \"dbsf\"}} or {{\"rrf\": {{\"k\": ..}}}}"
                 )))
             }
             _ => Err(malformed(format!(
@@ -702,7 +769,7 @@ impl Query {
     pub fn vector(&self) -> Option<&QueryVector> {
         match self {
             Query::Vector(v) | Query::Nearest { nearest: v } => Some(v),
-            Query::Fusion { .. } => None,
+            Query::Fusion { .. } | Query::Rrf { .. } => None,
         }
     }
 }

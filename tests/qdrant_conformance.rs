@@ -794,9 +794,12 @@ fn hybrid_queries_agree_with_qdrant() {
             if rng.chance(0.3) {
                 sparse["filter"] = filter(&mut rng);
             }
-            let query = match rng.below(3) {
+            let query = match rng.below(5) {
                 0 => json!({"fusion": "rrf"}),
                 1 => json!({"fusion": "dbsf"}),
+                // Qdrant's parameterized RRF: its k, and weights per prefetch.
+                2 => json!({"rrf": {"k": 1 + rng.below(60)}}),
+                3 => json!({"rrf": {"weights": [rng.unit() * 3.0 + 0.1, rng.unit() * 3.0 + 0.1]}}),
                 _ => json!(continuous(&mut rng)),
             };
             json!({

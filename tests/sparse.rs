@@ -134,6 +134,15 @@ fn malformed_query_json_says_what_is_wrong() {
         r#"{"query": {"recommend": {}}}"#,
         "`recommend` is not supported",
     );
+    refused(
+        r#"{"query": {"rrf": {"k": 0}}}"#,
+        "`k` must be an integer of at least 1",
+    );
+    refused(
+        r#"{"query": {"rrf": {"weights": [1, -2]}}}"#,
+        "numbers above 0",
+    );
+    refused(r#"{"query": {"rrf": {"c": 1}}}"#, "unknown field `c`");
     refused(r#"{"query": [1, "a"]}"#, "array of numbers");
     refused(
         r#"{"query": {"indices": [1], "values": [1, 2]}}"#,
@@ -153,6 +162,18 @@ fn malformed_query_json_says_what_is_wrong() {
     )
     .unwrap();
     assert_eq!(ok.prefetch.len(), 1);
+    // Weights name the prefetches one by one: a count that differs is refused.
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    db.upsert(vec![Point::new(1, vec![1.0, 0.0])]).unwrap();
+    let weighted: QueryRequest = serde_json::from_str(
+        r#"{"prefetch": [{"query": [1, 0]}, {"query": [0, 1]}], "query": {"rrf": {"weights": [1, 2, 3]}}}"#,
+    )
+    .unwrap();
+    let refused = db.query(&weighted);
+    assert!(
+        matches!(&refused, Err(Error::InvalidArgument(m)) if m.contains("3 weights for 2 prefetches")),
+        "{refused:?}"
+    );
 }
 
 /// `has_vector` of a sparse vector's name matches the points that have one, in every path a

@@ -65,13 +65,14 @@ export async function everyCall(): Promise<void> {
     filter,
     score_threshold: 0,
   });
+  const weighted = words.query({ prefetch: [{ query: [1, 0, 0] }, { query: { text: "red" }, using: "text" }], query: { rrf: { k: 60, weights: [2, 1] } } });
   const vectors = hybrid.points[0]?.vector;
   const sparseBack = vectors !== undefined && !Array.isArray(vectors) ? vectors.tags : undefined;
   // @ts-expect-error: Qdrant's fusions are "rrf" and "dbsf"
   words.query({ query: { fusion: "max" } });
   // @ts-expect-error: the Query API takes Qdrant's snake_case names
   words.query({ query: [1, 0, 0], withPayload: true });
-  console.log(bm25.points.length, sparseBack);
+  console.log(bm25.points.length, sparseBack, weighted.points.length);
   // @ts-expect-error: states are a closed set
   const wrong: typeof db.state = "Open";
   console.log(wrong);

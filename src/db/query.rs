@@ -150,6 +150,21 @@ fn run(engine: &Engine, stage: &Stage) -> Result<Vec<(PointId, f32)>> {
         .collect::<Result<Vec<_>>>()?;
     let mut fused = match stage.query {
         Some(Query::Fusion { fusion }) => fuse(*fusion, &lists),
+        Some(Query::Rrf { rrf }) => {
+            let weights = rrf.weights.as_deref();
+            if weights.is_some_and(|w| w.len() != lists.len()) {
+                return Err(Error::InvalidArgument(format!(
+                    "rrf has {} weights for {} prefetches: give one weight per prefetch",
+                    weights.map_or(0, <[f32]>::len),
+                    lists.len()
+                )));
+            }
+            let k = rrf.k.map_or(RRF_K, |k| k as f32);
+            combine(&lists, &|list, rank, _| match weights {
+                None => 1.0 / (rank as f32 + k),
+                Some(w) => 1.0 / ((rank as f32 + 1.0) / w[list] + k - 1.0),
+            })
+        }
         Some(_) => {
             // Re-scored by the stage's vector: the union of the candidates, searched exactly.
             let mut ids: Vec<PointId> = lists.iter().flatten().map(|&(id, _)| id).collect();
@@ -287,24 +302,34 @@ fn both(a: Option<&Filter>, b: Option<&Filter>) -> Option<Filter> {
 /// Fuses ranked lists (best first) into one, best first; ties keep the order in which the
 /// points were first seen.
 fn fuse(fusion: Fusion, lists: &[Vec<(PointId, f32)>]) -> Vec<(PointId, f32)> {
+    match fusion {
+        Fusion::Rrf => combine(lists, &|_, rank, _| 1.0 / (rank as f32 + RRF_K)),
+        Fusion::Dbsf => {
+            let spreads: Vec<_> = lists.iter().map(|l| spread(l)).collect();
+            combine(lists, &|list, _, score| match spreads[list] {
+                None => 0.5,
+                Some((low, width)) => (score - low) / width,
+            })
+        }
+    }
+}
+
+/// Sums each point's `part(list, rank, score)` over the lists it is in, best first; ties keep
+/// the order in which the points were first seen. (`dyn`: one copy of the map and the sort in
+/// the wasm module for every fusion.)
+fn combine(
+    lists: &[Vec<(PointId, f32)>],
+    part: &dyn Fn(usize, usize, f32) -> f32,
+) -> Vec<(PointId, f32)> {
     let mut order: Vec<PointId> = Vec::new();
     let mut scores: HashMap<PointId, f32> = HashMap::new();
-    for list in lists {
-        let normal = match fusion {
-            Fusion::Rrf => None,
-            Fusion::Dbsf => Some(spread(list)),
-        };
-        for (rank, &(id, score)) in list.iter().enumerate() {
-            let part = match normal {
-                None => 1.0 / (rank as f32 + RRF_K),
-                Some(None) => 0.5,
-                Some(Some((low, width))) => (score - low) / width,
-            };
+    for (list, hits) in lists.iter().enumerate() {
+        for (rank, &(id, score)) in hits.iter().enumerate() {
             let total = scores.entry(id).or_insert_with(|| {
                 order.push(id);
                 0.0
             });
-            *total += part;
+            *total += part(list, rank, score);
         }
     }
     let mut fused: Vec<(PointId, f32)> = order.into_iter().map(|id| (id, scores[&id])).collect();

@@ -76,7 +76,12 @@ export interface Document {
 export type QueryVector = Float32Array | number[] | SparseVector | Document;
 
 /** What a Query API request or prefetch asks: the nearest points to a vector, or its prefetches' results fused. */
-export type Query = QueryVector | { nearest: QueryVector } | { fusion: "rrf" | "dbsf" };
+export type Query =
+  | QueryVector
+  | { nearest: QueryVector }
+  | { fusion: "rrf" | "dbsf" }
+  /** Reciprocal rank fusion with its rank constant `k` (at least 1, default 2) and one weight per prefetch (default 1 each). */
+  | { rrf: { k?: number; weights?: number[] } };
 
 /** A sub-query whose best `limit` points are the candidates of the query above it (Qdrant's `prefetch`). */
 export interface Prefetch {

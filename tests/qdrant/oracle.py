@@ -281,6 +281,9 @@ def fused(query):
     """The query of a request with prefetches: a fusion, or a vector to re-score by."""
     if isinstance(query, dict) and "fusion" in query:
         return {"rrf": q.Fusion.Rrf(k=2), "dbsf": q.Fusion.Dbsf()}[query["fusion"]]
+    if isinstance(query, dict) and "rrf" in query:
+        rrf = query["rrf"]
+        return q.Fusion.Rrf(k=rrf.get("k", 2), weights=rrf.get("weights"))
     return nearest(query, None)
 
 
