@@ -127,6 +127,14 @@ test("BM25 built in: text in, ranked by words, and malformed queries are errors 
   refused({ query: { text: "red" }, using: "body" }, "InvalidArgument", /body/);
   refused({ query: { text: "red" }, using: "words", limt: 3 }, "MalformedRequest", /limt/);
   refused({ query: [1, 2, 3] }, "DimensionMismatch", /dimension/);
+  // Nested past any sensible depth, or in a cycle: an error, not a stack overflow.
+  let deep = { key: "text", match: { value: "x" } };
+  for (let i = 0; i < 5000; i++) deep = { must: [deep] };
+  refused({ query: { text: "red" }, using: "words", filter: deep }, "MalformedRequest", /nested more than/);
+  const cycle = { must: [] };
+  cycle.must.push(cycle);
+  refused({ query: { text: "red" }, using: "words", filter: cycle }, "MalformedRequest", /nested more than/);
+  assert.equal(db.query({ query: { text: "red" }, using: "words" }).points.length, 2, "still answering");
   await db.close();
 });
 

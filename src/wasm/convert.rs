@@ -48,7 +48,21 @@ pub(super) fn json(value: JsValue, what: &str) -> Result<serde_json::Value, JsVa
 /// typed arrays more often than not. Arrays and objects are walked, numbers, text and booleans
 /// taken as they are; anything with a `toJSON` (a `Date`) goes through [`json`].
 pub(super) fn json_with_vectors(value: &JsValue, what: &str) -> Result<serde_json::Value, JsValue> {
+    walk(value, what, 0)
+}
+
+/// Objects and arrays nested deeper than this are refused, as `serde_json` refuses JSON text
+/// nested past 128: the walk is recursive, and a stack overflow would be a trap, not an error.
+const MAX_DEPTH: usize = 128;
+
+fn walk(value: &JsValue, what: &str, depth: usize) -> Result<serde_json::Value, JsValue> {
     use serde_json::Value;
+    if depth > MAX_DEPTH {
+        return Err(bad(
+            what,
+            format!("nested more than {MAX_DEPTH} levels deep"),
+        ));
+    }
     let numbers = js_sys::ArrayBuffer::is_view(value)
         && !(value.is_instance_of::<js_sys::DataView>()
             || value.is_instance_of::<js_sys::BigInt64Array>()
@@ -76,7 +90,7 @@ pub(super) fn json_with_vectors(value: &JsValue, what: &str) -> Result<serde_jso
         return Ok(Value::Null);
     }
     if let Some(items) = value.dyn_ref::<Array>() {
-        return items.iter().map(|v| json_with_vectors(&v, what)).collect();
+        return items.iter().map(|v| walk(&v, what, depth + 1)).collect();
     }
     let Some(object) = value.dyn_ref::<js_sys::Object>() else {
         return json(value.clone(), what);
@@ -91,7 +105,7 @@ pub(super) fn json_with_vectors(value: &JsValue, what: &str) -> Result<serde_jso
         // As JSON.stringify: a field whose value is undefined is not there.
         if !field.is_undefined() {
             let key = entry.get(0).as_string().unwrap_or_default();
-            fields.insert(key, json_with_vectors(&field, what)?);
+            fields.insert(key, walk(&field, what, depth + 1)?);
         }
     }
     Ok(Value::Object(fields))
