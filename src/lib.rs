@@ -69,9 +69,9 @@ pub use metrics::{LatencySummary, Metrics, OperationMetrics};
 pub use persist::{OpenReport, StoredDatabase, StoredFile};
 pub use point::{Distance, Payload, Point, PointId, SparseVector};
 pub use search::{
-    Document, Fusion, Prefetch, QuantizationSearchParams, Query, QueryRequest, QueryResponse,
-    QueryVector, Record, Rrf, ScoredPoint, ScrollRequest, ScrollResponse, SearchParams,
-    SearchRequest, SearchResponse,
+    Document, Fusion, PayloadSelector, Prefetch, QuantizationSearchParams, Query, QueryRequest,
+    QueryResponse, QueryVector, Record, Rrf, ScoredPoint, ScrollRequest, ScrollResponse,
+    SearchParams, SearchRequest, SearchResponse,
 };
 pub use stats::{DatabaseStats, MemoryStats};
 #[cfg(target_arch = "wasm32")]

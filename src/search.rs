@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::filter::Filter;
+use crate::filter::{Filter, KeyPath, Step};
 use std::collections::BTreeMap;
 
 use crate::point::{vectors_of, Payload, PointId, SparseVector, VectorShape};
@@ -447,12 +447,132 @@ pub struct QueryRequest {
     /// [`SearchRequest::score_threshold`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score_threshold: Option<f32>,
-    /// Return each result's payload.
+    /// Return each result's payload (in JSON also a list of fields, or `{"include": [..]}` /
+    /// `{"exclude": [..]}`, which set [`QueryRequest::payload_selector`] too).
     pub with_payload: bool,
+    /// Which of the payload's fields to return, when not all.
+    #[serde(skip)]
+    pub payload_selector: Option<PayloadSelector>,
     /// Return each result's vectors.
     pub with_vector: bool,
     /// Search tuning of a dense query.
     pub params: SearchParams,
+}
+
+/// Which fields of a payload a result carries, as Qdrant's `with_payload` selects them (its
+/// `JsonPath::value_filter`): by paths (`a.b`, `a[].b`) that keep a field, or an array's
+/// element, when they agree with its path as far as both go (`include`: `obj` keeps all of
+/// `obj`, `obj.x` keeps `obj` with only `x`), or drop it when they lead to it (`exclude`).
+///
+/// ```
+/// use grape_vector_db::PayloadSelector;
+/// let p = serde_json::json!({"a": {"x": 1, "y": 2}, "b": [{"x": 3, "y": 4}], "c": 5});
+/// let p = p.as_object().unwrap();
+/// let keep = PayloadSelector::include(["a.x", "b[].y"])?;
+/// assert_eq!(serde_json::Value::Object(keep.apply(p)), serde_json::json!({"a": {"x": 1}, "b": [{"y": 4}]}));
+/// let drop = PayloadSelector::exclude(["a", "b[].x"])?;
+/// assert_eq!(serde_json::Value::Object(drop.apply(p)), serde_json::json!({"b": [{"y": 4}], "c": 5}));
+/// # Ok::<(), grape_vector_db::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum PayloadSelector {
+    /// Only the fields these paths reach (or lead to).
+    Include(Vec<KeyPath>),
+    /// Every field but those these paths reach.
+    Exclude(Vec<KeyPath>),
+}
+
+impl PayloadSelector {
+    /// Only the fields these paths reach; an unparsable path is `MalformedFilter`.
+    pub fn include<S: AsRef<str>>(paths: impl IntoIterator<Item = S>) -> crate::Result<Self> {
+        Self::paths(paths).map(PayloadSelector::Include)
+    }
+
+    /// Every field but those these paths reach.
+    pub fn exclude<S: AsRef<str>>(paths: impl IntoIterator<Item = S>) -> crate::Result<Self> {
+        Self::paths(paths).map(PayloadSelector::Exclude)
+    }
+
+    fn paths<S: AsRef<str>>(paths: impl IntoIterator<Item = S>) -> crate::Result<Vec<KeyPath>> {
+        paths.into_iter().map(|p| p.as_ref().parse()).collect()
+    }
+
+    /// The fields of `payload` this selector keeps.
+    pub fn apply(&self, payload: &Payload) -> Payload {
+        let keep = |path: &[Step]| match self {
+            PayloadSelector::Include(patterns) => patterns.iter().any(|p| p.agrees_with(path)),
+            PayloadSelector::Exclude(patterns) => !patterns.iter().any(|p| p.leads_to(path)),
+        };
+        select_fields(&mut Vec::new(), payload, &keep)
+    }
+
+    /// Qdrant's `with_payload` other than a boolean: a list of fields to include, or
+    /// `{"include": [..]}` / `{"exclude": [..]}`.
+    fn from_json(value: &serde_json::Value) -> crate::Result<PayloadSelector> {
+        let malformed = || {
+            crate::Error::MalformedRequest(
+                "with_payload is true, false, a list of fields, {\"include\": [fields]} or \
+                 {\"exclude\": [fields]}"
+                    .to_owned(),
+            )
+        };
+        let fields = |v: &serde_json::Value| -> crate::Result<Vec<KeyPath>> {
+            let names = v
+                .as_array()
+                .and_then(|a| a.iter().map(|f| f.as_str()).collect::<Option<Vec<_>>>())
+                .ok_or_else(malformed)?;
+            Self::paths(names)
+        };
+        match value {
+            serde_json::Value::Array(_) => fields(value).map(PayloadSelector::Include),
+            serde_json::Value::Object(o) if o.len() == 1 => match o.iter().next() {
+                Some((k, v)) if k == "include" => fields(v).map(PayloadSelector::Include),
+                Some((k, v)) if k == "exclude" => fields(v).map(PayloadSelector::Exclude),
+                _ => Err(malformed()),
+            },
+            _ => Err(malformed()),
+        }
+    }
+}
+
+/// `object`'s fields that `keep` accepts by their path (after `path`), their values filtered
+/// the same way.
+fn select_fields<'a>(
+    path: &mut Vec<Step<'a>>,
+    object: &'a Payload,
+    keep: &dyn Fn(&[Step]) -> bool,
+) -> Payload {
+    let mut out = Payload::new();
+    for (key, value) in object {
+        path.push(Step::Key(key));
+        if keep(path) {
+            out.insert(key.clone(), select_value(path, value, keep));
+        }
+        path.pop();
+    }
+    out
+}
+
+/// `value` filtered: an object's fields and an array's elements (`[]` in the path) that
+/// `keep` accepts.
+fn select_value<'a>(
+    path: &mut Vec<Step<'a>>,
+    value: &'a serde_json::Value,
+    keep: &dyn Fn(&[Step]) -> bool,
+) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(o) => serde_json::Value::Object(select_fields(path, o, keep)),
+        serde_json::Value::Array(items) => {
+            path.push(Step::Each);
+            let kept = match keep(path) {
+                true => items.iter().map(|v| select_value(path, v, keep)).collect(),
+                false => Vec::new(),
+            };
+            path.pop();
+            serde_json::Value::Array(kept)
+        }
+        other => other.clone(),
+    }
 }
 
 /// A sub-query of a [`QueryRequest`] (Qdrant's `prefetch`): its best `limit` points are the
@@ -574,7 +694,13 @@ fn read_query(value: &serde_json::Value, top: bool) -> crate::Result<QueryReques
                     .ok_or_else(|| malformed("`score_threshold` must be a number".to_owned()))?;
                 r.score_threshold = Some(t as f32);
             }
-            "with_payload" if top => r.with_payload = flag(key, v)?,
+            "with_payload" if top => match v.as_bool() {
+                Some(all) => r.with_payload = all,
+                None => {
+                    r.payload_selector = Some(PayloadSelector::from_json(v)?);
+                    r.with_payload = true;
+                }
+            },
             "with_vector" if top => r.with_vector = flag(key, v)?,
             "params" => {
                 r.params = serde_json::from_value(v.clone())
@@ -620,6 +746,7 @@ impl QueryRequest {
             filter: None,
             score_threshold: None,
             with_payload: false,
+            payload_selector: None,
             with_vector: false,
             params: SearchParams::default(),
         }

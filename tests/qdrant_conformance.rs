@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use grape_vector_db::{
-    Bm25, Bm25Config, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Modifier, Point, PointId,
-    QueryRequest, ScrollRequest, SearchParams, SearchRequest, SparseVector, SparseVectorConfig,
+    Bm25, Bm25Config, Distance, EmbeddedConfig, EmbeddedVectorDB, Filter, Modifier,
+    PayloadSelector, Point, PointId, QueryRequest, ScrollRequest, SearchParams, SearchRequest,
+    SparseVector, SparseVectorConfig,
 };
 use serde_json::{json, Value};
 use testkit::conformance::{self, Kind};
@@ -889,4 +890,91 @@ fn name_the_sparse_vector(filter: &mut Value, name: &str) -> bool {
         _ => {}
     }
     dense
+}
+
+/// The paths the payload selectors are made of: fields, fields inside objects and inside
+/// arrays' elements, indices, and paths that reach nothing.
+#[rustfmt::skip]
+const PATHS: &[&str] = &[
+    "kw", "n", "flag", "tags", "tags[]", "obj", "obj.x", "obj.y", "obj.z", "items",
+    "items[].x", "items[].y", "items[0].x", "desc", "a", "a.b", "a[]", "a[].c", "ts",
+    "missing", "k", "ob",
+];
+
+/// `with_payload` as a list of fields or `{"include" | "exclude": [..]}`: the payloads Qdrant
+/// Edge returns for every point equal ours (`PayloadSelector::apply`, as `db.query` applies
+/// it), on the generated payloads (nested objects, arrays of objects, anything), with paths
+/// that reach fields, fields inside objects and inside arrays' elements, and nothing.
+#[test]
+fn payload_selectors_agree_with_qdrant() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let mut rng = Rng::new(20_22);
+    let points: Vec<Value> = (0..60u64)
+        .map(|i| json!({"id": i, "vector": [1.0], "payload": conformance::payload(&mut rng)}))
+        .collect();
+    let selections: Vec<(bool, Vec<String>)> = (0..120)
+        .map(|_| {
+            let paths = (0..1 + rng.below(3))
+                .map(|_| PATHS[rng.below(PATHS.len())].to_owned())
+                .collect();
+            (rng.chance(0.5), paths)
+        })
+        .collect();
+    let queries: Vec<Value> = selections
+        .iter()
+        .map(|(include, paths)| json!({"kind": "select", "include": include, "paths": paths, "limit": 100}))
+        .collect();
+    let case = json!([{"dimension": 1, "distance": "Dot", "points": points, "queries": queries}]);
+    let theirs: Vec<Vec<Value>> = ask(&python, "oracle.py", &case);
+    let db = EmbeddedVectorDB::open(
+        EmbeddedConfig::builder(1)
+            .distance(Distance::Dot)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    db.upsert(
+        points
+            .iter()
+            .map(|p| Point::from_json(p).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    let mut disagreements = Vec::new();
+    for ((include, paths), their) in selections.iter().zip(&theirs[0]) {
+        let selector = match include {
+            true => PayloadSelector::include(paths).unwrap(),
+            false => PayloadSelector::exclude(paths).unwrap(),
+        };
+        for pair in their["payloads"].as_array().unwrap() {
+            let id: PointId = serde_json::from_value(pair[0].clone()).unwrap();
+            let stored = db.get(vec![id]).unwrap()[0].payload.clone().unwrap();
+            let ours = Value::Object(selector.apply(&stored));
+            if ours != pair[1] {
+                disagreements.push(format!(
+                    "{selector:?} on {id:?}\n  ours   {ours}\n  Qdrant {}",
+                    pair[1]
+                ));
+            }
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} payloads differ from Qdrant's, e.g.\n{}",
+        disagreements.len(),
+        disagreements[..disagreements.len().min(3)].join("\n")
+    );
+    // Through the Query API: the selector reaches the results.
+    let request: QueryRequest = serde_json::from_value(json!({
+        "query": [1.0], "limit": 60, "with_payload": {"exclude": ["a", "desc"]}
+    }))
+    .unwrap();
+    let found = db.query(&request).unwrap().points;
+    assert_eq!(found.len(), 60);
+    assert!(found.iter().all(|p| {
+        let payload = p.payload.as_ref().unwrap();
+        !payload.contains_key("a") && !payload.contains_key("desc")
+    }));
 }

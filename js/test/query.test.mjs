@@ -117,6 +117,11 @@ test("BM25 built in: text in, ranked by words, and malformed queries are errors 
   const found = db.query({ query: { text: "red grapes" }, using: "words", limit: 3, with_payload: true }).points;
   assert.deepEqual(found.map((h) => h.id), [2, 0, 3]);
   assert.equal(found[0].payload.text, texts[2]);
+  // Payload fields selected as Qdrant selects them.
+  const only = db.query({ query: { text: "red" }, using: "words", limit: 1, with_payload: ["missing"] }).points;
+  assert.deepEqual(only[0].payload, {});
+  const kept = db.query({ query: { text: "red" }, using: "words", limit: 1, with_payload: { exclude: ["missing"] } }).points;
+  assert.equal(kept[0].payload.text, texts[2]);
   const refused = (request, code, says) => assert.throws(() => db.query(request), (e) => {
     assert.equal(e.code, code);
     assert.match(e.message, says);

@@ -63,7 +63,13 @@ impl EmbeddedVectorDB {
             let points = answer(&engine, request);
             drop(engine);
             self.release_reads();
-            Ok(QueryResponse { points: points? })
+            let mut points = points?;
+            if let Some(selector) = &request.payload_selector {
+                for payload in points.iter_mut().filter_map(|p| p.payload.as_mut()) {
+                    *payload = selector.apply(payload);
+                }
+            }
+            Ok(QueryResponse { points })
         })
     }
 }

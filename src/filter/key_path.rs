@@ -32,6 +32,31 @@ enum Segment {
     Index(usize),
 }
 
+/// One step of a payload field's path, as a walk over a payload builds it: a key, or any
+/// element of an array.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step<'a> {
+    Key(&'a str),
+    Each,
+}
+
+impl KeyPath {
+    /// Whether this path and the field's `path` agree step by step as far as both go (one may
+    /// lead to the other): Qdrant's include pattern.
+    pub(crate) fn agrees_with(&self, path: &[Step]) -> bool {
+        self.segments.iter().zip(path).all(|(s, p)| match (s, p) {
+            (Segment::Key(a), Step::Key(b)) => a == b,
+            (Segment::Each, Step::Each) => true,
+            _ => false,
+        })
+    }
+
+    /// Whether this path leads to the field's `path` (or is it): Qdrant's exclude pattern.
+    pub(crate) fn leads_to(&self, path: &[Step]) -> bool {
+        self.segments.len() <= path.len() && self.agrees_with(path)
+    }
+}
+
 impl std::str::FromStr for KeyPath {
     type Err = Error;
 

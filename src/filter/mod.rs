@@ -93,6 +93,7 @@ pub(crate) use eval::words;
 pub use geo::{GeoCondition, GeoPoint};
 use key_path::literal_key;
 pub use key_path::KeyPath;
+pub(crate) use key_path::Step;
 
 /// A boolean combination of conditions; the empty filter matches every point.
 ///

@@ -116,8 +116,8 @@ export interface QueryRequest {
   /** Applies here and in every prefetch. */
   filter?: Filter;
   score_threshold?: number;
-  /** Default false, as in Qdrant. */
-  with_payload?: boolean;
+  /** Default false, as in Qdrant. A list of fields (`["title", "meta.tags"]`), `{ include: [...] }` or `{ exclude: [...] }` returns only some of the payload, as Qdrant selects it. */
+  with_payload?: boolean | string[] | { include: string[] } | { exclude: string[] };
   /** Default false. */
   with_vector?: boolean;
   params?: QueryParams;

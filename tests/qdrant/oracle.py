@@ -182,6 +182,12 @@ def answer(shard, query):
                 q.ScrollRequest(limit=query["limit"], filter=flt, with_payload=False)
             )
             return {"ids": [point_id(r.id) for r in records]}
+        if kind == "select":
+            # Every point's payload as `with_payload` selects its fields.
+            paths = query["paths"]
+            selector = (q.PayloadSelector.Include if query["include"] else q.PayloadSelector.Exclude)(paths)
+            records, _ = shard.scroll(q.ScrollRequest(limit=query["limit"], with_payload=selector))
+            return {"payloads": [[point_id(r.id), r.payload] for r in records]}
         if kind == "search":
             hits = shard.query(
                 q.QueryRequest(
