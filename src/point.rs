@@ -299,10 +299,15 @@ pub(crate) enum NamedVector<'a> {
 }
 
 impl<'a> VectorShape<'a> {
-    /// The dense vector under `""` and the sparse ones by name.
-    pub(crate) fn named(dense: &'a [f32], sparse: &'a BTreeMap<String, SparseVector>) -> Self {
+    /// The dense vector (when given) under `""` and the sparse ones by name.
+    pub(crate) fn named(
+        dense: Option<&'a [f32]>,
+        sparse: &'a BTreeMap<String, SparseVector>,
+    ) -> Self {
         let mut named = BTreeMap::new();
-        named.insert(String::new(), NamedVector::Dense(dense.into()));
+        if let Some(dense) = dense {
+            named.insert(String::new(), NamedVector::Dense(dense.into()));
+        }
         for (name, v) in sparse {
             named.insert(
                 name.clone(),
@@ -319,7 +324,7 @@ impl Serialize for Point {
         let vector = match self.sparse_vectors.is_empty() && self.documents.is_empty() {
             true => VectorShape::Dense((&self.vector[..]).into()),
             false => {
-                let mut named = VectorShape::named(&self.vector, &self.sparse_vectors);
+                let mut named = VectorShape::named(Some(&self.vector), &self.sparse_vectors);
                 if let VectorShape::Named(map) = &mut named {
                     for (name, text) in &self.documents {
                         map.insert(name.clone(), NamedVector::Document { text });

@@ -319,15 +319,18 @@ impl<'de> Deserialize<'de> for Record {
     }
 }
 
-/// A result's `vector` in JSON: the dense vector alone, or (with sparse vectors) all by name.
+/// A result's `vector` in JSON, as Qdrant writes it: the dense vector alone when it is the
+/// only one returned, else the vectors by name (`{}` when `with_vector` names sparse vectors
+/// the point lacks).
 fn vector_json<'a>(
     dense: Option<&'a [f32]>,
     sparse: Option<&'a BTreeMap<String, SparseVector>>,
 ) -> Option<VectorShape<'a>> {
     match (dense, sparse) {
-        (None, _) => None,
+        (None, None) => None,
         (Some(v), None) => Some(VectorShape::Dense(v.into())),
-        (Some(v), Some(sparse)) => Some(VectorShape::named(v, sparse)),
+        (Some(v), Some(sparse)) if sparse.is_empty() => Some(VectorShape::Dense(v.into())),
+        (dense, Some(sparse)) => Some(VectorShape::named(dense, sparse)),
     }
 }
 
@@ -338,6 +341,14 @@ type ResultVectors = (Option<Vec<f32>>, Option<BTreeMap<String, SparseVector>>);
 fn vector_of_json(vector: Option<serde_json::Value>) -> crate::error::Result<ResultVectors> {
     match vector {
         None | Some(serde_json::Value::Null) => Ok((None, None)),
+        // Sparse vectors alone (`with_vector` naming them only).
+        Some(serde_json::Value::Object(named)) if !named.contains_key("") => {
+            let sparse = named
+                .iter()
+                .map(|(name, v)| Ok((name.clone(), SparseVector::from_json(v)?)))
+                .collect::<crate::error::Result<_>>()?;
+            Ok((None, Some(sparse)))
+        }
         Some(v) => {
             let named = v.is_object();
             let (dense, sparse, _) = vectors_of(&v)?;
@@ -453,8 +464,12 @@ pub struct QueryRequest {
     /// Which of the payload's fields to return, when not all.
     #[serde(skip)]
     pub payload_selector: Option<PayloadSelector>,
-    /// Return each result's vectors.
+    /// Return each result's vectors (in JSON also a list of names, `[""]` for the dense one,
+    /// which sets [`QueryRequest::vector_selector`] too).
     pub with_vector: bool,
+    /// Which vectors to return by name, when not all.
+    #[serde(skip)]
+    pub vector_selector: Option<Vec<String>>,
     /// Search tuning of a dense query.
     pub params: SearchParams,
 }
@@ -656,10 +671,6 @@ fn read_query(value: &serde_json::Value, top: bool) -> crate::Result<QueryReques
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| malformed(format!("`{k}` must be a non-negative integer")))
     };
-    let flag = |k: &str, v: &serde_json::Value| {
-        v.as_bool()
-            .ok_or_else(|| malformed(format!("`{k}` must be true or false")))
-    };
     let mut r = QueryRequest::sparse("", SparseVector::default(), default_limit());
     r.query = None;
     r.using = None;
@@ -701,7 +712,25 @@ fn read_query(value: &serde_json::Value, top: bool) -> crate::Result<QueryReques
                     r.with_payload = true;
                 }
             },
-            "with_vector" if top => r.with_vector = flag(key, v)?,
+            "with_vector" if top => match v.as_bool() {
+                Some(all) => r.with_vector = all,
+                None => {
+                    let names = v
+                        .as_array()
+                        .and_then(|a| {
+                            a.iter()
+                                .map(|n| n.as_str().map(str::to_owned))
+                                .collect::<Option<Vec<_>>>()
+                        })
+                        .ok_or_else(|| {
+                            malformed(
+                                "`with_vector` must be true, false or a list of names".to_owned(),
+                            )
+                        })?;
+                    r.vector_selector = Some(names);
+                    r.with_vector = true;
+                }
+            },
             "params" => {
                 r.params = serde_json::from_value(v.clone())
                     .map_err(|e| malformed(format!("params: {e}")))?
@@ -748,6 +777,7 @@ impl QueryRequest {
             with_payload: false,
             payload_selector: None,
             with_vector: false,
+            vector_selector: None,
             params: SearchParams::default(),
         }
     }

@@ -978,3 +978,104 @@ fn payload_selectors_agree_with_qdrant() {
         !payload.contains_key("a") && !payload.contains_key("desc")
     }));
 }
+
+/// `with_vector` as `true` or a list of names (`""` the dense vector): the vectors Qdrant Edge
+/// returns for every point, in its JSON shape (the dense vector alone as a list when it is the
+/// only one, `{}` when the named ones are missing), equal ours.
+#[test]
+fn vector_selectors_agree_with_qdrant() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let mut rng = Rng::new(20_23);
+    let points: Vec<Value> = (0..40u64)
+        .map(|i| {
+            let mut vectors = json!({"": continuous(&mut rng)});
+            if rng.chance(0.6) {
+                vectors["text"] = json!(continuous_sparse(&mut rng));
+            }
+            json!({"id": i, "vector": vectors})
+        })
+        .collect();
+    let selections = [
+        json!(true),
+        json!(["text"]),
+        json!([""]),
+        json!(["", "text"]),
+        json!(["text", ""]),
+    ];
+    let queries: Vec<Value> = selections
+        .iter()
+        .map(|s| json!({"kind": "vectors", "with_vector": s, "limit": 100}))
+        .collect();
+    let case = json!([{
+        "sparse": {"text": "none"}, "dimension": DIM, "distance": "Dot", "points": points,
+        "queries": queries,
+    }]);
+    let theirs: Vec<Vec<Value>> = ask(&python, "oracle.py", &case);
+    let config = EmbeddedConfig::builder(DIM)
+        .distance(Distance::Dot)
+        .sparse_vector("text", SparseVectorConfig::default())
+        .build()
+        .unwrap();
+    let db = EmbeddedVectorDB::open(config).unwrap();
+    db.upsert(
+        points
+            .iter()
+            .map(|p| Point::from_json(p).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    for (selection, their) in selections.iter().zip(&theirs[0]) {
+        let request: QueryRequest = serde_json::from_value(json!({
+            "query": vec![0.0; DIM], "limit": 100, "with_vector": selection
+        }))
+        .unwrap();
+        let ours: BTreeMap<String, Value> = db
+            .query(&request)
+            .unwrap()
+            .points
+            .iter()
+            .map(|p| {
+                let json = serde_json::to_value(p).unwrap();
+                (
+                    json["id"].to_string(),
+                    json.get("vector").cloned().unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        for pair in their["vectors"].as_array().unwrap() {
+            let id = pair[0].to_string();
+            let (a, b) = (&ours[&id], &pair[1]);
+            assert!(
+                same_vectors(a, b),
+                "with_vector {selection} on {id}: ours {a}, Qdrant {b}"
+            );
+        }
+    }
+    let refused: Result<QueryRequest, _> =
+        serde_json::from_value(json!({"query": vec![0.0; DIM], "with_vector": ["other"]}));
+    assert!(matches!(
+        db.query(&refused.unwrap()),
+        Err(grape_vector_db::Error::InvalidArgument(_))
+    ));
+}
+
+/// Vectors in JSON equal up to f32 rounding of their numbers.
+fn same_vectors(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs()
+                <= 1e-6 * (1.0 + y.as_f64().unwrap().abs())
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_vectors(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_vectors(v, w)))
+        }
+        _ => a == b,
+    }
+}

@@ -59,7 +59,7 @@ export async function everyCall(): Promise<void> {
   const words: GrapeDB = await GrapeDB.open({ dimension: 3, sparseVectors: { text: { bm25: true }, tags: { modifier: "idf" }, tuned: { bm25: { k: 1.5, avgLen: 20 } } } });
   words.upsert([{ id: 1, vector: { "": new Float32Array(3), text: { text: "red grapes" }, tags: { indices: Uint32Array.of(4), values: [1] } } }]);
   const bm25: QueryResponse = words.query({ query: { text: "grapes" }, using: "text", limit: 5, with_payload: ["title", "meta.tags"] });
-  words.query({ query: { text: "grapes" }, using: "text", with_payload: { exclude: ["body"] } });
+  words.query({ query: { text: "grapes" }, using: "text", with_payload: { exclude: ["body"] }, with_vector: ["", "tags"] });
   const hybrid = words.query({
     prefetch: [{ query: [1, 0, 0], limit: 20, params: { hnsw_ef: 64 } }, { query: { text: "grapes", model: "qdrant/bm25" }, using: "text", limit: 20 }],
     query: { fusion: "rrf" },

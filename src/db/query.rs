@@ -69,6 +69,22 @@ impl EmbeddedVectorDB {
                     *payload = selector.apply(payload);
                 }
             }
+            if let Some(names) = &request.vector_selector {
+                for p in &mut points {
+                    if !names.iter().any(|n| n.is_empty()) {
+                        p.vector = None;
+                    }
+                    // Kept by inserts, not `retain` or `collect`: the map's insert is in the
+                    // wasm module already, the others would each bring kilobytes.
+                    let mut kept = std::collections::BTreeMap::new();
+                    for (name, v) in p.sparse_vectors.take().into_iter().flatten() {
+                        if names.contains(&name) {
+                            kept.insert(name, v);
+                        }
+                    }
+                    p.sparse_vectors = (p.vector.is_none() || !kept.is_empty()).then_some(kept);
+                }
+            }
             Ok(QueryResponse { points })
         })
     }
@@ -76,6 +92,15 @@ impl EmbeddedVectorDB {
 
 /// The page `request` asks for.
 fn answer(engine: &Engine, request: &QueryRequest) -> Result<Vec<ScoredPoint>> {
+    let unknown = request.vector_selector.iter().flatten().find(|name| {
+        !name.is_empty() && !engine.config().sparse_vectors.contains_key(name.as_str())
+    });
+    if let Some(name) = unknown {
+        return Err(Error::InvalidArgument(format!(
+            "with_vector names {name:?}, which is not a vector of this database (\"\" is the \
+             dense one; sparse ones are declared)"
+        )));
+    }
     let keep = request
         .limit
         .checked_add(request.offset)

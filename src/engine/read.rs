@@ -18,17 +18,21 @@ impl Engine {
                 .expect("records are made for live slots only"),
             payload: with_payload.then(|| self.payloads.get(slot).clone()),
             vector: with_vector.then(|| self.vectors.get(slot).to_vec()),
-            sparse_vectors: (with_vector && !self.sparse.is_empty()).then(|| {
-                let mut vectors = BTreeMap::new();
-                for (name, index) in self.sparse.iter() {
-                    let (indices, values) = index.get(slot as u32);
-                    if !indices.is_empty() {
-                        let v = SparseVector::from_sorted(indices.to_vec(), values.to_vec());
-                        vectors.insert(name.to_owned(), v);
+            // The sparse vectors the point has; none (as Qdrant writes such a point: its dense
+            // vector alone) when it has none.
+            sparse_vectors: with_vector
+                .then(|| {
+                    let mut vectors = BTreeMap::new();
+                    for (name, index) in self.sparse.iter() {
+                        let (indices, values) = index.get(slot as u32);
+                        if !indices.is_empty() {
+                            let v = SparseVector::from_sorted(indices.to_vec(), values.to_vec());
+                            vectors.insert(name.to_owned(), v);
+                        }
                     }
-                }
-                vectors
-            }),
+                    vectors
+                })
+                .filter(|vectors| !vectors.is_empty()),
         }
     }
 

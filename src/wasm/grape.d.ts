@@ -118,8 +118,8 @@ export interface QueryRequest {
   score_threshold?: number;
   /** Default false, as in Qdrant. A list of fields (`["title", "meta.tags"]`), `{ include: [...] }` or `{ exclude: [...] }` returns only some of the payload, as Qdrant selects it. */
   with_payload?: boolean | string[] | { include: string[] } | { exclude: string[] };
-  /** Default false. */
-  with_vector?: boolean;
+  /** Default false. A list of names (`[""]` the dense vector, `["text"]` a sparse one) returns only those, as Qdrant does. */
+  with_vector?: boolean | string[];
   params?: QueryParams;
 }
 

@@ -188,6 +188,20 @@ def answer(shard, query):
             selector = (q.PayloadSelector.Include if query["include"] else q.PayloadSelector.Exclude)(paths)
             records, _ = shard.scroll(q.ScrollRequest(limit=query["limit"], with_payload=selector))
             return {"payloads": [[point_id(r.id), r.payload] for r in records]}
+        if kind == "vectors":
+            # Every point's vectors as `with_vector` (true or a list of names) selects them.
+            records, _ = shard.scroll(
+                q.ScrollRequest(limit=query["limit"], with_vector=query["with_vector"], with_payload=False)
+            )
+
+            def plain(v):
+                if isinstance(v, dict):
+                    return {name: plain(x) for name, x in v.items()}
+                if isinstance(v, list):
+                    return v
+                return {"indices": list(v.indices), "values": list(v.values)}
+
+            return {"vectors": [[point_id(r.id), plain(r.vector)] for r in records]}
         if kind == "search":
             hits = shard.query(
                 q.QueryRequest(
