@@ -57,9 +57,8 @@ pub fn contents(db: &EmbeddedVectorDB) -> Result<Contents> {
         let page = db.scroll(&req)?;
         for r in page.points {
             let vector = r.vector.expect("asked for vectors");
-            let sparse = r
-                .sparse_vectors
-                .expect("the workload declares a sparse vector");
+            // None for a point without sparse vectors (written as Qdrant writes it).
+            let sparse = r.sparse_vectors.unwrap_or_default();
             out.insert(r.id, (vector, r.payload.unwrap_or_default(), sparse));
         }
         match page.next_page_offset {
