@@ -34,6 +34,11 @@ function pointOf(id, vector, passage, extra = {}) {
   };
 }
 
+/** A record's dense vector: its `vector` alone, or `vector[""]` beside the words' vector. */
+function denseOf(record) {
+  return new Float32Array(Array.isArray(record.vector) ? record.vector : record.vector[""]);
+}
+
 function posFilter(pos) {
   return pos ? { must: [{ key: "pos", match: { value: pos } }] } : undefined;
 }
@@ -97,7 +102,7 @@ export async function handle(op, args = {}, progress = () => {}) {
         points = db.query({
           prefetch: [
             { ...words, limit: CANDIDATES },
-            { query: new Float32Array(best.vector[""]), limit: CANDIDATES },
+            { query: denseOf(best), limit: CANDIDATES },
           ],
           query: { fusion: "rrf" },
           limit,
@@ -114,7 +119,7 @@ export async function handle(op, args = {}, progress = () => {}) {
       const [record] = db.get([args.id]);
       if (!record) throw new Error(`passage ${args.id} does not exist (deleted?)`);
       const start = performance.now();
-      const results = db.search(new Float32Array(record.vector[""]), { limit: args.limit ?? 10, filter: posFilter(args.pos) });
+      const results = db.search(denseOf(record), { limit: args.limit ?? 10, filter: posFilter(args.pos) });
       return { source: record, results, ms: performance.now() - start };
     }
     case "add": {
@@ -122,7 +127,7 @@ export async function handle(op, args = {}, progress = () => {}) {
       if (!near) throw new Error("select a passage first: the new one is placed at its vector");
       const id = args.id;
       const passage = { text: args.text, lemma: args.text.split(":")[0], pos: near.payload.pos };
-      db.upsert([pointOf(id, new Float32Array(near.vector[""]), passage, { added: true })]);
+      db.upsert([pointOf(id, denseOf(near), passage, { added: true })]);
       // A user's edit: durable before the page says it is done (bulk imports rely on the timer).
       await db.flush();
       return { id, count: db.count() };
