@@ -331,14 +331,17 @@ fn top10(db: &EmbeddedVectorDB, query: &[f32], params: SearchParams) -> Vec<u64>
 /// the Rust API: the WordNet passages with their vectors and BM25 text in memory, built on one
 /// thread, then the mean latency of BM25, dense and hybrid queries.
 fn sparse() {
-    let Some(dir) = testkit::wordnet_dir() else {
+    let Some(testkit::Passages {
+        texts,
+        queries,
+        base,
+        query_vectors: vectors,
+        ..
+    }) = testkit::wordnet_passages()
+    else {
         println!("sparse skipped: no WordNet passages ($GRAPE_DATA/wordnet-minilm)");
         return;
     };
-    let texts = testkit::read_lines(&dir.join("base.txt")).unwrap();
-    let queries = testkit::read_lines(&dir.join("query.txt")).unwrap();
-    let base = testkit::read_npy(&dir.join("base.f16.npy")).unwrap();
-    let vectors = testkit::read_npy(&dir.join("query.f16.npy")).unwrap();
     let (n, count) = (texts.len().min(base.rows), queries.len().min(vectors.rows));
     let db = EmbeddedVectorDB::open(
         EmbeddedConfig::builder(base.dim)

@@ -39,14 +39,17 @@ fn latencies(queries: usize, mut run: impl FnMut(usize)) -> (f64, f64) {
 }
 
 fn main() {
-    let Some(dir) = testkit::wordnet_dir() else {
+    let Some(testkit::Passages {
+        dir,
+        texts,
+        queries,
+        base,
+        query_vectors: qvecs,
+    }) = testkit::wordnet_passages()
+    else {
         println!("sparse: no WordNet passages ($GRAPE_DATA/wordnet-minilm): skipped");
         return;
     };
-    let texts = testkit::read_lines(&dir.join("base.txt")).unwrap();
-    let queries = testkit::read_lines(&dir.join("query.txt")).unwrap();
-    let base = testkit::read_matrix(&dir.join("base.f16.npy")).unwrap();
-    let qvecs = testkit::read_matrix(&dir.join("query.f16.npy")).unwrap();
     let n = texts.len().min(base.rows);
     println!(
         "data: {n} WordNet passages, {} queries, one thread",

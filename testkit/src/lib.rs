@@ -369,11 +369,37 @@ pub fn wordnet_vectors() -> Option<(PathBuf, PathBuf)> {
 }
 
 /// The lines of a text file (`base.txt`, `query.txt`: one passage a line).
-pub fn read_lines(path: &std::path::Path) -> std::io::Result<Vec<String>> {
+fn read_lines(path: &std::path::Path) -> std::io::Result<Vec<String>> {
     Ok(std::fs::read_to_string(path)?
         .lines()
         .map(str::to_owned)
         .collect())
+}
+
+/// The WordNet passages of `$GRAPE_DATA/wordnet-minilm` as text and as MiniLM vectors: the
+/// sparse and hybrid benchmarks' data.
+pub struct Passages {
+    /// The directory they were read from.
+    pub dir: PathBuf,
+    /// `base.txt`: one passage a line, row `i` of `base`.
+    pub texts: Vec<String>,
+    /// `query.txt`: one query a line, row `i` of `query_vectors`.
+    pub queries: Vec<String>,
+    pub base: Matrix,
+    pub query_vectors: Matrix,
+}
+
+/// The WordNet passages, or `None` (with a note on stderr) when the set is absent.
+pub fn wordnet_passages() -> Option<Passages> {
+    let dir = wordnet_dir()?;
+    let read = |name: &str| read_lines(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    Some(Passages {
+        texts: read("base.txt"),
+        queries: read("query.txt"),
+        base: read_matrix(&dir.join("base.f16.npy")).unwrap(),
+        query_vectors: read_matrix(&dir.join("query.f16.npy")).unwrap(),
+        dir,
+    })
 }
 
 /// The real WordNet/MiniLM set in `$GRAPE_DATA` (default: `shared/data` beside the repository,
