@@ -1,6 +1,5 @@
 //! Compaction, which squeezes tombstones out of the slots, and memory accounting.
 
-use super::hnsw::Graph;
 use super::Engine;
 use crate::error::Result;
 use crate::stats::MemoryStats;
@@ -18,7 +17,7 @@ impl Engine {
         }
         let ids = &self.ids;
         let live = |slot: usize| ids.is_live(slot as u32);
-        self.vectors.retain(live)?;
+        self.dense.vectors.retain(live)?;
         let kept: Vec<u32> = (0..ids.slots() as u32)
             .filter(|&s| ids.is_live(s))
             .collect();
@@ -31,14 +30,10 @@ impl Engine {
         // Rebuild the graph over the live points: when half the nodes are gone, patching their
         // neighbours' lists leaves too many holes (measured: recall@10 0.25 after two rounds of
         // rewrites), and a build is what the compaction is amortised against anyway.
-        if let Some(graph) = &self.graph {
-            self.graph = Some(Graph::new(graph.params()));
-            // Coded afresh with the new graph, their range chosen from the live points.
-            self.codes = None;
-            // Every vector is in memory now: no read can fail.
-            if !self.defer_indexing {
-                let _ = self.index_pending();
-            }
+        self.dense.reset_index();
+        // Every vector is in memory now: no read can fail.
+        if !self.defer_indexing {
+            let _ = self.index_pending();
         }
         Ok(())
     }
@@ -63,11 +58,10 @@ impl Engine {
 
     pub fn memory(&self) -> MemoryStats {
         MemoryStats {
-            vectors: self.vectors.allocated_bytes(),
-            mapped: self.vectors.mapped_bytes(),
+            vectors: self.dense.vectors.allocated_bytes(),
+            mapped: self.dense.vectors.mapped_bytes(),
             payloads: self.payloads.heap_bytes(),
-            index: self.graph.as_ref().map_or(0, Graph::bytes)
-                + self.codes.as_ref().map_or(0, |c| c.bytes())
+            index: self.dense.index_bytes()
                 + self.indexes.bytes()
                 + self.sparse.iter().map(|(_, i)| i.bytes()).sum::<usize>(),
             ids: self.ids.heap_bytes(),

@@ -6,7 +6,6 @@
 
 use super::arena::{RowReader, VectorArena};
 use super::hnsw::{Graph, GraphParts, NONE};
-use super::index::graph_params;
 use super::payload_index::{PayloadIndexes, StoredIndexes};
 use super::payloads::{PayloadStore, RawPayloads};
 use super::quantized::{Codes, StoredCodes};
@@ -94,8 +93,8 @@ impl Engine {
             offset: 0,
             detail: "the ids section repeats an id".to_owned(),
         })?;
-        let dim = engine.config.dimension;
-        engine.vectors = match seg.vectors {
+        let dim = engine.dense.dimension;
+        engine.dense.vectors = match seg.vectors {
             ImageVectors::InPlace(base, reader) => {
                 let mut arena = VectorArena::with_base(dim, base, rows);
                 if let Some(reader) = reader {
@@ -125,27 +124,28 @@ impl Engine {
                 data: seg.payload_data,
             },
         );
-        engine.graph = match (engine.config.hnsw, seg.graph) {
+        let dense = &mut engine.dense;
+        dense.graph = match (dense.hnsw, seg.graph) {
             (None, _) => None,
             (Some(h), Some(mut parts)) => {
-                parts.params.sketch_dim = graph_params(&h, &engine.config).sketch_dim;
+                parts.params.sketch_dim = dense.graph_params(&h).sketch_dim;
                 Some(Graph::from_parts(parts))
             }
-            (Some(h), None) => Some(Graph::new(graph_params(&h, &engine.config))),
+            (Some(h), None) => Some(Graph::new(dense.graph_params(&h))),
         };
         // Segments of version 2 have no sketches: compute them once (the next checkpoint
         // stores them).
-        if let Some(mut graph) = engine.graph.take() {
-            graph.complete_sketches(&engine.space());
-            engine.graph = Some(graph);
+        if let Some(mut graph) = dense.graph.take() {
+            graph.complete_sketches(&dense.space());
+            dense.graph = Some(graph);
         }
         // Stored codes are used in place when the configuration still asks for them and they
         // cover the stored graph; otherwise they are coded afresh (by `index_pending`) or not
         // at all.
-        let graph_rows = engine.graph.as_ref().map(Graph::len);
+        let graph_rows = dense.graph.as_ref().map(Graph::len);
         if let Some(stored) = seg.codes.filter(|c| Some(c.rows) == graph_rows) {
-            let c = &engine.config;
-            engine.codes = Codes::from_stored(c.quantization, c.distance, c.dimension, stored);
+            dense.codes =
+                Codes::from_stored(dense.quantization, dense.distance, dense.dimension, stored);
         }
         // A segment written without an index has all its rows unindexed: build the graph now.
         engine.index_pending()?;
@@ -155,7 +155,8 @@ impl Engine {
     /// Where the graph's sketches lie (a test looks whether they are still the segment's).
     #[cfg(test)]
     pub fn sketches_at(&self) -> *const u8 {
-        self.graph
+        self.dense
+            .graph
             .as_ref()
             .map_or(std::ptr::null(), |g| g.sketches().as_ptr().cast())
     }
@@ -166,7 +167,7 @@ impl Engine {
     ///
     /// Fails if vectors kept on disk cannot be read (the graph's renumbering may read some).
     pub fn export(&self, last_seq: u64) -> Result<ImageSource<'_>> {
-        let failures = self.vectors.read_failures();
+        let failures = self.dense.vectors.read_failures();
         debug_assert!(
             self.unindexed_slots().is_empty(),
             "export before index_pending"
@@ -177,12 +178,13 @@ impl Engine {
             row_of[slot as usize] = row as u32;
         }
         let graph = self
+            .dense
             .graph
             .as_ref()
             .filter(|_| complete)
-            .map(|g| g.remapped(&row_of, &self.space()));
-        self.vectors.failed_since(failures)?;
-        let codes = match (&self.codes, &self.graph) {
+            .map(|g| g.remapped(&row_of, &self.dense.space()));
+        self.dense.vectors.failed_since(failures)?;
+        let codes = match (&self.dense.codes, &self.dense.graph) {
             (Some(codes), Some(g)) if complete && codes.rows() == g.len() => codes.section(
                 &self
                     .ids
@@ -204,16 +206,18 @@ impl Engine {
                 .indexes
                 .export(&row_of, || Box::new(self.live_payloads())),
             codes,
-            dim: self.config.dimension,
-            stride: self.vectors.stride(),
-            distance: self.config.distance,
+            dim: self.dense.dimension,
+            stride: self.dense.vectors.stride(),
+            distance: self.dense.distance,
             last_seq,
             rows: self
                 .ids
                 .by_id(None)
                 .map(|(id, slot)| (id, self.payloads.json(slot as usize)))
                 .collect(),
-            vectors: Box::new(move |row, out| self.vectors.copy_row(slots[row] as usize, out)),
+            vectors: Box::new(move |row, out| {
+                self.dense.vectors.copy_row(slots[row] as usize, out)
+            }),
         })
     }
 }

@@ -23,13 +23,15 @@
 //! - `compact.rs`: compaction of tombstones and memory accounting.
 //! - `image.rs`: checkpoints: the engine from a segment's image, and its export to a new one.
 //!
-//! Beneath them, the parts the engine is made of: `arena.rs` (vectors by slot), `ids.rs` (ids
+//! Beneath them, the parts the engine is made of: `dense.rs` (a dense vector's rows, graph and
+//! codes, and their indexing), `arena.rs` (vectors by slot), `ids.rs` (ids
 //! by slot and slots by id), `payloads.rs` (payloads by slot), `hnsw.rs` and `sketch.rs` (the
 //! graph index), `quantized.rs` (its nodes' codes), `payload_index/` (value -> slots indexes),
 //! `sparse.rs` (a sparse vector's inverted index) and `topk.rs` (the k closest candidates).
 
 mod arena;
 mod compact;
+mod dense;
 pub(crate) mod hnsw;
 mod ids;
 pub(crate) mod image;
@@ -47,11 +49,10 @@ mod topk;
 mod write;
 
 use crate::config::EngineConfig;
-use crate::distance::{self, Kernel, Kernel4};
 use crate::point::PointId;
-use arena::VectorArena;
 pub(crate) use arena::{stride_for, RowReader};
-use hnsw::{Graph, InsertPlan};
+use dense::DenseSpace;
+use hnsw::InsertPlan;
 use ids::IdMap;
 use payload_index::PayloadIndexes;
 use payloads::PayloadStore;
@@ -69,18 +70,11 @@ const MAX_SLOTS: usize = (u32::MAX - 1) as usize;
 
 pub(crate) struct Engine {
     config: EngineConfig,
-    kernel: Kernel,
-    kernel4: Kernel4,
-    vectors: VectorArena,
+    /// The dense vector: its rows, graph and codes.
+    dense: DenseSpace,
     /// Which point is in which slot, and which slots are live.
     ids: IdMap,
     payloads: PayloadStore,
-    /// One node per slot (dead ones included) when the index is enabled, except for a tail of
-    /// slots past `graph.len()` that are not indexed yet (see `defer_indexing`).
-    graph: Option<Graph>,
-    /// The graph nodes' quantized codes, one row per node, when the configuration asks for
-    /// them (kept in step by `index.rs`).
-    codes: Option<quantized::Codes>,
     /// While the log is replayed at open, new points are not inserted into the graph: opening
     /// stays fast, searches scan the few unindexed points exactly, and the next write or
     /// checkpoint indexes them.
@@ -94,16 +88,14 @@ pub(crate) struct Engine {
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
-            kernel: distance::best().for_distance(config.distance),
-            kernel4: distance::best().for_distance4(config.distance),
-            vectors: VectorArena::new(config.dimension),
+            dense: DenseSpace::new(
+                config.dimension,
+                config.distance,
+                config.hnsw,
+                config.quantization,
+            ),
             ids: IdMap::new(),
             payloads: PayloadStore::new(),
-            graph: config
-                .hnsw
-                .as_ref()
-                .map(|h| Graph::new(index::graph_params(h, &config))),
-            codes: None,
             defer_indexing: false,
             indexes: PayloadIndexes::new(&config.payload_indexes),
             sparse: SparseIndexes::new(config.sparse_vectors.keys()),
@@ -124,13 +116,13 @@ impl Engine {
     /// Whether rows read from vectors kept on disk hold more than their budget; then
     /// [`Engine::release_reads`] lets them go.
     pub fn holds_too_many_reads(&self) -> bool {
-        self.vectors.holds_too_many_reads()
+        self.dense.vectors.holds_too_many_reads()
     }
 
     /// Lets go of rows read from vectors kept on disk past their budget (read again when next
     /// needed); see `VectorArena::release_reads`.
     pub fn release_reads(&mut self) {
-        self.vectors.release_reads();
+        self.dense.vectors.release_reads();
     }
 
     /// Number of live points.

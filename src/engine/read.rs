@@ -17,7 +17,7 @@ impl Engine {
                 .id_at(slot)
                 .expect("records are made for live slots only"),
             payload: with_payload.then(|| self.payloads.get(slot).clone()),
-            vector: with_vector.then(|| self.vectors.get(slot).to_vec()),
+            vector: with_vector.then(|| self.dense.vectors.get(slot).to_vec()),
             // The sparse vectors the point has; none (as Qdrant writes such a point: its dense
             // vector alone) when it has none.
             sparse_vectors: with_vector
@@ -39,13 +39,13 @@ impl Engine {
     /// The points with these ids, payload and vector included, in the order asked; ids not
     /// stored are skipped (as Qdrant). Fails if vectors kept on disk cannot be read.
     pub fn get(&self, ids: &[PointId]) -> Result<Vec<Record>> {
-        let failures = self.vectors.read_failures();
+        let failures = self.dense.vectors.read_failures();
         let records = ids
             .iter()
             .filter_map(|&id| self.ids.slot_of(id))
             .map(|slot| self.record(slot as usize, true, true))
             .collect();
-        self.vectors.failed_since(failures)?;
+        self.dense.vectors.failed_since(failures)?;
         Ok(records)
     }
 
@@ -110,13 +110,13 @@ impl Engine {
                 .as_deref()
                 .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize)))
         });
-        let failures = self.vectors.read_failures();
+        let failures = self.dense.vectors.read_failures();
         let points = matching
             .by_ref()
             .take(req.limit)
             .map(|(_, slot)| self.record(slot as usize, req.with_payload, req.with_vector))
             .collect();
-        self.vectors.failed_since(failures)?;
+        self.dense.vectors.failed_since(failures)?;
         Ok(ScrollResponse {
             points,
             next_page_offset: matching.next().map(|(id, _)| id),
@@ -130,10 +130,10 @@ impl Engine {
         if self.ids.len() == 0 || slots == 0 {
             return None;
         }
-        let failures = self.vectors.read_failures();
+        let failures = self.dense.vectors.read_failures();
         let sample = (0..slots)
             .map(|i| (k + i) % slots)
-            .find_map(|s| Some((self.ids.id_at(s)?, self.vectors.get(s).to_vec())));
-        sample.filter(|_| self.vectors.failed_since(failures).is_ok())
+            .find_map(|s| Some((self.ids.id_at(s)?, self.dense.vectors.get(s).to_vec())));
+        sample.filter(|_| self.dense.vectors.failed_since(failures).is_ok())
     }
 }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use super::dense::{ArenaSpace, DenseSpace};
 use super::hnsw::{Graph, Scorer, Space, SpaceQuery, Walk, PREFETCH_AHEAD};
-use super::index::ArenaSpace;
 use super::payload_index::Candidates;
 use super::quantized::CodeScorer;
 use super::sketch::{self, Sketch};
@@ -104,6 +104,8 @@ impl Scorer for Walker<'_> {
 
 /// A validated query, ready for the scan.
 struct PreparedQuery<'a> {
+    /// The dense vector searched: its rows, graph and codes.
+    space: &'a DenseSpace,
     vector: Vec<f32>,
     filter: Option<&'a Filter>,
     /// Candidates with this closeness key or a larger one fail the score threshold (strict,
@@ -183,8 +185,9 @@ impl Engine {
         Ok(())
     }
 
-    fn prepare<'a>(&self, req: &'a SearchRequest) -> Result<PreparedQuery<'a>> {
-        self.check_vector(&req.vector)?;
+    fn prepare<'a>(&'a self, req: &'a SearchRequest) -> Result<PreparedQuery<'a>> {
+        let space = &self.dense;
+        space.check_vector(&req.vector)?;
         self.check_limit(req.limit.saturating_add(req.offset))?;
         if req.params.hnsw_ef == Some(0) {
             return Err(Error::InvalidArgument(
@@ -192,10 +195,10 @@ impl Engine {
             ));
         }
         let mut vector = req.vector.clone();
-        if self.config.distance == Distance::Cosine {
+        if space.distance == Distance::Cosine {
             distance::normalize(&mut vector);
         }
-        let max_key = match (req.score_threshold, self.config.distance) {
+        let max_key = match (req.score_threshold, space.distance) {
             (None, _) => f32::INFINITY,
             (Some(t), _) if t.is_nan() => {
                 return Err(Error::InvalidArgument("score_threshold is NaN".to_owned()))
@@ -222,6 +225,7 @@ impl Engine {
             }
         };
         Ok(PreparedQuery {
+            space,
             vector,
             filter: req.filter.as_ref(),
             max_key,
@@ -257,7 +261,7 @@ impl Engine {
                 &resolved
             }
         };
-        let failures = self.vectors.read_failures();
+        let failures = self.dense.vectors.read_failures();
         let queries = reqs
             .iter()
             .map(|r| self.prepare(r))
@@ -268,13 +272,16 @@ impl Engine {
             .map(|(q, r)| self.indexed_answer(q, r))
             .collect::<Result<_>>()?;
         self.scan_unanswered(&queries, &mut answers);
-        let responses = reqs
+        let responses = queries
             .iter()
+            .zip(reqs)
             .zip(answers)
-            .map(|(req, answer)| self.response(req, answer.expect("every query was answered")))
+            .map(|((q, req), answer)| {
+                self.response(q, req, answer.expect("every query was answered"))
+            })
             .collect();
         // Rows kept on disk that could not be read were scored as zeros: no answer then.
-        self.vectors.failed_since(failures)?;
+        self.dense.vectors.failed_since(failures)?;
         Ok(responses)
     }
 
@@ -312,22 +319,34 @@ impl Engine {
         }
     }
 
-    /// Answers the queries no index answered, all in one exact pass over the arena.
+    /// Answers the queries no index answered, in one exact pass over the arena of each dense
+    /// vector they search.
     fn scan_unanswered(&self, queries: &[PreparedQuery], answers: &mut [Option<Answer>]) {
-        let exact: Vec<usize> = (0..answers.len())
+        let mut left: Vec<usize> = (0..answers.len())
             .filter(|&i| answers[i].is_none())
             .collect();
-        if !exact.is_empty() {
-            let subset: Vec<&PreparedQuery> = exact.iter().map(|&i| &queries[i]).collect();
-            for (i, (found, scored)) in exact.into_iter().zip(self.scan(&subset)) {
+        while let Some(&first) = left.first() {
+            let space = queries[first].space;
+            let (same, others): (Vec<usize>, Vec<usize>) = left
+                .iter()
+                .partition(|&&i| std::ptr::eq(queries[i].space, space));
+            let subset: Vec<&PreparedQuery> = same.iter().map(|&i| &queries[i]).collect();
+            for (&i, (found, scored)) in same.iter().zip(self.scan(space, &subset)) {
                 answers[i] = Some((found, scored, true));
             }
+            left = others;
         }
     }
 
     /// The page of an answer that `req` asks for, as scored points.
-    fn response(&self, req: &SearchRequest, (found, scored, exact): Answer) -> SearchResponse {
-        let higher_is_better = self.config.distance.higher_is_better();
+    fn response(
+        &self,
+        q: &PreparedQuery,
+        req: &SearchRequest,
+        (found, scored, exact): Answer,
+    ) -> SearchResponse {
+        let distance = q.space.distance;
+        let higher_is_better = distance.higher_is_better();
         // The keys compared against the threshold are squared for Euclid: the final scores
         // decide at the boundary, as Qdrant compares scores.
         let beyond = |score: f32| match req.score_threshold {
@@ -339,7 +358,7 @@ impl Engine {
             result: found
                 .into_iter()
                 .skip(req.offset)
-                .map(|c| self.scored_point(c, req))
+                .map(|c| self.scored_point(c, distance, req))
                 .filter(|p| beyond(p.score))
                 .collect(),
             exact,
@@ -368,7 +387,7 @@ impl Engine {
     fn scan_slots(&self, q: &PreparedQuery, slots: &[u32], exact: bool) -> (Vec<Candidate>, usize) {
         let mut top = TopK::new(q.keep);
         let mut scored = 0;
-        let space = self.space();
+        let space = q.space.space();
         let checked = self.candidates_need_checks(exact);
         for &slot in slots {
             if checked && !self.candidate_passes(q, slot, exact) {
@@ -398,7 +417,7 @@ impl Engine {
     ) -> (Vec<Candidate>, usize) {
         let mut top = TopK::new(q.keep);
         let mut scored = 0;
-        let space = self.space();
+        let space = q.space.space();
         let mut score = |slot: u32, top: &mut TopK| {
             scored += 1;
             let key = space.key_to(&q.vector, slot);
@@ -460,15 +479,15 @@ impl Engine {
         (top.into_sorted(), scored)
     }
 
-    /// Exact search for several queries in one pass over the arena: each stored vector is read
-    /// from memory once and compared with every query while it is in cache, so a batch costs
-    /// little more than a single query.
-    fn scan(&self, queries: &[&PreparedQuery]) -> Vec<(Vec<Candidate>, usize)> {
+    /// Exact search for several queries of `space` in one pass over its arena: each stored
+    /// vector is read from memory once and compared with every query while it is in cache, so
+    /// a batch costs little more than a single query.
+    fn scan(&self, space: &DenseSpace, queries: &[&PreparedQuery]) -> Vec<(Vec<Candidate>, usize)> {
         let mut tops: Vec<TopK> = queries.iter().map(|q| TopK::new(q.keep)).collect();
         let mut scored = vec![0usize; queries.len()];
-        let distance = self.config.distance;
+        let distance = space.distance;
         // Vectors kept on disk are read through once, not held (`scan_rows`).
-        self.vectors.scan_rows(self.ids.iter(), |slot, id, v| {
+        space.vectors.scan_rows(self.ids.iter(), |slot, id, v| {
             for ((q, top), scored) in queries.iter().zip(&mut tops).zip(&mut scored) {
                 if q.filter
                     .is_some_and(|f| !f.matches(id, self.payloads.get(slot)))
@@ -476,7 +495,7 @@ impl Engine {
                     continue;
                 }
                 *scored += 1;
-                let key = closeness_key(distance, (self.kernel)(&q.vector, v));
+                let key = closeness_key(distance, (space.kernel)(&q.vector, v));
                 if key < q.max_key && top.admits(key) {
                     top.push(Candidate {
                         key,
@@ -506,12 +525,13 @@ impl Engine {
         // Every node is admissible without a filter or deletions: skip the per-candidate check
         // (a cache miss each).
         let all = q.filter.is_none() && self.ids.dead() == 0;
-        let codes = self
+        let codes = q
+            .space
             .codes
             .as_ref()
             .filter(|c| !q.codes.ignore && c.rows() == graph.len());
         let prepared = codes.map(|c| (c, c.prepare(&q.vector)));
-        let space = self.space();
+        let space = q.space.space();
         let walker = match &prepared {
             Some((codes, query)) => Walker::Codes(codes.scorer(query)),
             None => Walker::Vectors(SpaceQuery {
@@ -553,21 +573,22 @@ impl Engine {
     /// re-scores, with their keys from the vectors, closest first; returns how many.
     fn rescore(&self, q: &PreparedQuery, found: &mut Vec<Candidate>) -> Result<usize> {
         found.truncate(q.codes.rescored.unwrap_or(found.len()));
-        if self.vectors.reads_base() {
+        let dense = q.space;
+        if dense.vectors.reads_base() {
             // Vectors kept on disk: read the candidates' rows, then score the copies.
-            let rows = self.vectors.read_rows(found.iter().map(|c| c.slot))?;
+            let rows = dense.vectors.read_rows(found.iter().map(|c| c.slot))?;
             for (i, cands) in found.chunks_mut(4).enumerate() {
                 let last = cands.len() - 1;
                 let group = std::array::from_fn(|j| rows.get(4 * i + j.min(last)));
-                let raw = (self.kernel4)(&q.vector, group);
+                let raw = (dense.kernel4)(&q.vector, group);
                 for (c, raw) in cands.iter_mut().zip(raw) {
-                    c.key = closeness_key(self.config.distance, raw);
+                    c.key = closeness_key(dense.distance, raw);
                 }
             }
             found.sort_unstable();
             return Ok(found.len());
         }
-        let space = self.space();
+        let space = dense.space();
         let scorer = SpaceQuery {
             space: &space,
             query: &q.vector,
@@ -600,12 +621,12 @@ impl Engine {
     /// full-scan threshold, the request does not ask for `exact`, and a filter (if any) is not
     /// so selective that scanning its matches is cheaper.
     fn plan<'g>(
-        &'g self,
-        q: &PreparedQuery,
+        &self,
+        q: &PreparedQuery<'g>,
         req: &SearchRequest,
         candidates: Option<&Candidates>,
     ) -> Plan<'g> {
-        let (Some(graph), Some(hnsw)) = (self.graph.as_ref(), self.config.hnsw.as_ref()) else {
+        let (Some(graph), Some(hnsw)) = (q.space.graph.as_ref(), q.space.hnsw.as_ref()) else {
             return Plan::Scan;
         };
         if req.params.exact || self.len() < hnsw.full_scan_threshold {
@@ -627,7 +648,7 @@ impl Engine {
             true => EXACT_CANDIDATES_SCAN,
             false => SELECTIVE_FILTER,
         };
-        let scanned = |share: f64| share * self.len() as f64 * self.config.dimension as f64;
+        let scanned = |share: f64| share * self.len() as f64 * q.space.dimension as f64;
         if share.is_some_and(|share| share < scan_below && scanned(share) < SCAN_BUDGET as f64) {
             return Plan::Scan;
         }
@@ -741,10 +762,10 @@ impl Engine {
         admit: &impl Fn(u32) -> bool,
         found: &mut Vec<Candidate>,
     ) -> usize {
-        let tail = self.unindexed_slots();
+        let tail = q.space.unindexed(self.ids.slots());
         let mut scored = 0;
         if !tail.is_empty() {
-            let space = self.space();
+            let space = q.space.space();
             for slot in tail.map(|s| s as u32).filter(|&s| admit(s)) {
                 scored += 1;
                 found.push(Candidate {
@@ -784,8 +805,7 @@ impl Engine {
         }
     }
 
-    fn scored_point(&self, c: Candidate, req: &SearchRequest) -> ScoredPoint {
-        let distance = self.config.distance;
+    fn scored_point(&self, c: Candidate, distance: Distance, req: &SearchRequest) -> ScoredPoint {
         let raw = if distance.higher_is_better() {
             -c.key
         } else {

@@ -37,24 +37,7 @@ pub(super) fn undeclared_sparse(name: &str) -> Error {
 impl Engine {
     /// Checks a vector against the database's dimension and distance.
     pub(super) fn check_vector(&self, v: &[f32]) -> Result<()> {
-        if v.len() != self.config.dimension {
-            return Err(Error::DimensionMismatch {
-                expected: self.config.dimension,
-                found: v.len(),
-            });
-        }
-        if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-            return Err(Error::NonFiniteComponent { index, value });
-        }
-        if self.config.distance == Distance::Cosine {
-            let norm2 = (self.kernel)(v, v);
-            // Squares of tiny components underflow to zero, and huge ones overflow: either way
-            // the vector cannot be normalised in f32.
-            if !(norm2 > 0.0 && norm2.is_finite()) {
-                return Err(Error::ZeroVector);
-            }
-        }
-        Ok(())
+        self.dense.check_vector(v)
     }
 
     /// Checks a batch for [`Engine::apply_upsert`]: every vector, and the `max_points` limit.
@@ -114,7 +97,7 @@ impl Engine {
         if !self.defer_indexing {
             let _ = self.index_pending();
         }
-        self.vectors.reserve(points.len());
+        self.dense.vectors.reserve(points.len());
         self.ids.reserve(points.len());
         self.payloads.reserve(points.len());
         let mut summary = UpsertSummary::default();
@@ -152,11 +135,13 @@ impl Engine {
         // a new slot instead, like a vector of the read-only mapped segment.
         // Posting lists are sorted by slot, so a point with sparse vectors moves too.
         let in_place = existing.filter(|&s| {
-            self.vectors.is_writable(s) && self.graph.is_none() && self.sparse.is_empty()
+            self.dense.vectors.is_writable(s)
+                && self.dense.graph.is_none()
+                && self.sparse.is_empty()
         });
         let slot = match in_place {
             Some(slot) => {
-                self.vectors.get_mut(slot).copy_from_slice(vector);
+                self.dense.vectors.get_mut(slot).copy_from_slice(vector);
                 self.indexes.mark_stale();
                 self.indexes.add(slot as u32, payload);
                 self.payloads.set(slot, payload);
@@ -168,7 +153,7 @@ impl Engine {
                 if let Some(old) = existing {
                     self.tombstone(old);
                 }
-                let slot = self.vectors.push(vector);
+                let slot = self.dense.vectors.push(vector);
                 let pushed = self.ids.push(id);
                 debug_assert_eq!(pushed as usize, slot, "ids and vectors share slots");
                 for (name, index) in self.sparse.iter_mut() {
@@ -182,8 +167,8 @@ impl Engine {
                 slot
             }
         };
-        if self.config.distance == Distance::Cosine {
-            let normalised = distance::normalize(self.vectors.get_mut(slot));
+        if self.dense.distance == Distance::Cosine {
+            let normalised = distance::normalize(self.dense.vectors.get_mut(slot));
             debug_assert!(normalised, "check_vector refuses unnormalisable vectors");
         }
         existing.is_some()
@@ -289,13 +274,7 @@ impl Engine {
     /// Bytes an upsert of `points` would add to [`Engine::memory`]: each point takes a new slot
     /// (replacements too), its vector row, a node of the graph, id entries and its payload.
     pub fn bytes_for_upsert(&self, points: &[Point]) -> usize {
-        let graph_node = self.config.hnsw.as_ref().map_or(0, |h| {
-            // A level-0 list (count + 2m slots), its level byte, and on average a 1/m share of
-            // an upper-layer list (count + m slots).
-            (1 + 2 * h.m) * 4 + 1 + (1 + h.m) * 4 / h.m.max(1)
-        });
-        let per_point = self.vectors.stride() * 4
-            + graph_node
+        let per_point = self.dense.bytes_per_point()
             + std::mem::size_of::<(PointId, u32)>()
             + std::mem::size_of::<usize>()
             + std::mem::size_of::<Option<PointId>>()
