@@ -69,6 +69,13 @@ pub struct EmbeddedConfig {
     /// existing database (its points then have none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sparse_vectors: BTreeMap<String, SparseVectorConfig>,
+    /// Dense vectors by name beside the unnamed one (Qdrant's named vectors), each with its
+    /// own dimension and distance, indexed and quantized as the database is. A point may lack
+    /// any of them; searches name one with `using`. Stored with the rest, refused at open when
+    /// a database holds one its configuration does not declare (or declares otherwise), and
+    /// one may be added to an existing database (its points then have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub named_vectors: BTreeMap<String, DenseVectorConfig>,
     /// Threads for parallel work: building the HNSW graph during large upserts and answering
     /// large `search_batch` calls (0, the default: all cores; 1: the calling thread only).
     /// Single searches always run on the calling thread: call from several threads at once.
@@ -123,6 +130,7 @@ impl EmbeddedConfig {
                 vectors_on_disk: false,
                 payload_indexes: Vec::new(),
                 sparse_vectors: BTreeMap::new(),
+                named_vectors: BTreeMap::new(),
                 thread_pool_size: 0,
                 max_memory_mb: None,
                 enable_warmup: false,
@@ -219,6 +227,20 @@ impl EmbeddedConfig {
                     "sparse_vectors: a sparse vector needs a name (\"\" is the dense vector's)"
                         .to_owned(),
                 ));
+            }
+        }
+        for (name, named) in &self.named_vectors {
+            if name.is_empty() || self.sparse_vectors.contains_key(name) {
+                return Err(Error::InvalidConfig(format!(
+                    "named_vectors: {name:?} cannot be a named vector's name (\"\" is the \
+                     unnamed vector's, and a name is either dense or sparse)"
+                )));
+            }
+            if named.size == 0 || named.size > MAX_DIMENSION {
+                return Err(Error::InvalidConfig(format!(
+                    "named_vectors.{name}: size is {} but must be between 1 and {MAX_DIMENSION}",
+                    named.size
+                )));
             }
         }
         if self.max_memory_mb == Some(0) {
@@ -374,6 +396,26 @@ impl EmbeddedConfigBuilder {
     /// ```
     pub fn sparse_vector(mut self, name: impl Into<String>, config: SparseVectorConfig) -> Self {
         self.config.sparse_vectors.insert(name.into(), config);
+        self
+    }
+
+    /// Declares a dense vector named `name` of `size` floats compared by `distance` (Qdrant's
+    /// named vectors), which points may carry beside the unnamed one.
+    ///
+    /// ```
+    /// use grape_vector_db::{Distance, EmbeddedConfig};
+    /// let c = EmbeddedConfig::builder(384).named_vector("image", 512, Distance::Dot).build()?;
+    /// assert_eq!(c.named_vectors["image"].size, 512);
+    /// # Ok::<(), grape_vector_db::Error>(())
+    /// ```
+    pub fn named_vector(
+        mut self,
+        name: impl Into<String>,
+        size: usize,
+        distance: Distance,
+    ) -> Self {
+        let config = DenseVectorConfig { size, distance };
+        self.config.named_vectors.insert(name.into(), config);
         self
     }
 
@@ -658,6 +700,24 @@ pub enum LogRecovery {
     Salvage,
 }
 
+/// A named dense vector (Qdrant's `VectorParams`): its length and how it is compared. It is
+/// indexed and quantized as the database's configuration says for all dense vectors.
+///
+/// ```
+/// use grape_vector_db::{DenseVectorConfig, Distance};
+/// let c: DenseVectorConfig = serde_json::from_str(r#"{"size": 3, "distance": "Dot"}"#)?;
+/// assert_eq!((c.size, c.distance), (3, Distance::Dot));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenseVectorConfig {
+    /// Length of the vector (Qdrant's `size`).
+    pub size: usize,
+    /// How the vector is compared.
+    pub distance: Distance,
+}
+
 /// How a sparse vector is searched (Qdrant's `SparseVectorParams`).
 ///
 /// ```
@@ -730,6 +790,8 @@ pub(crate) struct EngineConfig {
     pub payload_indexes: Vec<KeyPath>,
     /// Sparse vectors by name.
     pub sparse_vectors: BTreeMap<String, SparseVectorConfig>,
+    /// Named dense vectors, beside the unnamed one.
+    pub named_vectors: BTreeMap<String, DenseVectorConfig>,
 }
 
 impl EmbeddedConfig {
@@ -749,6 +811,7 @@ impl EmbeddedConfig {
                 .filter_map(|k| k.parse().ok())
                 .collect(),
             sparse_vectors: self.sparse_vectors.clone(),
+            named_vectors: self.named_vectors.clone(),
         }
     }
 }

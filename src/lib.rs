@@ -54,8 +54,8 @@ mod wasm;
 
 pub use bm25::{Bm25, Bm25Config};
 pub use config::{
-    Durability, EmbeddedConfig, EmbeddedConfigBuilder, HnswConfig, LogRecovery, Modifier,
-    Quantization, SparseVectorConfig, MAX_DIMENSION,
+    DenseVectorConfig, Durability, EmbeddedConfig, EmbeddedConfigBuilder, HnswConfig, LogRecovery,
+    Modifier, Quantization, SparseVectorConfig, MAX_DIMENSION,
 };
 pub use db::{EmbeddedVectorDB, UpsertSummary};
 pub use error::{Error, Result};

@@ -266,6 +266,11 @@ pub struct Point {
     pub id: PointId,
     /// The vector; its length must equal the database's dimension.
     pub vector: Vec<f32>,
+    /// The point's named dense vectors (each declared in
+    /// [`EmbeddedConfig::named_vectors`](crate::EmbeddedConfig::named_vectors), with its own
+    /// dimension and distance); a point may lack any of them. In JSON they sit beside the
+    /// vector named `""`, as in Qdrant: `"vector": {"": [0.5, 0.5], "image": [1, 0, 0]}`.
+    pub named_vectors: BTreeMap<String, Vec<f32>>,
     /// The point's sparse vectors by name (each declared in
     /// [`EmbeddedConfig::sparse_vectors`](crate::EmbeddedConfig::sparse_vectors)); in JSON they
     /// sit beside the dense vector, named `""`, as in Qdrant:
@@ -299,14 +304,19 @@ pub(crate) enum NamedVector<'a> {
 }
 
 impl<'a> VectorShape<'a> {
-    /// The dense vector (when given) under `""` and the sparse ones by name.
+    /// The dense vector (when given) under `""`, the named dense ones and the sparse ones by
+    /// name.
     pub(crate) fn named(
         dense: Option<&'a [f32]>,
+        named_dense: &'a BTreeMap<String, Vec<f32>>,
         sparse: &'a BTreeMap<String, SparseVector>,
     ) -> Self {
         let mut named = BTreeMap::new();
         if let Some(dense) = dense {
             named.insert(String::new(), NamedVector::Dense(dense.into()));
+        }
+        for (name, v) in named_dense {
+            named.insert(name.clone(), NamedVector::Dense(v[..].into()));
         }
         for (name, v) in sparse {
             named.insert(
@@ -321,10 +331,17 @@ impl<'a> VectorShape<'a> {
 impl Serialize for Point {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let vector = match self.sparse_vectors.is_empty() && self.documents.is_empty() {
+        let alone = self.named_vectors.is_empty()
+            && self.sparse_vectors.is_empty()
+            && self.documents.is_empty();
+        let vector = match alone {
             true => VectorShape::Dense((&self.vector[..]).into()),
             false => {
-                let mut named = VectorShape::named(Some(&self.vector), &self.sparse_vectors);
+                let mut named = VectorShape::named(
+                    Some(&self.vector),
+                    &self.named_vectors,
+                    &self.sparse_vectors,
+                );
                 if let VectorShape::Named(map) = &mut named {
                     for (name, text) in &self.documents {
                         map.insert(name.clone(), NamedVector::Document { text });
@@ -351,20 +368,20 @@ impl<'de> Deserialize<'de> for Point {
             payload: Payload,
         }
         let shape = Shape::deserialize(deserializer)?;
-        let (vector, sparse_vectors, documents) =
-            vectors_of(&shape.vector).map_err(de::Error::custom)?;
+        let v = vectors_of(&shape.vector).map_err(de::Error::custom)?;
         Ok(Point {
             id: shape.id,
-            vector,
-            sparse_vectors,
-            documents,
+            vector: v.dense,
+            named_vectors: v.named,
+            sparse_vectors: v.sparse,
+            documents: v.documents,
             payload: shape.payload,
         })
     }
 }
 
-/// The dense vector and the sparse ones of a point's `vector`: an array of numbers, or an
-/// object of vectors by name, the dense one under `""`.
+/// The vectors of a point's `vector`: an array of numbers, or an object of vectors by name,
+/// the unnamed dense one under `""`.
 pub(crate) fn vectors_of(value: &serde_json::Value) -> Result<Vectors> {
     use serde_json::Value;
     let malformed = |what: String| Error::MalformedRequest(format!("point: {what}"));
@@ -378,7 +395,10 @@ pub(crate) fn vectors_of(value: &serde_json::Value) -> Result<Vectors> {
         Value::Array(_) => {
             let v = dense(value)
                 .ok_or_else(|| malformed("\"vector\" must be an array of numbers".to_owned()))?;
-            return Ok((v, BTreeMap::new(), BTreeMap::new()));
+            return Ok(Vectors {
+                dense: v,
+                ..Vectors::default()
+            });
         }
         Value::Object(named) => named,
         _ => {
@@ -389,38 +409,43 @@ pub(crate) fn vectors_of(value: &serde_json::Value) -> Result<Vectors> {
             ))
         }
     };
-    let (mut found, mut sparse, mut documents) = (None, BTreeMap::new(), BTreeMap::new());
+    let mut found = None;
+    let mut vectors = Vectors::default();
     for (name, v) in named {
         if name.is_empty() {
             found = Some(dense(v).ok_or_else(|| {
                 malformed("vector \"\" is the dense vector, an array of numbers".to_owned())
             })?);
         } else if v.is_array() {
-            return Err(malformed(format!(
-                "vector {name:?} is dense, but a database holds one dense vector, named \"\" \
-                 (named dense vectors are not supported yet)"
-            )));
+            let v = dense(v)
+                .ok_or_else(|| malformed(format!("vector {name:?} must be an array of numbers")))?;
+            vectors.named.insert(name.clone(), v);
         } else if let Some(text) = document_of(v)? {
-            documents.insert(name.clone(), text);
+            vectors.documents.insert(name.clone(), text);
         } else {
             let v = SparseVector::from_json(v).map_err(|e| match e {
                 Error::MalformedRequest(m) => malformed(format!("vector {name:?}: {m}")),
                 e => e,
             })?;
-            sparse.insert(name.clone(), v);
+            vectors.sparse.insert(name.clone(), v);
         }
     }
-    let found = found
+    vectors.dense = found
         .ok_or_else(|| malformed("vectors by name need the dense vector under \"\"".to_owned()))?;
-    Ok((found, sparse, documents))
+    Ok(vectors)
 }
 
-/// A point's vectors as read from JSON: the dense one, sparse ones and documents by name.
-pub(crate) type Vectors = (
-    Vec<f32>,
-    BTreeMap<String, SparseVector>,
-    BTreeMap<String, String>,
-);
+/// A point's vectors as read from JSON.
+#[derive(Default)]
+pub(crate) struct Vectors {
+    /// The unnamed dense vector (`""`).
+    pub dense: Vec<f32>,
+    /// Named dense vectors.
+    pub named: BTreeMap<String, Vec<f32>>,
+    pub sparse: BTreeMap<String, SparseVector>,
+    /// Texts standing for sparse vectors (BM25), by name.
+    pub documents: BTreeMap<String, String>,
+}
 
 /// The model that turns documents into vectors here (Qdrant's name for it).
 pub(crate) const BM25_MODEL: &str = "qdrant/bm25";
@@ -471,6 +496,7 @@ impl Point {
         Point {
             id: id.into(),
             vector,
+            named_vectors: BTreeMap::new(),
             sparse_vectors: BTreeMap::new(),
             documents: BTreeMap::new(),
             payload: Payload::new(),
@@ -497,16 +523,29 @@ impl Point {
         let vector = obj
             .get("vector")
             .ok_or_else(|| malformed("missing \"vector\""))?;
-        let (vector, sparse_vectors, documents) = vectors_of(vector)?;
+        let v = vectors_of(vector)?;
         let point = Point {
-            sparse_vectors,
-            documents,
-            ..Point::new(id, vector)
+            named_vectors: v.named,
+            sparse_vectors: v.sparse,
+            documents: v.documents,
+            ..Point::new(id, v.dense)
         };
         match obj.get("payload") {
             None | Some(serde_json::Value::Null) => Ok(point),
             Some(payload) => point.with_payload(payload.clone()),
         }
+    }
+
+    /// Adds the dense vector named `name` (declared with
+    /// [`EmbeddedConfigBuilder::named_vector`](crate::EmbeddedConfigBuilder::named_vector)).
+    ///
+    /// ```
+    /// let p = grape_vector_db::Point::new(1, vec![1.0]).with_named("image", vec![0.5, 0.5]);
+    /// assert_eq!(p.named_vectors["image"], vec![0.5, 0.5]);
+    /// ```
+    pub fn with_named(mut self, name: impl Into<String>, vector: Vec<f32>) -> Self {
+        self.named_vectors.insert(name.into(), vector);
+        self
     }
 
     /// Adds the sparse vector named `name`.

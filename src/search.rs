@@ -33,8 +33,13 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    /// The query vector (same dimension as the database).
+    /// The query vector (same dimension as the vector searched).
     pub vector: Vec<f32>,
+    /// The dense vector searched, by name (one of
+    /// [`EmbeddedConfig::named_vectors`](crate::EmbeddedConfig::named_vectors)); `None` (or
+    /// `""`) searches the unnamed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub using: Option<String>,
     /// How many results to return (default 10).
     #[serde(default = "default_limit")]
     pub limit: usize,
@@ -70,6 +75,7 @@ impl SearchRequest {
     pub fn new(vector: Vec<f32>, limit: usize) -> Self {
         SearchRequest {
             vector,
+            using: None,
             limit,
             offset: 0,
             filter: None,
@@ -78,6 +84,17 @@ impl SearchRequest {
             with_vector: false,
             params: SearchParams::default(),
         }
+    }
+
+    /// Searches the dense vector named `name` instead of the unnamed one.
+    ///
+    /// ```
+    /// let req = grape_vector_db::SearchRequest::new(vec![1.0], 1).using("image");
+    /// assert_eq!(req.using.as_deref(), Some("image"));
+    /// ```
+    pub fn using(mut self, name: impl Into<String>) -> Self {
+        self.using = Some(name.into());
+        self
     }
 
     /// Restricts the search to points matching `filter`.
@@ -183,7 +200,7 @@ pub struct QuantizationSearchParams {
 ///
 /// ```
 /// use grape_vector_db::{PointId, ScoredPoint};
-/// let p = ScoredPoint { id: PointId::Num(3), score: 0.9, payload: None, vector: None, sparse_vectors: None };
+/// let p = ScoredPoint { id: PointId::Num(3), score: 0.9, payload: None, vector: None, named_vectors: None, sparse_vectors: None };
 /// assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"id":3,"score":0.9}"#);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -196,9 +213,33 @@ pub struct ScoredPoint {
     pub payload: Option<Payload>,
     /// The stored vector, when requested.
     pub vector: Option<Vec<f32>>,
+    /// The point's named dense vectors, when vectors are requested from a database that
+    /// declares some; in JSON they sit beside the vector named `""`, as in Qdrant.
+    pub named_vectors: Option<BTreeMap<String, Vec<f32>>>,
     /// The point's sparse vectors by name, when vectors are requested from a database that
     /// declares some; in JSON they sit beside the dense vector, named `""`, as in Qdrant.
     pub sparse_vectors: Option<BTreeMap<String, SparseVector>>,
+}
+
+impl ScoredPoint {
+    /// A record with its score.
+    pub(crate) fn of(record: Record, score: f32) -> Self {
+        let Record {
+            id,
+            payload,
+            vector,
+            named_vectors,
+            sparse_vectors,
+        } = record;
+        ScoredPoint {
+            id,
+            score,
+            payload,
+            vector,
+            named_vectors,
+            sparse_vectors,
+        }
+    }
 }
 
 impl Serialize for ScoredPoint {
@@ -210,7 +251,11 @@ impl Serialize for ScoredPoint {
         if let Some(payload) = &self.payload {
             m.serialize_entry("payload", payload)?;
         }
-        if let Some(vector) = vector_json(self.vector.as_deref(), self.sparse_vectors.as_ref()) {
+        if let Some(vector) = vector_json(
+            self.vector.as_deref(),
+            self.named_vectors.as_ref(),
+            self.sparse_vectors.as_ref(),
+        ) {
             m.serialize_entry("vector", &vector)?;
         }
         m.end()
@@ -229,14 +274,14 @@ impl<'de> Deserialize<'de> for ScoredPoint {
             vector: Option<serde_json::Value>,
         }
         let s = Shape::deserialize(deserializer)?;
-        let (vector, sparse_vectors) =
-            vector_of_json(s.vector).map_err(serde::de::Error::custom)?;
+        let v = vector_of_json(s.vector).map_err(serde::de::Error::custom)?;
         Ok(ScoredPoint {
             id: s.id,
             score: s.score,
             payload: s.payload,
-            vector,
-            sparse_vectors,
+            vector: v.dense,
+            named_vectors: v.named,
+            sparse_vectors: v.sparse,
         })
     }
 }
@@ -266,7 +311,8 @@ pub struct SearchResponse {
 ///
 /// ```
 /// use grape_vector_db::{PointId, Record};
-/// let r = Record { id: PointId::Num(1), payload: None, vector: Some(vec![1.0]), sparse_vectors: None };
+/// let r = Record { id: PointId::Num(1), payload: None, vector: Some(vec![1.0]), named_vectors: None,
+///                   sparse_vectors: None };
 /// assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"id":1,"vector":[1.0]}"#);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -277,6 +323,9 @@ pub struct Record {
     pub payload: Option<Payload>,
     /// The vector, when requested.
     pub vector: Option<Vec<f32>>,
+    /// The point's named dense vectors, when vectors are requested from a database that
+    /// declares some (see [`ScoredPoint::named_vectors`]).
+    pub named_vectors: Option<BTreeMap<String, Vec<f32>>>,
     /// The point's sparse vectors by name, when vectors are requested from a database that
     /// declares some (see [`ScoredPoint::sparse_vectors`]).
     pub sparse_vectors: Option<BTreeMap<String, SparseVector>>,
@@ -290,7 +339,11 @@ impl Serialize for Record {
         if let Some(payload) = &self.payload {
             m.serialize_entry("payload", payload)?;
         }
-        if let Some(vector) = vector_json(self.vector.as_deref(), self.sparse_vectors.as_ref()) {
+        if let Some(vector) = vector_json(
+            self.vector.as_deref(),
+            self.named_vectors.as_ref(),
+            self.sparse_vectors.as_ref(),
+        ) {
             m.serialize_entry("vector", &vector)?;
         }
         m.end()
@@ -308,53 +361,72 @@ impl<'de> Deserialize<'de> for Record {
             vector: Option<serde_json::Value>,
         }
         let s = Shape::deserialize(deserializer)?;
-        let (vector, sparse_vectors) =
-            vector_of_json(s.vector).map_err(serde::de::Error::custom)?;
+        let v = vector_of_json(s.vector).map_err(serde::de::Error::custom)?;
         Ok(Record {
             id: s.id,
             payload: s.payload,
-            vector,
-            sparse_vectors,
+            vector: v.dense,
+            named_vectors: v.named,
+            sparse_vectors: v.sparse,
         })
     }
 }
 
 /// A result's `vector` in JSON, as Qdrant writes it: the dense vector alone when it is the
-/// only one returned, else the vectors by name (`{}` when `with_vector` names sparse vectors
-/// the point lacks).
+/// only one returned, else the vectors by name (`{}` when `with_vector` names vectors the
+/// point lacks).
 fn vector_json<'a>(
     dense: Option<&'a [f32]>,
+    named: Option<&'a BTreeMap<String, Vec<f32>>>,
     sparse: Option<&'a BTreeMap<String, SparseVector>>,
 ) -> Option<VectorShape<'a>> {
-    match (dense, sparse) {
-        (None, None) => None,
-        (Some(v), None) => Some(VectorShape::Dense(v.into())),
-        (Some(v), Some(sparse)) if sparse.is_empty() => Some(VectorShape::Dense(v.into())),
-        (dense, Some(sparse)) => Some(VectorShape::named(dense, sparse)),
+    static NONE_DENSE: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    static NONE_SPARSE: BTreeMap<String, SparseVector> = BTreeMap::new();
+    let alone = named.is_none_or(BTreeMap::is_empty) && sparse.is_none_or(BTreeMap::is_empty);
+    match (dense, named.is_none() && sparse.is_none()) {
+        (None, true) => None,
+        (Some(v), _) if alone => Some(VectorShape::Dense(v.into())),
+        (dense, _) => Some(VectorShape::named(
+            dense,
+            named.unwrap_or(&NONE_DENSE),
+            sparse.unwrap_or(&NONE_SPARSE),
+        )),
     }
 }
 
-/// A result's dense vector and sparse ones, as read back from JSON.
-type ResultVectors = (Option<Vec<f32>>, Option<BTreeMap<String, SparseVector>>);
+/// A result's vectors, as read back from JSON.
+#[derive(Default)]
+struct ResultVectors {
+    dense: Option<Vec<f32>>,
+    named: Option<BTreeMap<String, Vec<f32>>>,
+    sparse: Option<BTreeMap<String, SparseVector>>,
+}
 
 /// The `vector` of a result read back from JSON.
 fn vector_of_json(vector: Option<serde_json::Value>) -> crate::error::Result<ResultVectors> {
-    match vector {
-        None | Some(serde_json::Value::Null) => Ok((None, None)),
-        // Sparse vectors alone (`with_vector` naming them only).
-        Some(serde_json::Value::Object(named)) if !named.contains_key("") => {
-            let sparse = named
-                .iter()
-                .map(|(name, v)| Ok((name.clone(), SparseVector::from_json(v)?)))
-                .collect::<crate::error::Result<_>>()?;
-            Ok((None, Some(sparse)))
-        }
+    let object = match vector {
+        None | Some(serde_json::Value::Null) => return Ok(ResultVectors::default()),
+        Some(serde_json::Value::Object(object)) => object,
         Some(v) => {
-            let named = v.is_object();
-            let (dense, sparse, _) = vectors_of(&v)?;
-            Ok((Some(dense), named.then_some(sparse)))
+            return Ok(ResultVectors {
+                dense: Some(vectors_of(&v)?.dense),
+                ..ResultVectors::default()
+            })
         }
-    }
+    };
+    // Vectors by name, the unnamed one among them or not (`with_vector` naming others only).
+    let mut with_dense = object.clone();
+    with_dense
+        .entry(String::new())
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    let v = vectors_of(&serde_json::Value::Object(with_dense))?;
+    // `{}`: vectors asked for by name, none of which the point has.
+    let none_named = object.is_empty();
+    Ok(ResultVectors {
+        dense: object.contains_key("").then_some(v.dense),
+        named: (!v.named.is_empty()).then_some(v.named),
+        sparse: (none_named || !v.sparse.is_empty()).then_some(v.sparse),
+    })
 }
 
 /// A page of points in id order, as Qdrant's scroll.

@@ -371,3 +371,66 @@ fn sparse_vectors_and_hybrid_queries_from_the_shell() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sparse vector kind"));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Named dense vectors from the shell: `create --named` declares them (in the manifest),
+/// `import` takes points carrying them by name, `info` shows them, `query` searches one with
+/// `using`, and `export` writes them back in Qdrant's shape.
+#[test]
+fn named_vectors_from_the_shell() {
+    let root = temp("named");
+    let db = root.join("db");
+    ok(&[
+        "create",
+        s(&db),
+        "--dimension",
+        "2",
+        "--named",
+        "img=3:euclid,title=2",
+    ]);
+    let lines = [
+        json!({"id": 1, "vector": {"": [1.0, 0.0], "img": [0.0, 0.0, 1.0]}}),
+        json!({"id": 2, "vector": {"": [0.0, 1.0], "img": [5.0, 5.0, 5.0], "title": [1.0, 1.0]}}),
+        json!({"id": 3, "vector": [0.0, 1.0]}),
+    ];
+    let file = root.join("points.jsonl");
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&file, text.join("\n")).unwrap();
+    ok(&["import", s(&db), s(&file)]);
+    let info = json_of(&["info", s(&db)]);
+    assert_eq!(
+        info["named_vectors"]["img"],
+        json!({"size": 3, "distance": "Euclid"})
+    );
+    assert_eq!(info["named_vectors"]["title"]["distance"], "Cosine");
+    let found = json_of(&[
+        "query",
+        s(&db),
+        r#"{"query": [4, 4, 4], "using": "img", "with_vector": ["img"]}"#,
+    ]);
+    assert_eq!(
+        found["result"]["points"],
+        json!([
+            {"id": 2, "score": 3.0f32.sqrt(), "vector": {"img": [5.0, 5.0, 5.0]}},
+            {"id": 1, "score": 41.0f32.sqrt(), "vector": {"img": [0.0, 0.0, 1.0]}},
+        ])
+    );
+    let exported = root.join("out.jsonl");
+    ok(&["export", s(&db), s(&exported)]);
+    let back: Vec<Value> = std::fs::read_to_string(&exported)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(back[0]["vector"], lines[0]["vector"]);
+    assert_eq!(back[2]["vector"], lines[2]["vector"]);
+    let out = grape(&[
+        "create",
+        s(&root.join("bad")),
+        "--dimension",
+        "2",
+        "--named",
+        "img",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name=size:distance"));
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -300,7 +300,7 @@ fn a_damaged_version_field_is_corruption_a_newer_version_is_unsupported() {
     // A manifest written by a newer release (its checksum holds): unsupported.
     let newer = copy(&storage);
     let mut bytes = storage.read_all("MANIFEST").unwrap().to_vec();
-    bytes[8] = 3;
+    bytes[8] = 4;
     let crc = testkit::crc32c(&bytes[..32]);
     bytes[32..36].copy_from_slice(&crc.to_le_bytes());
     newer
@@ -310,7 +310,7 @@ fn a_damaged_version_field_is_corruption_a_newer_version_is_unsupported() {
         .unwrap();
     let err = EmbeddedVectorDB::open_with_storage(config(), Arc::new(newer)).unwrap_err();
     assert!(
-        matches!(err, Error::UnsupportedFormat { found: 3, .. }),
+        matches!(err, Error::UnsupportedFormat { found: 4, .. }),
         "{err:?}"
     );
 }
@@ -441,7 +441,7 @@ fn checkpoint_50_points(
     db.checkpoint().unwrap();
 }
 
-/// Changes section `index` (0-based) of the segment of a version 6 database with `edit`, and
+/// Changes section `index` (0-based) of the segment of a version 7 database with `edit`, and
 /// recomputes that section's checksum and the header's: damage that checksums cannot see, as a
 /// faulty writer or a deliberate edit would leave.
 fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce(&mut [u8])) {
@@ -453,9 +453,9 @@ fn edit_segment_section(storage: &MemoryStorage, index: usize, edit: impl FnOnce
     edit(&mut bytes[at..at + len]);
     let crc = testkit::crc32c(&bytes[at..at + len]);
     bytes[d + 16..d + 20].copy_from_slice(&crc.to_le_bytes());
-    // The header checksum covers the fixed fields and the twelve descriptors (FORMAT.md).
-    let crc = testkit::crc32c(&bytes[..344]);
-    bytes[344..348].copy_from_slice(&crc.to_le_bytes());
+    // The header checksum covers the fixed fields and the thirteen descriptors (FORMAT.md).
+    let crc = testkit::crc32c(&bytes[..368]);
+    bytes[368..372].copy_from_slice(&crc.to_le_bytes());
     storage
         .open(&name, OpenMode::Existing)
         .unwrap()

@@ -144,10 +144,7 @@ fn check(
     let db = EmbeddedVectorDB::open_with_storage(config.clone(), layout.over(storage))
         .map_err(|e| format!("reopening after a write after recovery failed: {e}"))?;
     let mut want = got;
-    want.insert(
-        extra.id,
-        (extra.vector, extra.payload, extra.sparse_vectors),
-    );
+    want.insert(extra.id, workload::entry(&extra));
     match contents(&db) {
         Ok(again) if again == want => Ok(()),
         Ok(again) => Err(format!("a write after recovery: {}", diff(&again, &want))),
@@ -400,10 +397,7 @@ fn every_commit_state_of_the_indexeddb_layout_holds_exactly_the_committed_writes
         let again = ChunkedStorage::open_in(&fork).unwrap();
         let db = EmbeddedVectorDB::open_with_storage(config.clone(), Arc::new(again)).unwrap();
         let mut want = got;
-        want.insert(
-            extra.id,
-            (extra.vector, extra.payload, extra.sparse_vectors),
-        );
+        want.insert(extra.id, workload::entry(&extra));
         assert!(
             contents(&db).unwrap() == want,
             "state {states}: a write after recovery"

@@ -640,9 +640,7 @@ fn sparse_queries_agree_with_qdrant() {
                 .then(|| conformance::filter(&mut rng, &ids, 0, &mut kinds));
             // `has_vector` of the sparse vector in place of the generator's "other"; Qdrant's
             // side has no dense vector here, so `has_vector: ""` would differ.
-            let names_dense = filter
-                .as_mut()
-                .is_some_and(|f| name_the_sparse_vector(f, name));
+            let names_dense = filter.as_mut().is_some_and(|f| name_the_vector(f, name));
             if names_dense || !kinds.iter().all(|k| AGREED.contains(k)) {
                 continue;
             }
@@ -864,9 +862,9 @@ fn hybrid_queries_agree_with_qdrant() {
     );
 }
 
-/// Puts the sparse vector `name` in each `has_vector: "other"` of a generated filter (found
-/// anywhere in it); whether it names `""`, the dense vector.
-fn name_the_sparse_vector(filter: &mut Value, name: &str) -> bool {
+/// Puts the vector `name` (sparse or named dense) in each `has_vector: "other"` of a generated
+/// filter (found anywhere in it); whether it names `""`, the unnamed vector.
+fn name_the_vector(filter: &mut Value, name: &str) -> bool {
     // Every part is visited (not `any`, which would stop at the first `""`).
     let mut dense = false;
     match filter {
@@ -879,12 +877,12 @@ fn name_the_sparse_vector(filter: &mut Value, name: &str) -> bool {
                 }
             }
             for v in map.values_mut() {
-                dense |= name_the_sparse_vector(v, name);
+                dense |= name_the_vector(v, name);
             }
         }
         Value::Array(items) => {
             for v in items {
-                dense |= name_the_sparse_vector(v, name);
+                dense |= name_the_vector(v, name);
             }
         }
         _ => {}
@@ -1078,4 +1076,131 @@ fn same_vectors(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// A vector of `n` continuous components (see [`continuous`]).
+fn continuous_of(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.unit() as f32 * 2.0 - 1.0).collect()
+}
+
+#[test]
+fn named_vectors_agree_with_qdrant() {
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let mut rng = Rng::new(20_24);
+    // Named dense vectors beside the unnamed one, each with its own size and distance; points
+    // carry them or not.
+    let named = [("img", 6, Distance::Euclid), ("txt", 3, Distance::Cosine)];
+    let ids: Vec<Value> = (0..POINTS).map(|i| json!(i * 5 + 2)).collect();
+    let points: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let mut vectors = json!({"": continuous(&mut rng)});
+            for (name, size, _) in named {
+                if rng.chance(0.7) {
+                    vectors[name] = json!(continuous_of(&mut rng, size));
+                }
+            }
+            json!({"id": id, "vector": vectors, "payload": conformance::payload(&mut rng)})
+        })
+        .collect();
+    let filter = |rng: &mut Rng| loop {
+        let mut kinds = Vec::new();
+        let mut f = conformance::filter(rng, &ids, 0, &mut kinds);
+        if kinds.iter().all(|k| AGREED.contains(k)) {
+            // `has_vector` of a named vector where the generator names another.
+            name_the_vector(&mut f, named[rng.below(2)].0);
+            return f;
+        }
+    };
+    let nearest = |rng: &mut Rng| {
+        let (using, size) = match rng.below(3) {
+            0 => ("", DIM),
+            i => (named[i - 1].0, named[i - 1].1),
+        };
+        (using, continuous_of(rng, size))
+    };
+    let queries: Vec<Value> = (0..300)
+        .map(|i| {
+            let (using, vector) = nearest(&mut rng);
+            let limit = 1 + rng.below(2 * LIMIT);
+            let f = rng.chance(0.4).then(|| filter(&mut rng));
+            if i % 3 != 0 {
+                return json!({
+                    "kind": "search", "using": (!using.is_empty()).then_some(using),
+                    "vector": vector, "limit": limit, "filter": f,
+                });
+            }
+            let prefetch: Vec<Value> = (0..2)
+                .map(|_| {
+                    let (using, vector) = nearest(&mut rng);
+                    json!({"query": vector, "using": (!using.is_empty()).then_some(using),
+                           "limit": 1 + rng.below(25)})
+                })
+                .collect();
+            let (using, query) = match rng.below(3) {
+                0 => (None, json!({"fusion": "rrf"})),
+                1 => (None, json!({"fusion": "dbsf"})),
+                // Re-scored by a vector of its own.
+                _ => (Some(using).filter(|u| !u.is_empty()), json!(vector)),
+            };
+            json!({"kind": "hybrid", "prefetch": prefetch, "query": query, "using": using,
+                   "filter": f, "limit": limit})
+        })
+        .collect();
+    let named_json: serde_json::Map<String, Value> = named
+        .iter()
+        .map(|(name, size, d)| {
+            (
+                name.to_string(),
+                json!({"size": size, "distance": distance_name(*d)}),
+            )
+        })
+        .collect();
+    let case = json!([{
+        "named": named_json, "dimension": DIM, "distance": "Dot", "text_keys": ["desc"],
+        "points": points, "queries": queries,
+    }]);
+    let theirs: Vec<Vec<Value>> = ask(&python, "oracle.py", &case);
+    let mut config = EmbeddedConfig::builder(DIM).distance(Distance::Dot);
+    for (name, size, d) in named {
+        config = config.named_vector(name, size, d);
+    }
+    let db = EmbeddedVectorDB::open(config.build().unwrap()).unwrap();
+    let points: Vec<Point> = points
+        .iter()
+        .map(|p| Point::from_json(p).unwrap())
+        .collect();
+    db.upsert(points).unwrap();
+    let mut disagreements = Vec::new();
+    let (mut with_vector, mut answered) = (0, 0);
+    for (q, their) in queries.iter().zip(&theirs[0]) {
+        let mut request = q.clone();
+        let object = request.as_object_mut().unwrap();
+        object.remove("kind");
+        if let Some(vector) = object.remove("vector") {
+            object.insert("query".into(), vector);
+            object.insert("params".into(), json!({"exact": true}));
+        }
+        object.retain(|_, v| !v.is_null());
+        with_vector += usize::from(q["filter"].to_string().contains("has_vector"));
+        let limit = q["limit"].as_u64().unwrap() as usize;
+        let ours = our_query_answer(&db, request);
+        let hits = |a: &Value| a["hits"].as_array().is_some_and(|h| !h.is_empty());
+        answered += usize::from(hits(&ours) && hits(their));
+        if !same_page(&ours, their, limit) {
+            disagreements.push(format!("{q}\n  ours   {ours}\n  Qdrant {their}"));
+        }
+    }
+    assert!(with_vector >= 5, "only {with_vector} filters name a vector");
+    // Most queries find points on both sides (filters that admit none aside).
+    assert!(answered >= 200, "only {answered} queries found points");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {} named vector queries disagree with Qdrant, e.g.\n{}",
+        disagreements.len(),
+        queries.len(),
+        disagreements[..disagreements.len().min(3)].join("\n")
+    );
 }

@@ -350,27 +350,10 @@ fn sparse_vectors_are_stored_and_declarations_checked() {
     let db = EmbeddedVectorDB::open(on_disk(None)).unwrap();
     assert_eq!(answers(&db), expected);
     // A snapshot and an archive.
-    db.snapshot(root.join("snapshot")).unwrap();
-    let copy = EmbeddedVectorDB::open(EmbeddedConfig {
-        data_dir: Some(root.join("snapshot")),
-        ..on_disk(None)
-    })
-    .unwrap();
-    assert_eq!(answers(&copy), expected);
-    drop(copy);
-    let archive = db.export_archive().unwrap();
-    let dest = grape_vector_db::storage::MemoryStorage::new();
-    EmbeddedVectorDB::import_archive(&archive, &dest).unwrap();
-    let copy = EmbeddedVectorDB::open_with_storage(
-        EmbeddedConfig {
-            data_dir: None,
-            ..on_disk(None)
-        },
-        std::sync::Arc::new(dest),
-    )
-    .unwrap();
-    assert_eq!(answers(&copy), expected);
-    drop((copy, db));
+    for copy in grape_testkit::copies(&db, &root.join("snapshot"), &on_disk(None)) {
+        assert_eq!(answers(&copy), expected);
+    }
+    drop(db);
     // The manifest keeps the declaration: an open that declares nothing (the `grape` CLI, an
     // app's next version) searches them as declared, from the log and from a segment alike;
     // one that declares them otherwise is refused, as their index was made for the stored one.

@@ -7,20 +7,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { rng } from "./rng.mjs";
 
 const entry = fileURLToPath(new URL("../../pkg/index.js", import.meta.url));
 const { GrapeDB } = await import(entry);
 
-/** A small deterministic generator (xorshift32), so a failure reproduces. */
-function rng(seed) {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 /** `n` points with a dense vector of 4 and a sparse vector of up to 6 of 40 indices, continuous values (no ties). */
 function generated(n, seed) {

@@ -1,7 +1,7 @@
 // Every documented call of the package, type-checked by `tsc --strict` (types.test.mjs) with a
 // `lib` that predates `Symbol.dispose`; `@ts-expect-error` lines must stay errors.
 import { GrapeDB, GrapeSharedDB, GrapeWorkerDB, idFromString, init } from "../../pkg/index.js";
-import type { ErrorCode, Filter, GrapeError, Metrics, QueryResponse } from "../../pkg/index.js";
+import type { ErrorCode, Filter, GrapeError, Metrics, QueryResponse, ScoredPoint } from "../../pkg/index.js";
 
 export async function everyCall(): Promise<void> {
   await init();
@@ -73,7 +73,13 @@ export async function everyCall(): Promise<void> {
   words.query({ query: { fusion: "max" } });
   // @ts-expect-error: the Query API takes Qdrant's snake_case names
   words.query({ query: [1, 0, 0], withPayload: true });
-  console.log(bm25.points.length, sparseBack, weighted.points.length);
+  const named: GrapeDB = await GrapeDB.open({ dimension: 2, namedVectors: { image: { size: 3, distance: "Dot" } } });
+  named.upsert([{ id: 1, vector: { "": [1, 0], image: Float32Array.of(1, 2, 3) } }]);
+  const byImage: ScoredPoint[] = named.search([1, 2, 3], { using: "image", limit: 3 });
+  named.query({ query: [1, 2, 3], using: "image", with_vector: ["image"] });
+  // @ts-expect-error: a named vector's distance is one of Qdrant's four
+  await GrapeDB.open({ dimension: 2, namedVectors: { image: { size: 3, distance: "Hamming" } } });
+  console.log(bm25.points.length, sparseBack, weighted.points.length, byImage.length);
   // @ts-expect-error: states are a closed set
   const wrong: typeof db.state = "Open";
   console.log(wrong);

@@ -2,7 +2,7 @@
 //! prefetches (nested sub-queries) whose results are fused (RRF, DBSF) or re-scored. One read
 //! lock covers the whole query, so every stage sees the same points.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::EmbeddedVectorDB;
 use crate::engine::Engine;
@@ -74,15 +74,12 @@ impl EmbeddedVectorDB {
                     if !names.iter().any(|n| n.is_empty()) {
                         p.vector = None;
                     }
-                    // Kept by inserts, not `retain` or `collect`: the map's insert is in the
-                    // wasm module already, the others would each bring kilobytes.
-                    let mut kept = std::collections::BTreeMap::new();
-                    for (name, v) in p.sparse_vectors.take().into_iter().flatten() {
-                        if names.contains(&name) {
-                            kept.insert(name, v);
-                        }
-                    }
-                    p.sparse_vectors = (p.vector.is_none() || !kept.is_empty()).then_some(kept);
+                    let named = selected(p.named_vectors.take(), names);
+                    let sparse = selected(p.sparse_vectors.take(), names);
+                    // `{}` when none of the named ones is there.
+                    let none = p.vector.is_none() && named.is_empty();
+                    p.named_vectors = (!named.is_empty()).then_some(named);
+                    p.sparse_vectors = (none || !sparse.is_empty()).then_some(sparse);
                 }
             }
             Ok(QueryResponse { points })
@@ -90,15 +87,31 @@ impl EmbeddedVectorDB {
     }
 }
 
+/// The vectors of `map` that `names` selects.
+fn selected<V>(map: Option<BTreeMap<String, V>>, names: &[String]) -> BTreeMap<String, V> {
+    // Kept by inserts, not `retain` or `collect`: the map's insert is in the wasm module
+    // already, the others would each bring kilobytes.
+    let mut kept = BTreeMap::new();
+    for (name, v) in map.into_iter().flatten() {
+        if names.contains(&name) {
+            kept.insert(name, v);
+        }
+    }
+    kept
+}
+
 /// The page `request` asks for.
 fn answer(engine: &Engine, request: &QueryRequest) -> Result<Vec<ScoredPoint>> {
+    let config = engine.config();
     let unknown = request.vector_selector.iter().flatten().find(|name| {
-        !name.is_empty() && !engine.config().sparse_vectors.contains_key(name.as_str())
+        !name.is_empty()
+            && !config.sparse_vectors.contains_key(name.as_str())
+            && !config.named_vectors.contains_key(name.as_str())
     });
     if let Some(name) = unknown {
         return Err(Error::InvalidArgument(format!(
             "with_vector names {name:?}, which is not a vector of this database (\"\" is the \
-             dense one; sparse ones are declared)"
+             unnamed one; named and sparse ones are declared)"
         )));
     }
     let keep = request
@@ -129,6 +142,7 @@ fn answer(engine: &Engine, request: &QueryRequest) -> Result<Vec<ScoredPoint>> {
                 score,
                 payload: None,
                 vector: None,
+                named_vectors: None,
                 sparse_vectors: None,
             })
             .collect());
@@ -143,6 +157,7 @@ fn answer(engine: &Engine, request: &QueryRequest) -> Result<Vec<ScoredPoint>> {
             score,
             payload: r.payload.filter(|_| request.with_payload),
             vector: r.vector.filter(|_| request.with_vector),
+            named_vectors: r.named_vectors.filter(|_| request.with_vector),
             sparse_vectors: r.sparse_vectors.filter(|_| request.with_vector),
         })
         .collect())
@@ -257,9 +272,10 @@ fn nearest(
     page: &QueryRequest,
 ) -> Result<Vec<ScoredPoint>> {
     match (vector, stage.using) {
-        (QueryVector::Dense(v), "") => {
+        (QueryVector::Dense(v), name) if !engine.is_sparse(name) => {
             let request = SearchRequest {
                 vector: v.clone(),
+                using: Some(name.to_owned()),
                 limit: page.limit.min(stage.limit),
                 offset: page.offset,
                 filter: stage.filter.clone(),
@@ -296,8 +312,8 @@ fn nearest(
                 .to_owned(),
         )),
         (QueryVector::Dense(_), name) => Err(Error::InvalidArgument(format!(
-            "query is a dense vector but using names {name:?}: dense queries search the \
-             vector \"\" (leave using out)"
+            "query is a dense vector but using names the sparse vector {name:?}: name a dense \
+             vector, or leave using out for the unnamed one"
         ))),
         (QueryVector::Sparse(_), _) => Err(Error::InvalidArgument(
             "query is a sparse vector: name the sparse vector to search in using".to_owned(),

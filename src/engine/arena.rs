@@ -424,10 +424,10 @@ impl VectorArena {
         slot
     }
 
-    /// Keeps only the rows for which `keep(slot)` holds, in order, all in owned memory (the base
-    /// is released). Used by compaction; fails, changing nothing, if a row kept on disk cannot
-    /// be read.
-    pub fn retain(&mut self, keep: impl Fn(usize) -> bool) -> Result<()> {
+    /// The rows for which `keep(slot)` holds, in order, all in owned memory (compaction puts
+    /// them in the arena's place, releasing the base). Fails if a row kept on disk cannot be
+    /// read.
+    pub fn retained(&self, keep: impl Fn(usize) -> bool) -> Result<VectorArena> {
         let mut kept = VectorArena::new(self.dim);
         kept.reserve((0..self.rows).filter(|&s| keep(s)).count());
         let mut row = vec![0.0; self.dim];
@@ -435,8 +435,12 @@ impl VectorArena {
             self.copy_row(slot, &mut row)?;
             kept.push(&row);
         }
-        *self = kept;
-        Ok(())
+        Ok(kept)
+    }
+
+    /// How many rows there are.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
     /// Whether the base is read on first use (kept on disk, not mapped).
@@ -533,7 +537,7 @@ mod tests {
         }
         let floats: &[f32] = bytemuck::cast_slice(&a.chunks[0]);
         assert!(floats[3..16].iter().all(|&x| x == 0.0));
-        a.retain(|s| s == 0 || s == 4).unwrap();
+        a = a.retained(|s| s == 0 || s == 4).unwrap();
         assert_eq!(a.rows, 2);
         assert_eq!(a.get(1), &[4.0, 1.0, 2.0]);
     }
@@ -607,7 +611,7 @@ mod tests {
         a.push(&[7.0, 8.0, 9.0]);
         assert_eq!(a.get(1), &[10.0, 11.0, 12.0]);
         assert_eq!(a.get(2), &[7.0, 8.0, 9.0]);
-        a.retain(|s| s != 0).unwrap();
+        a = a.retained(|s| s != 0).unwrap();
         assert!(a.base.is_none());
         assert_eq!(a.get(0), &[10.0, 11.0, 12.0]);
         assert_eq!(a.get(1), &[7.0, 8.0, 9.0]);
@@ -664,7 +668,7 @@ mod tests {
         assert_eq!(a.get(5), &[50.0, 51.0, 52.0], "a block read stays");
         let err = a.failed_since(before).unwrap_err();
         assert!(err.to_string().contains("bad sector"), "{err}");
-        assert!(a.retain(|_| true).is_err());
+        assert!(a.retained(|_| true).is_err());
         assert!(a.lazy.is_some(), "a failed compaction changes nothing");
         assert_eq!(a.get(rows), &[1.0, 2.0, 3.0]);
         failing.store(false, Relaxed);
@@ -675,7 +679,7 @@ mod tests {
         let mut row = [0.0; 3];
         a.copy_row(998, &mut row).unwrap();
         assert_eq!(row, [9980.0, 9981.0, 9982.0]);
-        a.retain(|s| s % 2 == 0).unwrap();
+        a = a.retained(|s| s % 2 == 0).unwrap();
         assert_eq!(a.get(499), &[9980.0, 9981.0, 9982.0]);
     }
 

@@ -1,5 +1,6 @@
 //! Compaction, which squeezes tombstones out of the slots, and memory accounting.
 
+use super::dense::DenseSpace;
 use super::Engine;
 use crate::error::Result;
 use crate::stats::MemoryStats;
@@ -17,7 +18,18 @@ impl Engine {
         }
         let ids = &self.ids;
         let live = |slot: usize| ids.is_live(slot as u32);
-        self.dense.vectors.retain(live)?;
+        // Every space's rows first: a failed read leaves them all as they were.
+        let rows = self
+            .spaces()
+            .map(|s| s.vectors.retained(live))
+            .collect::<Result<Vec<_>>>()?;
+        // Rebuild the graphs over the live points: when half the nodes are gone, patching
+        // their neighbours' lists leaves too many holes (measured: recall@10 0.25 after two
+        // rounds of rewrites), and a build is what the compaction is amortised against anyway.
+        let named = self.named.iter_mut().map(|(_, s)| s);
+        for (space, rows) in std::iter::once(&mut self.dense).chain(named).zip(rows) {
+            space.compacted(rows, live);
+        }
         let kept: Vec<u32> = (0..ids.slots() as u32)
             .filter(|&s| ids.is_live(s))
             .collect();
@@ -27,10 +39,6 @@ impl Engine {
         self.indexes.reset();
         self.payloads.retain(live);
         self.ids.compact();
-        // Rebuild the graph over the live points: when half the nodes are gone, patching their
-        // neighbours' lists leaves too many holes (measured: recall@10 0.25 after two rounds of
-        // rewrites), and a build is what the compaction is amortised against anyway.
-        self.dense.reset_index();
         // Every vector is in memory now: no read can fail.
         if !self.defer_indexing {
             let _ = self.index_pending();
@@ -58,10 +66,10 @@ impl Engine {
 
     pub fn memory(&self) -> MemoryStats {
         MemoryStats {
-            vectors: self.dense.vectors.allocated_bytes(),
-            mapped: self.dense.vectors.mapped_bytes(),
+            vectors: self.spaces().map(|s| s.vectors.allocated_bytes()).sum(),
+            mapped: self.spaces().map(|s| s.vectors.mapped_bytes()).sum(),
             payloads: self.payloads.heap_bytes(),
-            index: self.dense.index_bytes()
+            index: self.spaces().map(DenseSpace::index_bytes).sum::<usize>()
                 + self.indexes.bytes()
                 + self.sparse.iter().map(|(_, i)| i.bytes()).sum::<usize>(),
             ids: self.ids.heap_bytes(),

@@ -4,9 +4,12 @@
 //! checkpoint takes the [`DenseSpace`] it is about; the ids, payloads and payload indexes it
 //! shares with the others stay in the [`Engine`](super::Engine).
 
+use std::sync::Arc;
+
 use super::arena::{ArenaView, VectorArena};
 use super::hnsw::{Graph, GraphParams, InsertPlan, Space};
 use super::ids::IdMap;
+use super::image::{ImageVectors, SpaceImage, SpaceSource};
 use super::quantized::Codes;
 use super::sketch;
 use crate::config::{HnswConfig, Quantization};
@@ -23,6 +26,8 @@ const INSERT_BATCH: usize = 64;
 const LAZY_INSERT_BATCH: usize = 8;
 
 /// A dense vector's rows, graph and codes, over the engine's slots (row `s` is slot `s`).
+/// A named vector may be missing from a point: its row is then zeros, absent from `present`,
+/// and its graph node has no links, so no walk reaches it.
 pub(super) struct DenseSpace {
     pub dimension: usize,
     pub distance: Distance,
@@ -37,6 +42,51 @@ pub(super) struct DenseSpace {
     pub codes: Option<Codes>,
     pub hnsw: Option<HnswConfig>,
     pub quantization: Quantization,
+    /// Which slots hold a vector, for a vector points may lack (a named one); `None`: every
+    /// slot does.
+    pub present: Option<Presence>,
+}
+
+/// Which slots of a [`DenseSpace`] hold a vector: a bit per slot.
+#[derive(Default)]
+pub(super) struct Presence {
+    bits: Vec<u64>,
+    len: usize,
+}
+
+impl Presence {
+    /// Presence from `len` bits (a segment's section), or `None` when `bits` is too short.
+    pub fn from_bits(bits: Vec<u64>, len: usize) -> Option<Self> {
+        (bits.len() >= len.div_ceil(64)).then_some(Presence { bits, len })
+    }
+
+    pub fn get(&self, slot: usize) -> bool {
+        slot < self.len && self.bits[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
+    fn set(&mut self, slot: usize, on: bool) {
+        let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+        match on {
+            true => self.bits[word] |= bit,
+            false => self.bits[word] &= !bit,
+        }
+    }
+
+    fn push(&mut self, on: bool) {
+        if self.len.is_multiple_of(64) {
+            self.bits.push(0);
+        }
+        self.len += 1;
+        self.set(self.len - 1, on);
+    }
+
+    /// Keeps the bits of the slots `keep` accepts, in order (compaction).
+    fn retain(&mut self, keep: impl Fn(usize) -> bool) {
+        let old = std::mem::take(self);
+        for slot in (0..old.len).filter(|&s| keep(s)) {
+            self.push(old.get(slot));
+        }
+    }
 }
 
 impl DenseSpace {
@@ -47,6 +97,7 @@ impl DenseSpace {
         distance: Distance,
         hnsw: Option<HnswConfig>,
         quantization: Quantization,
+        optional: bool,
     ) -> Self {
         DenseSpace {
             dimension,
@@ -58,6 +109,144 @@ impl DenseSpace {
             codes: None,
             hnsw,
             quantization,
+            present: optional.then(Presence::default),
+        }
+    }
+
+    /// The vectors, graph and codes of a checkpoint's `rows` rows, used in place (the graph's
+    /// sketches computed where the segment has none, the codes only when the configuration
+    /// still asks for them and they cover the graph).
+    pub fn load(&mut self, rows: usize, image: SpaceImage) {
+        self.vectors = match image.vectors {
+            ImageVectors::InPlace(base, reader) => {
+                let mut arena = VectorArena::with_base(self.dimension, base, rows);
+                if let Some(reader) = reader {
+                    arena.set_reader(reader);
+                }
+                arena
+            }
+            ImageVectors::OnDisk(reader) => VectorArena::lazy(self.dimension, rows, reader),
+        };
+        self.graph = match (self.hnsw, image.graph) {
+            (None, _) => None,
+            (Some(h), Some(mut parts)) => {
+                parts.params.sketch_dim = self.graph_params(&h).sketch_dim;
+                Some(Graph::from_parts(parts))
+            }
+            (Some(h), None) => Some(Graph::new(self.graph_params(&h))),
+        };
+        // Segments of version 2 have no sketches: compute them once (the next checkpoint
+        // stores them).
+        if let Some(mut graph) = self.graph.take() {
+            graph.complete_sketches(&self.space());
+            self.graph = Some(graph);
+        }
+        // Otherwise the codes are coded afresh (by the next indexing) or not at all.
+        let graph_rows = self.graph.as_ref().map(Graph::len);
+        if let Some(stored) = image.codes.filter(|c| Some(c.rows) == graph_rows) {
+            self.codes =
+                Codes::from_stored(self.quantization, self.distance, self.dimension, stored);
+        }
+    }
+
+    /// Adds rows without a vector up to `rows` (a named vector declared since the checkpoint).
+    pub fn extend_absent(&mut self, rows: usize) {
+        while self.vectors.rows() < rows {
+            self.push(None);
+        }
+    }
+
+    /// What a checkpoint writes of this space: its rows in the order of `slots` (row `r` holds
+    /// slot `slots[r]`, and `row_of` maps back), the graph renumbered to match when it is
+    /// `complete` (every slot indexed), and the codes.
+    pub fn export<'a>(
+        &'a self,
+        row_of: &[u32],
+        slots: &Arc<[u32]>,
+        complete: bool,
+    ) -> SpaceSource<'a> {
+        let graph = self.graph.as_ref().filter(|_| complete);
+        let codes = match (&self.codes, graph) {
+            (Some(codes), Some(g)) if codes.rows() == g.len() => codes.section(slots),
+            _ => Vec::new(),
+        };
+        let slots = Arc::clone(slots);
+        SpaceSource {
+            dim: self.dimension,
+            stride: self.vectors.stride(),
+            distance: self.distance,
+            graph: graph.map(|g| g.remapped(row_of, &self.space())),
+            codes,
+            vectors: Box::new(move |row, out| self.vectors.copy_row(slots[row] as usize, out)),
+        }
+    }
+
+    /// The presence bits in the order of `slots` (see [`DenseSpace::export`]).
+    pub fn present_by_row(&self, slots: &[u32]) -> Vec<u64> {
+        let mut by_row = Presence::default();
+        for &slot in slots {
+            by_row.push(self.has(slot as usize));
+        }
+        by_row.bits
+    }
+
+    /// Whether `slot` holds a vector.
+    #[inline]
+    pub fn has(&self, slot: usize) -> bool {
+        self.present.as_ref().is_none_or(|p| p.get(slot))
+    }
+
+    /// Whether some slot lacks a vector.
+    pub fn has_gaps(&self) -> bool {
+        self.present.is_some()
+    }
+
+    /// Appends the next slot's row: `vector` (normalised for Cosine), or zeros when the point
+    /// has none; returns the slot.
+    pub fn push(&mut self, vector: Option<&[f32]>) -> usize {
+        let slot = match vector {
+            Some(v) => self.vectors.push(v),
+            None => self.vectors.push(&vec![0.0; self.dimension]),
+        };
+        if let Some(p) = &mut self.present {
+            p.push(vector.is_some());
+        }
+        self.normalise(slot, vector.is_some());
+        slot
+    }
+
+    /// Writes `slot`'s row in place (it must be writable, see `VectorArena::is_writable`).
+    pub fn set(&mut self, slot: usize, vector: Option<&[f32]>) {
+        let row = self.vectors.get_mut(slot);
+        match vector {
+            Some(v) => row.copy_from_slice(v),
+            None => row.fill(0.0),
+        }
+        if let Some(p) = &mut self.present {
+            p.set(slot, vector.is_some());
+        }
+        self.normalise(slot, vector.is_some());
+    }
+
+    fn normalise(&mut self, slot: usize, has: bool) {
+        if has && self.distance == Distance::Cosine {
+            let normalised = distance::normalize(self.vectors.get_mut(slot));
+            debug_assert!(normalised, "check_vector refuses unnormalisable vectors");
+        }
+    }
+
+    /// Compaction: takes `rows` (the rows of the slots `live` accepts, from
+    /// `VectorArena::retained`) in place of the arena, keeps the same slots' presence, and
+    /// empties the graph and codes (their nodes are rebuilt by the next indexing).
+    pub fn compacted(&mut self, rows: VectorArena, live: impl Fn(usize) -> bool) {
+        self.vectors = rows;
+        if let Some(p) = &mut self.present {
+            p.retain(live);
+        }
+        if let Some(graph) = &self.graph {
+            self.graph = Some(Graph::new(graph.params()));
+            // Coded afresh with the new graph, their range chosen from the live points.
+            self.codes = None;
         }
     }
 
@@ -120,16 +309,6 @@ impl DenseSpace {
         self.vectors.stride() * 4 + graph_node
     }
 
-    /// Empties the graph and the codes (their nodes are rebuilt by the next indexing), after
-    /// compaction renumbered the slots.
-    pub fn reset_index(&mut self) {
-        if let Some(graph) = &self.graph {
-            self.graph = Some(Graph::new(graph.params()));
-            // Coded afresh with the new graph, their range chosen from the live points.
-            self.codes = None;
-        }
-    }
-
     /// Inserts up to `max` of the unindexed slots below `slots` into the graph, in batches
     /// whose plans may be computed by `parallel` (the result does not depend on how they are
     /// scheduled or chunked), then codes the new nodes; returns how many remain. Fails if
@@ -178,17 +357,31 @@ impl DenseSpace {
                 kernel4: self.kernel4,
                 distance: self.distance,
             };
-            let levels = graph.draw_levels(batch.len());
+            // Slots without a vector join the graph unlinked, in their place.
+            let present = self.present.as_ref();
+            let linked: Vec<u32> = batch
+                .iter()
+                .copied()
+                .filter(|&s| present.is_none_or(|p| p.get(s as usize)))
+                .collect();
+            let levels = graph.draw_levels(linked.len());
             let plans: Vec<InsertPlan> = {
                 let graph = &*graph;
-                parallel(batch.len(), &|i| {
-                    graph.plan(batch[i], levels[i], &space, &live)
+                parallel(linked.len(), &|i| {
+                    graph.plan(linked[i], levels[i], &space, &live)
                 })
             };
             // Plans made with rows that could not be read are not committed.
             vectors.failed_since(failures)?;
-            for (i, plan) in plans.into_iter().enumerate() {
-                graph.commit(batch[i], plan, &batch[..i], &space);
+            let mut plans = plans.into_iter().enumerate();
+            for &slot in batch {
+                match linked.binary_search(&slot) {
+                    Ok(_) => {
+                        let (i, plan) = plans.next().expect("a plan per linked slot");
+                        graph.commit(slot, plan, &linked[..i], &space);
+                    }
+                    Err(_) => graph.push_unlinked(slot, &space),
+                }
             }
         }
         self.vectors.release_reads();
@@ -280,5 +473,165 @@ impl Space for ArenaSpace<'_> {
     #[inline]
     fn prefetch(&self, slot: u32) {
         distance::prefetch(self.vectors.get(slot as usize));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{DenseVectorConfig, EngineConfig, HnswConfig, Quantization};
+    use crate::engine::Engine;
+    use crate::error::Error;
+    use crate::filter::{Condition, Filter};
+    use crate::point::{Distance, Point, PointId};
+    use crate::search::SearchRequest;
+
+    /// An engine of 2-d vectors and a named 3-d one, "img" (Euclid), with a graph from the
+    /// first point on.
+    fn engine(quantization: Quantization) -> Engine {
+        let hnsw = HnswConfig {
+            full_scan_threshold: 0,
+            ..HnswConfig::default()
+        };
+        Engine::new(EngineConfig {
+            dimension: 2,
+            distance: Distance::Cosine,
+            max_points: None,
+            max_search_limit: 1000,
+            hnsw: Some(hnsw),
+            quantization,
+            vectors_on_disk: false,
+            payload_indexes: Vec::new(),
+            sparse_vectors: Default::default(),
+            named_vectors: [(
+                "img".to_owned(),
+                DenseVectorConfig {
+                    size: 3,
+                    distance: Distance::Euclid,
+                },
+            )]
+            .into(),
+        })
+    }
+
+    /// Point `i`: a 2-d vector, and a 3-d "img" vector unless `i` is a multiple of 3.
+    fn point(i: u64) -> Point {
+        let x = i as f32;
+        let p = Point::new(i, vec![1.0 + (x * 0.37).sin(), (x * 0.11).cos()]);
+        match i % 3 {
+            0 => p,
+            _ => p.with_named(
+                "img",
+                vec![(x * 0.7).sin() * 10.0, (x * 1.3).cos(), x * 0.01],
+            ),
+        }
+    }
+
+    /// The ids nearest `q` by the "img" vector, by brute force over the points that have one.
+    fn brute_force(points: &[Point], q: &[f32], k: usize) -> Vec<PointId> {
+        let mut scored: Vec<(f32, PointId)> = points
+            .iter()
+            .filter_map(|p| {
+                let v = p.named_vectors.get("img")?;
+                Some((v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum(), p.id))
+            })
+            .collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().take(k).map(|(_, id)| id).collect()
+    }
+
+    fn ids(e: &Engine, req: &SearchRequest) -> Vec<PointId> {
+        let found = e.search_batch(std::slice::from_ref(req)).unwrap();
+        found[0].result.iter().map(|p| p.id).collect()
+    }
+
+    #[test]
+    fn a_named_vector_is_searched_over_the_points_that_have_it() {
+        for quantization in [Quantization::None, Quantization::Sq8] {
+            let mut e = engine(quantization);
+            let points: Vec<Point> = (0..600).map(point).collect();
+            e.upsert(points.clone()).unwrap();
+            for (k, q) in [[3.0, 0.5, 2.0], [-9.0, -1.0, 5.0], [0.0, 0.0, 0.0]]
+                .iter()
+                .enumerate()
+            {
+                let want = brute_force(&points, q, 10);
+                let exact = SearchRequest {
+                    params: crate::SearchParams {
+                        exact: true,
+                        ..Default::default()
+                    },
+                    ..SearchRequest::new(q.to_vec(), 10).using("img")
+                };
+                assert_eq!(ids(&e, &exact), want, "exact, query {k}");
+                let walked = ids(&e, &SearchRequest::new(q.to_vec(), 10).using("img"));
+                let hits = walked.iter().filter(|id| want.contains(id)).count();
+                assert!(hits >= 9, "graph, query {k}: {walked:?} vs {want:?}");
+                assert!(walked
+                    .iter()
+                    .all(|id| matches!(id, PointId::Num(i) if i % 3 != 0)));
+            }
+            // The unnamed vector is searched as before, over every point.
+            let all = ids(&e, &SearchRequest::new(vec![1.0, 0.0], 600));
+            assert_eq!(all.len(), 600);
+        }
+    }
+
+    #[test]
+    fn named_vectors_read_back_filter_and_survive_compaction() {
+        let mut e = engine(Quantization::None);
+        let points: Vec<Point> = (0..3000).map(point).collect();
+        e.upsert(points.clone()).unwrap();
+        let r = &e.get(&[PointId::Num(1), PointId::Num(3)]).unwrap();
+        assert_eq!(
+            r[0].named_vectors.as_ref().unwrap()["img"],
+            points[1].named_vectors["img"]
+        );
+        assert_eq!(r[1].named_vectors, None, "point 3 has no img vector");
+        let with_img = Filter::must([Condition::HasVector("img".to_owned())]);
+        assert_eq!(e.count(Some(&with_img)), 2000);
+        // Delete two thirds: compaction renumbers the slots, the vectors follow their points.
+        let doomed: Vec<PointId> = (0..3000).filter(|i| i % 3 != 1).map(PointId::Num).collect();
+        e.delete(&doomed);
+        assert_eq!(e.tombstones(), 0, "compacted");
+        assert_eq!(e.count(Some(&with_img)), 1000);
+        let kept: Vec<Point> = points
+            .into_iter()
+            .filter(|p| matches!(p.id, PointId::Num(i) if i % 3 == 1))
+            .collect();
+        let q = [2.0, -0.5, 10.0];
+        let exact = SearchRequest {
+            params: crate::SearchParams {
+                exact: true,
+                ..Default::default()
+            },
+            ..SearchRequest::new(q.to_vec(), 5).using("img")
+        };
+        assert_eq!(ids(&e, &exact), brute_force(&kept, &q, 5));
+        assert_eq!(
+            ids(&e, &SearchRequest::new(q.to_vec(), 5).using("img")),
+            brute_force(&kept, &q, 5)
+        );
+    }
+
+    #[test]
+    fn named_vectors_are_checked() {
+        let mut e = engine(Quantization::None);
+        let short = Point::new(1, vec![1.0, 0.0]).with_named("img", vec![1.0]);
+        let err = e.upsert(vec![short]).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("\"img\"")),
+            "{err}"
+        );
+        let unknown = Point::new(1, vec![1.0, 0.0]).with_named("text", vec![1.0]);
+        let err = e.upsert(vec![unknown]).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("no dense vector named \"text\"")),
+            "{err}"
+        );
+        let err = e
+            .search_batch(&[SearchRequest::new(vec![1.0], 1).using("audio")])
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)));
+        assert_eq!(e.len(), 0);
     }
 }

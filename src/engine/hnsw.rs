@@ -485,6 +485,25 @@ impl Graph {
         InsertPlan { level, layers }
     }
 
+    /// The sketch of a new node's vector, when the graph keeps sketches.
+    fn push_sketch<S: Space>(&mut self, slot: u32, space: &S) {
+        if let Some(s) = &mut self.sketches {
+            let sketch = s.sketcher.sketch(space.vector(slot));
+            let per_node = s.per_node.owned();
+            room_for(per_node, 1);
+            per_node.push(sketch);
+        }
+    }
+
+    /// Adds `slot` (the next slot) as a node without links, for a slot that has no vector in
+    /// this graph's space (a named vector the point lacks): no walk reaches it, and nodes keep
+    /// the numbers of their slots. Its sketch (of the row's zeros) keeps the sketches aligned.
+    pub fn push_unlinked<S: Space>(&mut self, slot: u32, space: &S) {
+        debug_assert_eq!(slot as usize, self.len());
+        self.push_node(0);
+        self.push_sketch(slot, space);
+    }
+
     /// Adds `slot` (the next slot) with its plan. `batch` holds the nodes committed since the
     /// plan was made (earlier nodes of the same batch): they are candidates too, so nodes
     /// planned together still link to each other.
@@ -492,12 +511,7 @@ impl Graph {
         debug_assert_eq!(slot as usize, self.len());
         let level = plan.level;
         self.push_node(level);
-        if let Some(s) = &mut self.sketches {
-            let sketch = s.sketcher.sketch(space.vector(slot));
-            let per_node = s.per_node.owned();
-            room_for(per_node, 1);
-            per_node.push(sketch);
-        }
+        self.push_sketch(slot, space);
         if self.entry == NONE {
             self.entry = slot;
             self.max_level = level;

@@ -4,11 +4,12 @@
 //! which owns their meaning; `persist/segment.rs` owns the bytes, so the dependency runs one way:
 //! persistence depends on the engine, never the reverse.
 
-use super::arena::{RowReader, VectorArena};
+use super::arena::RowReader;
+use super::dense::Presence;
 use super::hnsw::{Graph, GraphParts, NONE};
 use super::payload_index::{PayloadIndexes, StoredIndexes};
 use super::payloads::{PayloadStore, RawPayloads};
-use super::quantized::{Codes, StoredCodes};
+use super::quantized::StoredCodes;
 use super::sparse::{self, SparseIndex, StoredSparse};
 use super::{Engine, IdMap, MAX_SLOTS};
 use crate::bytes::Bytes;
@@ -16,26 +17,53 @@ use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::point::{Distance, PointId};
 
+/// The error for stored named vectors (in a segment or the log) whose name the configuration
+/// does not declare: opening without them would lose them.
+pub(super) fn undeclared_named(name: &str) -> Error {
+    Error::InvalidConfig(format!(
+        "the database holds dense vectors named {name:?}, which the configuration does not \
+         declare: declare it in EmbeddedConfig::named_vectors to open it"
+    ))
+}
+
 /// What a checkpoint holds, as the persistence layer read it: sections still in the (mapped)
 /// file, used in place by [`Engine::from_image`].
 pub(crate) struct Image {
     pub rows: usize,
     pub last_seq: u64,
-    pub vectors: ImageVectors,
+    /// The unnamed dense vector.
+    pub dense: SpaceImage,
+    /// The named dense vectors (version 7 on).
+    pub named: Vec<NamedImage>,
     pub ids: Vec<PointId>,
     /// `rows + 1` u64 offsets into `payload_data`.
     pub payload_offsets: Bytes,
     pub payload_data: Bytes,
-    /// The HNSW graph over the rows, when the segment has one.
-    pub graph: Option<GraphParts>,
     /// The payload indexes the segment stored (none before version 4).
     pub payload_indexes: StoredIndexes,
-    /// The graph nodes' quantized codes, when the segment holds them (version 5 on).
-    pub codes: Option<StoredCodes>,
     /// The rows' sparse vectors by name (version 6 on).
     pub sparse: Vec<StoredSparse>,
     /// Size of the whole file.
     pub file_bytes: u64,
+}
+
+/// One dense vector's part of a checkpoint, as read.
+pub(crate) struct SpaceImage {
+    pub vectors: ImageVectors,
+    /// The HNSW graph over the rows, when the segment has one.
+    pub graph: Option<GraphParts>,
+    /// The graph nodes' quantized codes, when the segment holds them (version 5 on).
+    pub codes: Option<StoredCodes>,
+}
+
+/// A named dense vector's part of a checkpoint, as read.
+pub(crate) struct NamedImage {
+    pub name: String,
+    pub dim: usize,
+    pub distance: Distance,
+    /// A bit per row: whether it holds a vector.
+    pub present: Vec<u64>,
+    pub space: SpaceImage,
 }
 
 /// A segment's vectors as the engine gets them.
@@ -50,7 +78,7 @@ pub(crate) enum ImageVectors {
     OnDisk(Box<dyn RowReader>),
 }
 
-/// One row to write: id and payload JSON (its vector comes from [`ImageSource::vectors`]).
+/// One row to write: id and payload JSON (its vectors come from [`SpaceSource::vectors`]).
 pub(crate) type ImageRow<'a> = (PointId, std::borrow::Cow<'a, [u8]>);
 
 /// Copies row `row`'s vector (`dim` floats) into the buffer: a row kept on disk is read then,
@@ -60,20 +88,36 @@ pub(crate) type VectorSource<'a> = Box<dyn Fn(usize, &mut [f32]) -> Result<()> +
 /// What a checkpoint is to hold, from [`Engine::export`]: the rows to write, in slot order of
 /// the new segment.
 pub(crate) struct ImageSource<'a> {
+    pub last_seq: u64,
+    pub rows: Vec<ImageRow<'a>>,
+    /// The unnamed dense vector.
+    pub dense: SpaceSource<'a>,
+    /// The named dense vectors, by name.
+    pub named: Vec<NamedSource<'a>>,
+    /// The payload indexes section, numbered by row.
+    pub payload_indexes: Vec<u8>,
+    /// The sparse vectors section, by row (empty without sparse vectors).
+    pub sparse: Vec<u8>,
+}
+
+/// One dense vector's part of a checkpoint, to write.
+pub(crate) struct SpaceSource<'a> {
     pub dim: usize,
     pub stride: usize,
     pub distance: Distance,
-    pub last_seq: u64,
-    pub rows: Vec<ImageRow<'a>>,
     pub vectors: VectorSource<'a>,
     /// The graph, numbered by row.
     pub graph: Option<Graph>,
-    /// The payload indexes section, numbered by row.
-    pub payload_indexes: Vec<u8>,
     /// The quantized codes section, by row (empty without codes).
     pub codes: Vec<u8>,
-    /// The sparse vectors section, by row (empty without sparse vectors).
-    pub sparse: Vec<u8>,
+}
+
+/// A named dense vector's part of a checkpoint, to write.
+pub(crate) struct NamedSource<'a> {
+    pub name: &'a str,
+    /// A bit per row: whether it holds a vector.
+    pub present: Vec<u64>,
+    pub space: SpaceSource<'a>,
 }
 
 impl Engine {
@@ -93,17 +137,6 @@ impl Engine {
             offset: 0,
             detail: "the ids section repeats an id".to_owned(),
         })?;
-        let dim = engine.dense.dimension;
-        engine.dense.vectors = match seg.vectors {
-            ImageVectors::InPlace(base, reader) => {
-                let mut arena = VectorArena::with_base(dim, base, rows);
-                if let Some(reader) = reader {
-                    arena.set_reader(reader);
-                }
-                arena
-            }
-            ImageVectors::OnDisk(reader) => VectorArena::lazy(dim, rows, reader),
-        };
         engine.indexes =
             PayloadIndexes::with_stored(&engine.config.payload_indexes, seg.payload_indexes);
         for stored in &seg.sparse {
@@ -124,28 +157,34 @@ impl Engine {
                 data: seg.payload_data,
             },
         );
-        let dense = &mut engine.dense;
-        dense.graph = match (dense.hnsw, seg.graph) {
-            (None, _) => None,
-            (Some(h), Some(mut parts)) => {
-                parts.params.sketch_dim = dense.graph_params(&h).sketch_dim;
-                Some(Graph::from_parts(parts))
+        engine.dense.load(rows, seg.dense);
+        for stored in seg.named {
+            let Some((_, space)) = engine.named.iter_mut().find(|(n, _)| *n == stored.name) else {
+                return Err(undeclared_named(&stored.name));
+            };
+            if (space.dimension, space.distance) != (stored.dim, stored.distance) {
+                return Err(Error::InvalidConfig(format!(
+                    "the database's vector {:?} has {} dimensions compared by {:?}, but the \
+                     configuration declares {} by {:?}",
+                    stored.name, stored.dim, stored.distance, space.dimension, space.distance
+                )));
             }
-            (Some(h), None) => Some(Graph::new(dense.graph_params(&h))),
-        };
-        // Segments of version 2 have no sketches: compute them once (the next checkpoint
-        // stores them).
-        if let Some(mut graph) = dense.graph.take() {
-            graph.complete_sketches(&dense.space());
-            dense.graph = Some(graph);
+            let present =
+                Presence::from_bits(stored.present, rows).ok_or_else(|| Error::Corrupt {
+                    file: "segment".to_owned(),
+                    offset: 0,
+                    detail: format!("vector {:?}: the presence bits are short", stored.name),
+                })?;
+            space.present = Some(present);
+            space.load(rows, stored.space);
         }
-        // Stored codes are used in place when the configuration still asks for them and they
-        // cover the stored graph; otherwise they are coded afresh (by `index_pending`) or not
-        // at all.
-        let graph_rows = dense.graph.as_ref().map(Graph::len);
-        if let Some(stored) = seg.codes.filter(|c| Some(c.rows) == graph_rows) {
-            dense.codes =
-                Codes::from_stored(dense.quantization, dense.distance, dense.dimension, stored);
+        // Named vectors declared since the checkpoint: its rows have none.
+        for (_, space) in engine
+            .named
+            .iter_mut()
+            .filter(|(_, s)| s.vectors.rows() < rows)
+        {
+            space.extend_absent(rows);
         }
         // A segment written without an index has all its rows unindexed: build the graph now.
         engine.index_pending()?;
@@ -167,57 +206,42 @@ impl Engine {
     ///
     /// Fails if vectors kept on disk cannot be read (the graph's renumbering may read some).
     pub fn export(&self, last_seq: u64) -> Result<ImageSource<'_>> {
-        let failures = self.dense.vectors.read_failures();
-        debug_assert!(
-            self.unindexed_slots().is_empty(),
-            "export before index_pending"
-        );
-        let complete = self.unindexed_slots().is_empty();
+        let failures = self.read_failures();
+        debug_assert!(self.unindexed() == 0, "export before index_pending");
+        let complete = self.unindexed() == 0;
         let mut row_of = vec![NONE; self.ids.slots()];
         for (row, (_, slot)) in self.ids.by_id(None).enumerate() {
             row_of[slot as usize] = row as u32;
         }
-        let graph = self
-            .dense
-            .graph
-            .as_ref()
-            .filter(|_| complete)
-            .map(|g| g.remapped(&row_of, &self.dense.space()));
-        self.dense.vectors.failed_since(failures)?;
-        let codes = match (&self.dense.codes, &self.dense.graph) {
-            (Some(codes), Some(g)) if complete && codes.rows() == g.len() => codes.section(
-                &self
-                    .ids
-                    .by_id(None)
-                    .map(|(_, slot)| slot)
-                    .collect::<Vec<_>>(),
-            ),
-            _ => Vec::new(),
-        };
-        let slots: Vec<u32> = self.ids.by_id(None).map(|(_, slot)| slot).collect();
+        let slots: std::sync::Arc<[u32]> = self.ids.by_id(None).map(|(_, slot)| slot).collect();
+        let dense = self.dense.export(&row_of, &slots, complete);
+        let named = self
+            .named
+            .iter()
+            .map(|(name, space)| NamedSource {
+                name,
+                present: space.present_by_row(&slots),
+                space: space.export(&row_of, &slots, complete),
+            })
+            .collect();
+        self.failed_since(failures)?;
         let sparse = match self.sparse.is_empty() {
             true => Vec::new(),
             false => sparse::section(&self.sparse, &slots),
         };
         Ok(ImageSource {
             sparse,
-            graph,
+            dense,
+            named,
             payload_indexes: self
                 .indexes
                 .export(&row_of, || Box::new(self.live_payloads())),
-            codes,
-            dim: self.dense.dimension,
-            stride: self.dense.vectors.stride(),
-            distance: self.dense.distance,
             last_seq,
             rows: self
                 .ids
                 .by_id(None)
                 .map(|(id, slot)| (id, self.payloads.json(slot as usize)))
                 .collect(),
-            vectors: Box::new(move |row, out| {
-                self.dense.vectors.copy_row(slots[row] as usize, out)
-            }),
         })
     }
 }

@@ -60,7 +60,7 @@ impl Engine {
     /// Whether some work waits for the background: points outside the graph, or payload
     /// indexes not built.
     pub fn background_work(&self) -> bool {
-        !self.unindexed_slots().is_empty() || !self.indexes.all_built()
+        self.unindexed() > 0 || !self.indexes.all_built()
     }
 
     /// Turns deferred indexing on (log replay) or off; see the `defer_indexing` field.
@@ -68,14 +68,13 @@ impl Engine {
         self.defer_indexing = on;
     }
 
-    /// How many slots wait outside the graph (searched exactly meanwhile): a replayed log's.
+    /// How many slots wait outside a graph (searched exactly meanwhile): a replayed log's.
     pub fn unindexed(&self) -> usize {
-        self.unindexed_slots().len()
-    }
-
-    /// Slots past the end of the graph, waiting to be indexed: `graph.len()..slots`.
-    pub(super) fn unindexed_slots(&self) -> std::ops::Range<usize> {
-        self.dense.unindexed(self.ids.slots())
+        let slots = self.ids.slots();
+        self.spaces()
+            .map(|s| s.unindexed(slots).len())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Inserts every unindexed slot into the graph.
@@ -83,11 +82,18 @@ impl Engine {
         self.index_pending_up_to(usize::MAX).map(drop)
     }
 
-    /// Inserts up to `max` unindexed slots into the graph (see [`DenseSpace::index_up_to`]);
-    /// returns how many remain.
+    /// Inserts up to `max` unindexed slots into each dense vector's graph (see
+    /// [`DenseSpace::index_up_to`]); returns how many remain in the graph furthest behind.
     ///
     /// [`DenseSpace::index_up_to`]: super::dense::DenseSpace::index_up_to
     pub fn index_pending_up_to(&mut self, max: usize) -> Result<usize> {
-        self.dense.index_up_to(&self.ids, &self.parallel, max)
+        let (ids, parallel) = (&self.ids, &self.parallel);
+        let mut remaining = 0;
+        // The fields, not `spaces_mut`: the ids and the map are borrowed beside them.
+        let named = self.named.iter_mut().map(|(_, s)| s);
+        for space in std::iter::once(&mut self.dense).chain(named) {
+            remaining = remaining.max(space.index_up_to(ids, parallel, max)?);
+        }
+        Ok(remaining)
     }
 }

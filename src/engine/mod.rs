@@ -49,6 +49,7 @@ mod topk;
 mod write;
 
 use crate::config::EngineConfig;
+use crate::error::{Error, Result};
 use crate::point::PointId;
 pub(crate) use arena::{stride_for, RowReader};
 use dense::DenseSpace;
@@ -72,6 +73,9 @@ pub(crate) struct Engine {
     config: EngineConfig,
     /// The dense vector: its rows, graph and codes.
     dense: DenseSpace,
+    /// The named dense vectors, by name (ascending), over the same slots; points may lack
+    /// them.
+    named: Vec<(String, DenseSpace)>,
     /// Which point is in which slot, and which slots are live.
     ids: IdMap,
     payloads: PayloadStore,
@@ -93,7 +97,17 @@ impl Engine {
                 config.distance,
                 config.hnsw,
                 config.quantization,
+                false,
             ),
+            named: config
+                .named_vectors
+                .iter()
+                .map(|(name, v)| {
+                    let space =
+                        DenseSpace::new(v.size, v.distance, config.hnsw, config.quantization, true);
+                    (name.clone(), space)
+                })
+                .collect(),
             ids: IdMap::new(),
             payloads: PayloadStore::new(),
             defer_indexing: false,
@@ -113,16 +127,71 @@ impl Engine {
         &self.config
     }
 
+    /// Every dense vector's space: the unnamed one first, then the named ones by name.
+    fn spaces(&self) -> impl Iterator<Item = &DenseSpace> {
+        std::iter::once(&self.dense).chain(self.named.iter().map(|(_, s)| s))
+    }
+
+    /// The same, to change them.
+    fn spaces_mut(&mut self) -> impl Iterator<Item = &mut DenseSpace> {
+        std::iter::once(&mut self.dense).chain(self.named.iter_mut().map(|(_, s)| s))
+    }
+
+    /// The dense vector `using` names: the unnamed one for `None` or `""`.
+    fn space_named(&self, using: Option<&str>) -> Result<&DenseSpace> {
+        match using.filter(|n| !n.is_empty()) {
+            None => Ok(&self.dense),
+            Some(name) => self
+                .named
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s)
+                .ok_or_else(|| self.unknown_dense(name)),
+        }
+    }
+
+    /// Whether `name` is a sparse vector's.
+    pub fn is_sparse(&self, name: &str) -> bool {
+        self.sparse.contains(name)
+    }
+
+    /// The error for a dense vector name the configuration does not declare.
+    pub(super) fn unknown_dense(&self, name: &str) -> Error {
+        let known: Vec<&str> = self.named.iter().map(|(n, _)| n.as_str()).collect();
+        Error::InvalidArgument(format!(
+            "no dense vector named {name:?}: the database declares {}",
+            match known.is_empty() {
+                true => "only the unnamed one, \"\"".to_owned(),
+                false => format!("\"\" and {known:?}"),
+            }
+        ))
+    }
+
+    /// Reads of vectors kept on disk that failed so far, over every space (see
+    /// `VectorArena::read_failures`).
+    fn read_failures(&self) -> usize {
+        self.spaces().map(|s| s.vectors.read_failures()).sum()
+    }
+
+    /// Fails with the first failed read when some read failed since `before` (a count from
+    /// [`Engine::read_failures`]).
+    fn failed_since(&self, before: usize) -> Result<()> {
+        if self.read_failures() == before {
+            return Ok(());
+        }
+        self.spaces().try_for_each(|s| s.vectors.failed_since(0))
+    }
+
     /// Whether rows read from vectors kept on disk hold more than their budget; then
     /// [`Engine::release_reads`] lets them go.
     pub fn holds_too_many_reads(&self) -> bool {
-        self.dense.vectors.holds_too_many_reads()
+        self.spaces().any(|s| s.vectors.holds_too_many_reads())
     }
 
     /// Lets go of rows read from vectors kept on disk past their budget (read again when next
     /// needed); see `VectorArena::release_reads`.
     pub fn release_reads(&mut self) {
-        self.dense.vectors.release_reads();
+        self.spaces_mut().for_each(|s| s.vectors.release_reads());
     }
 
     /// Number of live points.
@@ -160,6 +229,7 @@ mod tests {
             vectors_on_disk: false,
             payload_indexes: Vec::new(),
             sparse_vectors: Default::default(),
+            named_vectors: Default::default(),
         })
     }
 

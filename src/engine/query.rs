@@ -10,15 +10,15 @@ use crate::config::Modifier;
 use crate::error::{Error, Result};
 use crate::filter::{Condition, Filter};
 use crate::point::SparseVector;
-use crate::search::{QueryRequest, Record, ScoredPoint};
+use crate::search::{QueryRequest, ScoredPoint};
 
 impl Engine {
-    /// `filter` with each `has_vector` of a sparse vector's name replaced by the ids of the
-    /// live points that have one (a non-empty vector of that name): conditions are evaluated
-    /// on a point's id and payload alone. Borrowed as it is when it names none (the usual
+    /// `filter` with each `has_vector` of a sparse or named dense vector's name replaced by the
+    /// ids of the live points that have one (for a sparse vector, a non-empty one): conditions
+    /// are evaluated on a point's id and payload alone. Borrowed as it is when it names none (the usual
     /// case); otherwise the walk over the index's slots costs one pass per such condition.
     pub fn with_vectors_resolved<'f>(&self, filter: &'f Filter) -> Cow<'f, Filter> {
-        if !self.names_sparse(filter) {
+        if !self.names_vector(filter) {
             return Cow::Borrowed(filter);
         }
         let mut resolved = filter.clone();
@@ -26,12 +26,14 @@ impl Engine {
         Cow::Owned(resolved)
     }
 
-    /// Whether `filter` has a `has_vector` of a sparse vector's name (nested filters apart:
-    /// their array elements have no vectors).
-    pub(super) fn names_sparse(&self, filter: &Filter) -> bool {
+    /// Whether `filter` has a `has_vector` of a sparse or named dense vector's name (nested
+    /// filters apart: their array elements have no vectors).
+    pub(super) fn names_vector(&self, filter: &Filter) -> bool {
         parts(filter).any(|c| match c {
-            Condition::HasVector(name) => self.sparse.get(name).is_some(),
-            Condition::Filter(inner) => self.names_sparse(inner),
+            Condition::HasVector(name) => {
+                self.sparse.get(name).is_some() || self.named.iter().any(|(n, _)| n == name)
+            }
+            Condition::Filter(inner) => self.names_vector(inner),
             _ => false,
         })
     }
@@ -51,6 +53,11 @@ impl Engine {
                         let with = (0..index.slots() as u32)
                             .filter(|&slot| !index.get(slot).0.is_empty())
                             .filter_map(|slot| self.ids.id_at(slot as usize));
+                        *c = Condition::has_id(with);
+                    } else if let Some((_, space)) = self.named.iter().find(|(n, _)| n == name) {
+                        let with = (0..self.ids.slots())
+                            .filter(|&slot| space.has(slot))
+                            .filter_map(|slot| self.ids.id_at(slot));
                         *c = Condition::has_id(with);
                     }
                 }
@@ -92,19 +99,8 @@ impl Engine {
             // Strictly better, as Qdrant's `score_threshold`.
             .take_while(|&(_, score)| req.score_threshold.is_none_or(|t| score > t))
             .map(|(slot, score)| {
-                let Record {
-                    id,
-                    payload,
-                    vector,
-                    sparse_vectors,
-                } = self.record(slot as usize, req.with_payload, req.with_vector);
-                ScoredPoint {
-                    id,
-                    score,
-                    payload,
-                    vector,
-                    sparse_vectors,
-                }
+                let record = self.record(slot as usize, req.with_payload, req.with_vector);
+                ScoredPoint::of(record, score)
             })
             .collect())
     }

@@ -18,6 +18,17 @@ impl Engine {
                 .expect("records are made for live slots only"),
             payload: with_payload.then(|| self.payloads.get(slot).clone()),
             vector: with_vector.then(|| self.dense.vectors.get(slot).to_vec()),
+            // The named dense vectors the point has; none when it has none.
+            named_vectors: with_vector
+                .then(|| {
+                    // By inserts: collecting would bring a sort into the wasm module.
+                    let mut vectors = BTreeMap::new();
+                    for (name, s) in self.named.iter().filter(|(_, s)| s.has(slot)) {
+                        vectors.insert(name.clone(), s.vectors.get(slot).to_vec());
+                    }
+                    vectors
+                })
+                .filter(|vectors| !vectors.is_empty()),
             // The sparse vectors the point has; none (as Qdrant writes such a point: its dense
             // vector alone) when it has none.
             sparse_vectors: with_vector
@@ -39,13 +50,13 @@ impl Engine {
     /// The points with these ids, payload and vector included, in the order asked; ids not
     /// stored are skipped (as Qdrant). Fails if vectors kept on disk cannot be read.
     pub fn get(&self, ids: &[PointId]) -> Result<Vec<Record>> {
-        let failures = self.dense.vectors.read_failures();
+        let failures = self.read_failures();
         let records = ids
             .iter()
             .filter_map(|&id| self.ids.slot_of(id))
             .map(|slot| self.record(slot as usize, true, true))
             .collect();
-        self.dense.vectors.failed_since(failures)?;
+        self.failed_since(failures)?;
         Ok(records)
     }
 
@@ -110,13 +121,13 @@ impl Engine {
                 .as_deref()
                 .is_none_or(|f| f.matches(id, self.payloads.get(slot as usize)))
         });
-        let failures = self.dense.vectors.read_failures();
+        let failures = self.read_failures();
         let points = matching
             .by_ref()
             .take(req.limit)
             .map(|(_, slot)| self.record(slot as usize, req.with_payload, req.with_vector))
             .collect();
-        self.dense.vectors.failed_since(failures)?;
+        self.failed_since(failures)?;
         Ok(ScrollResponse {
             points,
             next_page_offset: matching.next().map(|(id, _)| id),
@@ -130,10 +141,10 @@ impl Engine {
         if self.ids.len() == 0 || slots == 0 {
             return None;
         }
-        let failures = self.dense.vectors.read_failures();
+        let failures = self.read_failures();
         let sample = (0..slots)
             .map(|i| (k + i) % slots)
             .find_map(|s| Some((self.ids.id_at(s)?, self.dense.vectors.get(s).to_vec())));
-        sample.filter(|_| self.dense.vectors.failed_since(failures).is_ok())
+        sample.filter(|_| self.failed_since(failures).is_ok())
     }
 }

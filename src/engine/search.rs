@@ -14,7 +14,7 @@ use crate::distance::{self, closeness_key, score_from_raw};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::point::Distance;
-use crate::search::{Record, ScoredPoint, SearchRequest, SearchResponse};
+use crate::search::{ScoredPoint, SearchRequest, SearchResponse};
 
 /// Filters matching less than this fraction of the points are searched by scanning: the graph
 /// would walk through many non-matching nodes for each match it admits.
@@ -186,7 +186,7 @@ impl Engine {
     }
 
     fn prepare<'a>(&'a self, req: &'a SearchRequest) -> Result<PreparedQuery<'a>> {
-        let space = &self.dense;
+        let space = self.space_named(req.using.as_deref())?;
         space.check_vector(&req.vector)?;
         self.check_limit(req.limit.saturating_add(req.offset))?;
         if req.params.hnsw_ef == Some(0) {
@@ -243,9 +243,9 @@ impl Engine {
     pub fn search_batch(&self, reqs: &[SearchRequest]) -> Result<Vec<SearchResponse>> {
         // `has_vector` of a sparse vector's name, resolved to ids first (rare: copies).
         let resolved: Vec<SearchRequest>;
-        let names_sparse =
-            |r: &SearchRequest| r.filter.as_ref().is_some_and(|f| self.names_sparse(f));
-        let reqs = match reqs.iter().any(names_sparse) {
+        let names_vector =
+            |r: &SearchRequest| r.filter.as_ref().is_some_and(|f| self.names_vector(f));
+        let reqs = match reqs.iter().any(names_vector) {
             false => reqs,
             true => {
                 resolved = reqs
@@ -261,7 +261,7 @@ impl Engine {
                 &resolved
             }
         };
-        let failures = self.dense.vectors.read_failures();
+        let failures = self.read_failures();
         let queries = reqs
             .iter()
             .map(|r| self.prepare(r))
@@ -281,7 +281,7 @@ impl Engine {
             })
             .collect();
         // Rows kept on disk that could not be read were scored as zeros: no answer then.
-        self.dense.vectors.failed_since(failures)?;
+        self.failed_since(failures)?;
         Ok(responses)
     }
 
@@ -368,13 +368,17 @@ impl Engine {
 
     /// Whether index candidates must be looked at one by one: exact candidates of a collection
     /// without deletions need no look at the slot (a load each, for most of a sketched scan's
-    /// time).
-    fn candidates_need_checks(&self, exact: bool) -> bool {
-        !exact || self.ids.dead() > 0
+    /// time), unless some points lack the vector searched.
+    fn candidates_need_checks(&self, q: &PreparedQuery, exact: bool) -> bool {
+        !exact || self.ids.dead() > 0 || q.space.has_gaps()
     }
 
-    /// Whether an index candidate is live and, unless the candidates are `exact`, matches.
+    /// Whether an index candidate is live, has the vector searched and, unless the candidates
+    /// are `exact`, matches.
     fn candidate_passes(&self, q: &PreparedQuery, slot: u32, exact: bool) -> bool {
+        if !q.space.has(slot as usize) {
+            return false;
+        }
         self.ids.id_at(slot as usize).is_some_and(|id| {
             exact
                 || q.filter
@@ -388,7 +392,7 @@ impl Engine {
         let mut top = TopK::new(q.keep);
         let mut scored = 0;
         let space = q.space.space();
-        let checked = self.candidates_need_checks(exact);
+        let checked = self.candidates_need_checks(q, exact);
         for &slot in slots {
             if checked && !self.candidate_passes(q, slot, exact) {
                 continue;
@@ -429,7 +433,7 @@ impl Engine {
         // distances it orders.
         let mut sketched: Vec<(u32, u16)> = Vec::with_capacity(slots.len());
         let mut per_distance = [0u32; sketch::BITS + 2];
-        let checked = self.candidates_need_checks(exact);
+        let checked = self.candidates_need_checks(q, exact);
         for (i, &slot) in slots.iter().enumerate() {
             // The sketches of candidates spread through the database are a cache miss each:
             // load those a few places ahead.
@@ -487,7 +491,12 @@ impl Engine {
         let mut scored = vec![0usize; queries.len()];
         let distance = space.distance;
         // Vectors kept on disk are read through once, not held (`scan_rows`).
-        space.vectors.scan_rows(self.ids.iter(), |slot, id, v| {
+        let gaps = space.has_gaps();
+        let slots = self
+            .ids
+            .iter()
+            .filter(|&(slot, _)| !gaps || space.has(slot));
+        space.vectors.scan_rows(slots, |slot, id, v| {
             for ((q, top), scored) in queries.iter().zip(&mut tops).zip(&mut scored) {
                 if q.filter
                     .is_some_and(|f| !f.matches(id, self.payloads.get(slot)))
@@ -523,7 +532,8 @@ impl Engine {
     ) -> Result<Option<(Vec<Candidate>, usize)>> {
         let admit = self.admission(q, candidates, walk);
         // Every node is admissible without a filter or deletions: skip the per-candidate check
-        // (a cache miss each).
+        // (a cache miss each). (Nodes without the vector are never reached: they have no
+        // links.)
         let all = q.filter.is_none() && self.ids.dead() == 0;
         let codes = q
             .space
@@ -766,6 +776,7 @@ impl Engine {
         let mut scored = 0;
         if !tail.is_empty() {
             let space = q.space.space();
+            let tail = tail.filter(|&s| q.space.has(s));
             for slot in tail.map(|s| s as u32).filter(|&s| admit(s)) {
                 scored += 1;
                 found.push(Candidate {
@@ -811,18 +822,7 @@ impl Engine {
         } else {
             c.key
         };
-        let Record {
-            id,
-            payload,
-            vector,
-            sparse_vectors,
-        } = self.record(c.slot as usize, req.with_payload, req.with_vector);
-        ScoredPoint {
-            id,
-            score: score_from_raw(distance, raw),
-            payload,
-            vector,
-            sparse_vectors,
-        }
+        let record = self.record(c.slot as usize, req.with_payload, req.with_vector);
+        ScoredPoint::of(record, score_from_raw(distance, raw))
     }
 }

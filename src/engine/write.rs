@@ -1,11 +1,11 @@
 //! Writes: validation, upserts, payload updates and deletes (which leave tombstones for
 //! `compact.rs` to squeeze out).
 
+use super::dense::DenseSpace;
 use super::{payloads, Engine, MAX_SLOTS};
 use crate::bm25::Bm25;
-use crate::distance;
 use crate::error::{Error, Result};
-use crate::point::{Distance, Payload, Point, PointId};
+use crate::point::{Payload, Point, PointId};
 
 /// How many points an upsert inserted and how many it replaced.
 ///
@@ -63,6 +63,11 @@ impl Engine {
     fn validate_upsert_within(&self, points: &[Point], max: usize) -> Result<()> {
         for p in points {
             self.check_vector(&p.vector)?;
+            for (name, v) in &p.named_vectors {
+                self.space_named(Some(name))?
+                    .check_vector(v)
+                    .map_err(|e| Error::InvalidArgument(format!("vector {name:?}: {e}")))?;
+            }
             if let Some(name) = p.sparse_vectors.keys().find(|n| !self.sparse.contains(n)) {
                 return Err(self.unknown_sparse(name));
             }
@@ -125,6 +130,7 @@ impl Engine {
         let Point {
             id,
             vector,
+            named_vectors,
             sparse_vectors,
             payload,
             documents: _, // turned into sparse vectors by `embed_documents`
@@ -135,17 +141,19 @@ impl Engine {
         // a new slot instead, like a vector of the read-only mapped segment.
         // Posting lists are sorted by slot, so a point with sparse vectors moves too.
         let in_place = existing.filter(|&s| {
-            self.dense.vectors.is_writable(s)
-                && self.dense.graph.is_none()
+            self.spaces()
+                .all(|d| d.vectors.is_writable(s) && d.graph.is_none())
                 && self.sparse.is_empty()
         });
-        let slot = match in_place {
+        match in_place {
             Some(slot) => {
-                self.dense.vectors.get_mut(slot).copy_from_slice(vector);
+                self.dense.set(slot, Some(vector));
+                for (name, space) in &mut self.named {
+                    space.set(slot, named_vectors.get(name).map(Vec::as_slice));
+                }
                 self.indexes.mark_stale();
                 self.indexes.add(slot as u32, payload);
                 self.payloads.set(slot, payload);
-                slot
             }
             _ => {
                 // New, or in the read-only mapped base: the old slot (if any) becomes a
@@ -153,7 +161,11 @@ impl Engine {
                 if let Some(old) = existing {
                     self.tombstone(old);
                 }
-                let slot = self.dense.vectors.push(vector);
+                let slot = self.dense.push(Some(vector));
+                for (name, space) in &mut self.named {
+                    let pushed = space.push(named_vectors.get(name).map(Vec::as_slice));
+                    debug_assert_eq!(pushed, slot, "every space has a row per slot");
+                }
                 let pushed = self.ids.push(id);
                 debug_assert_eq!(pushed as usize, slot, "ids and vectors share slots");
                 for (name, index) in self.sparse.iter_mut() {
@@ -164,12 +176,7 @@ impl Engine {
                 }
                 self.indexes.add(slot as u32, payload);
                 self.payloads.push(payload);
-                slot
             }
-        };
-        if self.dense.distance == Distance::Cosine {
-            let normalised = distance::normalize(self.dense.vectors.get_mut(slot));
-            debug_assert!(normalised, "check_vector refuses unnormalisable vectors");
         }
         existing.is_some()
     }
@@ -274,7 +281,10 @@ impl Engine {
     /// Bytes an upsert of `points` would add to [`Engine::memory`]: each point takes a new slot
     /// (replacements too), its vector row, a node of the graph, id entries and its payload.
     pub fn bytes_for_upsert(&self, points: &[Point]) -> usize {
-        let per_point = self.dense.bytes_per_point()
+        let per_point = self
+            .spaces()
+            .map(DenseSpace::bytes_per_point)
+            .sum::<usize>()
             + std::mem::size_of::<(PointId, u32)>()
             + std::mem::size_of::<usize>()
             + std::mem::size_of::<Option<PointId>>()
@@ -290,6 +300,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::engine::tests::{engine, p};
+    use crate::point::Distance;
     use serde_json::json;
 
     #[test]

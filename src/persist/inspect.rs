@@ -34,6 +34,9 @@ pub struct StoredDatabase {
     /// The sparse vectors declared, by name (an open that declares none uses these).
     #[serde(default)]
     pub sparse_vectors: std::collections::BTreeMap<String, crate::SparseVectorConfig>,
+    /// The named dense vectors declared, by name (the same).
+    #[serde(default)]
+    pub named_vectors: std::collections::BTreeMap<String, crate::DenseVectorConfig>,
     /// The current generation (bumped by every checkpoint).
     pub generation: u64,
     /// The manifest, the current segment (if any) and log.
@@ -70,6 +73,7 @@ impl StoredDatabase {
             dimension: m.dimension,
             distance: m.distance,
             sparse_vectors: m.sparse,
+            named_vectors: m.named,
             generation: m.generation,
             files,
         }))

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Modifier, SparseVectorConfig};
+use crate::config::{DenseVectorConfig, Modifier, SparseVectorConfig};
 use crate::error::{Error, Result};
 use crate::point::Distance;
 use crate::storage::OpenMode;
@@ -17,9 +17,10 @@ pub(crate) const NAME: &str = "MANIFEST";
 /// The next manifest, written in full before it is renamed over [`NAME`].
 pub(crate) const TMP: &str = "MANIFEST.tmp";
 const MAGIC: &[u8; 8] = b"GRAPEMAN";
-/// Version 2 adds the declarations of sparse vectors after version 1's bytes; a database
-/// without sparse vectors still writes version 1, which older readers open.
-pub(crate) const VERSION: u32 = 2;
+/// Version 2 adds the declarations of sparse vectors after version 1's bytes, version 3 those
+/// of named dense vectors after version 2's; a database without them still writes the
+/// earlier version, which older readers open.
+pub(crate) const VERSION: u32 = 3;
 /// The size of version 1, and of version 2's first part (the same fields).
 pub(crate) const BYTES: usize = 48;
 
@@ -36,13 +37,20 @@ pub(crate) struct Manifest {
     /// which no point carries, so that an open that declares none (the `grape` CLI, a later
     /// version of an app) searches them as they were declared.
     pub sparse: BTreeMap<String, SparseVectorConfig>,
+    /// The named dense vectors declared, by name, for the same reason (a database with no
+    /// segment yet holds them in its log alone).
+    pub named: BTreeMap<String, DenseVectorConfig>,
 }
 
 impl Manifest {
     fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(BYTES);
         b.extend_from_slice(MAGIC);
-        let version = if self.sparse.is_empty() { 1 } else { VERSION };
+        let version = match (self.sparse.is_empty(), self.named.is_empty()) {
+            (true, true) => 1,
+            (false, true) => 2,
+            (_, false) => VERSION,
+        };
         codec::put_u32(&mut b, version);
         codec::put_u32(&mut b, self.dimension as u32);
         b.push(distance_code(self.distance));
@@ -75,67 +83,36 @@ impl Manifest {
             let crc = codec::crc(&b[start..]);
             codec::put_u32(&mut b, crc);
         }
+        if version >= 3 {
+            // The same for named dense vectors: u32 count; per declaration its name (u32
+            // length, UTF-8), dimension (u32) and distance (u8).
+            let start = b.len();
+            codec::put_u32(&mut b, self.named.len() as u32);
+            for (name, c) in &self.named {
+                codec::put_u32(&mut b, name.len() as u32);
+                b.extend_from_slice(name.as_bytes());
+                codec::put_u32(&mut b, c.size as u32);
+                b.push(distance_code(c.distance));
+            }
+            let crc = codec::crc(&b[start..]);
+            codec::put_u32(&mut b, crc);
+        }
         b
     }
 
-    /// Version 2's declarations, after the first [`BYTES`].
-    fn read_sparse(bytes: &[u8]) -> Result<BTreeMap<String, SparseVectorConfig>> {
-        let corrupt = |offset: usize, detail: String| Error::Corrupt {
-            file: NAME.to_owned(),
-            offset: offset as u64,
-            detail,
+    /// The declarations after the first [`BYTES`]: version 2's of sparse vectors, then
+    /// version 3's of named dense vectors, each block followed by its checksum.
+    fn read_declarations(bytes: &[u8], version: u32) -> Result<Declarations> {
+        let mut at = BYTES;
+        let sparse = read_block(bytes, &mut at, "sparse", read_sparse)?;
+        let named = match version {
+            3.. => read_block(bytes, &mut at, "named vector", read_named)?,
+            _ => BTreeMap::new(),
         };
-        let rest = &bytes[BYTES..];
-        let Some(body) = rest.len().checked_sub(4).map(|n| &rest[..n]) else {
-            return Err(corrupt(
-                BYTES,
-                "the sparse declarations are cut short".into(),
-            ));
-        };
-        if codec::crc(body).to_le_bytes() != rest[body.len()..] {
-            return Err(corrupt(
-                bytes.len() - 4,
-                "sparse declarations checksum mismatch".into(),
-            ));
+        if at != bytes.len() {
+            return Err(corrupt(at, "bytes after the declarations".into()));
         }
-        let mut r = Reader::new(body, NAME, BYTES as u64);
-        let mut sparse = BTreeMap::new();
-        for _ in 0..r.count(18)? {
-            let at = BYTES + r.position();
-            let len = r.count(1)?;
-            let name = std::str::from_utf8(r.bytes(len)?)
-                .map_err(|_| corrupt(at, "a sparse vector's name is not UTF-8".into()))?;
-            let modifier = match r.u8()? {
-                0 => Modifier::None,
-                1 => Modifier::Idf,
-                m => return Err(corrupt(at, format!("unknown modifier code {m}"))),
-            };
-            let has_bm25 = r.u8()?;
-            let p = r.f32s(3)?;
-            let bm25 = match has_bm25 {
-                0 => None,
-                1 => Some(Bm25Config {
-                    k: p[0],
-                    b: p[1],
-                    avg_len: p[2],
-                }),
-                f => return Err(corrupt(at, format!("invalid BM25 flag {f}"))),
-            };
-            let c = SparseVectorConfig { modifier, bm25 };
-            if name.is_empty() || sparse.insert(name.to_owned(), c).is_some() {
-                return Err(corrupt(
-                    at,
-                    format!("sparse vector name {name:?} is empty or repeated"),
-                ));
-            }
-        }
-        if !r.is_empty() {
-            return Err(corrupt(
-                BYTES + r.position(),
-                "bytes after the sparse declarations".into(),
-            ));
-        }
-        Ok(sparse)
+        Ok((sparse, named))
     }
 
     /// Reads the manifest, or `None` if the directory (whose files are `names`) has none.
@@ -159,7 +136,7 @@ impl Manifest {
                 NAME,
                 version,
                 VERSION,
-                &[(1, 32), (2, 32)],
+                &[(1, 32), (2, 32), (3, 32)],
             ));
         }
         if bytes.len() < BYTES || (version == 1 && bytes.len() != BYTES) {
@@ -179,9 +156,9 @@ impl Manifest {
         if has_segment > 1 || dimension == 0 {
             return Err(corrupt(17, "invalid field"));
         }
-        let sparse = match version {
-            1 => BTreeMap::new(),
-            _ => Self::read_sparse(&bytes)?,
+        let (sparse, named) = match version {
+            1 => Default::default(),
+            _ => Self::read_declarations(&bytes, version)?,
         };
         Ok(Some(Manifest {
             dimension,
@@ -189,6 +166,7 @@ impl Manifest {
             generation,
             has_segment: has_segment == 1,
             sparse,
+            named,
         }))
     }
 
@@ -211,6 +189,107 @@ impl Manifest {
             .sync_dir()
             .map_err(io_error("sync", &storage.location()))
     }
+}
+
+/// The sparse and the named dense vectors declared.
+type Declarations = (
+    BTreeMap<String, SparseVectorConfig>,
+    BTreeMap<String, DenseVectorConfig>,
+);
+
+fn corrupt(offset: usize, detail: String) -> Error {
+    Error::Corrupt {
+        file: NAME.to_owned(),
+        offset: offset as u64,
+        detail,
+    }
+}
+
+/// The block of declarations at `at`, read by `read`, then checked against the checksum
+/// after it; `at` moves past both.
+fn read_block<T>(
+    bytes: &[u8],
+    at: &mut usize,
+    what: &str,
+    read: impl FnOnce(&mut Reader, usize) -> Result<T>,
+) -> Result<T> {
+    let mut r = Reader::new(&bytes[*at..], NAME, *at as u64);
+    let found = read(&mut r, *at)?;
+    let end = *at + r.position();
+    let Some(crc) = bytes.get(end..end + 4) else {
+        return Err(corrupt(
+            end,
+            format!("the {what} declarations are cut short"),
+        ));
+    };
+    if codec::crc(&bytes[*at..end]).to_le_bytes() != crc {
+        return Err(corrupt(
+            end,
+            format!("{what} declarations checksum mismatch"),
+        ));
+    }
+    *at = end + 4;
+    Ok(found)
+}
+
+/// Sparse vectors: u32 count; per declaration its name (u32 length, UTF-8), modifier (u8),
+/// BM25 flag (u8) and parameters (3 x f32). `base`: where the block starts.
+fn read_sparse(r: &mut Reader, base: usize) -> Result<BTreeMap<String, SparseVectorConfig>> {
+    let mut sparse = BTreeMap::new();
+    for _ in 0..r.count(18)? {
+        let at = base + r.position();
+        let len = r.count(1)?;
+        let name = std::str::from_utf8(r.bytes(len)?)
+            .map_err(|_| corrupt(at, "a sparse vector's name is not UTF-8".into()))?;
+        let modifier = match r.u8()? {
+            0 => Modifier::None,
+            1 => Modifier::Idf,
+            m => return Err(corrupt(at, format!("unknown modifier code {m}"))),
+        };
+        let has_bm25 = r.u8()?;
+        let p = r.f32s(3)?;
+        let bm25 = match has_bm25 {
+            0 => None,
+            1 => Some(Bm25Config {
+                k: p[0],
+                b: p[1],
+                avg_len: p[2],
+            }),
+            f => return Err(corrupt(at, format!("invalid BM25 flag {f}"))),
+        };
+        let c = SparseVectorConfig { modifier, bm25 };
+        if name.is_empty() || sparse.insert(name.to_owned(), c).is_some() {
+            return Err(corrupt(
+                at,
+                format!("sparse vector name {name:?} is empty or repeated"),
+            ));
+        }
+    }
+    Ok(sparse)
+}
+
+/// Named dense vectors: u32 count; per declaration its name (u32 length, UTF-8), dimension
+/// (u32) and distance (u8).
+fn read_named(r: &mut Reader, base: usize) -> Result<BTreeMap<String, DenseVectorConfig>> {
+    let mut named = BTreeMap::new();
+    for _ in 0..r.count(10)? {
+        let at = base + r.position();
+        let len = r.count(1)?;
+        let name = std::str::from_utf8(r.bytes(len)?)
+            .map_err(|_| corrupt(at, "a named vector's name is not UTF-8".into()))?;
+        let size = r.u32()? as usize;
+        let distance = distance_from_code(r.u8()?)
+            .filter(|_| (1..=crate::MAX_DIMENSION).contains(&size))
+            .ok_or_else(|| corrupt(at, format!("vector {name:?}: invalid size or distance")))?;
+        let c = DenseVectorConfig { size, distance };
+        if name.is_empty() || named.insert(name.to_owned(), c).is_some() {
+            return Err(corrupt(
+                at,
+                format!("named vector {name:?} is empty or repeated"),
+            ));
+        }
+    }
+    Ok(named)
 }
 
 #[cfg(test)]
@@ -255,6 +334,23 @@ mod tests {
                 ),
             ]
             .into(),
+            named: [
+                (
+                    "image".to_owned(),
+                    DenseVectorConfig {
+                        size: 512,
+                        distance: Distance::Dot,
+                    },
+                ),
+                (
+                    "title ✓".to_owned(),
+                    DenseVectorConfig {
+                        size: 3,
+                        distance: Distance::Manhattan,
+                    },
+                ),
+            ]
+            .into(),
         }
     }
 
@@ -262,13 +358,25 @@ mod tests {
     fn declarations_round_trip_and_a_manifest_without_them_stays_version_1() {
         let m = declaring();
         let (storage, bytes) = written(&m);
-        assert_eq!(bytes[8..12], 2u32.to_le_bytes());
+        assert_eq!(bytes[8..12], 3u32.to_le_bytes());
         assert_eq!(
             Manifest::read(&storage, &[NAME.to_owned()]).unwrap(),
             Some(m)
         );
+        // Sparse vectors alone: version 2, as before named vectors.
+        let sparse = Manifest {
+            named: BTreeMap::new(),
+            ..declaring()
+        };
+        let (storage, bytes) = written(&sparse);
+        assert_eq!(bytes[8..12], 2u32.to_le_bytes());
+        assert_eq!(
+            Manifest::read(&storage, &[NAME.to_owned()]).unwrap(),
+            Some(sparse)
+        );
         let plain = Manifest {
             sparse: BTreeMap::new(),
+            named: BTreeMap::new(),
             ..declaring()
         };
         let (storage, bytes) = written(&plain);

@@ -276,6 +276,7 @@ impl DatabaseFiles {
             generation: 1,
             has_segment: true,
             sparse: config.sparse_vectors.clone(),
+            named: config.named_vectors.clone(),
         };
         let written = stage_generation(dest, Some((engine, last_seq)), &manifest)
             .and_then(|_| Manifest::commit(dest));

@@ -3,6 +3,7 @@
 //! checkpoint left.
 
 use crate::storage::OpenMode;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -36,8 +37,10 @@ impl DatabaseFiles {
         clock.report.lock = clock.lap("lock")?;
         let mut report = OpenReport::default();
         let found = find_generation(&*storage, &config, &mut report)?;
-        // The sparse vectors as stored and as declared now: an open need not declare again.
+        // The sparse and named vectors as stored and as declared now: an open need not
+        // declare them again.
         config.sparse_vectors = found.manifest.sparse.clone();
+        config.named_vectors = found.manifest.named.clone();
         clock.report.manifest = clock.lap("manifest")?;
 
         let (mut engine, segment_seq) = match found.manifest.has_segment {
@@ -110,33 +113,46 @@ struct FoundGeneration {
     names: Vec<String>,
 }
 
-/// The manifest with the sparse vectors `config` declares beside those it names, written
-/// (same generation) when some are new; a name declared otherwise than stored is refused, as
-/// its stored values and index were made for the stored declaration.
-fn declare(storage: &dyn Storage, stored: Manifest, config: &EngineConfig) -> Result<Manifest> {
-    let mut m = stored;
+/// Adds the `declared` vectors to the `stored` ones; returns whether some were new. One
+/// declared otherwise than stored is refused.
+fn add_declared<T: PartialEq + Copy + serde::Serialize>(
+    stored: &mut BTreeMap<String, T>,
+    declared: &BTreeMap<String, T>,
+    what: &str,
+    location: &str,
+) -> Result<bool> {
     let mut added = false;
-    for (name, declared) in &config.sparse_vectors {
-        match m.sparse.get(name) {
+    for (name, declared) in declared {
+        match stored.get(name) {
             Some(was) if was != declared => {
                 // As JSON: the float formatting of `Debug` would cost the wasm module kilobytes.
                 let json = |c| serde_json::to_string(c).unwrap_or_default();
                 return Err(Error::InvalidConfig(format!(
-                    "{} stores sparse vector {name:?} declared as {}, but the configuration \
+                    "{location} stores {what} {name:?} declared as {}, but the configuration \
                      declares it as {} (leave it out to use it as stored)",
-                    storage.location(),
                     json(was),
                     json(declared)
                 )));
             }
             Some(_) => {}
             None => {
-                m.sparse.insert(name.clone(), *declared);
+                stored.insert(name.clone(), *declared);
                 added = true;
             }
         }
     }
-    if added {
+    Ok(added)
+}
+
+/// The manifest with the sparse and named vectors `config` declares beside those it names,
+/// written (same generation) when some are new; a name declared otherwise than stored is
+/// refused, as its stored values and index were made for the stored declaration.
+fn declare(storage: &dyn Storage, stored: Manifest, config: &EngineConfig) -> Result<Manifest> {
+    let mut m = stored;
+    let at = storage.location();
+    let sparse = add_declared(&mut m.sparse, &config.sparse_vectors, "sparse vector", &at)?;
+    let named = add_declared(&mut m.named, &config.named_vectors, "vector", &at)?;
+    if sparse || named {
         m.stage(storage)?;
         Manifest::commit(storage)?;
     }
@@ -178,6 +194,7 @@ fn find_generation(
                 generation: 1,
                 has_segment: false,
                 sparse: config.sparse_vectors.clone(),
+                named: config.named_vectors.clone(),
             };
             // Nothing names these files until the manifest is committed: an interrupted
             // creation leaves no database, and the next open starts again.

@@ -4,7 +4,7 @@
 
 use crate::bytes::Bytes;
 use crate::engine::hnsw::{Graph, GraphParams, GraphParts, NONE};
-use crate::engine::image::{Image, ImageSource, ImageVectors};
+use crate::engine::image::{Image, ImageSource, ImageVectors, NamedImage, SpaceImage, SpaceSource};
 use crate::engine::payload_index::StoredIndexes;
 use crate::engine::quantized::{
     self, StoredCoder, StoredCodes, BINARY_KIND, SECTION_PREAMBLE, SQ8_KIND,
@@ -19,17 +19,17 @@ use crate::storage::{io_error, Storage, StorageFile};
 use super::codec::{self, Reader, ID_BYTES};
 
 const MAGIC: &[u8; 8] = b"GRAPESEG";
-pub(crate) const VERSION: u32 = 6;
-/// Header of version 6: fixed fields, graph parameters, twelve section descriptors, the header
-/// checksum; padded to a multiple of 64 bytes. (Version 5: the same size, eleven sections, no
-/// sparse vectors; versions 4 and 3: 320 bytes, ten and nine
+pub(crate) const VERSION: u32 = 7;
+/// Header of version 7: fixed fields, graph parameters, thirteen section descriptors, the
+/// header checksum; padded to a multiple of 64 bytes. (Version 6: the same size, twelve
+/// sections, no named vectors; version 5: eleven sections, no sparse vectors; versions 4 and 3: 320 bytes, ten and nine
 /// sections, no quantized codes, and version 3 no payload indexes; version 2: 256 bytes, eight
 /// sections, no sketches; version 1: 192 bytes, four sections, no graph.)
 const HEADER_BYTES: u64 = 384;
 const HEADER_BYTES_V3: u64 = 320;
 const HEADER_BYTES_V2: u64 = 256;
 const HEADER_BYTES_V1: u64 = 192;
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "vectors",
     "ids",
     "payload offsets",
@@ -42,6 +42,36 @@ const SECTIONS: [&str; 12] = [
     "payload indexes",
     "quantized codes",
     "sparse vectors",
+    "named vectors",
+];
+/// A named vector's sections, by the index of the main section of the same job (its
+/// presence bits where the main header has the ids); the others are empty.
+const NAMED_SECTIONS: [&str; 13] = [
+    "named vector rows",
+    "named vector presence",
+    "",
+    "",
+    "named vector graph layer 0",
+    "named vector graph levels",
+    "named vector graph upper index",
+    "named vector graph upper layers",
+    "named vector graph sketches",
+    "",
+    "named vector quantized codes",
+    "",
+    "",
+];
+/// Where each of a named vector's sections, in the order the directory lists them, goes
+/// among the indexes of [`NAMED_SECTIONS`].
+const NAMED_SLOTS: [usize; 8] = [
+    VECTORS,
+    PRESENCE,
+    LINKS0,
+    LEVELS,
+    UPPER_INDEX,
+    UPPER,
+    SKETCHES,
+    CODES,
 ];
 
 pub(crate) fn file_name(generation: u64) -> String {
@@ -84,27 +114,47 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
         .open(&tmp, OpenMode::CreateIfMissing)
         .map_err(io_error("create", &tmp))?;
     file.set_len(0).map_err(io_error("truncate", &tmp))?;
-    let vectors = write_vectors(&*file, &tmp, src)?;
-    let mut offset = vectors.0 + vectors.1;
-    let mut sections = vec![vectors];
+    let mut out = SectionWriter {
+        file: &*file,
+        tmp: &tmp,
+        offset: HEADER_BYTES,
+    };
+    let rows = src.rows.len();
+    let mut sections = vec![out.vectors(rows, &src.dense)?];
     let rest = row_sections(src)
         .into_iter()
-        .chain(graph_sections(src.graph.as_ref()))
+        .chain(graph_sections(src.dense.graph.as_ref()))
         .map(std::borrow::Cow::Owned)
         .chain([
             std::borrow::Cow::Borrowed(src.payload_indexes.as_slice()),
-            std::borrow::Cow::Borrowed(src.codes.as_slice()),
+            std::borrow::Cow::Borrowed(src.dense.codes.as_slice()),
             std::borrow::Cow::Borrowed(src.sparse.as_slice()),
         ]);
     for section in rest {
-        offset = codec::align64(offset);
-        file.write_at(offset, &section)
-            .map_err(io_error("write", &tmp))?;
-        sections.push((offset, section.len() as u64, codec::crc(&section)));
-        offset += section.len() as u64;
+        sections.push(out.section(&section)?);
     }
+    // Each named vector's sections, then their directory, the last section of the header.
+    let mut directory = Vec::new();
+    codec::put_u32(&mut directory, src.named.len() as u32);
+    for named in &src.named {
+        let mut own = vec![out.vectors(rows, &named.space)?];
+        let present: Vec<u8> = named.present.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let graph = graph_sections(named.space.graph.as_ref());
+        for section in std::iter::once(&present)
+            .chain(&graph)
+            .chain([&named.space.codes])
+        {
+            own.push(out.section(section)?);
+        }
+        codec::put_u32(&mut directory, named.name.len() as u32);
+        directory.extend_from_slice(named.name.as_bytes());
+        put_space_fields(&mut directory, &named.space);
+        put_descriptors(&mut directory, &own);
+    }
+    sections.push(out.section(&directory)?);
+    let end = out.offset;
     // An empty last section still starts inside the file.
-    file.set_len(offset).map_err(io_error("extend", &tmp))?;
+    file.set_len(end).map_err(io_error("extend", &tmp))?;
     file.write_at(0, &header(src, &sections))
         .map_err(io_error("write", &tmp))?;
     file.sync().map_err(io_error("sync", &tmp))?;
@@ -112,35 +162,58 @@ pub(crate) fn write(storage: &dyn Storage, name: &str, src: &ImageSource) -> Res
     storage
         .rename(&tmp, name)
         .map_err(io_error("rename", &tmp))?;
-    Ok(offset)
+    Ok(end)
 }
 
 /// A section as the header describes it: where it starts, its length and its checksum.
 type Descriptor = (u64, u64, u32);
 
-/// Streamed in chunks, so writing a large database never holds a second copy of its vectors.
-fn write_vectors(file: &dyn StorageFile, tmp: &str, src: &ImageSource) -> Result<Descriptor> {
-    let mut offset = HEADER_BYTES;
-    let mut crc = 0u32;
-    let mut flush = |chunk: &mut Vec<u8>| -> Result<()> {
-        crc = crate::checksum::crc32c_append(crc, chunk);
-        file.write_at(offset, chunk)
-            .map_err(io_error("write", tmp))?;
-        offset += chunk.len() as u64;
-        chunk.clear();
-        Ok(())
-    };
-    let mut chunk = Vec::with_capacity(1 << 20);
-    let mut row = vec![0f32; src.stride];
-    for i in 0..src.rows.len() {
-        (src.vectors)(i, &mut row[..src.dim])?;
-        codec::put_f32s(&mut chunk, &row);
-        if chunk.len() >= 1 << 20 {
-            flush(&mut chunk)?;
-        }
+/// Writes sections one after the other, each on a 64-byte boundary.
+struct SectionWriter<'a> {
+    file: &'a dyn StorageFile,
+    tmp: &'a str,
+    /// Where the last section ended.
+    offset: u64,
+}
+
+impl SectionWriter<'_> {
+    fn section(&mut self, bytes: &[u8]) -> Result<Descriptor> {
+        let at = codec::align64(self.offset);
+        self.file
+            .write_at(at, bytes)
+            .map_err(io_error("write", self.tmp))?;
+        self.offset = at + bytes.len() as u64;
+        Ok((at, bytes.len() as u64, codec::crc(bytes)))
     }
-    flush(&mut chunk)?;
-    Ok((HEADER_BYTES, offset - HEADER_BYTES, crc))
+
+    /// A space's rows, streamed in chunks, so writing a large database never holds a second
+    /// copy of its vectors.
+    fn vectors(&mut self, rows: usize, space: &SpaceSource) -> Result<Descriptor> {
+        let start = codec::align64(self.offset);
+        let (file, tmp) = (self.file, self.tmp);
+        let mut offset = start;
+        let mut crc = 0u32;
+        let mut flush = |chunk: &mut Vec<u8>| -> Result<()> {
+            crc = crate::checksum::crc32c_append(crc, chunk);
+            file.write_at(offset, chunk)
+                .map_err(io_error("write", tmp))?;
+            offset += chunk.len() as u64;
+            chunk.clear();
+            Ok(())
+        };
+        let mut chunk = Vec::with_capacity(1 << 20);
+        let mut row = vec![0f32; space.stride];
+        for i in 0..rows {
+            (space.vectors)(i, &mut row[..space.dim])?;
+            codec::put_f32s(&mut chunk, &row);
+            if chunk.len() >= 1 << 20 {
+                flush(&mut chunk)?;
+            }
+        }
+        flush(&mut chunk)?;
+        self.offset = offset;
+        Ok((start, offset - start, crc))
+    }
 }
 
 /// Ids, payload offsets and payload data come from one pass, as the offsets follow the data.
@@ -178,31 +251,54 @@ fn graph_sections(graph: Option<&Graph>) -> [Vec<u8>; 5] {
 
 /// Built after the sections, because it holds each one's place and checksum.
 fn header(src: &ImageSource, sections: &[Descriptor]) -> Vec<u8> {
+    let (space, graph) = (&src.dense, src.dense.graph.as_ref());
     let mut h = Vec::with_capacity(HEADER_BYTES as usize);
     h.extend_from_slice(MAGIC);
     codec::put_u32(&mut h, VERSION);
-    codec::put_u32(&mut h, src.dim as u32);
-    h.push(distance_code(src.distance));
-    h.push(u8::from(src.graph.is_some()));
-    h.push(src.graph.as_ref().map_or(0, Graph::max_level));
+    codec::put_u32(&mut h, space.dim as u32);
+    h.push(distance_code(space.distance));
+    h.push(u8::from(graph.is_some()));
+    h.push(graph.map_or(0, Graph::max_level));
     h.extend_from_slice(&[0; 5]);
     codec::put_u64(&mut h, src.rows.len() as u64);
     codec::put_u64(&mut h, src.last_seq);
-    let params = src.graph.as_ref().map(Graph::params);
-    codec::put_u32(&mut h, params.map_or(0, |p| p.m as u32));
-    codec::put_u32(&mut h, params.map_or(0, |p| p.ef_construction as u32));
-    codec::put_u32(&mut h, src.graph.as_ref().map_or(NONE, Graph::entry));
-    codec::put_u32(&mut h, 0);
-    for (at, len, crc) in sections {
-        codec::put_u64(&mut h, *at);
-        codec::put_u64(&mut h, *len);
-        codec::put_u32(&mut h, *crc);
-        codec::put_u32(&mut h, 0);
-    }
+    put_graph_fields(&mut h, graph);
+    put_descriptors(&mut h, sections);
     let crc = codec::crc(&h);
     codec::put_u32(&mut h, crc);
     h.resize(HEADER_BYTES as usize, 0);
     h
+}
+
+/// A named vector's figures in the directory: `dim u32 | distance u8 | has_graph u8 |
+/// max_level u8 | 0 u8 | m u32 | ef_construction u32 | entry u32 | 0 u32`.
+fn put_space_fields(out: &mut Vec<u8>, space: &SpaceSource) {
+    let graph = space.graph.as_ref();
+    codec::put_u32(out, space.dim as u32);
+    out.push(distance_code(space.distance));
+    out.push(u8::from(graph.is_some()));
+    out.push(graph.map_or(0, Graph::max_level));
+    out.push(0);
+    put_graph_fields(out, graph);
+}
+
+/// `m u32 | ef_construction u32 | entry u32 | 0 u32` (zeros and no entry without a graph).
+fn put_graph_fields(out: &mut Vec<u8>, graph: Option<&Graph>) {
+    let params = graph.map(Graph::params);
+    codec::put_u32(out, params.map_or(0, |p| p.m as u32));
+    codec::put_u32(out, params.map_or(0, |p| p.ef_construction as u32));
+    codec::put_u32(out, graph.map_or(NONE, Graph::entry));
+    codec::put_u32(out, 0);
+}
+
+/// `at u64 | len u64 | crc u32 | 0 u32` per section.
+fn put_descriptors(out: &mut Vec<u8>, sections: &[Descriptor]) {
+    for (at, len, crc) in sections {
+        codec::put_u64(out, *at);
+        codec::put_u64(out, *len);
+        codec::put_u32(out, *crc);
+        codec::put_u32(out, 0);
+    }
 }
 
 // Sections by index, in file order (version 1 has the first four, version 2 the first eight,
@@ -219,6 +315,9 @@ const SKETCHES: usize = 8;
 const PAYLOAD_INDEXES: usize = 9;
 const CODES: usize = 10;
 const SPARSE: usize = 11;
+const NAMED: usize = 12;
+/// A named vector's presence bits, where the main header has its ids.
+const PRESENCE: usize = IDS;
 
 /// Damage in the named file, as [`Error::Corrupt`].
 #[derive(Clone, Copy)]
@@ -255,6 +354,9 @@ struct Header {
     ef_construction: usize,
     entry: u32,
     sections: Vec<Section>,
+    /// The sections' names, for errors: [`SECTIONS`], or [`NAMED_SECTIONS`] for a named
+    /// vector's.
+    names: &'static [&'static str],
 }
 
 /// Reads and checks the header of any version.
@@ -269,7 +371,15 @@ fn read_header(bytes: &[u8], damage: Damage) -> Result<Header> {
             damage.0,
             version,
             VERSION,
-            &[(1, 136), (2, 248), (3, 272), (4, 296), (5, 320), (6, 344)],
+            &[
+                (1, 136),
+                (2, 248),
+                (3, 272),
+                (4, 296),
+                (5, 320),
+                (6, 344),
+                (7, 368),
+            ],
         ));
     }
     let (header_bytes, section_count) = match version {
@@ -278,6 +388,7 @@ fn read_header(bytes: &[u8], damage: Damage) -> Result<Header> {
         3 => (HEADER_BYTES_V3, 9),
         4 => (HEADER_BYTES_V3, 10),
         5 => (HEADER_BYTES, 11),
+        6 => (HEADER_BYTES, 12),
         _ => (HEADER_BYTES, SECTIONS.len()),
     };
     if bytes.len() < header_bytes as usize {
@@ -319,6 +430,7 @@ fn read_header(bytes: &[u8], damage: Damage) -> Result<Header> {
         ef_construction: ef_construction as usize,
         entry,
         sections,
+        names: &SECTIONS,
     })
 }
 
@@ -379,7 +491,7 @@ fn section_range(
     expected: &[Option<usize>],
     damage: Damage,
 ) -> Result<std::ops::Range<usize>> {
-    let (s, what) = (&h.sections[i], SECTIONS[i]);
+    let (s, what) = (&h.sections[i], h.names[i]);
     let range = usize::try_from(s.at)
         .ok()
         .zip(usize::try_from(s.len).ok())
@@ -397,7 +509,7 @@ fn check_crc(h: &Header, i: usize, crc: u32, damage: Damage) -> Result<()> {
         true => Ok(()),
         false => Err(damage.at(
             h.sections[i].at,
-            format!("{} section checksum mismatch", SECTIONS[i]),
+            format!("{} section checksum mismatch", h.names[i]),
         )),
     }
 }
@@ -566,17 +678,18 @@ pub(crate) fn read(
     vectors_on_disk: bool,
 ) -> Result<Image> {
     let damage = Damage(name);
-    let file = match vectors_on_disk {
-        true => Some(
-            storage
-                .open(name, OpenMode::Existing)
-                .map_err(io_error("open", name))?,
-        ),
-        false => None,
+    let mut src = Source {
+        storage,
+        name,
+        vectors_on_disk,
+        // Vectors to stay on disk where the file cannot be mapped: read the other sections
+        // only.
+        unmapped: vectors_on_disk && !storage.maps_files(),
+        bytes: Bytes::from(Vec::new()),
+        file_len: 0,
     };
-    // Vectors to stay on disk where the file cannot be mapped: read the other sections only.
-    let unmapped = vectors_on_disk && !storage.maps_files();
-    let (bytes, file_len) = match file.as_deref().filter(|_| unmapped) {
+    let file = src.open()?;
+    (src.bytes, src.file_len) = match file.as_deref().filter(|_| src.unmapped) {
         Some(file) => {
             let len = file.len().map_err(io_error("read", name))?;
             let head =
@@ -590,13 +703,10 @@ pub(crate) fn read(
             (bytes, len)
         }
     };
-    let h = read_header(&bytes, damage)?;
+    let h = read_header(&src.bytes, damage)?;
     let rows = check_against_manifest(&h, dim, distance, damage)?;
     let expected = expected_lengths(&h, rows, stride);
-    let views = match file.as_deref().filter(|_| unmapped) {
-        Some(file) => section_copies(file, file_len, &h, &expected, damage)?,
-        None => section_views(&bytes, &h, &expected, damage, file.as_deref())?,
-    };
+    let views = src.sections(&h, &expected, damage, file.as_deref())?;
     check_sketches(&views, &h, rows, damage)?;
     let graph = if h.graph {
         Some(read_graph(&views, &h, rows, damage)?)
@@ -607,7 +717,7 @@ pub(crate) fn read(
     // read only for the payloads asked for) are read from the file too when the vectors stay
     // on disk: read through the mapping, their pages would stay resident (2.4 MiB for 100K).
     let section = |i: usize| -> Result<std::borrow::Cow<'_, [u8]>> {
-        let Some(file) = file.as_deref().filter(|_| !unmapped) else {
+        let Some(file) = file.as_deref().filter(|_| !src.unmapped) else {
             return Ok(std::borrow::Cow::Borrowed(&views[i]));
         };
         let mut copy = vec![0u8; views[i].len()];
@@ -634,35 +744,189 @@ pub(crate) fn read(
             .map_err(|(offset, detail)| damage.at(h.sections[SPARSE].at + offset as u64, detail))?,
         None => Vec::new(),
     };
+    let named = match views.get(NAMED) {
+        Some(view) => src.named(view, h.sections[NAMED].at, rows)?,
+        None => Vec::new(),
+    };
     Ok(Image {
         rows,
         last_seq: h.last_seq,
-        vectors: {
-            let reader = file.map(|file| -> Box<dyn RowReader> {
-                // Read ahead, the open's check above was quicker; a row at a time, read-ahead
-                // only evicts pages (measured within a memory limit: +49% queries/s without it).
-                file.advise_random_reads();
-                Box::new(FileRows {
-                    file,
-                    name: name.to_owned(),
-                    at: h.sections[VECTORS].at,
-                    row_bytes: (stride * 4) as u64,
-                })
-            });
-            match (reader, unmapped) {
-                (Some(reader), true) => ImageVectors::OnDisk(reader),
-                (reader, _) => ImageVectors::InPlace(views[VECTORS].clone(), reader),
-            }
+        dense: SpaceImage {
+            vectors: src.space_vectors(file, h.sections[VECTORS].at, stride, &views[VECTORS]),
+            graph,
+            codes,
         },
+        named,
         ids,
         payload_offsets: views[PAYLOAD_OFFSETS].clone(),
         payload_data: views[PAYLOAD_DATA].clone(),
-        graph,
         payload_indexes,
-        codes,
         sparse,
-        file_bytes: file_len,
+        file_bytes: src.file_len,
     })
+}
+
+/// The segment file being read, and how.
+struct Source<'a> {
+    storage: &'a dyn Storage,
+    name: &'a str,
+    vectors_on_disk: bool,
+    /// The vectors stay on disk and the file cannot be mapped: sections are read one by one.
+    unmapped: bool,
+    /// The whole file (mapped or read), or its header alone when `unmapped`.
+    bytes: Bytes,
+    file_len: u64,
+}
+
+impl Source<'_> {
+    /// The file, opened again, to read vectors kept on disk through (a reader each space).
+    fn open(&self) -> Result<Option<Box<dyn StorageFile>>> {
+        match self.vectors_on_disk {
+            true => Ok(Some(
+                self.storage
+                    .open(self.name, OpenMode::Existing)
+                    .map_err(io_error("open", self.name))?,
+            )),
+            false => Ok(None),
+        }
+    }
+
+    /// The sections `h` describes, checked: views of the mapping, or copies read one by one.
+    fn sections(
+        &self,
+        h: &Header,
+        expected: &[Option<usize>],
+        damage: Damage,
+        file: Option<&dyn StorageFile>,
+    ) -> Result<Vec<Bytes>> {
+        match file.filter(|_| self.unmapped) {
+            Some(file) => section_copies(file, self.file_len, h, expected, damage),
+            None => section_views(&self.bytes, h, expected, damage, file),
+        }
+    }
+
+    /// How a space's rows (the section at `at`, seen as `view`) are reached: in place, with
+    /// a reader of the file when they stay on disk, or through the reader alone.
+    fn space_vectors(
+        &self,
+        file: Option<Box<dyn StorageFile>>,
+        at: u64,
+        stride: usize,
+        view: &Bytes,
+    ) -> ImageVectors {
+        let reader = file.map(|file| -> Box<dyn RowReader> {
+            // Read ahead, the open's check above was quicker; a row at a time, read-ahead
+            // only evicts pages (measured within a memory limit: +49% queries/s without it).
+            file.advise_random_reads();
+            Box::new(FileRows {
+                file,
+                name: self.name.to_owned(),
+                at,
+                row_bytes: (stride * 4) as u64,
+            })
+        });
+        match (reader, self.unmapped) {
+            (Some(reader), true) => ImageVectors::OnDisk(reader),
+            (reader, _) => ImageVectors::InPlace(view.clone(), reader),
+        }
+    }
+
+    /// The named vectors the directory section (at `at`) lists: each one's figures, then its
+    /// sections, checked as the main ones are.
+    fn named(&self, view: &[u8], at: u64, rows: usize) -> Result<Vec<NamedImage>> {
+        let mut r = Reader::new(view, self.name, at);
+        // The smallest entry: a name of one byte, the figures, the descriptors.
+        let count = r.count(4 + 1 + 24 + NAMED_SLOTS.len() * 24)?;
+        let mut named: Vec<NamedImage> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = r.count(1)?;
+            let name = std::str::from_utf8(r.bytes(len)?)
+                .map_err(|_| r.corrupt("a named vector's name is not UTF-8"))?
+                .to_owned();
+            if name.is_empty() || named.iter().any(|n| n.name == name) {
+                return Err(r.corrupt(format!("named vector {name:?} is empty or repeated")));
+            }
+            let (dim, distance) = (r.u32()? as usize, r.u8()?);
+            let (has_graph, max_level) = (r.u8()?, r.u8()?);
+            r.u8()?;
+            let (m, ef_construction, entry) = (r.u32()?, r.u32()?, r.u32()?);
+            r.u32()?;
+            let mut sections = vec![
+                Section {
+                    at: 0,
+                    len: 0,
+                    crc: 0
+                };
+                NAMED_SECTIONS.len()
+            ];
+            for slot in NAMED_SLOTS {
+                sections[slot] = Section {
+                    at: r.u64()?,
+                    len: r.u64()?,
+                    crc: r.u32()?,
+                };
+                r.u32()?;
+            }
+            let label = format!("{}, vector {name:?}", self.name);
+            let damage = Damage(&label);
+            let h = Header {
+                dim,
+                distance,
+                graph: has_graph == 1,
+                max_level,
+                rows: rows as u64,
+                last_seq: 0,
+                m: m as usize,
+                ef_construction: ef_construction as usize,
+                entry,
+                sections,
+                names: &NAMED_SECTIONS,
+            };
+            let distance = distance_from_code(h.distance)
+                .filter(|_| (1..=crate::MAX_DIMENSION).contains(&dim))
+                .ok_or_else(|| damage.at(at, "invalid dimension or distance"))?;
+            check_graph_fields(&h, rows, damage)?;
+            let stride = crate::engine::stride_for(dim);
+            let mut expected = expected_lengths(&h, rows, stride);
+            expected[PRESENCE] = Some(rows.div_ceil(64) * 8);
+            for unused in [
+                PAYLOAD_OFFSETS,
+                PAYLOAD_DATA,
+                PAYLOAD_INDEXES,
+                SPARSE,
+                NAMED,
+            ] {
+                expected[unused] = Some(0);
+            }
+            let file = self.open()?;
+            let views = self.sections(&h, &expected, damage, file.as_deref())?;
+            check_sketches(&views, &h, rows, damage)?;
+            let graph = match h.graph {
+                true => Some(read_graph(&views, &h, rows, damage)?),
+                false => None,
+            };
+            let present = views[PRESENCE]
+                .chunks_exact(8)
+                .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+                .collect();
+            let codes = read_codes(&views, &h, rows, distance, damage)?;
+            named.push(NamedImage {
+                name,
+                dim,
+                distance,
+                present,
+                space: SpaceImage {
+                    vectors: self.space_vectors(file, h.sections[VECTORS].at, stride, &views[0]),
+                    graph,
+                    codes,
+                },
+            });
+        }
+        if !r.is_empty() {
+            return Err(r.corrupt("the named vectors section has trailing bytes"));
+        }
+        Ok(named)
+    }
 }
 
 /// The quantized codes section (version 5 on; empty when the database keeps none), checked
@@ -776,6 +1040,12 @@ fn check_against_manifest(
         return Err(damage.at(12, "dimension or distance differs from the manifest's"));
     }
     let rows = usize::try_from(h.rows).map_err(|_| damage.at(24, "row count too large"))?;
+    check_graph_fields(h, rows, damage)?;
+    Ok(rows)
+}
+
+/// The graph's figures make sense for `rows` rows.
+fn check_graph_fields(h: &Header, rows: usize, damage: Damage) -> Result<()> {
     let entry_ok = if rows == 0 {
         h.entry == NONE
     } else {
@@ -784,11 +1054,11 @@ fn check_against_manifest(
     if h.graph && (h.m < 2 || !entry_ok || h.max_level > 16) {
         return Err(damage.at(40, "invalid graph parameters"));
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// The lengths the header's figures imply, so a section of the wrong size is caught before use.
-fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 12] {
+fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 13] {
     let if_graph = |n: Option<usize>| if h.graph { n } else { Some(0) };
     [
         rows.checked_mul(stride * 4),
@@ -802,6 +1072,7 @@ fn expected_lengths(h: &Header, rows: usize, stride: usize) -> [Option<usize>; 1
         // Checked by `check_sketches`: none, or one per row.
         None,
         // Checked as they are parsed.
+        None,
         None,
         None,
         None,
@@ -863,6 +1134,7 @@ mod tests {
             vectors_on_disk: false,
             payload_indexes: Vec::new(),
             sparse_vectors: Default::default(),
+            named_vectors: Default::default(),
         }
     }
 
@@ -941,18 +1213,21 @@ mod tests {
                 Box::new(payloads.iter().enumerate().map(|(s, p)| (s as u32, p)))
             });
         ImageSource {
-            dim: 3,
-            stride: 4,
-            distance: Distance::Cosine,
             last_seq: 99,
             rows,
-            vectors: Box::new(|row, out: &mut [f32]| {
-                out.copy_from_slice(&vectors[row]);
-                Ok(())
-            }),
-            graph: Some(graph),
+            dense: SpaceSource {
+                dim: 3,
+                stride: 4,
+                distance: Distance::Cosine,
+                vectors: Box::new(|row, out: &mut [f32]| {
+                    out.copy_from_slice(&vectors[row]);
+                    Ok(())
+                }),
+                graph: Some(graph),
+                codes: Vec::new(),
+            },
+            named: Vec::new(),
             payload_indexes,
-            codes: Vec::new(),
             sparse: Vec::new(),
         }
     }
@@ -1084,7 +1359,7 @@ mod tests {
         let image = read(&storage, "v.seg", 3, 4, Distance::Cosine, true).unwrap();
         // A storage that cannot map files: the other sections are read, the vectors are not.
         assert!(!storage.maps_files());
-        let ImageVectors::OnDisk(reader) = image.vectors else {
+        let ImageVectors::OnDisk(reader) = image.dense.vectors else {
             panic!("the vectors were read into memory");
         };
         assert_eq!(image.ids.len(), 5);
@@ -1123,6 +1398,84 @@ mod tests {
     }
 
     #[test]
+    fn named_vectors_are_stored_and_used_in_place() {
+        let img = crate::DenseVectorConfig {
+            size: 8,
+            distance: Distance::Dot,
+        };
+        for on_disk in [false, true] {
+            let config = EngineConfig {
+                named_vectors: [("img".to_owned(), img)].into(),
+                quantization: Quantization::Sq8,
+                vectors_on_disk: on_disk,
+                ..config()
+            };
+            let mut engine = Engine::new(config.clone());
+            let v = |i: u64| (0..256).map(|d| ((i * 7 + d) % 11) as f32 + 0.5).collect();
+            let w = |i: u64| (0..8).map(|d| ((i * 5 + d) % 13) as f32 - 6.0).collect();
+            let points = (0..400).map(|i| match i % 4 {
+                0 => Point::new(i, v(i)),
+                _ => Point::new(i, v(i)).with_named("img", w(i)),
+            });
+            engine.upsert(points.collect()).unwrap();
+            let reopened = round_trip(&engine, config.clone());
+            let queries: Vec<SearchRequest> = (0..10)
+                .map(|i| {
+                    SearchRequest::new(w(i * 31), 7)
+                        .using("img")
+                        .with_vector(true)
+                })
+                .collect();
+            let before = engine.search_batch(&queries).unwrap();
+            let after = reopened.search_batch(&queries).unwrap();
+            for (b, a) in before.iter().zip(&after) {
+                assert_eq!(b.result, a.result, "on disk: {on_disk}");
+                assert!(!a.exact, "the stored graph answers");
+                assert!(a.result.iter().all(|p| p.named_vectors.is_some()));
+            }
+            let records = reopened.get(&[PointId::Num(4), PointId::Num(5)]).unwrap();
+            assert_eq!(records[0].named_vectors, None, "point 4 has no img vector");
+            assert_eq!(records[1].named_vectors.as_ref().unwrap()["img"], w(5));
+            // A configuration without the named vector refuses the segment rather than lose it.
+            let without = EngineConfig {
+                named_vectors: Default::default(),
+                ..config.clone()
+            };
+            let err = match Engine::from_image(without, read_back(&engine, &config)) {
+                Err(e) => e,
+                Ok(_) => panic!("opened without its named vector"),
+            };
+            assert!(err.to_string().contains("\"img\""), "{err}");
+            // One that declares it differently too.
+            let other = EngineConfig {
+                named_vectors: [(
+                    "img".to_owned(),
+                    crate::DenseVectorConfig { size: 9, ..img },
+                )]
+                .into(),
+                ..config.clone()
+            };
+            assert!(Engine::from_image(other, read_back(&engine, &config)).is_err());
+        }
+    }
+
+    /// The image of `engine` written to a segment and read back as `config` reads it.
+    fn read_back(engine: &Engine, config: &EngineConfig) -> Image {
+        let storage = MemoryStorage::new();
+        write(&storage, "s.seg", &engine.export(1).unwrap()).unwrap();
+        let stride = stride_for(config.dimension);
+        read(
+            &storage,
+            "s.seg",
+            config.dimension,
+            stride,
+            config.distance,
+            false,
+        )
+        .unwrap()
+    }
+
+    #[test]
     fn written_bytes_are_unchanged() {
         let vectors: Vec<[f32; 3]> = (0..5)
             .map(|i| [i as f32, 1.0 - i as f32 * 0.25, -0.5])
@@ -1132,8 +1485,10 @@ mod tests {
         let bytes = storage.read_all("small.seg").unwrap();
         assert_eq!(len, bytes.len() as u64);
         // Captured from the writer's output: the format (FORMAT.md) is these bytes. (Version 6
-        // changed only the version, the twelfth descriptor and the header checksum.)
-        assert_eq!((bytes.len(), codec::crc(&bytes)), (1536, 0xe82c_926c));
+        // changed only the version, the twelfth descriptor and the header checksum; version 7
+        // the version, the thirteenth descriptor, the header checksum and the empty directory
+        // of named vectors at the end, four bytes.)
+        assert_eq!((bytes.len(), codec::crc(&bytes)), (1540, 0x568e_97d0));
         // The payload indexes section, by hand from FORMAT.md: one field "n", five integer
         // entries (kind 1, the value, the end of its list), one row each.
         let descriptor = 56 + PAYLOAD_INDEXES * 24;
@@ -1143,10 +1498,14 @@ mod tests {
             expected.extend([1, i, 0, i + 1]);
         }
         expected.extend(0..5);
-        assert_eq!(&bytes[at as usize..], &u32_bytes(&expected)[..]);
+        let expected = u32_bytes(&expected);
+        let at = at as usize;
+        assert_eq!(&bytes[at..at + expected.len()], &expected[..]);
+        // The empty directory of named vectors ends the file: a count of zero.
+        assert_eq!(&bytes[bytes.len() - 4..], &[0; 4]);
         let image = read(&storage, "small.seg", 3, 4, Distance::Cosine, false).unwrap();
         assert_eq!(image.rows, 5);
-        assert_eq!(image.graph.unwrap().sketches.unwrap().len(), 5 * 64);
+        assert_eq!(image.dense.graph.unwrap().sketches.unwrap().len(), 5 * 64);
     }
 
     #[test]
@@ -1178,7 +1537,7 @@ mod tests {
             write(&storage, "coded.seg", &engine.export(7).unwrap()).unwrap();
             let read_back = || read(&storage, "coded.seg", 256, 256, distance, false).unwrap();
             let image = read_back();
-            let stored = image.codes.as_ref().expect("a codes section");
+            let stored = image.dense.codes.as_ref().expect("a codes section");
             // SQ8: a byte per dimension and the norms for Euclid; binary: 256 bits in one
             // line, five floats beside each row, the mean, and the centres with their norms.
             let (stride, side, mean) = match (quantization, &stored.coder) {
@@ -1201,7 +1560,7 @@ mod tests {
             // Without codes in the segment (one written without quantization, or of version
             // 4), they are made again from the vectors: the same range, the same answers.
             let mut image = read_back();
-            image.codes = None;
+            image.dense.codes = None;
             let recoded = Engine::from_image(coded.clone(), image).unwrap();
             assert_eq!(
                 answers(&recoded),
@@ -1218,7 +1577,7 @@ mod tests {
             engine.delete(&[PointId::Num(3), PointId::Num(700)]);
             write(&storage, "coded.seg", &engine.export(8).unwrap()).unwrap();
             let image = read_back();
-            assert_eq!(image.codes.as_ref().unwrap().rows, 1498);
+            assert_eq!(image.dense.codes.as_ref().unwrap().rows, 1498);
             let reopened = Engine::from_image(coded, image).unwrap();
             let found = answers(&reopened);
             let gone = [PointId::Num(3), PointId::Num(700)];
@@ -1307,7 +1666,7 @@ mod tests {
             // Binary codes around one mean (no centres: written by b7ed3ec, never released)
             // are set aside, and the graph coded afresh at open.
             let image = changed("one mean", 8, 0u32.to_le_bytes()).unwrap();
-            assert!(image.codes.is_none());
+            assert!(image.dense.codes.is_none());
         }
     }
 
@@ -1331,7 +1690,7 @@ mod tests {
         let read_back =
             |name: &str| read(&storage, name, 256, 256, Distance::Cosine, false).unwrap();
         let v3 = read_back("v3.seg");
-        let sketches = v3.graph.as_ref().unwrap().sketches.as_ref().unwrap();
+        let sketches = v3.dense.graph.as_ref().unwrap().sketches.as_ref().unwrap();
         assert_eq!(sketches.len(), 2000 * 64);
         let stored_at = sketches.as_ptr();
         let from_v3 = Engine::from_image(config(), v3).unwrap();
@@ -1354,7 +1713,7 @@ mod tests {
             .write_at(0, &old)
             .unwrap();
         let v2 = read_back("v2.seg");
-        assert!(v2.graph.as_ref().unwrap().sketches.is_none());
+        assert!(v2.dense.graph.as_ref().unwrap().sketches.is_none());
         let from_v2 = Engine::from_image(config(), v2).unwrap();
         assert_eq!(
             answers(&from_v2),

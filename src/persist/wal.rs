@@ -30,6 +30,9 @@ const KIND_SET_PAYLOAD: u8 = 3;
 /// sparse vectors by name. Batches without any are still written as [`KIND_UPSERT`], so such
 /// logs stay readable by the versions before sparse vectors.
 const KIND_UPSERT_SPARSE: u8 = 4;
+/// An upsert whose points carry named dense vectors: each point as in [`KIND_UPSERT_SPARSE`],
+/// then its named dense vectors. Written only for batches with some, as kind 4 is.
+const KIND_UPSERT_NAMED: u8 = 5;
 
 /// One logged change. Delete-by-filter is logged as the ids it resolved to, so replay does not
 /// depend on payloads evaluating the same way later.
@@ -96,6 +99,33 @@ fn decode_sparse(r: &mut Reader) -> Result<BTreeMap<String, SparseVector>> {
     Ok(vectors)
 }
 
+/// `count u32`, then per named dense vector: `name_len u32 | name | dim u32 | f32s`.
+fn encode_named(out: &mut Vec<u8>, vectors: &BTreeMap<String, Vec<f32>>) {
+    codec::put_u32(out, vectors.len() as u32);
+    for (name, v) in vectors {
+        codec::put_u32(out, name.len() as u32);
+        out.extend_from_slice(name.as_bytes());
+        codec::put_u32(out, v.len() as u32);
+        codec::put_f32s(out, v);
+    }
+}
+
+fn decode_named(r: &mut Reader) -> Result<BTreeMap<String, Vec<f32>>> {
+    let n = r.count(8)?;
+    let mut vectors = BTreeMap::new();
+    for _ in 0..n {
+        let len = r.count(1)?;
+        let name = std::str::from_utf8(r.bytes(len)?)
+            .map_err(|_| r.corrupt("a named vector's name is not UTF-8"))?
+            .to_owned();
+        let dim = r.count(4)?;
+        if vectors.insert(name, r.f32s(dim)?).is_some() {
+            return Err(r.corrupt("a point names a dense vector twice"));
+        }
+    }
+    Ok(vectors)
+}
+
 /// The format of one log file, read from its header: how its records are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LogFormat {
@@ -149,6 +179,9 @@ impl LogFormat {
     pub fn encode(self, seq: u64, durable: u64, op: &WalOp) -> Vec<u8> {
         let mut out = vec![0u8; RECORD_PREFIX];
         let (kind, ids) = match op {
+            WalOp::Upsert(points) if points.iter().any(|p| !p.named_vectors.is_empty()) => {
+                (KIND_UPSERT_NAMED, &[][..])
+            }
             WalOp::Upsert(points) if points.iter().any(|p| !p.sparse_vectors.is_empty()) => {
                 (KIND_UPSERT_SPARSE, &[][..])
             }
@@ -168,8 +201,11 @@ impl LogFormat {
                     codec::put_id(&mut out, p.id);
                     codec::put_f32s(&mut out, &p.vector);
                     encode_payload(&mut out, &p.payload);
-                    if kind == KIND_UPSERT_SPARSE {
+                    if kind >= KIND_UPSERT_SPARSE {
                         encode_sparse(&mut out, &p.sparse_vectors);
+                    }
+                    if kind == KIND_UPSERT_NAMED {
+                        encode_named(&mut out, &p.named_vectors);
                     }
                 }
             }
@@ -217,9 +253,9 @@ impl LogFormat {
             r.u64()?; // the durable mark, used only when the log is damaged
         }
         let op = match kind {
-            KIND_UPSERT | KIND_UPSERT_SPARSE => {
-                let sparse = kind == KIND_UPSERT_SPARSE;
-                let n = r.count(ID_BYTES + dim * 4 + 4 + if sparse { 4 } else { 0 })?;
+            KIND_UPSERT | KIND_UPSERT_SPARSE | KIND_UPSERT_NAMED => {
+                let (sparse, named) = (kind >= KIND_UPSERT_SPARSE, kind == KIND_UPSERT_NAMED);
+                let n = r.count(ID_BYTES + dim * 4 + 4 + 4 * (sparse as usize + named as usize))?;
                 let mut points = Vec::with_capacity(n);
                 for _ in 0..n {
                     let id = r.id()?;
@@ -229,9 +265,14 @@ impl LogFormat {
                         true => decode_sparse(&mut r)?,
                         false => Default::default(),
                     };
+                    let named_vectors = match named {
+                        true => decode_named(&mut r)?,
+                        false => Default::default(),
+                    };
                     points.push(Point {
                         id,
                         vector,
+                        named_vectors,
                         sparse_vectors,
                         // Documents are turned into sparse vectors before they are logged.
                         documents: Default::default(),

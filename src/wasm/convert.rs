@@ -228,13 +228,19 @@ fn search_option(request: &mut SearchRequest, name: &str, value: JsValue) -> Res
             request.score_threshold = Some(threshold as f32);
         }
         "filter" => request.filter = filter_of(value)?,
+        "using" => {
+            let name = value
+                .as_string()
+                .ok_or_else(|| bad("search options", "using: expected a vector's name"))?;
+            request.using = Some(name);
+        }
         "quantization" => request.params.quantization = Some(quantization_option(&value)?),
         _ => {
             return Err(bad(
                 "search options",
                 format!(
                     "unknown field `{name}`, expected one of `limit`, `offset`, `filter`, \
-                     `ef`, `exact`, `withPayload`, `withVector`, `scoreThreshold`, \
+                     `using`, `ef`, `exact`, `withPayload`, `withVector`, `scoreThreshold`, \
                      `quantization`"
                 ),
             ))

@@ -26,6 +26,8 @@ export interface OpenOptions {
   payloadIndexes?: string[];
   /** Sparse vectors by name, beside the dense one (which is named `""` among a point's vectors): `{ text: { bm25: true } }`. */
   sparseVectors?: Record<string, SparseVectorOptions>;
+  /** Dense vectors by name beside the unnamed one (Qdrant's named vectors): `{ image: { size: 512, distance: "Dot" } }`. A point may lack any of them; searches name one with `using`. */
+  namedVectors?: Record<string, { size: number; distance: "Cosine" | "Dot" | "Euclid" | "Manhattan" }>;
   maxPoints?: number;
   maxMemoryMb?: number;
   enableWarmup?: boolean;
@@ -46,7 +48,7 @@ export interface OpenOptions {
 
 export interface PointInput {
   id: number | string;
-  /** The dense vector, or vectors by name: `{ "": dense, text: { indices, values } }` (sparse) or `{ text: { text: "..." } }` (BM25). */
+  /** The dense vector, or vectors by name: `{ "": dense, image: dense }` (a named dense vector), `{ "": dense, text: { indices, values } }` (sparse) or `{ text: { text: "..." } }` (BM25). */
   vector: Float32Array | number[] | Record<string, Float32Array | number[] | SparseVector | Document>;
   payload?: Record<string, unknown>;
 }
@@ -87,7 +89,7 @@ export type Query =
 export interface Prefetch {
   prefetch?: Prefetch | Prefetch[];
   query?: Query;
-  /** The vector searched: a sparse vector's name, or "" (the default) for the dense one. */
+  /** The vector searched: a named dense or sparse vector's name, or "" (the default) for the unnamed one. */
   using?: string;
   /** Merged with the filters above it as Qdrant merges them: each clause's conditions joined (two `should` lists become one). */
   filter?: Filter;
@@ -108,7 +110,7 @@ export interface QueryParams {
 export interface QueryRequest {
   prefetch?: Prefetch | Prefetch[];
   query?: Query;
-  /** The vector searched: a sparse vector's name, or "" (the default) for the dense one. */
+  /** The vector searched: a named dense or sparse vector's name, or "" (the default) for the unnamed one. */
   using?: string;
   /** Default 10. */
   limit?: number;
@@ -118,7 +120,7 @@ export interface QueryRequest {
   score_threshold?: number;
   /** Default false, as in Qdrant. A list of fields (`["title", "meta.tags"]`), `{ include: [...] }` or `{ exclude: [...] }` returns only some of the payload, as Qdrant selects it. */
   with_payload?: boolean | string[] | { include: string[] } | { exclude: string[] };
-  /** Default false. A list of names (`[""]` the dense vector, `["text"]` a sparse one) returns only those, as Qdrant does. */
+  /** Default false. A list of names (`[""]` the unnamed vector, `["image", "text"]` named or sparse ones) returns only those, as Qdrant does. */
   with_vector?: boolean | string[];
   params?: QueryParams;
 }
@@ -127,7 +129,7 @@ export interface QueryResponse {
   points: ScoredPoint[];
 }
 
-/** A point's vectors as returned: the dense one, or by name when the database declares sparse vectors. */
+/** A point's vectors as returned: the unnamed one alone, or by name when the point has named or sparse vectors. */
 export type VectorsOut = number[] | Record<string, number[] | { indices: number[]; values: number[] }>;
 
 export interface SearchOptions {
@@ -137,6 +139,8 @@ export interface SearchOptions {
   offset?: number;
   /** A filter in Qdrant's JSON shape: `{ must: [{ key: "color", match: { value: "red" } }] }`. */
   filter?: Filter;
+  /** The named dense vector to search (declared in `namedVectors`); default the unnamed one. */
+  using?: string;
   /** The HNSW beam width for this search (default: the database's `ef`, 64). */
   ef?: number;
   /** Scan every point instead of the graph (default false). */

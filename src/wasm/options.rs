@@ -12,8 +12,8 @@ use super::convert::{js_error, json};
 use std::collections::BTreeMap;
 
 use crate::{
-    Bm25Config, Distance, Durability, EmbeddedConfig, Error, HnswConfig, LogRecovery, Modifier,
-    Quantization, SparseVectorConfig,
+    Bm25Config, DenseVectorConfig, Distance, Durability, EmbeddedConfig, Error, HnswConfig,
+    LogRecovery, Modifier, Quantization, SparseVectorConfig,
 };
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
@@ -84,6 +84,24 @@ fn bm25_options(given: &serde_json::Value) -> Result<Bm25Config, String> {
     Ok(c)
 }
 
+/// A named vector's `{ size, distance }`, both required (by hand, as [`bm25_options`]).
+fn named_vector(given: &serde_json::Value) -> Result<DenseVectorConfig, String> {
+    let fields = given.as_object().ok_or("expected an object")?;
+    if let Some(key) = fields.keys().find(|k| *k != "size" && *k != "distance") {
+        return Err(format!("unknown field `{key}`"));
+    }
+    let size = fields
+        .get("size")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or("`size` must be a positive integer")?;
+    let distance = fields.get("distance").ok_or("`distance` is missing")?;
+    let distance = Distance::deserialize(distance).map_err(|e| format!("`distance`: {e}"))?;
+    Ok(DenseVectorConfig {
+        size: size as usize,
+        distance,
+    })
+}
+
 /// A sparse vector's declaration: `{ modifier?: "none" | "idf", bm25?: true | { k, b, avgLen } }`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -151,6 +169,10 @@ pub(super) struct OpenOptions {
     /// Sparse vectors by name, beside the dense one (see [`SparseOptions`]).
     #[serde(default)]
     sparse_vectors: BTreeMap<String, SparseOptions>,
+    /// Dense vectors by name beside the unnamed one: `{ size, distance }` each, as Qdrant's
+    /// (read in [`named_vector`]).
+    #[serde(default)]
+    named_vectors: BTreeMap<String, serde_json::Value>,
     max_points: Option<usize>,
     max_memory_mb: Option<usize>,
     #[serde(default)]
@@ -200,6 +222,14 @@ impl OpenOptions {
         }
         for (name, sparse) in &self.sparse_vectors {
             b = b.sparse_vector(name.clone(), sparse.config(name)?);
+        }
+        for (name, given) in &self.named_vectors {
+            let v = named_vector(given).map_err(|e| {
+                Error::InvalidConfig(format!(
+                    "open options: namedVectors.{name}: {e} ({{ size, distance }})"
+                ))
+            })?;
+            b = b.named_vector(name.clone(), v.size, v.distance);
         }
         b = b
             .hnsw(self.hnsw())

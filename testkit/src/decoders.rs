@@ -36,6 +36,7 @@ pub fn config() -> EmbeddedConfig {
         .payload_index("tag")
         .payload_index("i")
         .sparse_vector("s", SparseVectorConfig::default())
+        .named_vector("v", 3, Distance::Dot)
         .build()
         .expect("valid configuration")
 }
@@ -56,10 +57,15 @@ fn fill(storage: Arc<dyn Storage>) {
         let v = vec![i as f32 + 1.0, (i % 3) as f32, (i % 5) as f32 - 2.0, 0.5];
         let sparse = SparseVector::new(vec![i as u32 % 7, 9], vec![1.0, i as f32 * 0.5])
             .expect("ascending, finite");
-        Point::new(i, v)
+        let point = Point::new(i, v)
             .with_payload(serde_json::json!({"i": i, "tag": format!("t{}", i % 3), "xs": [i]}))
             .expect("an object")
-            .with_sparse("s", sparse)
+            .with_sparse("s", sparse);
+        // The named vector for every other point: its presence bits have gaps.
+        match i % 2 {
+            0 => point.with_named("v", vec![i as f32, 1.0, -0.5]),
+            _ => point,
+        }
     };
     db.upsert((0..40).map(point).collect()).expect("upsert");
     db.checkpoint().expect("checkpoint");
@@ -108,6 +114,11 @@ fn exercise(db: &EmbeddedVectorDB) {
     }
     let sparse = SparseVector::new(vec![1, 9], vec![1.0, 0.5]).expect("ascending, finite");
     let _ = db.query(&QueryRequest::sparse("s", sparse, 5));
+    for exact in [false, true] {
+        let mut named = SearchRequest::new(vec![1.0, 0.5, -0.5], 5).using("v");
+        named.params.exact = exact;
+        let _ = db.search(&named);
+    }
     let _ = db.upsert(vec![Point::new(1000, vec![0.1, 0.2, 0.3, 0.4])]);
     let _ = db.checkpoint();
 }

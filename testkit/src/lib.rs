@@ -18,6 +18,35 @@ pub mod workload;
 #[cfg(target_arch = "wasm32")]
 pub mod js;
 
+/// The two copies of `db` a user can make, each opened with `config` (its `data_dir`
+/// replaced): a snapshot into the directory `snapshot`, and an archive imported into memory.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn copies(
+    db: &grape_vector_db::EmbeddedVectorDB,
+    snapshot: &std::path::Path,
+    config: &grape_vector_db::EmbeddedConfig,
+) -> [grape_vector_db::EmbeddedVectorDB; 2] {
+    use grape_vector_db::{EmbeddedConfig, EmbeddedVectorDB};
+    db.snapshot(snapshot).expect("a snapshot");
+    let copy = EmbeddedVectorDB::open(EmbeddedConfig {
+        data_dir: Some(snapshot.to_owned()),
+        ..config.clone()
+    })
+    .expect("the snapshot opens");
+    let archive = db.export_archive().expect("an archive");
+    let dest = grape_vector_db::storage::MemoryStorage::new();
+    EmbeddedVectorDB::import_archive(&archive, &dest).expect("the archive imports");
+    let imported = EmbeddedVectorDB::open_with_storage(
+        EmbeddedConfig {
+            data_dir: None,
+            ..config.clone()
+        },
+        std::sync::Arc::new(dest),
+    )
+    .expect("the imported archive opens");
+    [copy, imported]
+}
+
 /// CRC-32C (Castagnoli), from a table built on first use: an implementation independent of the
 /// crate's, for tests that write checksummed bytes themselves.
 pub fn crc32c(data: &[u8]) -> u32 {

@@ -14,11 +14,21 @@ use serde_json::{json, Value};
 
 use crate::Rng;
 
-/// Every point of a database: id -> (vector, payload, sparse vectors).
-pub type Contents = BTreeMap<PointId, (Vec<f32>, Payload, Sparse)>;
+/// Every point of a database: id -> (vector, payload, its other vectors).
+pub type Contents = BTreeMap<PointId, (Vec<f32>, Payload, Others)>;
 
-/// A point's sparse vectors by name.
-pub type Sparse = BTreeMap<String, SparseVector>;
+/// A point's named dense vectors and its sparse vectors, by name.
+pub type Others = (BTreeMap<String, Vec<f32>>, BTreeMap<String, SparseVector>);
+
+/// A point as [`Contents`] holds it.
+pub fn entry(p: &Point) -> (Vec<f32>, Payload, Others) {
+    let others = (p.named_vectors.clone(), p.sparse_vectors.clone());
+    (p.vector.clone(), p.payload.clone(), others)
+}
+
+/// The workload's named dense vector (Euclid, so kept bit for bit): its log records and
+/// segment sections go through every crash state and fault too.
+pub const NAMED: &str = "n";
 
 /// The workload's sparse vector (IDF-weighted, as BM25's): its log records and segment
 /// section go through every crash state and fault too.
@@ -39,6 +49,7 @@ pub fn config(durability: Durability) -> EmbeddedConfig {
                 bm25: None,
             },
         )
+        .named_vector(NAMED, 3, Distance::Euclid)
         .durability(durability)
         .checkpoint_wal_bytes(1500)
         .build()
@@ -57,9 +68,12 @@ pub fn contents(db: &EmbeddedVectorDB) -> Result<Contents> {
         let page = db.scroll(&req)?;
         for r in page.points {
             let vector = r.vector.expect("asked for vectors");
-            // None for a point without sparse vectors (written as Qdrant writes it).
-            let sparse = r.sparse_vectors.unwrap_or_default();
-            out.insert(r.id, (vector, r.payload.unwrap_or_default(), sparse));
+            // None for a point without them (written as Qdrant writes it).
+            let others = (
+                r.named_vectors.unwrap_or_default(),
+                r.sparse_vectors.unwrap_or_default(),
+            );
+            out.insert(r.id, (vector, r.payload.unwrap_or_default(), others));
         }
         match page.next_page_offset {
             Some(next) => req.offset = Some(next),
@@ -97,8 +111,7 @@ impl Call {
         match self {
             Call::Upsert(points) => {
                 for p in points {
-                    let sparse = p.sparse_vectors.clone();
-                    model.insert(p.id, (p.vector.clone(), p.payload.clone(), sparse));
+                    model.insert(p.id, entry(p));
                 }
             }
             Call::Delete(ids) => {
@@ -203,6 +216,11 @@ fn point(rng: &mut Rng, id: u64) -> Point {
     let point = Point::new(id, vector)
         .with_payload(payload)
         .expect("an object payload");
+    // A named vector for two points in three, independently of the sparse one.
+    let point = match rng.below(3) {
+        0 => point,
+        _ => point.with_named(NAMED, (0..3).map(|_| rng.unit() as f32 - 0.5).collect()),
+    };
     match rng.below(2) {
         0 => point,
         _ => {

@@ -15,7 +15,9 @@ points carry {"": [dense], name: {"indices", "values"}}), "deletes": [id, ...] a
 the upsert, and queries {"kind": "sparse", "using": name, "vector": {"indices", "values"},
 "offset": n, ...}; with "dimension" and "distance" as well, the dense vector too, and queries
 {"kind": "hybrid", "prefetch": [{"query": dense or sparse, "using", "limit", "filter"}, ...],
-"query": {"fusion": "rrf" | "dbsf"} or a dense vector, "filter", "limit", ...}
+"query": {"fusion": "rrf" | "dbsf"} or a dense vector, "filter", "limit", ...}; with "named":
+{name: {"size": n, "distance": ...}}, named dense vectors beside the dense one (points carry
+them by name, or not), searched by queries of kind "search" or "hybrid" with "using": name
 and the answer is, per collection, one entry per query: {"count": n}, {"ids": [...]},
 {"hits": [[id, score], ...]} or {"error": message} when Qdrant refuses the request.
 
@@ -206,7 +208,7 @@ def answer(shard, query):
             hits = shard.query(
                 q.QueryRequest(
                     limit=query["limit"],
-                    query=q.Query.Nearest(query["vector"]),
+                    query=q.Query.Nearest(query["vector"], using=query.get("using")),
                     filter=flt,
                     score_threshold=query.get("score_threshold"),
                     params=q.SearchParams(exact=True),
@@ -242,7 +244,7 @@ def answer(shard, query):
             hits = shard.query(
                 q.QueryRequest(
                     prefetches=prefetches,
-                    query=fused(query["query"]),
+                    query=fused(query["query"], query.get("using")),
                     limit=query["limit"],
                     filter=flt,
                     score_threshold=query.get("score_threshold"),
@@ -275,42 +277,43 @@ def exported(path):
     return lines
 
 
-def point(p, sparse, dense):
-    """A point of the case: its dense vector, or its vectors by name (the dense one under ""
-    only when the case has a dense vector)."""
-    if sparse is None:
-        return q.Point(point_id(p["id"]), p["vector"], p.get("payload") or {})
-    vectors = {
-        name: q.SparseVector(indices=v["indices"], values=v["values"])
-        for name, v in p["vector"].items()
-        if name != ""
-    }
-    if dense:
-        vectors[""] = p["vector"][""]
-    return q.Point(point_id(p["id"]), vectors, p.get("payload") or {})
+def point(p, dense):
+    """A point of the case: its dense vector, or its vectors by name (dense ones as lists,
+    sparse ones as indices and values; the one under "" only when the case has it)."""
+    v = p["vector"]
+    if isinstance(v, dict):
+        v = {
+            name: x if isinstance(x, list) else q.SparseVector(indices=x["indices"], values=x["values"])
+            for name, x in v.items()
+            if name != "" or dense
+        }
+    return q.Point(point_id(p["id"]), v, p.get("payload") or {})
 
 
 def nearest(v, using):
-    """A nearest query: a dense vector (a list) or a sparse one (indices and values)."""
+    """A nearest query: a dense vector (a list) or a sparse one (indices and values), of the
+    vector named `using` (None: the dense one named "")."""
     if isinstance(v, list):
-        return q.Query.Nearest(v)
+        return q.Query.Nearest(v, using=using)
     return q.Query.Nearest(q.SparseVector(indices=v["indices"], values=v["values"]), using=using)
 
 
-def fused(query):
-    """The query of a request with prefetches: a fusion, or a vector to re-score by."""
+def fused(query, using):
+    """The query of a request with prefetches: a fusion, or a vector (of the vector named
+    `using`) to re-score by."""
     if isinstance(query, dict) and "fusion" in query:
         return {"rrf": q.Fusion.Rrf(k=2), "dbsf": q.Fusion.Dbsf()}[query["fusion"]]
     if isinstance(query, dict) and "rrf" in query:
         rrf = query["rrf"]
         return q.Fusion.Rrf(k=rrf.get("k", 2), weights=rrf.get("weights"))
-    return nearest(query, None)
+    return nearest(query, using)
 
 
 def collection(case, scratch):
     path = tempfile.mkdtemp(dir=scratch)
     sparse = case.get("sparse")  # {name: "idf" | "none"}: sparse vectors only, no dense one
-    if sparse is None:
+    named = case.get("named", {})  # {name: {"size", "distance"}}: beside the dense one
+    if sparse is None and not named:
         config = q.EdgeConfig(
             vectors=q.EdgeVectorParams(
                 size=case["dimension"], distance=getattr(q.Distance, case["distance"])
@@ -324,11 +327,13 @@ def collection(case, scratch):
             dense[""] = q.EdgeVectorParams(
                 size=case["dimension"], distance=getattr(q.Distance, case["distance"])
             )
+        for name, v in named.items():
+            dense[name] = q.EdgeVectorParams(size=v["size"], distance=getattr(q.Distance, v["distance"]))
         config = q.EdgeConfig(
             vectors=dense,
             sparse_vectors={
                 name: q.EdgeSparseVectorParams(modifier=modifiers[m])
-                for name, m in sparse.items()
+                for name, m in (sparse or {}).items()
             },
             # Qdrant's IDF counts deleted points until its optimizer vacuums them (ours counts
             # live points only): vacuum after any delete, and compare with that.
@@ -342,7 +347,7 @@ def collection(case, scratch):
             params = q.TextIndexParams(phrase_matching=True)
             shard.update(q.UpdateOperation.create_field_index(key, params))
         points = [
-            point(p, sparse, "dimension" in case)
+            point(p, "dimension" in case)
             for p in exported(case.get("points_file")) or case["points"]
         ]
         for start in range(0, len(points), 500):

@@ -10,6 +10,7 @@ usage: grape <command> <dir> [arguments]
 
   create <dir> --dimension N [--distance cosine|dot|euclid|manhattan] [--no-index]
          [--sparse name[=idf|bm25],...]  sparse vectors beside the dense one; bm25 takes text
+         [--named name=size[:distance],...]  named dense vectors beside the unnamed one
   import <dir> <points.jsonl>          Qdrant points, one {\"id\", \"vector\", \"payload\"} a line
   import <dir> --npy <vectors.npy> [--payloads <payloads.jsonl>] [--first-id N]
   import <dir> --archive <db.grape>    a whole database exported by export --archive (or by JS
@@ -18,8 +19,9 @@ usage: grape <command> <dir> [arguments]
   export <dir> --archive <db.grape>    the whole database as one file, for GrapeDB.open({ import })
                                        in a browser or Node, or import --archive elsewhere
   query  <dir> <request>               Qdrant's query request: {\"query\": [...], \"filter\": ..., \"limit\": 10};
-                                       sparse ({\"indices\", \"values\"}) or text ({\"text\"}) with
-                                       \"using\", and \"prefetch\" with {\"fusion\": \"rrf\" | \"dbsf\"}
+                                       a named vector's, sparse ({\"indices\", \"values\"}) or
+                                       text ({\"text\"}) with \"using\", and \"prefetch\" with
+                                       {\"fusion\": \"rrf\" | \"dbsf\"}
   count  <dir> [<request>]             Qdrant's count request: {\"filter\": ...}
   scroll <dir> [<request>]             Qdrant's scroll request: {\"filter\": ..., \"limit\": 10, \"offset\": id}
   info   <dir>                         dimension, distance, files and their format versions, counts

@@ -38,23 +38,19 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
 type Done = Result<Option<ExitCode>, String>;
 
 fn create(args: &Args) -> Done {
-    args.only(&["--dimension", "--distance", "--no-index", "--sparse"])?;
+    args.only(&[
+        "--dimension",
+        "--distance",
+        "--no-index",
+        "--sparse",
+        "--named",
+    ])?;
     let dimension = args
         .option("--dimension")
         .ok_or("--dimension is required")?
         .parse()
         .map_err(|_| "--dimension must be a positive integer")?;
-    let distance = match args.option("--distance").unwrap_or("cosine") {
-        "cosine" => Distance::Cosine,
-        "dot" => Distance::Dot,
-        "euclid" => Distance::Euclid,
-        "manhattan" => Distance::Manhattan,
-        other => {
-            return Err(format!(
-                "unknown distance {other:?} (cosine, dot, euclid, manhattan)"
-            ))
-        }
-    };
+    let distance = distance_of(args.option("--distance").unwrap_or("cosine"))?;
     if args.dir.join("MANIFEST").exists() {
         return Err(format!("{} already holds a database", args.dir.display()));
     }
@@ -85,6 +81,17 @@ fn create(args: &Args) -> Done {
         };
         builder = builder.sparse_vector(name.trim(), config);
     }
+    for declared in args
+        .option("--named")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+    {
+        let bad = || format!("--named {declared}: expected name=size:distance (img=512:dot)");
+        let (name, rest) = declared.split_once('=').ok_or_else(bad)?;
+        let (size, distance) = rest.split_once(':').unwrap_or((rest, "cosine"));
+        let size = size.trim().parse().map_err(|_| bad())?;
+        builder = builder.named_vector(name.trim(), size, distance_of(distance.trim())?);
+    }
     let db = EmbeddedVectorDB::open(builder.build().map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     db.close().map_err(|e| e.to_string())?;
@@ -93,6 +100,19 @@ fn create(args: &Args) -> Done {
         args.dir.display()
     );
     Ok(None)
+}
+
+/// A distance by its name on the command line.
+fn distance_of(name: &str) -> Result<Distance, String> {
+    match name {
+        "cosine" => Ok(Distance::Cosine),
+        "dot" => Ok(Distance::Dot),
+        "euclid" => Ok(Distance::Euclid),
+        "manhattan" => Ok(Distance::Manhattan),
+        other => Err(format!(
+            "unknown distance {other:?} (cosine, dot, euclid, manhattan)"
+        )),
+    }
 }
 
 /// The database in `args.dir`, with the configuration its manifest states.
