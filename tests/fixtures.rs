@@ -29,6 +29,54 @@ struct Expected {
     /// Queries of a sparse vector (`using`: "text" unless named; from manifest v2 on also text
     /// queries of the BM25 vector "words") and their answers, ids and score bits (segment v6 on).
     sparse: Vec<SparseQuery>,
+    /// Searches of the named vector "img" (exact, and through its graph) and their answers, and
+    /// the points' "img" vectors as bits (segment v7 on).
+    named: Vec<NamedQuery>,
+    named_vectors: BTreeMap<PointId, Vec<u32>>,
+}
+
+/// A recorded search of a named vector: the query, whether exact, its answer.
+type NamedQuery = (Vec<f32>, bool, Vec<(PointId, u32)>);
+
+/// The answers match the recorded ones (tied points in id order), and so do the vectors.
+fn assert_named(db: &EmbeddedVectorDB, expected: &Expected, context: &str) {
+    for (query, exact, want) in &expected.named {
+        let mut request = SearchRequest::new(query.clone(), 50).using("img");
+        request.params.exact = *exact;
+        let hits = db.search(&request).unwrap().result;
+        let got = hits.iter().map(|h| (h.id, h.score.to_bits())).collect();
+        assert_eq!(
+            ties_by_id(got),
+            ties_by_id(want.clone()),
+            "{context}: {query:?}"
+        );
+    }
+    let request = ScrollRequest {
+        limit: 1000,
+        with_vector: true,
+        ..ScrollRequest::default()
+    };
+    let got: BTreeMap<PointId, Vec<u32>> = db
+        .scroll(&request)
+        .unwrap()
+        .points
+        .into_iter()
+        .filter_map(|r| {
+            let v = r.named_vectors?.remove("img")?;
+            Some((r.id, v.iter().map(|f| f.to_bits()).collect()))
+        })
+        .collect();
+    assert_eq!(got, expected.named_vectors, "{context}: the img vectors");
+}
+
+/// Hits with tied points in id order (ties come in slot order, which a checkpoint renumbers).
+fn ties_by_id(mut hits: Vec<(PointId, u32)>) -> Vec<(PointId, u32)> {
+    hits.sort_by(|a, b| {
+        f32::from_bits(b.1)
+            .total_cmp(&f32::from_bits(a.1))
+            .then(a.0.cmp(&b.0))
+    });
+    hits
 }
 
 /// A recorded sparse query: the vector searched, the query, its answer.
@@ -51,14 +99,6 @@ fn sparse_answers(db: &EmbeddedVectorDB, queries: &[SparseQuery]) -> Vec<Vec<(Po
 
 /// The answers match, but for the order of tied points (by slot: a checkpoint renumbers them).
 fn assert_sparse(db: &EmbeddedVectorDB, expected: &Expected, context: &str) {
-    let ties_by_id = |mut hits: Vec<(PointId, u32)>| {
-        hits.sort_by(|a, b| {
-            f32::from_bits(b.1)
-                .total_cmp(&f32::from_bits(a.1))
-                .then(a.0.cmp(&b.0))
-        });
-        hits
-    };
     let want: Vec<_> = expected
         .sparse
         .iter()
@@ -172,11 +212,42 @@ fn read_expected(name: &str) -> Expected {
                 })
                 .collect()
         });
+    let hits_of = |hits: &Value| -> Vec<(PointId, u32)> {
+        let hits = hits.as_array().unwrap().iter().map(|h| {
+            let id: PointId = serde_json::from_value(h[0].clone()).unwrap();
+            (id, u32::try_from(h[1].as_u64().unwrap()).unwrap())
+        });
+        hits.collect()
+    };
+    let named = json["named"]["queries"]
+        .as_array()
+        .map_or_else(Vec::new, |queries| {
+            queries
+                .iter()
+                .map(|q| {
+                    let v: Vec<f32> = serde_json::from_value(q["query"].clone()).unwrap();
+                    (v, q["exact"].as_bool().unwrap(), hits_of(&q["hits"]))
+                })
+                .collect()
+        });
+    let named_vectors = json["named"]["vectors"]
+        .as_array()
+        .map_or_else(BTreeMap::new, |vectors| {
+            vectors
+                .iter()
+                .map(|pair| {
+                    let id: PointId = serde_json::from_value(pair[0].clone()).unwrap();
+                    (id, serde_json::from_value(pair[1].clone()).unwrap())
+                })
+                .collect()
+        });
     Expected {
         points,
         segment_points: count("segment_points"),
         wal_records_replayed: count("wal_records_replayed"),
         sparse,
+        named,
+        named_vectors,
     }
 }
 
@@ -297,7 +368,11 @@ fn check_directory_bytes(name: &str, segment_version: u32, log_version: u32) {
     };
     assert_eq!(files.len(), 4, "{name}: {files:?}");
     // Fixture names say the manifest's version from version 2 on.
-    let manifest = if name.contains("manifest-v2") { 2 } else { 1 };
+    let manifest = match name {
+        _ if name.contains("manifest-v3") => 3,
+        _ if name.contains("manifest-v2") => 2,
+        _ => 1,
+    };
     assert_eq!(
         version(&named("MANIFEST"), b"GRAPEMAN", "MANIFEST"),
         manifest
@@ -309,8 +384,13 @@ fn check_directory_bytes(name: &str, segment_version: u32, log_version: u32) {
     }
     let log = named("wal-");
     assert_eq!(version(&log, b"GRAPEWAL", "log"), log_version);
-    // From segment v6 on, the fixture's upsert carries sparse vectors: a record of kind 4.
-    let upsert = if segment_version >= 6 { 4 } else { 1 };
+    // From segment v6 on, the fixture's upsert carries sparse vectors: a record of kind 4; from
+    // segment v7 on named vectors too: kind 5.
+    let upsert = match segment_version {
+        7.. => 5,
+        6 => 4,
+        _ => 1,
+    };
     assert_eq!(
         log_record_kinds(&log, log_version),
         [upsert, 2, 3],
@@ -341,6 +421,7 @@ fn check_lifecycle(name: &str, open: impl Fn() -> EmbeddedVectorDB) {
     assert_contents(&db, &expected.points, &format!("{name}, first open"));
     assert_filters(&db, &expected.points, &format!("{name}, first open"));
     assert_sparse(&db, &expected, &format!("{name}, first open"));
+    assert_named(&db, &expected, &format!("{name}, first open"));
 
     let added = new_point();
     db.upsert(vec![added.clone()]).unwrap();
@@ -362,6 +443,11 @@ fn check_lifecycle(name: &str, open: impl Fn() -> EmbeddedVectorDB) {
         &expected,
         &format!("{name}, after a write and a reopen"),
     );
+    assert_named(
+        &db,
+        &expected,
+        &format!("{name}, after a write and a reopen"),
+    );
     db.checkpoint().unwrap();
     drop(db);
 
@@ -372,6 +458,7 @@ fn check_lifecycle(name: &str, open: impl Fn() -> EmbeddedVectorDB) {
     assert_contents(&db, &points, &format!("{name}, after a checkpoint"));
     assert_filters(&db, &points, &format!("{name}, after a checkpoint"));
     assert_sparse(&db, &expected, &format!("{name}, after a checkpoint"));
+    assert_named(&db, &expected, &format!("{name}, after a checkpoint"));
 }
 
 fn check_directory_fixture(name: &str, segment_version: u32, log_version: u32) {
@@ -536,6 +623,7 @@ fn graph_search_on_old_segments_matches_exact_search() {
         "segment-v4-log-v2",
         "segment-v5-log-v2",
         "segment-v6-log-v2",
+        "manifest-v3-segment-v7",
     ] {
         check_graph_search(name, Quantization::None);
     }
@@ -544,15 +632,18 @@ fn graph_search_on_old_segments_matches_exact_search() {
         "segment-v4-log-v2",
         "segment-v5-log-v2",
         "segment-v6-log-v2",
+        "manifest-v3-segment-v7",
     ] {
         check_graph_search(name, Quantization::Sq8);
     }
 }
 
-/// A configuration that declares no sparse vector: a manifest v2 declares them itself.
+/// A configuration that declares no sparse or named vector: a manifest v2 or v3 declares them
+/// itself.
 fn undeclared(dir: Option<&Path>) -> EmbeddedConfig {
     EmbeddedConfig {
         sparse_vectors: BTreeMap::new(),
+        named_vectors: BTreeMap::new(),
         ..config(dir)
     }
 }
@@ -599,6 +690,57 @@ fn archive_v1_with_manifest_v2_imports_and_keeps_working() {
         ),
         2
     );
+    check_lifecycle(name, || {
+        EmbeddedVectorDB::open_with_storage(undeclared(None), Arc::new(storage.clone())).unwrap()
+    });
+}
+
+/// Manifest v3 (the named vector "img", 3 floats by Dot, beside the sparse declarations of v2)
+/// and segment v7 (its rows, presence, graph and codes), with a log record of kind 5, written
+/// by the commit that introduced them, opened by a configuration that declares nothing: the
+/// searches of "img", exact and through its stored graph, answer as they did there, and every
+/// point keeps its vector or its lack of one; a configuration that declares "img" otherwise is
+/// refused.
+#[test]
+fn manifest_v3_with_segment_v7_declares_its_named_vectors() {
+    let name = "manifest-v3-segment-v7";
+    check_directory_bytes(name, 7, 2);
+    let expected = read_expected(name);
+    assert!(expected.named.len() >= 6 && !expected.named_vectors.is_empty());
+    assert!(
+        expected.named_vectors.len() < expected.points.len(),
+        "some lack it"
+    );
+    let dir = copy_fixture(name);
+    check_lifecycle(name, || {
+        EmbeddedVectorDB::open(undeclared(Some(&dir))).unwrap()
+    });
+    let otherwise = EmbeddedConfig {
+        named_vectors: [(
+            "img".to_owned(),
+            grape_vector_db::DenseVectorConfig {
+                size: 3,
+                distance: Distance::Cosine,
+            },
+        )]
+        .into(),
+        ..undeclared(Some(&dir))
+    };
+    let refused = EmbeddedVectorDB::open(otherwise);
+    assert!(matches!(refused, Err(grape_vector_db::Error::InvalidConfig(m)) if m.contains("img")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Archive format v1 holding a manifest v3 and a segment v7, exported by the commit that
+/// introduced them.
+#[test]
+fn archive_v1_with_manifest_v3_imports_and_keeps_working() {
+    let name = "archive-v1-manifest-v3";
+    let bytes = std::fs::read(fixture_dir(name).join("archive.grapepak")).unwrap();
+    let storage = MemoryStorage::new();
+    EmbeddedVectorDB::import_archive(&bytes, &storage).unwrap();
+    let manifest = storage.read_all("MANIFEST").unwrap();
+    assert_eq!(version(&manifest, b"GRAPEMAN", "MANIFEST"), 3);
     check_lifecycle(name, || {
         EmbeddedVectorDB::open_with_storage(undeclared(None), Arc::new(storage.clone())).unwrap()
     });
