@@ -26,7 +26,8 @@ pub const MAX_DIMENSION: usize = 65_536;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmbeddedConfig {
-    /// Length of every vector.
+    /// Length of the unnamed vector; 0 for a database of named vectors only (Qdrant's
+    /// collections of named vectors: see [`EmbeddedConfig::named_vectors`]).
     pub dimension: usize,
     /// How vectors are compared.
     pub distance: Distance,
@@ -108,11 +109,17 @@ pub struct EmbeddedConfig {
 }
 
 impl EmbeddedConfig {
-    /// Starts a configuration for vectors of `dimension` floats, with Cosine distance.
+    /// Starts a configuration for vectors of `dimension` floats, with Cosine distance; 0 for a
+    /// database of named vectors only (then declare them with
+    /// [`EmbeddedConfigBuilder::named_vector`]).
     ///
     /// ```
-    /// let c = grape_vector_db::EmbeddedConfig::builder(3).build().unwrap();
-    /// assert_eq!(c.distance, grape_vector_db::Distance::Cosine);
+    /// use grape_vector_db::{Distance, EmbeddedConfig};
+    /// let c = EmbeddedConfig::builder(3).build().unwrap();
+    /// assert_eq!(c.distance, Distance::Cosine);
+    /// let named_only = EmbeddedConfig::builder(0).named_vector("image", 512, Distance::Dot).build();
+    /// assert!(named_only.is_ok());
+    /// assert!(EmbeddedConfig::builder(0).build().is_err(), "no vector at all");
     /// ```
     pub fn builder(dimension: usize) -> EmbeddedConfigBuilder {
         EmbeddedConfigBuilder {
@@ -150,12 +157,14 @@ impl EmbeddedConfig {
     /// ```
     /// let mut c = grape_vector_db::EmbeddedConfig::builder(3).build().unwrap();
     /// c.dimension = 0;
-    /// assert!(c.validate().is_err());
+    /// assert!(c.validate().is_err(), "no vector at all");
     /// ```
     pub fn validate(&self) -> Result<()> {
-        if self.dimension == 0 || self.dimension > MAX_DIMENSION {
+        let named_only = self.dimension == 0 && !self.named_vectors.is_empty();
+        if !named_only && (self.dimension == 0 || self.dimension > MAX_DIMENSION) {
             return Err(Error::InvalidConfig(format!(
-                "dimension is {} but must be between 1 and {MAX_DIMENSION}",
+                "dimension is {} but must be between 1 and {MAX_DIMENSION} (or 0 for a \
+                 database of named vectors only)",
                 self.dimension
             )));
         }

@@ -334,14 +334,13 @@ impl Serialize for Point {
         let alone = self.named_vectors.is_empty()
             && self.sparse_vectors.is_empty()
             && self.documents.is_empty();
-        let vector = match alone {
-            true => VectorShape::Dense((&self.vector[..]).into()),
-            false => {
-                let mut named = VectorShape::named(
-                    Some(&self.vector),
-                    &self.named_vectors,
-                    &self.sparse_vectors,
-                );
+        // Without an unnamed vector (a database of named vectors only), none under "".
+        let unnamed = (!self.vector.is_empty()).then_some(&self.vector[..]);
+        let vector = match (alone, unnamed) {
+            (true, Some(v)) => VectorShape::Dense(v.into()),
+            _ => {
+                let mut named =
+                    VectorShape::named(unnamed, &self.named_vectors, &self.sparse_vectors);
                 if let VectorShape::Named(map) = &mut named {
                     for (name, text) in &self.documents {
                         map.insert(name.clone(), NamedVector::Document { text });
@@ -430,8 +429,8 @@ pub(crate) fn vectors_of(value: &serde_json::Value) -> Result<Vectors> {
             vectors.sparse.insert(name.clone(), v);
         }
     }
-    vectors.dense = found
-        .ok_or_else(|| malformed("vectors by name need the dense vector under \"\"".to_owned()))?;
+    // Without "": a database of named vectors only (others refuse the empty vector).
+    vectors.dense = found.unwrap_or_default();
     Ok(vectors)
 }
 

@@ -423,6 +423,22 @@ fn named_vectors_from_the_shell() {
         .collect();
     assert_eq!(back[0]["vector"], lines[0]["vector"]);
     assert_eq!(back[2]["vector"], lines[2]["vector"]);
+    // Named vectors only: every command opens it as its manifest states.
+    let only = root.join("only");
+    ok(&[
+        "create",
+        s(&only),
+        "--dimension",
+        "0",
+        "--named",
+        "img=3:dot",
+    ]);
+    std::fs::write(&file, r#"{"id": 7, "vector": {"img": [1, 2, 3]}}"#).unwrap();
+    ok(&["import", s(&only), s(&file)]);
+    let found = json_of(&["query", s(&only), r#"{"query": [1, 0, 0], "using": "img"}"#]);
+    assert_eq!(found["result"]["points"], json!([{"id": 7, "score": 1.0}]));
+    ok(&["verify", s(&only)]);
+    assert_eq!(json_of(&["info", s(&only)])["dimension"], 0);
     let out = grape(&[
         "create",
         s(&root.join("bad")),

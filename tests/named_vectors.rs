@@ -5,8 +5,8 @@
 
 use grape_testkit::Rng;
 use grape_vector_db::{
-    Distance, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, Point, PointId, QueryRequest,
-    Record, SearchParams, SearchRequest,
+    CheckStatus, Distance, EmbeddedConfig, EmbeddedVectorDB, Error, Filter, Point, PointId,
+    QueryRequest, Record, SearchParams, SearchRequest,
 };
 use serde_json::json;
 
@@ -269,4 +269,86 @@ fn misuse_of_named_vectors_is_a_typed_error() {
     let unknown: QueryRequest =
         serde_json::from_value(json!({"query": [1.0, 0.0], "with_vector": ["audio"]})).unwrap();
     assert!(matches!(db.query(&unknown), Err(Error::InvalidArgument(m)) if m.contains("audio")));
+}
+
+/// A database of named vectors only (Qdrant's collections declared with named vectors alone):
+/// dimension 0, points carry their vectors by name without `""` (or none at all), searches
+/// name the vector, and the rest works as with an unnamed vector: the log, a checkpoint, the
+/// health check's self-search and the warm-up.
+#[test]
+fn a_database_of_named_vectors_only() {
+    let root = std::env::temp_dir().join(format!("grape-named-only-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let config = || {
+        EmbeddedConfig::builder(0)
+            .named_vector("img", 3, Distance::Euclid)
+            .named_vector("txt", 2, Distance::Dot)
+            .data_dir(&root)
+            .enable_warmup(true)
+            .build()
+            .unwrap()
+    };
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    let points: Vec<Point> = [
+        json!({"id": 1, "vector": {"img": [0.0, 0.0, 1.0], "txt": [1.0, 0.0]}}),
+        json!({"id": 2, "vector": {"img": [3.0, 0.0, 0.0]}, "payload": {"k": 1}}),
+        json!({"id": 3, "vector": {}}),
+    ]
+    .iter()
+    .map(|p| Point::from_json(p).unwrap())
+    .collect();
+    db.upsert(points).unwrap();
+    let near = SearchRequest::new(vec![3.0, 0.0, 1.0], 5)
+        .using("img")
+        .with_vector(true);
+    let ids = |db: &EmbeddedVectorDB| -> Vec<PointId> {
+        db.search(&near)
+            .unwrap()
+            .result
+            .iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    assert_eq!(ids(&db), [PointId::Num(2), PointId::Num(1)]);
+    let unnamed = db.search(&SearchRequest::new(vec![1.0, 0.0], 5));
+    assert!(matches!(unnamed, Err(Error::InvalidArgument(m)) if m.contains("using")));
+    let with_unnamed =
+        Point::from_json(&json!({"id": 4, "vector": {"": [1.0], "img": [1.0, 1.0, 1.0]}}));
+    assert!(matches!(
+        db.upsert(vec![with_unnamed.unwrap()]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        serde_json::to_value(db.get([1u64, 3]).unwrap()).unwrap(),
+        json!([
+            {"id": 1, "payload": {}, "vector": {"img": [0.0, 0.0, 1.0], "txt": [1.0, 0.0]}},
+            {"id": 3, "payload": {}, "vector": {}},
+        ])
+    );
+    assert_engine_healthy(&db);
+    drop(db);
+    // The log, then a segment: warmed up at each open.
+    for checkpoint in [false, true] {
+        let db = EmbeddedVectorDB::open(config()).unwrap();
+        assert_eq!(ids(&db), [PointId::Num(2), PointId::Num(1)]);
+        assert_eq!(db.count(None).unwrap(), 3);
+        if checkpoint {
+            db.checkpoint().unwrap();
+        }
+    }
+    let db = EmbeddedVectorDB::open(config()).unwrap();
+    assert_eq!(ids(&db), [PointId::Num(2), PointId::Num(1)]);
+    assert_engine_healthy(&db);
+    drop(db);
+    // Without its named vectors declared there is nothing to open it as.
+    let none = EmbeddedConfig::builder(0).data_dir(&root).build();
+    assert!(matches!(none, Err(Error::InvalidConfig(_))));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The health check's engine part (a point found by its own vector) is healthy.
+fn assert_engine_healthy(db: &EmbeddedVectorDB) {
+    let health = db.health();
+    let engine = health.checks.iter().find(|c| c.name == "engine").unwrap();
+    assert_eq!(engine.status, CheckStatus::Healthy, "{}", engine.message);
 }

@@ -1088,15 +1088,23 @@ fn named_vectors_agree_with_qdrant() {
     let Some(python) = python_or_skip() else {
         return;
     };
-    let mut rng = Rng::new(20_24);
-    // Named dense vectors beside the unnamed one, each with its own size and distance; points
-    // carry them or not.
+    // Beside the unnamed vector, and in a collection of named vectors only.
+    named_vectors_case(&python, 20_24, true);
+    named_vectors_case(&python, 20_25, false);
+}
+
+fn named_vectors_case(python: &Path, seed: u64, unnamed: bool) {
+    let mut rng = Rng::new(seed);
+    // Named dense vectors, each with its own size and distance; points carry them or not.
     let named = [("img", 6, Distance::Euclid), ("txt", 3, Distance::Cosine)];
     let ids: Vec<Value> = (0..POINTS).map(|i| json!(i * 5 + 2)).collect();
     let points: Vec<Value> = ids
         .iter()
         .map(|id| {
-            let mut vectors = json!({"": continuous(&mut rng)});
+            let mut vectors = match unnamed {
+                true => json!({"": continuous(&mut rng)}),
+                false => json!({}),
+            };
             for (name, size, _) in named {
                 if rng.chance(0.7) {
                     vectors[name] = json!(continuous_of(&mut rng, size));
@@ -1109,15 +1117,17 @@ fn named_vectors_agree_with_qdrant() {
         let mut kinds = Vec::new();
         let mut f = conformance::filter(rng, &ids, 0, &mut kinds);
         if kinds.iter().all(|k| AGREED.contains(k)) {
-            // `has_vector` of a named vector where the generator names another.
-            name_the_vector(&mut f, named[rng.below(2)].0);
-            return f;
+            // `has_vector` of a named vector where the generator names another; not `""`
+            // where there is no unnamed vector.
+            if !name_the_vector(&mut f, named[rng.below(2)].0) || unnamed {
+                return f;
+            }
         }
     };
     let nearest = |rng: &mut Rng| {
-        let (using, size) = match rng.below(3) {
-            0 => ("", DIM),
-            i => (named[i - 1].0, named[i - 1].1),
+        let (using, size) = match rng.below(2 + usize::from(unnamed)) {
+            2 => ("", DIM),
+            i => (named[i].0, named[i].1),
         };
         (using, continuous_of(rng, size))
     };
@@ -1158,12 +1168,16 @@ fn named_vectors_agree_with_qdrant() {
             )
         })
         .collect();
-    let case = json!([{
-        "named": named_json, "dimension": DIM, "distance": "Dot", "text_keys": ["desc"],
-        "points": points, "queries": queries,
-    }]);
-    let theirs: Vec<Vec<Value>> = ask(&python, "oracle.py", &case);
-    let mut config = EmbeddedConfig::builder(DIM).distance(Distance::Dot);
+    let mut case = json!({
+        "named": named_json, "text_keys": ["desc"], "points": points, "queries": queries,
+    });
+    if unnamed {
+        case["dimension"] = json!(DIM);
+        case["distance"] = json!("Dot");
+    }
+    let theirs: Vec<Vec<Value>> = ask(python, "oracle.py", &json!([case]));
+    let dimension = if unnamed { DIM } else { 0 };
+    let mut config = EmbeddedConfig::builder(dimension).distance(Distance::Dot);
     for (name, size, d) in named {
         config = config.named_vector(name, size, d);
     }
@@ -1198,7 +1212,7 @@ fn named_vectors_agree_with_qdrant() {
     assert!(answered >= 200, "only {answered} queries found points");
     assert!(
         disagreements.is_empty(),
-        "{} of {} named vector queries disagree with Qdrant, e.g.\n{}",
+        "{} of {} named vector queries disagree with Qdrant (unnamed vector: {unnamed}), e.g.\n{}",
         disagreements.len(),
         queries.len(),
         disagreements[..disagreements.len().min(3)].join("\n")

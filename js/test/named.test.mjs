@@ -109,3 +109,13 @@ test("misused named vectors are errors with codes, and nothing is written", asyn
   await assert.rejects(GrapeDB.open({ ...options, namedVectors: { img: { size: 5 } } }), (e) => e.code === "InvalidConfig");
   await db.close();
 });
+
+test("a database of named vectors only: points by name without \"\", searches that name one", async () => {
+  const db = await GrapeDB.open({ dimension: 0, storage: "memory", namedVectors: { img: { size: 2, distance: "Dot" } } });
+  db.upsert([{ id: 1, vector: { img: [1, 0] } }, { id: 2, vector: { img: Float32Array.of(0, 1) } }, { id: 3, vector: {} }]);
+  assert.deepEqual(db.search([0, 2], { using: "img" }).map((h) => [h.id, h.score]), [[2, 2], [1, 0]]);
+  assert.throws(() => db.search([0, 2]), (e) => e.code === "InvalidArgument" && /using/.test(e.message));
+  assert.deepEqual(db.get([2, 3]).map((r) => r.vector), [{ img: [0, 1] }, {}]);
+  await db.close();
+  await assert.rejects(GrapeDB.open({ dimension: 0, storage: "memory" }), (e) => e.code === "InvalidConfig");
+});

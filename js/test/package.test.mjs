@@ -49,7 +49,7 @@ test("the tarball holds the package's files and every path package.json names, w
   // vectors and BM25: 427.1; the Query API in JS, which links the query engine: 458.2; the
   // manifest's sparse declarations: 461.3; has_vector of a sparse vector: 463.4; RRF's k and
   // weights: 465.7; with_payload's field selection: 467.7; with_vector's names: 469.7).
-  const ceilingKiB = 491;
+  const ceilingKiB = 492;
   const packedKiB = packed.size / 1024;
   console.log(`npm tarball: ${packedKiB.toFixed(1)} KiB gzipped (ceiling ${ceilingKiB}, budget 250)`);
   assert.ok(packedKiB <= ceilingKiB, `the tarball grew to ${packedKiB.toFixed(1)} KiB, past its ceiling of ${ceilingKiB}`);

@@ -229,7 +229,8 @@ impl DenseSpace {
     }
 
     fn normalise(&mut self, slot: usize, has: bool) {
-        if has && self.distance == Distance::Cosine {
+        // A space without a dimension (no unnamed vector) has nothing to normalise.
+        if has && self.distance == Distance::Cosine && self.dimension > 0 {
             let normalised = distance::normalize(self.vectors.get_mut(slot));
             debug_assert!(normalised, "check_vector refuses unnormalisable vectors");
         }

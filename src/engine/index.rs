@@ -25,24 +25,29 @@ impl Engine {
         self.build_payload_indexes();
         const PAGE: usize = 4096;
         let slots = self.ids.slots();
-        let rows_per_page = (PAGE / (self.dense.vectors.stride() * 4)).max(1);
         let mut sum = 0u64;
-        // Vectors kept on disk are to stay there: the search walks the codes.
-        let warmed = match self.dense.vectors.reads_base() {
-            true => 0,
-            false => slots,
-        };
-        for slot in (0..warmed).step_by(rows_per_page) {
-            sum = sum.wrapping_add(u64::from(self.dense.vectors.get(slot)[0].to_bits()));
-        }
-        if let Some(graph) = &self.dense.graph {
-            for &word in graph.links0().iter().step_by(PAGE / 4) {
-                sum = sum.wrapping_add(u64::from(word));
+        for space in self.spaces().filter(|s| s.dimension > 0) {
+            let rows_per_page = (PAGE / (space.vectors.stride() * 4)).max(1);
+            // Vectors kept on disk are to stay there: the search walks the codes.
+            let warmed = match space.vectors.reads_base() {
+                true => 0,
+                false => slots,
+            };
+            for slot in (0..warmed).step_by(rows_per_page) {
+                sum = sum.wrapping_add(u64::from(space.vectors.get(slot)[0].to_bits()));
+            }
+            if let Some(graph) = &space.graph {
+                for &word in graph.links0().iter().step_by(PAGE / 4) {
+                    sum = sum.wrapping_add(u64::from(word));
+                }
             }
         }
         for k in 0..8 {
-            if let Some((_, vector)) = self.sample_live(k * 7919) {
-                let request = SearchRequest::new(vector, 10);
+            if let Some(sample) = self.sample_live(k * 7919) {
+                let request = SearchRequest {
+                    using: sample.using,
+                    ..SearchRequest::new(sample.vector, 10)
+                };
                 if let Ok(found) = self.search_batch(std::slice::from_ref(&request)) {
                     sum = sum.wrapping_add(found[0].result.len() as u64);
                 }

@@ -57,6 +57,7 @@ use hnsw::InsertPlan;
 use ids::IdMap;
 use payload_index::PayloadIndexes;
 use payloads::PayloadStore;
+pub(crate) use read::Sample;
 use sparse::SparseIndexes;
 pub use write::UpsertSummary;
 
@@ -92,10 +93,11 @@ pub(crate) struct Engine {
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
+            // A database of named vectors only has no unnamed one: dimension 0, no graph.
             dense: DenseSpace::new(
                 config.dimension,
                 config.distance,
-                config.hnsw,
+                config.hnsw.filter(|_| config.dimension > 0),
                 config.quantization,
                 false,
             ),
@@ -140,6 +142,13 @@ impl Engine {
     /// The dense vector `using` names: the unnamed one for `None` or `""`.
     fn space_named(&self, using: Option<&str>) -> Result<&DenseSpace> {
         match using.filter(|n| !n.is_empty()) {
+            None if self.dense.dimension == 0 => {
+                let names: Vec<&str> = self.named.iter().map(|(n, _)| n.as_str()).collect();
+                Err(Error::InvalidArgument(format!(
+                    "the database has named vectors only ({names:?}): name the one to search \
+                     in using"
+                )))
+            }
             None => Ok(&self.dense),
             Some(name) => self
                 .named

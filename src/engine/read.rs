@@ -17,7 +17,8 @@ impl Engine {
                 .id_at(slot)
                 .expect("records are made for live slots only"),
             payload: with_payload.then(|| self.payloads.get(slot).clone()),
-            vector: with_vector.then(|| self.dense.vectors.get(slot).to_vec()),
+            vector: (with_vector && self.dense.dimension > 0)
+                .then(|| self.dense.vectors.get(slot).to_vec()),
             // The named dense vectors the point has; none when it has none.
             named_vectors: with_vector
                 .then(|| {
@@ -28,7 +29,8 @@ impl Engine {
                     }
                     vectors
                 })
-                .filter(|vectors| !vectors.is_empty()),
+                // `{}` for a point without vectors in a database of named ones only.
+                .filter(|vectors| !vectors.is_empty() || self.dense.dimension == 0),
             // The sparse vectors the point has; none (as Qdrant writes such a point: its dense
             // vector alone) when it has none.
             sparse_vectors: with_vector
@@ -134,17 +136,39 @@ impl Engine {
         })
     }
 
-    /// The `k`-th live point (counting from the `k % slots`-th slot onwards), with its vector:
-    /// the health check searches for it.
-    pub fn sample_live(&self, k: usize) -> Option<(PointId, Vec<f32>)> {
+    /// The `k`-th live point (counting from the `k % slots`-th slot onwards) that has the
+    /// searched vector, with that vector: the health check and warm-up search for it. The
+    /// vector is the unnamed one, or in a database without one the first named vector.
+    pub fn sample_live(&self, k: usize) -> Option<Sample> {
         let slots = self.ids.slots();
         if self.ids.len() == 0 || slots == 0 {
             return None;
         }
+        let (using, space) = match self.dense.dimension {
+            0 => self.named.first().map(|(n, s)| (Some(n.clone()), s))?,
+            _ => (None, &self.dense),
+        };
         let failures = self.read_failures();
-        let sample = (0..slots)
+        let found = (0..slots)
             .map(|i| (k + i) % slots)
-            .find_map(|s| Some((self.ids.id_at(s)?, self.dense.vectors.get(s).to_vec())));
-        sample.filter(|_| self.failed_since(failures).is_ok())
+            .find_map(|s| Some((self.ids.id_at(s).filter(|_| space.has(s))?, s)));
+        let (id, slot) = found?;
+        let sample = Sample {
+            id,
+            vector: space.vectors.get(slot).to_vec(),
+            using,
+            distance: space.distance,
+        };
+        self.failed_since(failures).ok().map(|_| sample)
     }
+}
+
+/// A point to search for by its own vector (see [`Engine::sample_live`]).
+pub(crate) struct Sample {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    /// The vector's name (`None`: the unnamed one).
+    pub using: Option<String>,
+    /// How that vector is compared.
+    pub distance: crate::point::Distance,
 }

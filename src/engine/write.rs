@@ -35,9 +35,18 @@ pub(super) fn undeclared_sparse(name: &str) -> Error {
 }
 
 impl Engine {
-    /// Checks a vector against the database's dimension and distance.
+    /// Checks a vector against the database's dimension and distance. A database of named
+    /// vectors only takes none.
     pub(super) fn check_vector(&self, v: &[f32]) -> Result<()> {
-        self.dense.check_vector(v)
+        match (self.dense.dimension, v.len()) {
+            (0, 0) => Ok(()),
+            (0, _) => Err(Error::InvalidArgument(
+                "the database has named vectors only: give the point's vectors by name, \
+                 without \"\""
+                    .to_owned(),
+            )),
+            _ => self.dense.check_vector(v),
+        }
     }
 
     /// Checks a batch for [`Engine::apply_upsert`]: every vector, and the `max_points` limit.

@@ -2,7 +2,7 @@
 //! figures.
 
 use crate::clock::Instant;
-use crate::engine::Engine;
+use crate::engine::{Engine, Sample};
 use crate::filter::{Condition, Filter};
 use crate::point::PointId;
 use crate::search::{ScoredPoint, SearchParams, SearchRequest};
@@ -114,19 +114,20 @@ pub(super) fn self_search(engine: &Engine, k: usize) -> (CheckStatus, String) {
     if let Some(verdict) = unreadable_payloads(engine) {
         return verdict;
     }
-    let Some((id, vector)) = engine.sample_live(k) else {
+    let Some(sample) = engine.sample_live(k) else {
         return (
             CheckStatus::Healthy,
             "empty: nothing to search for".to_owned(),
         );
     };
-    let search = |exact: bool, filter: Option<Filter>| top_ten(engine, &vector, exact, filter);
+    let id = sample.id;
+    let search = |exact: bool, filter: Option<Filter>| top_ten(engine, &sample, exact, filter);
     let by_id = search(true, Some(Filter::must([Condition::has_id([id])])));
     let own_score = match own_score(by_id, id) {
         Ok(score) => score,
         Err(verdict) => return verdict,
     };
-    let higher_is_better = engine.config().distance.higher_is_better();
+    let higher_is_better = sample.distance.higher_is_better();
     let finds_itself = |found: &[ScoredPoint]| finds_itself(found, id, own_score, higher_is_better);
     match (search(false, None), search(true, None)) {
         (Ok(approx), _) if finds_itself(&approx) => (
@@ -161,11 +162,12 @@ fn unreadable_payloads(engine: &Engine) -> Option<(CheckStatus, String)> {
 /// The check's three searches differ only in exactness and filter, so they share one request.
 fn top_ten(
     engine: &Engine,
-    vector: &[f32],
+    sample: &Sample,
     exact: bool,
     filter: Option<Filter>,
 ) -> crate::error::Result<Vec<ScoredPoint>> {
-    let mut request = SearchRequest::new(vector.to_vec(), 10);
+    let mut request = SearchRequest::new(sample.vector.clone(), 10);
+    request.using = sample.using.clone();
     request.params = SearchParams {
         exact,
         ..SearchParams::default()

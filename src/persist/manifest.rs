@@ -153,13 +153,17 @@ impl Manifest {
             return Err(corrupt(32, "manifest checksum mismatch"));
         }
         let distance = distance.ok_or_else(|| corrupt(16, "unknown distance code"))?;
-        if has_segment > 1 || dimension == 0 {
+        if has_segment > 1 {
             return Err(corrupt(17, "invalid field"));
         }
-        let (sparse, named) = match version {
+        let (sparse, named): Declarations = match version {
             1 => Default::default(),
             _ => Self::read_declarations(&bytes, version)?,
         };
+        // Dimension 0: a database of named vectors only.
+        if dimension == 0 && named.is_empty() {
+            return Err(corrupt(12, "invalid field"));
+        }
         Ok(Some(Manifest {
             dimension,
             distance,

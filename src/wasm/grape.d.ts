@@ -5,6 +5,7 @@ export type StorageKind = "auto" | "opfs" | "indexeddb" | "memory" | "fs";
 export interface OpenOptions {
   /** Database name (one OPFS directory or IndexedDB database per name). Default "default". */
   name?: string;
+  /** The unnamed vector's length; 0 with `namedVectors` for a database of named vectors only (searches then name one with `using`). */
   dimension: number;
   distance?: "Cosine" | "Dot" | "Euclid" | "Manhattan";
   storage?: StorageKind;

@@ -11,6 +11,7 @@ usage: grape <command> <dir> [arguments]
   create <dir> --dimension N [--distance cosine|dot|euclid|manhattan] [--no-index]
          [--sparse name[=idf|bm25],...]  sparse vectors beside the dense one; bm25 takes text
          [--named name=size[:distance],...]  named dense vectors beside the unnamed one
+                                       (--dimension 0: named vectors only)
   import <dir> <points.jsonl>          Qdrant points, one {\"id\", \"vector\", \"payload\"} a line
   import <dir> --npy <vectors.npy> [--payloads <payloads.jsonl>] [--first-id N]
   import <dir> --archive <db.grape>    a whole database exported by export --archive (or by JS

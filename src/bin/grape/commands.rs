@@ -118,13 +118,22 @@ fn distance_of(name: &str) -> Result<Distance, String> {
 /// The database in `args.dir`, with the configuration its manifest states.
 fn open(args: &Args) -> Result<EmbeddedVectorDB, String> {
     let stored = stored(args)?;
-    let config = EmbeddedConfig::builder(stored.dimension)
-        .distance(stored.distance)
+    let config = as_stored(&stored)
         .data_dir(&args.dir)
         .hnsw(Some(HnswConfig::default()))
         .build()
         .map_err(|e| e.to_string())?;
     EmbeddedVectorDB::open(config).map_err(|e| e.to_string())
+}
+
+/// A configuration as the manifest states it: dimension, distance and named vectors (those a
+/// database of named vectors only cannot be declared without; the open adds the rest).
+fn as_stored(stored: &StoredDatabase) -> grape_vector_db::EmbeddedConfigBuilder {
+    let mut builder = EmbeddedConfig::builder(stored.dimension).distance(stored.distance);
+    for (name, v) in &stored.named_vectors {
+        builder = builder.named_vector(name.clone(), v.size, v.distance);
+    }
+    builder
 }
 
 fn stored(args: &Args) -> Result<StoredDatabase, String> {
@@ -388,10 +397,7 @@ fn verify(args: &Args) -> Done {
             .map_err(|e| e.to_string())?;
         f.write_at(0, &bytes).map_err(|e| e.to_string())?;
     }
-    let config = EmbeddedConfig::builder(stored.dimension)
-        .distance(stored.distance)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let config = as_stored(&stored).build().map_err(|e| e.to_string())?;
     let db = match EmbeddedVectorDB::open_with_storage(config, Arc::new(copy)) {
         Ok(db) => db,
         Err(e) => {
