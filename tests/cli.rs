@@ -438,6 +438,12 @@ fn named_vectors_from_the_shell() {
     let found = json_of(&["query", s(&only), r#"{"query": [1, 0, 0], "using": "img"}"#]);
     assert_eq!(found["result"]["points"], json!([{"id": 7, "score": 1.0}]));
     ok(&["verify", s(&only)]);
+    // Qdrant's older search request names the vector beside it.
+    let legacy = r#"{"vector": {"name": "img", "vector": [1, 0, 0]}, "limit": 1}"#;
+    assert_eq!(
+        json_of(&["query", s(&only), legacy])["result"],
+        found["result"]
+    );
     assert_eq!(json_of(&["info", s(&only)])["dimension"], 0);
     let out = grape(&[
         "create",

@@ -409,13 +409,18 @@ impl DenseSpace {
             .as_ref()
             .is_none_or(|c| c.wants_retraining(nodes));
         if stale && nodes > 0 {
-            self.codes = Codes::train(
-                self.quantization,
-                self.distance,
-                self.dimension,
-                nodes,
-                |s| vectors.get(s),
-            );
+            // Trained on the rows that hold a vector: the zero rows of points lacking a named
+            // vector would pull the coding (SQ8's range, binary's centres) toward zero.
+            let present: Option<Vec<usize>> = self
+                .present
+                .as_ref()
+                .map(|p| (0..nodes).filter(|&s| p.get(s)).collect());
+            let rows = present.as_ref().map_or(nodes, Vec::len);
+            let row = |i: usize| vectors.get(present.as_ref().map_or(i, |p| p[i]));
+            if rows > 0 {
+                self.codes =
+                    Codes::train(self.quantization, self.distance, self.dimension, rows, row);
+            }
         }
         if let Some(codes) = &mut self.codes {
             // Room for every slot, indexed or waiting: a bulk load's, in one allocation.
@@ -611,6 +616,28 @@ mod tests {
         assert_eq!(
             ids(&e, &SearchRequest::new(q.to_vec(), 5).using("img")),
             brute_force(&kept, &q, 5)
+        );
+    }
+
+    #[test]
+    fn codes_are_trained_on_the_rows_that_hold_a_vector() {
+        let mut e = engine(Quantization::Sq8);
+        // Components between 10 and 11 where present; a zero row for every other point.
+        let points = (0..400u64).map(|i| {
+            let p = Point::new(i, vec![1.0, 0.5]);
+            match i % 2 {
+                0 => p,
+                _ => p.with_named("img", vec![10.0 + (i % 7) as f32 / 7.0, 10.5, 11.0]),
+            }
+        });
+        e.upsert(points.collect()).unwrap();
+        let (_, img) = &e.named[0];
+        let section = img.codes.as_ref().expect("coded").section(&[]);
+        // The preamble: kind, stride, then SQ8's range starts at `low`.
+        let low = f32::from_le_bytes(section[8..12].try_into().unwrap());
+        assert!(
+            low >= 9.9,
+            "the range starts at {low}, pulled down by the zero rows"
         );
     }
 

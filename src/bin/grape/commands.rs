@@ -310,14 +310,26 @@ fn respond(result: Value, started: Instant) -> Done {
 
 /// Qdrant's query request (a dense, sparse or text `query` with `using`, or `prefetch` fused
 /// or re-scored: `EmbeddedVectorDB::query`); the older search request's `vector` stands for
-/// `query`.
+/// `query`, and its named form `{"name": ..., "vector": [...]}` for `using` and `query`.
 fn query(args: &Args) -> Done {
     args.only(&[])?;
     let mut map = request(args)?;
     let started = Instant::now();
-    if let Some(vector) = map.remove("vector") {
+    if let Some(mut vector) = map.remove("vector") {
         if map.contains_key("query") {
             return Err("give \"query\" or \"vector\", not both".to_owned());
+        }
+        let named = vector.as_object_mut().filter(|v| v.contains_key("name"));
+        if let Some(named) = named {
+            let shape = "a named vector is {\"name\": ..., \"vector\": [...]}";
+            if named.len() != 2 {
+                return Err(shape.to_owned());
+            }
+            let (Some(name), Some(dense)) = (named.remove("name"), named.remove("vector")) else {
+                return Err(shape.to_owned());
+            };
+            map.insert("using".to_owned(), name);
+            vector = dense;
         }
         map.insert("query".to_owned(), vector);
     }
