@@ -661,5 +661,13 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)));
         assert_eq!(e.len(), 0);
+        // In the log, a vector the configuration does not declare refuses the open rather
+        // than lose it.
+        let logged = Point::new(1, vec![1.0, 0.0]).with_named("audio", vec![1.0]);
+        let err = e.validate_logged_upsert(&[logged]).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(m) if m.contains("\"audio\"")),
+            "{err}"
+        );
     }
 }

@@ -17,15 +17,6 @@ use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::point::{Distance, PointId};
 
-/// The error for stored named vectors (in a segment or the log) whose name the configuration
-/// does not declare: opening without them would lose them.
-pub(super) fn undeclared_named(name: &str) -> Error {
-    Error::InvalidConfig(format!(
-        "the database holds dense vectors named {name:?}, which the configuration does not \
-         declare: declare it in EmbeddedConfig::named_vectors to open it"
-    ))
-}
-
 /// What a checkpoint holds, as the persistence layer read it: sections still in the (mapped)
 /// file, used in place by [`Engine::from_image`].
 pub(crate) struct Image {
@@ -160,7 +151,7 @@ impl Engine {
         engine.dense.load(rows, seg.dense);
         for stored in seg.named {
             let Some((_, space)) = engine.named.iter_mut().find(|(n, _)| *n == stored.name) else {
-                return Err(undeclared_named(&stored.name));
+                return Err(super::write::undeclared_named(&stored.name));
             };
             if (space.dimension, space.distance) != (stored.dim, stored.distance) {
                 return Err(Error::InvalidConfig(format!(

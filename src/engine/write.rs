@@ -34,6 +34,15 @@ pub(super) fn undeclared_sparse(name: &str) -> Error {
     ))
 }
 
+/// The error for stored named vectors (in a segment or the log) whose name the configuration
+/// does not declare: opening without them would lose them.
+pub(super) fn undeclared_named(name: &str) -> Error {
+    Error::InvalidConfig(format!(
+        "the database holds dense vectors named {name:?}, which the configuration does not \
+         declare: declare it in EmbeddedConfig::named_vectors to open it"
+    ))
+}
+
 impl Engine {
     /// Checks a vector against the database's dimension and distance. A database of named
     /// vectors only takes none.
@@ -65,6 +74,10 @@ impl Engine {
         let names = points.iter().flat_map(|p| p.sparse_vectors.keys());
         if let Some(name) = names.into_iter().find(|n| !self.sparse.contains(n)) {
             return Err(undeclared_sparse(name));
+        }
+        let mut named = points.iter().flat_map(|p| p.named_vectors.keys());
+        if let Some(name) = named.find(|n| !self.named.iter().any(|(m, _)| m == *n)) {
+            return Err(undeclared_named(name));
         }
         self.validate_upsert_within(points, MAX_SLOTS)
     }
